@@ -1,0 +1,86 @@
+"""Fixtures shared by the unit tests: the shop app on a temporary database, factories, a clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from webapp import create_app
+from webapp.config import TestConfig
+from webapp.extensions import db as _db
+
+FIXED_NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def now() -> datetime:
+    return FIXED_NOW
+
+
+@pytest.fixture
+def app(tmp_path):
+    app = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'shop.db'}"})
+    with app.app_context():
+        _db.create_all()
+        yield app
+        _db.session.remove()
+        _db.engine.dispose()
+
+
+@pytest.fixture
+def db(app):
+    return _db
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def create_customer(db):
+    from webapp.account.models import Customer
+
+    def make(email="mario@example.it", name="Mario Rossi", password="password123"):
+        customer = Customer(email=email, name=name, tax_code="RSSMRA85T10A562S")
+        customer.set_password(password)
+        db.session.add(customer)
+        db.session.commit()
+        return customer
+
+    return make
+
+
+@pytest.fixture
+def dummy_customer(create_customer):
+    return create_customer()
+
+
+@pytest.fixture
+def catalogue(db, now):
+    """The demo catalogue and discount codes, keyed by SKU / code."""
+    from webapp.demo import seed
+    from webapp.shop.models import DiscountCode, Product
+
+    seed(now)
+    db.session.commit()
+    products = {p.sku: p for p in db.session.scalars(_db.select(Product))}
+    codes = {c.code: c for c in db.session.scalars(_db.select(DiscountCode))}
+    return {"products": products, "codes": codes}
+
+
+class AuthActions:
+    def __init__(self, client):
+        self.client = client
+
+    def login(self, email="mario@example.it", password="password123"):
+        return self.client.post("/accedi", data={"email": email, "password": password})
+
+    def logout(self):
+        return self.client.post("/esci")
+
+
+@pytest.fixture
+def auth(client):
+    return AuthActions(client)

@@ -1,0 +1,169 @@
+"""The shop: `create_app` builds it; the mock bank has its own factory in webapp.bank."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from flask import Flask, flash, render_template, request
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from webapp.config import DEFAULT_SECRET_KEY, PROJECT_DIR, Config
+from webapp.extensions import babel, csrf, db, limiter, login_manager, mail, migrate
+from webapp.htmx import is_htmx, redirect_to
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
+)
+
+
+def create_app(config: type[Config] = Config, overrides: Mapping | None = None) -> Flask:
+    """Build the shop application from a Config class and optional overrides."""
+    app = Flask(
+        __name__,
+        template_folder=str(PROJECT_DIR / "templates"),
+        static_folder=str(PROJECT_DIR / "static"),
+        instance_path=str(PROJECT_DIR / "instance"),
+    )
+    app.config.from_object(config)
+    app.config.update(overrides or {})
+    _refuse_default_secrets(app)
+    (PROJECT_DIR / "instance").mkdir(exist_ok=True)
+
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    register_template_helpers(app)
+    app.after_request(_security_headers)
+    return app
+
+
+def _refuse_default_secrets(app: Flask) -> None:
+    if app.config["ENV_NAME"] == "production" and (
+        app.config["SECRET_KEY"] == DEFAULT_SECRET_KEY
+        or app.config["BANK_SHARED_SECRET"] == Config.BANK_SHARED_SECRET
+        and app.config["BANK_SHARED_SECRET"].startswith("dev-")
+    ):
+        raise RuntimeError("In production set SECRET_KEY and BANK_SHARED_SECRET to real secrets.")
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # WAL lets the scheduler and the web app write without "database is locked".
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+
+def register_extensions(app: Flask) -> None:
+    from webapp.payments.gateway import MockBankGateway
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_DIR / "migrations"), render_as_batch=True)
+    login_manager.init_app(app)
+    mail.init_app(app)
+    csrf.init_app(app)
+    babel.init_app(app)
+    limiter.init_app(app)
+    app.extensions.setdefault(
+        "gateway",
+        MockBankGateway(
+            api_url=app.config["BANK_API_URL"],
+            merchant_id=app.config["BANK_MERCHANT_ID"],
+            secret=app.config["BANK_SHARED_SECRET"],
+            timeout=app.config["BANK_TIMEOUT_SECONDS"],
+        ),
+    )
+    login_manager.login_view = "account.login"
+    login_manager.login_message = "Accedi per continuare."
+    login_manager.login_message_category = "info"
+
+    from webapp.account.models import Customer
+
+    @login_manager.user_loader
+    def load_user(user_id: str):
+        return db.session.get(Customer, int(user_id))
+
+    @login_manager.unauthorized_handler
+    def unauthorized():
+        # For htmx a redirect would land the login page inside a fragment.
+        from flask import url_for
+
+        flash(login_manager.login_message, "info")
+        return redirect_to(url_for("account.login", next=request.full_path if not is_htmx()
+                                   else request.headers.get("HX-Current-URL", "/")))
+
+
+def register_blueprints(app: Flask) -> None:
+    from webapp.account.views import bp as account_bp
+    from webapp.payments.views import bp as payments_bp
+    from webapp.payments.views import portal_bp
+    from webapp.shop.views import bp as shop_bp
+
+    app.register_blueprint(shop_bp)
+    app.register_blueprint(account_bp)
+    app.register_blueprint(payments_bp)
+    app.register_blueprint(portal_bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    def render_error(error):
+        code = getattr(error, "code", 500)
+        template = "_error.html" if is_htmx() else "error.html"
+        return render_template(template, code=code, error=error), code
+
+    for code in (400, 403, 404, 405, 422, 429, 500):
+        app.register_error_handler(code, render_error)
+
+
+def register_commands(app: Flask) -> None:
+    from webapp.cli import register
+
+    register(app)
+
+
+def register_template_helpers(app: Flask) -> None:
+    from flask_login import current_user
+    from flask_wtf.csrf import generate_csrf
+
+    from webapp.clock import rome_date
+    from webapp.money import format_eur
+
+    app.jinja_env.filters["eur"] = format_eur
+    app.jinja_env.filters["day"] = lambda value: rome_date(value).strftime("%d/%m/%Y")
+
+    @app.context_processor
+    def globals_():
+        from flask import session
+
+        from webapp.shop.services import cart_count
+
+        try:
+            count = cart_count(
+                current_user.id if current_user.is_authenticated else None,
+                session.get("cart_token"),
+            )
+        except Exception:  # a broken DB must not hide the real error page
+            count = 0
+        return {
+            "cart_count": count,
+            "csrf_token": generate_csrf,
+            "has_area": "area.overview" in app.view_functions,
+        }
+
+
+def _security_headers(response):
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response
+
+
+logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -1,0 +1,1 @@
+"""Customers: registration, login, and the customer area."""

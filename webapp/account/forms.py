@@ -1,0 +1,60 @@
+"""Registration and login forms."""
+
+from __future__ import annotations
+
+from stdnum.it import codicefiscale, iva
+from wtforms import BooleanField, EmailField, PasswordField, StringField
+from wtforms.validators import Email, EqualTo, InputRequired, Length, ValidationError
+
+from flask_wtf import FlaskForm
+
+
+def normalise_tax_code(value: str) -> str:
+    """A valid codice fiscale (persons) or partita IVA (companies), compact, else ValueError."""
+    raw = (value or "").strip().upper()
+    for module in (codicefiscale, iva):
+        if module.is_valid(raw):
+            return module.compact(raw)
+    raise ValueError(raw)
+
+
+class RegisterForm(FlaskForm):
+    name = StringField(
+        "Nome e cognome o ragione sociale",
+        validators=[InputRequired("Inserisci il nome."), Length(max=200)],
+    )
+    email = EmailField(
+        "E-mail",
+        validators=[
+            InputRequired("Inserisci l'indirizzo e-mail."),
+            Email("Indirizzo e-mail non valido.", check_deliverability=False),
+            Length(max=254),
+        ],
+    )
+    tax_code = StringField(
+        "Codice fiscale o partita IVA",
+        validators=[InputRequired("Inserisci il codice fiscale o la partita IVA.")],
+    )
+    password = PasswordField(
+        "Password",
+        validators=[
+            InputRequired("Scegli una password."),
+            Length(min=8, max=128, message="La password deve avere almeno 8 caratteri."),
+        ],
+    )
+    password2 = PasswordField(
+        "Ripeti la password",
+        validators=[EqualTo("password", message="Le due password non coincidono.")],
+    )
+
+    def validate_tax_code(self, field) -> None:
+        try:
+            field.data = normalise_tax_code(field.data)
+        except ValueError:
+            raise ValidationError("Codice fiscale o partita IVA non valido.") from None
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("E-mail", validators=[InputRequired("Inserisci l'indirizzo e-mail.")])
+    password = PasswordField("Password", validators=[InputRequired("Inserisci la password.")])
+    remember = BooleanField("Ricordami")

@@ -1,0 +1,74 @@
+"""Register, log in, log out."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_user, logout_user
+
+from webapp.account.forms import LoginForm, RegisterForm
+from webapp.account.services import authenticate, register_customer
+from webapp.errors import DomainError
+from webapp.extensions import limiter
+from webapp.notify.services import commit
+from webapp.shop.services import claim_anonymous_cart
+
+bp = Blueprint("account", __name__)
+
+
+def _safe_next(default: str) -> str:
+    target = request.args.get("next") or ""
+    parts = urlsplit(target)
+    # Only paths on this site: never an open redirect.
+    if target.startswith("/") and not target.startswith("//") and not parts.netloc:
+        return target
+    return default
+
+
+def _log_in(customer, remember: bool = False) -> None:
+    login_user(customer, remember=remember)
+    claim_anonymous_cart(session.pop("cart_token", None), customer.id)
+    commit()
+
+
+@bp.route("/registrati", methods=["GET", "POST"])
+def register():
+    form = RegisterForm()
+    if form.validate_on_submit():
+        try:
+            customer = register_customer(
+                form.name.data, form.email.data, form.tax_code.data, form.password.data
+            )
+        except DomainError as exc:
+            form.email.errors.append(exc.message)
+        else:
+            _log_in(customer)
+            flash("Benvenuto! Il tuo account è stato creato.", "success")
+            return redirect(_safe_next(url_for("shop.catalogue")), code=303)
+    status = 422 if request.method == "POST" else 200
+    return render_template("account/register.html", form=form), status
+
+
+@bp.route("/accedi", methods=["GET", "POST"])
+@limiter.limit("10 per minute", methods=["POST"])
+def login():
+    if current_user.is_authenticated:
+        return redirect(_safe_next(url_for("shop.catalogue")))
+    form = LoginForm()
+    error = None
+    if form.validate_on_submit():
+        customer = authenticate(form.email.data, form.password.data)
+        if customer is not None:
+            _log_in(customer, remember=form.remember.data)
+            return redirect(_safe_next(url_for("shop.catalogue")), code=303)
+        error = "E-mail o password non corretti."
+    status = 422 if request.method == "POST" else 200
+    return render_template("account/login.html", form=form, error=error), status
+
+
+@bp.post("/esci")
+def logout():
+    logout_user()
+    flash("Sei uscito dal tuo account.", "info")
+    return redirect(url_for("shop.catalogue"), code=303)

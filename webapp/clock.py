@@ -1,0 +1,31 @@
+"""Time helpers: everything is stored UTC-aware; `now` is passed into services."""
+
+from __future__ import annotations
+
+import calendar
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+ROME = ZoneInfo("Europe/Rome")
+
+
+def now_utc() -> datetime:
+    """The current time, UTC-aware (the only place that reads the clock)."""
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """Treat a naive datetime read back from SQLite as UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def add_years(value: datetime, years: int) -> datetime:
+    """The same day and time `years` later; 29 February becomes 28 February."""
+    target = value.year + years
+    day = min(value.day, calendar.monthrange(target, value.month)[1])
+    return value.replace(year=target, day=day)
+
+
+def rome_date(value: datetime) -> date:
+    """The calendar day in Italy of a UTC instant (what customers see)."""
+    return as_utc(value).astimezone(ROME).date()

@@ -1,0 +1,83 @@
+"""Configuration from the environment, in one place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+INSTANCE_DIR = PROJECT_DIR / "instance"
+DEFAULT_SECRET_KEY = "dev-secret-key-change-me"
+DEFAULT_BANK_SECRET = "dev-bank-secret-change-me"
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    return default if raw is None else raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int_list(name: str, default: str) -> list[int]:
+    return [int(x) for x in os.environ.get(name, default).split(",") if x.strip()]
+
+
+class Config:
+    """Settings read from environment variables, with development defaults."""
+
+    ENV_NAME = os.environ.get("APP_ENV", "development")
+    SECRET_KEY = os.environ.get("SECRET_KEY", DEFAULT_SECRET_KEY)
+    SQLALCHEMY_DATABASE_URI = os.environ.get(
+        "DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'shop.db'}"
+    )
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+
+    # Where the shop is reachable from the browser and from the bank (for return/notify URLs).
+    SHOP_BASE_URL = os.environ.get("SHOP_BASE_URL", "http://127.0.0.1:5000")
+    # The bank's API as the shop server reaches it, and its shared secret.
+    BANK_API_URL = os.environ.get("BANK_API_URL", "http://127.0.0.1:5001")
+    BANK_MERCHANT_ID = os.environ.get("BANK_MERCHANT_ID", "pec-shop")
+    BANK_SHARED_SECRET = os.environ.get("BANK_SHARED_SECRET", DEFAULT_BANK_SECRET)
+    BANK_TIMEOUT_SECONDS = float(os.environ.get("BANK_TIMEOUT_SECONDS", "10"))
+
+    MAIL_SERVER = os.environ.get("MAIL_SERVER", "127.0.0.1")
+    MAIL_PORT = int(os.environ.get("MAIL_PORT", "8025"))
+    MAIL_USE_TLS = _bool("MAIL_USE_TLS", False)
+    MAIL_USERNAME = os.environ.get("MAIL_USERNAME")
+    MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD")
+    MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER", "PEC Shop <noreply@pecshop.test>")
+    MAIL_SUPPRESS_SEND = _bool("MAIL_SUPPRESS_SEND", False)
+    # Send an e-mail right after the commit that queued it (the outbox job retries failures).
+    MAIL_SEND_AFTER_COMMIT = _bool("MAIL_SEND_AFTER_COMMIT", True)
+
+    VAT_RATE_PERCENT = 22
+    # Renewals: window and retry days before expiry, reminder days, scheduler period.
+    RENEWAL_WINDOW_DAYS = int(os.environ.get("RENEWAL_WINDOW_DAYS", "15"))
+    RENEWAL_RETRY_DAYS = _int_list("RENEWAL_RETRY_DAYS", "10,5,1")
+    RENEWAL_REMINDER_DAYS = int(os.environ.get("RENEWAL_REMINDER_DAYS", "30"))
+    SCHEDULER_INTERVAL_MINUTES = float(os.environ.get("SCHEDULER_INTERVAL_MINUTES", "5"))
+
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", False)
+    REMEMBER_COOKIE_HTTPONLY = True
+    WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session: pages stay open long
+
+    RATELIMIT_ENABLED = _bool("RATELIMIT_ENABLED", True)
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    RATELIMIT_HEADERS_ENABLED = True
+
+    BABEL_DEFAULT_LOCALE = "it"
+    BABEL_DEFAULT_TIMEZONE = "Europe/Rome"
+
+
+class TestConfig(Config):
+    """Settings for the test suite: temporary database, no real mail, no rate limits."""
+
+    TESTING = True
+    ENV_NAME = "testing"
+    SECRET_KEY = "test-secret"
+    SQLALCHEMY_DATABASE_URI = "sqlite://"
+    WTF_CSRF_ENABLED = False
+    MAIL_SUPPRESS_SEND = True
+    RATELIMIT_ENABLED = False
+    BANK_SHARED_SECRET = "test-bank-secret"
+    SERVER_NAME = None

@@ -1,0 +1,1 @@
+"""E-mails: queued in an outbox by services, sent after the commit."""

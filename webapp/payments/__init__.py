@@ -1,0 +1,1 @@
+"""Payments of orders: the gateway, the hosted-page return, the portal with saved cards."""

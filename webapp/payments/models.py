@@ -1,0 +1,100 @@
+"""Payments and saved cards (gateway tokens only: the shop never sees a card number)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+
+from sqlalchemy import ForeignKey, Index, String, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from webapp.clock import now_utc
+from webapp.dbtypes import UTCDateTime
+from webapp.extensions import db
+from webapp.shop.models import Order, _enum
+
+
+class PaymentStatus(enum.StrEnum):
+    PENDING = "pending"  # sent to the bank (hosted page) or charge under way
+    SUCCEEDED = "succeeded"
+    DECLINED = "declined"
+    FAILED = "failed"  # 3-D Secure failed, or an error
+    UNKNOWN = "unknown"  # the bank did not answer: ask it, never charge again blindly
+
+
+FINAL_PAYMENT_STATUSES = {PaymentStatus.SUCCEEDED, PaymentStatus.DECLINED, PaymentStatus.FAILED}
+
+
+class PaymentChannel(enum.StrEnum):
+    HOSTED_PAGE = "hosted_page"  # paths 1 and 3: the bank's page and 3-D Secure
+    SAVED_CARD = "saved_card"  # path 2: customer-initiated charge of a token
+    RENEWAL = "renewal"  # merchant-initiated charge of a token
+
+
+class Payment(db.Model):
+    """One attempt to pay an order; at most one per order can succeed (a unique index says so)."""
+
+    __table_args__ = (
+        Index(
+            "uq_payment_one_success_per_order",
+            "order_id",
+            unique=True,
+            sqlite_where=text("status = 'succeeded'"),
+            postgresql_where=text("status = 'succeeded'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    channel: Mapped[PaymentChannel] = mapped_column(_enum(PaymentChannel))
+    status: Mapped[PaymentStatus] = mapped_column(
+        _enum(PaymentStatus), default=PaymentStatus.PENDING
+    )
+    amount_cents: Mapped[int] = mapped_column()
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    # Sent to the bank: the bank never acts twice on the same key.
+    idempotency_key: Mapped[str] = mapped_column(String(80), unique=True)
+    # The bank's payment id (hosted page) or charge id (token charge).
+    gateway_ref: Mapped[str | None] = mapped_column(String(80), unique=True)
+    redirect_url: Mapped[str | None] = mapped_column(String(500))
+    saved_card_id: Mapped[int | None] = mapped_column(ForeignKey("saved_card.id"))
+    failure_code: Mapped[str | None] = mapped_column(String(40))
+    failure_message: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    order: Mapped[Order] = relationship()
+    saved_card: Mapped[SavedCard | None] = relationship()
+
+
+class SavedCard(db.Model):
+    """A card saved on the payment portal: the bank's token and what may be shown."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), index=True)
+    gateway_token: Mapped[str] = mapped_column(String(80), unique=True)
+    brand: Mapped[str] = mapped_column(String(20))
+    last4: Mapped[str] = mapped_column(String(4))
+    exp_month: Mapped[int] = mapped_column()
+    exp_year: Mapped[int] = mapped_column()
+    holder: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def is_expired(self, on: date) -> bool:
+        """A card is valid through the last day of its expiry month."""
+        return (self.exp_year, self.exp_month) < (on.year, on.month)
+
+    @property
+    def brand_label(self) -> str:
+        return {"visa": "Visa", "mastercard": "Mastercard", "amex": "American Express"}.get(
+            self.brand, self.brand.title()
+        )
+
+    @property
+    def masked(self) -> str:
+        return f"{self.brand_label} •••• {self.last4}"
+
+    @property
+    def expiry_label(self) -> str:
+        return f"{self.exp_month:02d}/{self.exp_year}"

@@ -1,0 +1,343 @@
+"""Paying orders: hosted page (paths 1 and 3), saved card (path 2), and settling results.
+
+The rule that keeps money right: nothing is marked paid on the browser's word. A return
+or a notification only makes the shop ask the bank, check amount and currency, and then
+move payment and order with compare-and-set transitions (see webapp.statemachine).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import select
+
+from webapp.clock import rome_date
+from webapp.errors import InvalidChoice, InvalidTransition, NotFound, PaymentError
+from webapp.extensions import db
+from webapp.money import format_eur
+from webapp.notify.services import queue_email
+from webapp.payments.gateway import (
+    CardDetails,
+    Gateway,
+    GatewayRefused,
+    GatewayUnavailable,
+    PaymentStatusInfo,
+)
+from webapp.payments.models import (
+    Payment,
+    PaymentChannel,
+    PaymentStatus,
+    SavedCard,
+)
+from webapp.renewals.services import activate_order
+from webapp.shop.models import Order, OrderStatus, PaymentMethod
+from webapp.statemachine import transition
+
+log = logging.getLogger(__name__)
+
+ORDER_TRANSITIONS = {
+    OrderStatus.PENDING_PAYMENT: {OrderStatus.PAID, OrderStatus.CANCELLED},
+}
+PAYMENT_TRANSITIONS = {
+    PaymentStatus.PENDING: {
+        PaymentStatus.SUCCEEDED, PaymentStatus.DECLINED, PaymentStatus.FAILED, PaymentStatus.UNKNOWN,
+    },
+    PaymentStatus.UNKNOWN: {PaymentStatus.SUCCEEDED, PaymentStatus.DECLINED, PaymentStatus.FAILED},
+}
+# A hosted payment left open this long is not reused for a new click on "Paga ora".
+HOSTED_PAYMENT_REUSE = timedelta(minutes=30)
+
+
+def gateway() -> Gateway:
+    return current_app.extensions["gateway"]
+
+
+def order_ref(order: Order) -> str:
+    return f"ORD-{order.id}"
+
+
+# --- cards ------------------------------------------------------------------------------------
+
+
+def usable_cards(customer_id: int, today) -> list[SavedCard]:
+    return [c for c in list_cards(customer_id) if not c.is_expired(today)]
+
+
+def list_cards(customer_id: int) -> list[SavedCard]:
+    """The customer's saved cards (removed ones excluded), newest first."""
+    return list(
+        db.session.scalars(
+            select(SavedCard)
+            .where(SavedCard.customer_id == customer_id, SavedCard.removed_at.is_(None))
+            .order_by(SavedCard.id.desc())
+        )
+    )
+
+
+def get_card(card_id: int | str, customer_id: int) -> SavedCard:
+    """One of the customer's own saved cards; anything else is not found."""
+    try:
+        card = db.session.get(SavedCard, int(card_id))
+    except (TypeError, ValueError):
+        card = None
+    if card is None or card.customer_id != customer_id or card.removed_at is not None:
+        raise NotFound("Carta non trovata.")
+    return card
+
+
+def save_card(customer_id: int, details: CardDetails) -> SavedCard:
+    """Keep the bank's token on the portal (once per token)."""
+    card = db.session.scalar(select(SavedCard).where(SavedCard.gateway_token == details.token))
+    if card is not None:
+        if card.customer_id != customer_id:
+            raise InvalidTransition("Token di carta non valido.")
+        return card
+    card = SavedCard(
+        customer_id=customer_id,
+        gateway_token=details.token,
+        brand=details.brand,
+        last4=details.last4,
+        exp_month=details.exp_month,
+        exp_year=details.exp_year,
+        holder=details.holder,
+    )
+    db.session.add(card)
+    db.session.flush()
+    return card
+
+
+# --- starting payments ------------------------------------------------------------------------
+
+
+def payable_order(order: Order) -> None:
+    """Refuse to start a payment for an order that cannot be paid by card now."""
+    if order.status is OrderStatus.PAID:
+        raise InvalidTransition("L'ordine è già stato pagato.")
+    if order.status is not OrderStatus.PENDING_PAYMENT:
+        raise InvalidTransition("L'ordine non può essere pagato.")
+    if order.payment_method is not PaymentMethod.CARD:
+        raise InvalidChoice("Questo ordine si paga con bonifico bancario.")
+
+
+def start_hosted_payment(
+    order: Order, *, return_url: str, notify_url: str | None, now: datetime
+) -> Payment:
+    """Create (or reuse) the bank's hosted payment for the order: paths 1 and 3."""
+    payable_order(order)
+    reusable = db.session.scalar(
+        select(Payment)
+        .where(
+            Payment.order_id == order.id,
+            Payment.channel == PaymentChannel.HOSTED_PAGE,
+            Payment.status == PaymentStatus.PENDING,
+            Payment.amount_cents == order.total_cents,
+            Payment.created_at > now - HOSTED_PAYMENT_REUSE,
+        )
+        .order_by(Payment.id.desc())
+    )
+    if reusable is not None and reusable.redirect_url:
+        # A double click or a reload of "Paga ora" goes back to the same bank page.
+        return reusable
+    payment = Payment(
+        order_id=order.id,
+        channel=PaymentChannel.HOSTED_PAGE,
+        amount_cents=order.total_cents,
+        currency=order.currency,
+        idempotency_key=f"hosted-{order.id}-{secrets.token_hex(8)}",
+        created_at=now,
+    )
+    db.session.add(payment)
+    db.session.flush()
+    try:
+        hosted = gateway().create_payment(
+            amount_cents=payment.amount_cents,
+            currency=payment.currency,
+            order_ref=order_ref(order),
+            description=f"Ordine {order.number}",
+            return_url=return_url,
+            notify_url=notify_url,
+            save_card=True,
+            idempotency_key=payment.idempotency_key,
+        )
+    except (GatewayUnavailable, GatewayRefused) as exc:
+        log.warning("bank refused/unreachable creating payment for order %s: %s", order.id, exc)
+        raise PaymentError(
+            "Il servizio di pagamento non è raggiungibile in questo momento. Riprova tra qualche minuto."
+        ) from exc
+    payment.gateway_ref = hosted.payment_id
+    payment.redirect_url = hosted.redirect_url
+    db.session.flush()
+    return payment
+
+
+def begin_saved_card_payment(
+    order: Order, customer_id: int, card_id: int | str, attempt: str, today
+) -> Payment:
+    """Record the intent to charge a saved card (path 2); the caller commits before charging.
+
+    `attempt` comes from the portal form: posting the same form twice finds the same payment.
+    """
+    key = f"card-{order.id}-{attempt}"[:80]
+    existing = db.session.scalar(select(Payment).where(Payment.idempotency_key == key))
+    if existing is not None:
+        return existing
+    payable_order(order)
+    card = get_card(card_id, customer_id)
+    if card.is_expired(today):
+        raise InvalidChoice(f"La carta {card.masked} è scaduta: scegline un'altra.")
+    in_flight = db.session.scalar(
+        select(Payment.id).where(
+            Payment.order_id == order.id,
+            Payment.channel == PaymentChannel.SAVED_CARD,
+            Payment.status.in_([PaymentStatus.PENDING, PaymentStatus.UNKNOWN]),
+        )
+    )
+    if in_flight is not None:
+        raise PaymentError("Un pagamento di questo ordine è già in corso: attendi l'esito.")
+    payment = Payment(
+        order_id=order.id,
+        channel=PaymentChannel.SAVED_CARD,
+        amount_cents=order.total_cents,
+        currency=order.currency,
+        idempotency_key=key,
+        saved_card_id=card.id,
+    )
+    db.session.add(payment)
+    db.session.flush()
+    return payment
+
+
+def execute_card_charge(payment: Payment, now: datetime, initiator: str = "customer") -> Payment:
+    """Charge the payment's saved card at the bank and settle it; safe to call again."""
+    if payment.status is not PaymentStatus.PENDING and payment.status is not PaymentStatus.UNKNOWN:
+        return payment
+    order = payment.order
+    try:
+        result = None
+        if payment.status is PaymentStatus.UNKNOWN:
+            # We asked before and heard nothing: ask what happened instead of charging again.
+            result = gateway().find_charge(payment.idempotency_key)
+        if result is None:
+            result = gateway().charge_token(
+                token=payment.saved_card.gateway_token,
+                amount_cents=payment.amount_cents,
+                currency=payment.currency,
+                order_ref=order_ref(order),
+                description=f"Ordine {order.number}",
+                initiator=initiator,
+                idempotency_key=payment.idempotency_key,
+            )
+    except GatewayUnavailable as exc:
+        log.warning("charge for payment %s has unknown outcome: %s", payment.id, exc)
+        if payment.status is PaymentStatus.PENDING:
+            transition(payment, PaymentStatus.UNKNOWN, PAYMENT_TRANSITIONS, "Pagamento già concluso.")
+        return payment
+    except GatewayRefused as exc:
+        _fail(payment, PaymentStatus.FAILED, exc.code, "Pagamento rifiutato dal servizio di pagamento.", now)
+        return payment
+    if (result.amount_cents, result.currency, result.order_ref) != (
+        payment.amount_cents, payment.currency, order_ref(order)
+    ):
+        _fail(payment, PaymentStatus.FAILED, "mismatch", "Esito del pagamento non coerente.", now)
+        return payment
+    payment.gateway_ref = result.charge_id
+    if result.succeeded:
+        _succeed(payment, payment.saved_card, now)
+    else:
+        _fail(payment, PaymentStatus.DECLINED, result.decline_code,
+              result.decline_message or "Pagamento rifiutato.", now)
+    return payment
+
+
+# --- settling hosted payments -------------------------------------------------------------------
+
+
+def payment_by_ref(gateway_ref: str) -> Payment:
+    payment = db.session.scalar(select(Payment).where(Payment.gateway_ref == gateway_ref))
+    if payment is None:
+        raise NotFound("Pagamento non trovato.")
+    return payment
+
+
+def settle_hosted_payment(gateway_ref: str, now: datetime) -> Payment:
+    """Bring a hosted payment in line with what the bank says (return URL and notification).
+
+    Replays are harmless: a payment already final is returned untouched.
+    Raises GatewayUnavailable when the bank cannot be asked (nothing is changed then).
+    """
+    payment = payment_by_ref(gateway_ref)
+    if payment.status not in PAYMENT_TRANSITIONS:
+        return payment
+    info = gateway().get_payment(gateway_ref)
+    order = payment.order
+    if not _matches(info, payment, order):
+        log.error("bank status does not match payment %s: %s", payment.id, info)
+        _fail(payment, PaymentStatus.FAILED, "mismatch", "Esito del pagamento non coerente.", now)
+        return payment
+    if info.status == "authorised":
+        card = save_card(order.customer_id, info.card) if info.card else None
+        _succeed(payment, card, now)
+    elif info.status in ("declined", "failed"):
+        status = PaymentStatus.DECLINED if info.status == "declined" else PaymentStatus.FAILED
+        _fail(payment, status, info.decline_code, info.decline_message or "Pagamento non riuscito.", now)
+    return payment
+
+
+def _matches(info: PaymentStatusInfo, payment: Payment, order: Order) -> bool:
+    return (
+        info.payment_id == payment.gateway_ref
+        and info.amount_cents == payment.amount_cents == order.total_cents
+        and info.currency == payment.currency
+        and info.order_ref == order_ref(order)
+    )
+
+
+def _fail(payment: Payment, status: PaymentStatus, code: str | None, message: str, now) -> None:
+    transition(
+        payment, status, PAYMENT_TRANSITIONS, "Pagamento già concluso.",
+        failure_code=(code or status.value)[:40], failure_message=message[:300], completed_at=now,
+    )
+
+
+def _succeed(payment: Payment, card: SavedCard | None, now: datetime) -> None:
+    """The one paid-order transaction: payment, order, card, services, e-mail."""
+    order = payment.order
+    transition(
+        payment, PaymentStatus.SUCCEEDED if order.status is OrderStatus.PENDING_PAYMENT
+        else PaymentStatus.FAILED,
+        PAYMENT_TRANSITIONS, "Pagamento già concluso.", completed_at=now,
+        saved_card_id=card.id if card else payment.saved_card_id,
+    )
+    if payment.status is PaymentStatus.FAILED:
+        # Paid twice (two bank pages open): record it for a refund, never a second activation.
+        payment.failure_code = "duplicate"
+        payment.failure_message = "Pagamento duplicato: verrà stornato."
+        log.error("duplicate payment %s for paid order %s: refund it", payment.id, order.id)
+        return
+    transition(order, OrderStatus.PAID, ORDER_TRANSITIONS, "L'ordine è già stato pagato.", paid_at=now)
+    services = activate_order(order, card, now)
+    queue_payment_confirmation(order, payment, card, services)
+
+
+def queue_payment_confirmation(order: Order, payment: Payment, card: SavedCard | None, services) -> None:
+    from webapp.account.models import Customer  # the customer is only needed for the address
+
+    customer = db.session.get(Customer, order.customer_id)
+    renewing = [s for s in services if s.auto_renew]
+    queue_email(
+        customer.email,
+        f"Conferma pagamento ordine {order.number}",
+        "payment_confirmation",
+        dedupe_key=f"order-paid-{order.id}",
+        customer=customer,
+        order=order,
+        card=card,
+        services=services,
+        renewing=renewing,
+        format_eur=format_eur,
+        rome_date=rome_date,
+        shop_url=current_app.config["SHOP_BASE_URL"],
+    )

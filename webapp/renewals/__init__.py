@@ -1,0 +1,1 @@
+"""Services bought (subscriptions) and their automatic renewal."""

@@ -1,0 +1,1 @@
+"""Catalogue, cart, discounts and checkout up to the order."""

@@ -1,0 +1,227 @@
+"""Products, carts, discount codes and orders."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Column, Enum, ForeignKey, Integer, String, Table, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from webapp.clock import now_utc
+from webapp.dbtypes import UTCDateTime
+from webapp.extensions import db
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    # Store the value (readable in SQL); a VARCHAR with a check on every database.
+    return Enum(cls, values_callable=lambda e: [m.value for m in e], native_enum=False, length=32)
+
+
+class ServiceKind(enum.StrEnum):
+    """The six certified services of the catalogue."""
+
+    PEC = "pec"
+    SPID = "spid"
+    CONSERVAZIONE = "conservazione"
+    FATTURAZIONE_PA = "fatturazione_pa"
+    FIRMA_DIGITALE = "firma_digitale"
+    MARCA_TEMPORALE = "marca_temporale"
+
+    @property
+    def label(self) -> str:
+        return _LABELS[self]
+
+    @property
+    def auto_renewable(self) -> bool:
+        """Only PEC, SPID, Conservazione and Fatturazione PA renew by card automatically."""
+        return self not in {ServiceKind.FIRMA_DIGITALE, ServiceKind.MARCA_TEMPORALE}
+
+
+_LABELS = {
+    ServiceKind.PEC: "PEC",
+    ServiceKind.SPID: "SPID",
+    ServiceKind.CONSERVAZIONE: "Conservazione",
+    ServiceKind.FATTURAZIONE_PA: "Fatturazione PA",
+    ServiceKind.FIRMA_DIGITALE: "Firma Digitale",
+    ServiceKind.MARCA_TEMPORALE: "Marca Temporale",
+}
+
+MAX_YEARS = 5
+MAX_YEARS_PROMO = 2
+
+
+class Product(db.Model):
+    """A sellable product; the price is per year, in cents, net of VAT."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sku: Mapped[str] = mapped_column(String(40), unique=True)
+    kind: Mapped[ServiceKind] = mapped_column(_enum(ServiceKind))
+    name: Mapped[str] = mapped_column(String(120))
+    description: Mapped[str] = mapped_column(String(500), default="")
+    yearly_price_cents: Mapped[int] = mapped_column(Integer)
+    promotional: Mapped[bool] = mapped_column(default=False)
+    active: Mapped[bool] = mapped_column(default=True)
+
+    @property
+    def auto_renewable(self) -> bool:
+        return self.kind.auto_renewable
+
+    @property
+    def allowed_years(self) -> list[int]:
+        """Frequenza di rinnovo: 1-5 years, 1-2 for a promotional product, 1 if not renewable."""
+        if not self.auto_renewable:
+            return [1]
+        return list(range(1, (MAX_YEARS_PROMO if self.promotional else MAX_YEARS) + 1))
+
+
+class PaymentMethod(enum.StrEnum):
+    CARD = "card"
+    BANK_TRANSFER = "bank_transfer"
+
+    @property
+    def label(self) -> str:
+        return "Carta di credito" if self is PaymentMethod.CARD else "Bonifico bancario"
+
+
+class Cart(db.Model):
+    """A customer's (or an anonymous visitor's) cart and the checkout choices made on it."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"), unique=True)
+    anon_token: Mapped[str | None] = mapped_column(String(64), unique=True)
+    payment_method: Mapped[PaymentMethod | None] = mapped_column(_enum(PaymentMethod))
+    discount_code_id: Mapped[int | None] = mapped_column(ForeignKey("discount_code.id"))
+    # Changes each time the cart becomes an order: a resubmitted confirm form finds its order.
+    checkout_token: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc, onupdate=now_utc)
+
+    lines: Mapped[list[CartLine]] = relationship(
+        back_populates="cart", cascade="all, delete-orphan", order_by="CartLine.id"
+    )
+    discount_code: Mapped[DiscountCode | None] = relationship()
+
+
+class CartLine(db.Model):
+    """One product in a cart; each line becomes one service."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cart_id: Mapped[int] = mapped_column(ForeignKey("cart.id", ondelete="CASCADE"), index=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("product.id"))
+    years: Mapped[int] = mapped_column(default=1)
+
+    cart: Mapped[Cart] = relationship(back_populates="lines")
+    product: Mapped[Product] = relationship(lazy="joined")
+
+
+class DiscountKind(enum.StrEnum):
+    PERCENT = "percent"
+    FIXED = "fixed"
+
+
+discount_code_product = Table(
+    "discount_code_product",
+    db.metadata,
+    Column("discount_code_id", ForeignKey("discount_code.id", ondelete="CASCADE"), primary_key=True),
+    Column("product_id", ForeignKey("product.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class DiscountCode(db.Model):
+    """A codice sconto: percent or fixed, a validity window, product restriction and limits."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    description: Mapped[str] = mapped_column(String(200), default="")
+    kind: Mapped[DiscountKind] = mapped_column(_enum(DiscountKind))
+    percent: Mapped[int | None] = mapped_column()  # 1..100 for PERCENT
+    amount_cents: Mapped[int | None] = mapped_column()  # > 0 for FIXED
+    valid_from: Mapped[datetime] = mapped_column(UTCDateTime)
+    valid_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    max_uses: Mapped[int | None] = mapped_column()
+    max_uses_per_customer: Mapped[int | None] = mapped_column()
+    uses: Mapped[int] = mapped_column(default=0)
+    public: Mapped[bool] = mapped_column(default=True)
+
+    products: Mapped[list[Product]] = relationship(secondary=discount_code_product)
+
+
+class OrderStatus(enum.StrEnum):
+    PENDING_PAYMENT = "pending_payment"
+    PAID = "paid"
+    CANCELLED = "cancelled"
+
+
+class OrderKind(enum.StrEnum):
+    PURCHASE = "purchase"
+    RENEWAL = "renewal"
+
+
+class Order(db.Model):
+    """An order with every amount fixed by the server when it was confirmed."""
+
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), index=True)
+    kind: Mapped[OrderKind] = mapped_column(_enum(OrderKind), default=OrderKind.PURCHASE)
+    status: Mapped[OrderStatus] = mapped_column(
+        _enum(OrderStatus), default=OrderStatus.PENDING_PAYMENT
+    )
+    payment_method: Mapped[PaymentMethod] = mapped_column(_enum(PaymentMethod))
+    discount_code: Mapped[str | None] = mapped_column(String(40))
+    subtotal_cents: Mapped[int] = mapped_column()
+    discount_cents: Mapped[int] = mapped_column(default=0)
+    net_cents: Mapped[int] = mapped_column()
+    vat_cents: Mapped[int] = mapped_column()
+    total_cents: Mapped[int] = mapped_column()
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    checkout_token: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    lines: Mapped[list[OrderLine]] = relationship(
+        back_populates="order", cascade="all, delete-orphan", order_by="OrderLine.id"
+    )
+
+    @property
+    def number(self) -> str:
+        """The number the customer sees, e.g. 2026-000042."""
+        return f"{self.created_at.year}-{self.id:06d}"
+
+    @property
+    def has_auto_renew(self) -> bool:
+        return any(line.auto_renew for line in self.lines)
+
+
+class OrderLine(db.Model):
+    """A product bought for a number of years, with its price and discount share."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("product.id"))
+    product_name: Mapped[str] = mapped_column(String(120))
+    kind: Mapped[ServiceKind] = mapped_column(_enum(ServiceKind))
+    years: Mapped[int] = mapped_column()
+    yearly_price_cents: Mapped[int] = mapped_column()
+    list_cents: Mapped[int] = mapped_column()
+    discount_cents: Mapped[int] = mapped_column(default=0)
+    net_cents: Mapped[int] = mapped_column()
+    auto_renew: Mapped[bool] = mapped_column(default=False)
+    # For a renewal order: the service this line renews.
+    service_id: Mapped[int | None] = mapped_column(ForeignKey("service.id"))
+
+    order: Mapped[Order] = relationship(back_populates="lines")
+    product: Mapped[Product] = relationship()
+
+
+class DiscountRedemption(db.Model):
+    """One use of a discount code by an order (counts towards the per-customer limit)."""
+
+    __table_args__ = (UniqueConstraint("order_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    discount_code_id: Mapped[int] = mapped_column(ForeignKey("discount_code.id"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), index=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)

@@ -1,0 +1,361 @@
+"""Cart, discount and checkout logic. Services flush; the caller commits."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+
+from webapp.clock import rome_date
+from webapp.errors import CheckoutError, DiscountRefused, InvalidChoice, NotFound
+from webapp.extensions import db
+from webapp.shop.models import (
+    Cart,
+    CartLine,
+    DiscountCode,
+    DiscountKind,
+    DiscountRedemption,
+    Order,
+    OrderLine,
+    OrderStatus,
+    PaymentMethod,
+    Product,
+)
+from webapp.shop.pricing import DiscountTerms, PriceLine, Quote, quote
+
+
+def _new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+# --- catalogue -------------------------------------------------------------------------------
+
+
+def list_products() -> list[Product]:
+    """Active products, grouped by service in catalogue order."""
+    products = db.session.scalars(select(Product).where(Product.active)).all()
+    order = list(type(products[0].kind)) if products else []
+    return sorted(products, key=lambda p: (order.index(p.kind), p.yearly_price_cents, p.id))
+
+
+def public_discounts(now: datetime) -> list[DiscountCode]:
+    """Public codes valid today and not used up (the "Riepilogo degli sconti validi")."""
+    stmt = (
+        select(DiscountCode)
+        .where(DiscountCode.public, DiscountCode.valid_from <= now, DiscountCode.valid_until > now)
+        .where((DiscountCode.max_uses.is_(None)) | (DiscountCode.uses < DiscountCode.max_uses))
+        .order_by(DiscountCode.valid_until, DiscountCode.code)
+    )
+    return list(db.session.scalars(stmt))
+
+
+# --- cart ------------------------------------------------------------------------------------
+
+
+def get_cart(customer_id: int | None, anon_token: str | None) -> Cart | None:
+    """The customer's cart, or the anonymous visitor's."""
+    if customer_id is not None:
+        return db.session.scalar(select(Cart).where(Cart.customer_id == customer_id))
+    if anon_token:
+        return db.session.scalar(select(Cart).where(Cart.anon_token == anon_token))
+    return None
+
+
+def get_or_create_cart(customer_id: int | None, anon_token: str | None) -> Cart:
+    cart = get_cart(customer_id, anon_token)
+    if cart is None:
+        cart = Cart(
+            customer_id=customer_id,
+            anon_token=None if customer_id is not None else (anon_token or _new_token()),
+            checkout_token=_new_token(),
+        )
+        db.session.add(cart)
+        db.session.flush()
+    return cart
+
+
+def add_product(cart: Cart, product_id: int) -> CartLine:
+    """Add one product (each line becomes one service) with the shortest duration."""
+    product = db.session.get(Product, product_id)
+    if product is None or not product.active:
+        raise NotFound("Prodotto non trovato.")
+    line = CartLine(product=product, years=1)
+    cart.lines.append(line)
+    _cart_changed(cart)
+    db.session.flush()
+    return line
+
+
+def _line_of(cart: Cart, line_id: int) -> CartLine:
+    for line in cart.lines:
+        if line.id == line_id:
+            return line
+    raise NotFound("Questo prodotto non è più nel carrello.")
+
+
+def remove_line(cart: Cart, line_id: int) -> None:
+    cart.lines.remove(_line_of(cart, line_id))
+    if not any(_discount_applies(cart.discount_code, cart)):
+        cart.discount_code_id = None
+        cart.discount_code = None
+    _cart_changed(cart)
+    db.session.flush()
+
+
+def set_years(cart: Cart, line_id: int, years: int | str) -> CartLine:
+    """Frequenza di rinnovo: any value outside the product's allowed years is refused."""
+    line = _line_of(cart, line_id)
+    try:
+        value = int(years)
+    except (TypeError, ValueError):
+        value = 0
+    if value not in line.product.allowed_years:
+        allowed = line.product.allowed_years
+        raise InvalidChoice(
+            f"Frequenza di rinnovo non valida per {line.product.name}: "
+            f"scegli da {allowed[0]} a {allowed[-1]} anni."
+        )
+    line.years = value
+    _cart_changed(cart)
+    db.session.flush()
+    return line
+
+
+def set_payment_method(cart: Cart, method: str) -> None:
+    try:
+        cart.payment_method = PaymentMethod(method)
+    except ValueError:
+        raise InvalidChoice("Scegli un metodo di pagamento valido.") from None
+    db.session.flush()
+
+
+def _cart_changed(cart: Cart) -> None:
+    # A confirm form rendered before this change must not create an order for the old cart.
+    cart.checkout_token = _new_token()
+
+
+def claim_anonymous_cart(anon_token: str | None, customer_id: int) -> None:
+    """After login, the visitor's cart lines move into the customer's cart."""
+    anon = get_cart(None, anon_token) if anon_token else None
+    if anon is None or not anon.lines:
+        return
+    cart = get_or_create_cart(customer_id, None)
+    for line in list(anon.lines):
+        anon.lines.remove(line)
+        cart.lines.append(CartLine(product_id=line.product_id, years=line.years))
+    db.session.delete(anon)
+    _cart_changed(cart)
+    db.session.flush()
+
+
+def cart_count(customer_id: int | None, anon_token: str | None) -> int:
+    cart = get_cart(customer_id, anon_token)
+    return len(cart.lines) if cart else 0
+
+
+# --- discounts -------------------------------------------------------------------------------
+
+
+def _discount_applies(code: DiscountCode | None, cart: Cart) -> list[bool]:
+    if code is None:
+        return []
+    restricted = {p.id for p in code.products}
+    return [not restricted or line.product_id in restricted for line in cart.lines]
+
+
+def terms_of(code: DiscountCode | None) -> DiscountTerms | None:
+    if code is None:
+        return None
+    restricted = frozenset(p.id for p in code.products) or None
+    if code.kind is DiscountKind.PERCENT:
+        return DiscountTerms(percent=code.percent, product_ids=restricted)
+    return DiscountTerms(amount_cents=code.amount_cents, product_ids=restricted)
+
+
+def _fmt_day(value: datetime) -> str:
+    return rome_date(value).strftime("%d/%m/%Y")
+
+
+def check_discount(code: DiscountCode | None, raw: str, cart: Cart, customer_id: int,
+                   now: datetime) -> DiscountCode:
+    """Return the code if it applies to this cart and customer now, else say why not."""
+    if code is None:
+        raise DiscountRefused(f"Il codice sconto «{raw}» non esiste.")
+    if now < code.valid_from:
+        raise DiscountRefused(f"Il codice sconto {code.code} sarà valido dal {_fmt_day(code.valid_from)}.")
+    if now >= code.valid_until:
+        raise DiscountRefused(f"Il codice sconto {code.code} è scaduto il {_fmt_day(code.valid_until)}.")
+    if not any(_discount_applies(code, cart)):
+        raise DiscountRefused(
+            f"Il codice sconto {code.code} non si applica ai prodotti nel carrello."
+        )
+    if code.max_uses is not None and code.uses >= code.max_uses:
+        raise DiscountRefused(
+            f"Il codice sconto {code.code} ha raggiunto il numero massimo di utilizzi."
+        )
+    if code.max_uses_per_customer is not None:
+        used = db.session.scalar(
+            select(func.count(DiscountRedemption.id))
+            .join(Order, Order.id == DiscountRedemption.order_id)
+            .where(
+                DiscountRedemption.discount_code_id == code.id,
+                DiscountRedemption.customer_id == customer_id,
+                Order.status != OrderStatus.CANCELLED,
+            )
+        )
+        if used >= code.max_uses_per_customer:
+            raise DiscountRefused(f"Hai già utilizzato il codice sconto {code.code}.")
+    return code
+
+
+def apply_discount(cart: Cart, raw: str, customer_id: int, now: datetime) -> DiscountCode:
+    """Apply a codice sconto to the cart, or raise DiscountRefused with the reason."""
+    text = (raw or "").strip().upper()
+    if not text:
+        raise DiscountRefused("Inserisci un codice sconto.")
+    code = db.session.scalar(select(DiscountCode).where(DiscountCode.code == text[:40]))
+    check_discount(code, raw.strip(), cart, customer_id, now)
+    cart.discount_code = code
+    _cart_changed(cart)
+    db.session.flush()
+    return code
+
+
+def remove_discount(cart: Cart) -> None:
+    cart.discount_code = None
+    cart.discount_code_id = None
+    _cart_changed(cart)
+    db.session.flush()
+
+
+# --- quotes and checkout ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CartView:
+    """A cart with its quote, for templates: lines paired with their priced amounts."""
+
+    cart: Cart | None
+    quote: Quote
+
+    @property
+    def rows(self):
+        lines = self.cart.lines if self.cart else []
+        return list(zip(lines, self.quote.lines, strict=True))
+
+    @property
+    def empty(self) -> bool:
+        return not self.rows
+
+
+def price_cart(cart: Cart | None) -> CartView:
+    """Price a cart with today's list prices and its discount code."""
+    lines = cart.lines if cart else []
+    price_lines = [PriceLine(ln.product_id, ln.product.yearly_price_cents, ln.years) for ln in lines]
+    return CartView(cart, quote(price_lines, terms_of(cart.discount_code if cart else None)))
+
+
+def confirm_order(
+    cart: Cart, customer_id: int, checkout_token: str, terms_accepted: bool, now: datetime
+) -> Order:
+    """Turn the cart into an order with amounts computed here and now; idempotent per token.
+
+    A resubmitted form (same checkout token) returns the order the first submit created.
+    """
+    existing = db.session.scalar(
+        select(Order).where(Order.checkout_token == checkout_token, Order.customer_id == customer_id)
+    )
+    if existing is not None:
+        return existing
+    if checkout_token != cart.checkout_token:
+        raise CheckoutError("Il carrello è cambiato nel frattempo: controlla l'ordine e conferma di nuovo.")
+    if not cart.lines:
+        raise CheckoutError("Il carrello è vuoto.")
+    if cart.payment_method is None:
+        raise CheckoutError("Scegli un metodo di pagamento.")
+    if not terms_accepted:
+        raise CheckoutError(
+            "Per confermare l'ordine devi accettare le condizioni generali di contratto."
+        )
+    code = cart.discount_code
+    if code is not None:
+        check_discount(code, code.code, cart, customer_id, now)
+    for line in cart.lines:
+        if not line.product.active:
+            raise CheckoutError(f"{line.product.name} non è più disponibile: rimuovilo dal carrello.")
+        if line.years not in line.product.allowed_years:
+            raise CheckoutError(f"Frequenza di rinnovo non valida per {line.product.name}.")
+
+    priced = price_cart(cart)
+    q = priced.quote
+    card = cart.payment_method is PaymentMethod.CARD
+    order = Order(
+        customer_id=customer_id,
+        payment_method=cart.payment_method,
+        discount_code=code.code if code else None,
+        subtotal_cents=q.subtotal_cents,
+        discount_cents=q.discount_cents,
+        net_cents=q.net_cents,
+        vat_cents=q.vat_cents,
+        total_cents=q.total_cents,
+        checkout_token=checkout_token,
+        created_at=now,
+    )
+    for line, amounts in priced.rows:
+        order.lines.append(
+            OrderLine(
+                product_id=line.product_id,
+                product_name=line.product.name,
+                kind=line.product.kind,
+                years=line.years,
+                yearly_price_cents=line.product.yearly_price_cents,
+                list_cents=amounts.list_cents,
+                discount_cents=amounts.discount_cents,
+                net_cents=amounts.net_cents,
+                auto_renew=card and line.product.auto_renewable,
+            )
+        )
+    db.session.add(order)
+    db.session.flush()
+    if code is not None:
+        _redeem(code, customer_id, order)
+    # The cart is spent: empty it and give it a new token for the next order.
+    cart.lines.clear()
+    cart.discount_code = None
+    cart.discount_code_id = None
+    _cart_changed(cart)
+    db.session.flush()
+    return order
+
+
+def _redeem(code: DiscountCode, customer_id: int, order: Order) -> None:
+    # The guarded increment makes the total limit hold even for two orders at the same instant.
+    result = db.session.execute(
+        update(DiscountCode)
+        .where(DiscountCode.id == code.id)
+        .where((DiscountCode.max_uses.is_(None)) | (DiscountCode.uses < DiscountCode.max_uses))
+        .values(uses=DiscountCode.uses + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        raise CheckoutError(f"Il codice sconto {code.code} ha raggiunto il numero massimo di utilizzi.")
+    db.session.add(DiscountRedemption(discount_code_id=code.id, customer_id=customer_id, order_id=order.id))
+    db.session.refresh(code)
+
+
+def get_order(order_id: int, customer_id: int) -> Order:
+    """An order of this customer; another customer's order is simply not found."""
+    order = db.session.get(Order, order_id)
+    if order is None or order.customer_id != customer_id:
+        raise NotFound("Ordine non trovato.")
+    return order
+
+
+def list_orders(customer_id: int) -> list[Order]:
+    return list(
+        db.session.scalars(
+            select(Order).where(Order.customer_id == customer_id).order_by(Order.id.desc())
+        )
+    )

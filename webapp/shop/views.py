@@ -1,0 +1,199 @@
+"""Catalogue, cart and checkout routes: thin, each renders a page or its htmx fragment."""
+
+from __future__ import annotations
+
+import secrets
+
+from flask import Blueprint, abort, flash, render_template, request, session, url_for
+from flask_login import current_user, login_required
+from sqlalchemy.exc import IntegrityError
+
+from webapp.clock import now_utc
+from webapp.errors import CheckoutError, DiscountRefused, InvalidChoice, NotFound
+from webapp.htmx import is_htmx, redirect_to, render
+from webapp.notify.services import commit, rollback
+from webapp.shop import services
+from webapp.shop.models import PaymentMethod
+
+bp = Blueprint("shop", __name__)
+
+
+def _customer_id() -> int | None:
+    return current_user.id if current_user.is_authenticated else None
+
+
+def _cart(create: bool = False):
+    if create:
+        cart = services.get_or_create_cart(_customer_id(), session.get("cart_token"))
+        if cart.anon_token:
+            session["cart_token"] = cart.anon_token
+        return cart
+    return services.get_cart(_customer_id(), session.get("cart_token"))
+
+
+@bp.get("/")
+def catalogue():
+    return render_template("shop/catalogue.html", products=services.list_products())
+
+
+@bp.get("/sconti")
+def list_discounts():
+    return render_template("shop/discounts.html", discounts=services.public_discounts(now_utc()))
+
+
+@bp.get("/condizioni-generali")
+def terms():
+    return render_template("shop/terms.html")
+
+
+# --- cart ----------------------------------------------------------------------------------
+
+
+@bp.get("/carrello")
+def view_cart():
+    return render("shop/cart.html", "shop/_cart.html", view=services.price_cart(_cart()))
+
+
+@bp.post("/carrello/aggiungi/<int:product_id>")
+def add_item(product_id: int):
+    cart = _cart(create=True)
+    try:
+        line = services.add_product(cart, product_id)
+    except NotFound:
+        abort(404)
+    commit()
+    if not is_htmx():
+        flash(f"{line.product.name} aggiunto al carrello.", "success")
+        return redirect_to(url_for("shop.view_cart"))
+    return render_template("shop/_added.html", product=line.product, cart_count=len(cart.lines))
+
+
+@bp.post("/carrello/righe/<int:line_id>/rimuovi")
+def remove_item(line_id: int):
+    cart = _cart()
+    if cart is not None:
+        try:
+            services.remove_line(cart, line_id)
+        except NotFound:
+            pass  # already gone (double click): the cart is shown as it is
+        commit()
+    view = services.price_cart(cart)
+    return render("shop/cart.html", "shop/_cart.html", view=view, oob_badge=True,
+                  cart_count=len(view.rows))
+
+
+# --- checkout ------------------------------------------------------------------------------
+
+
+def _checkout_response(primary: str, status: int = 200, **context):
+    cart = _cart(create=True)
+    context.setdefault("view", services.price_cart(cart))
+    return render(
+        "shop/checkout.html",
+        "shop/_checkout_update.html",
+        status=status,
+        primary=primary,
+        cart=cart,
+        methods=list(PaymentMethod),
+        **context,
+    )
+
+
+@bp.get("/checkout")
+@login_required
+def checkout():
+    cart = _cart(create=True)
+    commit()
+    if not cart.lines:
+        flash("Il carrello è vuoto: scegli un prodotto dal catalogo.", "info")
+        return redirect_to(url_for("shop.catalogue"))
+    return _checkout_response("items")
+
+
+@bp.post("/checkout/metodo")
+@login_required
+def choose_payment_method():
+    cart = _cart(create=True)
+    try:
+        services.set_payment_method(cart, request.form.get("payment_method", ""))
+    except InvalidChoice as exc:
+        rollback()
+        return _checkout_response("items", 422, items_error=exc.message)
+    commit()
+    return _checkout_response("items")
+
+
+@bp.post("/checkout/righe/<int:line_id>/anni")
+@login_required
+def choose_years(line_id: int):
+    cart = _cart(create=True)
+    try:
+        services.set_years(cart, line_id, request.form.get("years", ""))
+    except (InvalidChoice, NotFound) as exc:
+        rollback()
+        return _checkout_response("items", 422, items_error=exc.message)
+    commit()
+    return _checkout_response("items")
+
+
+@bp.post("/checkout/sconto")
+@login_required
+def apply_discount():
+    cart = _cart(create=True)
+    raw = request.form.get("code", "")
+    try:
+        services.apply_discount(cart, raw, current_user.id, now_utc())
+    except DiscountRefused as exc:
+        rollback()
+        return _checkout_response("discount", 422, discount_error=exc.message, code_value=raw)
+    commit()
+    return _checkout_response("discount", discount_applied=True)
+
+
+@bp.post("/checkout/sconto/rimuovi")
+@login_required
+def remove_discount():
+    services.remove_discount(_cart(create=True))
+    commit()
+    return _checkout_response("discount")
+
+
+@bp.post("/checkout/conferma")
+@login_required
+def confirm_order():
+    token = request.form.get("checkout_token", "")
+    accepted = request.form.get("terms") in {"1", "on", "y", "true"}
+    for attempt in range(2):
+        cart = _cart(create=True)
+        try:
+            order = services.confirm_order(cart, current_user.id, token, accepted, now_utc())
+            commit()
+            break
+        except CheckoutError as exc:
+            rollback()
+            return _checkout_response("confirm", 422, confirm_error=exc.message, terms=accepted)
+        except IntegrityError:
+            # The same form submitted twice at once: the other request created the order.
+            rollback()
+            if attempt:
+                raise
+    return redirect_to(url_for("shop.view_order", order_id=order.id))
+
+
+@bp.get("/ordini/<int:order_id>")
+@login_required
+def view_order(order_id: int):
+    from webapp.payments.services import usable_cards
+    from webapp.renewals.services import services_of_order
+
+    try:
+        order = services.get_order(order_id, current_user.id)
+    except NotFound:
+        abort(404)
+    return render_template(
+        "shop/order.html",
+        order=order,
+        services=services_of_order(order),
+        pay_token=secrets.token_urlsafe(16),
+        has_cards=bool(usable_cards(current_user.id, now_utc().date())),
+    )
