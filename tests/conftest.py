@@ -84,3 +84,49 @@ class AuthActions:
 @pytest.fixture
 def auth(client):
     return AuthActions(client)
+
+
+class WSGITransport:
+    """The gateway client's transport, talking to the bank app in process (no sockets)."""
+
+    def __init__(self, bank_app):
+        self.client = bank_app.test_client()
+        self.down = False  # set True to simulate the bank being unreachable
+        self.calls: list[tuple[str, str]] = []
+
+    def __call__(self, method, url, body, headers, timeout):
+        from urllib.parse import urlsplit
+
+        from webapp.payments.gateway import GatewayUnavailable, HttpResponse
+
+        if self.down:
+            raise GatewayUnavailable("connection refused (simulated)")
+        parts = urlsplit(url)
+        self.calls.append((method, parts.path))
+        resp = self.client.open(parts.path, method=method, data=body, headers=headers,
+                                query_string=parts.query)
+        return HttpResponse(resp.status_code, resp.data)
+
+
+@pytest.fixture
+def bank(app, tmp_path):
+    """The mock bank app on its own database, wired to the shop's gateway client."""
+    from webapp.bank import create_bank_app
+
+    bank_app = create_bank_app({
+        "TESTING": True,
+        "BANK_DATABASE_URL": f"sqlite:///{tmp_path / 'bank.db'}",
+        "BANK_SHARED_SECRET": app.config["BANK_SHARED_SECRET"],
+        "BANK_MERCHANT_ID": app.config["BANK_MERCHANT_ID"],
+        "SECRET_KEY": "bank-test",
+        "BANK_NOTIFY_ENABLED": False,
+    })
+    transport = WSGITransport(bank_app)
+    app.extensions["gateway"].transport = transport
+    bank_app.transport = transport
+    yield bank_app
+    from webapp.bank.extensions import db as bank_db
+
+    with bank_app.app_context():
+        bank_db.session.remove()
+        bank_db.engine.dispose()
