@@ -362,3 +362,24 @@ def test_other_customers_order_cannot_be_paid(client, db, bank, shopper, order_f
     assert client.post(f"/ordini/{order.id}/paga").status_code == 404
     assert client.get(f"/portale-pagamenti/ordini/{order.id}").status_code == 404
     assert db.session.get(Order, order.id).status is OrderStatus.PENDING_PAYMENT
+
+
+def test_second_bank_payment_for_a_paid_order_is_recorded_as_duplicate(client, db, bank, shopper,
+                                                                         order_for):
+    """Two bank pages open for one order, both paid: one activation, one e-mail, one flagged."""
+    from webapp.payments import services as pay
+
+    order = order_for(shopper)
+    first = _pay_now(client, order)
+    later = now_utc() + pay.HOSTED_PAYMENT_REUSE + timedelta(minutes=1)
+    second_payment = pay.start_hosted_payment(order, return_url="http://localhost/pagamenti/ritorno",
+                                              notify_url=None, now=later)
+    db.session.commit()
+    assert second_payment.redirect_url != first
+    _return(client, BankBrowser(bank).pay(first, EASY_CARD))
+    _return(client, BankBrowser(bank).pay(second_payment.redirect_url, EASY_CARD))
+    db.session.expire_all()
+    statuses = sorted(p.status.value for p in db.session.scalars(select(Payment)))
+    assert statuses == ["failed", "succeeded"]
+    assert second_payment.failure_code == "duplicate"
+    assert db.session.scalar(select(func.count(Service.id))) == 2 and _emails(db) == 1
