@@ -1,0 +1,143 @@
+"""Card rules of the sandbox: Luhn, brand, CVV length, expiry and the test-card table."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+
+
+class Behaviour(StrEnum):
+    """What the sandbox does with a card number."""
+
+    SMS_OTP = "sms_otp"
+    APP = "app"
+    FRICTIONLESS = "frictionless"
+    DECLINED = "declined"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    EXPIRED = "expired"
+
+
+#: The documented test cards (docs/bank-api.md); any other Luhn-valid number is frictionless.
+TEST_CARDS: dict[str, Behaviour] = {
+    "4111111111111111": Behaviour.SMS_OTP,
+    "5555555555554444": Behaviour.APP,
+    "4242424242424242": Behaviour.FRICTIONLESS,
+    "378282246310005": Behaviour.FRICTIONLESS,
+    "4000000000000002": Behaviour.DECLINED,
+    "4000000000009995": Behaviour.INSUFFICIENT_FUNDS,
+    "4000000000000069": Behaviour.EXPIRED,
+}
+
+BRAND_LABELS = {"visa": "Visa", "mastercard": "Mastercard", "amex": "American Express"}
+
+MSG_HOLDER = "Inserisci l'intestatario della carta."
+MSG_NUMBER_MISSING = "Inserisci il numero della carta."
+MSG_NUMBER_INVALID = "Il numero della carta non è valido."
+MSG_BRAND = "Circuito non accettato: usa una carta Visa, Mastercard o American Express."
+MSG_EXPIRY = "Indica la scadenza della carta (mese e anno)."
+MSG_EXPIRED = "La carta è scaduta."
+
+
+@dataclass(frozen=True)
+class CardInput:
+    """A card as entered on the hosted page, already validated and normalised."""
+
+    holder: str
+    number: str
+    brand: str
+    exp_month: int
+    exp_year: int
+
+    @property
+    def last4(self) -> str:
+        """The last four digits, the only part of the number shown back."""
+        return self.number[-4:]
+
+
+def normalize_number(raw: str) -> str:
+    """The number without the spaces and dashes people type (other characters are kept)."""
+    return re.sub(r"[\s-]", "", raw or "")
+
+
+def luhn_ok(number: str) -> bool:
+    """True when number is all digits (12 to 19) and passes the Luhn checksum."""
+    if not number.isascii() or not number.isdigit() or not 12 <= len(number) <= 19:
+        return False
+    total = 0
+    for i, ch in enumerate(reversed(number)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def detect_brand(number: str) -> str | None:
+    """'visa', 'mastercard', 'amex' by prefix and length, or None for other circuits."""
+    if number.startswith("4") and len(number) in (13, 16, 19):
+        return "visa"
+    if len(number) == 16 and (51 <= int(number[:2]) <= 55 or 2221 <= int(number[:4]) <= 2720):
+        return "mastercard"
+    if number[:2] in ("34", "37") and len(number) == 15:
+        return "amex"
+    return None
+
+
+def cvv_length(brand: str | None) -> int:
+    """4 digits for Amex, 3 for the others."""
+    return 4 if brand == "amex" else 3
+
+
+def is_expired(exp_month: int, exp_year: int, today: date) -> bool:
+    """A card is valid until the end of its expiry month."""
+    return (exp_year, exp_month) < (today.year, today.month)
+
+
+def behaviour_for(number: str) -> Behaviour:
+    """The sandbox behaviour of a (normalised) card number."""
+    return TEST_CARDS.get(number, Behaviour.FRICTIONLESS)
+
+
+def _parse_expiry(raw_month: str, raw_year: str) -> tuple[int, int] | None:
+    month, year = (raw_month or "").strip(), (raw_year or "").strip()
+    if not (month.isdigit() and year.isdigit() and len(year) in (2, 4)):
+        return None
+    m, y = int(month), int(year)
+    if len(year) == 2:
+        y += 2000
+    return (m, y) if 1 <= m <= 12 else None
+
+
+def validate_card(
+    holder: str, number: str, exp_month: str, exp_year: str, cvv: str, today: date
+) -> tuple[CardInput | None, dict[str, str]]:
+    """Check the hosted-page fields: the card, or the Italian error message of each bad field."""
+    errors: dict[str, str] = {}
+    holder = " ".join((holder or "").split())
+    if not holder or len(holder) > 100:
+        errors["holder"] = MSG_HOLDER
+    digits = normalize_number(number)
+    brand = None
+    if not digits:
+        errors["number"] = MSG_NUMBER_MISSING
+    elif not luhn_ok(digits):
+        errors["number"] = MSG_NUMBER_INVALID
+    else:
+        brand = detect_brand(digits)
+        if brand is None:
+            errors["number"] = MSG_BRAND
+    expiry = _parse_expiry(exp_month, exp_year)
+    if expiry is None:
+        errors["expiry"] = MSG_EXPIRY
+    elif is_expired(*expiry, today):
+        errors["expiry"] = MSG_EXPIRED
+    size = cvv_length(brand)
+    cvv = (cvv or "").strip()
+    if not (cvv.isascii() and cvv.isdigit() and len(cvv) == size):
+        errors["cvv"] = f"Il CVV deve avere {size} cifre."
+    if errors:
+        return None, errors
+    assert brand is not None and expiry is not None
+    return CardInput(holder, digits, brand, expiry[0], expiry[1]), {}

@@ -1,0 +1,29 @@
+"""The mock bank's own extension instances (never shared with the shop) and its clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import current_app
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy.orm import DeclarativeBase
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the bank's models: its own metadata, apart from the shop's."""
+
+
+db = SQLAlchemy(model_class=Base)
+csrf = CSRFProtect()
+
+
+def now_utc() -> datetime:
+    """The real time, UTC-aware."""
+    return datetime.now(UTC)
+
+
+def bank_now() -> datetime:
+    """The bank's business clock: BANK_CLOCK when configured (tests), else the real time."""
+    clock = current_app.config.get("BANK_CLOCK")
+    return clock() if clock else now_utc()

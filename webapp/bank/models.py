@@ -1,0 +1,149 @@
+"""The mock bank's tables: hosted payments, saved cards (tokens), charges, notification outbox."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import DateTime, Enum, ForeignKey, Integer, String, Text, TypeDecorator
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC, returns aware datetimes (SQLite would hand back naive ones)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class PaymentStatus(StrEnum):
+    """Lifecycle of a hosted payment (docs/bank-api.md)."""
+
+    CREATED = "created"
+    PENDING_CONFIRMATION = "pending_confirmation"
+    CHALLENGE = "challenge"
+    AUTHORISED = "authorised"
+    DECLINED = "declined"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        """Authorised, declined and failed never change again."""
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({PaymentStatus.AUTHORISED, PaymentStatus.DECLINED, PaymentStatus.FAILED})
+
+
+class ChargeStatus(StrEnum):
+    """Outcome of a charge by token."""
+
+    SUCCEEDED = "succeeded"
+    DECLINED = "declined"
+
+
+def _enum(cls: type[StrEnum]) -> Enum:
+    return Enum(cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e])
+
+
+class Card(db.Model):
+    """A saved card: the token the shop keeps, and the number only the bank keeps."""
+
+    __tablename__ = "bank_card"
+
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pan: Mapped[str] = mapped_column(String(19))
+    brand: Mapped[str] = mapped_column(String(16))
+    last4: Mapped[str] = mapped_column(String(4))
+    exp_month: Mapped[int] = mapped_column(Integer)
+    exp_year: Mapped[int] = mapped_column(Integer)
+    holder: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class Payment(db.Model):
+    """A hosted payment: the card page, 3-D Secure and the signed result."""
+
+    __tablename__ = "bank_payment"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    order_ref: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(String(200))
+    return_url: Mapped[str] = mapped_column(String(2000))
+    notify_url: Mapped[str | None] = mapped_column(String(2000))
+    save_card: Mapped[bool]
+    status: Mapped[PaymentStatus] = mapped_column(_enum(PaymentStatus))
+    # The entered card, from "Procedi" on (the CVV is checked, never stored).
+    holder: Mapped[str | None] = mapped_column(String(100), default=None)
+    pan: Mapped[str | None] = mapped_column(String(19), default=None)
+    brand: Mapped[str | None] = mapped_column(String(16), default=None)
+    exp_month: Mapped[int | None] = mapped_column(Integer, default=None)
+    exp_year: Mapped[int | None] = mapped_column(Integer, default=None)
+    challenge_method: Mapped[str | None] = mapped_column(String(8), default=None)
+    otp_code: Mapped[str | None] = mapped_column(String(6), default=None)
+    otp_failures: Mapped[int] = mapped_column(Integer, default=0)
+    decline_code: Mapped[str | None] = mapped_column(String(32), default=None)
+    decline_message: Mapped[str | None] = mapped_column(String(200), default=None)
+    card_token: Mapped[str | None] = mapped_column(ForeignKey("bank_card.token"), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    card: Mapped[Card | None] = relationship()
+
+    @property
+    def last4(self) -> str | None:
+        """Last four digits of the entered card."""
+        return self.pan[-4:] if self.pan else None
+
+
+class Charge(db.Model):
+    """A charge of a saved card by token (no 3-D Secure), unique per idempotency key."""
+
+    __tablename__ = "bank_charge"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    token: Mapped[str] = mapped_column(ForeignKey("bank_card.token"))
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    order_ref: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(String(200))
+    initiator: Mapped[str] = mapped_column(String(16))
+    status: Mapped[ChargeStatus] = mapped_column(_enum(ChargeStatus))
+    decline_code: Mapped[str | None] = mapped_column(String(32))
+    decline_message: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Notification(db.Model):
+    """Outbox row: one signed POST to the shop, retried with backoff until it answers 2xx."""
+
+    __tablename__ = "bank_notification"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payment_id: Mapped[str] = mapped_column(ForeignKey("bank_payment.id"))
+    url: Mapped[str] = mapped_column(String(2000))
+    body: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    gave_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_error: Mapped[str | None] = mapped_column(String(200), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,431 @@
+"""Domain logic of the mock bank: explicit arguments, `now` passed in, flush but never commit."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from babel.numbers import format_currency
+from sqlalchemy import func, select
+
+from webapp.signing import sign_params
+
+from . import cards
+from .cards import Behaviour, CardInput
+from .extensions import db
+from .models import Card, Charge, ChargeStatus, Notification, Payment, PaymentStatus
+
+S = PaymentStatus
+
+DECLINE_MESSAGES = {
+    "card_declined": "Carta rifiutata dalla banca emittente.",
+    "insufficient_funds": "Fondi insufficienti.",
+    "expired_card": "Carta scaduta.",
+    "authentication_failed": "Autenticazione 3-D Secure non riuscita.",
+    "authentication_refused": (
+        "Autenticazione 3-D Secure non riuscita: pagamento rifiutato nell'app della banca."
+    ),
+}
+
+#: The only moves a hosted payment can make; anything else raises InvalidTransition.
+TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
+    S.CREATED: frozenset({S.PENDING_CONFIRMATION}),
+    S.PENDING_CONFIRMATION: frozenset(
+        {S.PENDING_CONFIRMATION, S.CHALLENGE, S.AUTHORISED, S.DECLINED}
+    ),
+    S.CHALLENGE: frozenset({S.AUTHORISED, S.FAILED}),
+    S.AUTHORISED: frozenset(),
+    S.DECLINED: frozenset(),
+    S.FAILED: frozenset(),
+}
+
+CHALLENGE_SMS = "sms"
+CHALLENGE_APP = "app"
+
+
+class BankError(Exception):
+    """Base of the bank's domain errors."""
+
+
+class InvalidTransition(BankError):
+    """A step was attempted that the payment's current status does not allow."""
+
+
+class IdempotencyConflict(BankError):
+    """An idempotency key was reused with a different request."""
+
+
+class UnknownToken(BankError):
+    """The card token does not exist or was deleted."""
+
+
+class CardInvalid(BankError):
+    """The hosted card form has errors (field -> Italian message)."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("invalid card data")
+        self.errors = errors
+
+
+class WrongOtp(BankError):
+    """The OTP was wrong but attempts are left."""
+
+    def __init__(self, attempts_left: int) -> None:
+        super().__init__("wrong otp")
+        self.attempts_left = attempts_left
+
+
+def format_eur(amount_cents: int) -> str:
+    """Cents the Italian way: 123456 -> '€ 1.234,56'."""
+    amount = Decimal(amount_cents) / 100
+    return format_currency(
+        amount, "EUR", format="¤ #,##0.00", locale="it_IT", currency_digits=False
+    )
+
+
+def transition(payment: Payment, new: PaymentStatus) -> None:
+    """Move a payment to a new status, refusing any move the lifecycle does not allow."""
+    if new not in TRANSITIONS[payment.status]:
+        raise InvalidTransition(f"{payment.status} -> {new}")
+    payment.status = new
+
+
+# ---- hosted payments ---------------------------------------------------------------------
+
+
+def get_payment(payment_id: str) -> Payment | None:
+    """The payment with this id, or None."""
+    return db.session.get(Payment, payment_id)
+
+
+def create_payment(
+    *,
+    amount_cents: int,
+    currency: str,
+    order_ref: str,
+    description: str,
+    return_url: str,
+    notify_url: str | None,
+    save_card: bool,
+    idempotency_key: str,
+    now: datetime,
+) -> tuple[Payment, bool]:
+    """Create a hosted payment, or return the one already made with this key (created=False)."""
+    existing = db.session.scalar(select(Payment).filter_by(idempotency_key=idempotency_key))
+    if existing is not None:
+        same = (existing.amount_cents, existing.currency, existing.order_ref) == (
+            amount_cents,
+            currency,
+            order_ref,
+        )
+        if not same:
+            raise IdempotencyConflict(idempotency_key)
+        return existing, False
+    payment = Payment(
+        id="pay_" + secrets.token_urlsafe(16),
+        idempotency_key=idempotency_key,
+        amount_cents=amount_cents,
+        currency=currency,
+        order_ref=order_ref,
+        description=description,
+        return_url=return_url,
+        notify_url=notify_url,
+        save_card=save_card,
+        status=S.CREATED,
+        otp_failures=0,
+        created_at=now,
+    )
+    db.session.add(payment)
+    db.session.flush()  # the UNIQUE key decides a race between two identical requests
+    return payment, True
+
+
+def submit_card(
+    payment: Payment,
+    *,
+    holder: str,
+    number: str,
+    exp_month: str,
+    exp_year: str,
+    cvv: str,
+    now: datetime,
+) -> CardInput:
+    """'Procedi': validate the card and keep it on the payment until 'Invio dati'."""
+    if S.PENDING_CONFIRMATION not in TRANSITIONS[payment.status]:  # before any validation
+        raise InvalidTransition(f"card submitted in status {payment.status}")
+    card, errors = cards.validate_card(holder, number, exp_month, exp_year, cvv, now.date())
+    if card is None:
+        raise CardInvalid(errors)
+    transition(payment, S.PENDING_CONFIRMATION)
+    payment.holder, payment.pan, payment.brand = card.holder, card.number, card.brand
+    payment.exp_month, payment.exp_year = card.exp_month, card.exp_year
+    db.session.flush()
+    return card
+
+
+def confirm_payment(payment: Payment, *, now: datetime) -> Payment:
+    """'Invio dati': run the test card's behaviour (decline, 3-D Secure challenge or authorise)."""
+    if payment.status != S.PENDING_CONFIRMATION or payment.pan is None:
+        raise InvalidTransition(f"confirm in status {payment.status}")
+    behaviour = cards.behaviour_for(payment.pan)
+    if behaviour is Behaviour.DECLINED:
+        _finish(payment, S.DECLINED, now, "card_declined")
+    elif behaviour is Behaviour.INSUFFICIENT_FUNDS and payment.amount_cents > 0:
+        _finish(payment, S.DECLINED, now, "insufficient_funds")
+    elif behaviour is Behaviour.EXPIRED:
+        _finish(payment, S.DECLINED, now, "expired_card")
+    elif behaviour is Behaviour.SMS_OTP:
+        transition(payment, S.CHALLENGE)
+        payment.challenge_method = CHALLENGE_SMS
+        payment.otp_code = f"{secrets.randbelow(1_000_000):06d}"
+        payment.otp_failures = 0
+    elif behaviour is Behaviour.APP:
+        transition(payment, S.CHALLENGE)
+        payment.challenge_method = CHALLENGE_APP
+    else:
+        _finish(payment, S.AUTHORISED, now)
+    db.session.flush()
+    return payment
+
+
+def verify_otp(payment: Payment, code: str, *, max_attempts: int, now: datetime) -> Payment:
+    """Check the SMS code: authorise, or raise WrongOtp, or fail after max_attempts wrong codes."""
+    if payment.status != S.CHALLENGE or payment.challenge_method != CHALLENGE_SMS:
+        raise InvalidTransition(f"otp in status {payment.status}")
+    assert payment.otp_code is not None
+    if hmac.compare_digest(code.strip().encode(), payment.otp_code.encode()):
+        _finish(payment, S.AUTHORISED, now)
+    else:
+        payment.otp_failures += 1
+        left = max_attempts - payment.otp_failures
+        if left > 0:
+            db.session.flush()
+            raise WrongOtp(left)
+        _finish(payment, S.FAILED, now, "authentication_failed")
+    db.session.flush()
+    return payment
+
+
+def decide_in_app(payment: Payment, *, approve: bool, now: datetime) -> Payment:
+    """The simulated bank app's 'Approva' / 'Rifiuta'."""
+    if payment.status != S.CHALLENGE or payment.challenge_method != CHALLENGE_APP:
+        raise InvalidTransition(f"app decision in status {payment.status}")
+    if approve:
+        _finish(payment, S.AUTHORISED, now)
+    else:
+        _finish(payment, S.FAILED, now, "authentication_refused")
+    db.session.flush()
+    return payment
+
+
+def _finish(
+    payment: Payment, status: PaymentStatus, now: datetime, code: str | None = None
+) -> None:
+    """Final status: save the card if asked, queue the shop's notification (same transaction)."""
+    transition(payment, status)
+    payment.finished_at = now
+    payment.otp_code = None  # a used code is worthless; keep nothing secret around
+    payment.decline_code = code
+    payment.decline_message = DECLINE_MESSAGES[code] if code else None
+    if status == S.AUTHORISED and payment.save_card:
+        payment.card = _save_card(payment, now)
+    if payment.notify_url:
+        _queue_notification(payment, now)
+
+
+def _save_card(payment: Payment, now: datetime) -> Card:
+    assert payment.pan and payment.brand and payment.holder
+    assert payment.exp_month is not None and payment.exp_year is not None
+    card = Card(
+        token="tok_" + secrets.token_urlsafe(24),
+        pan=payment.pan,
+        brand=payment.brand,
+        last4=payment.pan[-4:],
+        exp_month=payment.exp_month,
+        exp_year=payment.exp_year,
+        holder=payment.holder,
+        created_at=now,
+    )
+    db.session.add(card)
+    return card
+
+
+def _queue_notification(payment: Payment, now: datetime) -> None:
+    body = {
+        "payment_id": payment.id,
+        "order_ref": payment.order_ref,
+        "status": str(payment.status),
+        "amount_cents": payment.amount_cents,
+        "currency": payment.currency,
+    }
+    assert payment.notify_url is not None
+    db.session.add(
+        Notification(
+            payment_id=payment.id,
+            url=payment.notify_url,
+            body=json.dumps(body, separators=(",", ":"), sort_keys=True),
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+
+
+def payment_to_dict(payment: Payment) -> dict[str, object]:
+    """The status API body; the card only once authorised with save_card (never the number)."""
+    card = payment.card
+    card_json = None
+    if payment.status == S.AUTHORISED and payment.save_card and card is not None:
+        card_json = {
+            "token": card.token,
+            "brand": card.brand,
+            "last4": card.last4,
+            "exp_month": card.exp_month,
+            "exp_year": card.exp_year,
+            "holder": card.holder,
+        }
+    return {
+        "payment_id": payment.id,
+        "status": str(payment.status),
+        "amount_cents": payment.amount_cents,
+        "currency": payment.currency,
+        "order_ref": payment.order_ref,
+        "decline_code": payment.decline_code,
+        "decline_message": payment.decline_message,
+        "card": card_json,
+    }
+
+
+def return_params(payment: Payment, secret: str) -> dict[str, str]:
+    """The signed parameters of 'torna al negozio' (stable: ts is when the payment finished)."""
+    if payment.finished_at is None:
+        raise InvalidTransition("the payment has no result yet")
+    params = dict(parse_qsl(urlsplit(payment.return_url).query, keep_blank_values=True))
+    params.update(
+        payment_id=payment.id,
+        order_ref=payment.order_ref,
+        status=str(payment.status),
+        amount_cents=str(payment.amount_cents),
+        currency=payment.currency,
+        ts=str(int(payment.finished_at.timestamp())),
+    )
+    params.pop("sig", None)
+    # The shop's own query parameters, if any, are signed too: it verifies request.args whole.
+    params["sig"] = sign_params(secret, params)
+    return params
+
+
+def return_url(payment: Payment, secret: str) -> str:
+    """The shop's return_url with the signed result parameters."""
+    parts = urlsplit(payment.return_url)
+    return urlunsplit(parts._replace(query=urlencode(return_params(payment, secret))))
+
+
+# ---- saved cards and charges -------------------------------------------------------------
+
+
+def get_active_card(token: str) -> Card | None:
+    """The saved card behind a token, unless it was deleted."""
+    card = db.session.get(Card, token)
+    return card if card is not None and card.revoked_at is None else None
+
+
+def revoke_token(token: str, *, now: datetime) -> None:
+    """Forget a saved card (idempotent: an unknown or deleted token is fine)."""
+    card = db.session.get(Card, token)
+    if card is not None and card.revoked_at is None:
+        card.revoked_at = now
+        db.session.flush()
+
+
+def find_charge_by_key(idempotency_key: str) -> Charge | None:
+    """The charge made with this idempotency key, or None."""
+    return db.session.scalar(select(Charge).filter_by(idempotency_key=idempotency_key))
+
+
+def charge_token(
+    *,
+    token: str,
+    amount_cents: int,
+    currency: str,
+    order_ref: str,
+    description: str,
+    initiator: str,
+    idempotency_key: str,
+    now: datetime,
+) -> tuple[Charge, bool]:
+    """Charge a saved card, or return the stored charge for a replayed key (created=False)."""
+    existing = find_charge_by_key(idempotency_key)
+    if existing is not None:
+        same = (existing.token, existing.amount_cents, existing.currency, existing.order_ref) == (
+            token,
+            amount_cents,
+            currency,
+            order_ref,
+        )
+        if not same:
+            raise IdempotencyConflict(idempotency_key)
+        return existing, False
+    card = get_active_card(token)
+    if card is None:
+        raise UnknownToken(token)
+    code = _charge_decline_code(card, amount_cents, now)
+    charge = Charge(
+        id="ch_" + secrets.token_urlsafe(16),
+        idempotency_key=idempotency_key,
+        token=token,
+        amount_cents=amount_cents,
+        currency=currency,
+        order_ref=order_ref,
+        description=description,
+        initiator=initiator,
+        status=ChargeStatus.DECLINED if code else ChargeStatus.SUCCEEDED,
+        decline_code=code,
+        decline_message=DECLINE_MESSAGES[code] if code else None,
+        created_at=now,
+    )
+    db.session.add(charge)
+    db.session.flush()  # the UNIQUE key decides a race between two identical requests
+    return charge, True
+
+
+def _charge_decline_code(card: Card, amount_cents: int, now: datetime) -> str | None:
+    behaviour = cards.behaviour_for(card.pan)
+    if behaviour is Behaviour.DECLINED:
+        return "card_declined"
+    if behaviour is Behaviour.INSUFFICIENT_FUNDS and amount_cents > 0:
+        return "insufficient_funds"
+    if behaviour is Behaviour.EXPIRED or cards.is_expired(
+        card.exp_month, card.exp_year, now.date()
+    ):
+        return "expired_card"
+    return None
+
+
+def charge_to_dict(charge: Charge) -> dict[str, object]:
+    """The charge API body."""
+    return {
+        "charge_id": charge.id,
+        "status": str(charge.status),
+        "amount_cents": charge.amount_cents,
+        "currency": charge.currency,
+        "order_ref": charge.order_ref,
+        "decline_code": charge.decline_code,
+        "decline_message": charge.decline_message,
+    }
+
+
+def stats() -> Mapping[str, int]:
+    """Counters for tests: succeeded charges and authorised payments."""
+    charges = db.session.scalar(
+        select(func.count()).select_from(Charge).filter_by(status=ChargeStatus.SUCCEEDED)
+    )
+    payments = db.session.scalar(
+        select(func.count()).select_from(Payment).filter_by(status=S.AUTHORISED)
+    )
+    return {"charges_succeeded": charges or 0, "payments_authorised": payments or 0}
