@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 
 import pytest
@@ -18,11 +19,36 @@ def now() -> datetime:
     return FIXED_NOW
 
 
-@pytest.fixture
-def app(tmp_path):
-    app = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'shop.db'}"})
-    with app.app_context():
+# `scripts/with-postgres.sh` sets this to run the same tests on PostgreSQL.
+PG_URL = os.environ.get("TEST_DATABASE_URL", "")
+_pg_schema_ready = False
+
+
+def _fresh_postgres() -> None:
+    """Empty every table (the schema is created once per run: much faster than per test)."""
+    global _pg_schema_ready
+    if not _pg_schema_ready:
+        _db.drop_all()
         _db.create_all()
+        _pg_schema_ready = True
+    tables = ", ".join(f'"{t.name}"' for t in _db.metadata.sorted_tables)
+    with _db.engine.begin() as conn:
+        conn.execute(_db.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def database_url(tmp_path) -> str:
+    return PG_URL or f"sqlite:///{tmp_path / 'shop.db'}"
+
+
+@pytest.fixture
+def app(database_url):
+    app = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url})
+    with app.app_context():
+        if PG_URL:
+            _fresh_postgres()
+        else:
+            _db.create_all()
         yield app
         _db.session.remove()
         _db.engine.dispose()

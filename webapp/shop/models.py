@@ -209,7 +209,9 @@ class OrderLine(db.Model):
     net_cents: Mapped[int] = mapped_column()
     auto_renew: Mapped[bool] = mapped_column(default=False)
     # For a renewal order: the service this line renews.
-    service_id: Mapped[int | None] = mapped_column(ForeignKey("service.id"))
+    service_id: Mapped[int | None] = mapped_column(
+        ForeignKey("service.id", use_alter=True, name="fk_order_line_service_id_service")
+    )
 
     order: Mapped[Order] = relationship(back_populates="lines")
     product: Mapped[Product] = relationship()
