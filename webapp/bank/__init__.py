@@ -13,7 +13,7 @@ from sqlalchemy import event
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from .extensions import csrf, db
+from .extensions import csrf, db, limiter
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,6 +105,8 @@ def _register_extensions(app: Flask) -> None:
         )
     db.init_app(app)
     csrf.init_app(app)
+    app.config.setdefault("RATELIMIT_ENABLED", not app.config.get("TESTING", False))
+    limiter.init_app(app)
     from . import models  # noqa: F401  (registers the tables)
 
     with app.app_context():

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from flask import current_app
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import DeclarativeBase
@@ -16,6 +18,9 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 csrf = CSRFProtect()
+#: Brute-force guard on the OTP form, on top of the per-payment attempt limit.
+limiter = Limiter(key_func=get_remote_address, storage_uri="memory://")
+OTP_RATE_LIMIT = "30 per minute"
 
 
 def now_utc() -> datetime:

@@ -24,7 +24,7 @@ from werkzeug.wrappers import Response
 from webapp.signing import MERCHANT_HEADER, BadSignature, verify_request
 
 from . import notifier, services
-from .extensions import bank_now, db
+from .extensions import OTP_RATE_LIMIT, bank_now, db, limiter
 from .models import Payment, PaymentStatus
 
 api = Blueprint("api", __name__, url_prefix="/api")
@@ -335,6 +335,7 @@ def _otp_page(payment: Payment, error: str | None, status: int = 200) -> Respons
 
 
 @pages.post("/pay/<payment_id>/otp")
+@limiter.limit(OTP_RATE_LIMIT)
 def submit_otp(payment_id: str) -> Response:
     """'Conferma' on the SMS OTP page."""
     payment = _load(payment_id)

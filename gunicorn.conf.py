@@ -1,0 +1,23 @@
+"""gunicorn settings for production: `gunicorn wsgi:app` (read from this file automatically).
+
+Several workers, each with a few threads: a request that waits on the bank's API does not
+block the others. The renewal scheduler is NOT started here (it is its own process:
+`flask renewals scheduler`), so more workers never mean more renewal passes.
+"""
+
+import multiprocessing
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+worker_class = "gthread"
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = 30
+keepalive = 5
+max_requests = 2000
+max_requests_jitter = 200
+accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+errorlog = "-"
+# Behind a reverse proxy that terminates TLS: trust its X-Forwarded-* headers.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
