@@ -88,15 +88,16 @@ def send_outbox(now: datetime | None = None, ids: Iterable[int] | None = None, l
         if claimed != 1:
             continue
         email = db.session.get(OutboxEmail, email_id)
+        message = Message(
+            subject=email.subject,
+            recipients=[email.to_addr],
+            body=email.body_text,
+            html=email.body_html,
+        )
+        # Stable per outbox row: a mail server can spot a resend after a crash.
+        message.msgId = f"<outbox-{email.id}.{email.created_at:%Y%m%d%H%M%S}@pecshop.local>"
         try:
-            mail.send(
-                Message(
-                    subject=email.subject,
-                    recipients=[email.to_addr],
-                    body=email.body_text,
-                    html=email.body_html,
-                )
-            )
+            mail.send(message)
         except Exception as exc:  # SMTP down, refused, timeout: keep it for later
             log.warning("e-mail %s not sent: %s", email_id, exc)
             email.attempts += 1

@@ -1,0 +1,107 @@
+"""E-mail outbox: queued in the transaction, sent after commit, nothing lost while SMTP is down,
+nothing sent twice once it is back."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from webapp.clock import now_utc
+from webapp.mailsink import MailSink
+from webapp.notify.models import OutboxEmail
+from webapp.notify.services import commit, queue_email, rollback, send_outbox
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def smtp(app):
+    """A real SMTP server the app sends to; `sink.stop()` simulates an outage."""
+    port = _free_port()
+    app.config.update(MAIL_SUPPRESS_SEND=False, MAIL_SERVER="127.0.0.1", MAIL_PORT=port,
+                      TESTING=False)
+    from webapp.extensions import mail
+
+    mail.init_app(app)
+    sink = MailSink(port=port)
+    yield sink
+    try:
+        sink.stop()
+    except Exception:
+        pass
+
+
+def _queue(n: int, prefix: str = "m"):
+    for i in range(n):
+        queue_email(f"{prefix}{i}@example.it", f"Prova {i}", "payment_confirmation",
+                    dedupe_key=f"{prefix}-{i}", **_context())
+
+
+def _context():
+    from types import SimpleNamespace
+
+    order = SimpleNamespace(number="2026-000001", lines=[], net_cents=0, discount_cents=0,
+                            vat_cents=0, total_cents=0, discount_code=None)
+    return dict(customer=SimpleNamespace(name="Mario"), order=order, card=None, services=[],
+                renewing=[], format_eur=str, rome_date=None, shop_url="http://x")
+
+
+def test_rollback_sends_nothing(db, smtp):
+    smtp.start()
+    _queue(1)
+    rollback()
+    assert db.session.scalar(select(func.count(OutboxEmail.id))) == 0
+    assert smtp.messages == []
+
+
+def test_dedupe_key_queues_once(db):
+    _queue(1)
+    _queue(1)
+    db.session.commit()
+    assert db.session.scalar(select(func.count(OutboxEmail.id))) == 1
+
+
+def test_smtp_outage_loses_nothing_and_sends_once_when_back(db, smtp, now):
+    _queue(3)
+    commit()  # SMTP is down (the sink is not started): the send after commit fails
+    rows = db.session.scalars(select(OutboxEmail)).all()
+    assert [r.sent_at for r in rows] == [None] * 3
+    assert all(r.attempts == 1 and r.last_error for r in rows)
+
+    later = max(r.next_attempt_at for r in rows) + timedelta(seconds=1)
+    assert send_outbox(now=later - timedelta(seconds=2)) == 0  # not due yet: no hammering
+    smtp.start()
+    assert send_outbox(now=later) == 3
+    assert send_outbox(now=later + timedelta(hours=1)) == 0
+    assert sorted(str(m["To"]) for m in smtp.messages) == ["m0@example.it", "m1@example.it",
+                                                           "m2@example.it"]
+
+
+def test_two_senders_at_once_send_each_email_once(app, db, smtp):
+    smtp.start()
+    _queue(20, prefix="c")
+    db.session.commit()
+    barrier = threading.Barrier(2)
+
+    def sender():
+        with app.app_context():
+            barrier.wait()
+            send_outbox(now=now_utc() + timedelta(minutes=1))
+            db.session.remove()
+
+    threads = [threading.Thread(target=sender) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(smtp.messages) == 20
+    assert len({str(m["To"]) for m in smtp.messages}) == 20
+    assert db.session.scalar(select(func.count(OutboxEmail.id)).where(OutboxEmail.sent_at.is_(None))) == 0
