@@ -129,8 +129,9 @@ class WSGITransport:
             raise GatewayUnavailable("connection refused (simulated)")
         parts = urlsplit(url)
         self.calls.append((method, parts.path))
-        resp = self.client.open(parts.path, method=method, data=body, headers=headers,
-                                query_string=parts.query)
+        resp = self.client.open(
+            parts.path, method=method, data=body, headers=headers, query_string=parts.query
+        )
         return HttpResponse(resp.status_code, resp.data)
 
 
@@ -139,14 +140,16 @@ def bank(app, tmp_path):
     """The mock bank app on its own database, wired to the shop's gateway client."""
     from webapp.bank import create_bank_app
 
-    bank_app = create_bank_app({
-        "TESTING": True,
-        "BANK_DATABASE_URL": f"sqlite:///{tmp_path / 'bank.db'}",
-        "BANK_SHARED_SECRET": app.config["BANK_SHARED_SECRET"],
-        "BANK_MERCHANT_ID": app.config["BANK_MERCHANT_ID"],
-        "SECRET_KEY": "bank-test",
-        "BANK_NOTIFY_ENABLED": False,
-    })
+    bank_app = create_bank_app(
+        {
+            "TESTING": True,
+            "BANK_DATABASE_URL": f"sqlite:///{tmp_path / 'bank.db'}",
+            "BANK_SHARED_SECRET": app.config["BANK_SHARED_SECRET"],
+            "BANK_MERCHANT_ID": app.config["BANK_MERCHANT_ID"],
+            "SECRET_KEY": "bank-test",
+            "BANK_NOTIFY_ENABLED": False,
+        }
+    )
     transport = WSGITransport(bank_app)
     app.extensions["gateway"].transport = transport
     bank_app.transport = transport

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from flask import Flask, flash, render_template, request
 from sqlalchemy import event
@@ -96,11 +97,21 @@ def register_extensions(app: Flask) -> None:
         from flask import url_for
 
         flash(login_manager.login_message, "info")
-        return redirect_to(url_for("account.login", next=request.full_path if not is_htmx()
-                                   else request.headers.get("HX-Current-URL", "/")))
+        return redirect_to(url_for("account.login", next=_login_next()))
+
+
+def _login_next() -> str:
+    """The local page to come back to after logging in (the login view refuses full URLs)."""
+    if request.method == "GET" and not is_htmx():
+        return request.full_path.rstrip("?")
+    # htmx and form posts: the page the customer was on, not the URL of the fragment or action.
+    source = request.headers.get("HX-Current-URL") if is_htmx() else request.referrer
+    parts = urlsplit(source or "/")
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 def register_blueprints(app: Flask) -> None:
+    from webapp.account.area import bp as area_bp
     from webapp.account.views import bp as account_bp
     from webapp.payments.views import bp as payments_bp
     from webapp.payments.views import portal_bp
@@ -110,6 +121,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(account_bp)
     app.register_blueprint(payments_bp)
     app.register_blueprint(portal_bp)
+    app.register_blueprint(area_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

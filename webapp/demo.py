@@ -17,17 +17,54 @@ DEMO_TAX_CODE = "RSSMRA85T10A562S"
 PRODUCTS = [
     ("PEC-STD", ServiceKind.PEC, "PEC Standard", "Casella PEC da 1 GB.", 500, False),
     ("PEC-PRO", ServiceKind.PEC, "PEC Pro", "Casella PEC da 2 GB con notifiche SMS.", 2500, False),
-    ("PEC-PROMO", ServiceKind.PEC, "PEC Standard in promozione",
-     "Casella PEC da 1 GB a metà prezzo: 1 o 2 anni.", 250, True),
-    ("SPID-PF", ServiceKind.SPID, "SPID Persona Fisica", "Identità digitale SPID livello 2.", 990, False),
-    ("CONS-1", ServiceKind.CONSERVAZIONE, "Conservazione digitale 1 GB",
-     "Conservazione a norma dei documenti informatici.", 5000, False),
-    ("FPA-100", ServiceKind.FATTURAZIONE_PA, "Fatturazione PA",
-     "Fatture elettroniche verso la Pubblica Amministrazione.", 2500, False),
-    ("FIRMA-R", ServiceKind.FIRMA_DIGITALE, "Firma Digitale Remota",
-     "Certificato di firma digitale remota.", 3990, False),
-    ("MARCHE-50", ServiceKind.MARCA_TEMPORALE, "Marche temporali (50)",
-     "Pacchetto di 50 marche temporali.", 1500, False),
+    (
+        "PEC-PROMO",
+        ServiceKind.PEC,
+        "PEC Standard in promozione",
+        "Casella PEC da 1 GB a metà prezzo: 1 o 2 anni.",
+        250,
+        True,
+    ),
+    (
+        "SPID-PF",
+        ServiceKind.SPID,
+        "SPID Persona Fisica",
+        "Identità digitale SPID livello 2.",
+        990,
+        False,
+    ),
+    (
+        "CONS-1",
+        ServiceKind.CONSERVAZIONE,
+        "Conservazione digitale 1 GB",
+        "Conservazione a norma dei documenti informatici.",
+        5000,
+        False,
+    ),
+    (
+        "FPA-100",
+        ServiceKind.FATTURAZIONE_PA,
+        "Fatturazione PA",
+        "Fatture elettroniche verso la Pubblica Amministrazione.",
+        2500,
+        False,
+    ),
+    (
+        "FIRMA-R",
+        ServiceKind.FIRMA_DIGITALE,
+        "Firma Digitale Remota",
+        "Certificato di firma digitale remota.",
+        3990,
+        False,
+    ),
+    (
+        "MARCHE-50",
+        ServiceKind.MARCA_TEMPORALE,
+        "Marche temporali (50)",
+        "Pacchetto di 50 marche temporali.",
+        1500,
+        False,
+    ),
 ]
 
 
@@ -37,24 +74,54 @@ def seed(now: datetime) -> Customer:
     for sku, kind, name, description, price, promo in PRODUCTS:
         product = db.session.scalar(select(Product).where(Product.sku == sku))
         if product is None:
-            product = Product(sku=sku, kind=kind, name=name, description=description,
-                              yearly_price_cents=price, promotional=promo)
+            product = Product(
+                sku=sku,
+                kind=kind,
+                name=name,
+                description=description,
+                yearly_price_cents=price,
+                promotional=promo,
+            )
             db.session.add(product)
         products[sku] = product
     db.session.flush()
 
     year = timedelta(days=365)
     codes = [
-        dict(code="BENVENUTO10", description="10% di sconto sul primo ordine",
-             kind=DiscountKind.PERCENT, percent=10, valid_from=now - year, valid_until=now + year,
-             max_uses_per_customer=1),
-        dict(code="PEC5", description="€ 5,00 di sconto sulle caselle PEC",
-             kind=DiscountKind.FIXED, amount_cents=500, valid_from=now - year,
-             valid_until=now + year, products=[products["PEC-STD"], products["PEC-PRO"]]),
-        dict(code="ESTATE2025", description="Promozione estiva 2025", kind=DiscountKind.PERCENT,
-             percent=20, valid_from=now - 2 * year, valid_until=now - year / 2),
-        dict(code="NATALE", description="Sconto di Natale", kind=DiscountKind.PERCENT, percent=15,
-             valid_from=now + year / 4, valid_until=now + year / 2),
+        dict(
+            code="BENVENUTO10",
+            description="10% di sconto sul primo ordine",
+            kind=DiscountKind.PERCENT,
+            percent=10,
+            valid_from=now - year,
+            valid_until=now + year,
+            max_uses_per_customer=1,
+        ),
+        dict(
+            code="PEC5",
+            description="€ 5,00 di sconto sulle caselle PEC",
+            kind=DiscountKind.FIXED,
+            amount_cents=500,
+            valid_from=now - year,
+            valid_until=now + year,
+            products=[products["PEC-STD"], products["PEC-PRO"]],
+        ),
+        dict(
+            code="ESTATE2025",
+            description="Promozione estiva 2025",
+            kind=DiscountKind.PERCENT,
+            percent=20,
+            valid_from=now - 2 * year,
+            valid_until=now - year / 2,
+        ),
+        dict(
+            code="NATALE",
+            description="Sconto di Natale",
+            kind=DiscountKind.PERCENT,
+            percent=15,
+            valid_from=now + year / 4,
+            valid_until=now + year / 2,
+        ),
     ]
     for fields in codes:
         if db.session.scalar(select(DiscountCode.id).where(DiscountCode.code == fields["code"])):

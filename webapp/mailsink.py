@@ -27,8 +27,13 @@ class _Handler:
 class MailSink:
     """Start with `start()`; read `messages` (newest last); optionally saved as .eml files."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 8025, folder: Path | None = None,
-                 echo: bool = False):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8025,
+        folder: Path | None = None,
+        echo: bool = False,
+    ):
         self.messages: list[EmailMessage] = []
         self.folder = folder
         self.echo = echo

@@ -24,14 +24,28 @@ class BankBrowser:
     def _post(self, path: str, data: dict | None = None):
         return self.client.post(path, data={"csrf_token": self.token, **(data or {})})
 
-    def pay(self, redirect_url: str, number: str, otp: str | None = "auto", approve: bool = True,
-            cvv: str = "123") -> str:
+    def pay(
+        self,
+        redirect_url: str,
+        number: str,
+        otp: str | None = "auto",
+        approve: bool = True,
+        cvv: str = "123",
+    ) -> str:
         """Pay on the hosted page; returns the shop return URL of "torna al negozio"."""
         path = urlsplit(redirect_url).path
         pid = path.rstrip("/").split("/")[-1]
         self._get(path)
-        response = self._post(path, {"holder": "Mario Rossi", "number": number,
-                                     "exp_month": "12", "exp_year": "2030", "cvv": cvv})
+        response = self._post(
+            path,
+            {
+                "holder": "Mario Rossi",
+                "number": number,
+                "exp_month": "12",
+                "exp_year": "2030",
+                "cvv": cvv,
+            },
+        )
         assert response.status_code == 303, response.text
         self._post(f"/pay/{pid}/confirm")
         page = self._get(f"/pay/{pid}").text
@@ -42,6 +56,8 @@ class BankBrowser:
         elif "/app/" in page:
             self._get(f"/app/{pid}")
             self._post(f"/app/{pid}/{'approve' if approve else 'refuse'}")
-        found = re.search(r'id="return-link"[^>]*href="([^"]+)"', self._get(f"/pay/{pid}/result").text)
+        found = re.search(
+            r'id="return-link"[^>]*href="([^"]+)"', self._get(f"/pay/{pid}/result").text
+        )
         assert found, "no return link on the result page"
         return html.unescape(found.group(1))

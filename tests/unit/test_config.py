@@ -19,8 +19,10 @@ def test_production_refuses_default_secrets(overrides):
 
 
 def test_production_starts_with_real_secrets():
-    app = create_app(TestConfig, {"ENV_NAME": "production", "SECRET_KEY": "x" * 32,
-                                  "BANK_SHARED_SECRET": "y" * 32})
+    app = create_app(
+        TestConfig,
+        {"ENV_NAME": "production", "SECRET_KEY": "x" * 32, "BANK_SHARED_SECRET": "y" * 32},
+    )
     assert app.config["ENV_NAME"] == "production"
 
 

@@ -26,8 +26,9 @@ def _free_port() -> int:
 def smtp(app):
     """A real SMTP server the app sends to; `sink.stop()` simulates an outage."""
     port = _free_port()
-    app.config.update(MAIL_SUPPRESS_SEND=False, MAIL_SERVER="127.0.0.1", MAIL_PORT=port,
-                      TESTING=False)
+    app.config.update(
+        MAIL_SUPPRESS_SEND=False, MAIL_SERVER="127.0.0.1", MAIL_PORT=port, TESTING=False
+    )
     from webapp.extensions import mail
 
     mail.init_app(app)
@@ -41,17 +42,37 @@ def smtp(app):
 
 def _queue(n: int, prefix: str = "m"):
     for i in range(n):
-        queue_email(f"{prefix}{i}@example.it", f"Prova {i}", "payment_confirmation",
-                    dedupe_key=f"{prefix}-{i}", **_context())
+        queue_email(
+            f"{prefix}{i}@example.it",
+            f"Prova {i}",
+            "payment_confirmation",
+            dedupe_key=f"{prefix}-{i}",
+            **_context(),
+        )
 
 
 def _context():
     from types import SimpleNamespace
 
-    order = SimpleNamespace(number="2026-000001", lines=[], net_cents=0, discount_cents=0,
-                            vat_cents=0, total_cents=0, discount_code=None)
-    return dict(customer=SimpleNamespace(name="Mario"), order=order, card=None, services=[],
-                renewing=[], format_eur=str, rome_date=None, shop_url="http://x")
+    order = SimpleNamespace(
+        number="2026-000001",
+        lines=[],
+        net_cents=0,
+        discount_cents=0,
+        vat_cents=0,
+        total_cents=0,
+        discount_code=None,
+    )
+    return dict(
+        customer=SimpleNamespace(name="Mario"),
+        order=order,
+        card=None,
+        services=[],
+        renewing=[],
+        format_eur=str,
+        rome_date=None,
+        shop_url="http://x",
+    )
 
 
 def test_rollback_sends_nothing(db, smtp):
@@ -81,8 +102,11 @@ def test_smtp_outage_loses_nothing_and_sends_once_when_back(db, smtp, now):
     smtp.start()
     assert send_outbox(now=later) == 3
     assert send_outbox(now=later + timedelta(hours=1)) == 0
-    assert sorted(str(m["To"]) for m in smtp.messages) == ["m0@example.it", "m1@example.it",
-                                                           "m2@example.it"]
+    assert sorted(str(m["To"]) for m in smtp.messages) == [
+        "m0@example.it",
+        "m1@example.it",
+        "m2@example.it",
+    ]
 
 
 def test_two_senders_at_once_send_each_email_once(app, db, smtp):
@@ -104,4 +128,7 @@ def test_two_senders_at_once_send_each_email_once(app, db, smtp):
         t.join(30)
     assert len(smtp.messages) == 20
     assert len({str(m["To"]) for m in smtp.messages}) == 20
-    assert db.session.scalar(select(func.count(OutboxEmail.id)).where(OutboxEmail.sent_at.is_(None))) == 0
+    assert (
+        db.session.scalar(select(func.count(OutboxEmail.id)).where(OutboxEmail.sent_at.is_(None)))
+        == 0
+    )

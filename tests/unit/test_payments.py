@@ -115,8 +115,9 @@ def test_path1_app_approval(client, db, bank, shopper, order_for):
         (APP_CARD, {"approve": False}, PaymentStatus.FAILED, "3-D Secure"),
     ],
 )
-def test_failed_payment_leaves_order_payable(client, db, bank, shopper, order_for, number, kwargs,
-                                             status, message):
+def test_failed_payment_leaves_order_payable(
+    client, db, bank, shopper, order_for, number, kwargs, status, message
+):
     order = order_for(shopper)
     back = BankBrowser(bank).pay(_pay_now(client, order), number, **kwargs)
     response = _return(client, back)
@@ -204,8 +205,11 @@ def test_notification_pays_when_the_customer_closes_the_tab(client, db, bank, sh
 
 
 def test_notification_with_bad_signature_is_refused(client, db, bank, shopper, order_for):
-    response = client.post("/pagamenti/notifica", json={"payment_id": "pay_x"},
-                           headers={"X-Signature-Timestamp": "1", "X-Signature": "00"})
+    response = client.post(
+        "/pagamenti/notifica",
+        json={"payment_id": "pay_x"},
+        headers={"X-Signature-Timestamp": "1", "X-Signature": "00"},
+    )
     assert response.status_code == 401
 
 
@@ -231,7 +235,9 @@ def _charges(bank):
     from webapp.bank.models import Charge
 
     with bank.app_context():
-        return bank_db.session.scalar(select(func.count(Charge.id)).where(Charge.status == "succeeded"))
+        return bank_db.session.scalar(
+            select(func.count(Charge.id)).where(Charge.status == "succeeded")
+        )
 
 
 def test_path2_saved_card_pays_once_even_posted_twice(client, db, bank, shopper, order_for):
@@ -248,9 +254,14 @@ def test_path2_saved_card_pays_once_even_posted_twice(client, db, bank, shopper,
     db.session.expire_all()
     assert order.status is OrderStatus.PAID
     assert _charges(bank) == 1
-    assert db.session.scalar(
-        select(func.count(OutboxEmail.id)).where(OutboxEmail.dedupe_key == f"order-paid-{order.id}")
-    ) == 1
+    assert (
+        db.session.scalar(
+            select(func.count(OutboxEmail.id)).where(
+                OutboxEmail.dedupe_key == f"order-paid-{order.id}"
+            )
+        )
+        == 1
+    )
     pec = db.session.scalar(select(Service).where(Service.product.has(sku="PEC-STD")))
     assert pec.auto_renew and pec.saved_card_id == card.id
 
@@ -269,12 +280,15 @@ def test_path2_refuses_another_customers_card_and_tampered_amount(
     charges_before = _charges(bank)
 
     form, _ = _portal_form(client, order)
-    response = client.post(f"/portale-pagamenti/ordini/{order.id}/procedi",
-                           data={**form, "choice": str(their_card.id)})
+    response = client.post(
+        f"/portale-pagamenti/ordini/{order.id}/procedi", data={**form, "choice": str(their_card.id)}
+    )
     assert response.status_code == 422 and "Carta non trovata." in response.text
 
-    response = client.post(f"/portale-pagamenti/ordini/{order.id}/procedi",
-                           data={**form, "choice": str(own_card.id), "amount_cents": "1"})
+    response = client.post(
+        f"/portale-pagamenti/ordini/{order.id}/procedi",
+        data={**form, "choice": str(own_card.id), "amount_cents": "1"},
+    )
     assert response.status_code == 422 and "importo non corrisponde" in response.text
 
     db.session.expire_all()
@@ -288,8 +302,9 @@ def test_path2_expired_card_cannot_be_chosen(client, db, bank, shopper, order_fo
     order = order_for(shopper)
     form, page = _portal_form(client, order)
     assert "Scaduta" in page
-    response = client.post(f"/portale-pagamenti/ordini/{order.id}/procedi",
-                           data={**form, "choice": str(card.id)})
+    response = client.post(
+        f"/portale-pagamenti/ordini/{order.id}/procedi", data={**form, "choice": str(card.id)}
+    )
     assert response.status_code == 422 and "è scaduta" in response.text
 
 
@@ -300,8 +315,15 @@ def test_path2_decline_leaves_order_payable_with_another_card(client, db, bank, 
     # Point the saved card at the bank's insufficient-funds card by verifying it at zero amount.
     gateway = pay.gateway()
     hosted = gateway.create_payment(
-        amount_cents=0, currency="EUR", order_ref="VERIFY-1", description="Verifica carta",
-        return_url="http://localhost/x", notify_url=None, save_card=True, idempotency_key="v-1")
+        amount_cents=0,
+        currency="EUR",
+        order_ref="VERIFY-1",
+        description="Verifica carta",
+        return_url="http://localhost/x",
+        notify_url=None,
+        save_card=True,
+        idempotency_key="v-1",
+    )
     BankBrowser(bank).pay(hosted.redirect_url, "4000000000009995")
     details = gateway.get_payment(hosted.payment_id).card
     broke = pay.save_card(shopper.id, details)
@@ -309,25 +331,31 @@ def test_path2_decline_leaves_order_payable_with_another_card(client, db, bank, 
 
     order = order_for(shopper)
     form, _ = _portal_form(client, order)
-    response = client.post(f"/portale-pagamenti/ordini/{order.id}/procedi",
-                           data={**form, "choice": str(broke.id)})
+    response = client.post(
+        f"/portale-pagamenti/ordini/{order.id}/procedi", data={**form, "choice": str(broke.id)}
+    )
     assert response.status_code == 422 and "Fondi insufficienti" in response.text
     db.session.expire_all()
     assert order.status is OrderStatus.PENDING_PAYMENT
     form, _ = _portal_form(client, order)
-    client.post(f"/portale-pagamenti/ordini/{order.id}/procedi", data={**form, "choice": str(poor.id)})
+    client.post(
+        f"/portale-pagamenti/ordini/{order.id}/procedi", data={**form, "choice": str(poor.id)}
+    )
     db.session.expire_all()
     assert order.status is OrderStatus.PAID
 
 
-def test_charge_with_lost_answer_is_resolved_by_asking_not_charging(client, db, bank, shopper,
-                                                                      order_for):
+def test_charge_with_lost_answer_is_resolved_by_asking_not_charging(
+    client, db, bank, shopper, order_for
+):
     from webapp.payments import services as pay
     from webapp.payments.gateway import GatewayUnavailable
 
     card = _saved_card(client, db, bank, shopper, order_for)
     order = order_for(shopper)
-    payment = pay.begin_saved_card_payment(order, shopper.id, card.id, "attempt-1", now_utc().date())
+    payment = pay.begin_saved_card_payment(
+        order, shopper.id, card.id, "attempt-1", now_utc().date()
+    )
     db.session.commit()
     real = bank.transport
 
@@ -352,11 +380,15 @@ def test_bank_transfer_order_is_not_paid_by_card(client, db, bank, shopper, orde
     assert order.payment_method is PaymentMethod.BANK_TRANSFER
     assert not order.has_auto_renew
     response = client.post(f"/ordini/{order.id}/paga")
-    assert response.status_code == 303 and response.headers["Location"].endswith(f"/ordini/{order.id}")
+    assert response.status_code == 303 and response.headers["Location"].endswith(
+        f"/ordini/{order.id}"
+    )
     assert db.session.scalar(select(func.count(Payment.id))) == 0
 
 
-def test_other_customers_order_cannot_be_paid(client, db, bank, shopper, order_for, create_customer):
+def test_other_customers_order_cannot_be_paid(
+    client, db, bank, shopper, order_for, create_customer
+):
     other = create_customer(email="anna@example.it")
     order = order_for(other)
     assert client.post(f"/ordini/{order.id}/paga").status_code == 404
@@ -364,16 +396,18 @@ def test_other_customers_order_cannot_be_paid(client, db, bank, shopper, order_f
     assert db.session.get(Order, order.id).status is OrderStatus.PENDING_PAYMENT
 
 
-def test_second_bank_payment_for_a_paid_order_is_recorded_as_duplicate(client, db, bank, shopper,
-                                                                         order_for):
+def test_second_bank_payment_for_a_paid_order_is_recorded_as_duplicate(
+    client, db, bank, shopper, order_for
+):
     """Two bank pages open for one order, both paid: one activation, one e-mail, one flagged."""
     from webapp.payments import services as pay
 
     order = order_for(shopper)
     first = _pay_now(client, order)
     later = now_utc() + pay.HOSTED_PAYMENT_REUSE + timedelta(minutes=1)
-    second_payment = pay.start_hosted_payment(order, return_url="http://localhost/pagamenti/ritorno",
-                                              notify_url=None, now=later)
+    second_payment = pay.start_hosted_payment(
+        order, return_url="http://localhost/pagamenti/ritorno", notify_url=None, now=later
+    )
     db.session.commit()
     assert second_payment.redirect_url != first
     _return(client, BankBrowser(bank).pay(first, EASY_CARD))

@@ -12,17 +12,24 @@ from webapp.statemachine import transition
 
 @pytest.fixture
 def order(db, dummy_customer, now):
-    order = Order(customer_id=dummy_customer.id, payment_method=PaymentMethod.CARD,
-                  subtotal_cents=1000, net_cents=1000, vat_cents=220, total_cents=1220,
-                  created_at=now)
+    order = Order(
+        customer_id=dummy_customer.id,
+        payment_method=PaymentMethod.CARD,
+        subtotal_cents=1000,
+        net_cents=1000,
+        vat_cents=220,
+        total_cents=1220,
+        created_at=now,
+    )
     db.session.add(order)
     db.session.commit()
     return order
 
 
 def _payment(db, order, key):
-    payment = Payment(order_id=order.id, channel=PaymentChannel.SAVED_CARD, amount_cents=1220,
-                      idempotency_key=key)
+    payment = Payment(
+        order_id=order.id, channel=PaymentChannel.SAVED_CARD, amount_cents=1220, idempotency_key=key
+    )
     db.session.add(payment)
     db.session.commit()
     return payment
@@ -47,7 +54,9 @@ def test_final_payment_is_final(db, order):
 def test_compare_and_set_loses_to_a_concurrent_writer(db, order, now):
     """Another process marked the order paid after we read it: our transition must fail."""
     db.session.execute(
-        update(Order).where(Order.id == order.id).values(status=OrderStatus.PAID)
+        update(Order)
+        .where(Order.id == order.id)
+        .values(status=OrderStatus.PAID)
         .execution_options(synchronize_session=False)
     )
     assert order.status is OrderStatus.PENDING_PAYMENT  # our stale view

@@ -26,7 +26,9 @@ def queue_email(
 ) -> OutboxEmail | None:
     """Store an e-mail to send once the transaction commits; a repeated dedupe_key is ignored."""
     if dedupe_key is not None:
-        exists = db.session.scalar(select(OutboxEmail.id).where(OutboxEmail.dedupe_key == dedupe_key))
+        exists = db.session.scalar(
+            select(OutboxEmail.id).where(OutboxEmail.dedupe_key == dedupe_key)
+        )
         if exists is not None:
             return None
     email = OutboxEmail(
@@ -60,7 +62,9 @@ def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), MAX_BACKOFF_SECONDS))
 
 
-def send_outbox(now: datetime | None = None, ids: Iterable[int] | None = None, limit: int = 100) -> int:
+def send_outbox(
+    now: datetime | None = None, ids: Iterable[int] | None = None, limit: int = 100
+) -> int:
     """Send due e-mails, one claimed row at a time; a failure is retried later with backoff."""
     now = now or now_utc()
     stmt = select(OutboxEmail.id).where(

@@ -80,15 +80,30 @@ class Gateway(Protocol):
     """What the shop needs from a card gateway."""
 
     def create_payment(
-        self, *, amount_cents: int, currency: str, order_ref: str, description: str,
-        return_url: str, notify_url: str | None, save_card: bool, idempotency_key: str,
+        self,
+        *,
+        amount_cents: int,
+        currency: str,
+        order_ref: str,
+        description: str,
+        return_url: str,
+        notify_url: str | None,
+        save_card: bool,
+        idempotency_key: str,
     ) -> HostedPayment: ...
 
     def get_payment(self, payment_id: str) -> PaymentStatusInfo: ...
 
     def charge_token(
-        self, *, token: str, amount_cents: int, currency: str, order_ref: str, description: str,
-        initiator: str, idempotency_key: str,
+        self,
+        *,
+        token: str,
+        amount_cents: int,
+        currency: str,
+        order_ref: str,
+        description: str,
+        initiator: str,
+        idempotency_key: str,
     ) -> ChargeResult: ...
 
     def find_charge(self, idempotency_key: str) -> ChargeResult | None: ...
@@ -126,8 +141,14 @@ class MockBankGateway:
     """Client of the mock bank's HMAC-signed API (docs/bank-api.md)."""
 
     def __init__(
-        self, *, api_url: str, merchant_id: str, secret: str, timeout: float = 10.0,
-        transport: Transport = requests_transport, clock: Callable[[], float] = time.time,
+        self,
+        *,
+        api_url: str,
+        merchant_id: str,
+        secret: str,
+        timeout: float = 10.0,
+        transport: Transport = requests_transport,
+        clock: Callable[[], float] = time.time,
     ):
         self.api_url = api_url.rstrip("/")
         self.merchant_id = merchant_id
@@ -136,7 +157,9 @@ class MockBankGateway:
         self.transport = transport
         self.clock = clock
 
-    def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> tuple[int, dict]:
+    def _call(
+        self, method: str, path: str, payload: dict[str, Any] | None = None
+    ) -> tuple[int, dict]:
         body = json.dumps(payload).encode() if payload is not None else b""
         headers = signing.sign_request(
             self.secret, self.merchant_id, method, path, body, int(self.clock())

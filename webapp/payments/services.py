@@ -32,8 +32,8 @@ from webapp.payments.models import (
     PaymentStatus,
     SavedCard,
 )
-from webapp.renewals.services import activate_order
-from webapp.shop.models import Order, OrderStatus, PaymentMethod
+from webapp.renewals.services import activate_order, renewal_paid
+from webapp.shop.models import Order, OrderKind, OrderStatus, PaymentMethod
 from webapp.statemachine import transition
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,10 @@ ORDER_TRANSITIONS = {
 }
 PAYMENT_TRANSITIONS = {
     PaymentStatus.PENDING: {
-        PaymentStatus.SUCCEEDED, PaymentStatus.DECLINED, PaymentStatus.FAILED, PaymentStatus.UNKNOWN,
+        PaymentStatus.SUCCEEDED,
+        PaymentStatus.DECLINED,
+        PaymentStatus.FAILED,
+        PaymentStatus.UNKNOWN,
     },
     PaymentStatus.UNKNOWN: {PaymentStatus.SUCCEEDED, PaymentStatus.DECLINED, PaymentStatus.FAILED},
 }
@@ -118,6 +121,12 @@ def payable_order(order: Order) -> None:
         raise InvalidTransition("L'ordine è già stato pagato.")
     if order.status is not OrderStatus.PENDING_PAYMENT:
         raise InvalidTransition("L'ordine non può essere pagato.")
+    if order.kind is OrderKind.RENEWAL:
+        # Only the renewal engine charges it: a second payer could charge the period twice.
+        raise InvalidTransition(
+            "Questo rinnovo viene addebitato automaticamente: "
+            "per cambiare carta vai all'area clienti."
+        )
     if order.payment_method is not PaymentMethod.CARD:
         raise InvalidChoice("Questo ordine si paga con bonifico bancario.")
 
@@ -165,7 +174,8 @@ def start_hosted_payment(
     except (GatewayUnavailable, GatewayRefused) as exc:
         log.warning("bank refused/unreachable creating payment for order %s: %s", order.id, exc)
         raise PaymentError(
-            "Il servizio di pagamento non è raggiungibile in questo momento. Riprova tra qualche minuto."
+            "Il servizio di pagamento non è raggiungibile in questo momento. "
+            "Riprova tra qualche minuto."
         ) from exc
     payment.gateway_ref = hosted.payment_id
     payment.redirect_url = hosted.redirect_url
@@ -233,13 +243,23 @@ def execute_card_charge(payment: Payment, now: datetime, initiator: str = "custo
     except GatewayUnavailable as exc:
         log.warning("charge for payment %s has unknown outcome: %s", payment.id, exc)
         if payment.status is PaymentStatus.PENDING:
-            transition(payment, PaymentStatus.UNKNOWN, PAYMENT_TRANSITIONS, "Pagamento già concluso.")
+            transition(
+                payment, PaymentStatus.UNKNOWN, PAYMENT_TRANSITIONS, "Pagamento già concluso."
+            )
         return payment
     except GatewayRefused as exc:
-        _fail(payment, PaymentStatus.FAILED, exc.code, "Pagamento rifiutato dal servizio di pagamento.", now)
+        _fail(
+            payment,
+            PaymentStatus.FAILED,
+            exc.code,
+            "Pagamento rifiutato dal servizio di pagamento.",
+            now,
+        )
         return payment
     if (result.amount_cents, result.currency, result.order_ref) != (
-        payment.amount_cents, payment.currency, order_ref(order)
+        payment.amount_cents,
+        payment.currency,
+        order_ref(order),
     ):
         _fail(payment, PaymentStatus.FAILED, "mismatch", "Esito del pagamento non coerente.", now)
         return payment
@@ -247,8 +267,13 @@ def execute_card_charge(payment: Payment, now: datetime, initiator: str = "custo
     if result.succeeded:
         _succeed(payment, payment.saved_card, now)
     else:
-        _fail(payment, PaymentStatus.DECLINED, result.decline_code,
-              result.decline_message or "Pagamento rifiutato.", now)
+        _fail(
+            payment,
+            PaymentStatus.DECLINED,
+            result.decline_code,
+            result.decline_message or "Pagamento rifiutato.",
+            now,
+        )
     return payment
 
 
@@ -282,7 +307,13 @@ def settle_hosted_payment(gateway_ref: str, now: datetime) -> Payment:
         _succeed(payment, card, now)
     elif info.status in ("declined", "failed"):
         status = PaymentStatus.DECLINED if info.status == "declined" else PaymentStatus.FAILED
-        _fail(payment, status, info.decline_code, info.decline_message or "Pagamento non riuscito.", now)
+        _fail(
+            payment,
+            status,
+            info.decline_code,
+            info.decline_message or "Pagamento non riuscito.",
+            now,
+        )
     return payment
 
 
@@ -297,8 +328,13 @@ def _matches(info: PaymentStatusInfo, payment: Payment, order: Order) -> bool:
 
 def _fail(payment: Payment, status: PaymentStatus, code: str | None, message: str, now) -> None:
     transition(
-        payment, status, PAYMENT_TRANSITIONS, "Pagamento già concluso.",
-        failure_code=(code or status.value)[:40], failure_message=message[:300], completed_at=now,
+        payment,
+        status,
+        PAYMENT_TRANSITIONS,
+        "Pagamento già concluso.",
+        failure_code=(code or status.value)[:40],
+        failure_message=message[:300],
+        completed_at=now,
     )
 
 
@@ -306,9 +342,13 @@ def _succeed(payment: Payment, card: SavedCard | None, now: datetime) -> None:
     """The one paid-order transaction: payment, order, card, services, e-mail."""
     order = payment.order
     transition(
-        payment, PaymentStatus.SUCCEEDED if order.status is OrderStatus.PENDING_PAYMENT
+        payment,
+        PaymentStatus.SUCCEEDED
+        if order.status is OrderStatus.PENDING_PAYMENT
         else PaymentStatus.FAILED,
-        PAYMENT_TRANSITIONS, "Pagamento già concluso.", completed_at=now,
+        PAYMENT_TRANSITIONS,
+        "Pagamento già concluso.",
+        completed_at=now,
         saved_card_id=card.id if card else payment.saved_card_id,
     )
     if payment.status is PaymentStatus.FAILED:
@@ -317,12 +357,19 @@ def _succeed(payment: Payment, card: SavedCard | None, now: datetime) -> None:
         payment.failure_message = "Pagamento duplicato: verrà stornato."
         log.error("duplicate payment %s for paid order %s: refund it", payment.id, order.id)
         return
-    transition(order, OrderStatus.PAID, ORDER_TRANSITIONS, "L'ordine è già stato pagato.", paid_at=now)
+    transition(
+        order, OrderStatus.PAID, ORDER_TRANSITIONS, "L'ordine è già stato pagato.", paid_at=now
+    )
+    if order.kind is OrderKind.RENEWAL:
+        renewal_paid(order, payment, now)  # extends the service and sends the receipt
+        return
     services = activate_order(order, card, now)
     queue_payment_confirmation(order, payment, card, services)
 
 
-def queue_payment_confirmation(order: Order, payment: Payment, card: SavedCard | None, services) -> None:
+def queue_payment_confirmation(
+    order: Order, payment: Payment, card: SavedCard | None, services
+) -> None:
     from webapp.account.models import Customer  # the customer is only needed for the address
 
     customer = db.session.get(Customer, order.customer_id)

@@ -7,6 +7,7 @@ import secrets
 
 from flask import Blueprint, abort, current_app, flash, jsonify, request, url_for
 from flask_login import current_user, login_required
+from sqlalchemy.exc import IntegrityError
 
 from webapp.clock import now_utc
 from webapp.errors import DomainError, InvalidTransition, NotFound
@@ -93,8 +94,11 @@ def return_from_bank():
         abort(400)
     except GatewayUnavailable:
         rollback()
-        flash("Non riusciamo a verificare il pagamento con la banca: riprova tra poco "
-              "ricaricando questa pagina. Non è stato addebitato nulla due volte.", "error")
+        flash(
+            "Non riusciamo a verificare il pagamento con la banca: riprova tra poco "
+            "ricaricando questa pagina. Non è stato addebitato nulla due volte.",
+            "error",
+        )
         return redirect_to(url_for("shop.catalogue"))
     order = payment.order
     if payment.status is PaymentStatus.SUCCEEDED:
@@ -103,8 +107,11 @@ def return_from_bank():
         if order.status is OrderStatus.PAID:
             flash("Questo ordine risulta già pagato.", "info")
         else:
-            flash(f"Pagamento non riuscito: {payment.failure_message} "
-                  "Puoi riprovare con un'altra carta.", "error")
+            flash(
+                f"Pagamento non riuscito: {payment.failure_message} "
+                "Puoi riprovare con un'altra carta.",
+                "error",
+            )
     else:
         flash("Il pagamento non è ancora concluso presso la banca.", "info")
     return redirect_to(_order_url(order))
@@ -135,7 +142,13 @@ def bank_notification():
 NEW_CARD = "new"
 
 
-def _portal(order, choice: str | None = None, error: str | None = None, status: int = 200):
+def _portal(
+    order,
+    choice: str | None = None,
+    error: str | None = None,
+    status: int = 200,
+    new_attempt: bool = False,
+):
     today = now_utc().date()
     cards = services.list_cards(current_user.id)
     usable = {c.id for c in cards if not c.is_expired(today)}
@@ -150,7 +163,8 @@ def _portal(order, choice: str | None = None, error: str | None = None, status: 
         usable=usable,
         choice=choice,
         error=error,
-        attempt=request.form.get("attempt") or secrets.token_urlsafe(16),
+        # The same form posted twice is one attempt; after a declined charge the form is new.
+        attempt=(not new_attempt and request.form.get("attempt")) or secrets.token_urlsafe(16),
         new_card=NEW_CARD,
     )
 
@@ -178,22 +192,40 @@ def select_card(order_id: int):
     return _portal(order, choice=choice)
 
 
+def _record_card_payment(order, choice: str, now):
+    """Put the intent on record before the bank is asked (path 2)."""
+    for retry in (False, True):
+        try:
+            payment = services.begin_saved_card_payment(
+                order, current_user.id, choice, request.form.get("attempt", ""), now.date()
+            )
+            commit()
+            return payment
+        except IntegrityError:
+            # The same form posted twice at once: the twin recorded it, the retry finds it.
+            rollback()
+            if retry:
+                raise
+    raise AssertionError("unreachable")
+
+
 @portal_bp.post("/ordini/<int:order_id>/procedi")
 @login_required
 def proceed(order_id: int):
     order = _own_order(order_id)
     choice = request.form.get("choice", "")
     if request.form.get("amount_cents") != str(order.total_cents):
-        return _portal(order, choice=choice, status=422,
-                       error="L'importo non corrisponde a quello dell'ordine: ricarica la pagina.")
+        return _portal(
+            order,
+            choice=choice,
+            status=422,
+            error="L'importo non corrisponde a quello dell'ordine: ricarica la pagina.",
+        )
     if choice == NEW_CARD:
         return _to_bank(order)
     now = now_utc()
     try:
-        payment = services.begin_saved_card_payment(
-            order, current_user.id, choice, request.form.get("attempt", ""), now.date()
-        )
-        commit()  # the intent is on record before the bank is asked
+        payment = _record_card_payment(order, choice, now)
         services.execute_card_charge(payment, now)
         commit()
     except InvalidTransition as exc:
@@ -207,10 +239,13 @@ def proceed(order_id: int):
         flash("Pagamento riuscito: grazie! Ti abbiamo inviato una e-mail di conferma.", "success")
         return redirect_to(_order_url(order))
     if payment.status is PaymentStatus.UNKNOWN:
-        flash("La banca non ha ancora confermato l'esito: lo verifichiamo noi, "
-              "non ripetere il pagamento.", "info")
+        flash(
+            "La banca non ha ancora confermato l'esito: lo verifichiamo noi, "
+            "non ripetere il pagamento.",
+            "info",
+        )
         return redirect_to(_order_url(order))
     if payment.order.status is OrderStatus.PAID:
         return redirect_to(_order_url(order))
-    return _portal(order, choice=choice, status=422,
-                   error=f"Pagamento non riuscito: {payment.failure_message} Scegli un'altra carta.")
+    error = f"Pagamento non riuscito: {payment.failure_message} Scegli un'altra carta."
+    return _portal(order, choice=choice, status=422, error=error, new_attempt=True)

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-import secrets
-
-from flask import Blueprint, abort, flash, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    make_response,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, login_required
 from sqlalchemy.exc import IntegrityError
 
@@ -65,7 +72,11 @@ def add_item(product_id: int):
     if not is_htmx():
         flash(f"{line.product.name} aggiunto al carrello.", "success")
         return redirect_to(url_for("shop.view_cart"))
-    return render_template("shop/_added.html", product=line.product, cart_count=len(cart.lines))
+    response = make_response(
+        render_template("shop/_added.html", product=line.product, cart_count=len(cart.lines))
+    )
+    response.vary.add("HX-Request")  # the same URL redirects a plain request
+    return response
 
 
 @bp.post("/carrello/righe/<int:line_id>/rimuovi")
@@ -78,7 +89,8 @@ def remove_item(line_id: int):
             pass  # already gone (double click): the cart is shown as it is
         commit()
     view = services.price_cart(cart)
-    return render("shop/cart.html", "shop/_cart.html", view=view, oob_badge=True,
+    # The page has the badge in its header already; only the fragment carries it out of band.
+    return render("shop/cart.html", "shop/_cart.html", view=view, oob_badge=is_htmx(),
                   cart_count=len(view.rows))
 
 
@@ -194,6 +206,5 @@ def view_order(order_id: int):
         "shop/order.html",
         order=order,
         services=services_of_order(order),
-        pay_token=secrets.token_urlsafe(16),
         has_cards=bool(usable_cards(current_user.id, now_utc().date())),
     )
