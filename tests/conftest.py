@@ -6,6 +6,7 @@ import os
 from datetime import UTC, datetime
 
 import pytest
+from flask import g
 
 from webapp import create_app
 from webapp.config import TestConfig
@@ -44,6 +45,13 @@ def database_url(tmp_path) -> str:
 @pytest.fixture
 def app(database_url):
     app = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url})
+
+    @app.before_request
+    def _forget_cached_user() -> None:
+        # The app context below stays pushed, so requests share its `g`: without this,
+        # Flask-Login's cached user would leak from one client (or login) to the next.
+        g.pop("_login_user", None)
+
     with app.app_context():
         if PG_URL:
             _fresh_postgres()

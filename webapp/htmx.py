@@ -25,5 +25,7 @@ def redirect_to(url: str) -> Response:
     if is_htmx():
         response = make_response("", 200)
         response.headers["HX-Redirect"] = url
-        return response
-    return redirect(url, code=303)
+    else:
+        response = redirect(url, code=303)
+    response.vary.add("HX-Request")
+    return response

@@ -3,6 +3,7 @@ nothing sent twice once it is back."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from datetime import timedelta
@@ -34,10 +35,8 @@ def smtp(app):
     mail.init_app(app)
     sink = MailSink(port=port)
     yield sink
-    try:
+    with contextlib.suppress(Exception):
         sink.stop()
-    except Exception:
-        pass
 
 
 def _queue(n: int, prefix: str = "m"):

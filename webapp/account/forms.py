@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from flask_wtf import FlaskForm
 from stdnum.it import codicefiscale, iva
 from wtforms import BooleanField, EmailField, PasswordField, StringField
 from wtforms.validators import Email, EqualTo, InputRequired, Length, ValidationError
-
-from flask_wtf import FlaskForm
 
 
 def normalise_tax_code(value: str) -> str:
@@ -18,6 +17,10 @@ def normalise_tax_code(value: str) -> str:
     raise ValueError(raw)
 
 
+def _strip(value: str | None) -> str | None:
+    return value.strip() if isinstance(value, str) else value
+
+
 class RegisterForm(FlaskForm):
     name = StringField(
         "Nome e cognome o ragione sociale",
@@ -25,6 +28,7 @@ class RegisterForm(FlaskForm):
     )
     email = EmailField(
         "E-mail",
+        filters=[_strip],  # a pasted address often ends with a space
         validators=[
             InputRequired("Inserisci l'indirizzo e-mail."),
             Email("Indirizzo e-mail non valido.", check_deliverability=False),

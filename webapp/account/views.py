@@ -20,8 +20,13 @@ bp = Blueprint("account", __name__)
 def _safe_next(default: str) -> str:
     target = request.args.get("next") or ""
     parts = urlsplit(target)
-    # Only paths on this site: never an open redirect.
-    if target.startswith("/") and not target.startswith("//") and not parts.netloc:
+    # Only paths on this site: never an open redirect (browsers read "\\" as "/").
+    if (
+        target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and not parts.netloc
+    ):
         return target
     return default
 

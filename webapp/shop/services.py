@@ -124,10 +124,14 @@ def set_years(cart: Cart, line_id: int, years: int | str) -> CartLine:
 
 
 def set_payment_method(cart: Cart, method: str) -> None:
+    """Card or bank transfer; a change turns auto-renewal on or off, so the cart changed."""
     try:
-        cart.payment_method = PaymentMethod(method)
+        value = PaymentMethod(method)
     except ValueError:
         raise InvalidChoice("Scegli un metodo di pagamento valido.") from None
+    if cart.payment_method is not value:
+        cart.payment_method = value
+        _cart_changed(cart)
     db.session.flush()
 
 
@@ -215,7 +219,7 @@ def apply_discount(cart: Cart, raw: str, customer_id: int, now: datetime) -> Dis
     text = (raw or "").strip().upper()
     if not text:
         raise DiscountRefused("Inserisci un codice sconto.")
-    code = db.session.scalar(select(DiscountCode).where(DiscountCode.code == text[:40]))
+    code = db.session.scalar(select(DiscountCode).where(func.upper(DiscountCode.code) == text[:40]))
     check_discount(code, raw.strip(), cart, customer_id, now)
     cart.discount_code = code
     _cart_changed(cart)
