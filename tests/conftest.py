@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 from datetime import UTC, datetime
 
 import pytest
@@ -37,9 +39,23 @@ def _fresh_postgres() -> None:
         conn.execute(_db.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    """An empty database with the schema, made once; each test gets a copy (fast)."""
+    path = tmp_path_factory.mktemp("template") / "shop.db"
+    app = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}"})
+    with app.app_context():
+        _db.create_all()
+        _db.engine.dispose()
+    return path
+
+
 @pytest.fixture
-def database_url(tmp_path) -> str:
-    return PG_URL or f"sqlite:///{tmp_path / 'shop.db'}"
+def database_url(tmp_path, sqlite_template) -> str:
+    if PG_URL:
+        return PG_URL
+    shutil.copyfile(sqlite_template, tmp_path / "shop.db")
+    return f"sqlite:///{tmp_path / 'shop.db'}"
 
 
 @pytest.fixture
@@ -55,8 +71,6 @@ def app(database_url):
     with app.app_context():
         if PG_URL:
             _fresh_postgres()
-        else:
-            _db.create_all()
         yield app
         _db.session.remove()
         _db.engine.dispose()

@@ -55,6 +55,8 @@ class Config:
     RENEWAL_REMINDER_DAYS = int(os.environ.get("RENEWAL_REMINDER_DAYS", "30"))
     SCHEDULER_INTERVAL_MINUTES = float(os.environ.get("SCHEDULER_INTERVAL_MINUTES", "5"))
 
+    PASSWORD_HASH_METHOD = "scrypt"
+
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", ENV_NAME == "production")
@@ -82,3 +84,5 @@ class TestConfig(Config):
     RATELIMIT_ENABLED = False
     BANK_SHARED_SECRET = "test-bank-secret"
     SERVER_NAME = None
+    # Hashing strength is not under test; scrypt's cost would dominate the suite's time.
+    PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
