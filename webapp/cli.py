@@ -1,4 +1,4 @@
-"""Command-line commands: `flask seed-demo`, `flask outbox send`."""
+"""Command-line commands: `flask seed-demo`, `flask outbox send`, `flask renewals run|scheduler`."""
 
 from __future__ import annotations
 
@@ -31,3 +31,7 @@ def register(app: Flask) -> None:
         click.echo(f"Dati demo pronti. Accesso demo: {DEMO_EMAIL} / {DEMO_PASSWORD}")
 
     app.cli.add_command(outbox_cli)
+
+    from webapp.renewals.scheduler import renewals_cli
+
+    app.cli.add_command(renewals_cli)

@@ -1,18 +1,18 @@
-"""A bought service and its renewal settings."""
+"""A bought service, its renewal settings, and one renewal row per period."""
 
 from __future__ import annotations
 
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey
+from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from webapp.clock import now_utc
 from webapp.dbtypes import UTCDateTime
 from webapp.extensions import db
 from webapp.payments.models import SavedCard
-from webapp.shop.models import Product, _enum
+from webapp.shop.models import Order, Product, _enum
 
 
 class ServiceStatus(enum.StrEnum):
@@ -28,7 +28,9 @@ class Service(db.Model):
     product_id: Mapped[int] = mapped_column(ForeignKey("product.id"))
     # The order line that created it (one service per purchased line).
     order_line_id: Mapped[int] = mapped_column(ForeignKey("order_line.id"), unique=True)
-    status: Mapped[ServiceStatus] = mapped_column(_enum(ServiceStatus), default=ServiceStatus.ACTIVE)
+    status: Mapped[ServiceStatus] = mapped_column(
+        _enum(ServiceStatus), default=ServiceStatus.ACTIVE
+    )
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     auto_renew: Mapped[bool] = mapped_column(default=False)
@@ -42,3 +44,52 @@ class Service(db.Model):
     @property
     def renewable(self) -> bool:
         return self.product.auto_renewable
+
+    @property
+    def active(self) -> bool:
+        return self.status is ServiceStatus.ACTIVE
+
+
+class RenewalStatus(enum.StrEnum):
+    PENDING = "pending"  # due, or a charge under way / with an outcome still to be asked
+    SUCCEEDED = "succeeded"  # paid: the service was extended
+    FAILED = "failed"  # the last attempt failed; retried at next_attempt_at (if any)
+    ABANDONED = "abandoned"  # the service expired unpaid
+
+
+OPEN_RENEWAL_STATUSES = {RenewalStatus.PENDING, RenewalStatus.FAILED}
+
+
+class Renewal(db.Model):
+    """The renewal of one service for one period (the expiry it renews): at most one per pair.
+
+    The unique key is what makes "never charged twice for the same period" a database rule;
+    `claimed_until`/`claimed_by` let one worker at a time work on the row.
+    """
+
+    __table_args__ = (UniqueConstraint("service_id", "period_expires_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("service.id"), index=True)
+    period_expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[RenewalStatus] = mapped_column(
+        _enum(RenewalStatus), default=RenewalStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failure_code: Mapped[str | None] = mapped_column(String(40))
+    failure_reason: Mapped[str | None] = mapped_column(String(300))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(120))
+    # One renewal order (kind RENEWAL) per renewal; each attempt is a Payment of it.
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    service: Mapped[Service] = relationship()
+    order: Mapped[Order | None] = relationship()
+
+    @property
+    def open(self) -> bool:
+        return self.status in OPEN_RENEWAL_STATUSES

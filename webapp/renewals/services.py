@@ -1,17 +1,43 @@
-"""Services (subscriptions): created when an order is paid."""
+"""Services (subscriptions): created when an order is paid, managed from the customer area.
+
+The renewal engine (webapp.renewals.engine) charges them; this module holds what the engine,
+the payment settlement and the customer area share: prices, renewal rows, settings, e-mails.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
+from flask import current_app
+from sqlalchemy import select, update
 
-from webapp.clock import add_years
-from webapp.errors import NotFound
+from webapp.clock import add_years, rome_date
+from webapp.errors import InvalidChoice, InvalidTransition, NotFound
 from webapp.extensions import db
-from webapp.payments.models import SavedCard
-from webapp.renewals.models import Service
+from webapp.money import format_eur, vat_cents
+from webapp.notify.services import queue_email
+from webapp.payments.models import Payment, SavedCard
+from webapp.renewals.models import (
+    Renewal,
+    RenewalStatus,
+    Service,
+    ServiceStatus,
+)
 from webapp.shop.models import Order, OrderKind
+from webapp.statemachine import transition
+
+log = logging.getLogger(__name__)
+
+RENEWAL_TRANSITIONS = {
+    RenewalStatus.PENDING: {RenewalStatus.SUCCEEDED, RenewalStatus.ABANDONED},
+    RenewalStatus.FAILED: {RenewalStatus.SUCCEEDED, RenewalStatus.ABANDONED},
+}
+
+
+class CardNeeded(InvalidChoice):
+    """Auto-renewal cannot be turned on: the customer has no valid card to renew with."""
 
 
 def activate_order(order: Order, card: SavedCard | None, now: datetime) -> list[Service]:
@@ -47,3 +73,308 @@ def get_service(service_id: int, customer_id: int) -> Service:
     if service is None or service.customer_id != customer_id:
         raise NotFound("Servizio non trovato.")
     return service
+
+
+def list_services(customer_id: int) -> list[Service]:
+    """The customer's services: active first, soonest expiry first."""
+    services = db.session.scalars(select(Service).where(Service.customer_id == customer_id)).all()
+    return sorted(services, key=lambda s: (not s.active, s.expires_at, s.id))
+
+
+# --- settings the engine reads -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenewalSettings:
+    window: timedelta
+    retry_days: tuple[int, ...]
+    reminder: timedelta
+    vat_rate: int
+
+
+def settings() -> RenewalSettings:
+    """The renewal window, retry days and reminder lead time from the app config."""
+    cfg = current_app.config
+    return RenewalSettings(
+        window=timedelta(days=cfg["RENEWAL_WINDOW_DAYS"]),
+        retry_days=tuple(sorted(set(cfg["RENEWAL_RETRY_DAYS"]), reverse=True)),
+        reminder=timedelta(days=cfg["RENEWAL_REMINDER_DAYS"]),
+        vat_rate=cfg["VAT_RATE_PERCENT"],
+    )
+
+
+# --- prices and renewal rows -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenewalPrice:
+    years: int
+    net_cents: int
+    vat_cents: int
+
+    @property
+    def total_cents(self) -> int:
+        return self.net_cents + self.vat_cents
+
+
+def renewal_price(service: Service, vat_rate: int | None = None) -> RenewalPrice:
+    """Today's yearly list price x the frequency, plus VAT: no discount is ever carried over."""
+    rate = current_app.config["VAT_RATE_PERCENT"] if vat_rate is None else vat_rate
+    net = service.product.yearly_price_cents * service.frequency_years
+    return RenewalPrice(service.frequency_years, net, vat_cents(net, rate))
+
+
+def renewal_date(service: Service, now: datetime, window: timedelta) -> datetime:
+    """When the card will be charged: at the start of the window, or now if already in it."""
+    return max(service.expires_at - window, now)
+
+
+def current_renewal(service: Service) -> Renewal | None:
+    """The renewal row of the service's current period, if the engine opened one."""
+    return db.session.scalar(
+        select(Renewal).where(
+            Renewal.service_id == service.id, Renewal.period_expires_at == service.expires_at
+        )
+    )
+
+
+def card_usable(card: SavedCard | None, on: date) -> bool:
+    """A card the bank can still be asked to charge on that day."""
+    return card is not None and card.removed_at is None and not card.is_expired(on)
+
+
+def renewal_paid(order: Order, payment: Payment, now: datetime) -> None:
+    """A renewal order was paid: extend the service from its old expiry and send the receipt."""
+    renewal = db.session.scalar(select(Renewal).where(Renewal.order_id == order.id))
+    if renewal is None:
+        raise InvalidTransition("Rinnovo non trovato per questo ordine.")
+    service = renewal.service
+    old = renewal.period_expires_at
+    new = add_years(old, order.lines[0].years)
+    # Guarded on the old expiry: a period is extended once, whoever settles the payment.
+    moved = db.session.execute(
+        update(Service)
+        .where(Service.id == service.id, Service.expires_at == old)
+        .values(expires_at=new, status=ServiceStatus.ACTIVE)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if moved != 1:
+        log.error("renewal %s paid, service %s had moved on from %s", renewal.id, service.id, old)
+    db.session.refresh(service)
+    transition(
+        renewal, RenewalStatus.SUCCEEDED, RENEWAL_TRANSITIONS, "Rinnovo già concluso.",
+        completed_at=now, next_attempt_at=None, failure_code=None, failure_reason=None,
+    )
+    queue_customer_email(
+        service,
+        f"Rinnovo effettuato: {service.product.name} fino al {_day(new)}",
+        "renewal_succeeded",
+        dedupe_key=f"renewal-paid-{renewal.id}",
+        order=order,
+        payment=payment,
+        card=payment.saved_card,
+        old_expiry=old,
+        new_expiry=new,
+    )
+
+
+# --- the customer area -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    """A service with what "I miei servizi" shows about its next renewal."""
+
+    service: Service
+    renewal: Renewal | None
+    price: RenewalPrice
+    renew_on: datetime
+    card_ok: bool  # the card will still be valid on the renewal date
+
+    @property
+    def failed(self) -> bool:
+        return self.renewal is not None and self.renewal.status is RenewalStatus.FAILED
+
+
+def service_view(service: Service, now: datetime) -> ServiceView:
+    s = settings()
+    when = renewal_date(service, now, s.window)
+    renewal = current_renewal(service) if service.active else None
+    return ServiceView(
+        service=service,
+        renewal=renewal if renewal is not None and renewal.open else None,
+        price=renewal_price(service, s.vat_rate),
+        renew_on=when,
+        card_ok=card_usable(service.saved_card, rome_date(when)),
+    )
+
+
+def _check_manageable(service: Service) -> None:
+    if not service.renewable:
+        raise InvalidChoice(
+            f"Il rinnovo automatico non è disponibile per {service.product.kind.label}."
+        )
+    if not service.active:
+        raise InvalidChoice(
+            "Il servizio è scaduto: per riattivarlo acquistalo di nuovo dal catalogo."
+        )
+
+
+def set_auto_renew(
+    service: Service, enabled: bool, cards: list[SavedCard], now: datetime
+) -> bool:
+    """Turn auto-renewal on or off; True when it changed (and an e-mail was queued).
+
+    Turning it on needs a valid card: the service's own, else the newest valid one in `cards`.
+    """
+    _check_manageable(service)
+    if enabled == service.auto_renew:
+        return False
+    today = rome_date(now)
+    if enabled:
+        card = service.saved_card if card_usable(service.saved_card, today) else next(
+            (c for c in cards if card_usable(c, today)), None
+        )
+        if card is None:
+            raise CardNeeded(
+                "Per attivare il rinnovo automatico serve una carta di pagamento valida: "
+                "aggiungine una nella pagina Carte di pagamento."
+            )
+        service.saved_card_id = card.id
+        service.saved_card = card
+        renewal = current_renewal(service)
+        if renewal is not None and renewal.open and renewal.next_attempt_at is None:
+            renewal.next_attempt_at = now  # back on inside the window: the next pass tries
+    service.auto_renew = enabled
+    db.session.flush()
+    s = settings()
+    queue_customer_email(
+        service,
+        f"Rinnovo automatico {'attivato' if enabled else 'disattivato'}: {service.product.name}",
+        "auto_renew_changed",
+        enabled=enabled,
+        card=service.saved_card,
+        price=renewal_price(service, s.vat_rate),
+        renew_on=renewal_date(service, now, s.window),
+    )
+    return True
+
+
+def set_frequency(service: Service, years: int | str) -> None:
+    """Frequenza di rinnovo: 1-5 years (1-2 for a promotional product)."""
+    _check_manageable(service)
+    try:
+        value = int(years)
+    except (TypeError, ValueError):
+        value = 0
+    allowed = service.product.allowed_years
+    if value not in allowed:
+        raise InvalidChoice(
+            f"Frequenza di rinnovo non valida per {service.product.name}: "
+            f"scegli da {allowed[0]} a {allowed[-1]} anni."
+        )
+    service.frequency_years = value
+    db.session.flush()
+
+
+def set_card(service: Service, card: SavedCard, now: datetime) -> None:
+    """Renew the service with another of the customer's cards (which must be valid)."""
+    _check_manageable(service)
+    if card.customer_id != service.customer_id:
+        raise NotFound("Carta non trovata.")
+    if not card_usable(card, rome_date(now)):
+        raise InvalidChoice(
+            f"La carta {card.masked} è scaduta: scegline un'altra o aggiungine una nuova."
+        )
+    service.saved_card_id = card.id
+    service.saved_card = card
+    db.session.flush()
+
+
+def services_using(card: SavedCard) -> list[Service]:
+    """Active services that renew automatically with this card."""
+    return list(
+        db.session.scalars(
+            select(Service).where(
+                Service.saved_card_id == card.id,
+                Service.auto_renew,
+                Service.status == ServiceStatus.ACTIVE,
+            )
+        )
+    )
+
+
+def remove_card(card: SavedCard, now: datetime) -> None:
+    """Remove a saved card, unless a service still renews with it (say which)."""
+    if card.removed_at is not None:
+        return
+    users = services_using(card)
+    if users:
+        names = ", ".join(s.product.name for s in users)
+        raise InvalidChoice(
+            f"La carta {card.masked} è usata per il rinnovo automatico di {names}: "
+            "scegli un'altra carta per il servizio o disattiva il rinnovo automatico, "
+            "poi rimuovila."
+        )
+    db.session.execute(
+        update(Service)
+        .where(Service.saved_card_id == card.id)
+        .values(saved_card_id=None)
+        .execution_options(synchronize_session="fetch")
+    )
+    card.removed_at = now
+    db.session.flush()
+
+
+def attach_new_card(customer_id: int, card: SavedCard, now: datetime) -> list[Service]:
+    """Give a newly added card to the auto-renewing services that need one.
+
+    Those are the services whose renewal failed, and those whose card is missing or will have
+    expired by the renewal date. Returns the ones with a failed renewal, to retry at once.
+    """
+    window = settings().window
+    retry = []
+    for service in list_services(customer_id):
+        if not (service.active and service.auto_renew and service.renewable):
+            continue
+        on = rome_date(renewal_date(service, now, window))
+        renewal = current_renewal(service)
+        failed = renewal is not None and renewal.status is RenewalStatus.FAILED
+        if (failed or not card_usable(service.saved_card, on)) and card_usable(card, on):
+            service.saved_card_id = card.id
+            service.saved_card = card
+            if failed:
+                retry.append(service)
+    db.session.flush()
+    return retry
+
+
+# --- e-mails -----------------------------------------------------------------------------------
+
+
+def _day(value: datetime) -> str:
+    return rome_date(value).strftime("%d/%m/%Y")
+
+
+def queue_customer_email(
+    service: Service, subject: str, template: str, dedupe_key: str | None = None, **context
+):
+    """Queue an e-mail about a service to its owner, with the helpers the templates use."""
+    from webapp.account.models import Customer  # only for the address and the name
+
+    customer = db.session.get(Customer, service.customer_id)
+    shop_url = current_app.config["SHOP_BASE_URL"]
+    return queue_email(
+        customer.email,
+        subject,
+        template,
+        dedupe_key=dedupe_key,
+        customer=customer,
+        service=service,
+        shop_url=shop_url,
+        area_url=f"{shop_url}/area-clienti",
+        cards_url=f"{shop_url}/area-clienti/carte",
+        format_eur=format_eur,
+        day=_day,
+        **context,
+    )

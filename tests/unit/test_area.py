@@ -1,0 +1,431 @@
+"""The customer area: I miei servizi (switch, frequency, card), saved cards, orders and receipts.
+
+Pages and htmx fragments, 422 for bad input with nothing changed, 404 for what is not yours.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.unit.bank_browser import BankBrowser
+from tests.unit.renewal_fakes import FakeGateway, make_card, make_service
+from webapp.extensions import db
+from webapp.notify.models import OutboxEmail
+from webapp.payments.models import SavedCard
+from webapp.renewals.engine import run_renewals
+from webapp.renewals.models import Renewal, RenewalStatus
+from webapp.shop.models import Order, OrderKind, OrderStatus
+
+HX = {"HX-Request": "true"}
+EXPIRES = datetime(2027, 1, 20, 10, 0, tzinfo=UTC)
+TODAY = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+
+
+class Clock:
+    now = TODAY
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    """The area's clock, settable (the views read it through now_utc)."""
+    import webapp.account.area
+
+    clock = Clock()
+    monkeypatch.setattr(webapp.account.area, "now_utc", lambda: clock.now)
+    return clock
+
+
+@pytest.fixture
+def fake(app) -> FakeGateway:
+    gateway = FakeGateway()
+    app.extensions["gateway"] = gateway
+    return gateway
+
+
+@pytest.fixture
+def shopper(client, auth, dummy_customer, clock):
+    response = auth.login()
+    assert response.status_code == 303
+    return dummy_customer
+
+
+@pytest.fixture
+def card(shopper):
+    return make_card(shopper)
+
+
+@pytest.fixture
+def pec(shopper, catalogue, card):
+    return make_service(shopper, catalogue["products"]["PEC-STD"], expires_at=EXPIRES, card=card)
+
+
+@pytest.fixture
+def stranger(create_customer, catalogue):
+    other = create_customer(email="luigi@example.it", name="Luigi Verdi")
+    other_card = make_card(other, last4="9999")
+    service = make_service(other, catalogue["products"]["SPID-PF"], expires_at=EXPIRES,
+                           card=other_card)
+    return other, other_card, service
+
+
+def fresh(obj):
+    db.session.expire_all()
+    return db.session.get(type(obj), obj.id)
+
+
+def emails(subject: str) -> list[OutboxEmail]:
+    db.session.expire_all()
+    return list(db.session.scalars(
+        select(OutboxEmail).where(OutboxEmail.subject.contains(subject)).order_by(OutboxEmail.id)))
+
+
+def toggle(client, service, *values, htmx=True):
+    return client.post(f"/area-clienti/servizi/{service.id}/rinnovo-automatico",
+                       data={"auto_renew": list(values)}, headers=HX if htmx else {})
+
+
+def assert_fragment(response, element_id: str) -> None:
+    assert "<html" not in response.text
+    assert re.match(rf'\s*<\w+ id="{element_id}"[ >]', response.text), response.text[:300]
+    assert "HX-Request" in response.headers.get("Vary", "")
+
+
+# --- access ------------------------------------------------------------------------------------
+
+
+def test_the_area_needs_a_login(client, fake):
+    response = client.get("/area-clienti/")
+    assert response.status_code in (302, 303)
+    assert "/accedi" in response.headers["Location"]
+
+
+def test_services_page(client, fake, shopper, pec, catalogue):
+    firma = make_service(shopper, catalogue["products"]["FIRMA-R"], expires_at=EXPIRES,
+                         auto_renew=False)
+    page = client.get("/area-clienti/")
+    assert page.status_code == 200
+    assert "<html" in page.text
+    assert "I miei servizi" in page.text
+    assert "Area clienti" in page.text  # the header link
+    row = page.text[page.text.index(f'id="service-{pec.id}"'):page.text.index(
+        f'id="service-{firma.id}"')]
+    assert "PEC Standard" in row
+    assert f'id="service-{pec.id}-expiry">20/01/2027' in row
+    assert "Attivo" in row
+    switch = rf'<input type="checkbox" role="switch" id="auto-renew-{pec.id}"[^>]* checked>'
+    assert re.search(switch, row)
+    assert "Rinnovo automatico" in row
+    assert "Frequenza di rinnovo" in row
+    assert "Il 05/01/2027 addebiteremo <strong>€ 6,10</strong>" in row
+    assert "Visa •••• 4242" in row
+    assert "Il rinnovo automatico non è disponibile per Firma Digitale" in page.text
+    assert f'id="auto-renew-{firma.id}"' not in page.text
+
+
+# --- the switch ---------------------------------------------------------------------------------
+
+
+def test_switch_off_and_on_in_place_with_an_email_each_time(client, fake, shopper, pec):
+    response = toggle(client, pec, "0")
+    assert response.status_code == 200
+    assert_fragment(response, f"service-{pec.id}")
+    assert 'data-auto-renew="off"' in response.text
+    assert "Rinnovo automatico disattivato. Ti abbiamo inviato una e-mail" in response.text
+    assert f'id="auto-renew-{pec.id}" name="auto_renew" value="1">' in response.text  # unchecked
+    assert not fresh(pec).auto_renew
+    [mail] = emails("Rinnovo automatico disattivato")
+    assert mail.to_addr == shopper.email
+    assert "non addebiteremo nulla" in mail.body_text
+    assert "scadrà il 20/01/2027" in mail.body_text
+
+    # The same click again (a double click): no change, no second e-mail.
+    response = toggle(client, pec, "0")
+    assert "era già disattivato" in response.text
+    assert len(emails("Rinnovo automatico disattivato")) == 1
+
+    response = toggle(client, pec, "0", "1")
+    assert response.status_code == 200
+    assert "Rinnovo automatico attivato." in response.text
+    assert 'data-auto-renew="on"' in response.text
+    assert fresh(pec).auto_renew
+    [mail] = emails("Rinnovo automatico attivato")
+    assert "€ 6,10" in mail.body_text and "Visa •••• 4242" in mail.body_text
+
+
+def test_switch_without_htmx_renders_the_page(client, fake, shopper, pec):
+    response = toggle(client, pec, "0", htmx=False)
+    assert response.status_code == 200
+    assert "<html" in response.text
+    assert f'id="service-{pec.id}-message"' in response.text
+    assert not fresh(pec).auto_renew
+
+
+def test_switch_on_without_a_valid_card_says_how_to_add_one(client, fake, shopper, catalogue):
+    expired = make_card(shopper, exp_month=1, exp_year=2025, last4="0069")
+    service = make_service(shopper, catalogue["products"]["PEC-STD"], expires_at=EXPIRES,
+                           card=expired, auto_renew=False)
+    response = toggle(client, service, "0", "1")
+    assert response.status_code == 422
+    assert_fragment(response, f"service-{service.id}")
+    assert "serve una carta di pagamento valida" in response.text
+    assert 'href="/area-clienti/carte#add-card"' in response.text
+    assert 'data-auto-renew="off"' in response.text
+    assert not fresh(service).auto_renew
+    assert emails("Rinnovo automatico") == []
+
+
+def test_switch_on_takes_a_valid_card_of_the_customer(client, fake, shopper, catalogue, card):
+    service = make_service(shopper, catalogue["products"]["SPID-PF"], expires_at=EXPIRES,
+                           card=None, auto_renew=False)
+    response = toggle(client, service, "0", "1")
+    assert response.status_code == 200
+    service = fresh(service)
+    assert service.auto_renew and service.saved_card_id == card.id
+
+
+@pytest.mark.parametrize("data", [{}, {"auto_renew": "si"}])
+def test_bad_switch_input_is_422_and_changes_nothing(client, fake, shopper, pec, data):
+    response = client.post(f"/area-clienti/servizi/{pec.id}/rinnovo-automatico", data=data,
+                           headers=HX)
+    assert response.status_code == 422
+    assert "Richiesta non valida" in response.text
+    assert fresh(pec).auto_renew
+
+
+def test_no_switch_for_firma_digitale_or_an_expired_service(client, fake, shopper, catalogue,
+                                                           card):
+    firma = make_service(shopper, catalogue["products"]["FIRMA-R"], expires_at=EXPIRES,
+                         auto_renew=False)
+    response = toggle(client, firma, "0", "1")
+    assert response.status_code == 422
+    assert "non è disponibile per Firma Digitale" in response.text
+    assert not fresh(firma).auto_renew
+
+    gone = make_service(shopper, catalogue["products"]["PEC-STD"], expires_at=EXPIRES,
+                        card=card, auto_renew=False)
+    gone.status = gone.status.EXPIRED
+    db.session.commit()
+    response = toggle(client, gone, "0", "1")
+    assert response.status_code == 422
+    assert "Il servizio è scaduto" in response.text
+    assert not fresh(gone).auto_renew
+
+
+# --- frequency and card -------------------------------------------------------------------------
+
+
+def test_frequency_changes_in_place_within_the_allowed_years(client, fake, shopper, catalogue,
+                                                            card):
+    promo = make_service(shopper, catalogue["products"]["PEC-PROMO"], expires_at=EXPIRES,
+                         card=card)
+    url = f"/area-clienti/servizi/{promo.id}/frequenza"
+    for bad in ("3", "0", "abc", ""):
+        response = client.post(url, data={"frequency_years": bad}, headers=HX)
+        assert response.status_code == 422, bad
+        assert "scegli da 1 a 2 anni" in response.text
+    assert fresh(promo).frequency_years == 1
+    response = client.post(url, data={"frequency_years": "2"}, headers=HX)
+    assert response.status_code == 200
+    assert_fragment(response, f"service-{promo.id}")
+    assert "ogni 2 anni, € 6,10 IVA inclusa" in response.text  # 2 x 2,50 + 22%
+    assert fresh(promo).frequency_years == 2
+    assert '<option value="2" selected>' in response.text
+
+
+def test_card_changes_in_place_and_an_expired_card_is_refused(client, fake, shopper, pec):
+    other = make_card(shopper, last4="4444", exp_year=2029)
+    expired = make_card(shopper, last4="0069", exp_month=1, exp_year=2025)
+    url = f"/area-clienti/servizi/{pec.id}/carta"
+    response = client.post(url, data={"card_id": str(other.id)}, headers=HX)
+    assert response.status_code == 200
+    assert "I prossimi rinnovi useranno la carta Visa •••• 4444" in response.text
+    assert fresh(pec).saved_card_id == other.id
+
+    response = client.post(url, data={"card_id": str(expired.id)}, headers=HX)
+    assert response.status_code == 422
+    assert "è scaduta" in response.text
+    response = client.post(url, data={"card_id": "x"}, headers=HX)
+    assert response.status_code == 422
+    assert fresh(pec).saved_card_id == other.id
+
+
+def test_another_customers_things_are_not_found(client, fake, shopper, pec, stranger):
+    _, other_card, other_service = stranger
+    base = f"/area-clienti/servizi/{other_service.id}"
+    assert toggle(client, other_service, "0").status_code == 404
+    assert client.post(f"{base}/frequenza", data={"frequency_years": "2"}).status_code == 404
+    assert client.post(f"{base}/carta", data={"card_id": str(other_card.id)}).status_code == 404
+    # My service, their card.
+    response = client.post(f"/area-clienti/servizi/{pec.id}/carta",
+                           data={"card_id": str(other_card.id)}, headers=HX)
+    assert response.status_code == 404
+    assert client.post(f"/area-clienti/carte/{other_card.id}/rimuovi").status_code == 404
+    other_order = db.session.scalar(select(Order).where(Order.customer_id == stranger[0].id))
+    assert client.get(f"/area-clienti/ordini/{other_order.id}").status_code == 404
+    other_service = fresh(other_service)
+    assert other_service.auto_renew and other_service.frequency_years == 1
+    assert fresh(other_card).removed_at is None
+    assert fresh(pec).saved_card_id != other_card.id
+
+
+# --- saved cards ---------------------------------------------------------------------------------
+
+
+def test_a_card_in_use_cannot_be_removed_until_the_service_lets_it_go(client, fake, shopper, pec,
+                                                                    card):
+    page = client.get("/area-clienti/carte")
+    assert page.status_code == 200
+    assert f'id="saved-card-{card.id}"' in page.text
+    assert "PEC Standard" in page.text  # renews with it
+    assert "Aggiungi una carta" in page.text
+
+    url = f"/area-clienti/carte/{card.id}/rimuovi"
+    response = client.post(url, headers=HX)
+    assert response.status_code == 422
+    assert_fragment(response, "card-list")
+    assert "è usata per il rinnovo automatico di PEC Standard" in response.text
+    assert "disattiva il rinnovo automatico" in response.text
+    assert fresh(card).removed_at is None
+    assert fake.forgotten == []
+
+    toggle(client, pec, "0")
+    response = client.post(url, headers=HX)
+    assert response.status_code == 200
+    assert "Carta Visa •••• 4242 rimossa." in response.text
+    assert f'id="saved-card-{card.id}"' not in response.text
+    assert fresh(card).removed_at is not None
+    assert fresh(pec).saved_card_id is None
+    assert fake.forgotten == [card.gateway_token]
+
+
+def _add_card(client, fake):
+    response = client.post("/area-clienti/carte/nuova")
+    assert response.status_code == 303
+    assert response.headers["Location"].startswith("http://bank.test/pay/")
+    [(pid, info)] = fake.verifications.items()
+    assert info.amount_cents == 0  # a verification: no money moves
+    return pid
+
+
+def test_adding_a_card_is_a_zero_amount_verification(client, fake, shopper):
+    pid = _add_card(client, fake)
+    params = fake.return_params(pid)
+    response = client.get("/area-clienti/carte/aggiunta", query_string=params)
+    assert response.status_code == 303
+    assert response.headers["Location"].endswith("/area-clienti/carte")
+    cards = db.session.scalars(select(SavedCard).where(SavedCard.customer_id == shopper.id)).all()
+    assert [c.gateway_token for c in cards] == ["tok_new"]
+    assert "Carta Visa •••• 4242 aggiunta." in client.get("/area-clienti/carte").text
+    # Reloading the return URL adds nothing.
+    client.get("/area-clienti/carte/aggiunta", query_string=params)
+    assert db.session.scalar(select(func.count(SavedCard.id))) == 1
+    assert fake.calls == []
+
+
+def test_a_forged_or_foreign_card_return_is_refused(client, fake, shopper, stranger):
+    pid = _add_card(client, fake)
+    params = fake.return_params(pid)
+    forged = {**params, "payment_id": "pay_other"}
+    assert client.get("/area-clienti/carte/aggiunta", query_string=forged).status_code == 400
+    # A correctly signed return of someone else's verification.
+    info = fake.verifications[pid]
+    fake.verifications[pid] = info.__class__(**{**info.__dict__, "order_ref": "CARTA-999-x"})
+    params = fake.return_params(pid)
+    assert client.get("/area-clienti/carte/aggiunta", query_string=params).status_code == 404
+    assert db.session.scalar(select(func.count(SavedCard.id)).where(
+        SavedCard.customer_id == shopper.id)) == 0
+
+
+def test_a_new_card_fixes_a_failed_renewal_at_once(client, fake, shopper, catalogue, clock):
+    expired = make_card(shopper, exp_month=12, exp_year=2026, last4="0069")
+    service = make_service(shopper, catalogue["products"]["PEC-STD"], expires_at=EXPIRES,
+                           card=expired)
+    run_renewals(EXPIRES - timedelta(days=15))  # fails: the card has expired by January
+    renewal = db.session.scalar(select(Renewal).where(Renewal.service_id == service.id))
+    assert renewal.status is RenewalStatus.FAILED
+    page = client.get("/area-clienti/")
+    assert f'id="service-{service.id}-failure"' in page.text
+    assert "la carta di pagamento è scaduta" in page.text.lower()
+
+    clock.now = EXPIRES - timedelta(days=13)  # the next retry would be in 3 days
+    pid = _add_card(client, fake)
+    response = client.get("/area-clienti/carte/aggiunta", query_string=fake.return_params(pid))
+    assert response.status_code == 303
+    assert response.headers["Location"].endswith("/area-clienti/")
+    [call] = fake.calls
+    assert call["token"] == "tok_new" and call["initiator"] == "merchant"
+    service = fresh(service)
+    assert service.saved_card.gateway_token == "tok_new"
+    assert service.expires_at == datetime(2028, 1, 20, 10, 0, tzinfo=UTC)
+    page = client.get("/area-clienti/")
+    assert "Rinnovo di PEC Standard riuscito: il servizio ora scade il 20/01/2028." in page.text
+    # Replaying the return charges nothing more.
+    client.get("/area-clienti/carte/aggiunta", query_string=fake.return_params(pid))
+    assert len(fake.calls) == 1
+
+
+def test_adding_a_card_through_the_bank_with_3d_secure(client, bank, shopper):
+    """The real mock bank: the OTP card, verified for € 0,00, saved on the portal."""
+    response = client.post("/area-clienti/carte/nuova")
+    assert response.status_code == 303
+    back = BankBrowser(bank).pay(response.headers["Location"], "4111111111111111")
+    parts = urlsplit(back)
+    assert parts.path == "/area-clienti/carte/aggiunta"
+    response = client.get(parts.path, query_string=parts.query)
+    assert response.status_code == 303
+    [card] = db.session.scalars(select(SavedCard).where(SavedCard.customer_id == shopper.id))
+    assert (card.brand, card.last4) == ("visa", "1111")
+    assert ("POST", "/api/charges") not in bank.transport.calls  # nothing was charged
+
+
+# --- orders and receipts -------------------------------------------------------------------------
+
+
+def test_orders_and_the_renewal_receipt(client, fake, shopper, pec):
+    run_renewals(EXPIRES - timedelta(days=15))
+    renewal_order = db.session.scalar(select(Order).where(Order.kind == OrderKind.RENEWAL))
+    assert renewal_order.status is OrderStatus.PAID
+    page = client.get("/area-clienti/ordini")
+    assert page.status_code == 200
+    assert f'id="order-{renewal_order.id}" data-kind="renewal" data-status="paid"' in page.text
+    assert "Rinnovo automatico" in page.text and "Acquisto" in page.text
+    assert f'href="/area-clienti/ordini/{renewal_order.id}">Ricevuta' in page.text
+
+    receipt = client.get(f"/area-clienti/ordini/{renewal_order.id}")
+    assert receipt.status_code == 200
+    assert "Ricevuta del rinnovo automatico n." in receipt.text
+    assert 'id="receipt-total">€ 6,10' in receipt.text
+    assert "ora scade il <strong>20/01/2028</strong>" in receipt.text
+    assert "Addebito automatico con carta Visa •••• 4242" in receipt.text
+
+
+def test_unpaid_renewal_orders_are_not_listed(client, fake, shopper, pec):
+    fake.mode = "insufficient_funds"
+    run_renewals(EXPIRES - timedelta(days=15))
+    order = db.session.scalar(select(Order).where(Order.kind == OrderKind.RENEWAL))
+    assert order.status is OrderStatus.PENDING_PAYMENT
+    assert f'id="order-{order.id}"' not in client.get("/area-clienti/ordini").text
+    assert client.get(f"/area-clienti/ordini/{order.id}").status_code == 404
+
+
+def test_htmx_posts_need_the_csrf_token(app, client, fake, shopper, pec):
+    app.config["WTF_CSRF_ENABLED"] = True
+    assert toggle(client, pec, "0").status_code == 400
+    assert fresh(pec).auto_renew
+    page = client.get("/area-clienti/")
+    token = re.search(r'"X-CSRFToken": "([^"]+)"', page.text).group(1)
+    response = client.post(f"/area-clienti/servizi/{pec.id}/rinnovo-automatico",
+                           data={"auto_renew": "0"}, headers={**HX, "X-CSRFToken": token})
+    assert response.status_code == 200
+    assert not fresh(pec).auto_renew
+
+
+def test_service_is_listed_once_per_customer(fake, shopper, pec, stranger):
+    from webapp.renewals.services import list_services
+
+    assert [s.id for s in list_services(shopper.id)] == [pec.id]

@@ -1,0 +1,487 @@
+"""The renewal engine with a fixed clock and a fake bank: window, price, retries, expiry,
+reminders, card warnings, unknown outcomes, crashes, and two passes at once charging once."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from tests.unit.renewal_fakes import FakeGateway, make_card, make_service
+from webapp.extensions import db as _db
+from webapp.notify.models import OutboxEmail
+from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
+from webapp.renewals.engine import next_retry, retry_renewal, run_renewals
+from webapp.renewals.models import Renewal, RenewalStatus, ServiceStatus
+from webapp.shop.models import Order, OrderKind, OrderStatus
+
+# The service expires on 20 January 2027: reminder on 21/12, window on 5/1, retries on 10/1,
+# 15/1 and 19/1 (the defaults: 30, 15 and 10-5-1 days).
+EXPIRES = datetime(2027, 1, 20, 10, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+def days_before(days: float) -> datetime:
+    return EXPIRES - days * DAY
+
+
+@pytest.fixture
+def fake(app) -> FakeGateway:
+    gateway = FakeGateway()
+    app.extensions["gateway"] = gateway
+    return gateway
+
+
+@pytest.fixture
+def pec(catalogue):
+    return catalogue["products"]["PEC-STD"]  # € 5,00 a year
+
+
+@pytest.fixture
+def card(dummy_customer):
+    return make_card(dummy_customer)
+
+
+@pytest.fixture
+def service(dummy_customer, pec, card):
+    return make_service(dummy_customer, pec, expires_at=EXPIRES, card=card)
+
+
+def emails(template_subject: str) -> list[OutboxEmail]:
+    _db.session.expire_all()
+    return list(_db.session.scalars(
+        select(OutboxEmail).where(OutboxEmail.subject.contains(template_subject))
+        .order_by(OutboxEmail.id)
+    ))
+
+
+def fresh(obj):
+    _db.session.expire_all()
+    return _db.session.get(type(obj), obj.id)
+
+
+def renewal_of(service) -> Renewal | None:
+    _db.session.expire_all()
+    return _db.session.scalar(select(Renewal).where(Renewal.service_id == service.id))
+
+
+# --- reminders and warnings ----------------------------------------------------------------
+
+
+def test_nothing_happens_before_the_reminder(fake, service):
+    report = run_renewals(days_before(31))
+    assert (report.reminders, report.opened, report.charged, report.expired) == (0, 0, 0, 0)
+    assert fake.calls == []
+    assert _db.session.scalar(select(func.count(OutboxEmail.id))) == 0
+
+
+def test_reminder_30_days_before_says_amount_card_and_how_to_turn_off(fake, service):
+    report = run_renewals(days_before(30))
+    assert report.reminders == 1
+    assert report.warnings == 0
+    [mail] = emails("Promemoria")
+    assert mail.dedupe_key == f"reminder-{service.id}-{int(EXPIRES.timestamp())}"
+    assert "05/01/2027" in mail.body_text  # the renewal date: 15 days before expiry
+    assert "€ 6,10" in mail.body_text  # 5,00 + 22% VAT
+    assert "Visa •••• 4242" in mail.body_text
+    assert "disattiva il Rinnovo automatico" in mail.body_text
+    assert "/area-clienti" in mail.body_text
+    # A rerun, or the next pass a few minutes later, sends nothing more; nobody is charged.
+    assert run_renewals(days_before(30)).reminders == 0
+    assert run_renewals(days_before(29)).reminders == 0
+    assert len(emails("Promemoria")) == 1
+    assert fake.calls == []
+
+
+def test_no_reminder_when_auto_renewal_is_off(fake, dummy_customer, pec, card):
+    make_service(dummy_customer, pec, expires_at=EXPIRES, card=card, auto_renew=False)
+    assert run_renewals(days_before(30)).reminders == 0
+
+
+def test_warning_when_the_card_will_have_expired_by_the_renewal_date(
+    fake, dummy_customer, pec
+):
+    # Valid today (November 2026) but not on 5 January 2027.
+    old = make_card(dummy_customer, exp_month=12, exp_year=2026, last4="1111")
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=old)
+    report = run_renewals(days_before(30))
+    assert (report.reminders, report.warnings) == (1, 1)
+    [warning] = emails("sarà scaduta")
+    assert warning.dedupe_key == f"card-expiring-{service.id}-{int(EXPIRES.timestamp())}"
+    assert "Visa •••• 1111" in warning.body_text
+    assert "/area-clienti/carte" in warning.body_text
+    assert run_renewals(days_before(29)).warnings == 0
+
+
+def test_no_warning_for_a_card_valid_through_the_renewal_month(fake, dummy_customer, pec):
+    january = make_card(dummy_customer, exp_month=1, exp_year=2027)
+    make_service(dummy_customer, pec, expires_at=EXPIRES, card=january)
+    assert run_renewals(days_before(30)).warnings == 0
+
+
+# --- the charge ------------------------------------------------------------------------------
+
+
+def test_not_charged_before_the_window(fake, service):
+    report = run_renewals(days_before(15) - timedelta(minutes=1))
+    assert report.charged == 0
+    assert fake.calls == []
+    assert renewal_of(service) is None
+
+
+def test_charged_in_window_at_todays_list_price_times_frequency_without_discount(
+    fake, dummy_customer, pec, card
+):
+    # Bought for 2 years with a discount; the list price went up since.
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, years=2, card=card,
+                           discount_cents=300)
+    pec.yearly_price_cents = 700
+    _db.session.commit()
+
+    report = run_renewals(days_before(15))
+    assert (report.opened, report.charged, report.failed) == (1, 1, 0)
+    [call] = fake.calls
+    assert call["amount_cents"] == 1400 + 308  # 2 x 7,00 + 22% VAT, no discount
+    assert call["initiator"] == "merchant"
+    assert call["token"] == card.gateway_token
+
+    renewal = renewal_of(service)
+    assert renewal.status is RenewalStatus.SUCCEEDED
+    assert renewal.period_expires_at == EXPIRES
+    assert call["key"] == f"renewal-{renewal.id}-1"
+    order = _db.session.get(Order, renewal.order_id)
+    assert (order.kind, order.status) == (OrderKind.RENEWAL, OrderStatus.PAID)
+    assert (order.net_cents, order.discount_cents, order.vat_cents, order.total_cents) == (
+        1400, 0, 308, 1708)
+    assert order.lines[0].service_id == service.id and order.lines[0].years == 2
+    [payment] = _db.session.scalars(select(Payment).where(Payment.order_id == order.id))
+    assert (payment.channel, payment.status) == (PaymentChannel.RENEWAL, PaymentStatus.SUCCEEDED)
+
+    # Extended by the frequency from the old expiry, not from the day of the charge.
+    service = fresh(service)
+    assert service.expires_at == datetime(2029, 1, 20, 10, 0, tzinfo=UTC)
+    assert service.status is ServiceStatus.ACTIVE and service.auto_renew
+
+    [receipt] = emails("Rinnovo effettuato")
+    assert "20/01/2029" in receipt.body_text
+    assert "€ 17,08" in receipt.body_text
+    assert f"/area-clienti/ordini/{order.id}" in receipt.body_text
+
+    # Later passes in the same period charge nothing more.
+    for when in (days_before(15), days_before(10), days_before(1), EXPIRES + DAY):
+        assert run_renewals(when).charged == 0
+    assert len(fake.calls) == 1
+
+
+def test_a_service_with_auto_renewal_off_is_not_charged_and_expires(fake, dummy_customer, pec,
+                                                                   card):
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=card, auto_renew=False)
+    assert run_renewals(days_before(15)).opened == 0
+    report = run_renewals(EXPIRES)
+    assert report.expired == 1
+    assert fake.calls == []
+    assert fresh(service).status is ServiceStatus.EXPIRED
+    [mail] = emails("Servizio scaduto")
+    assert "è scaduto il 20/01/2027" in mail.body_text
+    assert "non è riuscito" not in mail.body_text
+
+
+def test_firma_digitale_is_never_charged(fake, dummy_customer, catalogue, card):
+    firma = catalogue["products"]["FIRMA-R"]
+    make_service(dummy_customer, firma, expires_at=EXPIRES, card=card, auto_renew=True)
+    report = run_renewals(days_before(15))
+    assert (report.opened, report.charged) == (0, 0)
+    assert fake.calls == []
+
+
+# --- failures, retries and expiry ------------------------------------------------------------
+
+
+def test_declined_renewal_is_retried_on_schedule_then_the_service_expires(fake, service):
+    fake.mode = "insufficient_funds"
+    assert run_renewals(days_before(15)).failed == 1
+    renewal = renewal_of(service)
+    assert renewal.status is RenewalStatus.FAILED
+    assert renewal.failure_code == "insufficient_funds"
+    assert "fondi sufficienti" in renewal.failure_reason
+    assert renewal.next_attempt_at == days_before(10)
+    [mail] = emails("Rinnovo non riuscito")
+    assert "fondi sufficienti" in mail.body_text
+    assert "/area-clienti/carte" in mail.body_text  # the link to add a card
+    assert "Riproveremo il 10/01/2027" in mail.body_text
+
+    # Not due between retries.
+    assert run_renewals(days_before(12)).failed == 0
+    assert len(fake.calls) == 1
+
+    for when, following in ((10, days_before(5)), (5, days_before(1)), (1, None)):
+        assert run_renewals(days_before(when)).failed == 1
+        assert renewal_of(service).next_attempt_at == following
+    assert len(fake.calls) == 4
+    assert len({c["key"] for c in fake.calls}) == 4  # four attempts, four keys
+    assert len(emails("Rinnovo non riuscito")) == 4
+    assert fake.succeeded == []
+
+    # The expiry passes unpaid: expired, auto-renewal off, the order cancelled, an e-mail.
+    assert run_renewals(EXPIRES - timedelta(minutes=1)).expired == 0
+    report = run_renewals(EXPIRES)
+    assert (report.expired, report.charged) == (1, 0)
+    service = fresh(service)
+    assert service.status is ServiceStatus.EXPIRED and not service.auto_renew
+    renewal = renewal_of(service)
+    assert renewal.status is RenewalStatus.ABANDONED
+    assert _db.session.get(Order, renewal.order_id).status is OrderStatus.CANCELLED
+    [mail] = emails("Servizio scaduto")
+    assert "Il rinnovo automatico non è riuscito" in mail.body_text
+    assert run_renewals(EXPIRES + DAY).expired == 0
+    assert len(emails("Servizio scaduto")) == 1
+    assert len(fake.calls) == 4
+
+
+def test_a_retry_takes_the_new_frequency_and_price(fake, service):
+    fake.mode = "card_declined"
+    run_renewals(days_before(15))
+    service = fresh(service)
+    service.frequency_years = 3
+    _db.session.commit()
+    fake.mode = "ok"
+    assert run_renewals(days_before(10)).charged == 1
+    assert fake.calls[-1]["amount_cents"] == 1500 + 330
+    assert fresh(service).expires_at == datetime(2030, 1, 20, 10, 0, tzinfo=UTC)
+
+
+def test_expired_card_fails_without_asking_the_bank(fake, dummy_customer, pec):
+    old = make_card(dummy_customer, exp_month=12, exp_year=2026)
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=old)
+    assert run_renewals(days_before(15)).failed == 1
+    assert fake.calls == []
+    renewal = renewal_of(service)
+    assert renewal.failure_code == "expired_card"
+    assert "scaduta" in renewal.failure_reason
+    [mail] = emails("Rinnovo non riuscito")
+    assert "Aggiungi una nuova carta" in mail.body_text
+
+
+def test_no_card_fails_with_how_to_fix(fake, dummy_customer, pec):
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=None)
+    assert run_renewals(days_before(15)).failed == 1
+    assert fake.calls == []
+    assert renewal_of(service).failure_code == "no_card"
+
+
+def test_turning_auto_renewal_off_after_a_failure_stops_the_retries(fake, service):
+    fake.mode = "insufficient_funds"
+    run_renewals(days_before(15))
+    service = fresh(service)
+    service.auto_renew = False
+    _db.session.commit()
+    fake.mode = "ok"
+    assert run_renewals(days_before(10)).charged == 0
+    assert len(fake.calls) == 1
+
+
+def test_fixing_the_card_retries_at_once(fake, dummy_customer, pec):
+    old = make_card(dummy_customer, exp_month=12, exp_year=2026)
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=old)
+    run_renewals(days_before(15))
+    new = make_card(dummy_customer, last4="5555")
+    service = fresh(service)
+    service.saved_card_id = new.id
+    _db.session.commit()
+    # Two days later, long before the next retry date (10 days before expiry).
+    assert retry_renewal(service, days_before(13)) == "charged"
+    assert fake.calls[0]["token"] == new.gateway_token
+    assert fresh(service).expires_at == datetime(2028, 1, 20, 10, 0, tzinfo=UTC)
+    assert retry_renewal(fresh(service), days_before(13)) is None  # nothing left to retry
+
+
+def test_next_retry_points():
+    assert next_retry(EXPIRES, days_before(15), (10, 5, 1)) == days_before(10)
+    assert next_retry(EXPIRES, days_before(10), (1, 10, 5)) == days_before(5)
+    assert next_retry(EXPIRES, days_before(3), (10, 5, 1)) == days_before(1)
+    assert next_retry(EXPIRES, days_before(1), (10, 5, 1)) is None
+
+
+def test_window_and_retries_are_configurable(app, fake, service):
+    app.config.update(RENEWAL_WINDOW_DAYS=20, RENEWAL_RETRY_DAYS=[7])
+    fake.mode = "insufficient_funds"
+    assert run_renewals(days_before(20)).failed == 1
+    assert renewal_of(service).next_attempt_at == days_before(7)
+
+
+# --- never twice ------------------------------------------------------------------------------
+
+
+def test_the_database_allows_one_renewal_per_service_and_period(fake, service):
+    _db.session.add(Renewal(service_id=service.id, period_expires_at=EXPIRES))
+    _db.session.commit()
+    _db.session.add(Renewal(service_id=service.id, period_expires_at=EXPIRES))
+    with pytest.raises(IntegrityError):
+        _db.session.commit()
+    _db.session.rollback()
+
+
+def test_unknown_outcome_is_asked_of_the_bank_not_charged_again(fake, service):
+    fake.mode = "timeout_after_charge"  # the bank charged, the answer got lost
+    report = run_renewals(days_before(15))
+    assert (report.unknown, report.charged, report.failed) == (1, 0, 0)
+    renewal = renewal_of(service)
+    assert renewal.status is RenewalStatus.PENDING
+    assert renewal.failure_code == "bank_unavailable"
+    [payment] = _db.session.scalars(select(Payment).where(Payment.order_id == renewal.order_id))
+    assert payment.status is PaymentStatus.UNKNOWN
+    assert emails("Rinnovo non riuscito") == []  # nothing to tell the customer yet
+
+    report = run_renewals(days_before(15) + timedelta(minutes=5))
+    assert report.charged == 1
+    assert fake.finds == [f"renewal-{renewal.id}-1"]
+    assert len(fake.calls) == 1  # asked, not charged again
+    assert len(fake.succeeded) == 1
+    assert fresh(service).expires_at == datetime(2028, 1, 20, 10, 0, tzinfo=UTC)
+
+
+def test_bank_unreachable_then_back(fake, service):
+    fake.mode = "down"
+    assert run_renewals(days_before(15)).unknown == 1
+    assert run_renewals(days_before(15) + timedelta(minutes=5)).unknown == 1  # still down
+    fake.mode = "ok"
+    assert run_renewals(days_before(15) + timedelta(minutes=10)).charged == 1
+    # The bank never saw the key: the same attempt (same key) is sent once it answers.
+    assert [c["key"] for c in fake.calls] == [f"renewal-{renewal_of(service).id}-1"]
+
+
+def test_unknown_outcome_keeps_the_service_until_the_bank_answers(fake, service):
+    fake.mode = "down"
+    assert run_renewals(days_before(1)).unknown == 1  # first seen late: the scheduler was down
+    report = run_renewals(EXPIRES)
+    assert report.expired == 0  # paid or not? not known yet: not expired
+    assert fresh(service).status is ServiceStatus.ACTIVE
+    fake.mode = "ok"
+    report = run_renewals(EXPIRES + timedelta(minutes=5))
+    assert (report.charged, report.expired) == (1, 0)
+    service = fresh(service)
+    assert service.status is ServiceStatus.ACTIVE
+    assert service.expires_at == datetime(2028, 1, 20, 10, 0, tzinfo=UTC)
+
+
+def test_a_crash_after_the_charge_is_resolved_with_the_same_key(fake, service):
+    fake.mode = "crash_after_charge"
+    now = days_before(15)
+    assert run_renewals(now).errors == 1
+    # The attempt was recorded before the bank was asked; the claim outlives the crash.
+    renewal = renewal_of(service)
+    assert renewal.claimed_by is not None
+    assert run_renewals(now).charged == 0  # the claim still holds
+    later = lambda: datetime.now(UTC) + timedelta(minutes=10)  # noqa: E731 - the claim ran out
+    assert run_renewals(now, lease_clock=later).charged == 1
+    assert len(fake.succeeded) == 1
+    assert {c["key"] for c in fake.calls} == {f"renewal-{renewal.id}-1"}
+    assert fresh(service).expires_at == datetime(2028, 1, 20, 10, 0, tzinfo=UTC)
+
+
+def test_a_row_claimed_by_another_worker_is_left_alone(fake, service):
+    run_renewals(days_before(16))
+    _db.session.add(Renewal(service_id=service.id, period_expires_at=EXPIRES,
+                            next_attempt_at=days_before(15), claimed_by="other:1",
+                            claimed_until=datetime.now(UTC) + timedelta(minutes=5)))
+    _db.session.commit()
+    report = run_renewals(days_before(15))
+    assert report.charged == 0
+    assert fake.calls == []
+    assert renewal_of(service).claimed_by == "other:1"
+
+
+def test_claiming_is_a_guarded_update(fake, service):
+    from webapp.renewals.engine import _claim
+
+    _db.session.add(Renewal(service_id=service.id, period_expires_at=EXPIRES))
+    _db.session.commit()
+    rid = renewal_of(service).id
+    t0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    assert _claim(rid, "w1", t0)
+    assert not _claim(rid, "w2", t0 + timedelta(minutes=1))  # w1's lease is live
+    assert renewal_of(service).claimed_by == "w1"
+    assert _claim(rid, "w2", t0 + timedelta(minutes=6))  # w1 crashed: its lease ran out
+    assert renewal_of(service).claimed_by == "w2"
+
+
+def test_two_passes_at_once_charge_each_service_once(app, fake, dummy_customer, catalogue, card):
+    products = catalogue["products"]
+    services = [
+        make_service(dummy_customer, products[sku], expires_at=EXPIRES + i * timedelta(hours=1),
+                     card=card)
+        for i, sku in enumerate(("PEC-STD", "SPID-PF", "CONS-1", "FPA-100"))
+    ]
+    fake.latency = 0.05  # the bank takes a moment: both workers are inside a pass together
+    barrier = threading.Barrier(2)
+    reports, failures = {}, []
+
+    def worker(name: str) -> None:
+        with app.app_context():
+            try:
+                barrier.wait(timeout=10)
+                reports[name] = run_renewals(days_before(14), worker=name)
+            except Exception as exc:  # surfaced below: a thread's exception is otherwise lost
+                failures.append(exc)
+            finally:
+                _db.session.remove()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in ("w1", "w2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not failures, failures
+    assert sum(r.charged for r in reports.values()) == len(services)
+    assert sum(r.errors for r in reports.values()) == 0
+    assert len(fake.succeeded) == len(services)
+    assert len(fake.calls) == len(services)
+    _db.session.expire_all()
+    assert _db.session.scalar(select(func.count(Renewal.id))) == len(services)
+    succeeded = _db.session.scalar(
+        select(func.count(Payment.id)).where(Payment.status == PaymentStatus.SUCCEEDED))
+    assert succeeded == len(services)
+    for i, s in enumerate(services):
+        assert fresh(s).expires_at == add_year(EXPIRES + i * timedelta(hours=1))
+    assert len(emails("Rinnovo effettuato")) == len(services)
+
+
+def add_year(value: datetime) -> datetime:
+    return value.replace(year=value.year + 1)
+
+
+def test_renewal_orders_cannot_be_paid_by_the_customer(fake, service):
+    from webapp.errors import InvalidTransition
+    from webapp.payments.services import payable_order
+
+    fake.mode = "insufficient_funds"
+    run_renewals(days_before(15))
+    order = _db.session.get(Order, renewal_of(service).order_id)
+    assert order.status is OrderStatus.PENDING_PAYMENT
+    with pytest.raises(InvalidTransition):
+        payable_order(order)
+
+
+def test_saved_card_charge_left_unknown_is_reconciled(fake, dummy_customer, pec, card, now):
+    from webapp.payments.services import execute_card_charge
+    from webapp.renewals.engine import reconcile_payments
+    from webapp.shop.models import PaymentMethod
+
+    order = Order(customer_id=dummy_customer.id, payment_method=PaymentMethod.CARD,
+                  subtotal_cents=500, net_cents=500, vat_cents=110, total_cents=610, created_at=now)
+    _db.session.add(order)
+    _db.session.flush()
+    payment = Payment(order_id=order.id, channel=PaymentChannel.SAVED_CARD, amount_cents=610,
+                      idempotency_key="card-x", saved_card_id=card.id)
+    _db.session.add(payment)
+    _db.session.commit()
+    fake.mode = "timeout_after_charge"
+    execute_card_charge(payment, now)
+    _db.session.commit()
+    assert payment.status is PaymentStatus.UNKNOWN
+    assert reconcile_payments(now) == 1
+    assert fresh(payment).status is PaymentStatus.SUCCEEDED
+    assert len(fake.calls) == 1

@@ -1,0 +1,116 @@
+"""`flask renewals run` (one pass, optionally as of another date) and `flask renewals scheduler`.
+
+The scheduler runs in its own process, never inside a web worker: a web server with several
+workers (or the reloader) would otherwise start one scheduler each. Even so, two schedulers
+would charge once: the engine claims its rows (see webapp.renewals.engine).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from datetime import UTC, datetime, time
+
+import click
+from apscheduler.schedulers.blocking import BlockingScheduler
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from webapp.clock import ROME, now_utc
+from webapp.extensions import db
+
+log = logging.getLogger(__name__)
+
+renewals_cli = AppGroup("renewals", help="Rinnovi automatici: passata singola e scheduler.")
+
+
+def parse_as_of(value: str) -> datetime:
+    """`2027-11-20` (noon in Italy that day) or `2027-11-20T08:30` (Italian time), as UTC."""
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter("usa il formato AAAA-MM-GG oppure AAAA-MM-GGTHH:MM") from None
+    if len(value.strip()) == 10:
+        parsed = datetime.combine(parsed.date(), time(12, 0))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=ROME)
+    return parsed.astimezone(UTC)
+
+
+def renewal_pass(now: datetime | None = None, worker: str | None = None) -> str:
+    """One engine pass plus the reconciliation of card charges left unknown."""
+    from webapp.renewals.engine import reconcile_payments, run_renewals
+
+    now = now or now_utc()
+    report = run_renewals(now, worker)
+    reconciled = reconcile_payments(now)
+    return f"{report}, pagamenti riconciliati {reconciled}"
+
+
+@renewals_cli.command("run")
+@click.option("--as-of", "as_of", default=None, help="Data della passata (AAAA-MM-GG), per i test.")
+@click.option("--worker", default=None, help="Nome del processo nei claim (predefinito host:pid).")
+def run_command(as_of: str | None, worker: str | None) -> None:
+    """Run one renewal pass now, or as of the given date."""
+    now = parse_as_of(as_of) if as_of else now_utc()
+    report = renewal_pass(now, worker)
+    click.echo(f"Passata rinnovi al {now.astimezone(ROME):%d/%m/%Y %H:%M}: {report}")
+
+
+def _job(app: Flask, fn: Callable[[], object]) -> Callable[[], None]:
+    def run() -> None:
+        with app.app_context():
+            try:
+                result = fn()
+                if result:
+                    log.info("%s: %s", fn.__name__, result)
+            finally:
+                db.session.remove()
+
+    run.__name__ = fn.__name__
+    return run
+
+
+def build_scheduler(app: Flask) -> BlockingScheduler:
+    """The renewal pass every SCHEDULER_INTERVAL_MINUTES, and the outbox every minute."""
+    from webapp.notify.services import send_outbox
+
+    scheduler = BlockingScheduler(timezone=UTC)
+    start = datetime.now(UTC)
+    scheduler.add_job(
+        _job(app, renewal_pass), "interval", id="renewals", name="rinnovi", next_run_time=start,
+        minutes=app.config["SCHEDULER_INTERVAL_MINUTES"], max_instances=1, coalesce=True,
+    )
+    scheduler.add_job(
+        _job(app, send_outbox), "interval", id="outbox", name="e-mail", next_run_time=start,
+        minutes=1, max_instances=1, coalesce=True,
+    )
+    return scheduler
+
+
+@renewals_cli.command("scheduler")
+def scheduler_command() -> None:
+    """Run the renewal scheduler in this process until interrupted (Ctrl-C)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    app = current_app._get_current_object()
+    scheduler = build_scheduler(app)
+    click.echo(
+        f"Scheduler dei rinnovi avviato: una passata ogni "
+        f"{app.config['SCHEDULER_INTERVAL_MINUTES']:g} minuti. Ctrl-C per fermarlo."
+    )
+    # Ctrl-C or a process manager's SIGTERM: let the running pass finish its service, then stop.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _exit)
+    try:
+        with contextlib.suppress(KeyboardInterrupt, SystemExit):
+            scheduler.start()
+    finally:
+        if scheduler.running:
+            scheduler.shutdown(wait=True)
+        click.echo("Scheduler dei rinnovi fermato.")
+
+
+def _exit(signum: int, frame: object) -> None:
+    raise SystemExit(0)
