@@ -14,6 +14,7 @@ from flask import Flask, got_request_exception
 from playwright.sync_api import BrowserContext, Page, expect
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from tests.conftest import PG_URL
 from webapp.mailsink import MailSink
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -134,7 +135,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     app = create_app(
         TestConfig,
         {
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{folder / 'shop.db'}",
+            # The shop runs on PostgreSQL when scripts/with-postgres.sh provides one.
+            "SQLALCHEMY_DATABASE_URI": PG_URL or f"sqlite:///{folder / 'shop.db'}",
             "MAIL_SUPPRESS_SEND": False,
             "MAIL_SERVER": "127.0.0.1",
             "MAIL_PORT": sink.port,
@@ -147,6 +149,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         },
     )
     with app.app_context():
+        if PG_URL:
+            db.drop_all()
         db.create_all()
         seed(now_utc())
         db.session.commit()
