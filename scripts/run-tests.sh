@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole suite twice: on SQLite (the embedded default) and on a throwaway PostgreSQL.
+# pytest's exit code 5 ("no tests collected") is not a failure; any other non-zero is.
+set -u
+py=${1:-.venv/bin/python}
+shift || true
+status=0
+run() {
+  "$@"
+  local rc=$?
+  [ "$rc" -eq 5 ] && rc=0
+  [ "$rc" -ne 0 ] && status=$rc
+}
+echo "=== Test su SQLite ==="
+run "$py" -m pytest tests -p no:cacheprovider "$@"
+echo "=== Test su PostgreSQL ==="
+run bash scripts/with-postgres.sh "$py" -m pytest tests -p no:cacheprovider "$@"
+exit "$status"
