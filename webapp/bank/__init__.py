@@ -37,7 +37,7 @@ def _settings(config: dict[str, Any] | None) -> dict[str, Any]:
     settings: dict[str, Any] = {
         "BANK_DATABASE_URL": f"sqlite:///{PROJECT_ROOT / 'instance' / 'bank.db'}",
         "BANK_MERCHANT_ID": "pec-shop",
-        "BANK_MERCHANT_NAME": "Aruba PEC",
+        "BANK_MERCHANT_NAME": "PEC Shop",
         "BANK_SHARED_SECRET": "dev-bank-secret-change-me",
         "SECRET_KEY": "dev-bank-session-key-change-me",
         "BANK_OTP_MAX_ATTEMPTS": 3,
