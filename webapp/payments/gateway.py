@@ -158,8 +158,13 @@ class MockBankGateway:
         self.clock = clock
 
     def _call(
-        self, method: str, path: str, payload: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        payload: dict[str, Any] | None = None,
+        ok: tuple[int, ...] = (200, 201),
     ) -> tuple[int, dict]:
+        """A signed request; an answer outside `ok` (and not a 5xx) raises GatewayRefused."""
         body = json.dumps(payload).encode() if payload is not None else b""
         headers = signing.sign_request(
             self.secret, self.merchant_id, method, path, body, int(self.clock())
@@ -172,18 +177,16 @@ class MockBankGateway:
             data = json.loads(resp.body or b"{}")
         except ValueError as exc:
             raise GatewayUnavailable("bank answered garbage") from exc
+        if resp.status not in ok:
+            raise GatewayRefused(data.get("error", "error"), resp.status)
         return resp.status, data
 
     def create_payment(self, **kw) -> HostedPayment:
-        status, data = self._call("POST", "/api/payments", kw)
-        if status not in (200, 201):
-            raise GatewayRefused(data.get("error", "error"), status)
+        _, data = self._call("POST", "/api/payments", kw)
         return HostedPayment(data["payment_id"], data["redirect_url"])
 
     def get_payment(self, payment_id: str) -> PaymentStatusInfo:
-        status, data = self._call("GET", f"/api/payments/{payment_id}")
-        if status != 200:
-            raise GatewayRefused(data.get("error", "error"), status)
+        _, data = self._call("GET", f"/api/payments/{payment_id}", ok=(200,))
         card = data.get("card")
         return PaymentStatusInfo(
             payment_id=data["payment_id"],
@@ -211,21 +214,15 @@ class MockBankGateway:
         )
 
     def charge_token(self, **kw) -> ChargeResult:
-        status, data = self._call("POST", "/api/charges", kw)
-        if status not in (200, 201):
-            raise GatewayRefused(data.get("error", "error"), status)
+        _, data = self._call("POST", "/api/charges", kw)
         return self._charge(data)
 
     def find_charge(self, idempotency_key: str) -> ChargeResult | None:
-        status, data = self._call("GET", f"/api/charges/by-key/{idempotency_key}")
-        if status == 404:
-            return None
-        if status != 200:
-            raise GatewayRefused(data.get("error", "error"), status)
-        return self._charge(data)
+        status, data = self._call("GET", f"/api/charges/by-key/{idempotency_key}", ok=(200, 404))
+        return None if status == 404 else self._charge(data)
 
     def forget_token(self, token: str) -> None:
-        self._call("DELETE", f"/api/tokens/{token}")
+        self._call("DELETE", f"/api/tokens/{token}", ok=(200, 204, 404))
 
     def verify_return(self, params: Mapping[str, str]) -> None:
         signing.verify_params(self.secret, params)
