@@ -158,18 +158,30 @@ def register_template_helpers(app: Flask) -> None:
 
         from webapp.shop.services import cart_count
 
-        try:
-            count = cart_count(
-                current_user.id if current_user.is_authenticated else None,
-                session.get("cart_token"),
-            )
-        except Exception:  # a broken DB must not hide the real error page
-            count = 0
+        def count() -> int:
+            try:
+                customer_id = current_user.id if current_user.is_authenticated else None
+                return cart_count(customer_id, session.get("cart_token"))
+            except Exception:  # a broken database must not hide the real error page
+                return 0
+
         return {
-            "cart_count": count,
+            "cart_count": _Lazy(count),
             "csrf_token": generate_csrf,
             "has_area": "area.overview" in app.view_functions,
         }
+
+
+class _Lazy:
+    """A template value computed only if the template prints it (fragments mostly do not)."""
+
+    def __init__(self, compute):
+        self.compute = compute
+
+    def __str__(self) -> str:
+        return str(self.compute())
+
+    __html__ = __str__
 
 
 def _security_headers(response):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from babel.numbers import format_currency
+from functools import lru_cache
+
+from babel import Locale
+from babel.numbers import parse_pattern
 
 VAT_RATE_PERCENT = 22
 
@@ -22,8 +25,11 @@ def vat_cents(net_cents: int, rate_percent: int = VAT_RATE_PERCENT) -> int:
     return round_half_up_div(net_cents * rate_percent, 100)
 
 
+_LOCALE = Locale.parse("it_IT")
+_PATTERN = parse_pattern("¤ #,##0.00")
+
+
+@lru_cache(maxsize=4096)
 def format_eur(cents: int) -> str:
-    """`€ 1.234,56` for 123456."""
-    return format_currency(
-        Decimal(cents) / 100, "EUR", format="¤ #,##0.00", locale="it_IT", currency_digits=False
-    )
+    """`€ 1.234,56` for 123456 (Babel's Italian symbols; parsed once, cached per amount)."""
+    return _PATTERN.apply(Decimal(cents) / 100, _LOCALE, currency="EUR", currency_digits=False)
