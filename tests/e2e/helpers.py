@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, datetime
 from email.message import EmailMessage
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -23,6 +28,7 @@ ORDER_URL = re.compile(r"/ordini/(\d+)$")
 PORTAL_URL = re.compile(r"/portale-pagamenti/ordini/\d+$")
 BANK_CARD_URL = re.compile(r"/pay/(pay_[^/?#]+)$")
 WAIT_S = 10.0
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
 # --- shop steps ------------------------------------------------------------------------------
@@ -73,7 +79,16 @@ def order_id_of(page: Page) -> int:
     return int(found.group(1))
 
 
-def buy_by_card(page: Page, *skus: str, years: dict[str, int] | None = None) -> int:
+def apply_discount(page: Page, code: str) -> None:
+    """Checkout step 3: type a discount code and "Applica"; waits until it is applied."""
+    page.get_by_label("Hai un codice sconto?").fill(code)
+    page.get_by_role("button", name="Applica").click()
+    expect(page.locator("#checkout-discount")).to_contain_text(f"Codice sconto {code} applicato")
+
+
+def buy_by_card(
+    page: Page, *skus: str, years: dict[str, int] | None = None, discount: str | None = None
+) -> int:
     """Catalogue → checkout by card → confirmed order; returns its id (customer logged in)."""
     page.goto("/")
     add_to_cart(page, *skus)
@@ -81,6 +96,8 @@ def buy_by_card(page: Page, *skus: str, years: dict[str, int] | None = None) -> 
     choose_card_method(page)
     for name, count in (years or {}).items():
         set_years(page, name, count)
+    if discount:
+        apply_discount(page, discount)
     return confirm_order(page)
 
 
@@ -210,6 +227,52 @@ def order_state(live: Live, order_id: int) -> OrderState:
         )
 
 
+@dataclass(frozen=True)
+class ServiceInfo:
+    id: int
+    sku: str
+    status: str
+    expires_at: datetime
+    auto_renew: bool
+    frequency_years: int
+    card_last4: str | None
+
+
+def customer_services(live: Live, customer_id: int) -> dict[str, ServiceInfo]:
+    """The customer's services by product SKU, as the shop's database has them now."""
+    from webapp.renewals.services import list_services
+
+    with live.app.app_context():
+        return {
+            s.product.sku: ServiceInfo(
+                s.id,
+                s.product.sku,
+                s.status.value,
+                s.expires_at,
+                s.auto_renew,
+                s.frequency_years,
+                s.saved_card.last4 if s.saved_card else None,
+            )
+            for s in list_services(customer_id)
+        }
+
+
+def renewal_orders(live: Live, customer_id: int) -> dict[int, OrderState]:
+    """The customer's renewal orders by id (oldest first), with their payments."""
+    from sqlalchemy import select
+
+    from webapp.extensions import db
+    from webapp.shop.models import Order, OrderKind
+
+    with live.app.app_context():
+        ids = db.session.scalars(
+            select(Order.id)
+            .where(Order.customer_id == customer_id, Order.kind == OrderKind.RENEWAL)
+            .order_by(Order.id)
+        ).all()
+    return {order_id: order_state(live, order_id) for order_id in ids}
+
+
 def saved_cards(live: Live, customer_id: int) -> list[tuple[int, str, str]]:
     """The customer's saved cards: (id, brand, last4), newest first."""
     from webapp.extensions import db
@@ -285,9 +348,8 @@ def one_mail_for_order(live: Live, email: str, number: str) -> EmailMessage:
     return mails[0]
 
 
-def add_card_in_area(page: Page, number: str) -> None:
-    """Customer area → Carte di pagamento → "Aggiungi una carta": a zero-amount verification."""
-    page.goto("/area-clienti/carte")
+def verify_card(page: Page, number: str) -> None:
+    """On "Carte di pagamento": "Aggiungi una carta", the bank's zero-amount check, back."""
     page.get_by_role("button", name="Aggiungi una carta").click()
     enter_card(page, number)
     if number == "4111111111111111":
@@ -296,7 +358,55 @@ def add_card_in_area(page: Page, number: str) -> None:
     expect(page.locator("#payment-summary")).to_contain_text("€ 0,00")
     page.get_by_role("link", name="torna al negozio").click()
     expect(page.locator("#flash")).to_contain_text(f"•••• {number[-4:]} aggiunta.")
+
+
+def add_card_in_area(page: Page, number: str) -> None:
+    """Customer area → Carte di pagamento → "Aggiungi una carta": a zero-amount verification."""
+    page.goto("/area-clienti/carte")
+    verify_card(page, number)
     expect(page.locator(f"#card-list [data-last4='{number[-4:]}']")).to_be_visible()
+
+
+def open_my_services(page: Page) -> None:
+    """Header "Area clienti" → "I miei servizi"."""
+    page.get_by_role("link", name="Area clienti").click()
+    page.locator("#area-nav").get_by_role("link", name="I miei servizi").click()
+    expect(page.get_by_role("heading", name="I miei servizi")).to_be_visible()
+
+
+def service_row(page: Page, product_name: str):
+    """The row of a service in "I miei servizi", by its product name."""
+    heading = page.get_by_role("heading", name=product_name, exact=True)
+    return page.locator("#services article.service").filter(has=heading)
+
+
+def mark_document(page: Page) -> None:
+    """Put a marker on window: it survives htmx swaps and is gone after any navigation."""
+    page.evaluate("window.__sameDocument = true")
+
+
+def same_document(page: Page) -> bool:
+    return page.evaluate("window.__sameDocument") is True
+
+
+def day(value: datetime | date) -> str:
+    """A date as the shop shows it: the day in Italy, dd/mm/yyyy."""
+    from webapp.clock import rome_date
+
+    return (rome_date(value) if isinstance(value, datetime) else value).strftime("%d/%m/%Y")
+
+
+def mails_about(live: Live, email: str, subject: str) -> list[EmailMessage]:
+    """The e-mails to an address whose subject contains `subject`."""
+    return [m for m in live.sink.to(email) if subject in str(m["Subject"])]
+
+
+def one_mail_about(live: Live, email: str, subject: str) -> EmailMessage:
+    """Wait for an e-mail with this subject and check it is the only one."""
+    wait_until(lambda: mails_about(live, email, subject), what=f"e-mail «{subject}»")
+    mails = mails_about(live, email, subject)
+    assert len(mails) == 1, [m["Subject"] for m in mails]
+    return mails[0]
 
 
 def open_portal(page: Page) -> None:
@@ -311,3 +421,44 @@ def choose_on_portal(page: Page, label: str) -> None:
     option = page.locator("#card-picker label.card-option", has_text=label)
     option.get_by_role("radio").check()
     expect(page.locator("#card-picker label.card-option.selected")).to_contain_text(label)
+
+
+# --- the renewal pass, as an operator runs it ----------------------------------------------------
+
+
+def run_renewal_pass(live: Live, as_of: date) -> str:
+    """`flask renewals run --as-of` in its own process, on the live shop's database and bank."""
+    config = live.app.config
+    env = {
+        **os.environ,
+        "APP_ENV": "testing",
+        "DATABASE_URL": config["SQLALCHEMY_DATABASE_URI"],
+        "BANK_API_URL": live.bank_url,
+        "BANK_MERCHANT_ID": config["BANK_MERCHANT_ID"],
+        "BANK_SHARED_SECRET": config["BANK_SHARED_SECRET"],
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": str(live.sink.port),
+        "MAIL_SUPPRESS_SEND": "0",
+        "SHOP_BASE_URL": live.shop_url,
+    }
+    command = [sys.executable, "-m", "flask", "--app", "wsgi", "renewals", "run"]
+    result = subprocess.run(
+        [*command, "--as-of", as_of.isoformat()],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Passata rinnovi al {as_of:%d/%m/%Y} 12:00" in result.stdout, result.stdout
+    assert report_count(result.stdout, "errori") == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def report_count(output: str, label: str) -> int:
+    """One counter of the pass's report line, e.g. "addebitati"."""
+    found = re.search(rf"{label} (\d+)", output)
+    assert found, output
+    return int(found.group(1))
