@@ -6,9 +6,10 @@ import logging
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from flask import Flask, flash, render_template, request
+from flask import Flask, abort, flash, render_template, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from werkzeug.routing import IntegerConverter
 
 from webapp.config import DEFAULT_BANK_SECRET, DEFAULT_SECRET_KEY, PROJECT_DIR, Config
 from webapp.extensions import babel, csrf, db, limiter, login_manager, mail, migrate
@@ -28,6 +29,7 @@ def create_app(config: type[Config] = Config, overrides: Mapping | None = None) 
         static_folder=str(PROJECT_DIR / "static"),
         instance_path=str(PROJECT_DIR / "instance"),
     )
+    app.url_map.converters["int"] = IdConverter  # before any route is added
     app.config.from_object(config)
     app.config.update(overrides or {})
     _refuse_default_secrets(app)
@@ -38,8 +40,17 @@ def create_app(config: type[Config] = Config, overrides: Mapping | None = None) 
     register_errorhandlers(app)
     register_commands(app)
     register_template_helpers(app)
+    app.before_request(_refuse_nul_bytes)
     app.after_request(_security_headers)
     return app
+
+
+class IdConverter(IntegerConverter):
+    """`<int:...>` ids: a number no id column can hold is simply not found (404), not a 500."""
+
+    def __init__(self, url_map, *args, **kwargs) -> None:
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def _refuse_default_secrets(app: Flask) -> None:
@@ -182,6 +193,13 @@ class _Lazy:
         return str(self.compute())
 
     __html__ = __str__
+
+
+def _refuse_nul_bytes() -> None:
+    """No field needs a NUL byte, and PostgreSQL can neither store nor compare one: 400."""
+    for fields in (request.args, request.form):
+        if any("\x00" in key or "\x00" in value for key, value in fields.items(multi=True)):
+            abort(400)
 
 
 def _security_headers(response):

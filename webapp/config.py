@@ -54,6 +54,8 @@ class Config:
     RENEWAL_RETRY_DAYS = _int_list("RENEWAL_RETRY_DAYS", "10,5,1")
     RENEWAL_REMINDER_DAYS = int(os.environ.get("RENEWAL_REMINDER_DAYS", "30"))
     SCHEDULER_INTERVAL_MINUTES = float(os.environ.get("SCHEDULER_INTERVAL_MINUTES", "5"))
+    # How long a worker's claim on a renewal lasts: a killed worker's rows wait this long.
+    RENEWAL_CLAIM_SECONDS = int(os.environ.get("RENEWAL_CLAIM_SECONDS", "300"))
 
     PASSWORD_HASH_METHOD = "scrypt"
 

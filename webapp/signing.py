@@ -52,13 +52,13 @@ def verify_request(
     """Raise BadSignature unless the headers sign exactly this request, recently."""
     raw_ts = headers.get(TIMESTAMP_HEADER, "")
     given = headers.get(SIGNATURE_HEADER, "")
-    if not raw_ts.isdigit() or not given:
+    if not (raw_ts.isascii() and raw_ts.isdigit()) or not given:  # "²".isdigit() is True
         raise BadSignature("missing signature")
     timestamp = int(raw_ts)
     if abs(now - timestamp) > max_skew:
         raise BadSignature("stale signature")
     expected = _mac(secret, _request_message(method, path, body, timestamp))
-    if not hmac.compare_digest(expected, given):
+    if not hmac.compare_digest(expected.encode(), given.encode()):  # str: ASCII only
         raise BadSignature("wrong signature")
 
 
@@ -75,5 +75,6 @@ def sign_params(secret: str, params: Mapping[str, str]) -> str:
 def verify_params(secret: str, params: Mapping[str, str]) -> None:
     """Raise BadSignature unless params['sig'] signs every other parameter."""
     given = params.get("sig", "")
-    if not given or not hmac.compare_digest(sign_params(secret, params), given):
+    # Bytes: compare_digest refuses (TypeError) a str with non-ASCII characters in it.
+    if not given or not hmac.compare_digest(sign_params(secret, params).encode(), given.encode()):
         raise BadSignature("wrong signature")

@@ -6,6 +6,7 @@ import enum
 from collections.abc import Mapping
 
 from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from webapp.errors import InvalidTransition
 from webapp.extensions import db
@@ -36,7 +37,8 @@ def transition(
     if result.rowcount != 1:
         db.session.refresh(obj)
         raise InvalidTransition(message)
-    # Keep the in-memory object in step with the row.
-    obj.status = new
+    # Keep the in-memory object in step with the row, as its committed state: the row has these
+    # values already, so no second UPDATE is flushed for them.
+    set_committed_value(obj, "status", new)
     for key, value in values.items():
-        setattr(obj, key, value)
+        set_committed_value(obj, key, value)

@@ -17,6 +17,7 @@ def test_login_is_rate_limited(database_url):
         ]
         last = client.post("/accedi", data={"email": "x@example.it", "password": "wrong"})
         db.session.remove()
+        db.engine.dispose()  # close its pooled connection (a leaked one warns, as an error)
     assert statuses[:10] == [422] * 10
     assert statuses[10] == 429
     assert "Troppi tentativi" in last.text

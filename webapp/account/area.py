@@ -64,7 +64,7 @@ def _services_page(
     now = now_utc()
     fragment = focus is not None and is_htmx()
     services = [focus] if fragment else renewals.list_services(current_user.id)
-    views = [renewals.service_view(s, now) for s in services]
+    views = renewals.service_views(services, now)
     key = focus.id if focus is not None else None
     return render(
         "area/services.html",

@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, abort, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import event
 from werkzeug.exceptions import HTTPException
@@ -132,6 +132,13 @@ def _register_handlers(app: Flask) -> None:
     @app.context_processor
     def merchant() -> dict[str, Any]:
         return {"merchant_name": app.config["BANK_MERCHANT_NAME"], "brand_labels": BRAND_LABELS}
+
+    @app.before_request
+    def refuse_nul_bytes() -> None:
+        """No id or field has a NUL byte, and PostgreSQL cannot even look one up: 400."""
+        fields = [*request.args.items(multi=True), *request.form.items(multi=True)]
+        if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in fields):
+            abort(400)
 
     @app.after_request
     def security_headers(response: Response) -> Response:

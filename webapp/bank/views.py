@@ -75,6 +75,8 @@ def _field(body: dict[str, Any], name: str, kind: type, check: Callable[[Any], b
     # bool is an int in Python: a JSON true is not an amount.
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)) or not check(value):
         raise _Invalid(f"{name}: missing or invalid")
+    if kind is str and "\x00" in value:  # PostgreSQL can neither store nor compare a NUL byte
+        raise _Invalid(f"{name}: missing or invalid")
     return value
 
 

@@ -83,9 +83,11 @@ def list_cards(customer_id: int) -> list[SavedCard]:
 def get_card(card_id: int | str, customer_id: int) -> SavedCard:
     """One of the customer's own saved cards; anything else is not found."""
     try:
-        card = db.session.get(SavedCard, int(card_id))
+        number = int(card_id)
     except (TypeError, ValueError):
-        card = None
+        number = 0
+    # Out of the id column's range is simply unknown (the database would overflow).
+    card = db.session.get(SavedCard, number) if 0 < number < 2**31 else None
     if card is None or card.customer_id != customer_id or card.removed_at is not None:
         raise NotFound("Carta non trovata.")
     return card

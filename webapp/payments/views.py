@@ -72,14 +72,22 @@ def pay_order(order_id: int):
 
 
 def _settle(gateway_ref: str):
-    try:
-        payment = services.settle_hosted_payment(gateway_ref, now_utc())
-        commit()
-    except InvalidTransition:
-        # Someone else (the notification, a second tab) settled it first: read what they wrote.
-        rollback()
-        payment = services.payment_by_ref(gateway_ref)
-    return payment
+    for retry in (False, True):
+        try:
+            payment = services.settle_hosted_payment(gateway_ref, now_utc())
+            commit()
+            return payment
+        except InvalidTransition:
+            # Someone else (the notification, a second tab) settled it first: read what they wrote.
+            rollback()
+            return services.payment_by_ref(gateway_ref)
+        except IntegrityError:
+            # The return and the notification at once: the twin saved the same card token
+            # first. Ask again: the payment is final now and is returned untouched.
+            rollback()
+            if retry:
+                raise
+    raise AssertionError("unreachable")
 
 
 @bp.get("/pagamenti/ritorno")

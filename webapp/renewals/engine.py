@@ -14,14 +14,19 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, or_, select, update
+from flask import current_app
+from sqlalchemy import Select, exists, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 
 from webapp.clock import now_utc, rome_date
+from webapp.dbtypes import UTCDateTime
 from webapp.errors import InvalidTransition
 from webapp.extensions import db
 from webapp.notify.services import commit, rollback
@@ -42,14 +47,27 @@ from webapp.renewals.services import (
     renewal_price,
     settings,
 )
-from webapp.shop.models import Order, OrderKind, OrderLine, OrderStatus, PaymentMethod
+from webapp.shop.models import (
+    Order,
+    OrderKind,
+    OrderLine,
+    OrderStatus,
+    PaymentMethod,
+    Product,
+    ServiceKind,
+)
 from webapp.statemachine import transition
 
 log = logging.getLogger(__name__)
 
 # A claim outlives any bank call (timeouts are seconds); a crashed worker's claim runs out.
+# RENEWAL_CLAIM_SECONDS in the config overrides it (tests of a killed worker set it short).
 CLAIM_SECONDS = 300
 IN_FLIGHT = (PaymentStatus.PENDING, PaymentStatus.UNKNOWN)
+RENEWABLE_KINDS = [kind for kind in ServiceKind if kind.auto_renewable]
+ID_BATCH = 5000  # due ids are read from the database this many at a time
+# An attempt needs the service (its product is always joined) and its card: one SELECT.
+WITH_SERVICE_AND_CARD = [joinedload(Renewal.service).joinedload(Service.saved_card)]
 
 # Why a renewal failed, in the customer's words, and how to fix it.
 REASONS = {
@@ -164,13 +182,14 @@ def reconcile_payments(now: datetime) -> int:
 
 def _claim(renewal_id: int, worker: str, lease_now: datetime) -> bool:
     """Take the row for this worker unless another holds a live claim; commits."""
+    seconds = current_app.config.get("RENEWAL_CLAIM_SECONDS", CLAIM_SECONDS)
     claimed = db.session.execute(
         update(Renewal)
         .where(
             Renewal.id == renewal_id,
             or_(Renewal.claimed_until.is_(None), Renewal.claimed_until < lease_now),
         )
-        .values(claimed_until=lease_now + timedelta(seconds=CLAIM_SECONDS), claimed_by=worker)
+        .values(claimed_until=lease_now + timedelta(seconds=seconds), claimed_by=worker)
         .execution_options(synchronize_session=False)
     ).rowcount
     db.session.commit()
@@ -198,16 +217,17 @@ def _unclaim(renewal_id: int, worker: str) -> None:
 
 def _send_reminders(now: datetime, s: RenewalSettings, report: RenewalReport) -> None:
     """Before the window opens: the amount, the card and how to turn it off; and a card warning."""
-    services = db.session.scalars(
-        select(Service).where(
+    service_ids = _ids(
+        select(Service.id).where(
             Service.status == ServiceStatus.ACTIVE,
             Service.auto_renew,
             Service.expires_at > now + s.window,
             Service.expires_at <= now + s.reminder,
         ).order_by(Service.id)
-    ).all()
-    for service in services:
-        if not service.renewable:
+    )
+    for service_id in service_ids:
+        service = db.session.get(Service, service_id)  # each commit below expires it anyway
+        if service is None or not service.renewable:
             continue
         period = int(service.expires_at.timestamp())
         renew_on = service.expires_at - s.window
@@ -243,45 +263,54 @@ def _send_reminders(now: datetime, s: RenewalSettings, report: RenewalReport) ->
 
 
 def _open_renewals(now: datetime, s: RenewalSettings, report: RenewalReport) -> None:
-    """A Renewal row for each auto-renewing service that entered the window."""
-    services = db.session.scalars(
-        select(Service).where(
+    """A Renewal row for each auto-renewing service that entered the window, in one statement.
+
+    Two passes at once open each (service, period) once: the unique key and ON CONFLICT DO
+    NOTHING (a row the other pass is inserting waits for its commit, then is skipped).
+    """
+    entered = (
+        select(
+            Service.id,
+            Service.expires_at,
+            literal(RenewalStatus.PENDING, Renewal.__table__.c.status.type),
+            literal(0),
+            literal(now, UTCDateTime()),
+            literal(now, UTCDateTime()),
+        )
+        .join(Product, Product.id == Service.product_id)
+        .where(
             Service.status == ServiceStatus.ACTIVE,
             Service.auto_renew,
             Service.expires_at > now,
             Service.expires_at <= now + s.window,
+            Product.kind.in_(RENEWABLE_KINDS),  # Service.renewable, in SQL
             ~exists().where(
                 Renewal.service_id == Service.id, Renewal.period_expires_at == Service.expires_at
             ),
-        ).order_by(Service.expires_at, Service.id)
-    ).all()
-    for service in services:
-        if not service.renewable:
-            continue
-        db.session.add(
-            Renewal(
-                service_id=service.id,
-                period_expires_at=service.expires_at,
-                status=RenewalStatus.PENDING,
-                next_attempt_at=now,
-                created_at=now,
-            )
         )
-        try:
-            db.session.commit()
-            report.opened += 1
-        except IntegrityError:
-            db.session.rollback()  # the other worker opened it: the unique key says so
+        .order_by(Service.expires_at, Service.id)
+    )
+    columns = ["service_id", "period_expires_at", "status", "attempts", "next_attempt_at",
+               "created_at"]
+    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = (
+        dialect.insert(Renewal.__table__)
+        .from_select(columns, entered)
+        .on_conflict_do_nothing(index_elements=["service_id", "period_expires_at"])
+        .execution_options(preserve_rowcount=True)
+    )
+    report.opened += db.session.execute(stmt).rowcount
+    db.session.commit()
 
 
-def _due_renewals(now: datetime, lease_now: datetime) -> list[int]:
+def _due_renewals(now: datetime, lease_now: datetime) -> array:
     """Open renewals whose attempt is due, or with a charge whose outcome is still to be asked."""
     in_flight = exists().where(
         Payment.order_id == Renewal.order_id,
         Payment.channel == PaymentChannel.RENEWAL,
         Payment.status.in_(IN_FLIGHT),
     )
-    ids = db.session.scalars(
+    return _ids(
         select(Renewal.id)
         .where(
             Renewal.status.in_(OPEN_RENEWAL_STATUSES),
@@ -289,9 +318,33 @@ def _due_renewals(now: datetime, lease_now: datetime) -> list[int]:
             or_(Renewal.claimed_until.is_(None), Renewal.claimed_until < lease_now),
         )
         .order_by(Renewal.next_attempt_at, Renewal.id)
-    ).all()
-    db.session.commit()  # end the read transaction before claiming
-    return list(ids)
+    )
+
+
+def _ids(stmt: Select) -> array:
+    """The ids a query selects, read in batches into a compact array; ends the read transaction.
+
+    The pass works on this snapshot, one id at a time: 8 bytes per id, no objects held.
+    """
+    ids = array("q")
+    for batch in db.session.scalars(stmt.execution_options(yield_per=ID_BATCH)).partitions():
+        ids.extend(batch)
+    db.session.commit()  # before claiming
+    return ids
+
+
+def _commit_keeping_loaded() -> None:
+    """Commit, keeping this worker's objects loaded instead of reloading them at once.
+
+    Only inside an attempt: the renewal is claimed by this worker, its order and payment are
+    only written by it, and every state change after this is a compare-and-set in SQL.
+    """
+    session = db.session()
+    expire, session.expire_on_commit = session.expire_on_commit, False
+    try:
+        commit()
+    finally:
+        session.expire_on_commit = expire
 
 
 def _process(
@@ -302,7 +355,7 @@ def _process(
     if not _claim(renewal_id, worker, lease_clock()):
         return "skipped"
     try:
-        renewal = db.session.get(Renewal, renewal_id)
+        renewal = db.session.get(Renewal, renewal_id, options=WITH_SERVICE_AND_CARD)
         outcome = _attempt(renewal, now, s)
         _release(renewal)
         commit()
@@ -372,7 +425,7 @@ def _attempt(renewal: Renewal, now: datetime, s: RenewalSettings) -> str:
     db.session.add(payment)
     renewal.status = RenewalStatus.PENDING
     db.session.flush()
-    commit()  # the attempt is on record before the bank is asked
+    _commit_keeping_loaded()  # the attempt is on record before the bank is asked
     execute_card_charge(payment, now, initiator="merchant")
     return _after_charge(renewal, payment, now, s)
 
@@ -462,14 +515,12 @@ def _renewal_order(renewal: Renewal, service: Service, now: datetime, s: Renewal
 # --- expiry --------------------------------------------------------------------------------------
 
 
-def _expired_services(now: datetime) -> list[int]:
-    ids = db.session.scalars(
+def _expired_services(now: datetime) -> array:
+    return _ids(
         select(Service.id)
         .where(Service.status == ServiceStatus.ACTIVE, Service.expires_at <= now)
         .order_by(Service.expires_at, Service.id)
-    ).all()
-    db.session.commit()
-    return list(ids)
+    )
 
 
 def _expire(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import selectinload
 
 from webapp.clock import rome_date
 from webapp.errors import CheckoutError, DiscountRefused, InvalidChoice, NotFound
@@ -360,6 +361,9 @@ def get_order(order_id: int, customer_id: int) -> Order:
 def list_orders(customer_id: int) -> list[Order]:
     return list(
         db.session.scalars(
-            select(Order).where(Order.customer_id == customer_id).order_by(Order.id.desc())
+            select(Order)
+            .where(Order.customer_id == customer_id)
+            .options(selectinload(Order.lines))
+            .order_by(Order.id.desc())
         )
     )
