@@ -31,9 +31,9 @@ SPECIAL = [
 
 
 def huge() -> st.SearchStrategy[str]:
-    """Very long values (some beyond the form size limit), built cheaply by repetition."""
+    """Very long values, built cheaply by repetition."""
     return st.tuples(
-        st.sampled_from(["9", "a", "è", "€", "\x00", "𝟙", "1 "]), st.integers(1_000, 300_000)
+        st.sampled_from(["9", "a", "è", "€", "\x00", "𝟙", "1 "]), st.integers(1_000, 20_000)
     ).map(lambda t: t[0] * t[1])
 
 
