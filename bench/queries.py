@@ -6,12 +6,14 @@ customer with 1 cart line and 1 service and one with 20 cart lines and 50 servic
 count grows with the rows has an N+1 query. Not a test: figures only (tests/unit/
 test_query_counts.py asserts the same property). Exits 1 when a count grows.
 Usage: .venv/bin/python bench/queries.py [--database-url URL-of-an-empty-database]
+       scripts/with-postgres.sh .venv/bin/python bench/queries.py   (on PostgreSQL)
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -210,7 +212,9 @@ def page_counts(app: Flask, shopper: Shopper) -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "--database-url", help="an empty database (default: a temporary SQLite one)"
+        "--database-url",
+        default=os.environ.get("TEST_DATABASE_URL"),
+        help="an empty database (default: TEST_DATABASE_URL, else a temporary SQLite one)",
     )
     args = parser.parse_args()
     from webapp import create_app
@@ -239,7 +243,8 @@ def main() -> None:
             grows.append(name)
         print(f"{name:28} {few[name]:>20} {many[name]:>20}{flag}")
     if grows:
-        raise SystemExit(f"{len(grows)} pagine con query N+1: {', '.join(grows)}")
+        print(f"{len(grows)} pagine con query N+1: {', '.join(grows)}")
+        sys.exit(1)
     print("tutte le pagine: numero di query costante")
 
 
