@@ -57,8 +57,11 @@ def _own_service(service_id: int) -> Service:
 
 
 def _services_page(
-    focus: Service | None = None, status: int = 200, message: str | None = None,
-    error: str | None = None, card_needed: bool = False,
+    focus: Service | None = None,
+    status: int = 200,
+    message: str | None = None,
+    error: str | None = None,
+    card_needed: bool = False,
 ):
     """The services page, or (for htmx) the row of `focus` with its message."""
     now = now_utc()
@@ -95,8 +98,12 @@ def toggle_auto_renew(service_id: int):
     service = _own_service(service_id)
     values = request.form.getlist("auto_renew")
     if not values or any(v not in {"0", "1"} for v in values):
-        return _services_page(service, 422, error="Richiesta non valida: usa l'interruttore "
-                              "Rinnovo automatico per attivarlo o disattivarlo.")
+        return _services_page(
+            service,
+            422,
+            error="Richiesta non valida: usa l'interruttore "
+            "Rinnovo automatico per attivarlo o disattivarlo.",
+        )
     enabled = "1" in values
     now = now_utc()
     try:
@@ -222,8 +229,11 @@ def add_card():
         )
     except (GatewayUnavailable, GatewayRefused) as exc:
         log.warning("bank refused/unreachable creating a card verification: %s", exc)
-        flash("Il servizio di pagamento non è raggiungibile in questo momento. "
-              "Riprova tra qualche minuto.", "error")
+        flash(
+            "Il servizio di pagamento non è raggiungibile in questo momento. "
+            "Riprova tra qualche minuto.",
+            "error",
+        )
         return redirect_to(url_for("area.list_cards"))
     return redirect_to(hosted.redirect_url)
 
@@ -242,8 +252,10 @@ def card_added():
     try:
         info = payments.gateway().get_payment(params.get("payment_id", ""))
     except GatewayUnavailable:
-        flash("Non riusciamo a verificare la carta con la banca: ricarica questa pagina tra poco.",
-              "error")
+        flash(
+            "Non riusciamo a verificare la carta con la banca: ricarica questa pagina tra poco.",
+            "error",
+        )
         return redirect_to(url_for("area.list_cards"))
     except GatewayRefused:
         abort(400)
@@ -269,8 +281,10 @@ def card_added():
     flash(f"Carta {card.masked} aggiunta.", "success")
     for service in retry:
         outcome = retry_renewal(service, now, _worker())
-        flash(_retry_message(service, outcome or "skipped"),
-              "success" if outcome == "charged" else "info")
+        flash(
+            _retry_message(service, outcome or "skipped"),
+            "success" if outcome == "charged" else "info",
+        )
     return redirect_to(url_for("area.overview" if retry else "area.list_cards"))
 
 
@@ -303,7 +317,8 @@ def remove_card(card_id: int):
 def orders():
     """Orders and receipts, the automatic renewals included (only the paid ones)."""
     shown = [
-        o for o in list_orders(current_user.id)
+        o
+        for o in list_orders(current_user.id)
         if o.kind is OrderKind.PURCHASE or o.status is OrderStatus.PAID
     ]
     return render_template("area/orders.html", orders=shown)

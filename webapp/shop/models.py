@@ -122,7 +122,9 @@ class DiscountKind(enum.StrEnum):
 discount_code_product = Table(
     "discount_code_product",
     db.metadata,
-    Column("discount_code_id", ForeignKey("discount_code.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "discount_code_id", ForeignKey("discount_code.id", ondelete="CASCADE"), primary_key=True
+    ),
     Column("product_id", ForeignKey("product.id", ondelete="CASCADE"), primary_key=True),
 )
 

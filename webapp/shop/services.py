@@ -183,15 +183,20 @@ def _fmt_day(value: datetime) -> str:
     return rome_date(value).strftime("%d/%m/%Y")
 
 
-def check_discount(code: DiscountCode | None, raw: str, cart: Cart, customer_id: int,
-                   now: datetime) -> DiscountCode:
+def check_discount(
+    code: DiscountCode | None, raw: str, cart: Cart, customer_id: int, now: datetime
+) -> DiscountCode:
     """Return the code if it applies to this cart and customer now, else say why not."""
     if code is None:
         raise DiscountRefused(f"Il codice sconto «{raw}» non esiste.")
     if now < code.valid_from:
-        raise DiscountRefused(f"Il codice sconto {code.code} sarà valido dal {_fmt_day(code.valid_from)}.")
+        raise DiscountRefused(
+            f"Il codice sconto {code.code} sarà valido dal {_fmt_day(code.valid_from)}."
+        )
     if now >= code.valid_until:
-        raise DiscountRefused(f"Il codice sconto {code.code} è scaduto il {_fmt_day(code.valid_until)}.")
+        raise DiscountRefused(
+            f"Il codice sconto {code.code} è scaduto il {_fmt_day(code.valid_until)}."
+        )
     if not any(_discount_applies(code, cart)):
         raise DiscountRefused(
             f"Il codice sconto {code.code} non si applica ai prodotti nel carrello."
@@ -258,7 +263,9 @@ class CartView:
 def price_cart(cart: Cart | None) -> CartView:
     """Price a cart with today's list prices and its discount code."""
     lines = cart.lines if cart else []
-    price_lines = [PriceLine(ln.product_id, ln.product.yearly_price_cents, ln.years) for ln in lines]
+    price_lines = [
+        PriceLine(ln.product_id, ln.product.yearly_price_cents, ln.years) for ln in lines
+    ]
     return CartView(cart, quote(price_lines, terms_of(cart.discount_code if cart else None)))
 
 
@@ -270,12 +277,16 @@ def confirm_order(
     A resubmitted form (same checkout token) returns the order the first submit created.
     """
     existing = db.session.scalar(
-        select(Order).where(Order.checkout_token == checkout_token, Order.customer_id == customer_id)
+        select(Order).where(
+            Order.checkout_token == checkout_token, Order.customer_id == customer_id
+        )
     )
     if existing is not None:
         return existing
     if checkout_token != cart.checkout_token:
-        raise CheckoutError("Il carrello è cambiato nel frattempo: controlla l'ordine e conferma di nuovo.")
+        raise CheckoutError(
+            "Il carrello è cambiato nel frattempo: controlla l'ordine e conferma di nuovo."
+        )
     if not cart.lines:
         raise CheckoutError("Il carrello è vuoto.")
     if cart.payment_method is None:
@@ -289,7 +300,9 @@ def confirm_order(
         check_discount(code, code.code, cart, customer_id, now)
     for line in cart.lines:
         if not line.product.active:
-            raise CheckoutError(f"{line.product.name} non è più disponibile: rimuovilo dal carrello.")
+            raise CheckoutError(
+                f"{line.product.name} non è più disponibile: rimuovilo dal carrello."
+            )
         if line.years not in line.product.allowed_years:
             raise CheckoutError(f"Frequenza di rinnovo non valida per {line.product.name}.")
 
@@ -345,8 +358,12 @@ def _redeem(code: DiscountCode, customer_id: int, order: Order) -> None:
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
-        raise CheckoutError(f"Il codice sconto {code.code} ha raggiunto il numero massimo di utilizzi.")
-    db.session.add(DiscountRedemption(discount_code_id=code.id, customer_id=customer_id, order_id=order.id))
+        raise CheckoutError(
+            f"Il codice sconto {code.code} ha raggiunto il numero massimo di utilizzi."
+        )
+    db.session.add(
+        DiscountRedemption(discount_code_id=code.id, customer_id=customer_id, order_id=order.id)
+    )
     db.session.refresh(code)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 from flask import (
     Blueprint,
     abort,
@@ -83,15 +85,19 @@ def add_item(product_id: int):
 def remove_item(line_id: int):
     cart = _cart()
     if cart is not None:
-        try:
+        # Already gone (a double click): the cart is shown as it is.
+        with suppress(NotFound):
             services.remove_line(cart, line_id)
-        except NotFound:
-            pass  # already gone (double click): the cart is shown as it is
         commit()
     view = services.price_cart(cart)
     # The page has the badge in its header already; only the fragment carries it out of band.
-    return render("shop/cart.html", "shop/_cart.html", view=view, oob_badge=is_htmx(),
-                  cart_count=len(view.rows))
+    return render(
+        "shop/cart.html",
+        "shop/_cart.html",
+        view=view,
+        oob_badge=is_htmx(),
+        cart_count=len(view.rows),
+    )
 
 
 # --- checkout ------------------------------------------------------------------------------
