@@ -11,6 +11,7 @@ def test_login_is_rate_limited(database_url):
     )
     client = app.test_client()
     with app.app_context():
+        db.create_all()  # alone on PostgreSQL the schema may not exist yet
         statuses = [
             client.post("/accedi", data={"email": "x@example.it", "password": "wrong"}).status_code
             for _ in range(11)
