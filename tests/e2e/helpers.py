@@ -418,6 +418,9 @@ def open_portal(page: Page) -> None:
 
 def choose_on_portal(page: Page, label: str) -> None:
     """Select a card ("Visa •••• 4242") or "Nuova carta di pagamento"; waits for the re-render."""
+    # The picker re-renders through htmx: a change made before htmx has started is not heard.
+    page.wait_for_load_state("load")
+    page.wait_for_function("() => window.htmx !== undefined")
     option = page.locator("#card-picker label.card-option", has_text=label)
     option.get_by_role("radio").check()
     expect(page.locator("#card-picker label.card-option.selected")).to_contain_text(label)
