@@ -72,22 +72,24 @@ def pay_order(order_id: int):
 
 
 def _settle(gateway_ref: str):
-    for retry in (False, True):
-        try:
-            payment = services.settle_hosted_payment(gateway_ref, now_utc())
-            commit()
-            return payment
-        except InvalidTransition:
-            # Someone else (the notification, a second tab) settled it first: read what they wrote.
-            rollback()
-            return services.payment_by_ref(gateway_ref)
-        except IntegrityError:
-            # The return and the notification at once: the twin saved the same card token
-            # first. Ask again: the payment is final now and is returned untouched.
-            rollback()
-            if retry:
-                raise
-    raise AssertionError("unreachable")
+    try:
+        return _settle_once(gateway_ref)
+    except IntegrityError:
+        # The return and the notification at once: the twin saved the same card token
+        # first. Ask again: the payment is final now and is returned untouched.
+        rollback()
+        return _settle_once(gateway_ref)
+
+
+def _settle_once(gateway_ref: str):
+    try:
+        payment = services.settle_hosted_payment(gateway_ref, now_utc())
+        commit()
+        return payment
+    except InvalidTransition:
+        # Someone else (the notification, a second tab) settled it first: read what they wrote.
+        rollback()
+        return services.payment_by_ref(gateway_ref)
 
 
 @bp.get("/pagamenti/ritorno")

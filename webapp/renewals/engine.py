@@ -232,13 +232,14 @@ def _send_reminders(now: datetime, s: RenewalSettings, report: RenewalReport) ->
         period = int(service.expires_at.timestamp())
         renew_on = service.expires_at - s.window
         card = service.saved_card
+        price = renewal_price(service, s.vat_rate)
         try:
             sent = queue_customer_email(
                 service,
                 f"Promemoria: il {_day(renew_on)} rinnoviamo {service.product.name}",
                 "renewal_reminder",
                 dedupe_key=f"reminder-{service.id}-{period}",
-                price=renewal_price(service, s.vat_rate),
+                price=price,
                 card=card,
                 renew_on=renew_on,
             )
@@ -249,7 +250,7 @@ def _send_reminders(now: datetime, s: RenewalSettings, report: RenewalReport) ->
                     f"La carta per il rinnovo di {service.product.name} sarà scaduta",
                     "card_expiring",
                     dedupe_key=f"card-expiring-{service.id}-{period}",
-                    price=renewal_price(service, s.vat_rate),
+                    price=price,
                     card=card,
                     renew_on=renew_on,
                 )
