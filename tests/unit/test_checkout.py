@@ -431,3 +431,27 @@ def test_simultaneous_double_submit_finds_the_order_of_the_other_request(
     assert calls == [token, token]
     [order] = orders_of(dummy_customer.id)
     assert r.headers["Location"] == f"/ordini/{order.id}"
+
+
+def test_twin_submit_that_sees_the_cart_already_spent_shows_the_order(
+    client, db, monkeypatch, catalogue, dummy_customer
+):
+    """Between this request's reads the twin commits: the cart looks empty, the order exists."""
+    from webapp.shop import services
+    from webapp.errors import CheckoutError
+
+    ready(client, catalogue, "PEC-STD")
+    token = checkout_token(client)
+    real = services.confirm_order
+
+    def racing(cart, customer_id, checkout_token, terms_accepted, now):
+        real(cart, customer_id, checkout_token, terms_accepted, now)
+        db.session.commit()
+        raise CheckoutError("Il carrello è vuoto.")
+
+    monkeypatch.setattr(services, "confirm_order", racing)
+    r = confirm(client, token)
+    assert r.status_code == 303
+    [order] = orders_of(dummy_customer.id)
+    assert r.headers["Location"] == f"/ordini/{order.id}"
+

@@ -269,6 +269,15 @@ def price_cart(cart: Cart | None) -> CartView:
     return CartView(cart, quote(price_lines, terms_of(cart.discount_code if cart else None)))
 
 
+def order_for_token(customer_id: int, checkout_token: str) -> Order | None:
+    """The order a checkout form with this token already created, if any."""
+    return db.session.scalar(
+        select(Order).where(
+            Order.checkout_token == checkout_token, Order.customer_id == customer_id
+        )
+    )
+
+
 def confirm_order(
     cart: Cart, customer_id: int, checkout_token: str, terms_accepted: bool, now: datetime
 ) -> Order:
@@ -276,11 +285,7 @@ def confirm_order(
 
     A resubmitted form (same checkout token) returns the order the first submit created.
     """
-    existing = db.session.scalar(
-        select(Order).where(
-            Order.checkout_token == checkout_token, Order.customer_id == customer_id
-        )
-    )
+    existing = order_for_token(customer_id, checkout_token)
     if existing is not None:
         return existing
     if checkout_token != cart.checkout_token:

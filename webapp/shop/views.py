@@ -189,7 +189,13 @@ def confirm_order():
             break
         except CheckoutError as exc:
             rollback()
-            return _checkout_response("confirm", 422, confirm_error=exc.message, terms=accepted)
+            # A twin submit may have spent the cart between our reads: its order is ours too.
+            order = services.order_for_token(current_user.id, token)
+            if order is None:
+                return _checkout_response(
+                    "confirm", 422, confirm_error=exc.message, terms=accepted
+                )
+            break
         except IntegrityError:
             # The same form submitted twice at once: the other request created the order.
             rollback()
