@@ -4,6 +4,8 @@
 set -u
 py=${1:-.venv/bin/python}
 shift || true
+# Hypothesis's "ci" profile: derandomized, so this command gives the same answer on every run.
+set -- --hypothesis-profile=ci "$@"
 status=0
 run() {
   "$@"
