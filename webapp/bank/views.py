@@ -96,15 +96,27 @@ def _json_body() -> dict[str, Any]:
     return body
 
 
-def _commit_or_replay(action: Callable[[], tuple[Any, bool]]) -> tuple[Any, bool]:
-    """Run an idempotent create and commit; if a concurrent twin won the UNIQUE key, replay."""
+def _idempotent_create(
+    action: Callable[[], tuple[Any, bool]], to_json: Callable[[Any], dict[str, Any]]
+) -> Response:
+    """Run an idempotent create and commit: 201 when created, 200 with the same body on a replay.
+
+    If a concurrent twin won the UNIQUE key, the action runs again and finds the twin's row.
+    """
     try:
-        result = action()
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        result = action()  # the other request's row is visible now: returns it (or conflicts)
-    return result
+        try:
+            row, created = action()
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            row, created = action()
+    except services.IdempotencyConflict:
+        return _error(409, "idempotency_conflict")
+    except services.UnknownToken:
+        return _error(404, "unknown_token")
+    response = jsonify(to_json(row))
+    response.status_code = 201 if created else 200
+    return response
 
 
 @api.post("/payments")
@@ -140,15 +152,14 @@ def create_payment() -> Response:
             now=bank_now(),
         )
 
-    try:
-        payment, created = _commit_or_replay(action)
-    except services.IdempotencyConflict:
-        return _error(409, "idempotency_conflict")
-    response = jsonify(
-        payment_id=payment.id, redirect_url=_card_page_url(payment), status=str(payment.status)
+    return _idempotent_create(
+        action,
+        lambda payment: {
+            "payment_id": payment.id,
+            "redirect_url": _card_page_url(payment),
+            "status": str(payment.status),
+        },
     )
-    response.status_code = 201 if created else 200
-    return response
 
 
 def _card_page_url(payment: Payment) -> str:
@@ -195,15 +206,7 @@ def create_charge() -> Response:
             now=bank_now(),
         )
 
-    try:
-        charge, created = _commit_or_replay(action)
-    except services.IdempotencyConflict:
-        return _error(409, "idempotency_conflict")
-    except services.UnknownToken:
-        return _error(404, "unknown_token")
-    response = jsonify(services.charge_to_dict(charge))
-    response.status_code = 201 if created else 200
-    return response
+    return _idempotent_create(action, services.charge_to_dict)
 
 
 @api.get("/charges/by-key/<path:idempotency_key>")
