@@ -31,4 +31,5 @@ e2e: $(VENV)/.installed
 	$(PY) -m pytest tests/e2e -p no:cacheprovider
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check webapp tests
+	$(VENV)/bin/ruff check webapp tests bench
+	$(VENV)/bin/ruff format --check webapp tests bench

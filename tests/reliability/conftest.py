@@ -156,7 +156,10 @@ class BankProcess:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "webapp.bank", "--port", str(self.port)],
-                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         wait_until(self._listening, 30, f"the bank on port {self.port}")
         return self
@@ -209,12 +212,24 @@ class System:
         self.procs: list[subprocess.Popen] = []
 
     # --- renewal passes as OS processes
-    def renewals(self, worker: str, as_of: str, bank_url: str | None = None,
-                 **env: object) -> subprocess.Popen:
+    def renewals(
+        self, worker: str, as_of: str, bank_url: str | None = None, **env: object
+    ) -> subprocess.Popen:
         """Start `flask renewals run --as-of` in its own process; stdout and stderr piped."""
         proc = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "wsgi", "renewals", "run",
-             "--as-of", as_of, "--worker", worker],
+            [
+                sys.executable,
+                "-m",
+                "flask",
+                "--app",
+                "wsgi",
+                "renewals",
+                "run",
+                "--as-of",
+                as_of,
+                "--worker",
+                worker,
+            ],
             cwd=ROOT,
             env=_env(
                 DATABASE_URL=self.shop_url,
@@ -225,7 +240,9 @@ class System:
                 MAIL_SUPPRESS_SEND=1,
                 **env,
             ),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self.procs.append(proc)
         return proc
@@ -271,42 +288,106 @@ class System:
             stmt = insert(model).returning(model.id, sort_by_parameter_order=True)
             return list(db.session.scalars(stmt, rows))
 
-        customers = ids(Customer, [
-            dict(email=f"rel-{tag}-{i}@example.it", name=f"Cliente {i}",
-                 tax_code="RSSMRA85T10A562S", password_hash="!") for i in range(n)
-        ])
-        cards = ids(SavedCard, [
-            dict(customer_id=c, gateway_token=t, brand="visa", last4=GOOD_PAN[-4:],
-                 exp_month=12, exp_year=exp_year, holder="Cliente")
-            for c, t in zip(customers, tokens, strict=True)
-        ])
+        customers = ids(
+            Customer,
+            [
+                dict(
+                    email=f"rel-{tag}-{i}@example.it",
+                    name=f"Cliente {i}",
+                    tax_code="RSSMRA85T10A562S",
+                    password_hash="!",
+                )
+                for i in range(n)
+            ],
+        )
+        cards = ids(
+            SavedCard,
+            [
+                dict(
+                    customer_id=c,
+                    gateway_token=t,
+                    brand="visa",
+                    last4=GOOD_PAN[-4:],
+                    exp_month=12,
+                    exp_year=exp_year,
+                    holder="Cliente",
+                )
+                for c, t in zip(customers, tokens, strict=True)
+            ],
+        )
         net = product.yearly_price_cents
         vat = round(net * 22 / 100)
-        orders = ids(Order, [
-            dict(customer_id=c, kind=OrderKind.PURCHASE, status=OrderStatus.PAID,
-                 payment_method=PaymentMethod.CARD, subtotal_cents=net, discount_cents=0,
-                 net_cents=net, vat_cents=vat, total_cents=net + vat, created_at=started,
-                 paid_at=started)
-            for c in customers
-        ])
-        lines = ids(OrderLine, [
-            dict(order_id=o, product_id=product.id, product_name=product.name,
-                 kind=product.kind, years=1, yearly_price_cents=net, list_cents=net,
-                 discount_cents=0, net_cents=net, auto_renew=True)
-            for o in orders
-        ])
-        services = ids(Service, [
-            dict(customer_id=c, product_id=product.id, order_line_id=ln, started_at=started,
-                 expires_at=expires_at, auto_renew=True, frequency_years=1, saved_card_id=card)
-            for c, ln, card in zip(customers, lines, cards, strict=True)
-        ])
+        orders = ids(
+            Order,
+            [
+                dict(
+                    customer_id=c,
+                    kind=OrderKind.PURCHASE,
+                    status=OrderStatus.PAID,
+                    payment_method=PaymentMethod.CARD,
+                    subtotal_cents=net,
+                    discount_cents=0,
+                    net_cents=net,
+                    vat_cents=vat,
+                    total_cents=net + vat,
+                    created_at=started,
+                    paid_at=started,
+                )
+                for c in customers
+            ],
+        )
+        lines = ids(
+            OrderLine,
+            [
+                dict(
+                    order_id=o,
+                    product_id=product.id,
+                    product_name=product.name,
+                    kind=product.kind,
+                    years=1,
+                    yearly_price_cents=net,
+                    list_cents=net,
+                    discount_cents=0,
+                    net_cents=net,
+                    auto_renew=True,
+                )
+                for o in orders
+            ],
+        )
+        services = ids(
+            Service,
+            [
+                dict(
+                    customer_id=c,
+                    product_id=product.id,
+                    order_line_id=ln,
+                    started_at=started,
+                    expires_at=expires_at,
+                    auto_renew=True,
+                    frequency_years=1,
+                    saved_card_id=card,
+                )
+                for c, ln, card in zip(customers, lines, cards, strict=True)
+            ],
+        )
         db.session.commit()
         with self.bank_app.app_context():
-            bank_db.session.execute(insert(Card), [
-                dict(token=t, pan=GOOD_PAN, brand="visa", last4=GOOD_PAN[-4:], exp_month=12,
-                     exp_year=exp_year, holder="Cliente", created_at=now)
-                for t in tokens
-            ])
+            bank_db.session.execute(
+                insert(Card),
+                [
+                    dict(
+                        token=t,
+                        pan=GOOD_PAN,
+                        brand="visa",
+                        last4=GOOD_PAN[-4:],
+                        exp_month=12,
+                        exp_year=exp_year,
+                        holder="Cliente",
+                        created_at=now,
+                    )
+                    for t in tokens
+                ],
+            )
             bank_db.session.commit()
         return services
 
@@ -318,8 +399,7 @@ class System:
 
         with self.bank_app.app_context():
             rows = bank_db.session.execute(
-                select(Charge.idempotency_key, Charge.order_ref, Charge.status,
-                       Charge.amount_cents)
+                select(Charge.idempotency_key, Charge.order_ref, Charge.status, Charge.amount_cents)
             ).all()
             bank_db.session.remove()
         return [(k, ref, str(status), amount) for k, ref, status, amount in rows]

@@ -19,14 +19,70 @@ FUZZ = settings(
 )
 
 SPECIAL = [
-    "", " ", "0", "1", "2", "3", "5", "6", "-1", "+1", " 1", "1 ", "01", "1.5", "1e3", "0x10",
-    "NaN", "inf", "-0", "9" * 25, str(2**31), str(2**63), str(-(2**63) - 1),
-    "true", "false", "on", "off", "y", "null", "None", "[]", "{}",
-    "card", "bank_transfer", "CARD", "new", "approve", "refuse",
-    "BENVENUTO10", "benvenuto10 ", "PEC5", "ESTATE2025", "NATALE",
-    "\x00", "a\x00b", "1\x00", "'; DROP TABLE orders; --", "' OR '1'='1", "<script>x</script>",
-    "{{ 7*7 }}", "../../etc/passwd", "%00", "\r\nX-Injected: 1", "١٢", "²", "𝟙", "٣", "\u202e",
-    "\ufeff1", "Ⅻ", "ß", "ǅ", "e\u0301", "🙂" * 3,
+    "",
+    " ",
+    "0",
+    "1",
+    "2",
+    "3",
+    "5",
+    "6",
+    "-1",
+    "+1",
+    " 1",
+    "1 ",
+    "01",
+    "1.5",
+    "1e3",
+    "0x10",
+    "NaN",
+    "inf",
+    "-0",
+    "9" * 25,
+    str(2**31),
+    str(2**63),
+    str(-(2**63) - 1),
+    "true",
+    "false",
+    "on",
+    "off",
+    "y",
+    "null",
+    "None",
+    "[]",
+    "{}",
+    "card",
+    "bank_transfer",
+    "CARD",
+    "new",
+    "approve",
+    "refuse",
+    "BENVENUTO10",
+    "benvenuto10 ",
+    "PEC5",
+    "ESTATE2025",
+    "NATALE",
+    "\x00",
+    "a\x00b",
+    "1\x00",
+    "'; DROP TABLE orders; --",
+    "' OR '1'='1",
+    "<script>x</script>",
+    "{{ 7*7 }}",
+    "../../etc/passwd",
+    "%00",
+    "\r\nX-Injected: 1",
+    "١٢",
+    "²",
+    "𝟙",
+    "٣",
+    "\u202e",
+    "\ufeff1",
+    "Ⅻ",
+    "ß",
+    "ǅ",
+    "e\u0301",
+    "🙂" * 3,
 ]
 
 
@@ -42,8 +98,9 @@ def junk() -> st.SearchStrategy[str]:
     return st.one_of(
         st.text(max_size=30),
         st.sampled_from(SPECIAL),
-        st.tuples(st.text(max_size=8), st.sampled_from(["\x00", "\x80", "\ud7ff", "\U0010ffff"]))
-        .map("".join),
+        st.tuples(
+            st.text(max_size=8), st.sampled_from(["\x00", "\x80", "\ud7ff", "\U0010ffff"])
+        ).map("".join),
         st.integers(-(10**30), 10**30).map(str),
         huge(),
     )
@@ -53,7 +110,9 @@ def ints(known: Sequence[int], likely: Sequence[int] = ()) -> st.SearchStrategy[
     """Ids for URL paths: existing ones (anyone's; `likely` often), small, negative, enormous."""
     favoured = st.sampled_from(list(likely or known))
     return st.one_of(
-        favoured, favoured, favoured,
+        favoured,
+        favoured,
+        favoured,
         st.sampled_from(list(known)),
         st.integers(-3, 50),
         st.integers(2**31 - 2, 2**31 + 2),
@@ -104,8 +163,11 @@ def owned_by(state: Snapshot, customer_id: int, email: str) -> Snapshot:
     def ids_of(table: str) -> set[Any]:
         return {row["id"] for row in state.get(table, []) if row["customer_id"] == customer_id}
 
-    parents = {"cart_id": ids_of("cart"), "order_id": ids_of("orders"),
-               "service_id": ids_of("service")}
+    parents = {
+        "cart_id": ids_of("cart"),
+        "order_id": ids_of("orders"),
+        "service_id": ids_of("service"),
+    }
 
     def mine(table: str, row: dict[str, Any]) -> bool:
         return (

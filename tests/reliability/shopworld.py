@@ -51,8 +51,16 @@ class World:
         carts = db.session.scalars(select(Cart.checkout_token)).all()
         totals = db.session.scalars(select(Order.total_cents)).all()
         refs = db.session.scalars(select(Order.id)).all()
-        return [*self.ids, *carts, *totals, *(f"ORD-{r}" for r in refs),
-                self.attacker.email, self.victim.email, PASSWORD, "RSSMRA85T10A562S"]
+        return [
+            *self.ids,
+            *carts,
+            *totals,
+            *(f"ORD-{r}" for r in refs),
+            self.attacker.email,
+            self.victim.email,
+            PASSWORD,
+            "RSSMRA85T10A562S",
+        ]
 
 
 def _bank_card(bank_app, token: str, pan: str, exp_year: int) -> None:
@@ -60,9 +68,21 @@ def _bank_card(bank_app, token: str, pan: str, exp_year: int) -> None:
     from webapp.bank.models import Card
 
     with bank_app.app_context():
-        bank_db.session.execute(insert(Card), [dict(
-            token=token, pan=pan, brand="visa", last4=pan[-4:], exp_month=12, exp_year=exp_year,
-            holder="Cliente", created_at=now_utc())])
+        bank_db.session.execute(
+            insert(Card),
+            [
+                dict(
+                    token=token,
+                    pan=pan,
+                    brand="visa",
+                    last4=pan[-4:],
+                    exp_month=12,
+                    exp_year=exp_year,
+                    holder="Cliente",
+                    created_at=now_utc(),
+                )
+            ],
+        )
         bank_db.session.commit()
         bank_db.session.remove()
 
@@ -89,21 +109,31 @@ def _furnish(customer, catalogue, bank_app) -> None:
     expired = make_card(customer, exp_month=1, exp_year=2020, last4="0069")
     removed = make_card(customer, last4="0002")
     removed.removed_at = now
-    spare = make_card(customer, exp_year=now.year + 3, last4="4444",
-                      token=f"tok_fuzz_{customer.id}_spare")  # used by nothing: removable
+    spare = make_card(
+        customer, exp_year=now.year + 3, last4="4444", token=f"tok_fuzz_{customer.id}_spare"
+    )  # used by nothing: removable
     _bank_card(bank_app, spare.gateway_token, "5555555555554444", now.year + 3)
     make_service(customer, products["PEC-STD"], expires_at=now + timedelta(days=200), card=good)
     make_service(customer, products["PEC-PROMO"], expires_at=now + timedelta(days=90), card=good)
-    make_service(customer, products["FIRMA-R"], expires_at=now + timedelta(days=100),
-                 auto_renew=False)
+    make_service(
+        customer, products["FIRMA-R"], expires_at=now + timedelta(days=100), auto_renew=False
+    )
     gone = make_service(customer, products["SPID-PF"], expires_at=now - timedelta(days=10))
     gone.status, gone.auto_renew = ServiceStatus.EXPIRED, False
     # In the renewal window, its renewal failed on the expired card: a new card retries it.
-    due = make_service(customer, products["PEC-PRO"], expires_at=now + timedelta(days=5),
-                       card=expired)
-    db.session.add(Renewal(service_id=due.id, period_expires_at=due.expires_at,
-                           status=RenewalStatus.FAILED, attempts=1, failure_code="expired_card",
-                           created_at=now))
+    due = make_service(
+        customer, products["PEC-PRO"], expires_at=now + timedelta(days=5), card=expired
+    )
+    db.session.add(
+        Renewal(
+            service_id=due.id,
+            period_expires_at=due.expires_at,
+            status=RenewalStatus.FAILED,
+            attempts=1,
+            failure_code="expired_card",
+            created_at=now,
+        )
+    )
     db.session.commit()
 
 
@@ -115,14 +145,23 @@ def build_world(client, bank_app, catalogue, create_customer) -> World:
         _furnish(customer, catalogue, bank_app)
     response = client.post("/accedi", data={"email": attacker.email, "password": PASSWORD})
     assert response.status_code == 303
-    models = {"product": Product, "line": CartLine, "order": Order, "service": Service,
-              "card": SavedCard, "renewal": Renewal}
+    models = {
+        "product": Product,
+        "line": CartLine,
+        "order": Order,
+        "service": Service,
+        "card": SavedCard,
+        "renewal": Renewal,
+    }
     kinds = {kind: list(db.session.scalars(select(m.id))) for kind, m in models.items()}
     theirs = {
-        "line": list(db.session.scalars(select(CartLine.id).join(Cart).where(
-            Cart.customer_id == victim.id))),
-        **{kind: list(db.session.scalars(select(m.id).where(m.customer_id == victim.id)))
-           for kind, m in (("order", Order), ("service", Service), ("card", SavedCard))},
+        "line": list(
+            db.session.scalars(select(CartLine.id).join(Cart).where(Cart.customer_id == victim.id))
+        ),
+        **{
+            kind: list(db.session.scalars(select(m.id).where(m.customer_id == victim.id)))
+            for kind, m in (("order", Order), ("service", Service), ("card", SavedCard))
+        },
     }
     ids = sorted({i for values in kinds.values() for i in values})
     return World(client, bank_app, attacker, victim, ids, kinds, theirs)

@@ -24,9 +24,19 @@ from tests.reliability.conftest import SECRET, dispose_bank
 
 pytestmark = pytest.mark.reliability
 
-CARDS = ["4111111111111111", "5555555555554444", "4242424242424242", "378282246310005",
-         "4000000000000002", "4000000000009995", "4000000000000069", "4242 4242 4242 4242",
-         "4242-4242-4242-4242", "4242424242424241", "6011111111111117"]
+CARDS = [
+    "4111111111111111",
+    "5555555555554444",
+    "4242424242424242",
+    "378282246310005",
+    "4000000000000002",
+    "4000000000009995",
+    "4000000000000069",
+    "4242 4242 4242 4242",
+    "4242-4242-4242-4242",
+    "4242424242424241",
+    "6011111111111117",
+]
 PAGE_FIELDS = ("holder", "number", "exp_month", "exp_year", "cvv")
 
 
@@ -62,15 +72,26 @@ def _payment(number: str | None, *, confirm: bool, amount: int = 12_200, notify:
     now = datetime.now(UTC)
     key = uuid.uuid4().hex
     payment, _ = services.create_payment(
-        amount_cents=amount, currency="EUR", order_ref=f"ORD-{key[:8]}",
-        description="Ordine di prova", return_url="http://shop.test/pagamenti/ritorno",
+        amount_cents=amount,
+        currency="EUR",
+        order_ref=f"ORD-{key[:8]}",
+        description="Ordine di prova",
+        return_url="http://shop.test/pagamenti/ritorno",
         notify_url="http://shop.test/pagamenti/notifica" if notify else None,
-        save_card=True, idempotency_key=f"fuzz-{key}", now=now,
+        save_card=True,
+        idempotency_key=f"fuzz-{key}",
+        now=now,
     )
     if number is not None:
-        services.submit_card(payment, holder="Mario Rossi", number=number, exp_month="12",
-                             exp_year=str(now.year + 3), cvv="1234" if number[0] == "3" else "123",
-                             now=now)
+        services.submit_card(
+            payment,
+            holder="Mario Rossi",
+            number=number,
+            exp_month="12",
+            exp_year=str(now.year + 3),
+            cvv="1234" if number[0] == "3" else "123",
+            now=now,
+        )
         if confirm:
             services.confirm_payment(payment, now=now)
     return payment
@@ -82,10 +103,16 @@ def bank_pages(bank_database_url) -> Iterator[Flask]:
     from webapp.bank import create_bank_app
     from webapp.bank.extensions import db as bank_db
 
-    bank_app = create_bank_app({
-        "TESTING": True, "WTF_CSRF_ENABLED": False, "BANK_DATABASE_URL": bank_database_url,
-        "BANK_SHARED_SECRET": SECRET, "BANK_NOTIFY_ENABLED": False, "SECRET_KEY": "fuzz",
-    })
+    bank_app = create_bank_app(
+        {
+            "TESTING": True,
+            "WTF_CSRF_ENABLED": False,
+            "BANK_DATABASE_URL": bank_database_url,
+            "BANK_SHARED_SECRET": SECRET,
+            "BANK_NOTIFY_ENABLED": False,
+            "SECRET_KEY": "fuzz",
+        }
+    )
     with bank_app.app_context():
         _payment(None, confirm=False)  # created
         _payment(None, confirm=False, amount=0)  # a card verification, created
@@ -119,8 +146,16 @@ def _state(bank_app: Flask) -> tuple[fuzz.Snapshot, BankState]:
     return snap, BankState(payments, len(snap["bank_card"]), len(snap["bank_notification"]))
 
 
-FIXED = ("amount_cents", "currency", "order_ref", "return_url", "notify_url",
-         "idempotency_key", "save_card", "created_at")
+FIXED = (
+    "amount_cents",
+    "currency",
+    "order_ref",
+    "return_url",
+    "notify_url",
+    "idempotency_key",
+    "save_card",
+    "created_at",
+)
 FINAL = {"authorised", "declined", "failed"}
 
 
@@ -137,8 +172,7 @@ def check_bank_invariants(before: BankState, after: BankState) -> None:
     )
     assert after.cards == authorised_saving
     final_notified = sum(
-        str(p["status"]) in FINAL and p["notify_url"] is not None
-        for p in after.payments.values()
+        str(p["status"]) in FINAL and p["notify_url"] is not None for p in after.payments.values()
     )
     assert after.notifications == final_notified
 
@@ -167,16 +201,28 @@ def test_hostile_input_never_breaks_the_bank_pages(bank_pages: Flask, target: Pa
         codes = [c for c in bank_db.session.scalars(select(Payment.otp_code)) if c]
         bank_db.session.remove()
     pid = data.draw(st.one_of(st.sampled_from(ids), fuzz.junk()), label="payment id")
-    meaningful = [*CARDS, *codes, "Mario Rossi", "12", "1", "13", "2030", "30", "2000", "123",
-                  "1234"]
+    meaningful = [
+        *CARDS,
+        *codes,
+        "Mario Rossi",
+        "12",
+        "1",
+        "13",
+        "2030",
+        "30",
+        "2000",
+        "123",
+        "1234",
+    ]
     fields = data.draw(fuzz.form(target.fields, fuzz.values_for(meaningful)), label="fields")
     path = target.path.replace("{pid}", quote(pid, safe="")[:2000])
     path = path.replace("{junk}", quote(data.draw(fuzz.junk(), label="decision")[:50], safe=""))
     headers = {"HX-Request": "true"} if data.draw(st.booleans(), label="htmx") else {}
 
     snap_before, before = _state(bank_pages)
-    response = bank_pages.test_client().open(path, method=target.method, data=fields,
-                                             headers=headers)
+    response = bank_pages.test_client().open(
+        path, method=target.method, data=fields, headers=headers
+    )
     snap_after, after = _state(bank_pages)
 
     context = {"page": str(target), "path": path[:200], "status": response.status_code}

@@ -40,8 +40,13 @@ class Endpoint:
     @property
     def kind(self) -> str:
         """What the path's id names (its ids are drawn more often)."""
-        for marker, kind in (("aggiungi", "product"), ("righe", "line"), ("servizi", "service"),
-                             ("carte", "card"), ("ordini", "order")):
+        for marker, kind in (
+            ("aggiungi", "product"),
+            ("righe", "line"),
+            ("servizi", "service"),
+            ("carte", "card"),
+            ("ordini", "order"),
+        ):
             if f"/{marker}/" in self.path:
                 return kind
         return ""
@@ -61,8 +66,9 @@ ENDPOINTS = [
     Endpoint("POST", "/ordini/{id}/paga"),
     Endpoint("GET", "/portale-pagamenti/ordini/{id}"),
     Endpoint("POST", "/portale-pagamenti/ordini/{id}/scelta", ("choice",)),
-    Endpoint("POST", "/portale-pagamenti/ordini/{id}/procedi",
-             ("choice", "amount_cents", "attempt")),
+    Endpoint(
+        "POST", "/portale-pagamenti/ordini/{id}/procedi", ("choice", "amount_cents", "attempt")
+    ),
     Endpoint("POST", "/area-clienti/servizi/{id}/rinnovo-automatico", ("auto_renew",)),
     Endpoint("POST", "/area-clienti/servizi/{id}/frequenza", ("frequency_years",)),
     Endpoint("POST", "/area-clienti/servizi/{id}/carta", ("card_id",)),
@@ -72,8 +78,12 @@ ENDPOINTS = [
     Endpoint("GET", "/area-clienti/ordini/{id}"),
     Endpoint("GET", "/pagamenti/ritorno", RETURN_FIELDS, query=True),
     Endpoint("POST", "/accedi", ("email", "password", "remember", "next"), anonymous=True),
-    Endpoint("POST", "/registrati", ("name", "email", "tax_code", "password", "password2"),
-             anonymous=True),
+    Endpoint(
+        "POST",
+        "/registrati",
+        ("name", "email", "tax_code", "password", "password2"),
+        anonymous=True,
+    ),
 ]
 
 
@@ -143,8 +153,11 @@ def test_hostile_input_never_breaks_the_shop(world: World, endpoint: Endpoint, d
         fuzz.assert_unchanged(before_shop, after_shop, context)
         fuzz.assert_unchanged(before_bank, after_bank, context)
     victim = (world.victim.id, world.victim.email)
-    fuzz.assert_unchanged(fuzz.owned_by(before_shop, *victim), fuzz.owned_by(after_shop, *victim),
-                          {**context, "whose": "the other customer's"})
+    fuzz.assert_unchanged(
+        fuzz.owned_by(before_shop, *victim),
+        fuzz.owned_by(after_shop, *victim),
+        {**context, "whose": "the other customer's"},
+    )
     check_invariants(before_shop["orders"], after_shop)
 
 
@@ -161,24 +174,50 @@ FOREIGN = {
     "receipt": lambda w, i: (f"/area-clienti/ordini/{i}", None, "order"),
     "pay order": lambda w, i: (f"/ordini/{i}/paga", {}, "order"),
     "portal": lambda w, i: (f"/portale-pagamenti/ordini/{i}", None, "order"),
-    "portal select": lambda w, i: (f"/portale-pagamenti/ordini/{i}/scelta", {"choice": "new"},
-                                   "order"),
-    "portal proceed": lambda w, i: (f"/portale-pagamenti/ordini/{i}/procedi",
-                                    {"choice": "new", "amount_cents": "0"}, "order"),
-    "select their card": lambda w, i: (f"/portale-pagamenti/ordini/{_own(w, 'order')}/scelta",
-                                       {"choice": str(i)}, "card"),
+    "portal select": lambda w, i: (
+        f"/portale-pagamenti/ordini/{i}/scelta",
+        {"choice": "new"},
+        "order",
+    ),
+    "portal proceed": lambda w, i: (
+        f"/portale-pagamenti/ordini/{i}/procedi",
+        {"choice": "new", "amount_cents": "0"},
+        "order",
+    ),
+    "select their card": lambda w, i: (
+        f"/portale-pagamenti/ordini/{_own(w, 'order')}/scelta",
+        {"choice": str(i)},
+        "card",
+    ),
     "pay with their card": lambda w, i: (
         f"/portale-pagamenti/ordini/{_own(w, 'order')}/procedi",
-        {"choice": str(i), "attempt": "x",
-         "amount_cents": str(db.session.get(Order, _own(w, "order")).total_cents)}, "card"),
-    "auto-renew": lambda w, i: (f"/area-clienti/servizi/{i}/rinnovo-automatico",
-                                {"auto_renew": "0"}, "service"),
-    "frequency": lambda w, i: (f"/area-clienti/servizi/{i}/frequenza",
-                               {"frequency_years": "2"}, "service"),
-    "their service, my card": lambda w, i: (f"/area-clienti/servizi/{i}/carta",
-                                            {"card_id": str(_own(w, "card"))}, "service"),
+        {
+            "choice": str(i),
+            "attempt": "x",
+            "amount_cents": str(db.session.get(Order, _own(w, "order")).total_cents),
+        },
+        "card",
+    ),
+    "auto-renew": lambda w, i: (
+        f"/area-clienti/servizi/{i}/rinnovo-automatico",
+        {"auto_renew": "0"},
+        "service",
+    ),
+    "frequency": lambda w, i: (
+        f"/area-clienti/servizi/{i}/frequenza",
+        {"frequency_years": "2"},
+        "service",
+    ),
+    "their service, my card": lambda w, i: (
+        f"/area-clienti/servizi/{i}/carta",
+        {"card_id": str(_own(w, "card"))},
+        "service",
+    ),
     "my service, their card": lambda w, i: (
-        f"/area-clienti/servizi/{_own(w, 'service')}/carta", {"card_id": str(i)}, "card"),
+        f"/area-clienti/servizi/{_own(w, 'service')}/carta",
+        {"card_id": str(i)},
+        "card",
+    ),
     "remove their card": lambda w, i: (f"/area-clienti/carte/{i}/rimuovi", {}, "card"),
 }
 

@@ -103,8 +103,9 @@ def test_return_while_the_bank_is_unreachable_pays_once_when_it_is_back(
     response = client.post(f"/ordini/{order.id}/paga")
     assert response.status_code == 303
     assert response.headers["Location"].startswith(live_bank.url + "/pay/")
-    back = urlsplit(BankBrowser(live_bank.app).pay(response.headers["Location"],
-                                                   "4242424242424242"))
+    back = urlsplit(
+        BankBrowser(live_bank.app).pay(response.headers["Location"], "4242424242424242")
+    )
 
     live_bank.stop()  # authorised at the bank; the shop cannot ask it any more
     before = _state(db, order.id)

@@ -44,18 +44,36 @@ def _mine(world: World) -> dict[str, object]:
     me = world.attacker.id
     db.session.rollback()
     cart = db.session.scalar(select(Cart).where(Cart.customer_id == me))
-    card_order = db.session.scalar(select(Order).where(
-        Order.customer_id == me, Order.payment_method == PaymentMethod.CARD,
-        Order.status != OrderStatus.CANCELLED).order_by(Order.status.desc(), Order.id))
-    cards = db.session.scalars(select(SavedCard).where(SavedCard.customer_id == me)
-                               .order_by(SavedCard.id)).all()
-    pec = db.session.scalar(select(Service).join(Product).where(
-        Service.customer_id == me, Product.sku == "PEC-STD"))
-    promo_line = db.session.scalar(select(CartLine).join(Product).where(
-        CartLine.cart_id == cart.id, Product.sku == "PEC-PROMO")) or CartLine(id=0)
+    card_order = db.session.scalar(
+        select(Order)
+        .where(
+            Order.customer_id == me,
+            Order.payment_method == PaymentMethod.CARD,
+            Order.status != OrderStatus.CANCELLED,
+        )
+        .order_by(Order.status.desc(), Order.id)
+    )
+    cards = db.session.scalars(
+        select(SavedCard).where(SavedCard.customer_id == me).order_by(SavedCard.id)
+    ).all()
+    pec = db.session.scalar(
+        select(Service).join(Product).where(Service.customer_id == me, Product.sku == "PEC-STD")
+    )
+    promo_line = db.session.scalar(
+        select(CartLine)
+        .join(Product)
+        .where(CartLine.cart_id == cart.id, Product.sku == "PEC-PROMO")
+    ) or CartLine(id=0)
     product = db.session.scalar(select(Product.id).where(Product.sku == "SPID-PF"))
-    return dict(cart=cart, order=card_order, good=cards[0], spare=cards[3], pec=pec,
-                line=promo_line, product=product)
+    return dict(
+        cart=cart,
+        order=card_order,
+        good=cards[0],
+        spare=cards[3],
+        pec=pec,
+        line=promo_line,
+        product=product,
+    )
 
 
 # (path, form) of each state-changing form of the logged-in customer.
@@ -66,20 +84,31 @@ FORMS: dict[str, Callable[[dict], tuple[str, dict]]] = {
     "payment method": lambda m: ("/checkout/metodo", {"payment_method": "bank_transfer"}),
     "discount": lambda m: ("/checkout/sconto", {"code": "BENVENUTO10"}),
     "remove discount": lambda m: ("/checkout/sconto/rimuovi", {}),
-    "confirm": lambda m: ("/checkout/conferma",
-                          {"checkout_token": m["cart"].checkout_token, "terms": "1"}),
+    "confirm": lambda m: (
+        "/checkout/conferma",
+        {"checkout_token": m["cart"].checkout_token, "terms": "1"},
+    ),
     "pay order": lambda m: (f"/ordini/{m['order'].id}/paga", {}),
-    "portal select": lambda m: (f"/portale-pagamenti/ordini/{m['order'].id}/scelta",
-                                {"choice": str(m["good"].id)}),
-    "portal proceed": lambda m: (f"/portale-pagamenti/ordini/{m['order'].id}/procedi",
-                                 {"choice": str(m["good"].id),
-                                  "amount_cents": str(m["order"].total_cents), "attempt": "a"}),
-    "auto-renew off": lambda m: (f"/area-clienti/servizi/{m['pec'].id}/rinnovo-automatico",
-                                 {"auto_renew": "0"}),
-    "frequency": lambda m: (f"/area-clienti/servizi/{m['pec'].id}/frequenza",
-                            {"frequency_years": "3"}),
-    "service card": lambda m: (f"/area-clienti/servizi/{m['pec'].id}/carta",
-                               {"card_id": str(m["good"].id)}),
+    "portal select": lambda m: (
+        f"/portale-pagamenti/ordini/{m['order'].id}/scelta",
+        {"choice": str(m["good"].id)},
+    ),
+    "portal proceed": lambda m: (
+        f"/portale-pagamenti/ordini/{m['order'].id}/procedi",
+        {"choice": str(m["good"].id), "amount_cents": str(m["order"].total_cents), "attempt": "a"},
+    ),
+    "auto-renew off": lambda m: (
+        f"/area-clienti/servizi/{m['pec'].id}/rinnovo-automatico",
+        {"auto_renew": "0"},
+    ),
+    "frequency": lambda m: (
+        f"/area-clienti/servizi/{m['pec'].id}/frequenza",
+        {"frequency_years": "3"},
+    ),
+    "service card": lambda m: (
+        f"/area-clienti/servizi/{m['pec'].id}/carta",
+        {"card_id": str(m["good"].id)},
+    ),
     "remove card": lambda m: (f"/area-clienti/carte/{m['spare'].id}/rimuovi", {}),
     "add card": lambda m: ("/area-clienti/carte/nuova", {}),
     "log out": lambda m: ("/esci", {}),
@@ -128,10 +157,19 @@ def test_shop_forms_accept_the_right_token(world: World) -> None:
 
 @pytest.mark.parametrize(
     ("url", "form"),
-    [("/accedi", {"email": "attaccante@example.it", "password": PASSWORD}),
-     ("/registrati", {"name": "Nuovo Cliente", "email": "nuovo@example.it",
-                      "tax_code": "RSSMRA85T10A562S", "password": PASSWORD,
-                      "password2": PASSWORD})],
+    [
+        ("/accedi", {"email": "attaccante@example.it", "password": PASSWORD}),
+        (
+            "/registrati",
+            {
+                "name": "Nuovo Cliente",
+                "email": "nuovo@example.it",
+                "tax_code": "RSSMRA85T10A562S",
+                "password": PASSWORD,
+                "password2": PASSWORD,
+            },
+        ),
+    ],
 )
 def test_login_and_registration_refuse_a_missing_token(world: World, url, form) -> None:
     app = world.client.application
@@ -158,9 +196,15 @@ def test_bank_pages_refuse_a_missing_token(bank_database_url) -> None:
     from webapp.bank import create_bank_app
     from webapp.bank.extensions import db as bank_db
 
-    bank_app = create_bank_app({"TESTING": True, "BANK_DATABASE_URL": bank_database_url,
-                                "BANK_SHARED_SECRET": SECRET, "BANK_NOTIFY_ENABLED": False,
-                                "SECRET_KEY": "csrf"})
+    bank_app = create_bank_app(
+        {
+            "TESTING": True,
+            "BANK_DATABASE_URL": bank_database_url,
+            "BANK_SHARED_SECRET": SECRET,
+            "BANK_NOTIFY_ENABLED": False,
+            "SECRET_KEY": "csrf",
+        }
+    )
     try:
         with bank_app.app_context():
             created = _payment(None, confirm=False).id
@@ -169,10 +213,19 @@ def test_bank_pages_refuse_a_missing_token(bank_database_url) -> None:
             sms_id, code = sms.id, sms.otp_code
             app_id = _payment("5555555555554444", confirm=True).id
             bank_db.session.commit()
-        card = {"holder": "Mario Rossi", "number": "4242424242424242", "exp_month": "12",
-                "exp_year": "2035", "cvv": "123"}
-        posts = [(f"/pay/{created}", card), (f"/pay/{summary}/confirm", {}),
-                 (f"/pay/{sms_id}/otp", {"otp": code}), (f"/app/{app_id}/approve", {})]
+        card = {
+            "holder": "Mario Rossi",
+            "number": "4242424242424242",
+            "exp_month": "12",
+            "exp_year": "2035",
+            "cvv": "123",
+        }
+        posts = [
+            (f"/pay/{created}", card),
+            (f"/pay/{summary}/confirm", {}),
+            (f"/pay/{sms_id}/otp", {"otp": code}),
+            (f"/app/{app_id}/approve", {}),
+        ]
         browser = bank_app.test_client()
         for path, form in posts:
             before = _state(bank_app)[0]

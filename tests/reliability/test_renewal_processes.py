@@ -111,9 +111,7 @@ def _live_claims(system: System) -> int:
     )
 
 
-def test_scheduler_killed_mid_pass_and_restarted_charges_each_service_once(
-    system: System, capsys
-):
+def test_scheduler_killed_mid_pass_and_restarted_charges_each_service_once(system: System, capsys):
     n = 200
     claim_seconds = 2
     as_of, expires_at = _as_of()
@@ -126,7 +124,8 @@ def test_scheduler_killed_mid_pass_and_restarted_charges_each_service_once(
         proc = system.renewals(f"doomed-{target}", as_of, RENEWAL_CLAIM_SECONDS=claim_seconds)
         wait_until(
             lambda t=target, p=proc: _succeeded_payments(system) >= t or p.poll() is not None,
-            60, f"{target} renewals charged",
+            60,
+            f"{target} renewals charged",
         )
         assert proc.poll() is None, "the pass ended before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)
@@ -166,19 +165,25 @@ def test_bank_down_during_passes_then_back(system: System, capsys):
     assert report["esito da verificare"] == n and report["addebitati"] == 0
     assert _shop_keys(system, PaymentStatus.SUCCEEDED) == set()
     assert len(_shop_keys(system, PaymentStatus.UNKNOWN)) == n
-    assert system.shop_count(
-        select(func.count(Renewal.id)).where(
-            Renewal.status == RenewalStatus.PENDING, Renewal.failure_code == "bank_unavailable"
+    assert (
+        system.shop_count(
+            select(func.count(Renewal.id)).where(
+                Renewal.status == RenewalStatus.PENDING, Renewal.failure_code == "bank_unavailable"
+            )
         )
-    ) == n
+        == n
+    )
     assert unextended() == n, "a service was extended without a charge"
 
     # 2. The bank comes up, then is killed in the middle of the next pass.
     system.bank.start()
     assert system.bank_charge_count() == 0
     proc = system.renewals("w-cut", as_of)
-    wait_until(lambda: system.bank_charge_count() >= n // 4 or proc.poll() is not None, 60,
-               "a quarter of the charges at the bank")
+    wait_until(
+        lambda: system.bank_charge_count() >= n // 4 or proc.poll() is not None,
+        60,
+        "a quarter of the charges at the bank",
+    )
     system.bank.kill()  # requests in flight are cut: a charge may be made and its answer lost
     report = system.finish(proc)
     assert report["errori"] == 0

@@ -41,10 +41,25 @@ def smtp(app):
 
 def _context() -> dict:
     """What the payment confirmation template needs, for an e-mail that is only counted."""
-    order = SimpleNamespace(number="2026-000001", lines=[], net_cents=0, discount_cents=0,
-                            vat_cents=0, total_cents=0, discount_code=None)
-    return dict(customer=SimpleNamespace(name="Mario"), order=order, card=None, services=[],
-                renewing=[], format_eur=str, rome_date=None, shop_url="http://x")
+    order = SimpleNamespace(
+        number="2026-000001",
+        lines=[],
+        net_cents=0,
+        discount_cents=0,
+        vat_cents=0,
+        total_cents=0,
+        discount_code=None,
+    )
+    return dict(
+        customer=SimpleNamespace(name="Mario"),
+        order=order,
+        card=None,
+        services=[],
+        renewing=[],
+        format_eur=str,
+        rome_date=None,
+        shop_url="http://x",
+    )
 
 
 def _unsent(db) -> int:
@@ -64,14 +79,21 @@ def _sender_process(app) -> subprocess.Popen:
             MAIL_PORT=app.config["MAIL_PORT"],
             MAIL_SUPPRESS_SEND=0,
         ),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
 def test_smtp_down_loses_nothing_and_delivers_each_email_once_when_back(app, db, smtp, capsys):
     for i in range(N):
-        queue_email(f"cliente{i}@example.it", f"Prova {i}", "payment_confirmation",
-                    dedupe_key=f"smtp-outage-{i}", **_context())
+        queue_email(
+            f"cliente{i}@example.it",
+            f"Prova {i}",
+            "payment_confirmation",
+            dedupe_key=f"smtp-outage-{i}",
+            **_context(),
+        )
     commit()  # sending right after the commit fails: nobody listens on the SMTP port
     assert _unsent(db) == N
     for minutes in (0, 10, 60):  # the outbox job runs again while SMTP is still down
@@ -121,6 +143,8 @@ def test_smtp_down_loses_nothing_and_delivers_each_email_once_when_back(app, db,
     expected = {f"<outbox-{r.id}.{r.created_at:%Y%m%d%H%M%S}@pecshop.local>" for r in rows}
     assert set(ids) == expected
     with capsys.disabled():
-        print(f"\n[reliability] SMTP down: {N} e-mails queued, 0 sent, 0 lost; back: "
-              f"{len(smtp.messages)} delivered once (processes {by_process}, threads {by_thread}, "
-              f"last sweep {swept}), 0 duplicates")
+        print(
+            f"\n[reliability] SMTP down: {N} e-mails queued, 0 sent, 0 lost; back: "
+            f"{len(smtp.messages)} delivered once (processes {by_process}, threads {by_thread}, "
+            f"last sweep {swept}), 0 duplicates"
+        )

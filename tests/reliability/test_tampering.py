@@ -74,8 +74,14 @@ class BankApi:
 
 
 def _signed(method: str, path: str, body: bytes, **kw) -> dict[str, str]:
-    return sign_request(kw.get("secret", SECRET), kw.get("merchant", MERCHANT), method, path,
-                        body, kw.get("ts", int(time.time())))
+    return sign_request(
+        kw.get("secret", SECRET),
+        kw.get("merchant", MERCHANT),
+        method,
+        path,
+        body,
+        kw.get("ts", int(time.time())),
+    )
 
 
 @pytest.fixture
@@ -85,18 +91,38 @@ def bank_api(bank_database_url) -> Iterator[BankApi]:
     from webapp.bank.extensions import db as bank_db
     from webapp.bank.models import Card
 
-    app = create_bank_app({
-        "TESTING": True, "BANK_DATABASE_URL": bank_database_url, "BANK_SHARED_SECRET": SECRET,
-        "BANK_MERCHANT_ID": MERCHANT, "BANK_NOTIFY_ENABLED": False, "SECRET_KEY": "api",
-    })
+    app = create_bank_app(
+        {
+            "TESTING": True,
+            "BANK_DATABASE_URL": bank_database_url,
+            "BANK_SHARED_SECRET": SECRET,
+            "BANK_MERCHANT_ID": MERCHANT,
+            "BANK_NOTIFY_ENABLED": False,
+            "SECRET_KEY": "api",
+        }
+    )
     with app.app_context():
-        bank_db.session.execute(insert(Card), [dict(
-            token=TOKEN, pan=GOOD_PAN, brand="visa", last4="4242", exp_month=12,
-            exp_year=now_utc().year + 3, holder="Mario Rossi", created_at=now_utc())])
+        bank_db.session.execute(
+            insert(Card),
+            [
+                dict(
+                    token=TOKEN,
+                    pan=GOOD_PAN,
+                    brand="visa",
+                    last4="4242",
+                    exp_month=12,
+                    exp_year=now_utc().year + 3,
+                    holder="Mario Rossi",
+                    created_at=now_utc(),
+                )
+            ],
+        )
         bank_db.session.commit()
     api = BankApi(app, "")
-    for path, body in (("/api/charges", _charge_body(CHARGE_KEY)),
-                       ("/api/payments", _payment_body(PAYMENT_KEY))):
+    for path, body in (
+        ("/api/charges", _charge_body(CHARGE_KEY)),
+        ("/api/payments", _payment_body(PAYMENT_KEY)),
+    ):
         response = api.send("POST", path, body, _signed("POST", path, body))
         assert response.status_code == 201, response.text
     api.payment_id = response.json["payment_id"]
@@ -105,15 +131,32 @@ def bank_api(bank_database_url) -> Iterator[BankApi]:
 
 
 def _charge_body(key: str, amount: int = 610, token: str = TOKEN) -> bytes:
-    return json.dumps({"token": token, "amount_cents": amount, "currency": "EUR",
-                       "order_ref": "ORD-7", "description": "Rinnovo", "initiator": "merchant",
-                       "idempotency_key": key}).encode()
+    return json.dumps(
+        {
+            "token": token,
+            "amount_cents": amount,
+            "currency": "EUR",
+            "order_ref": "ORD-7",
+            "description": "Rinnovo",
+            "initiator": "merchant",
+            "idempotency_key": key,
+        }
+    ).encode()
 
 
 def _payment_body(key: str, amount: int = 12_200) -> bytes:
-    return json.dumps({"amount_cents": amount, "currency": "EUR", "order_ref": "ORD-8",
-                       "description": "Ordine", "return_url": "http://shop.test/ritorno",
-                       "notify_url": None, "save_card": True, "idempotency_key": key}).encode()
+    return json.dumps(
+        {
+            "amount_cents": amount,
+            "currency": "EUR",
+            "order_ref": "ORD-8",
+            "description": "Ordine",
+            "return_url": "http://shop.test/ritorno",
+            "notify_url": None,
+            "save_card": True,
+            "idempotency_key": key,
+        }
+    ).encode()
 
 
 def _valid_requests(api: BankApi, key: str) -> list[tuple[str, str, bytes]]:
@@ -129,8 +172,20 @@ def _valid_requests(api: BankApi, key: str) -> list[tuple[str, str, bytes]]:
     ]
 
 
-TAMPERS = ["junk_sig", "flip_sig", "no_sig", "stale", "junk_ts", "no_ts", "merchant",
-           "no_merchant", "secret", "body", "path", "method"]
+TAMPERS = [
+    "junk_sig",
+    "flip_sig",
+    "no_sig",
+    "stale",
+    "junk_ts",
+    "no_ts",
+    "merchant",
+    "no_merchant",
+    "secret",
+    "body",
+    "path",
+    "method",
+]
 
 
 @TAMPER
@@ -146,7 +201,7 @@ def test_bank_api_refuses_every_tampered_signature(bank_api: BankApi, data) -> N
     elif tamper == "flip_sig":
         i = data.draw(st.integers(0, len(headers[SIGNATURE_HEADER]) - 1), label="position")
         sig = headers[SIGNATURE_HEADER]
-        headers[SIGNATURE_HEADER] = sig[:i] + ("0" if sig[i] != "0" else "1") + sig[i + 1:]
+        headers[SIGNATURE_HEADER] = sig[:i] + ("0" if sig[i] != "0" else "1") + sig[i + 1 :]
     elif tamper == "stale":
         skew = data.draw(st.integers(301, 10**9) | st.integers(-(10**9), -301), label="skew")
         headers = _signed(method, path, body, ts=now + skew)
@@ -156,44 +211,101 @@ def test_bank_api_refuses_every_tampered_signature(bank_api: BankApi, data) -> N
         merchant = data.draw(header_junk(), label="merchant")
         headers = _signed(method, path, body, merchant=merchant, ts=now)
     elif tamper == "secret":
-        headers = _signed(method, path, body, secret=data.draw(fuzz.junk(), label="secret"),
-                          ts=now)
+        headers = _signed(method, path, body, secret=data.draw(fuzz.junk(), label="secret"), ts=now)
     elif tamper == "body":
-        send_body = data.draw(st.sampled_from([
-            body.replace(b'"amount_cents": 610', b'"amount_cents": 1'),
-            body.replace(b"12200", b"1"), body + b" ", b"{}", b"x",
-        ]), label="body")
+        send_body = data.draw(
+            st.sampled_from(
+                [
+                    body.replace(b'"amount_cents": 610', b'"amount_cents": 1'),
+                    body.replace(b"12200", b"1"),
+                    body + b" ",
+                    b"{}",
+                    b"x",
+                ]
+            ),
+            label="body",
+        )
     elif tamper == "path":
         send_path = data.draw(st.sampled_from([p for _, p, _ in _valid_requests(bank_api, "k")]))
     elif tamper == "method":
         send_method = data.draw(st.sampled_from(["GET", "POST", "DELETE", "PUT"]))
     elif tamper.startswith("no_"):
-        headers.pop({"no_sig": SIGNATURE_HEADER, "no_ts": TIMESTAMP_HEADER,
-                     "no_merchant": MERCHANT_HEADER}[tamper])
+        headers.pop(
+            {"no_sig": SIGNATURE_HEADER, "no_ts": TIMESTAMP_HEADER, "no_merchant": MERCHANT_HEADER}[
+                tamper
+            ]
+        )
     assume(headers != _signed(send_method, send_path, send_body, ts=now))  # really tampered
 
     before = bank_api.snapshot()
     response = bank_api.send(send_method, send_path, send_body, headers)
-    context = {"tamper": tamper, "request": f"{send_method} {send_path}",
-               "status": response.status_code}
+    context = {
+        "tamper": tamper,
+        "request": f"{send_method} {send_path}",
+        "status": response.status_code,
+    }
     assert response.status_code in (401, 404, 405), context  # 404/405: no such route at all
     fuzz.assert_unchanged(before, bank_api.snapshot(), context)
 
 
 def json_values() -> st.SearchStrategy[object]:
-    meaningful = st.sampled_from([TOKEN, "EUR", "eur", "merchant", "customer", CHARGE_KEY,
-                                  PAYMENT_KEY, "http://shop.test/ritorno", "javascript:alert(1)",
-                                  "ORD-7", 610, 0, -610, True, 1.5, 10**8, 10**8 + 1])
-    scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(),
-                        fuzz.junk().map(lambda s: s[:5000]), meaningful)
-    return st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
-                        | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=4)
+    meaningful = st.sampled_from(
+        [
+            TOKEN,
+            "EUR",
+            "eur",
+            "merchant",
+            "customer",
+            CHARGE_KEY,
+            PAYMENT_KEY,
+            "http://shop.test/ritorno",
+            "javascript:alert(1)",
+            "ORD-7",
+            610,
+            0,
+            -610,
+            True,
+            1.5,
+            10**8,
+            10**8 + 1,
+        ]
+    )
+    scalars = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**70), 2**70),
+        st.floats(),
+        fuzz.junk().map(lambda s: s[:5000]),
+        meaningful,
+    )
+    return st.recursive(
+        scalars,
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+        ),
+        max_leaves=4,
+    )
 
 
-CHARGE_FIELDS = ("token", "amount_cents", "currency", "order_ref", "description", "initiator",
-                 "idempotency_key")
-PAYMENT_FIELDS = ("amount_cents", "currency", "order_ref", "description", "return_url",
-                  "notify_url", "save_card", "idempotency_key")
+CHARGE_FIELDS = (
+    "token",
+    "amount_cents",
+    "currency",
+    "order_ref",
+    "description",
+    "initiator",
+    "idempotency_key",
+)
+PAYMENT_FIELDS = (
+    "amount_cents",
+    "currency",
+    "order_ref",
+    "description",
+    "return_url",
+    "notify_url",
+    "save_card",
+    "idempotency_key",
+)
 
 
 @TAMPER
@@ -201,8 +313,12 @@ PAYMENT_FIELDS = ("amount_cents", "currency", "order_ref", "description", "retur
 def test_bank_api_refuses_bad_bodies_and_ids_without_creating_anything(
     bank_api: BankApi, data
 ) -> None:
-    kind = data.draw(st.sampled_from(["charge", "payment", "one_charge_field",
-                                      "one_payment_field", "raw", "ids"]), label="kind")
+    kind = data.draw(
+        st.sampled_from(
+            ["charge", "payment", "one_charge_field", "one_payment_field", "raw", "ids"]
+        ),
+        label="kind",
+    )
     if kind.startswith("one_"):  # a valid request with one field changed or missing
         charge = kind == "one_charge_field"
         key = f"k-{uuid.uuid4().hex}"
@@ -217,16 +333,23 @@ def test_bank_api_refuses_bad_bodies_and_ids_without_creating_anything(
     elif kind in ("charge", "payment"):
         fields = CHARGE_FIELDS if kind == "charge" else PAYMENT_FIELDS
         method, path = "POST", f"/api/{kind}s"
-        doc = data.draw(st.dictionaries(st.sampled_from([*fields, "x"]), json_values()),
-                        label="body")
+        doc = data.draw(
+            st.dictionaries(st.sampled_from([*fields, "x"]), json_values()), label="body"
+        )
         body = json.dumps(doc).encode()
     elif kind == "raw":
         method, path = "POST", data.draw(st.sampled_from(["/api/charges", "/api/payments"]))
         body = data.draw(st.binary(max_size=200) | fuzz.junk().map(str.encode), label="raw")
     else:
-        method, prefix = data.draw(st.sampled_from([
-            ("GET", "/api/payments/"), ("GET", "/api/charges/by-key/"), ("DELETE", "/api/tokens/")
-        ]))
+        method, prefix = data.draw(
+            st.sampled_from(
+                [
+                    ("GET", "/api/payments/"),
+                    ("GET", "/api/charges/by-key/"),
+                    ("DELETE", "/api/tokens/"),
+                ]
+            )
+        )
         ident = data.draw(fuzz.junk().map(lambda s: s[:2000]), label="id")
         assume(ident != TOKEN)
         path, body = prefix + ident, b""
@@ -236,8 +359,11 @@ def test_bank_api_refuses_bad_bodies_and_ids_without_creating_anything(
     response = bank_api.send(method, url, body, _signed(method, sent_path, body))
     after = bank_api.snapshot()
 
-    context = {"request": f"{method} {path[:120]}", "body": body[:300],
-               "status": response.status_code}
+    context = {
+        "request": f"{method} {path[:120]}",
+        "body": body[:300],
+        "status": response.status_code,
+    }
     assert response.status_code < 500, context
     if response.status_code >= 400:
         fuzz.assert_unchanged(before, after, context)
@@ -282,9 +408,24 @@ def test_tampered_return_from_the_bank_is_refused(app, client, bank, authorised,
     params = [(k, v) for k, v in authorised.items()]
     op = data.draw(st.sampled_from(["change", "drop", "add", "duplicate_first"]), label="op")
     key = data.draw(st.sampled_from(list(authorised)), label="key")
-    value = data.draw(fuzz.values_for(["1", "0", "1220", "610", "declined", "authorised", "USD",
-                                       "ORD-1", "ORD-2", authorised["sig"].upper(),
-                                       authorised["ts"] + "0"]), label="value")
+    value = data.draw(
+        fuzz.values_for(
+            [
+                "1",
+                "0",
+                "1220",
+                "610",
+                "declined",
+                "authorised",
+                "USD",
+                "ORD-1",
+                "ORD-2",
+                authorised["sig"].upper(),
+                authorised["ts"] + "0",
+            ]
+        ),
+        label="value",
+    )
     if op == "change":
         assume(value != authorised[key])
         params = [(k, value if k == key else v) for k, v in params]
@@ -309,11 +450,13 @@ def test_tampered_return_from_the_bank_is_refused(app, client, bank, authorised,
 @TAMPER
 @given(data=st.data())
 def test_tampered_notification_is_refused(app, bank, authorised, data) -> None:
-    body = json.dumps({k: authorised[k] for k in ("payment_id", "order_ref", "status",
-                                                  "currency")}).encode()
+    body = json.dumps(
+        {k: authorised[k] for k in ("payment_id", "order_ref", "status", "currency")}
+    ).encode()
     path = "/pagamenti/notifica"
-    headers = sign_request(app.config["BANK_SHARED_SECRET"], MERCHANT, "POST", path, body,
-                           int(time.time()))
+    headers = sign_request(
+        app.config["BANK_SHARED_SECRET"], MERCHANT, "POST", path, body, int(time.time())
+    )
     tamper = data.draw(st.sampled_from(["sig", "ts", "body", "secret", "none"]), label="tamper")
     if tamper == "sig":
         headers[SIGNATURE_HEADER] = data.draw(header_junk(), label="signature")

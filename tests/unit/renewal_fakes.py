@@ -51,15 +51,23 @@ class FakeGateway:
         return [c for c in self.charges.values() if c.succeeded]
 
     # --- token charges
-    def charge_token(self, *, token, amount_cents, currency, order_ref, description, initiator,
-                     idempotency_key) -> ChargeResult:
+    def charge_token(
+        self, *, token, amount_cents, currency, order_ref, description, initiator, idempotency_key
+    ) -> ChargeResult:
         if self.mode == "down":
             raise GatewayUnavailable("connection refused (fake)")
         if self.latency:
             time.sleep(self.latency)  # a bank's response time, so that two workers overlap
         with self.lock:
-            self.calls.append(dict(token=token, amount_cents=amount_cents, order_ref=order_ref,
-                                   initiator=initiator, key=idempotency_key))
+            self.calls.append(
+                dict(
+                    token=token,
+                    amount_cents=amount_cents,
+                    order_ref=order_ref,
+                    initiator=initiator,
+                    key=idempotency_key,
+                )
+            )
             result = self.charges.get(idempotency_key)
             if result is None:
                 declined = self.mode in DECLINE_MESSAGES
@@ -91,8 +99,18 @@ class FakeGateway:
         self.forgotten.append(token)
 
     # --- hosted payments (card verification in the customer area)
-    def create_payment(self, *, amount_cents, currency, order_ref, description, return_url,
-                       notify_url, save_card, idempotency_key) -> HostedPayment:
+    def create_payment(
+        self,
+        *,
+        amount_cents,
+        currency,
+        order_ref,
+        description,
+        return_url,
+        notify_url,
+        save_card,
+        idempotency_key,
+    ) -> HostedPayment:
         if self.mode == "down":
             raise GatewayUnavailable("connection refused (fake)")
         pid = f"pay_{len(self.verifications) + 1}"
@@ -107,8 +125,14 @@ class FakeGateway:
     def return_params(self, payment_id: str) -> dict[str, str]:
         """The signed query string of "torna al negozio" for a verification."""
         info = self.verifications[payment_id]
-        params = dict(payment_id=payment_id, order_ref=info.order_ref, status=info.status,
-                      amount_cents=str(info.amount_cents), currency=info.currency, ts="1")
+        params = dict(
+            payment_id=payment_id,
+            order_ref=info.order_ref,
+            status=info.status,
+            amount_cents=str(info.amount_cents),
+            currency=info.currency,
+            ts="1",
+        )
         params["sig"] = signing.sign_params(FAKE_SECRET, params)
         return params
 
@@ -119,8 +143,14 @@ class FakeGateway:
         raise signing.BadSignature("not used")
 
 
-def make_card(customer, *, exp_month: int = 12, exp_year: int = 2030, last4: str = "4242",
-              token: str | None = None) -> SavedCard:
+def make_card(
+    customer,
+    *,
+    exp_month: int = 12,
+    exp_year: int = 2030,
+    last4: str = "4242",
+    token: str | None = None,
+) -> SavedCard:
     card = SavedCard(
         customer_id=customer.id,
         gateway_token=token or f"tok_{customer.id}_{last4}_{exp_month}_{exp_year}",
@@ -135,31 +165,57 @@ def make_card(customer, *, exp_month: int = 12, exp_year: int = 2030, last4: str
     return card
 
 
-def make_service(customer, product, *, expires_at: datetime, years: int = 1,
-                 auto_renew: bool = True, card: SavedCard | None = None,
-                 discount_cents: int = 0) -> Service:
+def make_service(
+    customer,
+    product,
+    *,
+    expires_at: datetime,
+    years: int = 1,
+    auto_renew: bool = True,
+    card: SavedCard | None = None,
+    discount_cents: int = 0,
+) -> Service:
     """A service bought (and paid) `years` before `expires_at`, with its purchase order."""
     started = expires_at.replace(year=expires_at.year - years)
     list_cents = product.yearly_price_cents * years
     net = list_cents - discount_cents
     vat = round(net * 22 / 100)
     order = Order(
-        customer_id=customer.id, kind=OrderKind.PURCHASE, status=OrderStatus.PAID,
-        payment_method=PaymentMethod.CARD, discount_code="SCONTO" if discount_cents else None,
-        subtotal_cents=list_cents, discount_cents=discount_cents, net_cents=net, vat_cents=vat,
-        total_cents=net + vat, created_at=started, paid_at=started,
+        customer_id=customer.id,
+        kind=OrderKind.PURCHASE,
+        status=OrderStatus.PAID,
+        payment_method=PaymentMethod.CARD,
+        discount_code="SCONTO" if discount_cents else None,
+        subtotal_cents=list_cents,
+        discount_cents=discount_cents,
+        net_cents=net,
+        vat_cents=vat,
+        total_cents=net + vat,
+        created_at=started,
+        paid_at=started,
     )
     line = OrderLine(
-        product_id=product.id, product_name=product.name, kind=product.kind, years=years,
-        yearly_price_cents=product.yearly_price_cents, list_cents=list_cents,
-        discount_cents=discount_cents, net_cents=net, auto_renew=auto_renew,
+        product_id=product.id,
+        product_name=product.name,
+        kind=product.kind,
+        years=years,
+        yearly_price_cents=product.yearly_price_cents,
+        list_cents=list_cents,
+        discount_cents=discount_cents,
+        net_cents=net,
+        auto_renew=auto_renew,
     )
     order.lines.append(line)
     db.session.add(order)
     db.session.flush()
     service = Service(
-        customer_id=customer.id, product_id=product.id, order_line_id=line.id, started_at=started,
-        expires_at=expires_at, auto_renew=auto_renew, frequency_years=years,
+        customer_id=customer.id,
+        product_id=product.id,
+        order_line_id=line.id,
+        started_at=started,
+        expires_at=expires_at,
+        auto_renew=auto_renew,
+        frequency_years=years,
         saved_card_id=card.id if card else None,
     )
     db.session.add(service)

@@ -68,8 +68,9 @@ def pec(shopper, catalogue, card):
 def stranger(create_customer, catalogue):
     other = create_customer(email="luigi@example.it", name="Luigi Verdi")
     other_card = make_card(other, last4="9999")
-    service = make_service(other, catalogue["products"]["SPID-PF"], expires_at=EXPIRES,
-                           card=other_card)
+    service = make_service(
+        other, catalogue["products"]["SPID-PF"], expires_at=EXPIRES, card=other_card
+    )
     return other, other_card, service
 
 
@@ -80,13 +81,21 @@ def fresh(obj):
 
 def emails(subject: str) -> list[OutboxEmail]:
     db.session.expire_all()
-    return list(db.session.scalars(
-        select(OutboxEmail).where(OutboxEmail.subject.contains(subject)).order_by(OutboxEmail.id)))
+    return list(
+        db.session.scalars(
+            select(OutboxEmail)
+            .where(OutboxEmail.subject.contains(subject))
+            .order_by(OutboxEmail.id)
+        )
+    )
 
 
 def toggle(client, service, *values, htmx=True):
-    return client.post(f"/area-clienti/servizi/{service.id}/rinnovo-automatico",
-                       data={"auto_renew": list(values)}, headers=HX if htmx else {})
+    return client.post(
+        f"/area-clienti/servizi/{service.id}/rinnovo-automatico",
+        data={"auto_renew": list(values)},
+        headers=HX if htmx else {},
+    )
 
 
 def assert_fragment(response, element_id: str) -> None:
@@ -105,15 +114,17 @@ def test_the_area_needs_a_login(client, fake):
 
 
 def test_services_page(client, fake, shopper, pec, catalogue):
-    firma = make_service(shopper, catalogue["products"]["FIRMA-R"], expires_at=EXPIRES,
-                         auto_renew=False)
+    firma = make_service(
+        shopper, catalogue["products"]["FIRMA-R"], expires_at=EXPIRES, auto_renew=False
+    )
     page = client.get("/area-clienti/")
     assert page.status_code == 200
     assert "<html" in page.text
     assert "I miei servizi" in page.text
     assert "Area clienti" in page.text  # the header link
-    row = page.text[page.text.index(f'id="service-{pec.id}"'):page.text.index(
-        f'id="service-{firma.id}"')]
+    row = page.text[
+        page.text.index(f'id="service-{pec.id}"') : page.text.index(f'id="service-{firma.id}"')
+    ]
     assert "PEC Standard" in row
     assert f'id="service-{pec.id}-expiry">20/01/2027' in row
     assert "Attivo" in row
@@ -167,8 +178,13 @@ def test_switch_without_htmx_renders_the_page(client, fake, shopper, pec):
 
 def test_switch_on_without_a_valid_card_says_how_to_add_one(client, fake, shopper, catalogue):
     expired = make_card(shopper, exp_month=1, exp_year=2025, last4="0069")
-    service = make_service(shopper, catalogue["products"]["PEC-STD"], expires_at=EXPIRES,
-                           card=expired, auto_renew=False)
+    service = make_service(
+        shopper,
+        catalogue["products"]["PEC-STD"],
+        expires_at=EXPIRES,
+        card=expired,
+        auto_renew=False,
+    )
     response = toggle(client, service, "0", "1")
     assert response.status_code == 422
     assert_fragment(response, f"service-{service.id}")
@@ -180,8 +196,9 @@ def test_switch_on_without_a_valid_card_says_how_to_add_one(client, fake, shoppe
 
 
 def test_switch_on_takes_a_valid_card_of_the_customer(client, fake, shopper, catalogue, card):
-    service = make_service(shopper, catalogue["products"]["SPID-PF"], expires_at=EXPIRES,
-                           card=None, auto_renew=False)
+    service = make_service(
+        shopper, catalogue["products"]["SPID-PF"], expires_at=EXPIRES, card=None, auto_renew=False
+    )
     response = toggle(client, service, "0", "1")
     assert response.status_code == 200
     service = fresh(service)
@@ -190,24 +207,26 @@ def test_switch_on_takes_a_valid_card_of_the_customer(client, fake, shopper, cat
 
 @pytest.mark.parametrize("data", [{}, {"auto_renew": "si"}])
 def test_bad_switch_input_is_422_and_changes_nothing(client, fake, shopper, pec, data):
-    response = client.post(f"/area-clienti/servizi/{pec.id}/rinnovo-automatico", data=data,
-                           headers=HX)
+    response = client.post(
+        f"/area-clienti/servizi/{pec.id}/rinnovo-automatico", data=data, headers=HX
+    )
     assert response.status_code == 422
     assert "Richiesta non valida" in response.text
     assert fresh(pec).auto_renew
 
 
-def test_no_switch_for_firma_digitale_or_an_expired_service(client, fake, shopper, catalogue,
-                                                           card):
-    firma = make_service(shopper, catalogue["products"]["FIRMA-R"], expires_at=EXPIRES,
-                         auto_renew=False)
+def test_no_switch_for_firma_digitale_or_an_expired_service(client, fake, shopper, catalogue, card):
+    firma = make_service(
+        shopper, catalogue["products"]["FIRMA-R"], expires_at=EXPIRES, auto_renew=False
+    )
     response = toggle(client, firma, "0", "1")
     assert response.status_code == 422
     assert "non è disponibile per Firma Digitale" in response.text
     assert not fresh(firma).auto_renew
 
-    gone = make_service(shopper, catalogue["products"]["PEC-STD"], expires_at=EXPIRES,
-                        card=card, auto_renew=False)
+    gone = make_service(
+        shopper, catalogue["products"]["PEC-STD"], expires_at=EXPIRES, card=card, auto_renew=False
+    )
     gone.status = gone.status.EXPIRED
     db.session.commit()
     response = toggle(client, gone, "0", "1")
@@ -219,10 +238,10 @@ def test_no_switch_for_firma_digitale_or_an_expired_service(client, fake, shoppe
 # --- frequency and card -------------------------------------------------------------------------
 
 
-def test_frequency_changes_in_place_within_the_allowed_years(client, fake, shopper, catalogue,
-                                                            card):
-    promo = make_service(shopper, catalogue["products"]["PEC-PROMO"], expires_at=EXPIRES,
-                         card=card)
+def test_frequency_changes_in_place_within_the_allowed_years(
+    client, fake, shopper, catalogue, card
+):
+    promo = make_service(shopper, catalogue["products"]["PEC-PROMO"], expires_at=EXPIRES, card=card)
     url = f"/area-clienti/servizi/{promo.id}/frequenza"
     for bad in ("3", "0", "abc", ""):
         response = client.post(url, data={"frequency_years": bad}, headers=HX)
@@ -261,8 +280,9 @@ def test_another_customers_things_are_not_found(client, fake, shopper, pec, stra
     assert client.post(f"{base}/frequenza", data={"frequency_years": "2"}).status_code == 404
     assert client.post(f"{base}/carta", data={"card_id": str(other_card.id)}).status_code == 404
     # My service, their card.
-    response = client.post(f"/area-clienti/servizi/{pec.id}/carta",
-                           data={"card_id": str(other_card.id)}, headers=HX)
+    response = client.post(
+        f"/area-clienti/servizi/{pec.id}/carta", data={"card_id": str(other_card.id)}, headers=HX
+    )
     assert response.status_code == 404
     assert client.post(f"/area-clienti/carte/{other_card.id}/rimuovi").status_code == 404
     other_order = db.session.scalar(select(Order).where(Order.customer_id == stranger[0].id))
@@ -276,8 +296,9 @@ def test_another_customers_things_are_not_found(client, fake, shopper, pec, stra
 # --- saved cards ---------------------------------------------------------------------------------
 
 
-def test_a_card_in_use_cannot_be_removed_until_the_service_lets_it_go(client, fake, shopper, pec,
-                                                                    card):
+def test_a_card_in_use_cannot_be_removed_until_the_service_lets_it_go(
+    client, fake, shopper, pec, card
+):
     page = client.get("/area-clienti/carte")
     assert page.status_code == 200
     assert f'id="saved-card-{card.id}"' in page.text
@@ -337,14 +358,19 @@ def test_a_forged_or_foreign_card_return_is_refused(client, fake, shopper, stran
     fake.verifications[pid] = info.__class__(**{**info.__dict__, "order_ref": "CARTA-999-x"})
     params = fake.return_params(pid)
     assert client.get("/area-clienti/carte/aggiunta", query_string=params).status_code == 404
-    assert db.session.scalar(select(func.count(SavedCard.id)).where(
-        SavedCard.customer_id == shopper.id)) == 0
+    assert (
+        db.session.scalar(
+            select(func.count(SavedCard.id)).where(SavedCard.customer_id == shopper.id)
+        )
+        == 0
+    )
 
 
 def test_a_new_card_fixes_a_failed_renewal_at_once(client, fake, shopper, catalogue, clock):
     expired = make_card(shopper, exp_month=12, exp_year=2026, last4="0069")
-    service = make_service(shopper, catalogue["products"]["PEC-STD"], expires_at=EXPIRES,
-                           card=expired)
+    service = make_service(
+        shopper, catalogue["products"]["PEC-STD"], expires_at=EXPIRES, card=expired
+    )
     run_renewals(EXPIRES - timedelta(days=15))  # fails: the card has expired by January
     renewal = db.session.scalar(select(Renewal).where(Renewal.service_id == service.id))
     assert renewal.status is RenewalStatus.FAILED
@@ -419,8 +445,11 @@ def test_htmx_posts_need_the_csrf_token(app, client, fake, shopper, pec):
     assert fresh(pec).auto_renew
     page = client.get("/area-clienti/")
     token = re.search(r'"X-CSRFToken": "([^"]+)"', page.text).group(1)
-    response = client.post(f"/area-clienti/servizi/{pec.id}/rinnovo-automatico",
-                           data={"auto_renew": "0"}, headers={**HX, "X-CSRFToken": token})
+    response = client.post(
+        f"/area-clienti/servizi/{pec.id}/rinnovo-automatico",
+        data={"auto_renew": "0"},
+        headers={**HX, "X-CSRFToken": token},
+    )
     assert response.status_code == 200
     assert not fresh(pec).auto_renew
 

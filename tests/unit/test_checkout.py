@@ -437,8 +437,8 @@ def test_twin_submit_that_sees_the_cart_already_spent_shows_the_order(
     client, db, monkeypatch, catalogue, dummy_customer
 ):
     """Between this request's reads the twin commits: the cart looks empty, the order exists."""
-    from webapp.shop import services
     from webapp.errors import CheckoutError
+    from webapp.shop import services
 
     ready(client, catalogue, "PEC-STD")
     token = checkout_token(client)
@@ -454,4 +454,3 @@ def test_twin_submit_that_sees_the_cart_already_spent_shows_the_order(
     assert r.status_code == 303
     [order] = orders_of(dummy_customer.id)
     assert r.headers["Location"] == f"/ordini/{order.id}"
-

@@ -34,8 +34,9 @@ def test_parse_as_of_is_noon_in_italy_or_the_given_italian_time():
 
 def test_run_as_of_a_date_renews_what_is_due_that_day(app, fake, dummy_customer, catalogue):
     card = make_card(dummy_customer)
-    service = make_service(dummy_customer, catalogue["products"]["PEC-STD"], expires_at=EXPIRES,
-                           card=card)
+    service = make_service(
+        dummy_customer, catalogue["products"]["PEC-STD"], expires_at=EXPIRES, card=card
+    )
     runner = app.test_cli_runner()
 
     result = runner.invoke(args=["renewals", "run", "--as-of", "2027-01-04"])
@@ -48,8 +49,9 @@ def test_run_as_of_a_date_renews_what_is_due_that_day(app, fake, dummy_customer,
     assert "Passata rinnovi al 05/01/2027" in result.output
     assert "addebitati 1" in result.output
     db.session.expire_all()
-    assert db.session.get(Service, service.id).expires_at == datetime(2028, 1, 20, 10, 0,
-                                                                     tzinfo=UTC)
+    assert db.session.get(Service, service.id).expires_at == datetime(
+        2028, 1, 20, 10, 0, tzinfo=UTC
+    )
     # Run again for the same day (a rerun, or the CLI beside the scheduler): nothing more.
     result = runner.invoke(args=["renewals", "run", "--as-of", "2027-01-05"])
     assert "addebitati 0" in result.output
@@ -78,8 +80,9 @@ def test_scheduler_runs_the_pass_and_the_outbox_once_at_a_time(app):
 def test_scheduler_job_runs_a_pass_in_its_own_app_context(app, fake, dummy_customer, catalogue):
     card = make_card(dummy_customer)
     soon = now_utc().replace(microsecond=0) + timedelta(days=10)  # in the window today
-    service = make_service(dummy_customer, catalogue["products"]["SPID-PF"], expires_at=soon,
-                           card=card)
+    service = make_service(
+        dummy_customer, catalogue["products"]["SPID-PF"], expires_at=soon, card=card
+    )
     job = build_scheduler(app).get_job("renewals")
     job.func()  # what the scheduler calls, on the real clock
     assert len(fake.calls) == 1

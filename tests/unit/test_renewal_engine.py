@@ -52,10 +52,13 @@ def service(dummy_customer, pec, card):
 
 def emails(template_subject: str) -> list[OutboxEmail]:
     _db.session.expire_all()
-    return list(_db.session.scalars(
-        select(OutboxEmail).where(OutboxEmail.subject.contains(template_subject))
-        .order_by(OutboxEmail.id)
-    ))
+    return list(
+        _db.session.scalars(
+            select(OutboxEmail)
+            .where(OutboxEmail.subject.contains(template_subject))
+            .order_by(OutboxEmail.id)
+        )
+    )
 
 
 def fresh(obj):
@@ -101,9 +104,7 @@ def test_no_reminder_when_auto_renewal_is_off(fake, dummy_customer, pec, card):
     assert run_renewals(days_before(30)).reminders == 0
 
 
-def test_warning_when_the_card_will_have_expired_by_the_renewal_date(
-    fake, dummy_customer, pec
-):
+def test_warning_when_the_card_will_have_expired_by_the_renewal_date(fake, dummy_customer, pec):
     # Valid today (November 2026) but not on 5 January 2027.
     old = make_card(dummy_customer, exp_month=12, exp_year=2026, last4="1111")
     service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=old)
@@ -136,8 +137,9 @@ def test_charged_in_window_at_todays_list_price_times_frequency_without_discount
     fake, dummy_customer, pec, card
 ):
     # Bought for 2 years with a discount; the list price went up since.
-    service = make_service(dummy_customer, pec, expires_at=EXPIRES, years=2, card=card,
-                           discount_cents=300)
+    service = make_service(
+        dummy_customer, pec, expires_at=EXPIRES, years=2, card=card, discount_cents=300
+    )
     pec.yearly_price_cents = 700
     _db.session.commit()
 
@@ -155,7 +157,11 @@ def test_charged_in_window_at_todays_list_price_times_frequency_without_discount
     order = _db.session.get(Order, renewal.order_id)
     assert (order.kind, order.status) == (OrderKind.RENEWAL, OrderStatus.PAID)
     assert (order.net_cents, order.discount_cents, order.vat_cents, order.total_cents) == (
-        1400, 0, 308, 1708)
+        1400,
+        0,
+        308,
+        1708,
+    )
     assert order.lines[0].service_id == service.id and order.lines[0].years == 2
     [payment] = _db.session.scalars(select(Payment).where(Payment.order_id == order.id))
     assert (payment.channel, payment.status) == (PaymentChannel.RENEWAL, PaymentStatus.SUCCEEDED)
@@ -176,8 +182,9 @@ def test_charged_in_window_at_todays_list_price_times_frequency_without_discount
     assert len(fake.calls) == 1
 
 
-def test_a_service_with_auto_renewal_off_is_not_charged_and_expires(fake, dummy_customer, pec,
-                                                                   card):
+def test_a_service_with_auto_renewal_off_is_not_charged_and_expires(
+    fake, dummy_customer, pec, card
+):
     service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=card, auto_renew=False)
     assert run_renewals(days_before(15)).opened == 0
     report = run_renewals(EXPIRES)
@@ -384,9 +391,15 @@ def test_a_crash_after_the_charge_is_resolved_with_the_same_key(fake, service):
 
 def test_a_row_claimed_by_another_worker_is_left_alone(fake, service):
     run_renewals(days_before(16))
-    _db.session.add(Renewal(service_id=service.id, period_expires_at=EXPIRES,
-                            next_attempt_at=days_before(15), claimed_by="other:1",
-                            claimed_until=datetime.now(UTC) + timedelta(minutes=5)))
+    _db.session.add(
+        Renewal(
+            service_id=service.id,
+            period_expires_at=EXPIRES,
+            next_attempt_at=days_before(15),
+            claimed_by="other:1",
+            claimed_until=datetime.now(UTC) + timedelta(minutes=5),
+        )
+    )
     _db.session.commit()
     report = run_renewals(days_before(15))
     assert report.charged == 0
@@ -411,8 +424,9 @@ def test_claiming_is_a_guarded_update(fake, service):
 def test_two_passes_at_once_charge_each_service_once(app, fake, dummy_customer, catalogue, card):
     products = catalogue["products"]
     services = [
-        make_service(dummy_customer, products[sku], expires_at=EXPIRES + i * timedelta(hours=1),
-                     card=card)
+        make_service(
+            dummy_customer, products[sku], expires_at=EXPIRES + i * timedelta(hours=1), card=card
+        )
         for i, sku in enumerate(("PEC-STD", "SPID-PF", "CONS-1", "FPA-100"))
     ]
     fake.latency = 0.05  # the bank takes a moment: both workers are inside a pass together
@@ -442,7 +456,8 @@ def test_two_passes_at_once_charge_each_service_once(app, fake, dummy_customer, 
     _db.session.expire_all()
     assert _db.session.scalar(select(func.count(Renewal.id))) == len(services)
     succeeded = _db.session.scalar(
-        select(func.count(Payment.id)).where(Payment.status == PaymentStatus.SUCCEEDED))
+        select(func.count(Payment.id)).where(Payment.status == PaymentStatus.SUCCEEDED)
+    )
     assert succeeded == len(services)
     for i, s in enumerate(services):
         assert fresh(s).expires_at == add_year(EXPIRES + i * timedelta(hours=1))
@@ -470,12 +485,24 @@ def test_saved_card_charge_left_unknown_is_reconciled(fake, dummy_customer, pec,
     from webapp.renewals.engine import reconcile_payments
     from webapp.shop.models import PaymentMethod
 
-    order = Order(customer_id=dummy_customer.id, payment_method=PaymentMethod.CARD,
-                  subtotal_cents=500, net_cents=500, vat_cents=110, total_cents=610, created_at=now)
+    order = Order(
+        customer_id=dummy_customer.id,
+        payment_method=PaymentMethod.CARD,
+        subtotal_cents=500,
+        net_cents=500,
+        vat_cents=110,
+        total_cents=610,
+        created_at=now,
+    )
     _db.session.add(order)
     _db.session.flush()
-    payment = Payment(order_id=order.id, channel=PaymentChannel.SAVED_CARD, amount_cents=610,
-                      idempotency_key="card-x", saved_card_id=card.id)
+    payment = Payment(
+        order_id=order.id,
+        channel=PaymentChannel.SAVED_CARD,
+        amount_cents=610,
+        idempotency_key="card-x",
+        saved_card_id=card.id,
+    )
     _db.session.add(payment)
     _db.session.commit()
     fake.mode = "timeout_after_charge"

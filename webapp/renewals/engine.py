@@ -138,7 +138,9 @@ def run_renewals(
 
 
 def retry_renewal(
-    service: Service, now: datetime, worker: str | None = None,
+    service: Service,
+    now: datetime,
+    worker: str | None = None,
     lease_clock: Callable[[], datetime] = now_utc,
 ) -> str | None:
     """Retry a failed renewal at once (the customer fixed the card); None if none is open.
@@ -218,12 +220,14 @@ def _unclaim(renewal_id: int, worker: str) -> None:
 def _send_reminders(now: datetime, s: RenewalSettings, report: RenewalReport) -> None:
     """Before the window opens: the amount, the card and how to turn it off; and a card warning."""
     service_ids = _ids(
-        select(Service.id).where(
+        select(Service.id)
+        .where(
             Service.status == ServiceStatus.ACTIVE,
             Service.auto_renew,
             Service.expires_at > now + s.window,
             Service.expires_at <= now + s.reminder,
-        ).order_by(Service.id)
+        )
+        .order_by(Service.id)
     )
     for service_id in service_ids:
         service = db.session.get(Service, service_id)  # each commit below expires it anyway
@@ -291,8 +295,14 @@ def _open_renewals(now: datetime, s: RenewalSettings, report: RenewalReport) -> 
         )
         .order_by(Service.expires_at, Service.id)
     )
-    columns = ["service_id", "period_expires_at", "status", "attempts", "next_attempt_at",
-               "created_at"]
+    columns = [
+        "service_id",
+        "period_expires_at",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "created_at",
+    ]
     dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
     stmt = (
         dialect.insert(Renewal.__table__)
@@ -349,7 +359,10 @@ def _commit_keeping_loaded() -> None:
 
 
 def _process(
-    renewal_id: int, now: datetime, worker: str, s: RenewalSettings,
+    renewal_id: int,
+    now: datetime,
+    worker: str,
+    s: RenewalSettings,
     lease_clock: Callable[[], datetime],
 ) -> str:
     """Claim one renewal, attempt it, release it, commit; returns the outcome."""
@@ -485,8 +498,12 @@ def _renewal_order(renewal: Renewal, service: Service, now: datetime, s: Renewal
     price = renewal_price(service, s.vat_rate)
     order = renewal.order
     if order is None:
-        order = Order(customer_id=service.customer_id, kind=OrderKind.RENEWAL,
-                      payment_method=PaymentMethod.CARD, created_at=now)
+        order = Order(
+            customer_id=service.customer_id,
+            kind=OrderKind.RENEWAL,
+            payment_method=PaymentMethod.CARD,
+            created_at=now,
+        )
         order.lines.append(OrderLine(service_id=service.id))
         db.session.add(order)
     elif order.status is not OrderStatus.PENDING_PAYMENT:
@@ -525,7 +542,10 @@ def _expired_services(now: datetime) -> array:
 
 
 def _expire(
-    service_id: int, now: datetime, worker: str, s: RenewalSettings,
+    service_id: int,
+    now: datetime,
+    worker: str,
+    s: RenewalSettings,
     lease_clock: Callable[[], datetime],
 ) -> str:
     """The expiry passed unpaid: the service expires and auto-renewal stops, with an e-mail."""
@@ -568,16 +588,25 @@ def _expire_claimed(
                 return outcome
         if renewal.status is RenewalStatus.SUCCEEDED:
             return "skipped"
-        transition(renewal, RenewalStatus.ABANDONED, RENEWAL_TRANSITIONS, "Rinnovo già concluso.",
-                   next_attempt_at=None, completed_at=now)
+        transition(
+            renewal,
+            RenewalStatus.ABANDONED,
+            RENEWAL_TRANSITIONS,
+            "Rinnovo già concluso.",
+            next_attempt_at=None,
+            completed_at=now,
+        )
         order = renewal.order
         if order is not None and order.status is OrderStatus.PENDING_PAYMENT:
             transition(order, OrderStatus.CANCELLED, ORDER_TRANSITIONS, "Ordine già concluso.")
     was_renewing = service.auto_renew
     moved = db.session.execute(
         update(Service)
-        .where(Service.id == service.id, Service.status == ServiceStatus.ACTIVE,
-               Service.expires_at == period)
+        .where(
+            Service.id == service.id,
+            Service.status == ServiceStatus.ACTIVE,
+            Service.expires_at == period,
+        )
         .values(status=ServiceStatus.EXPIRED, auto_renew=False)
         .execution_options(synchronize_session=False)
     ).rowcount
@@ -598,4 +627,3 @@ def _expire_claimed(
 
 def _day(value: datetime) -> str:
     return rome_date(value).strftime("%d/%m/%Y")
-

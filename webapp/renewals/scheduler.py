@@ -80,12 +80,24 @@ def build_scheduler(app: Flask) -> BlockingScheduler:
     scheduler = BlockingScheduler(timezone=UTC)
     start = datetime.now(UTC)
     scheduler.add_job(
-        _job(app, renewal_pass), "interval", id="renewals", name="rinnovi", next_run_time=start,
-        minutes=app.config["SCHEDULER_INTERVAL_MINUTES"], max_instances=1, coalesce=True,
+        _job(app, renewal_pass),
+        "interval",
+        id="renewals",
+        name="rinnovi",
+        next_run_time=start,
+        minutes=app.config["SCHEDULER_INTERVAL_MINUTES"],
+        max_instances=1,
+        coalesce=True,
     )
     scheduler.add_job(
-        _job(app, send_outbox), "interval", id="outbox", name="e-mail", next_run_time=start,
-        minutes=1, max_instances=1, coalesce=True,
+        _job(app, send_outbox),
+        "interval",
+        id="outbox",
+        name="e-mail",
+        next_run_time=start,
+        minutes=1,
+        max_instances=1,
+        coalesce=True,
     )
     return scheduler
 

@@ -184,8 +184,14 @@ def renewal_paid(order: Order, payment: Payment, now: datetime) -> None:
         log.error("renewal %s paid, service %s had moved on from %s", renewal.id, service.id, old)
     db.session.refresh(service)
     transition(
-        renewal, RenewalStatus.SUCCEEDED, RENEWAL_TRANSITIONS, "Rinnovo già concluso.",
-        completed_at=now, next_attempt_at=None, failure_code=None, failure_reason=None,
+        renewal,
+        RenewalStatus.SUCCEEDED,
+        RENEWAL_TRANSITIONS,
+        "Rinnovo già concluso.",
+        completed_at=now,
+        next_attempt_at=None,
+        failure_code=None,
+        failure_reason=None,
     )
     queue_customer_email(
         service,
@@ -226,15 +232,16 @@ def service_views(services: list[Service], now: datetime) -> list[ServiceView]:
     for service in services:
         when = renewal_date(service, now, s.window)
         renewal = renewals.get(service.id)
-        views.append(ServiceView(
-            service=service,
-            renewal=renewal if renewal is not None and renewal.open else None,
-            price=renewal_price(service, s.vat_rate),
-            renew_on=when,
-            card_ok=card_usable(service.saved_card, rome_date(when)),
-        ))
+        views.append(
+            ServiceView(
+                service=service,
+                renewal=renewal if renewal is not None and renewal.open else None,
+                price=renewal_price(service, s.vat_rate),
+                renew_on=when,
+                card_ok=card_usable(service.saved_card, rome_date(when)),
+            )
+        )
     return views
-
 
 
 def _check_manageable(service: Service) -> None:
@@ -248,9 +255,7 @@ def _check_manageable(service: Service) -> None:
         )
 
 
-def set_auto_renew(
-    service: Service, enabled: bool, cards: list[SavedCard], now: datetime
-) -> bool:
+def set_auto_renew(service: Service, enabled: bool, cards: list[SavedCard], now: datetime) -> bool:
     """Turn auto-renewal on or off; True when it changed (and an e-mail was queued).
 
     Turning it on needs a valid card: the service's own, else the newest valid one in `cards`.
@@ -260,8 +265,10 @@ def set_auto_renew(
         return False
     today = rome_date(now)
     if enabled:
-        card = service.saved_card if card_usable(service.saved_card, today) else next(
-            (c for c in cards if card_usable(c, today)), None
+        card = (
+            service.saved_card
+            if card_usable(service.saved_card, today)
+            else next((c for c in cards if card_usable(c, today)), None)
         )
         if card is None:
             raise CardNeeded(

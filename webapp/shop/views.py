@@ -192,9 +192,7 @@ def confirm_order():
             # A twin submit may have spent the cart between our reads: its order is ours too.
             order = services.order_for_token(current_user.id, token)
             if order is None:
-                return _checkout_response(
-                    "confirm", 422, confirm_error=exc.message, terms=accepted
-                )
+                return _checkout_response("confirm", 422, confirm_error=exc.message, terms=accepted)
             break
         except IntegrityError:
             # The same form submitted twice at once: the other request created the order.
