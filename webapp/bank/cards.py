@@ -30,6 +30,16 @@ TEST_CARDS: dict[str, Behaviour] = {
     "4000000000000069": Behaviour.EXPIRED,
 }
 
+#: What each behaviour does, as the sandbox's home page tells testers.
+BEHAVIOUR_LABELS: dict[Behaviour, str] = {
+    Behaviour.SMS_OTP: "Pagamento riuscito dopo il codice SMS (mostrato sul telefono simulato)",
+    Behaviour.APP: "Pagamento riuscito dopo l'approvazione nell'app della banca (simulata)",
+    Behaviour.FRICTIONLESS: "Pagamento riuscito senza verifica aggiuntiva",
+    Behaviour.DECLINED: "Pagamento rifiutato dalla banca",
+    Behaviour.INSUFFICIENT_FUNDS: "Fondi insufficienti (la verifica a importo zero riesce)",
+    Behaviour.EXPIRED: "Carta scaduta",
+}
+
 BRAND_LABELS = {"visa": "Visa", "mastercard": "Mastercard", "amex": "American Express"}
 
 MSG_HOLDER = "Inserisci l'intestatario della carta."
@@ -141,3 +151,10 @@ def validate_card(
         return None, errors
     assert brand is not None and expiry is not None
     return CardInput(holder, digits, brand, expiry[0], expiry[1]), {}
+
+
+def grouped(number: str) -> str:
+    """The number as printed on the card: 4-6-5 for American Express, groups of 4 otherwise."""
+    if detect_brand(number) == "amex":
+        return f"{number[:4]} {number[4:10]} {number[10:]}"
+    return " ".join(number[i : i + 4] for i in range(0, len(number), 4))

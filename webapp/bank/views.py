@@ -24,6 +24,7 @@ from werkzeug.wrappers import Response
 from webapp.signing import MERCHANT_HEADER, BadSignature, verify_request
 
 from . import notifier, services
+from .cards import BEHAVIOUR_LABELS, BRAND_LABELS, TEST_CARDS, detect_brand, grouped
 from .extensions import OTP_RATE_LIMIT, bank_now, db, limiter
 from .models import Payment, PaymentStatus
 
@@ -268,6 +269,16 @@ def _card_form(payment: Payment, errors: dict[str, str], form: dict[str, str]) -
         years=range(year, year + 16),
     )
     return make_response(html, 422 if errors else 200)
+
+
+@pages.get("/")
+def home() -> str:
+    """The sandbox's front door: what it is, and the test cards with what each one does."""
+    cards = [
+        (grouped(number), BRAND_LABELS[detect_brand(number)], BEHAVIOUR_LABELS[behaviour])
+        for number, behaviour in TEST_CARDS.items()
+    ]
+    return render_template("bank/home.html", cards=cards)
 
 
 @pages.get("/pay/<payment_id>")

@@ -42,3 +42,22 @@ def test_pages_are_not_cached_static_files_are(client, create_payment) -> None:
     assert css.status_code == 200
     assert css.headers.get("Cache-Control") != "no-store"
     css.close()
+
+
+def test_home_lists_every_test_card_with_its_outcome(client) -> None:
+    from webapp.bank.cards import TEST_CARDS
+
+    response = client.get("/")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "4111 1111 1111 1111" in page
+    assert "3782 822463 10005" in page  # American Express grouping
+    assert page.count('<td class="mono">') == len(TEST_CARDS)
+    assert "Fondi insufficienti" in page and "Carta scaduta" in page
+
+
+def test_card_numbers_are_grouped_as_printed() -> None:
+    from webapp.bank.cards import grouped
+
+    assert grouped("5555555555554444") == "5555 5555 5555 4444"
+    assert grouped("378282246310005") == "3782 822463 10005"
