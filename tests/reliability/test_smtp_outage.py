@@ -9,12 +9,12 @@ import sys
 import threading
 from collections import Counter
 from datetime import timedelta
-from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, select, update
 
 from tests.reliability.conftest import ROOT, _env, free_port, wait_until
+from tests.unit.helpers import confirmation_context
 from webapp.clock import now_utc
 from webapp.mailsink import MailSink
 from webapp.notify.models import OutboxEmail
@@ -37,29 +37,6 @@ def smtp(app):
     yield sink
     with contextlib.suppress(Exception):
         sink.stop()
-
-
-def _context() -> dict:
-    """What the payment confirmation template needs, for an e-mail that is only counted."""
-    order = SimpleNamespace(
-        number="2026-000001",
-        lines=[],
-        net_cents=0,
-        discount_cents=0,
-        vat_cents=0,
-        total_cents=0,
-        discount_code=None,
-    )
-    return dict(
-        customer=SimpleNamespace(name="Mario"),
-        order=order,
-        card=None,
-        services=[],
-        renewing=[],
-        format_eur=str,
-        rome_date=None,
-        shop_url="http://x",
-    )
 
 
 def _unsent(db) -> int:
@@ -92,7 +69,7 @@ def test_smtp_down_loses_nothing_and_delivers_each_email_once_when_back(app, db,
             f"Prova {i}",
             "payment_confirmation",
             dedupe_key=f"smtp-outage-{i}",
-            **_context(),
+            **confirmation_context(),
         )
     commit()  # sending right after the commit fails: nobody listens on the SMTP port
     assert _unsent(db) == N

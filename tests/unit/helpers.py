@@ -68,3 +68,28 @@ def confirm(client: FlaskClient, token: str, htmx: bool = False, **extra):
     """Post the confirm form with the terms accepted (unless terms='' is given)."""
     data = {"checkout_token": token, "terms": "1", **extra}
     return client.post("/checkout/conferma", data=data, headers=HX if htmx else {})
+
+
+def confirmation_context() -> dict:
+    """What the payment confirmation template needs, for an e-mail that is only counted."""
+    from types import SimpleNamespace
+
+    order = SimpleNamespace(
+        number="2026-000001",
+        lines=[],
+        net_cents=0,
+        discount_cents=0,
+        vat_cents=0,
+        total_cents=0,
+        discount_code=None,
+    )
+    return dict(
+        customer=SimpleNamespace(name="Mario"),
+        order=order,
+        card=None,
+        services=[],
+        renewing=[],
+        format_eur=str,
+        rome_date=None,
+        shop_url="http://x",
+    )

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from tests.unit.helpers import confirmation_context
 from webapp.clock import now_utc
 from webapp.mailsink import MailSink
 from webapp.notify.models import OutboxEmail
@@ -46,32 +47,8 @@ def _queue(n: int, prefix: str = "m"):
             f"Prova {i}",
             "payment_confirmation",
             dedupe_key=f"{prefix}-{i}",
-            **_context(),
+            **confirmation_context(),
         )
-
-
-def _context():
-    from types import SimpleNamespace
-
-    order = SimpleNamespace(
-        number="2026-000001",
-        lines=[],
-        net_cents=0,
-        discount_cents=0,
-        vat_cents=0,
-        total_cents=0,
-        discount_code=None,
-    )
-    return dict(
-        customer=SimpleNamespace(name="Mario"),
-        order=order,
-        card=None,
-        services=[],
-        renewing=[],
-        format_eur=str,
-        rome_date=None,
-        shop_url="http://x",
-    )
 
 
 def test_rollback_sends_nothing(db, smtp):
