@@ -157,11 +157,11 @@ def register_template_helpers(app: Flask) -> None:
     from flask_login import current_user
     from flask_wtf.csrf import generate_csrf
 
-    from webapp.clock import rome_date
+    from webapp.clock import format_day
     from webapp.money import format_eur
 
     app.jinja_env.filters["eur"] = format_eur
-    app.jinja_env.filters["day"] = lambda value: rome_date(value).strftime("%d/%m/%Y")
+    app.jinja_env.filters["day"] = format_day
 
     @app.context_processor
     def globals_():

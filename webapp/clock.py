@@ -29,3 +29,8 @@ def add_years(value: datetime, years: int) -> datetime:
 def rome_date(value: datetime) -> date:
     """The calendar day in Italy of a UTC instant (what customers see)."""
     return as_utc(value).astimezone(ROME).date()
+
+
+def format_day(value: datetime) -> str:
+    """The Italian calendar day of a UTC instant as customers read it: 25/11/2026."""
+    return rome_date(value).strftime("%d/%m/%Y")

@@ -89,7 +89,5 @@ def confirmation_context() -> dict:
         card=None,
         services=[],
         renewing=[],
-        format_eur=str,
-        rome_date=None,
         shop_url="http://x",
     )

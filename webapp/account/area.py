@@ -13,7 +13,7 @@ from flask import Blueprint, abort, current_app, flash, render_template, request
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from webapp.clock import now_utc, rome_date
+from webapp.clock import format_day, now_utc, rome_date
 from webapp.errors import DomainError, InvalidTransition, NotFound
 from webapp.extensions import db
 from webapp.htmx import is_htmx, redirect_to, render
@@ -167,15 +167,12 @@ def set_card(service_id: int):
     return _services_page(service, message=message)
 
 
-def _day(value) -> str:
-    return rome_date(value).strftime("%d/%m/%Y")
-
-
 def _retry_message(service: Service, outcome: str) -> str:
     db.session.refresh(service)
     name = service.product.name
     if outcome == "charged":
-        return f"Rinnovo di {name} riuscito: il servizio ora scade il {_day(service.expires_at)}."
+        expires = format_day(service.expires_at)
+        return f"Rinnovo di {name} riuscito: il servizio ora scade il {expires}."
     if outcome == "failed":
         renewal = renewals.current_renewal(service)
         reason = renewal.failure_reason if renewal else ""

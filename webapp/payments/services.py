@@ -14,10 +14,8 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import select
 
-from webapp.clock import rome_date
 from webapp.errors import InvalidChoice, InvalidTransition, NotFound, PaymentError
 from webapp.extensions import db
-from webapp.money import format_eur
 from webapp.notify.services import queue_email
 from webapp.payments.gateway import (
     CardDetails,
@@ -386,7 +384,5 @@ def queue_payment_confirmation(
         card=card,
         services=services,
         renewing=renewing,
-        format_eur=format_eur,
-        rome_date=rome_date,
         shop_url=current_app.config["SHOP_BASE_URL"],
     )

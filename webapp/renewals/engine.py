@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
-from webapp.clock import now_utc, rome_date
+from webapp.clock import format_day, now_utc, rome_date
 from webapp.dbtypes import UTCDateTime
 from webapp.errors import InvalidTransition
 from webapp.extensions import db
@@ -240,7 +240,7 @@ def _send_reminders(now: datetime, s: RenewalSettings, report: RenewalReport) ->
         try:
             sent = queue_customer_email(
                 service,
-                f"Promemoria: il {_day(renew_on)} rinnoviamo {service.product.name}",
+                f"Promemoria: il {format_day(renew_on)} rinnoviamo {service.product.name}",
                 "renewal_reminder",
                 dedupe_key=f"reminder-{service.id}-{period}",
                 price=price,
@@ -623,7 +623,3 @@ def _expire_claimed(
         reason=renewal.failure_reason if renewal is not None else None,
     )
     return "expired"
-
-
-def _day(value: datetime) -> str:
-    return rome_date(value).strftime("%d/%m/%Y")

@@ -14,10 +14,10 @@ from flask import current_app
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import selectinload
 
-from webapp.clock import add_years, rome_date
+from webapp.clock import add_years, format_day, rome_date
 from webapp.errors import InvalidChoice, InvalidTransition, NotFound
 from webapp.extensions import db
-from webapp.money import format_eur, vat_cents
+from webapp.money import vat_cents
 from webapp.notify.services import queue_email
 from webapp.payments.models import Payment, SavedCard
 from webapp.renewals.models import (
@@ -195,7 +195,7 @@ def renewal_paid(order: Order, payment: Payment, now: datetime) -> None:
     )
     queue_customer_email(
         service,
-        f"Rinnovo effettuato: {service.product.name} fino al {_day(new)}",
+        f"Rinnovo effettuato: {service.product.name} fino al {format_day(new)}",
         "renewal_succeeded",
         dedupe_key=f"renewal-paid-{renewal.id}",
         order=order,
@@ -387,10 +387,6 @@ def attach_new_card(customer_id: int, card: SavedCard, now: datetime) -> list[Se
 # --- e-mails -----------------------------------------------------------------------------------
 
 
-def _day(value: datetime) -> str:
-    return rome_date(value).strftime("%d/%m/%Y")
-
-
 def queue_customer_email(
     service: Service, subject: str, template: str, dedupe_key: str | None = None, **context
 ):
@@ -409,7 +405,5 @@ def queue_customer_email(
         shop_url=shop_url,
         area_url=f"{shop_url}/area-clienti",
         cards_url=f"{shop_url}/area-clienti/carte",
-        format_eur=format_eur,
-        day=_day,
         **context,
     )

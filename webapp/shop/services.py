@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import selectinload
 
-from webapp.clock import rome_date
+from webapp.clock import format_day
 from webapp.errors import CheckoutError, DiscountRefused, InvalidChoice, NotFound
 from webapp.extensions import db
 from webapp.shop.models import (
@@ -179,10 +179,6 @@ def terms_of(code: DiscountCode | None) -> DiscountTerms | None:
     return DiscountTerms(amount_cents=code.amount_cents, product_ids=restricted)
 
 
-def _fmt_day(value: datetime) -> str:
-    return rome_date(value).strftime("%d/%m/%Y")
-
-
 def check_discount(
     code: DiscountCode | None, raw: str, cart: Cart, customer_id: int, now: datetime
 ) -> DiscountCode:
@@ -191,11 +187,11 @@ def check_discount(
         raise DiscountRefused(f"Il codice sconto «{raw}» non esiste.")
     if now < code.valid_from:
         raise DiscountRefused(
-            f"Il codice sconto {code.code} sarà valido dal {_fmt_day(code.valid_from)}."
+            f"Il codice sconto {code.code} sarà valido dal {format_day(code.valid_from)}."
         )
     if now >= code.valid_until:
         raise DiscountRefused(
-            f"Il codice sconto {code.code} è scaduto il {_fmt_day(code.valid_until)}."
+            f"Il codice sconto {code.code} è scaduto il {format_day(code.valid_until)}."
         )
     if not any(_discount_applies(code, cart)):
         raise DiscountRefused(
