@@ -411,7 +411,7 @@ def _attempt(renewal: Renewal, now: datetime, s: RenewalSettings) -> str:
     if not renewal.open:
         return "skipped"
     if (
-        not (service.active and service.auto_renew and service.renewable)
+        not service.renews
         or service.expires_at != renewal.period_expires_at
         or now >= renewal.period_expires_at
     ):

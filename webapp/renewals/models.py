@@ -49,6 +49,11 @@ class Service(db.Model):
     def active(self) -> bool:
         return self.status is ServiceStatus.ACTIVE
 
+    @property
+    def renews(self) -> bool:
+        """Active, renewable, with auto-renewal on: the engine will charge it."""
+        return self.active and self.auto_renew and self.renewable
+
 
 class RenewalStatus(enum.StrEnum):
     PENDING = "pending"  # due, or a charge under way / with an outcome still to be asked

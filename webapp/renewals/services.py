@@ -368,12 +368,12 @@ def attach_new_card(customer_id: int, card: SavedCard, now: datetime) -> list[Se
     expired by the renewal date. Returns the ones with a failed renewal, to retry at once.
     """
     window = settings().window
+    renewing = [service for service in list_services(customer_id) if service.renews]
+    renewals = current_renewals(renewing)
     retry = []
-    for service in list_services(customer_id):
-        if not (service.active and service.auto_renew and service.renewable):
-            continue
+    for service in renewing:
         on = rome_date(renewal_date(service, now, window))
-        renewal = current_renewal(service)
+        renewal = renewals.get(service.id)
         failed = renewal is not None and renewal.status is RenewalStatus.FAILED
         if (failed or not card_usable(service.saved_card, on)) and card_usable(card, on):
             service.saved_card_id = card.id
@@ -390,7 +390,7 @@ def attach_new_card(customer_id: int, card: SavedCard, now: datetime) -> list[Se
 def queue_customer_email(
     service: Service, subject: str, template: str, dedupe_key: str | None = None, **context
 ):
-    """Queue an e-mail about a service to its owner, with the helpers the templates use."""
+    """Queue an e-mail about a service to its owner, with the links to the customer area."""
     from webapp.account.models import Customer  # only for the address and the name
 
     customer = db.session.get(Customer, service.customer_id)
