@@ -296,6 +296,41 @@ def test_another_customers_things_are_not_found(client, fake, shopper, pec, stra
 # --- saved cards ---------------------------------------------------------------------------------
 
 
+def _statements(client, url: str) -> int:
+    from sqlalchemy import event
+
+    counted = []
+    listener = lambda *_args: counted.append(1)  # noqa: E731
+    event.listen(db.engine, "before_cursor_execute", listener)
+    try:
+        assert client.get(url).status_code == 200
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listener)
+    return len(counted)
+
+
+def test_cards_page_names_each_cards_services_in_a_constant_number_of_queries(
+    client, shopper, catalogue, pec, card
+):
+    first = _statements(client, "/area-clienti/carte")
+    products = catalogue["products"]
+    mastercard = make_card(shopper, last4="4444")
+    make_service(shopper, products["SPID-PF"], expires_at=EXPIRES, card=mastercard)
+    make_service(shopper, products["CONS-1"], expires_at=EXPIRES, card=mastercard, auto_renew=False)
+    for last4 in ("1111", "2222"):
+        make_card(shopper, last4=last4)
+    db.session.commit()
+
+    assert _statements(client, "/area-clienti/carte") == first
+    page = client.get("/area-clienti/carte").text
+    used = dict(
+        re.findall(r'id="saved-card-(\d+)".*?<td>([^<]*)</td>\s*<td class="actions">', page, re.S)
+    )
+    assert used[str(card.id)] == "PEC Standard"
+    assert used[str(mastercard.id)] == "SPID Persona Fisica"  # CONS-1 does not renew: not listed
+    assert sorted(used.values()).count("—") == 2
+
+
 def test_a_card_in_use_cannot_be_removed_until_the_service_lets_it_go(
     client, fake, shopper, pec, card
 ):

@@ -189,7 +189,7 @@ def _retry_message(service: Service, outcome: str) -> str:
 
 def _cards_page(status: int = 200, message: str | None = None, error: str | None = None):
     cards = payments.list_cards(current_user.id)
-    used_by = {card.id: renewals.services_using(card) for card in cards}
+    used_by = renewals.services_by_card(cards)
     return render(
         "area/cards.html",
         "area/_cards.html",

@@ -328,15 +328,24 @@ def set_card(service: Service, card: SavedCard, now: datetime) -> None:
 
 def services_using(card: SavedCard) -> list[Service]:
     """Active services that renew automatically with this card."""
-    return list(
-        db.session.scalars(
-            select(Service).where(
-                Service.saved_card_id == card.id,
+    return services_by_card([card])[card.id]
+
+
+def services_by_card(cards: list[SavedCard]) -> dict[int, list[Service]]:
+    """For each card, the active services that renew with it, in one query."""
+    by_card: dict[int, list[Service]] = {card.id: [] for card in cards}
+    if by_card:
+        for service in db.session.scalars(
+            select(Service)
+            .where(
+                Service.saved_card_id.in_(by_card),
                 Service.auto_renew,
                 Service.status == ServiceStatus.ACTIVE,
             )
-        )
-    )
+            .order_by(Service.id)
+        ):
+            by_card[service.saved_card_id].append(service)
+    return by_card
 
 
 def remove_card(card: SavedCard, now: datetime) -> None:
