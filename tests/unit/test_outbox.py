@@ -15,7 +15,13 @@ from tests.unit.helpers import confirmation_context
 from webapp.clock import now_utc
 from webapp.mailsink import MailSink
 from webapp.notify.models import OutboxEmail
-from webapp.notify.services import commit, queue_email, rollback, send_outbox
+from webapp.notify.services import (
+    commit,
+    once_more_after_conflict,
+    queue_email,
+    rollback,
+    send_outbox,
+)
 
 
 def _free_port() -> int:
@@ -108,3 +114,59 @@ def test_two_senders_at_once_send_each_email_once(app, db, smtp):
         db.session.scalar(select(func.count(OutboxEmail.id)).where(OutboxEmail.sent_at.is_(None)))
         == 0
     )
+
+
+# --- a twin request that won a unique key ---------------------------------------------------
+
+
+def _unique_clash(db) -> None:
+    """Insert an e-mail whose dedupe key is taken: the database refuses it at flush."""
+    db.session.add(OutboxEmail(**_row("clash")))
+    db.session.flush()
+
+
+def _row(key: str) -> dict:
+    return dict(
+        to_addr="a@example.it",
+        subject="s",
+        body_text="t",
+        body_html="h",
+        dedupe_key=key,
+        created_at=now_utc(),
+        next_attempt_at=now_utc(),
+    )
+
+
+def test_once_more_after_conflict_runs_again_on_a_clean_transaction(db):
+    db.session.add(OutboxEmail(**_row("clash")))
+    db.session.commit()
+    runs = []
+
+    def action():
+        runs.append(len(runs))
+        _queue(1, prefix=f"run{len(runs)}")
+        if len(runs) == 1:
+            _unique_clash(db)  # the twin's row was there first
+        commit()
+        return len(runs)
+
+    assert once_more_after_conflict(action) == 2
+    keys = set(db.session.scalars(select(OutboxEmail.dedupe_key)))
+    assert keys == {"clash", "run2-0"}  # the first run's e-mail was rolled back, not sent
+
+
+def test_once_more_after_conflict_gives_up_after_the_second_clash(db):
+    from sqlalchemy.exc import IntegrityError
+
+    db.session.add(OutboxEmail(**_row("clash")))
+    db.session.commit()
+    runs = []
+
+    def action():
+        runs.append(1)
+        _unique_clash(db)
+
+    with pytest.raises(IntegrityError):
+        once_more_after_conflict(action)
+    assert len(runs) == 2
+    rollback()

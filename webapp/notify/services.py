@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from flask import current_app, render_template
 from flask_mail import Message
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from webapp.clock import now_utc
 from webapp.extensions import db, mail
 from webapp.notify.models import OutboxEmail
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _SESSION_KEY = "outbox_ids"
 CLAIM_SECONDS = 120
@@ -56,6 +60,16 @@ def rollback() -> None:
     """Roll back and forget the e-mails queued in the rolled-back transaction."""
     db.session.info.pop(_SESSION_KEY, None)
     db.session.rollback()
+
+
+def once_more_after_conflict(action: Callable[[], T]) -> T:
+    """Run `action` (which commits); when a concurrent twin won a unique key first, roll back
+    and run it once more: the twin's row is visible then, and the action finds it."""
+    try:
+        return action()
+    except IntegrityError:
+        rollback()
+        return action()
 
 
 def _backoff(attempts: int) -> timedelta:

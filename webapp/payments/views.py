@@ -7,13 +7,12 @@ import secrets
 
 from flask import Blueprint, abort, current_app, flash, jsonify, request, url_for
 from flask_login import current_user, login_required
-from sqlalchemy.exc import IntegrityError
 
 from webapp.clock import now_utc
 from webapp.errors import DomainError, InvalidTransition, NotFound
 from webapp.extensions import csrf
 from webapp.htmx import redirect_to, render
-from webapp.notify.services import commit, rollback
+from webapp.notify.services import commit, once_more_after_conflict, rollback
 from webapp.payments import services
 from webapp.payments.gateway import GatewayUnavailable
 from webapp.payments.models import PaymentStatus
@@ -72,13 +71,9 @@ def pay_order(order_id: int):
 
 
 def _settle(gateway_ref: str):
-    try:
-        return _settle_once(gateway_ref)
-    except IntegrityError:
-        # The return and the notification at once: the twin saved the same card token
-        # first. Ask again: the payment is final now and is returned untouched.
-        rollback()
-        return _settle_once(gateway_ref)
+    # The return and the notification at once: if the twin saved the same card token first,
+    # ask again: the payment is final then and is returned untouched.
+    return once_more_after_conflict(lambda: _settle_once(gateway_ref))
 
 
 def _settle_once(gateway_ref: str):
@@ -203,20 +198,19 @@ def select_card(order_id: int):
 
 
 def _record_card_payment(order, choice: str, now):
-    """Put the intent on record before the bank is asked (path 2)."""
-    for retry in (False, True):
-        try:
-            payment = services.begin_saved_card_payment(
-                order, current_user.id, choice, request.form.get("attempt", ""), now.date()
-            )
-            commit()
-            return payment
-        except IntegrityError:
-            # The same form posted twice at once: the twin recorded it, the retry finds it.
-            rollback()
-            if retry:
-                raise
-    raise AssertionError("unreachable")
+    """Put the intent on record before the bank is asked (path 2).
+
+    The same form posted twice at once: the twin recorded it first, the second run finds it.
+    """
+
+    def record():
+        payment = services.begin_saved_card_payment(
+            order, current_user.id, choice, request.form.get("attempt", ""), now.date()
+        )
+        commit()
+        return payment
+
+    return once_more_after_conflict(record)
 
 
 @portal_bp.post("/ordini/<int:order_id>/procedi")

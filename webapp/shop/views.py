@@ -15,12 +15,11 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_required
-from sqlalchemy.exc import IntegrityError
 
 from webapp.clock import now_utc
 from webapp.errors import CheckoutError, DiscountRefused, InvalidChoice, NotFound
 from webapp.htmx import is_htmx, redirect_to, render
-from webapp.notify.services import commit, rollback
+from webapp.notify.services import commit, once_more_after_conflict, rollback
 from webapp.shop import services
 from webapp.shop.models import PaymentMethod
 
@@ -181,24 +180,22 @@ def remove_discount():
 def confirm_order():
     token = request.form.get("checkout_token", "")
     accepted = request.form.get("terms") in {"1", "on", "y", "true"}
-    for attempt in range(2):
+
+    def confirm():
         cart = _cart(create=True)
-        try:
-            order = services.confirm_order(cart, current_user.id, token, accepted, now_utc())
-            commit()
-            break
-        except CheckoutError as exc:
-            rollback()
-            # A twin submit may have spent the cart between our reads: its order is ours too.
-            order = services.order_for_token(current_user.id, token)
-            if order is None:
-                return _checkout_response("confirm", 422, confirm_error=exc.message, terms=accepted)
-            break
-        except IntegrityError:
-            # The same form submitted twice at once: the other request created the order.
-            rollback()
-            if attempt:
-                raise
+        order = services.confirm_order(cart, current_user.id, token, accepted, now_utc())
+        commit()
+        return order
+
+    try:
+        # The same form submitted twice at once: the second run finds the twin's order.
+        order = once_more_after_conflict(confirm)
+    except CheckoutError as exc:
+        rollback()
+        # A twin submit may have spent the cart between our reads: its order is ours too.
+        order = services.order_for_token(current_user.id, token)
+        if order is None:
+            return _checkout_response("confirm", 422, confirm_error=exc.message, terms=accepted)
     return redirect_to(url_for("shop.view_order", order_id=order.id))
 
 
