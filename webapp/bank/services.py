@@ -173,12 +173,9 @@ def confirm_payment(payment: Payment, *, now: datetime) -> Payment:
     if payment.status != S.PENDING_CONFIRMATION or payment.pan is None:
         raise InvalidTransition(f"confirm in status {payment.status}")
     behaviour = cards.behaviour_for(payment.pan)
-    if behaviour is Behaviour.DECLINED:
-        _finish(payment, S.DECLINED, now, "card_declined")
-    elif behaviour is Behaviour.INSUFFICIENT_FUNDS and payment.amount_cents > 0:
-        _finish(payment, S.DECLINED, now, "insufficient_funds")
-    elif behaviour is Behaviour.EXPIRED:
-        _finish(payment, S.DECLINED, now, "expired_card")
+    code = _test_card_decline(behaviour, payment.amount_cents)
+    if code is not None:
+        _finish(payment, S.DECLINED, now, code)
     elif behaviour is Behaviour.SMS_OTP:
         transition(payment, S.CHALLENGE)
         payment.challenge_method = CHALLENGE_SMS
@@ -394,17 +391,23 @@ def charge_token(
     return charge, True
 
 
-def _charge_decline_code(card: Card, amount_cents: int, now: datetime) -> str | None:
-    behaviour = cards.behaviour_for(card.pan)
+def _test_card_decline(behaviour: Behaviour, amount_cents: int) -> str | None:
+    """The decline code a test card's behaviour gives (a zero-amount verification has funds)."""
     if behaviour is Behaviour.DECLINED:
         return "card_declined"
     if behaviour is Behaviour.INSUFFICIENT_FUNDS and amount_cents > 0:
         return "insufficient_funds"
-    if behaviour is Behaviour.EXPIRED or cards.is_expired(
-        card.exp_month, card.exp_year, now.date()
-    ):
+    if behaviour is Behaviour.EXPIRED:
         return "expired_card"
     return None
+
+
+def _charge_decline_code(card: Card, amount_cents: int, now: datetime) -> str | None:
+    """A saved card is also declined once its own expiry date has passed."""
+    code = _test_card_decline(cards.behaviour_for(card.pan), amount_cents)
+    if code is None and cards.is_expired(card.exp_month, card.exp_year, now.date()):
+        return "expired_card"
+    return code
 
 
 def charge_to_dict(charge: Charge) -> dict[str, object]:
