@@ -380,13 +380,12 @@ def app_status(payment_id: str) -> Response:
     """Polled by htmx while the customer decides in the bank app."""
     payment = _load(payment_id)
     htmx = request.headers.get("HX-Request") == "true"
-    if payment.status.is_final and htmx:
-        response = make_response(render_template("bank/_app_status.html", payment=payment))
-        response.headers["HX-Redirect"] = _step_url(payment)
-    elif not htmx:
+    if not htmx:
         response = _see_other(_step_url(payment))
     else:
         response = make_response(render_template("bank/_app_status.html", payment=payment))
+        if payment.status.is_final:
+            response.headers["HX-Redirect"] = _step_url(payment)
     response.headers["Vary"] = "HX-Request"
     response.headers["Cache-Control"] = "no-store"
     return response
