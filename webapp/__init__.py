@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from werkzeug.routing import IntegerConverter
 
 from webapp.config import DEFAULT_BANK_SECRET, DEFAULT_SECRET_KEY, PROJECT_DIR, Config
+from webapp.dbtypes import MAX_ID
 from webapp.extensions import babel, csrf, db, limiter, login_manager, mail, migrate
 from webapp.htmx import is_htmx, redirect_to
 
@@ -49,7 +50,7 @@ class IdConverter(IntegerConverter):
     """`<int:...>` ids: a number no id column can hold is simply not found (404), not a 500."""
 
     def __init__(self, url_map, *args, **kwargs) -> None:
-        kwargs.setdefault("max", 2**31 - 1)
+        kwargs.setdefault("max", MAX_ID)
         super().__init__(url_map, *args, **kwargs)
 
 

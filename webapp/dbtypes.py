@@ -7,6 +7,9 @@ from datetime import UTC, datetime
 from sqlalchemy import DateTime
 from sqlalchemy.types import TypeDecorator
 
+#: The largest id an INTEGER primary key holds: a bigger number is simply unknown, not an error.
+MAX_ID = 2**31 - 1
+
 
 class UTCDateTime(TypeDecorator):
     """A timestamp that is always UTC-aware in Python, whatever the database keeps."""

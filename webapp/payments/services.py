@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import select
 
+from webapp.dbtypes import MAX_ID
 from webapp.errors import InvalidChoice, InvalidTransition, NotFound, PaymentError
 from webapp.extensions import db
 from webapp.notify.services import queue_email
@@ -85,7 +86,7 @@ def get_card(card_id: int | str, customer_id: int) -> SavedCard:
     except (TypeError, ValueError):
         number = 0
     # Out of the id column's range is simply unknown (the database would overflow).
-    card = db.session.get(SavedCard, number) if 0 < number < 2**31 else None
+    card = db.session.get(SavedCard, number) if 0 < number <= MAX_ID else None
     if card is None or card.customer_id != customer_id or card.removed_at is not None:
         raise NotFound("Carta non trovata.")
     return card
