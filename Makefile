@@ -33,3 +33,4 @@ e2e: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check webapp tests bench
 	$(VENV)/bin/ruff format --check webapp tests bench
+	$(VENV)/bin/lint-imports

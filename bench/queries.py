@@ -46,12 +46,12 @@ def seed_shopper(email: str, lines: int, services: int, now: datetime) -> Shoppe
     auto-renewable service has a failed renewal (the page shows it) and renews with one of the
     customer's two cards, in turn a valid and an expired one. Needs the demo catalogue; commits.
     """
-    from webapp.account.models import Customer
     from webapp.payments.models import SavedCard
     from webapp.renewals.models import Renewal, RenewalStatus, Service
     from webapp.shop.models import (
         Cart,
         CartLine,
+        Customer,
         DiscountCode,
         Order,
         OrderLine,

@@ -76,11 +76,10 @@ class InstantBank:
 
 def seed(n: int) -> None:
     """The demo catalogue, n/10 customers with a card each, and n services due for renewal."""
-    from webapp.account.models import Customer
     from webapp.demo import seed as seed_catalogue
     from webapp.payments.models import SavedCard
     from webapp.renewals.models import Service, ServiceStatus
-    from webapp.shop.models import Order, OrderLine, OrderStatus, PaymentMethod, Product
+    from webapp.shop.models import Customer, Order, OrderLine, OrderStatus, PaymentMethod, Product
 
     seed_catalogue(NOW)
     db.session.commit()
@@ -196,7 +195,7 @@ def seed(n: int) -> None:
 
 def check(n: int) -> dict[str, int]:
     """What the pass left: one succeeded charge and one extended period per service."""
-    from webapp.notify.models import OutboxEmail
+    from webapp.outbox.models import OutboxEmail
     from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
     from webapp.renewals.models import Service
 

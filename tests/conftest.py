@@ -88,7 +88,7 @@ def client(app):
 
 @pytest.fixture
 def create_customer(db):
-    from webapp.account.models import Customer
+    from webapp.shop.models import Customer
 
     def make(email="mario@example.it", name="Mario Rossi", password="password123"):
         customer = Customer(email=email, name=name, tax_code="RSSMRA85T10A562S")

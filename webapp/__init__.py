@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, flash, render_template, request
+from flask import Flask, abort, flash, render_template, request, session, url_for
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from werkzeug.exceptions import NotFound as HTTPNotFound
 from werkzeug.routing import IntegerConverter
 
 from webapp.config import DEFAULT_BANK_SECRET, DEFAULT_SECRET_KEY, PROJECT_DIR, Config
 from webapp.dbtypes import MAX_ID
+from webapp.errors import NotFound
 from webapp.extensions import babel, csrf, db, limiter, login_manager, mail, migrate
+from webapp.health import bp as health_bp
 from webapp.htmx import is_htmx, redirect_to
+from webapp.logs import configure_logging
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -36,7 +39,9 @@ def create_app(config: type[Config] = Config, overrides: Mapping | None = None) 
     _refuse_default_secrets(app)
     (PROJECT_DIR / "instance").mkdir(exist_ok=True)
 
+    configure_logging(app)
     register_extensions(app)
+    register_subscribers()
     register_blueprints(app)
     register_errorhandlers(app)
     register_commands(app)
@@ -99,7 +104,7 @@ def register_extensions(app: Flask) -> None:
     login_manager.login_message = "Accedi per continuare."
     login_manager.login_message_category = "info"
 
-    from webapp.account.models import Customer
+    from webapp.shop.models import Customer
 
     @login_manager.user_loader
     def load_user(user_id: str):
@@ -108,8 +113,6 @@ def register_extensions(app: Flask) -> None:
     @login_manager.unauthorized_handler
     def unauthorized():
         # For htmx a redirect would land the login page inside a fragment.
-        from flask import url_for
-
         flash(login_manager.login_message, "info")
         return redirect_to(url_for("account.login", next=_login_next()))
 
@@ -124,8 +127,15 @@ def _login_next() -> str:
     return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
+def register_subscribers() -> None:
+    """Connect the receivers of the domain events (importing them connects them, once)."""
+    import webapp.notify.subscribers
+    import webapp.renewals.activation  # noqa: F401
+
+
 def register_blueprints(app: Flask) -> None:
     from webapp.account.area import bp as area_bp
+    from webapp.account.orders import bp as orders_bp
     from webapp.account.views import bp as account_bp
     from webapp.payments.views import bp as payments_bp
     from webapp.payments.views import portal_bp
@@ -136,6 +146,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(payments_bp)
     app.register_blueprint(portal_bp)
     app.register_blueprint(area_bp)
+    app.register_blueprint(orders_bp)
+    app.register_blueprint(health_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:
@@ -146,6 +158,8 @@ def register_errorhandlers(app: Flask) -> None:
 
     for code in (400, 403, 404, 405, 422, 429, 500):
         app.register_error_handler(code, render_error)
+    # A domain NotFound (another customer's order, an unknown card) is a 404, page or fragment.
+    app.register_error_handler(NotFound, lambda error: render_error(HTTPNotFound()))
 
 
 def register_commands(app: Flask) -> None:
@@ -166,8 +180,6 @@ def register_template_helpers(app: Flask) -> None:
 
     @app.context_processor
     def globals_():
-        from flask import session
-
         from webapp.shop.services import cart_count
 
         def count() -> int:
@@ -209,6 +221,3 @@ def _security_headers(response):
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     return response
-
-
-logging.getLogger("werkzeug").setLevel(logging.WARNING)

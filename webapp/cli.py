@@ -15,7 +15,7 @@ outbox_cli = AppGroup("outbox", help="The e-mail outbox.")
 @outbox_cli.command("send")
 def send_outbox_command() -> None:
     """Send the e-mails that are due (retries included)."""
-    from webapp.notify.services import send_outbox
+    from webapp.outbox.services import send_outbox
 
     click.echo(f"{send_outbox()} e-mail inviate.")
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, Enum
 from sqlalchemy.types import TypeDecorator
 
 #: The largest id an INTEGER primary key holds: a bigger number is simply unknown, not an error.
@@ -28,3 +29,8 @@ class UTCDateTime(TypeDecorator):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def enum_column(cls: type[enum.Enum]) -> Enum:
+    """An enum stored as its value (readable in SQL): a VARCHAR with a check on every database."""
+    return Enum(cls, values_callable=lambda e: [m.value for m in e], native_enum=False, length=32)

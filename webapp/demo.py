@@ -6,9 +6,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from webapp.account.models import Customer
 from webapp.extensions import db
-from webapp.shop.models import DiscountCode, DiscountKind, Product, ServiceKind
+from webapp.shop.models import Customer, DiscountCode, DiscountKind, Product, ServiceKind
 
 DEMO_EMAIL = "demo@pecshop.test"
 DEMO_PASSWORD = "demo12345"

@@ -201,8 +201,8 @@ class Customer:
 @pytest.fixture
 def make_customer(live: Live) -> Callable[..., Customer]:
     """Create fresh customers (no cart, no cards, no orders) in the shop's database."""
-    from webapp.account.models import Customer as CustomerModel
     from webapp.extensions import db
+    from webapp.shop.models import Customer as CustomerModel
 
     def make(name: str = "Mario Rossi") -> Customer:
         email = f"cliente-{uuid.uuid4().hex[:10]}@example.it"

@@ -260,7 +260,6 @@ class System:
     # --- seeding
     def seed_due_services(self, n: int, expires_at: datetime) -> list[int]:
         """n customers, each with one auto-renewing PEC service due, a card the bank knows."""
-        from webapp.account.models import Customer
         from webapp.bank.extensions import db as bank_db
         from webapp.bank.models import Card
         from webapp.demo import seed
@@ -268,6 +267,7 @@ class System:
         from webapp.payments.models import SavedCard
         from webapp.renewals.models import Service
         from webapp.shop.models import (
+            Customer,
             Order,
             OrderKind,
             OrderLine,

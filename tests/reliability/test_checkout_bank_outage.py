@@ -19,7 +19,7 @@ from tests.reliability.conftest import LiveBank, dispose_bank, free_port
 from tests.unit.bank_browser import BankBrowser
 from webapp.clock import now_utc
 from webapp.mailsink import MailSink
-from webapp.notify.models import OutboxEmail
+from webapp.outbox.models import OutboxEmail
 from webapp.payments.models import Payment, PaymentStatus
 from webapp.renewals.models import Service
 from webapp.shop import services as shop

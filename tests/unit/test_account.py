@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.unit.helpers import add, customer_cart, login
-from webapp.account.models import Customer
 from webapp.account.services import authenticate
+from webapp.shop.models import Customer
 
 
 def register(client, url="/registrati", **fields):

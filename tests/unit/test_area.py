@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from tests.unit.bank_browser import BankBrowser
 from tests.unit.renewal_fakes import FakeGateway, make_card, make_service
 from webapp.extensions import db
-from webapp.notify.models import OutboxEmail
+from webapp.outbox.models import OutboxEmail
 from webapp.payments.models import SavedCard
 from webapp.renewals.engine import run_renewals
 from webapp.renewals.models import Renewal, RenewalStatus

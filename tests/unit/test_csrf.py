@@ -25,8 +25,8 @@ FIELD_TOKEN = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"'
 @pytest.fixture
 def csrf_app(tmp_path):
     """The shop with CSRF protection on; no app context stays pushed, as in production."""
-    from webapp.account.models import Customer
     from webapp.demo import seed
+    from webapp.shop.models import Customer
 
     app = create_app(
         TestConfig,

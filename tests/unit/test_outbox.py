@@ -13,15 +13,10 @@ from sqlalchemy import func, select
 
 from tests.unit.helpers import confirmation_context
 from webapp.clock import now_utc
+from webapp.transaction import commit, once_more_after_conflict, rollback
 from webapp.mailsink import MailSink
-from webapp.notify.models import OutboxEmail
-from webapp.notify.services import (
-    commit,
-    once_more_after_conflict,
-    queue_email,
-    rollback,
-    send_outbox,
-)
+from webapp.outbox.models import OutboxEmail
+from webapp.outbox.services import queue_email, send_outbox
 
 
 def _free_port() -> int:

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from tests.unit.bank_browser import BankBrowser
 from webapp.clock import now_utc
 from webapp.extensions import mail
-from webapp.notify.models import OutboxEmail
+from webapp.outbox.models import OutboxEmail
 from webapp.payments.models import Payment, PaymentStatus, SavedCard
 from webapp.renewals.models import Service
 from webapp.shop import services as shop

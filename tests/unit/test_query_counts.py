@@ -7,8 +7,8 @@ from sqlalchemy import select
 
 from bench.queries import LARGE, SMALL, page_counts, seed_shopper
 from tests.unit.helpers import login
-from webapp.account.models import Customer
 from webapp.renewals.services import list_services
+from webapp.shop.models import Customer
 
 
 def test_pages_send_the_same_number_of_queries_whatever_the_rows(app, catalogue, now):

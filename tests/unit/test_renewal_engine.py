@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tests.unit.renewal_fakes import FakeGateway, make_card, make_service
 from webapp.extensions import db as _db
-from webapp.notify.models import OutboxEmail
+from webapp.outbox.models import OutboxEmail
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
 from webapp.renewals.engine import next_retry, retry_renewal, run_renewals
 from webapp.renewals.models import Renewal, RenewalStatus, ServiceStatus

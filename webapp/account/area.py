@@ -14,11 +14,11 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from webapp.clock import format_day, now_utc, rome_date
-from webapp.errors import DomainError, InvalidTransition, NotFound
+from webapp.transaction import commit, rollback
+from webapp.errors import DomainError, InvalidTransition
 from webapp.extensions import db
 from webapp.htmx import is_htmx, redirect_to, render
 from webapp.money import format_eur
-from webapp.notify.services import commit, rollback
 from webapp.payments import services as payments
 from webapp.payments.gateway import GatewayRefused, GatewayUnavailable
 from webapp.payments.models import Payment, PaymentStatus
@@ -47,10 +47,7 @@ def _worker() -> str:
 
 
 def _own_service(service_id: int) -> Service:
-    try:
-        return renewals.get_service(service_id, current_user.id)
-    except NotFound:
-        abort(404)
+    return renewals.get_service(service_id, current_user.id)
 
 
 # --- I miei servizi ------------------------------------------------------------------------------
@@ -149,10 +146,7 @@ def set_card(service_id: int):
     raw = request.form.get("card_id", "")
     if not raw.isdigit():
         return _services_page(service, 422, error="Scegli una delle tue carte di pagamento.")
-    try:
-        card = payments.get_card(raw, current_user.id)
-    except NotFound:
-        abort(404)
+    card = payments.get_card(raw, current_user.id)
     now = now_utc()
     try:
         renewals.set_card(service, card, now)
@@ -288,10 +282,7 @@ def card_added():
 @bp.post("/carte/<int:card_id>/rimuovi")
 def remove_card(card_id: int):
     """Remove a card, unless a service renews with it."""
-    try:
-        card = payments.get_card(card_id, current_user.id)
-    except NotFound:
-        abort(404)
+    card = payments.get_card(card_id, current_user.id)
     masked, token = card.masked, card.gateway_token
     try:
         renewals.remove_card(card, now_utc())
@@ -324,14 +315,11 @@ def orders():
 @bp.get("/ordini/<int:order_id>")
 def view_receipt(order_id: int):
     """The receipt of a paid order; an unpaid one is shown on its order page."""
-    try:
-        order = get_order(order_id, current_user.id)
-    except NotFound:
-        abort(404)
+    order = get_order(order_id, current_user.id)
     if order.status is not OrderStatus.PAID:
         if order.kind is OrderKind.RENEWAL:
             abort(404)
-        return redirect_to(url_for("shop.view_order", order_id=order.id))
+        return redirect_to(url_for("orders.view_order", order_id=order.id))
     payment = db.session.scalar(
         select(Payment).where(
             Payment.order_id == order.id, Payment.status == PaymentStatus.SUCCEEDED

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from webapp.account.models import Customer
 from webapp.errors import DomainError
 from webapp.extensions import db
+from webapp.shop.models import Customer
 
 
 def register_customer(name: str, email: str, tax_code: str, password: str) -> Customer:

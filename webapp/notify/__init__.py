@@ -1,1 +1,1 @@
-"""E-mails: queued in an outbox by services, sent after the commit."""
+"""E-mails about what happened: subscribers to the domain events, queued in the outbox."""

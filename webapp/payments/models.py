@@ -9,9 +9,9 @@ from sqlalchemy import ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from webapp.clock import now_utc
-from webapp.dbtypes import UTCDateTime
+from webapp.dbtypes import UTCDateTime, enum_column
 from webapp.extensions import db
-from webapp.shop.models import Order, _enum
+from webapp.shop.models import Order
 
 
 class PaymentStatus(enum.StrEnum):
@@ -46,9 +46,9 @@ class Payment(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
-    channel: Mapped[PaymentChannel] = mapped_column(_enum(PaymentChannel))
+    channel: Mapped[PaymentChannel] = mapped_column(enum_column(PaymentChannel))
     status: Mapped[PaymentStatus] = mapped_column(
-        _enum(PaymentStatus), default=PaymentStatus.PENDING
+        enum_column(PaymentStatus), default=PaymentStatus.PENDING
     )
     amount_cents: Mapped[int] = mapped_column()
     currency: Mapped[str] = mapped_column(String(3), default="EUR")

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from webapp.dbtypes import MAX_ID
 from webapp.errors import InvalidChoice, InvalidTransition, NotFound, PaymentError
 from webapp.extensions import db
-from webapp.notify.services import queue_email
+from webapp.payments.events import order_paid
 from webapp.payments.gateway import (
     CardDetails,
     Gateway,
@@ -31,15 +31,11 @@ from webapp.payments.models import (
     PaymentStatus,
     SavedCard,
 )
-from webapp.renewals.services import activate_order, renewal_paid
-from webapp.shop.models import Order, OrderKind, OrderStatus, PaymentMethod
+from webapp.shop.models import ORDER_TRANSITIONS, Order, OrderKind, OrderStatus, PaymentMethod
 from webapp.statemachine import transition
 
 log = logging.getLogger(__name__)
 
-ORDER_TRANSITIONS = {
-    OrderStatus.PENDING_PAYMENT: {OrderStatus.PAID, OrderStatus.CANCELLED},
-}
 PAYMENT_TRANSITIONS = {
     PaymentStatus.PENDING: {
         PaymentStatus.SUCCEEDED,
@@ -361,29 +357,5 @@ def _succeed(payment: Payment, card: SavedCard | None, now: datetime) -> None:
     transition(
         order, OrderStatus.PAID, ORDER_TRANSITIONS, "L'ordine è già stato pagato.", paid_at=now
     )
-    if order.kind is OrderKind.RENEWAL:
-        renewal_paid(order, payment, now)  # extends the service and sends the receipt
-        return
-    services = activate_order(order, card, now)
-    queue_payment_confirmation(order, payment, card, services)
-
-
-def queue_payment_confirmation(
-    order: Order, payment: Payment, card: SavedCard | None, services
-) -> None:
-    from webapp.account.models import Customer  # the customer is only needed for the address
-
-    customer = db.session.get(Customer, order.customer_id)
-    renewing = [s for s in services if s.auto_renew]
-    queue_email(
-        customer.email,
-        f"Conferma pagamento ordine {order.number}",
-        "payment_confirmation",
-        dedupe_key=f"order-paid-{order.id}",
-        customer=customer,
-        order=order,
-        card=card,
-        services=services,
-        renewing=renewing,
-        shop_url=current_app.config["SHOP_BASE_URL"],
-    )
+    # Services, invoice and e-mail are the subscribers' (renewals, invoicing, notify).
+    order_paid.send(order, payment=payment, card=card, now=now)

@@ -9,10 +9,10 @@ from flask import Blueprint, abort, current_app, flash, jsonify, request, url_fo
 from flask_login import current_user, login_required
 
 from webapp.clock import now_utc
+from webapp.transaction import commit, once_more_after_conflict, rollback
 from webapp.errors import DomainError, InvalidTransition, NotFound
 from webapp.extensions import csrf
 from webapp.htmx import redirect_to, render
-from webapp.notify.services import commit, once_more_after_conflict, rollback
 from webapp.payments import services
 from webapp.payments.gateway import GatewayUnavailable
 from webapp.payments.models import PaymentStatus
@@ -27,14 +27,11 @@ portal_bp = Blueprint("portal", __name__, url_prefix="/portale-pagamenti")
 
 
 def _own_order(order_id: int):
-    try:
-        return get_order(order_id, current_user.id)
-    except NotFound:
-        abort(404)
+    return get_order(order_id, current_user.id)
 
 
 def _order_url(order) -> str:
-    return url_for("shop.view_order", order_id=order.id)
+    return url_for("orders.view_order", order_id=order.id)
 
 
 def _to_bank(order):

@@ -26,12 +26,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
 from webapp.clock import format_day, now_utc, rome_date
+from webapp.transaction import commit, rollback
 from webapp.dbtypes import UTCDateTime
 from webapp.errors import InvalidTransition
 from webapp.extensions import db
-from webapp.notify.services import commit, rollback
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
-from webapp.payments.services import ORDER_TRANSITIONS, execute_card_charge
+from webapp.payments.services import execute_card_charge
 from webapp.renewals.models import (
     OPEN_RENEWAL_STATUSES,
     Renewal,
@@ -48,6 +48,7 @@ from webapp.renewals.services import (
     settings,
 )
 from webapp.shop.models import (
+    ORDER_TRANSITIONS,
     Order,
     OrderKind,
     OrderLine,

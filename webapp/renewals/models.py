@@ -9,10 +9,10 @@ from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from webapp.clock import now_utc
-from webapp.dbtypes import UTCDateTime
+from webapp.dbtypes import UTCDateTime, enum_column
 from webapp.extensions import db
 from webapp.payments.models import SavedCard
-from webapp.shop.models import Order, Product, _enum
+from webapp.shop.models import Order, Product
 
 
 class ServiceStatus(enum.StrEnum):
@@ -29,7 +29,7 @@ class Service(db.Model):
     # The order line that created it (one service per purchased line).
     order_line_id: Mapped[int] = mapped_column(ForeignKey("order_line.id"), unique=True)
     status: Mapped[ServiceStatus] = mapped_column(
-        _enum(ServiceStatus), default=ServiceStatus.ACTIVE
+        enum_column(ServiceStatus), default=ServiceStatus.ACTIVE
     )
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
@@ -78,7 +78,7 @@ class Renewal(db.Model):
     service_id: Mapped[int] = mapped_column(ForeignKey("service.id"), index=True)
     period_expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     status: Mapped[RenewalStatus] = mapped_column(
-        _enum(RenewalStatus), default=RenewalStatus.PENDING
+        enum_column(RenewalStatus), default=RenewalStatus.PENDING
     )
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)

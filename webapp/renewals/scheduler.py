@@ -75,7 +75,7 @@ def _job(app: Flask, fn: Callable[[], object]) -> Callable[[], None]:
 
 def build_scheduler(app: Flask) -> BlockingScheduler:
     """The renewal pass every SCHEDULER_INTERVAL_MINUTES, and the outbox every minute."""
-    from webapp.notify.services import send_outbox
+    from webapp.outbox.services import send_outbox
 
     scheduler = BlockingScheduler(timezone=UTC)
     start = datetime.now(UTC)

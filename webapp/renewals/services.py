@@ -14,20 +14,19 @@ from flask import current_app
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import selectinload
 
-from webapp.clock import add_years, format_day, rome_date
-from webapp.errors import InvalidChoice, InvalidTransition, NotFound
+from webapp.clock import rome_date
+from webapp.errors import InvalidChoice, NotFound
 from webapp.extensions import db
 from webapp.money import vat_cents
-from webapp.notify.services import queue_email
-from webapp.payments.models import Payment, SavedCard
+from webapp.outbox.services import queue_email
+from webapp.payments.models import SavedCard
 from webapp.renewals.models import (
     Renewal,
     RenewalStatus,
     Service,
     ServiceStatus,
 )
-from webapp.shop.models import Order, OrderKind
-from webapp.statemachine import transition
+from webapp.shop.models import Customer, Order
 
 log = logging.getLogger(__name__)
 
@@ -39,28 +38,6 @@ RENEWAL_TRANSITIONS = {
 
 class CardNeeded(InvalidChoice):
     """Auto-renewal cannot be turned on: the customer has no valid card to renew with."""
-
-
-def activate_order(order: Order, card: SavedCard | None, now: datetime) -> list[Service]:
-    """One service per purchased line, expiring after the years bought; renewals on the card."""
-    if order.kind is not OrderKind.PURCHASE:
-        return []
-    services = []
-    for line in order.lines:
-        service = Service(
-            customer_id=order.customer_id,
-            product_id=line.product_id,
-            order_line_id=line.id,
-            started_at=now,
-            expires_at=add_years(now, line.years),
-            auto_renew=line.auto_renew and card is not None,
-            frequency_years=line.years,
-            saved_card_id=card.id if line.auto_renew and card is not None else None,
-        )
-        db.session.add(service)
-        services.append(service)
-    db.session.flush()
-    return services
 
 
 def services_of_order(order: Order) -> list[Service]:
@@ -163,47 +140,6 @@ def current_renewals(services: list[Service]) -> dict[int, Renewal]:
 def card_usable(card: SavedCard | None, on: date) -> bool:
     """A card the bank can still be asked to charge on that day."""
     return card is not None and card.removed_at is None and not card.is_expired(on)
-
-
-def renewal_paid(order: Order, payment: Payment, now: datetime) -> None:
-    """A renewal order was paid: extend the service from its old expiry and send the receipt."""
-    renewal = db.session.scalar(select(Renewal).where(Renewal.order_id == order.id))
-    if renewal is None:
-        raise InvalidTransition("Rinnovo non trovato per questo ordine.")
-    service = renewal.service
-    old = renewal.period_expires_at
-    new = add_years(old, order.lines[0].years)
-    # Guarded on the old expiry: a period is extended once, whoever settles the payment.
-    moved = db.session.execute(
-        update(Service)
-        .where(Service.id == service.id, Service.expires_at == old)
-        .values(expires_at=new, status=ServiceStatus.ACTIVE)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if moved != 1:
-        log.error("renewal %s paid, service %s had moved on from %s", renewal.id, service.id, old)
-    db.session.refresh(service)
-    transition(
-        renewal,
-        RenewalStatus.SUCCEEDED,
-        RENEWAL_TRANSITIONS,
-        "Rinnovo già concluso.",
-        completed_at=now,
-        next_attempt_at=None,
-        failure_code=None,
-        failure_reason=None,
-    )
-    queue_customer_email(
-        service,
-        f"Rinnovo effettuato: {service.product.name} fino al {format_day(new)}",
-        "renewal_succeeded",
-        dedupe_key=f"renewal-paid-{renewal.id}",
-        order=order,
-        payment=payment,
-        card=payment.saved_card,
-        old_expiry=old,
-        new_expiry=new,
-    )
 
 
 # --- the customer area -------------------------------------------------------------------------
@@ -400,8 +336,6 @@ def queue_customer_email(
     service: Service, subject: str, template: str, dedupe_key: str | None = None, **context
 ):
     """Queue an e-mail about a service to its owner, with the links to the customer area."""
-    from webapp.account.models import Customer  # only for the address and the name
-
     customer = db.session.get(Customer, service.customer_id)
     shop_url = current_app.config["SHOP_BASE_URL"]
     return queue_email(

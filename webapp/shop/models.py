@@ -1,21 +1,37 @@
-"""Products, carts, discount codes and orders."""
+"""Customers, products, carts, discount codes and orders."""
 
 from __future__ import annotations
 
 import enum
 from datetime import datetime
 
-from sqlalchemy import Column, Enum, ForeignKey, Integer, String, Table, UniqueConstraint
+from flask import current_app
+from flask_login import UserMixin
+from sqlalchemy import Column, ForeignKey, Integer, String, Table, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from webapp.clock import now_utc
-from webapp.dbtypes import UTCDateTime
+from webapp.dbtypes import UTCDateTime, enum_column
 from webapp.extensions import db
 
 
-def _enum(cls: type[enum.Enum]) -> Enum:
-    # Store the value (readable in SQL); a VARCHAR with a check on every database.
-    return Enum(cls, values_callable=lambda e: [m.value for m in e], native_enum=False, length=32)
+class Customer(UserMixin, db.Model):
+    """A person or company that buys services; e-mail is the login."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    tax_code: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+
+    def set_password(self, password: str) -> None:
+        method = current_app.config.get("PASSWORD_HASH_METHOD", "scrypt")
+        self.password_hash = generate_password_hash(password, method=method)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
 
 
 class ServiceKind(enum.StrEnum):
@@ -56,7 +72,7 @@ class Product(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     sku: Mapped[str] = mapped_column(String(40), unique=True)
-    kind: Mapped[ServiceKind] = mapped_column(_enum(ServiceKind))
+    kind: Mapped[ServiceKind] = mapped_column(enum_column(ServiceKind))
     name: Mapped[str] = mapped_column(String(120))
     description: Mapped[str] = mapped_column(String(500), default="")
     yearly_price_cents: Mapped[int] = mapped_column(Integer)
@@ -90,7 +106,7 @@ class Cart(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"), unique=True)
     anon_token: Mapped[str | None] = mapped_column(String(64), unique=True)
-    payment_method: Mapped[PaymentMethod | None] = mapped_column(_enum(PaymentMethod))
+    payment_method: Mapped[PaymentMethod | None] = mapped_column(enum_column(PaymentMethod))
     discount_code_id: Mapped[int | None] = mapped_column(ForeignKey("discount_code.id"))
     # Changes each time the cart becomes an order: a resubmitted confirm form finds its order.
     checkout_token: Mapped[str] = mapped_column(String(64))
@@ -135,7 +151,7 @@ class DiscountCode(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(40), unique=True)
     description: Mapped[str] = mapped_column(String(200), default="")
-    kind: Mapped[DiscountKind] = mapped_column(_enum(DiscountKind))
+    kind: Mapped[DiscountKind] = mapped_column(enum_column(DiscountKind))
     percent: Mapped[int | None] = mapped_column()  # 1..100 for PERCENT
     amount_cents: Mapped[int | None] = mapped_column()  # > 0 for FIXED
     valid_from: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -154,6 +170,12 @@ class OrderStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+# Orders only move forward; a paid order is never paid again (see webapp.statemachine).
+ORDER_TRANSITIONS = {
+    OrderStatus.PENDING_PAYMENT: {OrderStatus.PAID, OrderStatus.CANCELLED},
+}
+
+
 class OrderKind(enum.StrEnum):
     PURCHASE = "purchase"
     RENEWAL = "renewal"
@@ -166,11 +188,11 @@ class Order(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), index=True)
-    kind: Mapped[OrderKind] = mapped_column(_enum(OrderKind), default=OrderKind.PURCHASE)
+    kind: Mapped[OrderKind] = mapped_column(enum_column(OrderKind), default=OrderKind.PURCHASE)
     status: Mapped[OrderStatus] = mapped_column(
-        _enum(OrderStatus), default=OrderStatus.PENDING_PAYMENT
+        enum_column(OrderStatus), default=OrderStatus.PENDING_PAYMENT
     )
-    payment_method: Mapped[PaymentMethod] = mapped_column(_enum(PaymentMethod))
+    payment_method: Mapped[PaymentMethod] = mapped_column(enum_column(PaymentMethod))
     discount_code: Mapped[str | None] = mapped_column(String(40))
     subtotal_cents: Mapped[int] = mapped_column()
     discount_cents: Mapped[int] = mapped_column(default=0)
@@ -203,7 +225,7 @@ class OrderLine(db.Model):
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
     product_id: Mapped[int] = mapped_column(ForeignKey("product.id"))
     product_name: Mapped[str] = mapped_column(String(120))
-    kind: Mapped[ServiceKind] = mapped_column(_enum(ServiceKind))
+    kind: Mapped[ServiceKind] = mapped_column(enum_column(ServiceKind))
     years: Mapped[int] = mapped_column()
     yearly_price_cents: Mapped[int] = mapped_column()
     list_cents: Mapped[int] = mapped_column()

@@ -6,7 +6,6 @@ from contextlib import suppress
 
 from flask import (
     Blueprint,
-    abort,
     flash,
     make_response,
     render_template,
@@ -17,9 +16,9 @@ from flask import (
 from flask_login import current_user, login_required
 
 from webapp.clock import now_utc
+from webapp.transaction import commit, once_more_after_conflict, rollback
 from webapp.errors import CheckoutError, DiscountRefused, InvalidChoice, NotFound
 from webapp.htmx import is_htmx, redirect_to, render
-from webapp.notify.services import commit, once_more_after_conflict, rollback
 from webapp.shop import services
 from webapp.shop.models import PaymentMethod
 
@@ -65,10 +64,7 @@ def view_cart():
 @bp.post("/carrello/aggiungi/<int:product_id>")
 def add_item(product_id: int):
     cart = _cart(create=True)
-    try:
-        line = services.add_product(cart, product_id)
-    except NotFound:
-        abort(404)
+    line = services.add_product(cart, product_id)
     commit()
     if not is_htmx():
         flash(f"{line.product.name} aggiunto al carrello.", "success")
@@ -196,22 +192,4 @@ def confirm_order():
         order = services.order_for_token(current_user.id, token)
         if order is None:
             return _checkout_response("confirm", 422, confirm_error=exc.message, terms=accepted)
-    return redirect_to(url_for("shop.view_order", order_id=order.id))
-
-
-@bp.get("/ordini/<int:order_id>")
-@login_required
-def view_order(order_id: int):
-    from webapp.payments.services import usable_cards
-    from webapp.renewals.services import services_of_order
-
-    try:
-        order = services.get_order(order_id, current_user.id)
-    except NotFound:
-        abort(404)
-    return render_template(
-        "shop/order.html",
-        order=order,
-        services=services_of_order(order),
-        has_cards=bool(usable_cards(current_user.id, now_utc().date())),
-    )
+    return redirect_to(url_for("orders.view_order", order_id=order.id))

@@ -1,0 +1,70 @@
+"""Which e-mail each domain event sends: one per event, written in the event's transaction.
+
+A dedupe key per event makes "one e-mail" a database rule (a replayed event queues nothing).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import current_app
+
+from webapp.clock import format_day
+from webapp.extensions import db
+from webapp.outbox.services import queue_email
+from webapp.payments.models import Payment, SavedCard
+from webapp.renewals.events import service_renewed, services_activated
+from webapp.renewals.models import Renewal, Service
+from webapp.renewals.services import queue_customer_email
+from webapp.shop.models import Customer, Order
+
+
+@services_activated.connect
+def send_payment_confirmation(
+    order: Order,
+    *,
+    payment: Payment,
+    card: SavedCard | None,
+    services: list[Service],
+    now: datetime,
+    **_,
+) -> None:
+    """Conferma pagamento: the order, and the activation of Rinnovo automatico per service."""
+    customer = db.session.get(Customer, order.customer_id)
+    queue_email(
+        customer.email,
+        f"Conferma pagamento ordine {order.number}",
+        "payment_confirmation",
+        dedupe_key=f"order-paid-{order.id}",
+        customer=customer,
+        order=order,
+        card=card,
+        services=services,
+        renewing=[s for s in services if s.auto_renew],
+        shop_url=current_app.config["SHOP_BASE_URL"],
+    )
+
+
+@service_renewed.connect
+def send_renewal_receipt(
+    service: Service,
+    *,
+    renewal: Renewal,
+    order: Order,
+    payment: Payment,
+    old_expiry: datetime,
+    new_expiry: datetime,
+    **_,
+) -> None:
+    """Rinnovo effettuato: the new expiry, the amount and the card charged."""
+    queue_customer_email(
+        service,
+        f"Rinnovo effettuato: {service.product.name} fino al {format_day(new_expiry)}",
+        "renewal_succeeded",
+        dedupe_key=f"renewal-paid-{renewal.id}",
+        order=order,
+        payment=payment,
+        card=payment.saved_card,
+        old_expiry=old_expiry,
+        new_expiry=new_expiry,
+    )

@@ -1,0 +1,124 @@
+"""Queue e-mails in the outbox (inside the caller's transaction) and send them after commit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from flask import current_app, has_app_context, render_template
+from flask_mail import Message
+from flask_sqlalchemy.session import Session as FlaskSession
+from sqlalchemy import event, or_, select, update
+from sqlalchemy.orm import Session
+
+from webapp.clock import now_utc
+from webapp.extensions import db, mail
+from webapp.outbox.models import OutboxEmail
+
+log = logging.getLogger(__name__)
+
+_SESSION_KEY = "outbox_ids"
+CLAIM_SECONDS = 120
+MAX_BACKOFF_SECONDS = 3600
+
+
+def queue_email(
+    to: str, subject: str, template: str, dedupe_key: str | None = None, **context
+) -> OutboxEmail | None:
+    """Store an e-mail to send once the transaction commits; a repeated dedupe_key is ignored."""
+    if dedupe_key is not None:
+        exists = db.session.scalar(
+            select(OutboxEmail.id).where(OutboxEmail.dedupe_key == dedupe_key)
+        )
+        if exists is not None:
+            return None
+    email = OutboxEmail(
+        dedupe_key=dedupe_key,
+        to_addr=to,
+        subject=subject,
+        body_text=render_template(f"email/{template}.txt", **context),
+        body_html=render_template(f"email/{template}.html", **context),
+    )
+    db.session.add(email)
+    db.session.flush()
+    db.session.info.setdefault(_SESSION_KEY, []).append(email.id)
+    return email
+
+
+@event.listens_for(FlaskSession, "after_commit")
+def _send_after_commit(session) -> None:
+    """Send what the committed transaction queued, whoever committed it (view, engine, CLI)."""
+    ids = session.info.pop(_SESSION_KEY, None)
+    if ids and has_app_context() and current_app.config["MAIL_SEND_AFTER_COMMIT"]:
+        # The committed session cannot run SQL inside its own hook: send from a fresh one.
+        with Session(db.engine) as fresh:
+            send_outbox(ids=ids, session=fresh)
+
+
+@event.listens_for(FlaskSession, "after_rollback")
+def _forget_after_rollback(session) -> None:
+    session.info.pop(_SESSION_KEY, None)
+
+
+def _backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), MAX_BACKOFF_SECONDS))
+
+
+def send_outbox(
+    now: datetime | None = None,
+    ids: Iterable[int] | None = None,
+    limit: int = 100,
+    session: Session | None = None,
+) -> int:
+    """Send due e-mails, one claimed row at a time; a failure is retried later with backoff."""
+    session = session or db.session
+    now = now or now_utc()
+    stmt = select(OutboxEmail.id).where(
+        OutboxEmail.sent_at.is_(None),
+        OutboxEmail.next_attempt_at <= now,
+        or_(OutboxEmail.claimed_until.is_(None), OutboxEmail.claimed_until < now),
+    )
+    if ids is not None:
+        stmt = stmt.where(OutboxEmail.id.in_(list(ids)))
+    candidates = session.scalars(stmt.order_by(OutboxEmail.id).limit(limit)).all()
+    return sum(_send_one(session, email_id, now) for email_id in candidates)
+
+
+def _send_one(session: Session, email_id: int, now: datetime) -> bool:
+    # Claim the row: of two senders, one gets it; a crashed sender's claim runs out.
+    claimed = session.execute(
+        update(OutboxEmail)
+        .where(
+            OutboxEmail.id == email_id,
+            OutboxEmail.sent_at.is_(None),
+            or_(OutboxEmail.claimed_until.is_(None), OutboxEmail.claimed_until < now),
+        )
+        .values(claimed_until=now + timedelta(seconds=CLAIM_SECONDS))
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.commit()
+    if claimed != 1:
+        return False
+    email = session.get(OutboxEmail, email_id)
+    message = Message(
+        subject=email.subject,
+        recipients=[email.to_addr],
+        body=email.body_text,
+        html=email.body_html,
+    )
+    # Stable per outbox row: a mail server can spot a resend after a crash.
+    message.msgId = f"<outbox-{email.id}.{email.created_at:%Y%m%d%H%M%S}@pecshop.local>"
+    email.attempts += 1
+    email.claimed_until = None
+    try:
+        mail.send(message)
+    except Exception as exc:  # SMTP down, refused, timeout: keep it for later
+        log.warning("e-mail %s not sent: %s", email_id, exc)
+        email.last_error = str(exc)[:500]
+        email.next_attempt_at = now + _backoff(email.attempts)
+        session.commit()
+        return False
+    email.sent_at = now_utc()
+    session.commit()
+    return True

@@ -1,0 +1,25 @@
+"""What payments announce to the packages above them (blinker signals, as Flask's own).
+
+Payments sits below renewals, invoicing, notify and the back office: it never imports them.
+When money moves it sends one of these signals, inside the transaction that moved it, and the
+subscribers add their rows (services, invoices, e-mails) to that same transaction: a rollback
+undoes them all, a commit keeps them all. A subscriber must not commit.
+
+Each signal's sender is the object named below; the keyword arguments are always the same.
+"""
+
+from __future__ import annotations
+
+from blinker import Namespace
+
+_signals = Namespace()
+
+#: An order became paid. sender: the Order; kwargs: payment (Payment), card (SavedCard | None,
+#: the card that paid and that renewals will use), now (datetime).
+order_paid = _signals.signal("order-paid")
+
+#: A payment attempt ended without money taken. sender: the Payment; kwargs: now.
+payment_failed = _signals.signal("payment-failed")
+
+#: Money went back to the customer. sender: the Refund; kwargs: payment (Payment), now.
+payment_refunded = _signals.signal("payment-refunded")
