@@ -16,10 +16,10 @@ from sqlalchemy import func, select, update
 from tests.reliability.conftest import ROOT, _env, free_port, wait_until
 from tests.unit.helpers import confirmation_context
 from webapp.clock import now_utc
-from webapp.transaction import commit
 from webapp.mailsink import MailSink
 from webapp.outbox.models import OutboxEmail
 from webapp.outbox.services import queue_email, send_outbox
+from webapp.transaction import commit
 
 pytestmark = pytest.mark.reliability
 

@@ -13,10 +13,10 @@ from sqlalchemy import func, select
 
 from tests.unit.helpers import confirmation_context
 from webapp.clock import now_utc
-from webapp.transaction import commit, once_more_after_conflict, rollback
 from webapp.mailsink import MailSink
 from webapp.outbox.models import OutboxEmail
 from webapp.outbox.services import queue_email, send_outbox
+from webapp.transaction import commit, once_more_after_conflict, rollback
 
 
 def _free_port() -> int:

@@ -14,7 +14,6 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from webapp.clock import format_day, now_utc, rome_date
-from webapp.transaction import commit, rollback
 from webapp.errors import DomainError, InvalidTransition
 from webapp.extensions import db
 from webapp.htmx import is_htmx, redirect_to, render
@@ -28,6 +27,7 @@ from webapp.renewals.models import Renewal, RenewalStatus, Service
 from webapp.shop.models import OrderKind, OrderStatus
 from webapp.shop.services import get_order, list_orders
 from webapp.signing import BadSignature
+from webapp.transaction import commit, rollback
 
 log = logging.getLogger(__name__)
 

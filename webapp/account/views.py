@@ -9,10 +9,10 @@ from flask_login import current_user, login_user, logout_user
 
 from webapp.account.forms import LoginForm, RegisterForm
 from webapp.account.services import authenticate, register_customer
-from webapp.transaction import commit
 from webapp.errors import DomainError
 from webapp.extensions import limiter
 from webapp.shop.services import claim_anonymous_cart
+from webapp.transaction import commit
 
 bp = Blueprint("account", __name__)
 

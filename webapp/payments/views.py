@@ -9,7 +9,6 @@ from flask import Blueprint, abort, current_app, flash, jsonify, request, url_fo
 from flask_login import current_user, login_required
 
 from webapp.clock import now_utc
-from webapp.transaction import commit, once_more_after_conflict, rollback
 from webapp.errors import DomainError, InvalidTransition, NotFound
 from webapp.extensions import csrf
 from webapp.htmx import redirect_to, render
@@ -19,6 +18,7 @@ from webapp.payments.models import PaymentStatus
 from webapp.shop.models import OrderStatus
 from webapp.shop.services import get_order
 from webapp.signing import BadSignature
+from webapp.transaction import commit, once_more_after_conflict, rollback
 
 log = logging.getLogger(__name__)
 

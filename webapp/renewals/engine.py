@@ -26,7 +26,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
 from webapp.clock import format_day, now_utc, rome_date
-from webapp.transaction import commit, rollback
 from webapp.dbtypes import UTCDateTime
 from webapp.errors import InvalidTransition
 from webapp.extensions import db
@@ -58,6 +57,7 @@ from webapp.shop.models import (
     ServiceKind,
 )
 from webapp.statemachine import transition
+from webapp.transaction import commit, rollback
 
 log = logging.getLogger(__name__)
 

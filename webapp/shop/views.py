@@ -16,11 +16,11 @@ from flask import (
 from flask_login import current_user, login_required
 
 from webapp.clock import now_utc
-from webapp.transaction import commit, once_more_after_conflict, rollback
 from webapp.errors import CheckoutError, DiscountRefused, InvalidChoice, NotFound
 from webapp.htmx import is_htmx, redirect_to, render
 from webapp.shop import services
 from webapp.shop.models import PaymentMethod
+from webapp.transaction import commit, once_more_after_conflict, rollback
 
 bp = Blueprint("shop", __name__)
 
