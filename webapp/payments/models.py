@@ -20,9 +20,18 @@ class PaymentStatus(enum.StrEnum):
     DECLINED = "declined"
     FAILED = "failed"  # 3-D Secure failed, or an error
     UNKNOWN = "unknown"  # the bank did not answer: ask it, never charge again blindly
+    # Captured by the bank for an order already paid by another payment: refunded in full.
+    DUPLICATE = "duplicate"
 
 
-FINAL_PAYMENT_STATUSES = {PaymentStatus.SUCCEEDED, PaymentStatus.DECLINED, PaymentStatus.FAILED}
+FINAL_PAYMENT_STATUSES = {
+    PaymentStatus.SUCCEEDED,
+    PaymentStatus.DECLINED,
+    PaymentStatus.FAILED,
+    PaymentStatus.DUPLICATE,
+}
+#: The statuses in which the bank holds the payment's money (what a refund may give back).
+CAPTURED_STATUSES = {PaymentStatus.SUCCEEDED, PaymentStatus.DUPLICATE}
 
 
 class PaymentChannel(enum.StrEnum):
@@ -57,6 +66,8 @@ class Payment(db.Model):
     # The bank's payment id (hosted page) or charge id (token charge).
     gateway_ref: Mapped[str | None] = mapped_column(String(80), unique=True)
     redirect_url: Mapped[str | None] = mapped_column(String(500))
+    # Given back or being given back: raised by a compare-and-set that keeps it <= amount_cents.
+    refunded_cents: Mapped[int] = mapped_column(default=0, server_default="0")
     saved_card_id: Mapped[int | None] = mapped_column(ForeignKey("saved_card.id"))
     failure_code: Mapped[str | None] = mapped_column(String(40))
     failure_message: Mapped[str | None] = mapped_column(String(300))
@@ -98,3 +109,40 @@ class SavedCard(db.Model):
     @property
     def expiry_label(self) -> str:
         return f"{self.exp_month:02d}/{self.exp_year}"
+
+
+class RefundStatus(enum.StrEnum):
+    PENDING = "pending"  # on record, the bank not asked yet
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # the bank refused it: the amount is released for another refund
+    UNKNOWN = "unknown"  # the bank did not answer: ask it by idempotency key, never again blindly
+
+
+class RefundKind(enum.StrEnum):
+    DUPLICATE = "duplicate"  # automatic: a second capture for an order already paid
+    OPERATOR = "operator"  # decided by staff in the back office
+    WITHDRAWAL = "withdrawal"  # the consumer's diritto di recesso
+
+
+class Refund(db.Model):
+    """Money given back on a payment; the sum of a payment's refunds never exceeds its amount."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payment.id"), index=True)
+    kind: Mapped[RefundKind] = mapped_column(enum_column(RefundKind))
+    status: Mapped[RefundStatus] = mapped_column(
+        enum_column(RefundStatus), default=RefundStatus.PENDING
+    )
+    amount_cents: Mapped[int] = mapped_column()
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    reason: Mapped[str] = mapped_column(String(300))
+    # Sent to the bank; also what makes "one automatic refund per duplicate" a database rule.
+    idempotency_key: Mapped[str] = mapped_column(String(80), unique=True)
+    gateway_ref: Mapped[str | None] = mapped_column(String(80), unique=True)
+    failure_code: Mapped[str | None] = mapped_column(String(40))
+    failure_message: Mapped[str | None] = mapped_column(String(300))
+    requested_by: Mapped[str | None] = mapped_column(String(120))  # staff e-mail, or None
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    payment: Mapped[Payment] = relationship()
