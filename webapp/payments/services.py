@@ -262,7 +262,7 @@ def execute_card_charge(payment: Payment, now: datetime, initiator: str = "custo
         return payment
     payment.gateway_ref = result.charge_id
     if result.succeeded:
-        _succeed(payment, payment.saved_card, now)
+        succeed_payment(payment, payment.saved_card, now)
     else:
         _fail(
             payment,
@@ -301,7 +301,7 @@ def settle_hosted_payment(gateway_ref: str, now: datetime) -> Payment:
         return payment
     if info.status == "authorised":
         card = save_card(order.customer_id, info.card) if info.card else None
-        _succeed(payment, card, now)
+        succeed_payment(payment, card, now)
     elif info.status in ("declined", "failed"):
         status = PaymentStatus.DECLINED if info.status == "declined" else PaymentStatus.FAILED
         _fail(
@@ -335,7 +335,7 @@ def _fail(payment: Payment, status: PaymentStatus, code: str | None, message: st
     )
 
 
-def _succeed(payment: Payment, card: SavedCard | None, now: datetime) -> None:
+def succeed_payment(payment: Payment, card: SavedCard | None, now: datetime) -> None:
     """The one paid-order transaction: payment, order, card, services, e-mail."""
     order = payment.order
     transition(
