@@ -130,6 +130,7 @@ def _login_next() -> str:
 def register_subscribers() -> None:
     """Connect the receivers of the domain events (importing them connects them, once)."""
     import webapp.notify.subscribers
+    import webapp.payments.refunds
     import webapp.renewals.activation  # noqa: F401
 
 

@@ -22,7 +22,6 @@ from webapp.shop.models import (
     DiscountKind,
     DiscountRedemption,
     Order,
-    OrderStatus,
     PaymentMethod,
 )
 
@@ -149,12 +148,54 @@ def test_a_cancelled_order_does_not_count_as_a_use(db, catalogue, dummy_customer
     cart = make_cart(db, dummy_customer, pec)
     services.apply_discount(cart, "BENVENUTO10", dummy_customer.id, now)
     order = place_order(db, cart, dummy_customer, now)
-    order.status = OrderStatus.CANCELLED
+    services.cancel_order(order, now)
     services.add_product(cart, pec.id)
     db.session.commit()
     assert (
         services.apply_discount(cart, "BENVENUTO10", dummy_customer.id, now).code == "BENVENUTO10"
     )
+    # ...and the slot it held is free again: the new order may use the code.
+    again = place_order(db, cart, dummy_customer, now)
+    assert again.discount_code == "BENVENUTO10"
+
+
+def test_a_twin_confirm_cannot_redeem_a_once_per_customer_code_twice(
+    db, catalogue, dummy_customer, now
+):
+    """Two orders confirmed at once both passed the check: the unique slot lets one in."""
+    from sqlalchemy.exc import IntegrityError
+
+    pec = catalogue["products"]["PEC-STD"]
+    code = catalogue["codes"]["BENVENUTO10"]
+    first_cart = make_cart(db, dummy_customer, pec)
+    services.apply_discount(first_cart, "BENVENUTO10", dummy_customer.id, now)
+    first = place_order(db, first_cart, dummy_customer, now)
+    # The twin read no redemption (as if before the first committed) and takes the same slot.
+    twin = Order(
+        customer_id=dummy_customer.id,
+        payment_method=PaymentMethod.CARD,
+        subtotal_cents=1,
+        net_cents=1,
+        vat_cents=0,
+        total_cents=1,
+        created_at=now,
+    )
+    db.session.add(twin)
+    db.session.flush()
+    db.session.add(
+        DiscountRedemption(
+            discount_code_id=code.id, customer_id=dummy_customer.id, order_id=twin.id, slot=1
+        )
+    )
+    with pytest.raises(IntegrityError):
+        db.session.commit()
+    db.session.rollback()
+    # On the rerun the slot is taken: the code is refused with its reason.
+    cart = make_cart(db, dummy_customer, pec)
+    cart.discount_code = code
+    with pytest.raises(DiscountRefused, match="già utilizzato"):
+        services.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, now)
+    assert first.discount_code == "BENVENUTO10"
 
 
 @pytest.mark.parametrize("raw", ["benvenuto10", "  BenVenuto10  ", "\tBENVENUTO10\n"])

@@ -14,7 +14,7 @@ from tests.unit.bank_browser import BankBrowser
 from webapp.clock import now_utc
 from webapp.extensions import mail
 from webapp.outbox.models import OutboxEmail
-from webapp.payments.models import Payment, PaymentStatus, SavedCard
+from webapp.payments.models import Payment, PaymentStatus, Refund, SavedCard
 from webapp.renewals.models import Service
 from webapp.shop import services as shop
 from webapp.shop.models import Order, OrderStatus, PaymentMethod
@@ -399,7 +399,7 @@ def test_other_customers_order_cannot_be_paid(
 def test_second_bank_payment_for_a_paid_order_is_recorded_as_duplicate(
     client, db, bank, shopper, order_for
 ):
-    """Two bank pages open for one order, both paid: one activation, one e-mail, one flagged."""
+    """Two bank pages open for one order, both paid: one activation, one e-mail, one refund."""
     from webapp.payments import services as pay
 
     order = order_for(shopper)
@@ -414,6 +414,8 @@ def test_second_bank_payment_for_a_paid_order_is_recorded_as_duplicate(
     _return(client, BankBrowser(bank).pay(second_payment.redirect_url, EASY_CARD))
     db.session.expire_all()
     statuses = sorted(p.status.value for p in db.session.scalars(select(Payment)))
-    assert statuses == ["failed", "succeeded"]
+    assert statuses == ["duplicate", "succeeded"]
     assert second_payment.failure_code == "duplicate"
+    refund = db.session.scalar(select(Refund))
+    assert (refund.payment_id, refund.amount_cents) == (second_payment.id, order.total_cents)
     assert db.session.scalar(select(func.count(Service.id))) == 2 and _emails(db) == 1

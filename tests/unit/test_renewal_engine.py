@@ -481,8 +481,8 @@ def test_renewal_orders_cannot_be_paid_by_the_customer(fake, service):
 
 
 def test_saved_card_charge_left_unknown_is_reconciled(fake, dummy_customer, pec, card, now):
+    from webapp.payments.flows import reconcile
     from webapp.payments.services import execute_card_charge
-    from webapp.renewals.engine import reconcile_payments
     from webapp.shop.models import PaymentMethod
 
     order = Order(
@@ -509,6 +509,6 @@ def test_saved_card_charge_left_unknown_is_reconciled(fake, dummy_customer, pec,
     execute_card_charge(payment, now)
     _db.session.commit()
     assert payment.status is PaymentStatus.UNKNOWN
-    assert reconcile_payments(now) == 1
+    assert reconcile(now) == 1
     assert fresh(payment).status is PaymentStatus.SUCCEEDED
     assert len(fake.calls) == 1

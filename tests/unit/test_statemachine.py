@@ -26,10 +26,8 @@ def order(db, dummy_customer, now):
     return order
 
 
-def _payment(db, order, key):
-    payment = Payment(
-        order_id=order.id, channel=PaymentChannel.SAVED_CARD, amount_cents=1220, idempotency_key=key
-    )
+def _payment(db, order, key, channel=PaymentChannel.HOSTED_PAGE):
+    payment = Payment(order_id=order.id, channel=channel, amount_cents=1220, idempotency_key=key)
     db.session.add(payment)
     db.session.commit()
     return payment
@@ -75,3 +73,16 @@ def test_database_refuses_two_successful_payments_for_one_order(db, order):
     with pytest.raises(IntegrityError):
         db.session.commit()
     db.session.rollback()
+
+
+def test_database_refuses_two_card_charges_in_flight_for_one_order(db, order):
+    from sqlalchemy.exc import IntegrityError
+
+    _payment(db, order, "a", PaymentChannel.SAVED_CARD)
+    with pytest.raises(IntegrityError):
+        _payment(db, order, "b", PaymentChannel.SAVED_CARD)
+    db.session.rollback()
+    # Once the first is final, a new charge may be recorded (a declined card, then another).
+    db.session.execute(update(Payment).values(status=PaymentStatus.DECLINED))
+    db.session.commit()
+    assert _payment(db, order, "c", PaymentChannel.SAVED_CARD).id

@@ -23,3 +23,7 @@ payment_failed = _signals.signal("payment-failed")
 
 #: Money went back to the customer. sender: the Refund; kwargs: payment (Payment), now.
 payment_refunded = _signals.signal("payment-refunded")
+
+#: The bank captured money for an order that another payment had already paid. sender: the
+#: Payment (status DUPLICATE); kwargs: now. Payments itself records the refund.
+duplicate_captured = _signals.signal("duplicate-captured")

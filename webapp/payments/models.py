@@ -38,6 +38,10 @@ class PaymentChannel(enum.StrEnum):
     HOSTED_PAGE = "hosted_page"  # paths 1 and 3: the bank's page and 3-D Secure
     SAVED_CARD = "saved_card"  # path 2: customer-initiated charge of a token
     RENEWAL = "renewal"  # merchant-initiated charge of a token
+    BANK_TRANSFER = "bank_transfer"  # a bonifico recorded as received by the back office
+
+
+IN_FLIGHT_CARD_CHARGE = "channel = 'saved_card' AND status IN ('pending', 'unknown')"
 
 
 class Payment(db.Model):
@@ -50,6 +54,15 @@ class Payment(db.Model):
             unique=True,
             sqlite_where=text("status = 'succeeded'"),
             postgresql_where=text("status = 'succeeded'"),
+        ),
+        # At most one saved-card charge in flight per order: a twin (double click, second tab)
+        # cannot record a second one, it joins the one that exists (see begin_saved_card_payment).
+        Index(
+            "uq_payment_one_card_charge_in_flight",
+            "order_id",
+            unique=True,
+            sqlite_where=text(IN_FLIGHT_CARD_CHARGE),
+            postgresql_where=text(IN_FLIGHT_CARD_CHARGE),
         ),
     )
 

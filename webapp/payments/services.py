@@ -17,7 +17,7 @@ from sqlalchemy import select
 from webapp.dbtypes import MAX_ID
 from webapp.errors import InvalidChoice, InvalidTransition, NotFound, PaymentError
 from webapp.extensions import db
-from webapp.payments.events import order_paid
+from webapp.payments.events import duplicate_captured, order_paid
 from webapp.payments.gateway import (
     CardDetails,
     Gateway,
@@ -39,11 +39,17 @@ log = logging.getLogger(__name__)
 PAYMENT_TRANSITIONS = {
     PaymentStatus.PENDING: {
         PaymentStatus.SUCCEEDED,
+        PaymentStatus.DUPLICATE,
         PaymentStatus.DECLINED,
         PaymentStatus.FAILED,
         PaymentStatus.UNKNOWN,
     },
-    PaymentStatus.UNKNOWN: {PaymentStatus.SUCCEEDED, PaymentStatus.DECLINED, PaymentStatus.FAILED},
+    PaymentStatus.UNKNOWN: {
+        PaymentStatus.SUCCEEDED,
+        PaymentStatus.DUPLICATE,
+        PaymentStatus.DECLINED,
+        PaymentStatus.FAILED,
+    },
 }
 # A hosted payment left open this long is not reused for a new click on "Paga ora".
 HOSTED_PAYMENT_REUSE = timedelta(minutes=30)
@@ -185,25 +191,28 @@ def begin_saved_card_payment(
 ) -> Payment:
     """Record the intent to charge a saved card (path 2); the caller commits before charging.
 
-    `attempt` comes from the portal form: posting the same form twice finds the same payment.
+    Guard: a partial unique index allows one saved-card charge in flight per order. A twin (the
+    same form posted twice, or Procedi in a second tab) joins the charge that exists: executing
+    it again asks the bank with the same idempotency key, so the card is charged once. A twin
+    that lost the insert gets IntegrityError; the view reruns this and then finds the winner's.
     """
     key = f"card-{order.id}-{attempt}"[:80]
-    existing = db.session.scalar(select(Payment).where(Payment.idempotency_key == key))
-    if existing is not None:
-        return existing
+    joined = db.session.scalar(
+        select(Payment)
+        .where(
+            Payment.order_id == order.id,
+            Payment.channel == PaymentChannel.SAVED_CARD,
+            (Payment.idempotency_key == key)
+            | Payment.status.in_([PaymentStatus.PENDING, PaymentStatus.UNKNOWN]),
+        )
+        .order_by(Payment.id.desc())
+    )
+    if joined is not None:
+        return joined  # this very form again (whatever its outcome), or the charge in flight
     payable_order(order)
     card = get_card(card_id, customer_id)
     if card.is_expired(today):
         raise InvalidChoice(f"La carta {card.masked} è scaduta: scegline un'altra.")
-    in_flight = db.session.scalar(
-        select(Payment.id).where(
-            Payment.order_id == order.id,
-            Payment.channel == PaymentChannel.SAVED_CARD,
-            Payment.status.in_([PaymentStatus.PENDING, PaymentStatus.UNKNOWN]),
-        )
-    )
-    if in_flight is not None:
-        raise PaymentError("Un pagamento di questo ordine è già in corso: attendi l'esito.")
     payment = Payment(
         order_id=order.id,
         channel=PaymentChannel.SAVED_CARD,
@@ -274,6 +283,52 @@ def execute_card_charge(payment: Payment, now: datetime, initiator: str = "custo
     return payment
 
 
+# --- payments left open (the reconciliation job) ----------------------------------------------
+
+# A customer's card charge still PENDING after this long lost its request (a crash, a killed
+# worker): the bank is asked what became of it. Far longer than any bank timeout.
+CHARGE_STUCK_AFTER = timedelta(minutes=10)
+
+
+def stuck_payments(now: datetime) -> list[int]:
+    """Customer payments whose outcome nobody is waiting for: ask the bank about them.
+
+    Card charges UNKNOWN, or PENDING past CHARGE_STUCK_AFTER; hosted payments still PENDING
+    after HOSTED_PAYMENT_REUSE (the page may have been paid without the return reaching us).
+    Renewal charges are the renewal engine's.
+    """
+    card = (Payment.channel == PaymentChannel.SAVED_CARD) & (
+        (Payment.status == PaymentStatus.UNKNOWN)
+        | (
+            (Payment.status == PaymentStatus.PENDING)
+            & (Payment.created_at <= now - CHARGE_STUCK_AFTER)
+        )
+    )
+    hosted = (
+        (Payment.channel == PaymentChannel.HOSTED_PAGE)
+        & (Payment.status == PaymentStatus.PENDING)
+        & Payment.gateway_ref.is_not(None)
+        & (Payment.created_at <= now - HOSTED_PAYMENT_REUSE)
+    )
+    return list(db.session.scalars(select(Payment.id).where(card | hosted).order_by(Payment.id)))
+
+
+def settle_stuck_payment(payment: Payment, now: datetime) -> Payment:
+    """Bring one stuck payment in line with the bank; never charges a card the bank has not."""
+    if payment.channel is PaymentChannel.HOSTED_PAGE:
+        return settle_hosted_payment(payment.gateway_ref, now)
+    if (
+        payment.status is PaymentStatus.PENDING
+        and gateway().find_charge(payment.idempotency_key) is None
+    ):
+        # The request died before the bank was asked: nothing was taken, free the order.
+        _fail(payment, PaymentStatus.FAILED, "abandoned", "Pagamento non completato.", now)
+        return payment
+    if payment.status is PaymentStatus.PENDING:
+        transition(payment, PaymentStatus.UNKNOWN, PAYMENT_TRANSITIONS, "Pagamento già concluso.")
+    return execute_card_charge(payment, now)
+
+
 # --- settling hosted payments -------------------------------------------------------------------
 
 
@@ -336,26 +391,40 @@ def _fail(payment: Payment, status: PaymentStatus, code: str | None, message: st
 
 
 def succeed_payment(payment: Payment, card: SavedCard | None, now: datetime) -> None:
-    """The one paid-order transaction: payment, order, card, services, e-mail."""
+    """The bank captured this payment: the order is paid, once, by whichever capture gets there.
+
+    Guard: the order moves PENDING_PAYMENT -> PAID with a compare-and-set first. The capture that
+    wins it succeeds and announces `order_paid` (services, invoice, e-mail, in this transaction);
+    any other capture of the same order is a DUPLICATE, recorded with its refund (the caller
+    commits, then `execute_refund` gives the money back), never a second activation.
+    """
     order = payment.order
+    card_id = card.id if card else payment.saved_card_id
+    try:
+        transition(
+            order, OrderStatus.PAID, ORDER_TRANSITIONS, "L'ordine è già stato pagato.", paid_at=now
+        )
+    except InvalidTransition:
+        transition(
+            payment,
+            PaymentStatus.DUPLICATE,
+            PAYMENT_TRANSITIONS,
+            "Pagamento già concluso.",
+            completed_at=now,
+            saved_card_id=card_id,
+            failure_code="duplicate",
+            failure_message="Pagamento duplicato: l'ordine era già pagato. Lo rimborsiamo.",
+        )
+        log.error("duplicate capture %s for paid order %s: refunding it", payment.id, order.id)
+        duplicate_captured.send(payment, now=now)
+        return
     transition(
         payment,
-        PaymentStatus.SUCCEEDED
-        if order.status is OrderStatus.PENDING_PAYMENT
-        else PaymentStatus.FAILED,
+        PaymentStatus.SUCCEEDED,
         PAYMENT_TRANSITIONS,
         "Pagamento già concluso.",
         completed_at=now,
-        saved_card_id=card.id if card else payment.saved_card_id,
-    )
-    if payment.status is PaymentStatus.FAILED:
-        # Paid twice (two bank pages open): record it for a refund, never a second activation.
-        payment.failure_code = "duplicate"
-        payment.failure_message = "Pagamento duplicato: verrà stornato."
-        log.error("duplicate payment %s for paid order %s: refund it", payment.id, order.id)
-        return
-    transition(
-        order, OrderStatus.PAID, ORDER_TRANSITIONS, "L'ordine è già stato pagato.", paid_at=now
+        saved_card_id=card_id,
     )
     # Services, invoice and e-mail are the subscribers' (renewals, invoicing, notify).
     order_paid.send(order, payment=payment, card=card, now=now)

@@ -47,7 +47,6 @@ from webapp.renewals.services import (
     settings,
 )
 from webapp.shop.models import (
-    ORDER_TRANSITIONS,
     Order,
     OrderKind,
     OrderLine,
@@ -56,6 +55,7 @@ from webapp.shop.models import (
     Product,
     ServiceKind,
 )
+from webapp.shop.services import cancel_order
 from webapp.statemachine import transition
 from webapp.transaction import commit, rollback
 
@@ -69,6 +69,13 @@ RENEWABLE_KINDS = [kind for kind in ServiceKind if kind.auto_renewable]
 ID_BATCH = 5000  # due ids are read from the database this many at a time
 # An attempt needs the service (its product is always joined) and its card: one SELECT.
 WITH_SERVICE_AND_CARD = [joinedload(Renewal.service).joinedload(Service.saved_card)]
+
+# A charge of the renewal's order whose outcome is still to be asked.
+_IN_FLIGHT = exists().where(
+    Payment.order_id == Renewal.order_id,
+    Payment.channel == PaymentChannel.RENEWAL,
+    Payment.status.in_(IN_FLIGHT),
+)
 
 # Why a renewal failed, in the customer's words, and how to fix it.
 REASONS = {
@@ -162,35 +169,33 @@ def retry_renewal(
     return _process(renewal.id, now, worker or default_worker(), settings(), lease_clock)
 
 
-def reconcile_payments(now: datetime) -> int:
-    """Ask the bank about customer card charges left UNKNOWN (renewals are the engine's)."""
-    ids = db.session.scalars(
-        select(Payment.id).where(
-            Payment.status == PaymentStatus.UNKNOWN, Payment.channel == PaymentChannel.SAVED_CARD
-        )
-    ).all()
-    settled = 0
-    for payment_id in ids:
-        try:
-            payment = execute_card_charge(db.session.get(Payment, payment_id), now)
-            commit()
-            settled += payment.status is not PaymentStatus.UNKNOWN
-        except InvalidTransition:
-            rollback()  # settled meanwhile by someone else
-    return settled
-
-
 # --- claims --------------------------------------------------------------------------------------
 
 
-def _claim(renewal_id: int, worker: str, lease_now: datetime) -> bool:
-    """Take the row for this worker unless another holds a live claim; commits."""
+def _claim(
+    renewal_id: int, worker: str, lease_now: datetime, due_at: datetime | None = None
+) -> bool:
+    """Take the row for this worker unless another holds a live claim; commits.
+
+    With `due_at`, the row is taken only if an attempt is still due then (or a charge is in
+    flight): the id list was read before, and a twin pass may have attempted it since. This
+    compare-and-set is what makes a second scheduler on a retry day harmless.
+    """
     seconds = current_app.config.get("RENEWAL_CLAIM_SECONDS", CLAIM_SECONDS)
+    still_due = (
+        [
+            Renewal.status.in_(OPEN_RENEWAL_STATUSES),
+            or_(Renewal.next_attempt_at <= due_at, _IN_FLIGHT),
+        ]
+        if due_at is not None
+        else []
+    )
     claimed = db.session.execute(
         update(Renewal)
         .where(
             Renewal.id == renewal_id,
             or_(Renewal.claimed_until.is_(None), Renewal.claimed_until < lease_now),
+            *still_due,
         )
         .values(claimed_until=lease_now + timedelta(seconds=seconds), claimed_by=worker)
         .execution_options(synchronize_session=False)
@@ -317,16 +322,11 @@ def _open_renewals(now: datetime, s: RenewalSettings, report: RenewalReport) -> 
 
 def _due_renewals(now: datetime, lease_now: datetime) -> array:
     """Open renewals whose attempt is due, or with a charge whose outcome is still to be asked."""
-    in_flight = exists().where(
-        Payment.order_id == Renewal.order_id,
-        Payment.channel == PaymentChannel.RENEWAL,
-        Payment.status.in_(IN_FLIGHT),
-    )
     return _ids(
         select(Renewal.id)
         .where(
             Renewal.status.in_(OPEN_RENEWAL_STATUSES),
-            or_(Renewal.next_attempt_at <= now, in_flight),
+            or_(Renewal.next_attempt_at <= now, _IN_FLIGHT),
             or_(Renewal.claimed_until.is_(None), Renewal.claimed_until < lease_now),
         )
         .order_by(Renewal.next_attempt_at, Renewal.id)
@@ -367,7 +367,7 @@ def _process(
     lease_clock: Callable[[], datetime],
 ) -> str:
     """Claim one renewal, attempt it, release it, commit; returns the outcome."""
-    if not _claim(renewal_id, worker, lease_clock()):
+    if not _claim(renewal_id, worker, lease_clock(), due_at=now):
         return "skipped"
     try:
         renewal = db.session.get(Renewal, renewal_id, options=WITH_SERVICE_AND_CARD)
@@ -599,7 +599,7 @@ def _expire_claimed(
         )
         order = renewal.order
         if order is not None and order.status is OrderStatus.PENDING_PAYMENT:
-            transition(order, OrderStatus.CANCELLED, ORDER_TRANSITIONS, "Ordine già concluso.")
+            cancel_order(order, now)
     was_renewing = service.auto_renew
     moved = db.session.execute(
         update(Service)

@@ -20,6 +20,9 @@ from flask.cli import AppGroup
 
 from webapp.clock import ROME, now_utc
 from webapp.extensions import db
+from webapp.outbox.services import send_outbox
+from webapp.payments.flows import reconcile
+from webapp.renewals.engine import run_renewals
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +43,10 @@ def parse_as_of(value: str) -> datetime:
 
 
 def renewal_pass(now: datetime | None = None, worker: str | None = None) -> str:
-    """One engine pass plus the reconciliation of card charges left unknown."""
-    from webapp.renewals.engine import reconcile_payments, run_renewals
-
+    """One engine pass, then the reconciliation of payments and refunds left open."""
     now = now or now_utc()
     report = run_renewals(now, worker)
-    reconciled = reconcile_payments(now)
+    reconciled = reconcile(now)
     return f"{report}, pagamenti riconciliati {reconciled}"
 
 
@@ -75,8 +76,6 @@ def _job(app: Flask, fn: Callable[[], object]) -> Callable[[], None]:
 
 def build_scheduler(app: Flask) -> BlockingScheduler:
     """The renewal pass every SCHEDULER_INTERVAL_MINUTES, and the outbox every minute."""
-    from webapp.outbox.services import send_outbox
-
     scheduler = BlockingScheduler(timezone=UTC)
     start = datetime.now(UTC)
     scheduler.add_job(

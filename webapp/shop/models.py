@@ -242,12 +242,21 @@ class OrderLine(db.Model):
 
 
 class DiscountRedemption(db.Model):
-    """One use of a discount code by an order (counts towards the per-customer limit)."""
+    """One use of a discount code by an order (counts towards the per-customer limit).
 
-    __table_args__ = (UniqueConstraint("order_id"),)
+    A code limited per customer numbers each customer's uses 1..limit in `slot`: two orders
+    confirmed at once take the same slot, and the unique key lets only one of them in.
+    """
+
+    __table_args__ = (
+        UniqueConstraint("order_id"),
+        UniqueConstraint("discount_code_id", "customer_id", "slot", name="uq_redemption_slot"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     discount_code_id: Mapped[int] = mapped_column(ForeignKey("discount_code.id"), index=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), index=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"))
+    # The customer's n-th use of a code limited per customer; NULL (no limit) never clashes.
+    slot: Mapped[int | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)

@@ -13,6 +13,7 @@ from webapp.clock import format_day
 from webapp.errors import CheckoutError, DiscountRefused, InvalidChoice, NotFound
 from webapp.extensions import db
 from webapp.shop.models import (
+    ORDER_TRANSITIONS,
     Cart,
     CartLine,
     DiscountCode,
@@ -25,6 +26,7 @@ from webapp.shop.models import (
     Product,
 )
 from webapp.shop.pricing import DiscountTerms, PriceLine, Quote, quote
+from webapp.statemachine import transition
 
 
 def _new_token() -> str:
@@ -363,9 +365,48 @@ def _redeem(code: DiscountCode, customer_id: int, order: Order) -> None:
             f"Il codice sconto {code.code} ha raggiunto il numero massimo di utilizzi."
         )
     db.session.add(
-        DiscountRedemption(discount_code_id=code.id, customer_id=customer_id, order_id=order.id)
+        DiscountRedemption(
+            discount_code_id=code.id,
+            customer_id=customer_id,
+            order_id=order.id,
+            slot=_redemption_slot(code, customer_id),
+        )
     )
     db.session.refresh(code)
+
+
+def _redemption_slot(code: DiscountCode, customer_id: int) -> int | None:
+    """The lowest free use number of a code limited per customer (None: no limit).
+
+    A twin confirm picks the same number; uq_redemption_slot refuses the second insert, and
+    on the rerun that number is taken: the next one is used, or the code is refused.
+    """
+    if code.max_uses_per_customer is None:
+        return None
+    taken = set(
+        db.session.scalars(
+            select(DiscountRedemption.slot).where(
+                DiscountRedemption.discount_code_id == code.id,
+                DiscountRedemption.customer_id == customer_id,
+                DiscountRedemption.slot.is_not(None),
+            )
+        )
+    )
+    free = [n for n in range(1, code.max_uses_per_customer + 1) if n not in taken]
+    if not free:
+        raise DiscountRefused(f"Hai già utilizzato il codice sconto {code.code}.")
+    return free[0]
+
+
+def cancel_order(order: Order, now: datetime) -> None:
+    """Cancel an unpaid order; its codice sconto use is given back to the customer."""
+    transition(order, OrderStatus.CANCELLED, ORDER_TRANSITIONS, "L'ordine non è più annullabile.")
+    db.session.execute(
+        update(DiscountRedemption)
+        .where(DiscountRedemption.order_id == order.id)
+        .values(slot=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def get_order(order_id: int, customer_id: int) -> Order:

@@ -1,0 +1,241 @@
+"""The payment use cases the views and jobs run, each with its own commits and one outcome.
+
+Services (webapp.payments.services, refunds) flush; these functions are the callers that
+commit, because paying needs more than one transaction: the attempt is committed before the
+bank is asked, the settlement after it answers, a refund of a duplicate after that. Views only
+turn the returned `Outcome` into a response, so the twin that lost a race reads the state the
+winner left and lands on the same outcome (the paid order page), never on a contradiction.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from webapp.errors import DomainError, InvalidTransition
+from webapp.extensions import db
+from webapp.money import format_eur
+from webapp.payments import refunds, services
+from webapp.payments.gateway import GatewayUnavailable
+from webapp.payments.models import Payment, PaymentStatus, Refund, RefundStatus
+from webapp.shop.models import Order, OrderStatus
+from webapp.transaction import commit, once_more_after_conflict, rollback
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(enum.StrEnum):
+    PAID = "paid"  # this payment paid the order
+    ALREADY_PAID = "already_paid"  # the order was paid by another payment
+    DUPLICATE = "duplicate"  # this payment was a second capture: it is (being) refunded
+    DECLINED = "declined"  # no money taken; the order can be paid again
+    UNKNOWN = "unknown"  # the bank did not answer: we ask it, the customer waits
+    PENDING = "pending"  # the bank's page is not finished yet
+
+
+@dataclass(frozen=True)
+class PaymentResult:
+    outcome: Outcome
+    payment: Payment | None
+    message: str
+
+    @property
+    def category(self) -> str:
+        """The flash category of the message."""
+        return {Outcome.PAID: "success", Outcome.DECLINED: "error"}.get(self.outcome, "info")
+
+
+def result_of(payment: Payment) -> PaymentResult:
+    """What the customer is told about a payment, from the state in the database."""
+    order = payment.order
+    status = payment.status
+    if status is PaymentStatus.SUCCEEDED:
+        return PaymentResult(
+            Outcome.PAID,
+            payment,
+            "Pagamento riuscito: grazie! Ti abbiamo inviato una e-mail di conferma.",
+        )
+    if status is PaymentStatus.DUPLICATE:
+        return PaymentResult(Outcome.DUPLICATE, payment, _duplicate_message(payment))
+    if order.status is OrderStatus.PAID:
+        return PaymentResult(Outcome.ALREADY_PAID, payment, "Questo ordine risulta già pagato.")
+    if status is PaymentStatus.UNKNOWN:
+        return PaymentResult(
+            Outcome.UNKNOWN,
+            payment,
+            "La banca non ha ancora confermato l'esito: lo verifichiamo noi, "
+            "non ripetere il pagamento.",
+        )
+    if status is PaymentStatus.PENDING:
+        return PaymentResult(
+            Outcome.PENDING, payment, "Il pagamento non è ancora concluso presso la banca."
+        )
+    return PaymentResult(
+        Outcome.DECLINED,
+        payment,
+        f"Pagamento non riuscito: {payment.failure_message}",
+    )
+
+
+def _duplicate_message(payment: Payment) -> str:
+    refund = db.session.scalar(select(Refund).where(Refund.payment_id == payment.id))
+    amount = format_eur(payment.amount_cents)
+    if refund is not None and refund.status is RefundStatus.SUCCEEDED:
+        return (
+            f"Questo ordine era già stato pagato: il secondo addebito di {amount} "
+            "è stato rimborsato sulla tua carta. Ti abbiamo inviato una e-mail."
+        )
+    return (
+        f"Questo ordine era già stato pagato: il secondo addebito di {amount} "
+        "verrà rimborsato sulla tua carta, senza che tu debba fare nulla."
+    )
+
+
+def start_hosted_payment(
+    order: Order, *, return_url: str, notify_url: str | None, now: datetime
+) -> Payment:
+    """Paths 1 and 3: the bank's hosted page for the order (a reload reuses the open one)."""
+    try:
+        payment = services.start_hosted_payment(
+            order, return_url=return_url, notify_url=notify_url, now=now
+        )
+    except DomainError:
+        rollback()
+        raise
+    commit()
+    return payment
+
+
+def pay_with_saved_card(
+    order: Order, customer_id: int, card_choice: str, attempt: str, now: datetime
+) -> PaymentResult:
+    """Path 2: record the charge (committed), ask the bank, settle it (committed).
+
+    Raises DomainError (nothing changed) when the order cannot be paid with that card.
+    """
+
+    def record() -> Payment:
+        payment = services.begin_saved_card_payment(
+            order, customer_id, card_choice, attempt, now.date()
+        )
+        commit()
+        return payment
+
+    try:
+        payment = once_more_after_conflict(record)
+    except InvalidTransition:
+        rollback()
+        db.session.refresh(order)
+        if order.status is OrderStatus.PAID:
+            return PaymentResult(Outcome.ALREADY_PAID, None, "Questo ordine risulta già pagato.")
+        raise
+    except DomainError:
+        rollback()
+        raise
+    payment_id = payment.id
+    try:
+        services.execute_card_charge(payment, now)
+        commit()
+    except InvalidTransition:
+        rollback()  # the twin settled this very charge first: read what it wrote
+    payment = db.session.get(Payment, payment_id)
+    return _refund_if_duplicate(payment, now)
+
+
+def settle_hosted_payment(gateway_ref: str, now: datetime) -> PaymentResult:
+    """The bank's return or notification: ask the bank and settle (replays change nothing).
+
+    Raises NotFound for an unknown payment and GatewayUnavailable when the bank cannot be asked.
+    """
+
+    def settle() -> None:
+        try:
+            services.settle_hosted_payment(gateway_ref, now)
+            commit()
+        except InvalidTransition:
+            rollback()  # the twin (return vs notification, two tabs) settled it first
+
+    try:
+        # The return and the notification at once may both save the card token: rerun once.
+        once_more_after_conflict(settle)
+    except GatewayUnavailable:
+        rollback()
+        raise
+    return _refund_if_duplicate(services.payment_by_ref(gateway_ref), now)
+
+
+def _refund_if_duplicate(payment: Payment, now: datetime) -> PaymentResult:
+    """A duplicate capture is refunded at once (the reconciliation job retries what fails)."""
+    if payment.status is PaymentStatus.DUPLICATE:
+        execute_open_refunds(payment, now)
+    return result_of(payment)
+
+
+def execute_open_refunds(payment: Payment, now: datetime) -> None:
+    """Ask the bank for each open refund of the payment, committing each outcome."""
+    open_ids = db.session.scalars(
+        select(Refund.id).where(
+            Refund.payment_id == payment.id, Refund.status.in_(refunds.OPEN_REFUND_STATUSES)
+        )
+    ).all()
+    for refund_id in open_ids:
+        run_refund(refund_id, now)
+
+
+def run_refund(refund_id: int, now: datetime) -> Refund | None:
+    """Execute one recorded refund and commit; a twin that got there first wins quietly."""
+    try:
+        refund = refunds.execute_refund(db.session.get(Refund, refund_id), now)
+        commit()
+        return refund
+    except InvalidTransition:
+        rollback()
+        return db.session.get(Refund, refund_id)
+
+
+def refund(
+    payment: Payment,
+    amount_cents: int,
+    *,
+    kind,
+    reason: str,
+    now: datetime,
+    requested_by: str | None = None,
+) -> Refund:
+    """Record a refund (committed before the bank is asked), then execute it."""
+    try:
+        recorded = refunds.refund_payment(
+            payment, amount_cents, kind=kind, reason=reason, now=now, requested_by=requested_by
+        )
+        commit()
+    except DomainError:
+        rollback()
+        raise
+    return run_refund(recorded.id, now)
+
+
+def reconcile(now: datetime) -> int:
+    """The job's pass: settle charges and hosted payments left open, run open refunds.
+
+    Returns how many payments or refunds reached a final state.
+    """
+    settled = 0
+    for payment_id in services.stuck_payments(now):
+        payment = db.session.get(Payment, payment_id)
+        try:
+            services.settle_stuck_payment(payment, now)
+            commit()
+        except (InvalidTransition, GatewayUnavailable):
+            rollback()
+            continue
+        payment = db.session.get(Payment, payment_id)
+        _refund_if_duplicate(payment, now)
+        settled += payment.status not in (PaymentStatus.PENDING, PaymentStatus.UNKNOWN)
+    for refund_id in refunds.open_refunds(now):
+        done = run_refund(refund_id, now)
+        settled += done is not None and done.status not in refunds.OPEN_REFUND_STATUSES
+    return settled
