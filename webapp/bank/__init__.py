@@ -116,7 +116,8 @@ def _register_extensions(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from .views import api, pages
+    from .api import api
+    from .pages import pages
 
     csrf.exempt(api)  # HMAC-authenticated, no browser session involved
     app.register_blueprint(api)
