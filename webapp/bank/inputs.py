@@ -110,7 +110,7 @@ def refund_request(raw: bytes) -> dict[str, Any]:
     """POST /api/refunds: the arguments of services.refund (without `now`)."""
     body = json_object(raw)
     return {
-        "target_id": _field(body, "payment_id", str, _text(64)),
+        "target_id": _field(body, "payment_ref", str, _text(64)),
         "amount_cents": _field(body, "amount_cents", int, _amount(1)),
         "currency": _field(body, "currency", str, _eur),
         "reason": _field(body, "reason", str, _text(200)),

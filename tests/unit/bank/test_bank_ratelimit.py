@@ -41,9 +41,7 @@ def test_per_address_limit_still_exists(make_app) -> None:
     assert statuses[-1] == 429
 
 
-def test_wrong_codes_count_per_payment_from_one_address(
-    make_app, customer_factory
-) -> None:
+def test_wrong_codes_count_per_payment_from_one_address(make_app, customer_factory) -> None:
     """Two customers behind one address: each payment has its own three attempts."""
     app = make_app(RATELIMIT_ENABLED=True)
     customer, create = customer_factory(app)
