@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from babel.numbers import format_currency
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import selectinload
 
 from webapp.signing import sign_params
 
@@ -626,7 +627,12 @@ def movements(limit: int = 200) -> list[Movement]:
         .limit(limit)
     )
     charges = db.session.scalars(select(Charge).order_by(Charge.created_at.desc()).limit(limit))
-    refunds = db.session.scalars(select(Refund).order_by(Refund.created_at.desc()).limit(limit))
+    refunds = db.session.scalars(
+        select(Refund)
+        .options(selectinload(Refund.payment), selectinload(Refund.charge))
+        .order_by(Refund.created_at.desc())
+        .limit(limit)
+    )
     rows = [
         *(_payment_movement(p) for p in payments),
         *(_charge_movement(c) for c in charges),
