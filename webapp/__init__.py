@@ -82,7 +82,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from webapp.payments.gateway import MockBankGateway
+    from webapp.payments.gateway import HttpGateway
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_DIR / "migrations"), render_as_batch=True)
@@ -93,7 +93,7 @@ def register_extensions(app: Flask) -> None:
     limiter.init_app(app)
     app.extensions.setdefault(
         "gateway",
-        MockBankGateway(
+        HttpGateway(
             api_url=app.config["BANK_API_URL"],
             merchant_id=app.config["BANK_MERCHANT_ID"],
             secret=app.config["BANK_SHARED_SECRET"],

@@ -1,12 +1,17 @@
-"""Hostile input on the mock bank's hosted pages (hypothesis): card form, summary, OTP, bank app.
+"""Hostile input on the mock bank (hypothesis): hosted pages (card form, summary, OTP, bank app)
+and the signed JSON API (payments, charges, refunds).
 
 Payments in every status, anything posted to any of them: never a 500; a refused request
 changes nothing (a wrong OTP only counts the attempt); a final payment never changes; amounts,
 order references and URLs never change; a card is saved only by an authorisation.
+Correctly signed API calls with any JSON body: never a 500; a 4xx changes nothing; the refunds
+of a payment or charge never add up to more than it captured.
 """
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +37,8 @@ CARDS = [
     "4000000000000002",
     "4000000000009995",
     "4000000000000069",
+    "4000000000003063",
+    "4000002760003184",
     "4242 4242 4242 4242",
     "4242-4242-4242-4242",
     "4242424242424241",
@@ -120,6 +127,8 @@ def bank_pages(bank_database_url) -> Iterator[Flask]:
         _payment("4111111111111111", confirm=True)  # SMS OTP challenge
         _payment("4111111111111111", confirm=True, notify=False)
         _payment("5555555555554444", confirm=True)  # bank app challenge
+        _payment("4000000000003063", confirm=True)  # hardware token challenge
+        _payment("4000002760003184", confirm=True)  # SMS challenge of the SCA card
         _payment("4242424242424242", confirm=True)  # authorised
         _payment("4000000000000002", confirm=True)  # declined
         bank_db.session.commit()
@@ -213,6 +222,11 @@ def test_hostile_input_never_breaks_the_bank_pages(bank_pages: Flask, target: Pa
         "2000",
         "123",
         "1234",
+        "²",
+        "１２",
+        "٠١",
+        "1" * 5000,
+        "4" * 5000,
     ]
     fields = data.draw(fuzz.form(target.fields, fuzz.values_for(meaningful)), label="fields")
     path = target.path.replace("{pid}", quote(pid, safe="")[:2000])
@@ -232,3 +246,174 @@ def test_hostile_input_never_breaks_the_bank_pages(bank_pages: Flask, target: Pa
     elif 400 <= response.status_code < 500:
         fuzz.assert_unchanged(snap_before, snap_after, context)
     check_bank_invariants(before, after)
+
+
+# ---- the signed JSON API ------------------------------------------------------------------------
+
+
+def _json_values() -> st.SearchStrategy[object]:
+    """Any JSON value, small or absurd, and the strings the fuzz module knows."""
+    scalars = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(10**30), 10**30),
+        st.floats(allow_nan=False, allow_infinity=False),
+        fuzz.junk(),
+    )
+    return st.recursive(
+        scalars,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)
+        ),
+        max_leaves=8,
+    )
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    path: str
+    fields: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return self.path
+
+
+ENDPOINTS = [
+    Endpoint(
+        "/api/payments",
+        (
+            "amount_cents",
+            "currency",
+            "order_ref",
+            "description",
+            "return_url",
+            "notify_url",
+            "save_card",
+            "idempotency_key",
+        ),
+    ),
+    Endpoint(
+        "/api/charges",
+        (
+            "token",
+            "amount_cents",
+            "currency",
+            "order_ref",
+            "description",
+            "initiator",
+            "idempotency_key",
+        ),
+    ),
+    Endpoint(
+        "/api/refunds", ("payment_ref", "amount_cents", "currency", "reason", "idempotency_key")
+    ),
+]
+
+
+@pytest.fixture
+def bank_api(bank_pages: Flask) -> Flask:
+    """The bank of the pages above, plus a saved-card charge to refund and a refund made."""
+    from webapp.bank import services
+    from webapp.bank.extensions import db as bank_db
+    from webapp.bank.models import Card
+
+    with bank_pages.app_context():
+        now = datetime.now(UTC)
+        token = bank_db.session.scalars(select(Card.token)).first()
+        charge, _ = services.charge_token(
+            token=token,
+            amount_cents=4880,
+            currency="EUR",
+            order_ref="REN-1",
+            description="Rinnovo",
+            initiator="merchant",
+            idempotency_key="fuzz-charge",
+            now=now,
+        )
+        services.refund(
+            target_id=charge.id,
+            amount_cents=880,
+            currency="EUR",
+            reason="Parziale",
+            idempotency_key="fuzz-refund",
+            now=now,
+        )
+        bank_db.session.commit()
+    return bank_pages
+
+
+def _api_meaningful(bank_app: Flask) -> list[object]:
+    from webapp.bank.extensions import db as bank_db
+    from webapp.bank.models import Card, Charge, Payment
+
+    with bank_app.app_context():
+        ids = [
+            *bank_db.session.scalars(select(Payment.id)),
+            *bank_db.session.scalars(select(Charge.id)),
+        ]
+        tokens = list(bank_db.session.scalars(select(Card.token)))
+        bank_db.session.remove()
+    return [
+        *ids,
+        *tokens,
+        "EUR",
+        "customer",
+        "merchant",
+        "fuzz-refund",
+        "fuzz-charge",
+        1,
+        880,
+        4000,
+        4880,
+        12_200,
+        0,
+        -1,
+        True,
+        "http://shop.test/x",
+    ]
+
+
+def _signed_post(bank_app: Flask, path: str, raw: bytes):
+    from webapp.signing import sign_request
+
+    headers = sign_request(SECRET, "pec-shop", "POST", path, raw, int(time.time()))
+    headers["Content-Type"] = "application/json"
+    return bank_app.test_client().post(path, data=raw, headers=headers)
+
+
+def check_refund_invariants(snap: fuzz.Snapshot) -> None:
+    """Refunds never exceed the captured amount, and refunded_cents is their sum."""
+    refunds = snap["bank_refund"]
+    for table, key in (("bank_payment", "payment_id"), ("bank_charge", "charge_id")):
+        for row in snap[table]:
+            total = sum(r["amount_cents"] for r in refunds if r[key] == row["id"])
+            assert row["refunded_cents"] == total, row["id"]
+            assert 0 <= total <= row["amount_cents"], row["id"]
+
+
+@pytest.mark.parametrize("target", ENDPOINTS, ids=str)
+@fuzz.FUZZ
+@given(data=st.data())
+def test_hostile_json_never_breaks_the_bank_api(bank_api: Flask, target: Endpoint, data) -> None:
+    meaningful = _api_meaningful(bank_api)
+    value = st.one_of(_json_values(), st.sampled_from(meaningful), st.sampled_from(meaningful))
+    as_object = st.fixed_dictionaries({}, optional={name: value for name in target.fields})
+    body = data.draw(st.one_of(as_object, as_object, as_object, _json_values()), label="body")
+    raw = json.dumps(body).encode()
+    if data.draw(st.booleans(), label="mangle"):
+        raw = data.draw(st.sampled_from([raw[:-1], raw + b"]", b"[" * 50_000, b"\xff" + raw, b""]))
+
+    snap_before, before = _state(bank_api)
+    response = _signed_post(bank_api, target.path, raw)
+    snap_after, after = _state(bank_api)
+
+    context = {"path": target.path, "body": raw[:200], "status": response.status_code}
+    assert response.status_code < 500, context
+    if not isinstance(body, dict) or raw[:1] != b"{":
+        assert response.status_code == 400, context
+    if response.status_code >= 400:
+        fuzz.assert_unchanged(snap_before, snap_after, context)
+    check_refund_invariants(snap_after)
+    for pid, old in before.payments.items():  # the API never touches an existing payment's state
+        new = after.payments[pid]
+        assert {k: new[k] for k in (*FIXED, "status")} == {k: old[k] for k in (*FIXED, "status")}

@@ -28,6 +28,11 @@ SECURITY_HEADERS = {
 }
 
 
+MSG_BAD_CHARACTERS = (
+    "I dati inviati contengono caratteri non ammessi: torna indietro, correggili e riprova."
+)
+
+
 def _env_bool(value: str) -> bool:
     return value.strip().lower() not in ("0", "false", "no", "off", "")
 
@@ -116,7 +121,8 @@ def _register_extensions(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from .views import api, pages
+    from .api import api
+    from .pages import pages
 
     csrf.exempt(api)  # HMAC-authenticated, no browser session involved
     app.register_blueprint(api)
@@ -134,11 +140,14 @@ def _register_handlers(app: Flask) -> None:
         return {"merchant_name": app.config["BANK_MERCHANT_NAME"], "brand_labels": BRAND_LABELS}
 
     @app.before_request
-    def refuse_nul_bytes() -> None:
+    def refuse_nul_bytes() -> Response | tuple[str, int] | None:
         """No id or field has a NUL byte, and PostgreSQL cannot even look one up: 400."""
         fields = [*request.args.items(multi=True), *request.form.items(multi=True)]
         if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in fields):
-            abort(400)
+            if request.path.startswith("/api/"):
+                abort(400)
+            return render_template("bank/error.html", message=MSG_BAD_CHARACTERS), 400
+        return None
 
     @app.after_request
     def security_headers(response: Response) -> Response:

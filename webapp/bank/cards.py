@@ -13,6 +13,8 @@ class Behaviour(StrEnum):
 
     SMS_OTP = "sms_otp"
     APP = "app"
+    HW_TOKEN = "hw_token"
+    SCA_REQUIRED = "sca_required"
     FRICTIONLESS = "frictionless"
     DECLINED = "declined"
     INSUFFICIENT_FUNDS = "insufficient_funds"
@@ -23,6 +25,8 @@ class Behaviour(StrEnum):
 TEST_CARDS: dict[str, Behaviour] = {
     "4111111111111111": Behaviour.SMS_OTP,
     "5555555555554444": Behaviour.APP,
+    "4000000000003063": Behaviour.HW_TOKEN,
+    "4000002760003184": Behaviour.SCA_REQUIRED,
     "4242424242424242": Behaviour.FRICTIONLESS,
     "378282246310005": Behaviour.FRICTIONLESS,
     "4000000000000002": Behaviour.DECLINED,
@@ -34,6 +38,14 @@ TEST_CARDS: dict[str, Behaviour] = {
 BEHAVIOUR_LABELS: dict[Behaviour, str] = {
     Behaviour.SMS_OTP: "Pagamento riuscito dopo il codice SMS (mostrato sul telefono simulato)",
     Behaviour.APP: "Pagamento riuscito dopo l'approvazione nell'app della banca (simulata)",
+    Behaviour.HW_TOKEN: (
+        "Pagamento riuscito dopo il codice generato dal token (mostrato sul token simulato)"
+    ),
+    Behaviour.SCA_REQUIRED: (
+        "Pagamento riuscito dopo il codice SMS; salvata, ogni addebito avviato dal cliente "
+        "è rifiutato perché richiede l'autenticazione (authentication_required), "
+        "i rinnovi avviati dall'esercente riescono"
+    ),
     Behaviour.FRICTIONLESS: "Pagamento riuscito senza verifica aggiuntiva",
     Behaviour.DECLINED: "Pagamento rifiutato dalla banca",
     Behaviour.INSUFFICIENT_FUNDS: "Fondi insufficienti (la verifica a importo zero riesce)",
@@ -73,7 +85,7 @@ def normalize_number(raw: str) -> str:
 
 def luhn_ok(number: str) -> bool:
     """True when number is all digits (12 to 19) and passes the Luhn checksum."""
-    if not number.isascii() or not number.isdigit() or not 12 <= len(number) <= 19:
+    if not _ascii_digits(number) or not 12 <= len(number) <= 19:
         return False
     total = 0
     for i, ch in enumerate(reversed(number)):
@@ -110,9 +122,16 @@ def behaviour_for(number: str) -> Behaviour:
     return TEST_CARDS.get(number, Behaviour.FRICTIONLESS)
 
 
+def _ascii_digits(value: str) -> bool:
+    return value.isascii() and value.isdecimal()
+
+
 def _parse_expiry(raw_month: str, raw_year: str) -> tuple[int, int] | None:
     month, year = (raw_month or "").strip(), (raw_year or "").strip()
-    if not (month.isdigit() and year.isdigit() and len(year) in (2, 4)):
+    # ASCII digits only: "²".isdigit() is True and int("²") raises; a 5,000-digit int() too.
+    if not (_ascii_digits(month) and len(month) <= 2 and _ascii_digits(year)):
+        return None
+    if len(year) not in (2, 4):
         return None
     m, y = int(month), int(year)
     if len(year) == 2:
@@ -145,7 +164,7 @@ def validate_card(
         errors["expiry"] = MSG_EXPIRED
     size = cvv_length(brand)
     cvv = (cvv or "").strip()
-    if not (cvv.isascii() and cvv.isdigit() and len(cvv) == size):
+    if not (_ascii_digits(cvv) and len(cvv) == size):
         errors["cvv"] = f"Il CVV deve avere {size} cifre."
     if errors:
         return None, errors

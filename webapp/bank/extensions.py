@@ -18,9 +18,13 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 csrf = CSRFProtect()
-#: Brute-force guard on the OTP form, on top of the per-payment attempt limit.
 limiter = Limiter(key_func=get_remote_address, storage_uri="memory://")
-OTP_RATE_LIMIT = "30 per minute"
+#: Posts of the code form per payment: the 3-D Secure attempt limit (BANK_OTP_MAX_ATTEMPTS
+#: wrong codes fail the payment) is the real guard; this only stops hammering one payment.
+OTP_RATE_LIMIT_PER_PAYMENT = "10 per minute"
+#: Per client address, loose: customers behind one NAT (an office, a mobile carrier) each have
+#: their own payments, and one busy address must not block the others' code pages.
+OTP_RATE_LIMIT_PER_IP = "300 per minute"
 
 
 def now_utc() -> datetime:

@@ -1,11 +1,20 @@
-"""The mock bank's tables: hosted payments, saved cards (tokens), charges, notification outbox."""
+"""The mock bank's tables: hosted payments, saved cards (tokens), charges, refunds, outbox."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import DateTime, Enum, ForeignKey, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -55,6 +64,12 @@ class ChargeStatus(StrEnum):
     DECLINED = "declined"
 
 
+class RefundStatus(StrEnum):
+    """Outcome of a refund (a refused refund is answered with an error and never stored)."""
+
+    SUCCEEDED = "succeeded"
+
+
 def _enum(cls: type[StrEnum]) -> Enum:
     return Enum(cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e])
 
@@ -79,6 +94,12 @@ class Payment(db.Model):
     """A hosted payment: the card page, 3-D Secure and the signed result."""
 
     __tablename__ = "bank_payment"
+    # The last guard of "never refund more than was captured", under the compare-and-set.
+    __table_args__ = (
+        CheckConstraint(
+            "refunded_cents >= 0 AND refunded_cents <= amount_cents", name="ck_payment_refunded"
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
@@ -102,6 +123,8 @@ class Payment(db.Model):
     decline_code: Mapped[str | None] = mapped_column(String(32), default=None)
     decline_message: Mapped[str | None] = mapped_column(String(200), default=None)
     card_token: Mapped[str | None] = mapped_column(ForeignKey("bank_card.token"), default=None)
+    #: Sum of the refunds; only services.refund changes it, with a compare-and-set UPDATE.
+    refunded_cents: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
@@ -117,6 +140,11 @@ class Charge(db.Model):
     """A charge of a saved card by token (no 3-D Secure), unique per idempotency key."""
 
     __tablename__ = "bank_charge"
+    __table_args__ = (
+        CheckConstraint(
+            "refunded_cents >= 0 AND refunded_cents <= amount_cents", name="ck_charge_refunded"
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
@@ -129,7 +157,37 @@ class Charge(db.Model):
     status: Mapped[ChargeStatus] = mapped_column(_enum(ChargeStatus))
     decline_code: Mapped[str | None] = mapped_column(String(32))
     decline_message: Mapped[str | None] = mapped_column(String(200))
+    #: Sum of the refunds; only services.refund changes it, with a compare-and-set UPDATE.
+    refunded_cents: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Refund(db.Model):
+    """A refund of a captured hosted payment or token charge, unique per idempotency key."""
+
+    __tablename__ = "bank_refund"
+    __table_args__ = (
+        CheckConstraint("amount_cents > 0", name="ck_refund_amount"),
+        CheckConstraint("(payment_id IS NULL) <> (charge_id IS NULL)", name="ck_refund_one_target"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    payment_id: Mapped[str | None] = mapped_column(ForeignKey("bank_payment.id"), default=None)
+    charge_id: Mapped[str | None] = mapped_column(ForeignKey("bank_charge.id"), default=None)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(String(200))
+    status: Mapped[RefundStatus] = mapped_column(_enum(RefundStatus))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    payment: Mapped[Payment | None] = relationship()
+    charge: Mapped[Charge | None] = relationship()
+
+    @property
+    def target_id(self) -> str:
+        """The refunded payment's or charge's id."""
+        return self.payment_id or self.charge_id or ""
 
 
 class Notification(db.Model):

@@ -6,19 +6,30 @@ import hmac
 import json
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from babel.numbers import format_currency
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import selectinload
 
 from webapp.signing import sign_params
 
 from . import cards
 from .cards import Behaviour, CardInput
 from .extensions import db
-from .models import Card, Charge, ChargeStatus, Notification, Payment, PaymentStatus
+from .models import (
+    Card,
+    Charge,
+    ChargeStatus,
+    Notification,
+    Payment,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+)
 
 S = PaymentStatus
 
@@ -30,6 +41,17 @@ DECLINE_MESSAGES = {
     "authentication_refused": (
         "Autenticazione 3-D Secure non riuscita: pagamento rifiutato nell'app della banca."
     ),
+    "authentication_required": (
+        "La banca richiede l'autenticazione 3-D Secure del titolare: "
+        "paga inserendo di nuovo i dati della carta."
+    ),
+}
+
+#: Why a refund is refused (the API's error code -> an English detail for the merchant).
+REFUND_REFUSALS = {
+    "not_captured": "only an authorised payment or a succeeded charge with money taken",
+    "amount_exceeds_captured": "the refunds would exceed the captured amount",
+    "currency_mismatch": "the refund currency differs from the payment's",
 }
 
 #: The only moves a hosted payment can make; anything else raises InvalidTransition.
@@ -46,6 +68,9 @@ TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
 
 CHALLENGE_SMS = "sms"
 CHALLENGE_APP = "app"
+CHALLENGE_TOKEN = "token"  # a code shown by the hardware token ("codice generato dal token")
+#: The challenges answered with a 6-digit code typed into the page.
+CODE_CHALLENGES = frozenset({CHALLENGE_SMS, CHALLENGE_TOKEN})
 
 
 class BankError(Exception):
@@ -62,6 +87,19 @@ class IdempotencyConflict(BankError):
 
 class UnknownToken(BankError):
     """The card token does not exist or was deleted."""
+
+
+class NotFound(BankError):
+    """No payment or charge with this id."""
+
+
+class RefundRefused(BankError):
+    """The refund cannot be made (code: a key of REFUND_REFUSALS)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+        self.detail = REFUND_REFUSALS[code]
 
 
 class CardInvalid(BankError):
@@ -176,9 +214,11 @@ def confirm_payment(payment: Payment, *, now: datetime) -> Payment:
     code = _test_card_decline(behaviour, payment.amount_cents)
     if code is not None:
         _finish(payment, S.DECLINED, now, code)
-    elif behaviour is Behaviour.SMS_OTP:
+    elif behaviour in (Behaviour.SMS_OTP, Behaviour.SCA_REQUIRED, Behaviour.HW_TOKEN):
         transition(payment, S.CHALLENGE)
-        payment.challenge_method = CHALLENGE_SMS
+        payment.challenge_method = (
+            CHALLENGE_TOKEN if behaviour is Behaviour.HW_TOKEN else CHALLENGE_SMS
+        )
         payment.otp_code = f"{secrets.randbelow(1_000_000):06d}"
         payment.otp_failures = 0
     elif behaviour is Behaviour.APP:
@@ -190,22 +230,48 @@ def confirm_payment(payment: Payment, *, now: datetime) -> Payment:
     return payment
 
 
+def is_code_challenge(payment: Payment) -> bool:
+    """3-D Secure is waiting for a typed 6-digit code (SMS or hardware token)."""
+    return payment.status == S.CHALLENGE and payment.challenge_method in CODE_CHALLENGES
+
+
+def well_formed_otp(code: str) -> bool:
+    """Six ASCII digits ("²" and other Unicode digits pass str.isdigit, not this)."""
+    return len(code) == 6 and code.isascii() and code.isdecimal()
+
+
 def verify_otp(payment: Payment, code: str, *, max_attempts: int, now: datetime) -> Payment:
-    """Check the SMS code: authorise, or raise WrongOtp, or fail after max_attempts wrong codes."""
-    if payment.status != S.CHALLENGE or payment.challenge_method != CHALLENGE_SMS:
+    """Check the SMS or token code: authorise, or raise WrongOtp, or fail after max_attempts."""
+    if not is_code_challenge(payment):
         raise InvalidTransition(f"otp in status {payment.status}")
     assert payment.otp_code is not None
     if hmac.compare_digest(code.strip().encode(), payment.otp_code.encode()):
         _finish(payment, S.AUTHORISED, now)
     else:
-        payment.otp_failures += 1
-        left = max_attempts - payment.otp_failures
-        if left > 0:
-            db.session.flush()
-            raise WrongOtp(left)
+        failures = _count_wrong_otp(payment)
+        if failures < max_attempts:
+            raise WrongOtp(max_attempts - failures)
         _finish(payment, S.FAILED, now, "authentication_failed")
     db.session.flush()
     return payment
+
+
+def _count_wrong_otp(payment: Payment) -> int:
+    """One more wrong code on this payment; the count after it.
+
+    Guard: an atomic `SET otp_failures = otp_failures + 1` (not a read-modify-write), so codes
+    posted at the same instant cannot each see the old count and get extra attempts.
+    """
+    db.session.execute(
+        update(Payment)
+        .where(Payment.id == payment.id, Payment.status == S.CHALLENGE)
+        .values(otp_failures=Payment.otp_failures + 1)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.refresh(payment)
+    if not is_code_challenge(payment):  # a twin request finished it meanwhile
+        raise InvalidTransition(f"otp in status {payment.status}")
+    return payment.otp_failures
 
 
 def decide_in_app(payment: Payment, *, approve: bool, now: datetime) -> Payment:
@@ -294,6 +360,7 @@ def payment_to_dict(payment: Payment) -> dict[str, object]:
         "order_ref": payment.order_ref,
         "decline_code": payment.decline_code,
         "decline_message": payment.decline_message,
+        "refunded_cents": payment.refunded_cents,
         "card": card_json,
     }
 
@@ -371,7 +438,7 @@ def charge_token(
     card = get_active_card(token)
     if card is None:
         raise UnknownToken(token)
-    code = _charge_decline_code(card, amount_cents, now)
+    code = _charge_decline_code(card, amount_cents, initiator, now)
     charge = Charge(
         id="ch_" + secrets.token_urlsafe(16),
         idempotency_key=idempotency_key,
@@ -402,11 +469,20 @@ def _test_card_decline(behaviour: Behaviour, amount_cents: int) -> str | None:
     return None
 
 
-def _charge_decline_code(card: Card, amount_cents: int, now: datetime) -> str | None:
-    """A saved card is also declined once its own expiry date has passed."""
-    code = _test_card_decline(cards.behaviour_for(card.pan), amount_cents)
+def _charge_decline_code(
+    card: Card, amount_cents: int, initiator: str, now: datetime
+) -> str | None:
+    """A saved card is also declined once its own expiry date has passed.
+
+    The SCA test card wants the customer authenticated again for each customer-initiated
+    charge (PSD2); a merchant-initiated one (a renewal) is out of SCA scope and succeeds.
+    """
+    behaviour = cards.behaviour_for(card.pan)
+    code = _test_card_decline(behaviour, amount_cents)
     if code is None and cards.is_expired(card.exp_month, card.exp_year, now.date()):
         return "expired_card"
+    if code is None and behaviour is Behaviour.SCA_REQUIRED and initiator == "customer":
+        return "authentication_required"
     return code
 
 
@@ -420,7 +496,187 @@ def charge_to_dict(charge: Charge) -> dict[str, object]:
         "order_ref": charge.order_ref,
         "decline_code": charge.decline_code,
         "decline_message": charge.decline_message,
+        "refunded_cents": charge.refunded_cents,
     }
+
+
+# ---- refunds -------------------------------------------------------------------------------
+
+
+def find_refund_by_key(idempotency_key: str) -> Refund | None:
+    """The refund made with this idempotency key, or None."""
+    return db.session.scalar(select(Refund).filter_by(idempotency_key=idempotency_key))
+
+
+def refund(
+    *,
+    target_id: str,
+    amount_cents: int,
+    currency: str,
+    reason: str,
+    idempotency_key: str,
+    now: datetime,
+) -> tuple[Refund, bool]:
+    """Refund (part of) a captured payment or charge, or replay the refund made with this key.
+
+    Raises NotFound, RefundRefused or IdempotencyConflict; on RefundRefused the caller rolls
+    back (the refund row was already flushed).
+    """
+    existing = find_refund_by_key(idempotency_key)
+    if existing is not None:
+        same = (existing.target_id, existing.amount_cents, existing.currency, existing.reason) == (
+            target_id,
+            amount_cents,
+            currency,
+            reason,
+        )
+        if not same:
+            raise IdempotencyConflict(idempotency_key)
+        return existing, False
+    target = _refundable(target_id)
+    if currency != target.currency:
+        raise RefundRefused("currency_mismatch")
+    row = Refund(
+        id="re_" + secrets.token_urlsafe(16),
+        idempotency_key=idempotency_key,
+        payment_id=target.id if isinstance(target, Payment) else None,
+        charge_id=target.id if isinstance(target, Charge) else None,
+        amount_cents=amount_cents,
+        currency=currency,
+        reason=reason,
+        status=RefundStatus.SUCCEEDED,
+        created_at=now,
+    )
+    db.session.add(row)
+    # The UNIQUE key first: a twin of this very request waits here, fails, and replays ours.
+    db.session.flush()
+    _add_refunded(target, amount_cents)
+    return row, True
+
+
+def _refundable(target_id: str) -> Payment | Charge:
+    """The payment or charge to refund, if money was captured by it."""
+    target: Payment | Charge | None
+    if target_id.startswith("ch_"):
+        target = db.session.get(Charge, target_id)
+        captured = target is not None and target.status == ChargeStatus.SUCCEEDED
+    else:
+        target = db.session.get(Payment, target_id)
+        captured = target is not None and target.status == S.AUTHORISED
+        # A zero-amount card verification took no money.
+        captured = captured and target is not None and target.amount_cents > 0
+    if target is None:
+        raise NotFound(target_id)
+    if not captured:
+        raise RefundRefused("not_captured")
+    return target
+
+
+def _add_refunded(target: Payment | Charge, amount_cents: int) -> None:
+    """Add to the refunded total unless it would exceed the captured amount.
+
+    Guard: a compare-and-set UPDATE; the database checks the sum against the row as it is
+    when the UPDATE runs (a concurrent refund's UPDATE waits on the row lock, then re-checks),
+    never a total read earlier. A CHECK constraint backs it up.
+    """
+    model = type(target)
+    result = db.session.execute(
+        update(model)
+        .where(
+            model.id == target.id,
+            model.refunded_cents + amount_cents <= model.amount_cents,
+        )
+        .values(refunded_cents=model.refunded_cents + amount_cents)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise RefundRefused("amount_exceeds_captured")
+    db.session.refresh(target)
+
+
+def refund_to_dict(row: Refund) -> dict[str, object]:
+    """The refund API body."""
+    return {
+        "refund_id": row.id,
+        "payment_ref": row.target_id,
+        "status": str(row.status),
+        "amount_cents": row.amount_cents,
+        "currency": row.currency,
+        "reason": row.reason,
+    }
+
+
+@dataclass(frozen=True)
+class Movement:
+    """One line of the sandbox's ledger page: money taken or given back."""
+
+    at: datetime
+    kind: str  # "pagamento" | "addebito" | "rimborso"
+    ref: str
+    order_ref: str
+    amount_cents: int  # negative for a refund
+    detail: str
+
+
+def movements(limit: int = 200) -> list[Movement]:
+    """Captured payments, charges (succeeded or declined) and refunds, newest first."""
+    payments = db.session.scalars(
+        select(Payment)
+        .where(Payment.status == S.AUTHORISED, Payment.amount_cents > 0)
+        .order_by(Payment.finished_at.desc())
+        .limit(limit)
+    )
+    charges = db.session.scalars(select(Charge).order_by(Charge.created_at.desc()).limit(limit))
+    refunds = db.session.scalars(
+        select(Refund)
+        .options(selectinload(Refund.payment), selectinload(Refund.charge))
+        .order_by(Refund.created_at.desc())
+        .limit(limit)
+    )
+    rows = [
+        *(_payment_movement(p) for p in payments),
+        *(_charge_movement(c) for c in charges),
+        *(_refund_movement(r) for r in refunds),
+    ]
+    return sorted(rows, key=lambda m: m.at, reverse=True)[:limit]
+
+
+def _payment_movement(payment: Payment) -> Movement:
+    assert payment.finished_at is not None
+    return Movement(
+        payment.finished_at,
+        "pagamento",
+        payment.id,
+        payment.order_ref,
+        payment.amount_cents,
+        _refunded_note(payment.refunded_cents),
+    )
+
+
+def _charge_movement(charge: Charge) -> Movement:
+    declined = charge.status == ChargeStatus.DECLINED
+    detail = f"rifiutato: {charge.decline_code}" if declined else ""
+    who = "cliente" if charge.initiator == "customer" else "esercente"
+    detail = " · ".join(
+        x for x in (f"avviato da {who}", detail, _refunded_note(charge.refunded_cents)) if x
+    )
+    return Movement(
+        charge.created_at,
+        "addebito",
+        charge.id,
+        charge.order_ref,
+        0 if declined else charge.amount_cents,
+        detail,
+    )
+
+
+def _refund_movement(row: Refund) -> Movement:
+    order_ref = (row.payment or row.charge).order_ref  # type: ignore[union-attr]
+    return Movement(row.created_at, "rimborso", row.id, order_ref, -row.amount_cents, row.reason)
+
+
+def _refunded_note(refunded_cents: int) -> str:
+    return f"rimborsato {format_eur(refunded_cents)}" if refunded_cents else ""
 
 
 def stats() -> Mapping[str, int]:

@@ -1,6 +1,7 @@
-"""The one gateway interface the shop pays through, and its client for the (mock) bank.
+"""The one gateway interface the shop pays through, and its HTTP client (docs/bank-api.md).
 
 Checkout code depends on `Gateway` only: a real acquirer is another implementation of it.
+`HttpGateway` speaks the signed JSON contract to any bank implementing it (the mock bank too).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 import requests
@@ -21,12 +23,37 @@ class GatewayUnavailable(Exception):
 
 
 class GatewayRefused(Exception):
-    """The bank refused the request itself (bad input, unknown token, conflict)."""
+    """The bank refused the request itself (bad input, unknown token, conflict, refund refused).
 
-    def __init__(self, code: str, status: int):
-        super().__init__(f"{status} {code}")
+    `code` is the bank's error code (e.g. `amount_exceeds_captured`), `status` the HTTP status,
+    `message` the bank's detail when it gave one.
+    """
+
+    def __init__(self, code: str, status: int, message: str | None = None):
+        super().__init__(f"{status} {code}" + (f": {message}" if message else ""))
         self.code = code
         self.status = status
+        self.message = message
+
+
+class GatewayStatus(StrEnum):
+    """Statuses as the bank returns them (string values are the wire values)."""
+
+    # hosted payments
+    CREATED = "created"
+    PENDING_CONFIRMATION = "pending_confirmation"
+    CHALLENGE = "challenge"
+    AUTHORISED = "authorised"
+    DECLINED = "declined"
+    FAILED = "failed"
+    # token charges and refunds
+    SUCCEEDED = "succeeded"
+
+
+#: A hosted payment in one of these never changes again.
+FINAL_PAYMENT_STATUSES = frozenset(
+    {GatewayStatus.AUTHORISED, GatewayStatus.DECLINED, GatewayStatus.FAILED}
+)
 
 
 @dataclass(frozen=True)
@@ -48,32 +75,48 @@ class HostedPayment:
 @dataclass(frozen=True)
 class PaymentStatusInfo:
     payment_id: str
-    status: str  # created | pending_confirmation | challenge | authorised | declined | failed
+    status: GatewayStatus  # created … authorised | declined | failed
     amount_cents: int
     currency: str
     order_ref: str
     decline_code: str | None
     decline_message: str | None
     card: CardDetails | None
+    refunded_cents: int = 0
 
     @property
     def final(self) -> bool:
-        return self.status in {"authorised", "declined", "failed"}
+        return self.status in FINAL_PAYMENT_STATUSES
 
 
 @dataclass(frozen=True)
 class ChargeResult:
     charge_id: str
-    status: str  # succeeded | declined
+    status: GatewayStatus  # succeeded | declined
     amount_cents: int
     currency: str
     order_ref: str
     decline_code: str | None
     decline_message: str | None
+    refunded_cents: int = 0
 
     @property
     def succeeded(self) -> bool:
-        return self.status == "succeeded"
+        return self.status == GatewayStatus.SUCCEEDED
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    refund_id: str
+    payment_ref: str  # the refunded hosted payment (pay_…) or token charge (ch_…)
+    status: GatewayStatus  # succeeded (a refused refund raises GatewayRefused instead)
+    amount_cents: int
+    currency: str
+    reason: str
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == GatewayStatus.SUCCEEDED
 
 
 class Gateway(Protocol):
@@ -108,6 +151,17 @@ class Gateway(Protocol):
 
     def find_charge(self, idempotency_key: str) -> ChargeResult | None: ...
 
+    def refund(
+        self,
+        payment_ref_or_charge_id: str,
+        amount_cents: int,
+        currency: str,
+        reason: str,
+        idempotency_key: str,
+    ) -> RefundResult: ...
+
+    def find_refund(self, idempotency_key: str) -> RefundResult | None: ...
+
     def forget_token(self, token: str) -> None: ...
 
     def verify_return(self, params: Mapping[str, str]) -> None: ...
@@ -119,6 +173,9 @@ class Gateway(Protocol):
 class HttpResponse:
     status: int
     body: bytes
+    #: None from a transport that cannot report headers (then the answer's signature is not
+    #: checked); the production transport always reports them.
+    headers: Mapping[str, str] | None = None
 
 
 # (method, url, body, headers, timeout) -> HttpResponse; injectable so tests can talk to the
@@ -134,11 +191,16 @@ def requests_transport(
         resp = requests.request(method, url, data=body, headers=headers, timeout=timeout)
     except requests.RequestException as exc:
         raise GatewayUnavailable(str(exc)) from exc
-    return HttpResponse(resp.status_code, resp.content)
+    return HttpResponse(resp.status_code, resp.content, resp.headers)
 
 
-class MockBankGateway:
-    """Client of the mock bank's HMAC-signed API (docs/bank-api.md)."""
+def response_method(status: int, method: str) -> str:
+    """The "method" the bank signs an answer with (docs/bank-api.md): never a request's."""
+    return f"RESPONSE {status} {method.upper()}"
+
+
+class HttpGateway:
+    """Client of a bank's HMAC-signed JSON API (docs/bank-api.md), e.g. the mock bank's."""
 
     def __init__(
         self,
@@ -173,13 +235,37 @@ class MockBankGateway:
         resp = self.transport(method, self.api_url + path, body, headers, self.timeout)
         if resp.status >= 500:
             raise GatewayUnavailable(f"bank answered {resp.status}")
+        self._verify_answer(method, path, resp)
         try:
             data = json.loads(resp.body or b"{}")
         except ValueError as exc:
             raise GatewayUnavailable("bank answered garbage") from exc
+        if not isinstance(data, dict):
+            raise GatewayUnavailable("bank answered garbage")
         if resp.status not in ok:
-            raise GatewayRefused(data.get("error", "error"), resp.status)
+            detail = data.get("detail")
+            raise GatewayRefused(
+                str(data.get("error", "error")),
+                resp.status,
+                detail if isinstance(detail, str) else None,
+            )
         return resp.status, data
+
+    def _verify_answer(self, method: str, path: str, resp: HttpResponse) -> None:
+        """An answer not signed by the bank is not trusted: its outcome is unknown."""
+        if resp.headers is None:
+            return
+        try:
+            signing.verify_request(
+                self.secret,
+                response_method(resp.status, method),
+                path,
+                resp.body,
+                resp.headers,
+                int(self.clock()),
+            )
+        except signing.BadSignature as exc:
+            raise GatewayUnavailable(f"bank answer not trusted: {exc}") from exc
 
     def create_payment(self, **kw) -> HostedPayment:
         _, data = self._call("POST", "/api/payments", kw)
@@ -190,7 +276,7 @@ class MockBankGateway:
         card = data.get("card")
         return PaymentStatusInfo(
             payment_id=data["payment_id"],
-            status=data["status"],
+            status=_status(data["status"]),
             amount_cents=int(data["amount_cents"]),
             currency=data["currency"],
             order_ref=data["order_ref"],
@@ -199,18 +285,20 @@ class MockBankGateway:
             card=CardDetails(**{k: card[k] for k in CardDetails.__dataclass_fields__})
             if card
             else None,
+            refunded_cents=int(data.get("refunded_cents", 0)),
         )
 
     @staticmethod
     def _charge(data: dict) -> ChargeResult:
         return ChargeResult(
             charge_id=data["charge_id"],
-            status=data["status"],
+            status=_status(data["status"]),
             amount_cents=int(data["amount_cents"]),
             currency=data["currency"],
             order_ref=data["order_ref"],
             decline_code=data.get("decline_code"),
             decline_message=data.get("decline_message"),
+            refunded_cents=int(data.get("refunded_cents", 0)),
         )
 
     def charge_token(self, **kw) -> ChargeResult:
@@ -221,6 +309,46 @@ class MockBankGateway:
         status, data = self._call("GET", f"/api/charges/by-key/{idempotency_key}", ok=(200, 404))
         return None if status == 404 else self._charge(data)
 
+    @staticmethod
+    def _refund(data: dict) -> RefundResult:
+        return RefundResult(
+            refund_id=data["refund_id"],
+            payment_ref=data["payment_ref"],
+            status=_status(data["status"]),
+            amount_cents=int(data["amount_cents"]),
+            currency=data["currency"],
+            reason=data["reason"],
+        )
+
+    def refund(
+        self,
+        payment_ref_or_charge_id: str,
+        amount_cents: int,
+        currency: str,
+        reason: str,
+        idempotency_key: str,
+    ) -> RefundResult:
+        """Refund (part of) a captured payment or charge; replaying the key is safe.
+
+        GatewayRefused with code `amount_exceeds_captured`, `not_captured`, `not_found` or
+        `idempotency_conflict`; GatewayUnavailable when the outcome is unknown (then ask
+        find_refund with the same key, or retry with it).
+        """
+        payload = {
+            "payment_ref": payment_ref_or_charge_id,
+            "amount_cents": amount_cents,
+            "currency": currency,
+            "reason": reason,
+            "idempotency_key": idempotency_key,
+        }
+        _, data = self._call("POST", "/api/refunds", payload)
+        return self._refund(data)
+
+    def find_refund(self, idempotency_key: str) -> RefundResult | None:
+        """The refund made with this key, or None when the bank never made one."""
+        status, data = self._call("GET", f"/api/refunds/by-key/{idempotency_key}", ok=(200, 404))
+        return None if status == 404 else self._refund(data)
+
     def forget_token(self, token: str) -> None:
         self._call("DELETE", f"/api/tokens/{token}", ok=(200, 204, 404))
 
@@ -229,3 +357,11 @@ class MockBankGateway:
 
     def verify_notification(self, path: str, body: bytes, headers: Mapping[str, str]) -> None:
         signing.verify_request(self.secret, "POST", path, body, headers, int(self.clock()))
+
+
+def _status(value: object) -> GatewayStatus:
+    """The bank's status string as the enum; anything else means the answer cannot be read."""
+    try:
+        return GatewayStatus(value)
+    except ValueError as exc:
+        raise GatewayUnavailable(f"bank answered an unknown status {value!r}") from exc

@@ -116,6 +116,7 @@ def test_payment_status_of_new_payment(api, create_payment) -> None:
         "order_ref": "ORD-0001",
         "decline_code": None,
         "decline_message": None,
+        "refunded_cents": 0,
         "card": None,
     }
 

@@ -58,6 +58,7 @@ def test_charge_succeeds(app, api) -> None:
         "order_ref": "REN-0001",
         "decline_code": None,
         "decline_message": None,
+        "refunded_cents": 0,
     }
     assert api.get("/api/stats").json["charges_succeeded"] == 1
 

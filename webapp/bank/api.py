@@ -1,0 +1,194 @@
+"""The mock bank's server-to-server JSON API: signed requests in, signed answers out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request, url_for
+from sqlalchemy.exc import IntegrityError
+from werkzeug.wrappers import Response
+
+from webapp.signing import MERCHANT_HEADER, BadSignature, sign_request, verify_request
+
+from . import services
+from .extensions import bank_now, db
+from .inputs import Invalid, charge_request, payment_request, refund_request
+from .models import Payment
+
+api = Blueprint("api", __name__, url_prefix="/api")
+
+
+def response_method(status: int, method: str) -> str:
+    """The "method" a response is signed with: never valid as a request's (docs/bank-api.md)."""
+    return f"RESPONSE {status} {method.upper()}"
+
+
+def _error(status: int, error: str, detail: str | None = None) -> Response:
+    body: dict[str, str] = {"error": error}
+    if detail:
+        body["detail"] = detail
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+@api.before_request
+def check_signature() -> Response | None:
+    """Every API call must be signed by the merchant with the shared secret, recently."""
+    cfg = current_app.config
+    try:
+        if request.headers.get(MERCHANT_HEADER) != cfg["BANK_MERCHANT_ID"]:
+            raise BadSignature("unknown merchant")
+        # Freshness is checked against wall-clock time, not the (possibly frozen) business clock.
+        verify_request(
+            cfg["BANK_SHARED_SECRET"],
+            request.method,
+            request.path,
+            request.get_data(),
+            request.headers,
+            now=int(time.time()),
+        )
+    except BadSignature:
+        return _error(401, "bad_signature")
+    return None
+
+
+@api.after_app_request
+def sign_response(response: Response) -> Response:
+    """Every answer under /api/ (errors too) is signed, so the client can trust what it reads."""
+    if request.path.startswith("/api/"):
+        cfg = current_app.config
+        headers = sign_request(
+            cfg["BANK_SHARED_SECRET"],
+            cfg["BANK_MERCHANT_ID"],
+            response_method(response.status_code, request.method),
+            request.path,
+            response.get_data(),
+            int(time.time()),
+        )
+        response.headers.update(headers)
+    return response
+
+
+@api.errorhandler(Invalid)
+def invalid_request(exc: Invalid) -> Response:
+    return _error(400, "invalid_request", str(exc))
+
+
+def _idempotent_create(
+    action: Callable[[], tuple[Any, bool]], to_json: Callable[[Any], dict[str, Any]]
+) -> Response:
+    """Run an idempotent create and commit: 201 when created, 200 with the same body on a replay.
+
+    If a concurrent twin won the UNIQUE key, the action runs again and finds the twin's row.
+    A refusal rolls back whatever the action flushed.
+    """
+    try:
+        try:
+            row, created = action()
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            row, created = action()
+            db.session.commit()
+    except services.BankError as exc:
+        db.session.rollback()
+        return _refusal(exc)
+    response = jsonify(to_json(row))
+    response.status_code = 201 if created else 200
+    return response
+
+
+def _refusal(exc: services.BankError) -> Response:
+    if isinstance(exc, services.IdempotencyConflict):
+        return _error(409, "idempotency_conflict")
+    if isinstance(exc, services.UnknownToken):
+        return _error(404, "unknown_token")
+    if isinstance(exc, services.NotFound):
+        return _error(404, "not_found")
+    if isinstance(exc, services.RefundRefused):
+        return _error(422, exc.code, exc.detail)
+    raise exc
+
+
+@api.post("/payments")
+def create_payment() -> Response:
+    """Create a hosted payment (idempotent by key)."""
+    args = payment_request(request.get_data())
+    return _idempotent_create(
+        lambda: services.create_payment(**args, now=bank_now()),
+        lambda payment: {
+            "payment_id": payment.id,
+            "redirect_url": _card_page_url(payment),
+            "status": str(payment.status),
+        },
+    )
+
+
+def _card_page_url(payment: Payment) -> str:
+    """Absolute URL of the hosted page: BANK_PUBLIC_URL if set, else the host the shop called."""
+    public = current_app.config.get("BANK_PUBLIC_URL")
+    if public:
+        return public.rstrip("/") + url_for("pages.card_page", payment_id=payment.id)
+    return url_for("pages.card_page", payment_id=payment.id, _external=True)
+
+
+@api.get("/payments/<payment_id>")
+def payment_status(payment_id: str) -> Response:
+    """The payment's status; the shop asks this before marking anything paid."""
+    payment = services.get_payment(payment_id)
+    if payment is None:
+        return _error(404, "not_found")
+    return jsonify(services.payment_to_dict(payment))
+
+
+@api.post("/charges")
+def create_charge() -> Response:
+    """Charge a saved card by token (idempotent by key)."""
+    args = charge_request(request.get_data())
+    return _idempotent_create(
+        lambda: services.charge_token(**args, now=bank_now()), services.charge_to_dict
+    )
+
+
+@api.get("/charges/by-key/<path:idempotency_key>")
+def charge_by_key(idempotency_key: str) -> Response:
+    """Find the outcome of a charge the shop missed (timeout)."""
+    charge = services.find_charge_by_key(idempotency_key)
+    if charge is None:
+        return _error(404, "not_found")
+    return jsonify(services.charge_to_dict(charge))
+
+
+@api.post("/refunds")
+def create_refund() -> Response:
+    """Refund (part of) a captured payment or charge (idempotent by key)."""
+    args = refund_request(request.get_data())
+    return _idempotent_create(
+        lambda: services.refund(**args, now=bank_now()), services.refund_to_dict
+    )
+
+
+@api.get("/refunds/by-key/<path:idempotency_key>")
+def refund_by_key(idempotency_key: str) -> Response:
+    """Find the outcome of a refund whose answer the shop missed."""
+    row = services.find_refund_by_key(idempotency_key)
+    if row is None:
+        return _error(404, "not_found")
+    return jsonify(services.refund_to_dict(row))
+
+
+@api.delete("/tokens/<token>")
+def delete_token(token: str) -> Response:
+    """Forget a saved card (idempotent)."""
+    services.revoke_token(token, now=bank_now())
+    db.session.commit()
+    return Response(status=204)
+
+
+@api.get("/stats")
+def stats() -> Response:
+    """Counters used by tests."""
+    return jsonify(dict(services.stats()))
