@@ -154,7 +154,7 @@ class WSGITransport:
         resp = self.client.open(
             parts.path, method=method, data=body, headers=headers, query_string=parts.query
         )
-        return HttpResponse(resp.status_code, resp.data)
+        return HttpResponse(resp.status_code, resp.data, dict(resp.headers))
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from tests.unit.bank_browser import BankBrowser
 from webapp.clock import now_utc
 from webapp.extensions import mail
 from webapp.outbox.models import OutboxEmail
-from webapp.payments.models import Payment, PaymentStatus, Refund, SavedCard
+from webapp.payments.models import Payment, PaymentStatus, Refund, RefundStatus, SavedCard
 from webapp.renewals.models import Service
 from webapp.shop import services as shop
 from webapp.shop.models import Order, OrderStatus, PaymentMethod
@@ -396,10 +396,11 @@ def test_other_customers_order_cannot_be_paid(
     assert db.session.get(Order, order.id).status is OrderStatus.PENDING_PAYMENT
 
 
-def test_second_bank_payment_for_a_paid_order_is_recorded_as_duplicate(
-    client, db, bank, shopper, order_for
-):
-    """Two bank pages open for one order, both paid: one activation, one e-mail, one refund."""
+def test_second_bank_payment_for_a_paid_order_is_refunded(client, db, bank, shopper, order_for):
+    """Two bank pages open for one order, both paid: one activation, the second refunded at the
+    bank with one e-mail about it, and the refund shown among the customer's orders."""
+    from webapp.bank.extensions import db as bank_db
+    from webapp.bank.models import Refund as BankRefund
     from webapp.payments import services as pay
 
     order = order_for(shopper)
@@ -411,11 +412,27 @@ def test_second_bank_payment_for_a_paid_order_is_recorded_as_duplicate(
     db.session.commit()
     assert second_payment.redirect_url != first
     _return(client, BankBrowser(bank).pay(first, EASY_CARD))
-    _return(client, BankBrowser(bank).pay(second_payment.redirect_url, EASY_CARD))
+    second_return = BankBrowser(bank).pay(second_payment.redirect_url, EASY_CARD)
+    back = _return(client, second_return)
     db.session.expire_all()
     statuses = sorted(p.status.value for p in db.session.scalars(select(Payment)))
     assert statuses == ["duplicate", "succeeded"]
     assert second_payment.failure_code == "duplicate"
     refund = db.session.scalar(select(Refund))
     assert (refund.payment_id, refund.amount_cents) == (second_payment.id, order.total_cents)
-    assert db.session.scalar(select(func.count(Service.id))) == 2 and _emails(db) == 1
+    assert refund.status is RefundStatus.SUCCEEDED
+    with bank.app_context():
+        refunds_at_bank = bank_db.session.scalars(select(BankRefund)).all()
+    assert [r.amount_cents for r in refunds_at_bank] == [order.total_cents]
+    subjects = sorted(e.subject for e in db.session.scalars(select(OutboxEmail)))
+    assert len(subjects) == 2 and subjects[1].startswith("Rimborso di € ")
+    assert db.session.scalar(select(func.count(Service.id))) == 2
+    # The customer is told on return, and sees the refund among the orders.
+    page = client.get(back.headers["Location"]).get_data(as_text=True)
+    assert "era già stato pagato" in page and "rimborsato" in page
+    orders = client.get("/area-clienti/ordini").get_data(as_text=True)
+    assert f'id="refund-{refund.id}"' in orders and "Rimborsato" in orders
+    # Replaying the return changes nothing: no second refund, no second e-mail.
+    _return(client, second_return)
+    assert db.session.scalar(select(func.count(Refund.id))) == 1
+    assert _emails(db) == 2

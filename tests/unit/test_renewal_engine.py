@@ -512,3 +512,26 @@ def test_saved_card_charge_left_unknown_is_reconciled(fake, dummy_customer, pec,
     assert reconcile(now) == 1
     assert fresh(payment).status is PaymentStatus.SUCCEEDED
     assert len(fake.calls) == 1
+
+
+def test_a_pass_that_read_the_id_before_its_twin_attempted_it_does_not_attempt_it_again(
+    fake, service
+):
+    """Two passes on a retry day: the second read the due id, then the first failed it and
+    moved the next attempt on. The claim re-checks "still due", so no second charge or e-mail."""
+    from webapp.renewals.engine import _due_renewals, _process
+    from webapp.renewals.services import settings
+
+    fake.mode = "insufficient_funds"
+    run_renewals(days_before(15))  # the first attempt fails; next retry 10 days before
+    retry_day = days_before(10)
+    lease_now = datetime.now(UTC)
+    stale_ids = list(_due_renewals(retry_day, lease_now))  # the twin's snapshot
+    assert run_renewals(retry_day).failed == 1  # the other pass attempts it
+    assert len(fake.calls) == 2
+    assert stale_ids == [renewal_of(service).id]
+    outcome = _process(stale_ids[0], retry_day, "twin", settings(), lambda: lease_now)
+    assert outcome == "skipped"
+    assert run_renewals(retry_day).failed == 0
+    assert len(fake.calls) == 2
+    assert len(emails("Rinnovo non riuscito")) == 2

@@ -21,6 +21,7 @@ from webapp.money import format_eur
 from webapp.payments import services as payments
 from webapp.payments.gateway import GatewayRefused, GatewayUnavailable
 from webapp.payments.models import Payment, PaymentStatus
+from webapp.payments.refunds import refunds_of_orders
 from webapp.renewals import services as renewals
 from webapp.renewals.engine import default_worker, retry_renewal
 from webapp.renewals.models import Renewal, RenewalStatus, Service
@@ -309,7 +310,8 @@ def orders():
         for o in list_orders(current_user.id)
         if o.kind is OrderKind.PURCHASE or o.status is OrderStatus.PAID
     ]
-    return render_template("area/orders.html", orders=shown)
+    refunds = refunds_of_orders([o.id for o in shown])
+    return render_template("area/orders.html", orders=shown, refunds=refunds)
 
 
 @bp.get("/ordini/<int:order_id>")

@@ -11,8 +11,10 @@ from flask import current_app
 
 from webapp.clock import format_day
 from webapp.extensions import db
+from webapp.money import format_eur
 from webapp.outbox.services import queue_email
-from webapp.payments.models import Payment, SavedCard
+from webapp.payments.events import payment_refunded
+from webapp.payments.models import Payment, Refund, SavedCard
 from webapp.renewals.events import service_renewed, services_activated
 from webapp.renewals.models import Renewal, Service
 from webapp.renewals.services import queue_customer_email
@@ -67,4 +69,22 @@ def send_renewal_receipt(
         card=payment.saved_card,
         old_expiry=old_expiry,
         new_expiry=new_expiry,
+    )
+
+
+@payment_refunded.connect
+def send_refund_notice(refund: Refund, *, payment: Payment, **_) -> None:
+    """Rimborso: the amount, the card it goes back to and the date, once per refund."""
+    order = payment.order
+    customer = db.session.get(Customer, order.customer_id)
+    queue_email(
+        customer.email,
+        f"Rimborso di {format_eur(refund.amount_cents)} per l'ordine {order.number}",
+        "refund",
+        dedupe_key=f"refund-{refund.id}",
+        customer=customer,
+        order=order,
+        refund=refund,
+        card=payment.saved_card,
+        shop_url=current_app.config["SHOP_BASE_URL"],
     )

@@ -22,6 +22,7 @@ from webapp.payments.gateway import (
     CardDetails,
     Gateway,
     GatewayRefused,
+    GatewayStatus,
     GatewayUnavailable,
     PaymentStatusInfo,
 )
@@ -354,11 +355,15 @@ def settle_hosted_payment(gateway_ref: str, now: datetime) -> Payment:
         log.error("bank status does not match payment %s: %s", payment.id, info)
         _fail(payment, PaymentStatus.FAILED, "mismatch", "Esito del pagamento non coerente.", now)
         return payment
-    if info.status == "authorised":
+    if info.status is GatewayStatus.AUTHORISED:
         card = save_card(order.customer_id, info.card) if info.card else None
         succeed_payment(payment, card, now)
-    elif info.status in ("declined", "failed"):
-        status = PaymentStatus.DECLINED if info.status == "declined" else PaymentStatus.FAILED
+    elif info.status in (GatewayStatus.DECLINED, GatewayStatus.FAILED):
+        status = (
+            PaymentStatus.DECLINED
+            if info.status is GatewayStatus.DECLINED
+            else PaymentStatus.FAILED
+        )
         _fail(
             payment,
             status,

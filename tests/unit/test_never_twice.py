@@ -1,0 +1,186 @@
+"""The database guards of "never twice" on the customer's paths, each tested on its own:
+one saved-card charge in flight per order, refunds never above the capture, stuck payments."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.unit.bank_browser import BankBrowser
+from tests.unit.test_payments import (  # noqa: F401
+    EASY_CARD,
+    _pay_now,
+    _return,
+    _saved_card,
+    order_for,
+    shopper,  # noqa: F401
+)
+from webapp.clock import now_utc
+from webapp.errors import InvalidChoice
+from webapp.payments import flows, refunds
+from webapp.payments import services as pay
+from webapp.payments.models import (
+    Payment,
+    PaymentChannel,
+    PaymentStatus,
+    Refund,
+    RefundKind,
+    RefundStatus,
+)
+from webapp.shop.models import OrderStatus
+
+
+def test_a_second_tab_joins_the_card_charge_in_flight(db, bank, client, shopper, order_for):  # noqa: F811
+    card = _saved_card(client, db, bank, shopper, order_for)
+    order = order_for(shopper)
+    today = now_utc().date()
+    first = pay.begin_saved_card_payment(order, shopper.id, card.id, "tab-one", today)
+    db.session.commit()
+    # Another tab, another attempt token, same order: it joins the charge, records none.
+    second = pay.begin_saved_card_payment(order, shopper.id, card.id, "tab-two", today)
+    assert second.id == first.id
+    assert db.session.scalar(select(func.count(Payment.id))) == 1 + 1  # + the card's first order
+
+
+def test_both_tabs_land_on_the_paid_order_and_the_card_is_charged_once(
+    db,
+    bank,
+    client,
+    shopper,
+    order_for,  # noqa: F811
+):
+    card = _saved_card(client, db, bank, shopper, order_for)
+    order = order_for(shopper)
+    now = now_utc()
+    one = flows.pay_with_saved_card(order, shopper.id, str(card.id), "tab-one", now)
+    two = flows.pay_with_saved_card(order, shopper.id, str(card.id), "tab-two", now)
+    assert one.outcome is flows.Outcome.PAID
+    assert two.outcome is flows.Outcome.ALREADY_PAID
+    charges = db.session.scalars(
+        select(Payment).where(Payment.order_id == order.id, Payment.channel == "saved_card")
+    ).all()
+    assert [p.status for p in charges] == [PaymentStatus.SUCCEEDED]
+
+
+def _paid_order(db, bank, client, shopper, order_for):  # noqa: F811
+    order = order_for(shopper)
+    _return(client, BankBrowser(bank).pay(_pay_now(client, order), EASY_CARD))
+    db.session.expire_all()
+    assert order.status is OrderStatus.PAID
+    return order, db.session.scalar(select(Payment).where(Payment.order_id == order.id))
+
+
+def test_refunds_never_add_up_to_more_than_the_capture(db, bank, client, shopper, order_for):  # noqa: F811
+    order, payment = _paid_order(db, bank, client, shopper, order_for)
+    now = now_utc()
+    part = order.total_cents - 100
+    refunds.refund_payment(payment, part, kind=RefundKind.OPERATOR, reason="parziale", now=now)
+    db.session.commit()
+    with pytest.raises(InvalidChoice, match="al massimo € 1,00"):
+        refunds.refund_payment(payment, 101, kind=RefundKind.OPERATOR, reason="troppo", now=now)
+    db.session.rollback()
+    refunds.refund_payment(payment, 100, kind=RefundKind.OPERATOR, reason="il resto", now=now)
+    db.session.commit()
+    assert db.session.get(Payment, payment.id).refunded_cents == order.total_cents
+
+
+def test_the_reservation_is_a_compare_and_set_on_the_row(db, bank, client, shopper, order_for):  # noqa: F811
+    """A refund whose session read a stale refunded_cents is still refused by the UPDATE."""
+    order, payment = _paid_order(db, bank, client, shopper, order_for)
+    with db.engine.begin() as other:  # a concurrent refund took everything meanwhile
+        other.execute(
+            Payment.__table__.update()
+            .where(Payment.__table__.c.id == payment.id)
+            .values(refunded_cents=order.total_cents)
+        )
+    assert payment.refunded_cents == 0  # what this session still believes
+    with pytest.raises(InvalidChoice):
+        refunds.refund_payment(payment, 1, kind=RefundKind.OPERATOR, reason="x", now=now_utc())
+
+
+def test_a_refund_the_bank_refuses_gives_its_amount_back(db, bank, client, shopper, order_for):  # noqa: F811
+    order, payment = _paid_order(db, bank, client, shopper, order_for)
+    now = now_utc()
+    refund = refunds.refund_payment(payment, 500, kind=RefundKind.OPERATOR, reason="prova", now=now)
+    payment.gateway_ref = "pay_unknown_to_the_bank"  # the bank will refuse: not found
+    db.session.commit()
+    done = flows.run_refund(refund.id, now)
+    assert (done.status, done.failure_code) == (RefundStatus.FAILED, "not_found")
+    assert db.session.get(Payment, payment.id).refunded_cents == 0
+
+
+def test_an_operator_refund_is_executed_once_and_announced_once(
+    db,
+    bank,
+    client,
+    shopper,
+    order_for,  # noqa: F811
+):
+    order, payment = _paid_order(db, bank, client, shopper, order_for)
+    now = now_utc()
+    refund = flows.refund(payment, 700, kind=RefundKind.OPERATOR, reason="sconto", now=now)
+    assert refund.status is RefundStatus.SUCCEEDED and refund.gateway_ref
+    again = flows.run_refund(refund.id, now)  # a replay: final already, the bank not asked
+    assert again.gateway_ref == refund.gateway_ref
+    from webapp.outbox.models import OutboxEmail
+
+    assert (
+        db.session.scalar(
+            select(func.count(OutboxEmail.id)).where(
+                OutboxEmail.dedupe_key == f"refund-{refund.id}"
+            )
+        )
+        == 1
+    )
+
+
+def test_a_card_charge_whose_request_died_before_the_bank_is_released(
+    db,
+    bank,
+    client,
+    shopper,
+    order_for,  # noqa: F811
+):
+    card = _saved_card(client, db, bank, shopper, order_for)
+    order = order_for(shopper)
+    payment = pay.begin_saved_card_payment(order, shopper.id, card.id, "died", now_utc().date())
+    db.session.commit()  # ...and the worker was killed before asking the bank
+    later = now_utc() + pay.CHARGE_STUCK_AFTER + timedelta(minutes=1)
+    assert payment.id in pay.stuck_payments(later)
+    assert flows.reconcile(later) == 1
+    db.session.expire_all()
+    assert payment.status is PaymentStatus.FAILED and payment.failure_code == "abandoned"
+    assert order.status is OrderStatus.PENDING_PAYMENT  # payable again, nothing was charged
+
+
+def test_a_hosted_payment_paid_without_its_return_is_settled_by_the_job(
+    db,
+    bank,
+    client,
+    shopper,
+    order_for,  # noqa: F811
+):
+    order = order_for(shopper)
+    BankBrowser(bank).pay(_pay_now(client, order), EASY_CARD)  # the tab closed: no return
+    payment = db.session.scalar(select(Payment).where(Payment.order_id == order.id))
+    assert payment.channel is PaymentChannel.HOSTED_PAGE
+    assert flows.reconcile(now_utc()) == 0  # too early: the customer may still come back
+    later = now_utc() + pay.HOSTED_PAYMENT_REUSE + timedelta(minutes=1)
+    assert flows.reconcile(later) == 1
+    db.session.expire_all()
+    assert order.status is OrderStatus.PAID
+
+
+def test_no_refund_row_without_a_capture(db, bank, client, shopper, order_for):  # noqa: F811
+    order = order_for(shopper)
+    payment = pay.start_hosted_payment(
+        order, return_url="http://localhost/r", notify_url=None, now=now_utc()
+    )
+    db.session.commit()
+    from webapp.errors import InvalidTransition
+
+    with pytest.raises(InvalidTransition):
+        refunds.refund_payment(payment, 1, kind=RefundKind.OPERATOR, reason="x", now=now_utc())
+    assert db.session.scalar(select(func.count(Refund.id))) == 0
