@@ -15,7 +15,7 @@ from tests.unit.test_payments import (  # noqa: F401
     _return,
     _saved_card,
     order_for,
-    shopper,  # noqa: F401
+    shopper,  # noqa: F401, F811
 )
 from webapp.clock import now_utc
 from webapp.errors import InvalidChoice
@@ -48,7 +48,7 @@ def test_both_tabs_land_on_the_paid_order_and_the_card_is_charged_once(
     db,
     bank,
     client,
-    shopper,
+    shopper,  # noqa: F811
     order_for,  # noqa: F811
 ):
     card = _saved_card(client, db, bank, shopper, order_for)
@@ -115,7 +115,7 @@ def test_an_operator_refund_is_executed_once_and_announced_once(
     db,
     bank,
     client,
-    shopper,
+    shopper,  # noqa: F811
     order_for,  # noqa: F811
 ):
     order, payment = _paid_order(db, bank, client, shopper, order_for)
@@ -140,7 +140,7 @@ def test_a_card_charge_whose_request_died_before_the_bank_is_released(
     db,
     bank,
     client,
-    shopper,
+    shopper,  # noqa: F811
     order_for,  # noqa: F811
 ):
     card = _saved_card(client, db, bank, shopper, order_for)
@@ -159,7 +159,7 @@ def test_a_hosted_payment_paid_without_its_return_is_settled_by_the_job(
     db,
     bank,
     client,
-    shopper,
+    shopper,  # noqa: F811
     order_for,  # noqa: F811
 ):
     order = order_for(shopper)
