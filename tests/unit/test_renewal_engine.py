@@ -14,7 +14,8 @@ from tests.unit.renewal_fakes import FakeGateway, make_card, make_service
 from webapp.extensions import db as _db
 from webapp.outbox.models import OutboxEmail
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
-from webapp.renewals.engine import next_retry, retry_renewal, run_renewals
+from webapp.renewals.charging import next_retry
+from webapp.renewals.engine import retry_renewal, run_renewals
 from webapp.renewals.models import Renewal, RenewalStatus, ServiceStatus
 from webapp.shop.models import Order, OrderKind, OrderStatus
 
@@ -408,7 +409,7 @@ def test_a_row_claimed_by_another_worker_is_left_alone(fake, service):
 
 
 def test_claiming_is_a_guarded_update(fake, service):
-    from webapp.renewals.engine import _claim
+    from webapp.renewals.claims import claim as _claim
 
     _db.session.add(Renewal(service_id=service.id, period_expires_at=EXPIRES))
     _db.session.commit()
@@ -519,7 +520,8 @@ def test_a_pass_that_read_the_id_before_its_twin_attempted_it_does_not_attempt_i
 ):
     """Two passes on a retry day: the second read the due id, then the first failed it and
     moved the next attempt on. The claim re-checks "still due", so no second charge or e-mail."""
-    from webapp.renewals.engine import _due_renewals, _process
+    from webapp.renewals.charging import due_renewals as _due_renewals
+    from webapp.renewals.charging import process as _process
     from webapp.renewals.services import settings
 
     fake.mode = "insufficient_funds"
