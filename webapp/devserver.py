@@ -42,17 +42,17 @@ def main() -> None:
         flush=True,
     )
     try:
-        while all(p.poll() is None for p in processes.values()):
+        while all(p.poll() is None for process in processes.values()):
             time.sleep(0.5)
         stopped = [name for name, p in processes.items() if p.poll() is not None]
         print(f"Processo terminato: {', '.join(stopped)}. Arresto gli altri.", flush=True)
     except KeyboardInterrupt:
         pass
     finally:
-        for p in processes.values():
+        for process in processes.values():
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)
-        for p in processes.values():
+        for process in processes.values():
             try:
                 p.wait(10)
             except subprocess.TimeoutExpired:

@@ -162,17 +162,17 @@ class ServiceView:
 
 def service_views(services: list[Service], now: datetime) -> list[ServiceView]:
     """The views of "I miei servizi", with every current renewal read in one query."""
-    s = settings()
+    cfg = settings()
     renewals = current_renewals([service for service in services if service.active])
     views = []
     for service in services:
-        when = renewal_date(service, now, s.window)
+        when = renewal_date(service, now, cfg.window)
         renewal = renewals.get(service.id)
         views.append(
             ServiceView(
                 service=service,
                 renewal=renewal if renewal is not None and renewal.open else None,
-                price=renewal_price(service, s.vat_rate),
+                price=renewal_price(service, cfg.vat_rate),
                 renew_on=when,
                 card_ok=card_usable(service.saved_card, rome_date(when)),
             )
@@ -218,15 +218,15 @@ def set_auto_renew(service: Service, enabled: bool, cards: list[SavedCard], now:
             renewal.next_attempt_at = now  # back on inside the window: the next pass tries
     service.auto_renew = enabled
     db.session.flush()
-    s = settings()
+    cfg = settings()
     queue_customer_email(
         service,
         f"Rinnovo automatico {'attivato' if enabled else 'disattivato'}: {service.product.name}",
         "auto_renew_changed",
         enabled=enabled,
         card=service.saved_card,
-        price=renewal_price(service, s.vat_rate),
-        renew_on=renewal_date(service, now, s.window),
+        price=renewal_price(service, cfg.vat_rate),
+        renew_on=renewal_date(service, now, cfg.window),
     )
     return True
 
