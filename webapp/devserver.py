@@ -42,21 +42,21 @@ def main() -> None:
         flush=True,
     )
     try:
-        while all(p.poll() is None for process in processes.values()):
+        while all(process.poll() is None for process in processes.values()):
             time.sleep(0.5)
-        stopped = [name for name, p in processes.items() if p.poll() is not None]
+        stopped = [name for name, process in processes.items() if process.poll() is not None]
         print(f"Processo terminato: {', '.join(stopped)}. Arresto gli altri.", flush=True)
     except KeyboardInterrupt:
         pass
     finally:
         for process in processes.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
         for process in processes.values():
             try:
-                p.wait(10)
+                process.wait(10)
             except subprocess.TimeoutExpired:
-                p.kill()
+                process.kill()
         sink.stop()
 
 
