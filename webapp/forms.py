@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
+from wtforms import Field
 
 
 class InputForm(FlaskForm):
@@ -17,3 +18,21 @@ class InputForm(FlaskForm):
             if field.errors:
                 return field.errors[0]
         return None
+
+
+def to_int(value: object) -> int | None:
+    """An ASCII whole number, or None (the service then says why it is not acceptable)."""
+    text = str(value).strip() if value is not None else ""
+    if not text or len(text) > 10 or not text.lstrip("-").isascii():
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+class ValuesField(Field):
+    """Every value posted under the field's name (a hidden 0 plus a checkbox's 1, say)."""
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        self.data = list(valuelist)

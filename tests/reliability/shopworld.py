@@ -19,7 +19,7 @@ from webapp.extensions import db
 from webapp.payments.models import SavedCard
 from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
 from webapp.shop import services as shop
-from webapp.shop.models import Cart, CartLine, Order, Product
+from webapp.shop.models import Cart, CartLine, Order, PaymentMethod, Product
 
 PASSWORD = "password123"
 
@@ -94,14 +94,14 @@ def _furnish(customer, catalogue, bank_app) -> None:
     cart = shop.get_or_create_cart(customer.id, None)
     for sku in ("PEC-STD", "FIRMA-R"):
         shop.add_product(cart, products[sku].id)
-    shop.set_payment_method(cart, "card")
+    shop.set_payment_method(cart, PaymentMethod.CARD)
     shop.confirm_order(cart, customer.id, cart.checkout_token, True, now)
     shop.add_product(cart, products["SPID-PF"].id)
-    shop.set_payment_method(cart, "bank_transfer")
+    shop.set_payment_method(cart, PaymentMethod.BANK_TRANSFER)
     shop.confirm_order(cart, customer.id, cart.checkout_token, True, now)
     for sku in ("PEC-PROMO", "CONS-1"):
         shop.add_product(cart, products[sku].id)
-    shop.set_payment_method(cart, "card")
+    shop.set_payment_method(cart, PaymentMethod.CARD)
     db.session.commit()
 
     good = make_card(customer, exp_year=now.year + 4, token=f"tok_fuzz_{customer.id}_ok")

@@ -23,7 +23,7 @@ from webapp.outbox.models import OutboxEmail
 from webapp.payments.models import Payment, PaymentStatus
 from webapp.renewals.models import Service
 from webapp.shop import services as shop
-from webapp.shop.models import Order, OrderStatus
+from webapp.shop.models import Order, OrderStatus, PaymentMethod
 
 pytestmark = pytest.mark.reliability
 
@@ -95,7 +95,7 @@ def test_return_while_the_bank_is_unreachable_pays_once_when_it_is_back(
     cart = shop.get_or_create_cart(dummy_customer.id, None)
     for sku in ("PEC-STD", "FIRMA-R"):
         shop.add_product(cart, catalogue["products"][sku].id)
-    shop.set_payment_method(cart, "card")
+    shop.set_payment_method(cart, PaymentMethod.CARD)
     order = shop.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, now_utc())
     db.session.commit()
     auth.login()

@@ -25,6 +25,7 @@ from tests.unit.bank_browser import BankBrowser
 from webapp.clock import now_utc
 from webapp.extensions import db
 from webapp.shop import services as shop
+from webapp.shop.models import PaymentMethod
 from webapp.signing import (
     MERCHANT_HEADER,
     SIGNATURE_HEADER,
@@ -382,7 +383,7 @@ def authorised(app, client, auth, bank, dummy_customer, catalogue) -> dict[str, 
     """An order paid at the bank (4242, no challenge): the signed 'torna al negozio' params."""
     cart = shop.get_or_create_cart(dummy_customer.id, None)
     shop.add_product(cart, catalogue["products"]["PEC-STD"].id)
-    shop.set_payment_method(cart, "card")
+    shop.set_payment_method(cart, PaymentMethod.CARD)
     order = shop.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, now_utc())
     db.session.commit()
     auth.login()

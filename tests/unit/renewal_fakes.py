@@ -11,6 +11,7 @@ from webapp.extensions import db
 from webapp.payments.gateway import (
     CardDetails,
     ChargeResult,
+    GatewayStatus,
     GatewayUnavailable,
     HostedPayment,
     PaymentStatusInfo,
@@ -73,7 +74,7 @@ class FakeGateway:
                 declined = self.mode in DECLINE_MESSAGES
                 result = ChargeResult(
                     charge_id=f"ch_{len(self.charges) + 1}",
-                    status="declined" if declined else "succeeded",
+                    status=GatewayStatus.DECLINED if declined else GatewayStatus.SUCCEEDED,
                     amount_cents=amount_cents,
                     currency=currency,
                     order_ref=order_ref,
@@ -115,7 +116,14 @@ class FakeGateway:
             raise GatewayUnavailable("connection refused (fake)")
         pid = f"pay_{len(self.verifications) + 1}"
         self.verifications[pid] = PaymentStatusInfo(
-            pid, "authorised", amount_cents, currency, order_ref, None, None, self.next_card
+            pid,
+            GatewayStatus.AUTHORISED,
+            amount_cents,
+            currency,
+            order_ref,
+            None,
+            None,
+            self.next_card,
         )
         return HostedPayment(pid, f"http://bank.test/pay/{pid}")
 

@@ -16,7 +16,7 @@ from tests.unit.helpers import (
 )
 from webapp.errors import CheckoutError, InvalidChoice, NotFound
 from webapp.shop import services
-from webapp.shop.models import Order
+from webapp.shop.models import Order, PaymentMethod
 
 
 @pytest.mark.parametrize(
@@ -101,7 +101,7 @@ def test_message_names_the_allowed_range(db, catalogue, dummy_customer):
     cart = services.get_or_create_cart(dummy_customer.id, None)
     line = services.add_product(cart, catalogue["products"]["PEC-PROMO"].id)
     with pytest.raises(InvalidChoice) as info:
-        services.set_years(cart, line.id, "3")
+        services.set_years(cart, line.id, 3)
     assert info.value.message == (
         "Frequenza di rinnovo non valida per PEC Standard in promozione: scegli da 1 a 2 anni."
     )
@@ -137,7 +137,7 @@ def test_confirm_refuses_years_no_longer_allowed(db, catalogue, dummy_customer, 
     cart = services.get_or_create_cart(dummy_customer.id, None)
     line = services.add_product(cart, product.id)
     services.set_years(cart, line.id, 5)
-    services.set_payment_method(cart, "card")
+    services.set_payment_method(cart, PaymentMethod.CARD)
     product.promotional = True  # became a promotion meanwhile: 1-2 years only
     db.session.flush()
     with pytest.raises(CheckoutError, match="Frequenza di rinnovo non valida"):

@@ -35,7 +35,7 @@ def order_for(db, catalogue):
             line = shop.add_product(cart, catalogue["products"][sku].id)
             if line.product.auto_renewable:
                 shop.set_years(cart, line.id, years)
-        shop.set_payment_method(cart, method)
+        shop.set_payment_method(cart, PaymentMethod(method))
         order = shop.confirm_order(cart, customer.id, cart.checkout_token, True, now_utc())
         db.session.commit()
         return order

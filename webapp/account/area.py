@@ -13,17 +13,19 @@ from flask import Blueprint, abort, current_app, flash, render_template, request
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
+from webapp.account.forms import AutoRenewForm, FrequencyForm, ServiceCardForm
 from webapp.clock import format_day, now_utc, rome_date
 from webapp.errors import DomainError, InvalidTransition
 from webapp.extensions import db
 from webapp.htmx import is_htmx, redirect_to, render
 from webapp.money import format_eur
+from webapp.payments import flows
 from webapp.payments import services as payments
 from webapp.payments.gateway import GatewayRefused, GatewayUnavailable
 from webapp.payments.models import Payment, PaymentStatus
 from webapp.payments.refunds import refunds_of_orders
 from webapp.renewals import services as renewals
-from webapp.renewals.engine import default_worker, retry_renewal
+from webapp.renewals.engine import RenewalOutcome, default_worker, retry_renewal, use_new_card
 from webapp.renewals.models import Renewal, RenewalStatus, Service
 from webapp.shop.models import OrderKind, OrderStatus
 from webapp.shop.services import get_order, list_orders
@@ -33,8 +35,6 @@ from webapp.transaction import commit, rollback
 log = logging.getLogger(__name__)
 
 bp = Blueprint("area", __name__, url_prefix="/area-clienti")
-
-VERIFY_PREFIX = "CARTA"
 
 
 @bp.before_request
@@ -94,32 +94,25 @@ def _years_label(years: int) -> str:
 def toggle_auto_renew(service_id: int):
     """The Rinnovo automatico switch: posts the wanted state (hidden 0 + checkbox 1)."""
     service = _own_service(service_id)
-    values = request.form.getlist("auto_renew")
-    if not values or any(v not in {"0", "1"} for v in values):
-        return _services_page(
-            service,
-            422,
-            error="Richiesta non valida: usa l'interruttore "
-            "Rinnovo automatico per attivarlo o disattivarlo.",
-        )
-    enabled = "1" in values
-    now = now_utc()
+    form = AutoRenewForm()
+    if not form.validate():
+        return _services_page(service, 422, error=form.first_error())
     try:
         cards = payments.list_cards(current_user.id)
-        changed = renewals.set_auto_renew(service, enabled, cards, now)
-    except renewals.CardNeeded as exc:
-        rollback()
-        return _services_page(service, 422, error=exc.message, card_needed=True)
+        changed = renewals.set_auto_renew(service, form.enabled, cards, now_utc())
     except DomainError as exc:
         rollback()
-        return _services_page(service, 422, error=exc.message)
+        needed = isinstance(exc, renewals.CardNeeded)
+        return _services_page(service, 422, error=exc.message, card_needed=needed)
     commit()
+    return _services_page(service, message=_switch_message(form.enabled, changed))
+
+
+def _switch_message(enabled: bool, changed: bool) -> str:
     state = "attivato" if enabled else "disattivato"
     if changed:
-        message = f"Rinnovo automatico {state}. Ti abbiamo inviato una e-mail di conferma."
-    else:
-        message = f"Il rinnovo automatico era già {state}."
-    return _services_page(service, message=message)
+        return f"Rinnovo automatico {state}. Ti abbiamo inviato una e-mail di conferma."
+    return f"Il rinnovo automatico era già {state}."
 
 
 @bp.post("/servizi/<int:service_id>/frequenza")
@@ -127,7 +120,7 @@ def set_frequency(service_id: int):
     """Frequenza di rinnovo: how many years each automatic renewal buys."""
     service = _own_service(service_id)
     try:
-        renewals.set_frequency(service, request.form.get("frequency_years", ""))
+        renewals.set_frequency(service, FrequencyForm().frequency_years.data)
     except DomainError as exc:
         rollback()
         return _services_page(service, 422, error=exc.message)
@@ -144,10 +137,10 @@ def set_frequency(service_id: int):
 def set_card(service_id: int):
     """The card the service renews with; a failed renewal is retried on it at once."""
     service = _own_service(service_id)
-    raw = request.form.get("card_id", "")
-    if not raw.isdigit():
-        return _services_page(service, 422, error="Scegli una delle tue carte di pagamento.")
-    card = payments.get_card(raw, current_user.id)
+    form = ServiceCardForm()
+    if not form.validate():
+        return _services_page(service, 422, error=form.first_error())
+    card = payments.get_card(form.card_id.data, current_user.id)
     now = now_utc()
     try:
         renewals.set_card(service, card, now)
@@ -206,78 +199,32 @@ def list_cards():
 @bp.post("/carte/nuova")
 def add_card():
     """Add a card: the bank's page with 3-D Secure and a zero-amount verification (no charge)."""
-    nonce = secrets.token_urlsafe(12)
-    base = current_app.config["SHOP_BASE_URL"]
+    return_url = current_app.config["SHOP_BASE_URL"] + url_for("area.card_added")
     try:
-        hosted = payments.gateway().create_payment(
-            amount_cents=0,
-            currency="EUR",
-            order_ref=f"{VERIFY_PREFIX}-{current_user.id}-{nonce}",
-            description="Verifica della carta: nessun addebito",
-            return_url=base + url_for("area.card_added"),
-            notify_url=None,
-            save_card=True,
-            idempotency_key=f"verify-{current_user.id}-{nonce}",
-        )
-    except (GatewayUnavailable, GatewayRefused) as exc:
-        log.warning("bank refused/unreachable creating a card verification: %s", exc)
-        flash(
-            "Il servizio di pagamento non è raggiungibile in questo momento. "
-            "Riprova tra qualche minuto.",
-            "error",
-        )
+        url = flows.start_card_verification(current_user.id, return_url, secrets.token_urlsafe(12))
+    except DomainError as exc:
+        flash(exc.message, "error")
         return redirect_to(url_for("area.list_cards"))
-    return redirect_to(hosted.redirect_url)
+    return redirect_to(url)
 
 
 @bp.get("/carte/aggiunta")
 def card_added():
-    """Back from the bank: verify the signed return, ask the bank, save the card, fix renewals."""
-    params = request.args.to_dict()
+    """Back from the bank: the card is saved, and renewals waiting for one use it at once."""
     try:
-        payments.gateway().verify_return(params)
-    except BadSignature:
-        abort(400)
-    ref = params.get("order_ref", "")
-    if not ref.startswith(f"{VERIFY_PREFIX}-{current_user.id}-"):
-        abort(404)
-    try:
-        info = payments.gateway().get_payment(params.get("payment_id", ""))
-    except GatewayUnavailable:
-        flash(
-            "Non riusciamo a verificare la carta con la banca: ricarica questa pagina tra poco.",
-            "error",
-        )
+        card = flows.finish_card_verification(request.args.to_dict(), current_user.id)
+    except flows.CardNotAdded as exc:
+        rollback()
+        flash(exc.message, "error" if exc.final else "info")
         return redirect_to(url_for("area.list_cards"))
-    except GatewayRefused:
+    except (BadSignature, InvalidTransition):
         abort(400)
-    if info.order_ref != ref or info.amount_cents != 0:
-        abort(400)
-    if info.status != "authorised" or info.card is None:
-        if info.final:
-            reason = info.decline_message or "verifica non riuscita"
-            flash(f"La carta non è stata aggiunta: {reason}", "error")
-        else:
-            flash("La verifica della carta non è ancora conclusa presso la banca.", "info")
-        return redirect_to(url_for("area.list_cards"))
-    now = now_utc()
-    try:
-        card = payments.save_card(current_user.id, info.card)
-    except InvalidTransition:
-        abort(400)
-    if card.removed_at is not None:
-        flash("Questa carta è stata rimossa: aggiungila di nuovo dalla banca.", "info")
-        return redirect_to(url_for("area.list_cards"))
-    retry = renewals.attach_new_card(current_user.id, card, now)
-    commit()
     flash(f"Carta {card.masked} aggiunta.", "success")
-    for service in retry:
-        outcome = retry_renewal(service, now, _worker())
-        flash(
-            _retry_message(service, outcome or "skipped"),
-            "success" if outcome == "charged" else "info",
-        )
-    return redirect_to(url_for("area.overview" if retry else "area.list_cards"))
+    retried = use_new_card(current_user.id, card, now_utc(), _worker())
+    for service, outcome in retried:
+        category = "success" if outcome is RenewalOutcome.CHARGED else "info"
+        flash(_retry_message(service, outcome), category)
+    return redirect_to(url_for("area.overview" if retried else "area.list_cards"))
 
 
 @bp.post("/carte/<int:card_id>/rimuovi")

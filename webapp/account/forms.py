@@ -5,7 +5,14 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from stdnum.it import codicefiscale, iva
 from wtforms import BooleanField, EmailField, PasswordField, StringField
-from wtforms.validators import Email, EqualTo, InputRequired, Length, ValidationError
+from wtforms.validators import Email, EqualTo, InputRequired, Length, Regexp, ValidationError
+
+from webapp.forms import InputForm, ValuesField, to_int
+
+AUTO_RENEW_MESSAGE = (
+    "Richiesta non valida: usa l'interruttore Rinnovo automatico per attivarlo o disattivarlo."
+)
+CARD_MESSAGE = "Scegli una delle tue carte di pagamento."
 
 
 def normalise_tax_code(value: str) -> str:
@@ -62,3 +69,32 @@ class LoginForm(FlaskForm):
     email = EmailField("E-mail", validators=[InputRequired("Inserisci l'indirizzo e-mail.")])
     password = PasswordField("Password", validators=[InputRequired("Inserisci la password.")])
     remember = BooleanField("Ricordami")
+
+
+class AutoRenewForm(InputForm):
+    """The Rinnovo automatico switch: a hidden 0 and, when ticked, the checkbox's 1."""
+
+    auto_renew = ValuesField()
+
+    def validate_auto_renew(self, field) -> None:
+        if not field.data or any(value not in {"0", "1"} for value in field.data):
+            raise ValidationError(AUTO_RENEW_MESSAGE)
+
+    @property
+    def enabled(self) -> bool:
+        return "1" in (self.auto_renew.data or [])
+
+
+class FrequencyForm(InputForm):
+    """Frequenza di rinnovo of a service; what the product allows is the service's to say."""
+
+    frequency_years = StringField(filters=[to_int])
+
+
+class ServiceCardForm(InputForm):
+    card_id = StringField(
+        validators=[
+            InputRequired(CARD_MESSAGE),
+            Regexp(r"^[0-9]{1,10}$", message=CARD_MESSAGE),
+        ]
+    )

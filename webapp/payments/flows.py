@@ -16,12 +16,12 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from webapp.errors import DomainError, InvalidTransition
+from webapp.errors import DomainError, InvalidTransition, NotFound, PaymentError
 from webapp.extensions import db
 from webapp.money import format_eur
 from webapp.payments import refunds, services
-from webapp.payments.gateway import GatewayUnavailable
-from webapp.payments.models import Payment, PaymentStatus, Refund, RefundStatus
+from webapp.payments.gateway import GatewayRefused, GatewayStatus, GatewayUnavailable
+from webapp.payments.models import Payment, PaymentStatus, Refund, RefundStatus, SavedCard
 from webapp.shop.models import Order, OrderStatus
 from webapp.transaction import commit, once_more_after_conflict, rollback
 
@@ -239,3 +239,73 @@ def reconcile(now: datetime) -> int:
         done = run_refund(refund_id, now)
         settled += done is not None and done.status not in refunds.OPEN_REFUND_STATUSES
     return settled
+
+
+# --- adding a card from the customer area (a zero-amount verification on the bank's page) -------
+
+VERIFY_PREFIX = "CARTA"
+
+
+class CardNotAdded(DomainError):
+    """The card was not added; `final` False means the bank has not finished yet."""
+
+    def __init__(self, message: str, final: bool = True):
+        super().__init__(message)
+        self.final = final
+
+
+def start_card_verification(customer_id: int, return_url: str, nonce: str) -> str:
+    """The bank's page for a new card: 3-D Secure and a zero-amount verification, no charge.
+
+    Returns the URL to send the browser to; raises PaymentError when the bank is unreachable.
+    """
+    try:
+        hosted = services.gateway().create_payment(
+            amount_cents=0,
+            currency="EUR",
+            order_ref=f"{VERIFY_PREFIX}-{customer_id}-{nonce}",
+            description="Verifica della carta: nessun addebito",
+            return_url=return_url,
+            notify_url=None,
+            save_card=True,
+            idempotency_key=f"verify-{customer_id}-{nonce}",
+        )
+    except (GatewayUnavailable, GatewayRefused) as exc:
+        log.warning("bank refused/unreachable creating a card verification: %s", exc)
+        raise PaymentError(
+            "Il servizio di pagamento non è raggiungibile in questo momento. "
+            "Riprova tra qualche minuto."
+        ) from exc
+    return hosted.redirect_url
+
+
+def finish_card_verification(params: dict[str, str], customer_id: int) -> SavedCard:
+    """Back from the bank: verify the signed return, ask the bank, save the card (flushed).
+
+    Raises BadSignature or NotFound for a return that is not this customer's, CardNotAdded
+    with the reason otherwise. Replays find the same card (one per bank token).
+    """
+    services.gateway().verify_return(params)
+    ref = params.get("order_ref", "")
+    if not ref.startswith(f"{VERIFY_PREFIX}-{customer_id}-"):
+        raise NotFound("Verifica della carta non trovata.")
+    try:
+        info = services.gateway().get_payment(params.get("payment_id", ""))
+    except GatewayUnavailable as exc:
+        raise CardNotAdded(
+            "Non riusciamo a verificare la carta con la banca: ricarica questa pagina tra poco.",
+            final=False,
+        ) from exc
+    except GatewayRefused as exc:
+        raise NotFound("Verifica della carta non trovata.") from exc
+    if info.order_ref != ref or info.amount_cents != 0:
+        raise NotFound("Verifica della carta non trovata.")
+    if info.status is not GatewayStatus.AUTHORISED or info.card is None:
+        if info.final:
+            reason = info.decline_message or "verifica non riuscita"
+            raise CardNotAdded(f"La carta non è stata aggiunta: {reason}")
+        raise CardNotAdded("La verifica della carta non è ancora conclusa presso la banca.", False)
+    card = services.save_card(customer_id, info.card)
+    if card.removed_at is not None:
+        raise CardNotAdded("Questa carta è stata rimossa: aggiungila di nuovo dalla banca.", False)
+    return card

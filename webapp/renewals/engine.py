@@ -21,16 +21,24 @@ from sqlalchemy import select
 
 from webapp.clock import now_utc
 from webapp.extensions import db
+from webapp.payments.models import SavedCard
 from webapp.renewals.charging import due_renewals, open_renewals, process
 from webapp.renewals.claims import default_worker
 from webapp.renewals.expiry import expire, expired_services
 from webapp.renewals.models import Renewal, RenewalStatus, Service
 from webapp.renewals.outcomes import RenewalOutcome, RenewalReport
 from webapp.renewals.reminders import send_reminders
-from webapp.renewals.services import settings
+from webapp.renewals.services import attach_new_card, settings
 from webapp.transaction import commit
 
-__all__ = ["RenewalOutcome", "RenewalReport", "default_worker", "retry_renewal", "run_renewals"]
+__all__ = [
+    "RenewalOutcome",
+    "RenewalReport",
+    "default_worker",
+    "retry_renewal",
+    "run_renewals",
+    "use_new_card",
+]
 
 
 def run_renewals(
@@ -75,3 +83,18 @@ def retry_renewal(
     renewal.next_attempt_at = now
     commit()
     return process(renewal.id, now, worker or default_worker(), settings(), lease_clock)
+
+
+def use_new_card(
+    customer_id: int, card: SavedCard, now: datetime, worker: str | None = None
+) -> list[tuple[Service, RenewalOutcome]]:
+    """A card was just added: renewals that need one take it, failed ones are retried at once.
+
+    Commits. Returns each retried service with its outcome.
+    """
+    retry = attach_new_card(customer_id, card, now)
+    commit()
+    return [
+        (service, retry_renewal(service, now, worker) or RenewalOutcome.SKIPPED)
+        for service in retry
+    ]

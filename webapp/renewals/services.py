@@ -27,6 +27,7 @@ from webapp.renewals.models import (
     ServiceStatus,
 )
 from webapp.shop.models import Customer, Order
+from webapp.shop.services import valid_years
 
 log = logging.getLogger(__name__)
 
@@ -195,28 +196,25 @@ def set_auto_renew(service: Service, enabled: bool, cards: list[SavedCard], now:
     """Turn auto-renewal on or off; True when it changed (and an e-mail was queued).
 
     Turning it on needs a valid card: the service's own, else the newest valid one in `cards`.
+    Guard: a compare-and-set on the old value, so of twin switches only one changes the row and
+    queues the e-mail; the others find it already in the wanted state.
     """
     _check_manageable(service)
     if enabled == service.auto_renew:
         return False
-    today = rome_date(now)
-    if enabled:
-        card = (
-            service.saved_card
-            if card_usable(service.saved_card, today)
-            else next((c for c in cards if card_usable(c, today)), None)
-        )
-        if card is None:
-            raise CardNeeded(
-                "Per attivare il rinnovo automatico serve una carta di pagamento valida: "
-                "aggiungine una nella pagina Carte di pagamento."
-            )
-        service.saved_card_id = card.id
-        service.saved_card = card
-        renewal = current_renewal(service)
-        if renewal is not None and renewal.open and renewal.next_attempt_at is None:
-            renewal.next_attempt_at = now  # back on inside the window: the next pass tries
-    service.auto_renew = enabled
+    card = _card_to_renew_with(service, cards, now) if enabled else service.saved_card
+    changed = db.session.execute(
+        update(Service)
+        .where(Service.id == service.id, Service.auto_renew == (not enabled))
+        .values(auto_renew=enabled, saved_card_id=card.id if card else None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.refresh(service)
+    if changed != 1:
+        return False
+    renewal = current_renewal(service)
+    if enabled and renewal is not None and renewal.open and renewal.next_attempt_at is None:
+        renewal.next_attempt_at = now  # back on inside the window: the next pass tries
     db.session.flush()
     cfg = settings()
     queue_customer_email(
@@ -231,20 +229,26 @@ def set_auto_renew(service: Service, enabled: bool, cards: list[SavedCard], now:
     return True
 
 
-def set_frequency(service: Service, years: int | str) -> None:
-    """Frequenza di rinnovo: 1-5 years (1-2 for a promotional product)."""
-    _check_manageable(service)
-    try:
-        value = int(years)
-    except (TypeError, ValueError):
-        value = 0
-    allowed = service.product.allowed_years
-    if value not in allowed:
-        raise InvalidChoice(
-            f"Frequenza di rinnovo non valida per {service.product.name}: "
-            f"scegli da {allowed[0]} a {allowed[-1]} anni."
+def _card_to_renew_with(service: Service, cards: list[SavedCard], now: datetime) -> SavedCard:
+    today = rome_date(now)
+    if card_usable(service.saved_card, today):
+        return service.saved_card
+    card = next((c for c in cards if card_usable(c, today)), None)
+    if card is None:
+        raise CardNeeded(
+            "Per attivare il rinnovo automatico serve una carta di pagamento valida: "
+            "aggiungine una nella pagina Carte di pagamento."
         )
-    service.frequency_years = value
+    return card
+
+
+def set_frequency(service: Service, years: int) -> None:
+    """Frequenza di rinnovo: 1-5 years (1-2 for a promotional product).
+
+    Twins are harmless: writing the same value twice is the same state, with no side effect.
+    """
+    _check_manageable(service)
+    service.frequency_years = valid_years(service.product, years)
     db.session.flush()
 
 

@@ -107,31 +107,28 @@ def remove_line(cart: Cart, line_id: int) -> None:
     db.session.flush()
 
 
-def set_years(cart: Cart, line_id: int, years: int | str) -> CartLine:
-    """Frequenza di rinnovo: any value outside the product's allowed years is refused."""
-    line = _line_of(cart, line_id)
-    try:
-        value = int(years)
-    except (TypeError, ValueError):
-        value = 0
-    if value not in line.product.allowed_years:
-        allowed = line.product.allowed_years
+def valid_years(product: Product, years: int) -> int:
+    """Frequenza di rinnovo: the years if the product allows them, else InvalidChoice."""
+    allowed = product.allowed_years
+    if years not in allowed:
         raise InvalidChoice(
-            f"Frequenza di rinnovo non valida per {line.product.name}: "
+            f"Frequenza di rinnovo non valida per {product.name}: "
             f"scegli da {allowed[0]} a {allowed[-1]} anni."
         )
-    line.years = value
+    return years
+
+
+def set_years(cart: Cart, line_id: int, years: int) -> CartLine:
+    """Frequenza di rinnovo of a cart line: both what is bought now and each renewal."""
+    line = _line_of(cart, line_id)
+    line.years = valid_years(line.product, years)
     _cart_changed(cart)
     db.session.flush()
     return line
 
 
-def set_payment_method(cart: Cart, method: str) -> None:
+def set_payment_method(cart: Cart, value: PaymentMethod) -> None:
     """Card or bank transfer; a change turns auto-renewal on or off, so the cart changed."""
-    try:
-        value = PaymentMethod(method)
-    except ValueError:
-        raise InvalidChoice("Scegli un metodo di pagamento valido.") from None
     if cart.payment_method is not value:
         cart.payment_method = value
         _cart_changed(cart)

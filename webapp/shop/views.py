@@ -9,7 +9,6 @@ from flask import (
     flash,
     make_response,
     render_template,
-    request,
     session,
     url_for,
 )
@@ -19,6 +18,7 @@ from webapp.clock import now_utc
 from webapp.errors import CheckoutError, DiscountRefused, InvalidChoice, NotFound
 from webapp.htmx import is_htmx, redirect_to, render
 from webapp.shop import services
+from webapp.shop.forms import ConfirmForm, DiscountForm, PaymentMethodForm, YearsForm
 from webapp.shop.models import PaymentMethod
 from webapp.transaction import commit, once_more_after_conflict, rollback
 
@@ -127,11 +127,10 @@ def checkout():
 @login_required
 def choose_payment_method():
     cart = _cart(create=True)
-    try:
-        services.set_payment_method(cart, request.form.get("payment_method", ""))
-    except InvalidChoice as exc:
-        rollback()
-        return _checkout_response("items", 422, items_error=exc.message)
+    form = PaymentMethodForm()
+    if not form.validate():
+        return _checkout_response("items", 422, items_error=form.first_error())
+    services.set_payment_method(cart, form.payment_method.data)
     commit()
     return _checkout_response("items")
 
@@ -141,7 +140,7 @@ def choose_payment_method():
 def choose_years(line_id: int):
     cart = _cart(create=True)
     try:
-        services.set_years(cart, line_id, request.form.get("years", ""))
+        services.set_years(cart, line_id, YearsForm().years.data)
     except (InvalidChoice, NotFound) as exc:
         rollback()
         return _checkout_response("items", 422, items_error=exc.message)
@@ -153,7 +152,7 @@ def choose_years(line_id: int):
 @login_required
 def apply_discount():
     cart = _cart(create=True)
-    raw = request.form.get("code", "")
+    raw = DiscountForm().code.data or ""
     try:
         services.apply_discount(cart, raw, current_user.id, now_utc())
     except DiscountRefused as exc:
@@ -174,8 +173,8 @@ def remove_discount():
 @bp.post("/checkout/conferma")
 @login_required
 def confirm_order():
-    token = request.form.get("checkout_token", "")
-    accepted = request.form.get("terms") in {"1", "on", "y", "true"}
+    form = ConfirmForm()
+    token, accepted = form.checkout_token.data or "", form.terms.data
 
     def confirm():
         cart = _cart(create=True)
@@ -186,7 +185,7 @@ def confirm_order():
     try:
         # The same form submitted twice at once: the second run finds the twin's order.
         order = once_more_after_conflict(confirm)
-    except CheckoutError as exc:
+    except (CheckoutError, DiscountRefused) as exc:
         rollback()
         # A twin submit may have spent the cart between our reads: its order is ours too.
         order = services.order_for_token(current_user.id, token)
