@@ -496,7 +496,7 @@ def next_retry(
 
 def _renewal_order(renewal: Renewal, service: Service, now: datetime, s: RenewalSettings) -> Order:
     """The renewal's order, priced now: list price x frequency + VAT, without any discount."""
-    price = renewal_price(service, s.vat_rate)
+    price = renewal_price(service, s.vat_rate, rome_date(now))
     order = renewal.order
     if order is None:
         order = Order(
@@ -516,7 +516,7 @@ def _renewal_order(renewal: Renewal, service: Service, now: datetime, s: Renewal
     line.product_name = product.name
     line.kind = product.kind
     line.years = price.years
-    line.yearly_price_cents = product.yearly_price_cents
+    line.yearly_price_cents = price.net_cents // price.years
     line.list_cents = line.net_cents = price.net_cents
     line.discount_cents = 0
     line.auto_renew = True

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import selectinload
 
-from webapp.clock import format_day
+from webapp.clock import format_day, now_utc, rome_date
 from webapp.errors import CheckoutError, DiscountRefused, InvalidChoice, NotFound
 from webapp.extensions import db
 from webapp.shop.models import (
@@ -32,6 +32,17 @@ def _new_token() -> str:
 
 
 # --- catalogue -------------------------------------------------------------------------------
+
+
+def price_on(product: Product, day: date) -> int:
+    """The yearly price (cents, net of VAT) valid on `day`: the latest change in force that day,
+    else the product's own price. Reads the preloaded `product.prices` (no query per call)."""
+    price = product.yearly_price_cents
+    for change in product.prices:  # ordered by effective_from
+        if change.effective_from > day:
+            break
+        price = change.yearly_price_cents
+    return price
 
 
 def list_products() -> list[Product]:
@@ -256,12 +267,11 @@ class CartView:
         return not self.rows
 
 
-def price_cart(cart: Cart | None) -> CartView:
-    """Price a cart with today's list prices and its discount code."""
+def price_cart(cart: Cart | None, day: date | None = None) -> CartView:
+    """Price a cart with the list prices of `day` (today in Italy) and its discount code."""
     lines = cart.lines if cart else []
-    price_lines = [
-        PriceLine(ln.product_id, ln.product.yearly_price_cents, ln.years) for ln in lines
-    ]
+    day = day or rome_date(now_utc())
+    price_lines = [PriceLine(ln.product_id, price_on(ln.product, day), ln.years) for ln in lines]
     return CartView(cart, quote(price_lines, terms_of(cart.discount_code if cart else None)))
 
 
@@ -274,8 +284,20 @@ def order_for_token(customer_id: int, checkout_token: str) -> Order | None:
     )
 
 
+#: The checkbox at checkout; its text and the time it was ticked are kept on the order.
+IMMEDIATE_START_TEXT = (
+    "Chiedo che i servizi siano attivati subito, prima della fine del periodo di recesso, "
+    "e prendo atto che con l'attivazione perdo il diritto di recesso."
+)
+
+
 def confirm_order(
-    cart: Cart, customer_id: int, checkout_token: str, terms_accepted: bool, now: datetime
+    cart: Cart,
+    customer_id: int,
+    checkout_token: str,
+    terms_accepted: bool,
+    now: datetime,
+    immediate_start: bool = False,
 ) -> Order:
     """Turn the cart into an order with amounts computed here and now; idempotent per token.
 
@@ -307,7 +329,7 @@ def confirm_order(
         if line.years not in line.product.allowed_years:
             raise CheckoutError(f"Frequenza di rinnovo non valida per {line.product.name}.")
 
-    priced = price_cart(cart)
+    priced = price_cart(cart, rome_date(now))
     q = priced.quote
     card = cart.payment_method is PaymentMethod.CARD
     order = Order(
@@ -321,6 +343,8 @@ def confirm_order(
         total_cents=q.total_cents,
         checkout_token=checkout_token,
         created_at=now,
+        immediate_start_text=IMMEDIATE_START_TEXT if immediate_start else None,
+        immediate_start_at=now if immediate_start else None,
     )
     for line, amounts in priced.rows:
         order.lines.append(
@@ -329,7 +353,7 @@ def confirm_order(
                 product_name=line.product.name,
                 kind=line.product.kind,
                 years=line.years,
-                yearly_price_cents=line.product.yearly_price_cents,
+                yearly_price_cents=price_on(line.product, rome_date(now)),
                 list_cents=amounts.list_cents,
                 discount_cents=amounts.discount_cents,
                 net_cents=amounts.net_cents,
