@@ -13,7 +13,7 @@ from webapp.clock import now_utc, rome_date
 from webapp.errors import DomainError
 from webapp.htmx import redirect_to, render
 from webapp.shop.models import DiscountCode, DiscountKind, Product, ServiceKind
-from webapp.shop.services import price_on
+from webapp.shop.services import price_changes, price_on
 from webapp.transaction import commit, rollback
 
 
@@ -26,6 +26,7 @@ def _product_page(product: Product | None, status: int = 200, error: str | None 
         product=product,
         kinds=list(ServiceKind),
         current=price_on(product, today) if product else None,
+        changes=price_changes(product) if product else [],
         today=today.isoformat(),
         error=error,
     )

@@ -73,9 +73,10 @@ def _staff_from_session() -> StaffUser | None:
 
 @bp.before_request
 def _guard():
+    g.staff = None
+    g.audit_request_id = uuid.uuid4().hex
     if current_user.is_authenticated:
         abort(404)  # a customer never learns the back office is here
-    g.audit_request_id = uuid.uuid4().hex
     g.staff = _staff_from_session()
     if g.staff is None and request.endpoint not in PUBLIC_ENDPOINTS:
         return redirect_to(url_for("backoffice.login"))

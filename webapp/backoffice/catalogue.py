@@ -25,6 +25,7 @@ from webapp.shop.models import (
     ProductPrice,
     ServiceKind,
 )
+from webapp.shop.services import forget_prices
 
 PRODUCT_FIELDS = (
     "sku",
@@ -115,7 +116,7 @@ def schedule_price(product: Product, form, staff: StaffUser, rid: str, today: da
     )
     db.session.add(price)
     db.session.flush()
-    db.session.expire(product, ["prices"])
+    forget_prices()
     record(
         staff,
         "prezzo programmato",

@@ -79,11 +79,6 @@ class Product(db.Model):
     promotional: Mapped[bool] = mapped_column(default=False)
     active: Mapped[bool] = mapped_column(default=True)
 
-    # Scheduled price changes; loaded with the products (one query per batch, never per row).
-    prices: Mapped[list[ProductPrice]] = relationship(
-        lazy="selectin", order_by="ProductPrice.effective_from", viewonly=True
-    )
-
     @property
     def auto_renewable(self) -> bool:
         return self.kind.auto_renewable

@@ -6,7 +6,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import func, select, update
+from flask_sqlalchemy.session import Session as FlaskSession
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import selectinload
 
 from webapp.clock import format_day, now_utc, rome_date
@@ -23,6 +24,7 @@ from webapp.shop.models import (
     OrderStatus,
     PaymentMethod,
     Product,
+    ProductPrice,
 )
 from webapp.shop.pricing import DiscountTerms, PriceLine, Quote, quote
 
@@ -34,15 +36,51 @@ def _new_token() -> str:
 # --- catalogue -------------------------------------------------------------------------------
 
 
+_PRICE_CACHE = "price_changes"
+
+
+def _price_changes() -> dict[int, list[tuple[date, int]]]:
+    """Every scheduled price change by product, read once per transaction (a short table)."""
+    cache = db.session.info.get(_PRICE_CACHE)
+    if cache is None:
+        cache = {}
+        rows = db.session.execute(
+            select(
+                ProductPrice.product_id,
+                ProductPrice.effective_from,
+                ProductPrice.yearly_price_cents,
+            ).order_by(ProductPrice.effective_from)
+        )
+        for product_id, day, cents in rows:
+            cache.setdefault(product_id, []).append((day, cents))
+        db.session.info[_PRICE_CACHE] = cache
+    return cache
+
+
+def forget_prices() -> None:
+    """Drop the cached price changes (after adding one in this transaction)."""
+    db.session.info.pop(_PRICE_CACHE, None)
+
+
+@event.listens_for(FlaskSession, "after_commit")
+@event.listens_for(FlaskSession, "after_rollback")
+def _forget_prices_at_transaction_end(session) -> None:
+    session.info.pop(_PRICE_CACHE, None)
+
+
 def price_on(product: Product, day: date) -> int:
     """The yearly price (cents, net of VAT) valid on `day`: the latest change in force that day,
-    else the product's own price. Reads the preloaded `product.prices` (no query per call)."""
+    else the product's own price. One query per transaction, whatever the number of calls."""
     price = product.yearly_price_cents
-    for change in product.prices:  # ordered by effective_from
-        if change.effective_from > day:
+    for effective_from, cents in _price_changes().get(product.id, []):
+        if effective_from > day:
             break
-        price = change.yearly_price_cents
+        price = cents
     return price
+
+
+def price_changes(product: Product) -> list[tuple[date, int]]:
+    return list(_price_changes().get(product.id, []))
 
 
 def list_products() -> list[Product]:
@@ -292,12 +330,7 @@ IMMEDIATE_START_TEXT = (
 
 
 def confirm_order(
-    cart: Cart,
-    customer_id: int,
-    checkout_token: str,
-    terms_accepted: bool,
-    now: datetime,
-    immediate_start: bool = False,
+    cart: Cart, customer_id: int, checkout_token: str, terms_accepted: bool, now: datetime
 ) -> Order:
     """Turn the cart into an order with amounts computed here and now; idempotent per token.
 
@@ -343,8 +376,6 @@ def confirm_order(
         total_cents=q.total_cents,
         checkout_token=checkout_token,
         created_at=now,
-        immediate_start_text=IMMEDIATE_START_TEXT if immediate_start else None,
-        immediate_start_at=now if immediate_start else None,
     )
     for line, amounts in priced.rows:
         order.lines.append(
@@ -371,6 +402,15 @@ def confirm_order(
     _cart_changed(cart)
     db.session.flush()
     return order
+
+
+def ask_immediate_start(order: Order, now: datetime) -> None:
+    """The checkbox at checkout: start at once, losing the diritto di recesso (text and time
+    recorded on the order; a resubmitted form keeps the first record)."""
+    if order.immediate_start_at is None and order.status is OrderStatus.PENDING_PAYMENT:
+        order.immediate_start_text = IMMEDIATE_START_TEXT
+        order.immediate_start_at = now
+        db.session.flush()
 
 
 def _redeem(code: DiscountCode, customer_id: int, order: Order) -> None:

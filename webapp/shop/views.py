@@ -184,9 +184,10 @@ def confirm_order():
 
     def confirm():
         cart = _cart(create=True)
-        order = services.confirm_order(
-            cart, current_user.id, token, accepted, now_utc(), immediate_start=immediate
-        )
+        now = now_utc()
+        order = services.confirm_order(cart, current_user.id, token, accepted, now)
+        if immediate:
+            services.ask_immediate_start(order, now)
         commit()
         return order
 
