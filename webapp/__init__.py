@@ -131,13 +131,16 @@ def register_subscribers() -> None:
     """Connect the receivers of the domain events (importing them connects them, once)."""
     import webapp.notify.subscribers
     import webapp.payments.refunds
-    import webapp.renewals.activation  # noqa: F401
+    import webapp.renewals.activation
+    import webapp.renewals.cancellation  # noqa: F401
 
 
 def register_blueprints(app: Flask) -> None:
     from webapp.account.area import bp as area_bp
     from webapp.account.orders import bp as orders_bp
     from webapp.account.views import bp as account_bp
+    from webapp.account.withdrawal import bp as withdrawal_bp
+    from webapp.backoffice.views import bp as backoffice_bp
     from webapp.payments.views import bp as payments_bp
     from webapp.payments.views import portal_bp
     from webapp.shop.views import bp as shop_bp
@@ -148,6 +151,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(portal_bp)
     app.register_blueprint(area_bp)
     app.register_blueprint(orders_bp)
+    app.register_blueprint(withdrawal_bp)
+    app.register_blueprint(backoffice_bp)
     app.register_blueprint(health_bp)
 
 

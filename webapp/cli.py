@@ -29,6 +29,13 @@ def register(app: Flask) -> None:
         seed(now_utc())
         db.session.commit()
         click.echo(f"Dati demo pronti. Accesso demo: {DEMO_EMAIL} / {DEMO_PASSWORD}")
+        from webapp.backoffice.cli import seed_demo_staff
+
+        seed_demo_staff()
+
+    from webapp.backoffice.cli import staff_cli
+
+    app.cli.add_command(staff_cli)
 
     app.cli.add_command(outbox_cli)
 

@@ -15,6 +15,7 @@ from webapp.payments.gateway import (
     GatewayUnavailable,
     HostedPayment,
     PaymentStatusInfo,
+    RefundResult,
 )
 from webapp.payments.models import SavedCard
 from webapp.renewals.models import Service
@@ -44,6 +45,7 @@ class FakeGateway:
         self.finds: list[str] = []
         self.forgotten: list[str] = []
         self.verifications: dict[str, PaymentStatusInfo] = {}
+        self.refunds: dict[str, RefundResult] = {}  # by idempotency key
         self.next_card = CardDetails("tok_new", "visa", "4242", 12, 2030, "Mario Rossi")
 
     # --- what tests look at
@@ -95,6 +97,31 @@ class FakeGateway:
             raise GatewayUnavailable("connection refused (fake)")
         self.finds.append(idempotency_key)
         return self.charges.get(idempotency_key)
+
+    # --- refunds (amounts are checked by the shop's own guard; a real bank checks them too)
+    def refund(
+        self, payment_ref_or_charge_id, amount_cents, currency, reason, idempotency_key
+    ) -> RefundResult:
+        if self.mode == "down":
+            raise GatewayUnavailable("connection refused (fake)")
+        with self.lock:
+            result = self.refunds.get(idempotency_key)
+            if result is None:
+                result = RefundResult(
+                    refund_id=f"re_{len(self.refunds) + 1}",
+                    payment_ref=payment_ref_or_charge_id,
+                    status=GatewayStatus.SUCCEEDED,
+                    amount_cents=amount_cents,
+                    currency=currency,
+                    reason=reason,
+                )
+                self.refunds[idempotency_key] = result
+        return result
+
+    def find_refund(self, idempotency_key: str) -> RefundResult | None:
+        if self.mode == "down":
+            raise GatewayUnavailable("connection refused (fake)")
+        return self.refunds.get(idempotency_key)
 
     def forget_token(self, token: str) -> None:
         self.forgotten.append(token)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import date, datetime
 
-from sqlalchemy import ForeignKey, Index, String, text
+from sqlalchemy import Date, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from webapp.clock import now_utc
@@ -84,6 +84,11 @@ class Payment(db.Model):
     saved_card_id: Mapped[int | None] = mapped_column(ForeignKey("saved_card.id"))
     failure_code: Mapped[str | None] = mapped_column(String(40))
     failure_message: Mapped[str | None] = mapped_column(String(300))
+    # Bank transfers: the CRO/TRN (unique: the same transfer is never recorded twice), the value
+    # date, and the staff member who recorded it.
+    transfer_reference: Mapped[str | None] = mapped_column(String(80), unique=True)
+    value_date: Mapped[date | None] = mapped_column(Date)
+    recorded_by: Mapped[str | None] = mapped_column(String(254))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

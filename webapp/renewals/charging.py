@@ -298,7 +298,7 @@ def _renewal_order(
     renewal: Renewal, service: Service, now: datetime, cfg: RenewalSettings
 ) -> Order:
     """The renewal's order, priced now: list price x frequency + VAT, without any discount."""
-    price = renewal_price(service, cfg.vat_rate)
+    price = renewal_price(service, cfg.vat_rate, rome_date(now))
     order = renewal.order
     if order is None:
         order = Order(
@@ -318,7 +318,7 @@ def _renewal_order(
     line.product_name = product.name
     line.kind = product.kind
     line.years = price.years
-    line.yearly_price_cents = product.yearly_price_cents
+    line.yearly_price_cents = price.net_cents // price.years
     line.list_cents = line.net_cents = price.net_cents
     line.discount_cents = 0
     line.auto_renew = True

@@ -18,6 +18,7 @@ from webapp.shop.models import Order, Product
 class ServiceStatus(enum.StrEnum):
     ACTIVE = "active"
     EXPIRED = "expired"
+    CANCELLED = "cancelled"  # the order was refunded in full (withdrawal or staff refund)
 
 
 class Service(db.Model):
@@ -37,6 +38,7 @@ class Service(db.Model):
     frequency_years: Mapped[int] = mapped_column(default=1)
     saved_card_id: Mapped[int | None] = mapped_column(ForeignKey("saved_card.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     product: Mapped[Product] = relationship(lazy="joined")
     saved_card: Mapped[SavedCard | None] = relationship()

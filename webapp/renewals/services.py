@@ -14,7 +14,7 @@ from flask import current_app
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import selectinload
 
-from webapp.clock import rome_date
+from webapp.clock import now_utc, rome_date
 from webapp.errors import InvalidChoice, NotFound
 from webapp.extensions import db
 from webapp.money import vat_cents
@@ -27,7 +27,7 @@ from webapp.renewals.models import (
     ServiceStatus,
 )
 from webapp.shop.models import Customer, Order
-from webapp.shop.services import valid_years
+from webapp.shop.services import price_on, valid_years
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +106,13 @@ class RenewalPrice:
         return self.net_cents + self.vat_cents
 
 
-def renewal_price(service: Service, vat_rate: int | None = None) -> RenewalPrice:
-    """Today's yearly list price x the frequency, plus VAT: no discount is ever carried over."""
+def renewal_price(
+    service: Service, vat_rate: int | None = None, day: date | None = None
+) -> RenewalPrice:
+    """The yearly list price valid on `day` (default: today in Italy) x the frequency, plus VAT:
+    no discount is ever carried over."""
     rate = current_app.config["VAT_RATE_PERCENT"] if vat_rate is None else vat_rate
-    net = service.product.yearly_price_cents * service.frequency_years
+    net = price_on(service.product, day or rome_date(now_utc())) * service.frequency_years
     return RenewalPrice(service.frequency_years, net, vat_cents(net, rate))
 
 

@@ -37,3 +37,5 @@ class DiscountForm(InputForm):
 class ConfirmForm(InputForm):
     checkout_token = StringField(validators=[Length(max=64)])
     terms = BooleanField(false_values=("", "0", "false", "off", "n", "no"))
+    # "Voglio che il servizio inizi subito" and the acknowledged loss of the right of withdrawal.
+    immediate_start = BooleanField(false_values=("", "0", "false", "off", "n", "no"))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 
 from flask import current_app
 from flask_login import UserMixin
-from sqlalchemy import Column, ForeignKey, Integer, String, Table, UniqueConstraint
+from sqlalchemy import Column, Date, ForeignKey, Integer, String, Table, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -89,6 +89,23 @@ class Product(db.Model):
         if not self.auto_renewable:
             return [1]
         return list(range(1, (MAX_YEARS_PROMO if self.promotional else MAX_YEARS) + 1))
+
+
+class ProductPrice(db.Model):
+    """A yearly price valid from a day on (until the next one): see shop.services.price_on.
+
+    Without any row the product's own `yearly_price_cents` applies. Orders keep the amounts they
+    were confirmed with; a renewal takes the price valid on its renewal day.
+    """
+
+    __table_args__ = (UniqueConstraint("product_id", "effective_from"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("product.id"), index=True)
+    yearly_price_cents: Mapped[int] = mapped_column()
+    effective_from: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    created_by: Mapped[str | None] = mapped_column(String(254))
 
 
 class PaymentMethod(enum.StrEnum):
@@ -203,6 +220,10 @@ class Order(db.Model):
     checkout_token: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The consumer asked at checkout for the services to start at once and acknowledged losing
+    # the diritto di recesso: the exact text shown and when it was ticked.
+    immediate_start_text: Mapped[str | None] = mapped_column(String(500))
+    immediate_start_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     lines: Mapped[list[OrderLine]] = relationship(
         back_populates="order", cascade="all, delete-orphan", order_by="OrderLine.id"

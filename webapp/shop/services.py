@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import func, select, update
+from flask_sqlalchemy.session import Session as FlaskSession
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import selectinload
 
-from webapp.clock import format_day
+from webapp.clock import format_day, now_utc, rome_date
 from webapp.errors import CheckoutError, DiscountRefused, InvalidChoice, NotFound
 from webapp.extensions import db
 from webapp.shop.models import (
@@ -24,6 +25,7 @@ from webapp.shop.models import (
     OrderStatus,
     PaymentMethod,
     Product,
+    ProductPrice,
 )
 from webapp.shop.pricing import DiscountTerms, PriceLine, Quote, quote
 from webapp.statemachine import transition
@@ -34,6 +36,53 @@ def _new_token() -> str:
 
 
 # --- catalogue -------------------------------------------------------------------------------
+
+
+_PRICE_CACHE = "price_changes"
+
+
+def _price_changes() -> dict[int, list[tuple[date, int]]]:
+    """Every scheduled price change by product, read once per transaction (a short table)."""
+    cache = db.session.info.get(_PRICE_CACHE)
+    if cache is None:
+        cache = {}
+        rows = db.session.execute(
+            select(
+                ProductPrice.product_id,
+                ProductPrice.effective_from,
+                ProductPrice.yearly_price_cents,
+            ).order_by(ProductPrice.effective_from)
+        )
+        for product_id, day, cents in rows:
+            cache.setdefault(product_id, []).append((day, cents))
+        db.session.info[_PRICE_CACHE] = cache
+    return cache
+
+
+def forget_prices() -> None:
+    """Drop the cached price changes (after adding one in this transaction)."""
+    db.session.info.pop(_PRICE_CACHE, None)
+
+
+@event.listens_for(FlaskSession, "after_commit")
+@event.listens_for(FlaskSession, "after_rollback")
+def _forget_prices_at_transaction_end(session) -> None:
+    session.info.pop(_PRICE_CACHE, None)
+
+
+def price_on(product: Product, day: date) -> int:
+    """The yearly price (cents, net of VAT) valid on `day`: the latest change in force that day,
+    else the product's own price. One query per transaction, whatever the number of calls."""
+    price = product.yearly_price_cents
+    for effective_from, cents in _price_changes().get(product.id, []):
+        if effective_from > day:
+            break
+        price = cents
+    return price
+
+
+def price_changes(product: Product) -> list[tuple[date, int]]:
+    return list(_price_changes().get(product.id, []))
 
 
 def list_products() -> list[Product]:
@@ -255,12 +304,11 @@ class CartView:
         return not self.rows
 
 
-def price_cart(cart: Cart | None) -> CartView:
-    """Price a cart with today's list prices and its discount code."""
+def price_cart(cart: Cart | None, day: date | None = None) -> CartView:
+    """Price a cart with the list prices of `day` (today in Italy) and its discount code."""
     lines = cart.lines if cart else []
-    price_lines = [
-        PriceLine(ln.product_id, ln.product.yearly_price_cents, ln.years) for ln in lines
-    ]
+    day = day or rome_date(now_utc())
+    price_lines = [PriceLine(ln.product_id, price_on(ln.product, day), ln.years) for ln in lines]
     return CartView(cart, quote(price_lines, terms_of(cart.discount_code if cart else None)))
 
 
@@ -271,6 +319,13 @@ def order_for_token(customer_id: int, checkout_token: str) -> Order | None:
             Order.checkout_token == checkout_token, Order.customer_id == customer_id
         )
     )
+
+
+#: The checkbox at checkout; its text and the time it was ticked are kept on the order.
+IMMEDIATE_START_TEXT = (
+    "Chiedo che i servizi siano attivati subito, prima della fine del periodo di recesso, "
+    "e prendo atto che con l'attivazione perdo il diritto di recesso."
+)
 
 
 def confirm_order(
@@ -306,7 +361,7 @@ def confirm_order(
         if line.years not in line.product.allowed_years:
             raise CheckoutError(f"Frequenza di rinnovo non valida per {line.product.name}.")
 
-    priced = price_cart(cart)
+    priced = price_cart(cart, rome_date(now))
     q = priced.quote
     card = cart.payment_method is PaymentMethod.CARD
     order = Order(
@@ -328,7 +383,7 @@ def confirm_order(
                 product_name=line.product.name,
                 kind=line.product.kind,
                 years=line.years,
-                yearly_price_cents=line.product.yearly_price_cents,
+                yearly_price_cents=price_on(line.product, rome_date(now)),
                 list_cents=amounts.list_cents,
                 discount_cents=amounts.discount_cents,
                 net_cents=amounts.net_cents,
@@ -346,6 +401,15 @@ def confirm_order(
     _cart_changed(cart)
     db.session.flush()
     return order
+
+
+def ask_immediate_start(order: Order, now: datetime) -> None:
+    """The checkbox at checkout: start at once, losing the diritto di recesso (text and time
+    recorded on the order; a resubmitted form keeps the first record)."""
+    if order.immediate_start_at is None and order.status is OrderStatus.PENDING_PAYMENT:
+        order.immediate_start_text = IMMEDIATE_START_TEXT
+        order.immediate_start_at = now
+        db.session.flush()
 
 
 def _redeem(code: DiscountCode, customer_id: int, order: Order) -> None:

@@ -14,7 +14,7 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
-from webapp.clock import now_utc
+from webapp.clock import now_utc, rome_date
 from webapp.errors import CheckoutError, DiscountRefused, InvalidChoice, NotFound
 from webapp.htmx import is_htmx, redirect_to, render
 from webapp.shop import services
@@ -40,7 +40,10 @@ def _cart(create: bool = False):
 
 @bp.get("/")
 def catalogue():
-    return render_template("shop/catalogue.html", products=services.list_products())
+    products = services.list_products()
+    today = rome_date(now_utc())
+    prices = {p.id: services.price_on(p, today) for p in products}
+    return render_template("shop/catalogue.html", products=products, prices=prices)
 
 
 @bp.get("/sconti")
@@ -101,6 +104,7 @@ def remove_item(line_id: int):
 def _checkout_response(primary: str, status: int = 200, **context):
     cart = _cart(create=True)
     context.setdefault("view", services.price_cart(cart))
+    context.setdefault("immediate_start_text", services.IMMEDIATE_START_TEXT)
     return render(
         "shop/checkout.html",
         "shop/_checkout_update.html",
@@ -175,10 +179,14 @@ def remove_discount():
 def confirm_order():
     form = ConfirmForm()
     token, accepted = form.checkout_token.data or "", form.terms.data
+    immediate = form.immediate_start.data
 
     def confirm():
         cart = _cart(create=True)
-        order = services.confirm_order(cart, current_user.id, token, accepted, now_utc())
+        now = now_utc()
+        order = services.confirm_order(cart, current_user.id, token, accepted, now)
+        if immediate:
+            services.ask_immediate_start(order, now)
         commit()
         return order
 
@@ -190,5 +198,7 @@ def confirm_order():
         # A twin submit may have spent the cart between our reads: its order is ours too.
         order = services.order_for_token(current_user.id, token)
         if order is None:
-            return _checkout_response("confirm", 422, confirm_error=exc.message, terms=accepted)
+            return _checkout_response(
+                "confirm", 422, confirm_error=exc.message, terms=accepted, immediate=immediate
+            )
     return redirect_to(url_for("orders.view_order", order_id=order.id))

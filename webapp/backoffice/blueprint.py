@@ -1,0 +1,129 @@
+"""The back-office blueprint and its guards: staff session, idle expiry, roles, audit per POST.
+
+The staff identity lives in its own session keys (`staff_id`, `staff_seen`), never in
+Flask-Login's (which is the customers'). A customer session gets 404 on every back-office URL;
+an anonymous visitor is sent to the staff login; 30 minutes without a request end the session.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from functools import wraps
+
+from flask import Blueprint, abort, flash, g, request, session, url_for
+from flask_login import current_user
+
+from webapp.backoffice import audit
+from webapp.backoffice.models import StaffUser
+from webapp.clock import now_utc
+from webapp.extensions import db
+from webapp.htmx import redirect_to, render
+from webapp.transaction import commit, rollback
+
+bp = Blueprint("backoffice", __name__, url_prefix="/backoffice")
+
+IDLE_LIMIT = timedelta(minutes=30)
+PUBLIC_ENDPOINTS = {"backoffice.login", "backoffice.login_code"}
+
+
+def get_or_404(model, object_id: int):
+    obj = db.session.get(model, object_id)
+    if obj is None:
+        abort(404)
+    return obj
+
+
+def current_staff() -> StaffUser:
+    return g.staff
+
+
+def request_id() -> str:
+    return g.audit_request_id
+
+
+def log_in(staff: StaffUser) -> None:
+    session.pop("staff_pending", None)
+    session["staff_id"] = staff.id
+    session["staff_seen"] = now_utc().timestamp()
+
+
+def log_out() -> None:
+    for key in ("staff_id", "staff_seen", "staff_pending"):
+        session.pop(key, None)
+
+
+def _staff_from_session() -> StaffUser | None:
+    staff_id, seen = session.get("staff_id"), session.get("staff_seen")
+    if staff_id is None:
+        return None
+    now = now_utc().timestamp()
+    if seen is None or now - float(seen) > IDLE_LIMIT.total_seconds():
+        log_out()
+        flash("Sessione scaduta per inattività: accedi di nuovo.", "info")
+        return None
+    staff = db.session.get(StaffUser, staff_id)
+    if staff is None or not staff.active:
+        log_out()
+        return None
+    session["staff_seen"] = now
+    return staff
+
+
+@bp.before_request
+def _guard():
+    g.staff = None
+    g.audit_request_id = uuid.uuid4().hex
+    if current_user.is_authenticated:
+        abort(404)  # a customer never learns the back office is here
+    g.staff = _staff_from_session()
+    if g.staff is None and request.endpoint not in PUBLIC_ENDPOINTS:
+        return redirect_to(url_for("backoffice.login"))
+    return None
+
+
+@bp.after_request
+def _audit_every_post(response):
+    """A POST by staff that wrote no audit row (refused, invalid) still leaves one."""
+    staff = g.get("staff")
+    if request.method != "POST" or "audit_request_id" not in g:
+        return response
+    if staff is None and request.endpoint not in PUBLIC_ENDPOINTS:
+        return response
+    if audit.written_for(g.audit_request_id):
+        return response
+    rollback()
+    audit.record(
+        staff,
+        f"rifiutata: {request.endpoint or request.path}"[:80],
+        reason=f"Richiesta non eseguita (HTTP {response.status_code}).",
+        request_id=g.audit_request_id,
+        email=request.form.get("email", ""),
+    )
+    commit()
+    return response
+
+
+@bp.app_template_filter("dt")
+def _format_datetime(value) -> str:
+    from webapp.clock import ROME, as_utc
+
+    return as_utc(value).astimezone(ROME).strftime("%d/%m/%Y %H:%M") if value else ""
+
+
+@bp.context_processor
+def _staff_context() -> dict:
+    return {"staff": g.get("staff")}
+
+
+def admin_required(view: Callable) -> Callable:
+    """Catalogue, prices, discount codes and staff: administrators only (403 otherwise)."""
+
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        if not current_staff().is_admin:
+            return render("backoffice/forbidden.html", "backoffice/_forbidden.html", status=403)
+        return view(*args, **kwargs)
+
+    return wrapped

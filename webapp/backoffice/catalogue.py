@@ -1,0 +1,240 @@
+"""Administrators' tools: products, scheduled prices, discount codes, staff accounts."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import func, select
+
+from webapp.backoffice.audit import record, snapshot
+from webapp.backoffice.forms import (
+    optional_int,
+    parse_cents,
+    parse_day,
+    parse_int,
+    start_of_day,
+)
+from webapp.backoffice.models import StaffUser
+from webapp.errors import DomainError, InvalidChoice
+from webapp.extensions import db
+from webapp.shop.models import (
+    DiscountCode,
+    DiscountKind,
+    DiscountRedemption,
+    Product,
+    ProductPrice,
+    ServiceKind,
+)
+from webapp.shop.services import forget_prices
+
+PRODUCT_FIELDS = (
+    "sku",
+    "kind",
+    "name",
+    "description",
+    "yearly_price_cents",
+    "promotional",
+    "active",
+)
+CODE_FIELDS = (
+    "code",
+    "description",
+    "kind",
+    "percent",
+    "amount_cents",
+    "valid_from",
+    "valid_until",
+    "max_uses",
+    "max_uses_per_customer",
+    "public",
+)
+
+
+def list_products() -> list[Product]:
+    return list(db.session.scalars(select(Product).order_by(Product.kind, Product.sku)))
+
+
+def _product_values(form, creating: bool) -> dict:
+    values = {
+        "name": (form.get("name") or "").strip()[:120],
+        "description": (form.get("description") or "").strip()[:500],
+        "promotional": form.get("promotional") == "1",
+        "active": form.get("active") == "1",
+    }
+    if not values["name"]:
+        raise InvalidChoice("Il nome del prodotto è obbligatorio.")
+    if creating:
+        sku = (form.get("sku") or "").strip().upper()[:40]
+        if not sku:
+            raise InvalidChoice("Il codice (SKU) è obbligatorio.")
+        try:
+            values["kind"] = ServiceKind(form.get("kind", ""))
+        except ValueError:
+            raise InvalidChoice("Scegli il servizio.") from None
+        if db.session.scalar(select(Product.id).where(Product.sku == sku)):
+            raise DomainError(f"Esiste già un prodotto {sku}.")
+        values["sku"] = sku
+        values["yearly_price_cents"] = parse_cents(form.get("price"), "Prezzo annuale")
+    return values
+
+
+def save_product(product: Product | None, form, staff: StaffUser, rid: str) -> Product:
+    """Create a product, or edit its name, description and flags (prices change by date)."""
+    before = snapshot(product, *PRODUCT_FIELDS) if product else None
+    values = _product_values(form, product is None)
+    if product is None:
+        product = Product(**values)
+        db.session.add(product)
+    else:
+        for key, value in values.items():
+            setattr(product, key, value)
+    db.session.flush()
+    after = snapshot(product, *PRODUCT_FIELDS)
+    action = "prodotto creato" if before is None else "prodotto modificato"
+    record(staff, action, "product", product.id, before=before, after=after, request_id=rid)
+    return product
+
+
+def schedule_price(product: Product, form, staff: StaffUser, rid: str, today: date) -> ProductPrice:
+    """A new yearly price from a day on (today or later): orders already made keep theirs,
+    a renewal takes the price valid on its renewal day."""
+    cents = parse_cents(form.get("price"), "Prezzo annuale")
+    day = parse_day(form.get("effective_from"), "Data di decorrenza")
+    if day < today:
+        raise InvalidChoice("La data di decorrenza non può essere nel passato.")
+    if cents <= 0:
+        raise InvalidChoice("Il prezzo deve essere maggiore di zero.")
+    exists = db.session.scalar(
+        select(ProductPrice.id).where(
+            ProductPrice.product_id == product.id, ProductPrice.effective_from == day
+        )
+    )
+    if exists:
+        raise DomainError(f"Esiste già un prezzo che decorre dal {day:%d/%m/%Y}.")
+    price = ProductPrice(
+        product_id=product.id, yearly_price_cents=cents, effective_from=day, created_by=staff.email
+    )
+    db.session.add(price)
+    db.session.flush()
+    forget_prices()
+    record(
+        staff,
+        "prezzo programmato",
+        "product",
+        product.id,
+        after={"yearly_price_cents": cents, "effective_from": day},
+        reason=(form.get("reason") or "").strip(),
+        request_id=rid,
+    )
+    return price
+
+
+# --- discount codes --------------------------------------------------------------------------
+
+
+def list_codes() -> list[DiscountCode]:
+    return list(db.session.scalars(select(DiscountCode).order_by(DiscountCode.valid_until.desc())))
+
+
+def _code_values(form, creating: bool) -> dict:
+    try:
+        kind = DiscountKind(form.get("kind", ""))
+    except ValueError:
+        raise InvalidChoice("Scegli: percentuale o importo fisso.") from None
+    values = {
+        "description": (form.get("description") or "").strip()[:200],
+        "kind": kind,
+        "percent": parse_int(form.get("percent"), "Percentuale", 1, 100)
+        if kind is DiscountKind.PERCENT
+        else None,
+        "amount_cents": parse_cents(form.get("amount"), "Importo dello sconto")
+        if kind is DiscountKind.FIXED
+        else None,
+        "valid_from": start_of_day(parse_day(form.get("valid_from"), "Valido dal")),
+        "valid_until": start_of_day(parse_day(form.get("valid_until"), "Valido fino al")),
+        "max_uses": optional_int(form.get("max_uses"), "Utilizzi totali", 1, 10**6),
+        "max_uses_per_customer": 1 if form.get("once_per_customer") == "1" else None,
+        "public": form.get("public") == "1",
+    }
+    if values["valid_until"] <= values["valid_from"]:
+        raise InvalidChoice("La fine della validità deve seguire l'inizio.")
+    if kind is DiscountKind.FIXED and not values["amount_cents"]:
+        raise InvalidChoice("L'importo dello sconto deve essere maggiore di zero.")
+    if creating:
+        code = (form.get("code") or "").strip().upper()[:40]
+        if not code.isalnum():
+            raise InvalidChoice("Il codice sconto deve avere solo lettere e cifre.")
+        if db.session.scalar(select(DiscountCode.id).where(func.upper(DiscountCode.code) == code)):
+            raise DomainError(f"Il codice sconto {code} esiste già.")
+        values["code"] = code
+    return values
+
+
+def save_code(code: DiscountCode | None, form, staff: StaffUser, rid: str) -> DiscountCode:
+    """Create or edit a codice sconto: window, products, percent or amount, limits."""
+    before = snapshot(code, *CODE_FIELDS) if code else None
+    values = _code_values(form, code is None)
+    product_ids = [int(x) for x in form.getlist("product_ids") if x.isdigit()]
+    products = (
+        list(db.session.scalars(select(Product).where(Product.id.in_(product_ids))))
+        if product_ids
+        else []
+    )
+    if code is None:
+        code = DiscountCode(**values)
+        db.session.add(code)
+    else:
+        for key, value in values.items():
+            setattr(code, key, value)
+    code.products = products
+    db.session.flush()
+    after = {**snapshot(code, *CODE_FIELDS), "products": [p.sku for p in products]}
+    action = "codice sconto creato" if before is None else "codice sconto modificato"
+    record(staff, action, "discount_code", code.id, before=before, after=after, request_id=rid)
+    return code
+
+
+def disable_code(code: DiscountCode, staff: StaffUser, rid: str, now: datetime) -> None:
+    """Disable = the validity ends now (checkout then says the code has expired)."""
+    before = snapshot(code, "valid_until")
+    if code.valid_until > now:
+        code.valid_until = now
+    db.session.flush()
+    record(
+        staff,
+        "codice sconto disattivato",
+        "discount_code",
+        code.id,
+        before=before,
+        after=snapshot(code, "valid_until"),
+        request_id=rid,
+    )
+
+
+def redemptions(code: DiscountCode) -> list[DiscountRedemption]:
+    return list(
+        db.session.scalars(
+            select(DiscountRedemption)
+            .where(DiscountRedemption.discount_code_id == code.id)
+            .order_by(DiscountRedemption.id.desc())
+        )
+    )
+
+
+# --- staff -----------------------------------------------------------------------------------
+
+
+def list_staff() -> list[StaffUser]:
+    return list(db.session.scalars(select(StaffUser).order_by(StaffUser.email)))
+
+
+def set_staff_active(target: StaffUser, active: bool, staff: StaffUser, rid: str) -> None:
+    if target.id == staff.id:
+        raise InvalidChoice("Non puoi disattivare il tuo stesso account.")
+    before = snapshot(target, "active")
+    target.active = active
+    db.session.flush()
+    action = "account staff riattivato" if active else "account staff disattivato"
+    record(
+        staff, action, "staff", target.id, before=before, after={"active": active}, request_id=rid
+    )

@@ -1,0 +1,113 @@
+"""Back office: an order with its timeline; bank transfers, refunds, payment checks, e-mails."""
+
+from __future__ import annotations
+
+from flask import request
+
+from webapp.backoffice import operations as ops
+from webapp.backoffice import services as bo
+from webapp.backoffice.blueprint import bp, current_staff, get_or_404, request_id
+from webapp.backoffice.forms import parse_cents, parse_day, reason_of
+from webapp.clock import now_utc
+from webapp.errors import DomainError
+from webapp.htmx import render
+from webapp.money import format_eur
+from webapp.payments.models import Payment, RefundStatus
+from webapp.payments.withdrawal import withdrawal_deadline
+from webapp.shop.models import Customer, Order
+from webapp.transaction import commit, rollback
+
+
+def order_page(
+    order: Order, status: int = 200, message: str | None = None, error: str | None = None
+):
+    """The order page, or (htmx) its #order-file fragment with the outcome of an action."""
+    file = bo.order_file(order)
+    return render(
+        "backoffice/order.html",
+        "backoffice/_order_file.html",
+        status=status,
+        f=file,
+        deadline=withdrawal_deadline(order),
+        message=message,
+        error=error,
+        today=now_utc().date().isoformat(),
+    )
+
+
+@bp.get("/ordini/<int:order_id>")
+def view_order(order_id: int):
+    """The order: lines, payments, refunds, services, e-mails and staff actions on a timeline."""
+    return order_page(get_or_404(Order, order_id))
+
+
+@bp.post("/ordini/<int:order_id>/bonifico")
+def record_transfer(order_id: int):
+    """A bank transfer received: amount, value date, CRO/TRN → the order is paid."""
+    order = get_or_404(Order, order_id)
+    form = request.form
+    try:
+        amount = parse_cents(form.get("amount"), "Importo del bonifico")
+        value_date = parse_day(form.get("value_date"), "Data valuta")
+        ops.transfer(
+            order,
+            amount,
+            value_date,
+            form.get("reference", ""),
+            current_staff(),
+            request_id(),
+            now_utc(),
+        )
+    except DomainError as exc:
+        rollback()
+        return order_page(order, 422, error=exc.message)
+    commit()
+    return order_page(order, message="Bonifico registrato: ordine pagato, servizi attivati.")
+
+
+@bp.post("/pagamenti/<int:payment_id>/rimborso")
+def refund_payment(payment_id: int):
+    """A full or partial refund of a card payment, with the reason (one e-mail to the customer)."""
+    payment = get_or_404(Payment, payment_id)
+    try:
+        amount = parse_cents(request.form.get("amount"), "Importo del rimborso")
+        refund = ops.request_refund(
+            payment, amount, reason_of(request.form), current_staff(), request_id(), now_utc()
+        )
+    except DomainError as exc:
+        rollback()
+        return order_page(payment.order, 422, error=exc.message)
+    commit()
+    refund = ops.execute(refund, now_utc())
+    commit()
+    if refund.status is RefundStatus.SUCCEEDED:
+        return order_page(payment.order, message=f"Rimborso di {format_eur(amount)} eseguito.")
+    return order_page(
+        payment.order,
+        422,
+        error=f"Rimborso non eseguito dalla banca: "
+        f"{refund.failure_message or refund.status.value}.",
+    )
+
+
+@bp.post("/pagamenti/<int:payment_id>/verifica")
+def settle_payment(payment_id: int):
+    """Ask the bank how a stuck payment ended (never a second charge)."""
+    payment = get_or_404(Payment, payment_id)
+    try:
+        ops.settle(payment, current_staff(), request_id(), now_utc())
+    except DomainError as exc:
+        rollback()
+        return order_page(payment.order, 422, error=exc.message)
+    commit()
+    label = bo.PAYMENT_LABELS[payment.status]
+    return order_page(payment.order, message=f"Pagamento n. {payment.id}: {label}.")
+
+
+@bp.get("/clienti/<int:customer_id>")
+def view_customer(customer_id: int):
+    """A customer: details, orders, services."""
+    customer = get_or_404(Customer, customer_id)
+    return render(
+        "backoffice/customer.html", "backoffice/customer.html", c=bo.customer_file(customer)
+    )

@@ -1,0 +1,127 @@
+"""Back office work queues: duplicate and stuck payments, the dunning queue, the e-mail outbox."""
+
+from __future__ import annotations
+
+from flask import request
+
+from webapp.backoffice import operations as ops
+from webapp.backoffice import services as bo
+from webapp.backoffice.audit import record
+from webapp.backoffice.blueprint import bp, current_staff, get_or_404, request_id
+from webapp.backoffice.forms import parse_int, reason_of
+from webapp.backoffice.order_views import order_page
+from webapp.clock import format_day, now_utc
+from webapp.errors import DomainError
+from webapp.extensions import db
+from webapp.htmx import render
+from webapp.outbox.models import OutboxEmail
+from webapp.outbox.services import send_outbox
+from webapp.renewals.engine import default_worker, retry_renewal
+from webapp.renewals.models import Renewal
+from webapp.shop.models import Order
+from webapp.transaction import commit, rollback
+
+
+@bp.get("/pagamenti/anomalie")
+def list_payment_issues():
+    """Duplicate captures to refund and payments stuck for over 30 minutes, one click each."""
+    duplicates, stuck = bo.payment_issues(now_utc())
+    return render(
+        "backoffice/payment_issues.html",
+        "backoffice/payment_issues.html",
+        duplicates=duplicates,
+        stuck=stuck,
+    )
+
+
+def dunning_page(status: int = 200, message: str | None = None, error: str | None = None):
+    return render(
+        "backoffice/dunning.html",
+        "backoffice/_dunning.html",
+        status=status,
+        renewals=bo.dunning_queue(),
+        message=message,
+        error=error,
+    )
+
+
+@bp.get("/solleciti")
+def list_dunning():
+    """Failed renewals: next retry, last bank code, card; retry now or extend the tolerance."""
+    return dunning_page()
+
+
+@bp.post("/rinnovi/<int:renewal_id>/riprova")
+def retry_now(renewal_id: int):
+    """Riprova ora: the engine charges the card at once (it commits its own steps)."""
+    renewal = get_or_404(Renewal, renewal_id)
+    service = renewal.service
+    outcome = retry_renewal(service, now_utc(), f"backoffice:{default_worker()}")
+    record(
+        current_staff(),
+        "rinnovo riprovato ora",
+        "service",
+        service.id,
+        after={"renewal_id": renewal.id, "outcome": outcome},
+        request_id=request_id(),
+    )
+    commit()
+    labels = {
+        "charged": "addebito riuscito",
+        "failed": "addebito non riuscito",
+        "unknown": "esito da verificare con la banca",
+        "skipped": "già in lavorazione",
+    }
+    return dunning_page(
+        message=f"Rinnovo n. {renewal.id}: {labels.get(outcome, 'nessun sollecito aperto')}."
+    )
+
+
+@bp.post("/rinnovi/<int:renewal_id>/tolleranza")
+def extend_grace(renewal_id: int):
+    """Estendi il periodo di tolleranza di N giorni (see operations.extend_grace)."""
+    renewal = get_or_404(Renewal, renewal_id)
+    try:
+        days = parse_int(request.form.get("days"), "Giorni di tolleranza", 1, ops.MAX_GRACE_DAYS)
+        ops.extend_grace(
+            renewal, days, reason_of(request.form), current_staff(), request_id(), now_utc()
+        )
+    except DomainError as exc:
+        rollback()
+        return dunning_page(422, error=exc.message)
+    commit()
+    return dunning_page(
+        message=f"Tolleranza estesa: il servizio ora scade il "
+        f"{format_day(renewal.period_expires_at)}."
+    )
+
+
+def outbox_page(status: int = 200, message: str | None = None):
+    return render(
+        "backoffice/outbox.html",
+        "backoffice/_outbox.html",
+        status=status,
+        emails=bo.outbox_problems(now_utc()),
+        message=message,
+    )
+
+
+@bp.get("/email")
+def list_outbox():
+    """E-mails not sent (failed or late), each with "Reinvia"."""
+    return outbox_page()
+
+
+@bp.post("/email/<int:email_id>/reinvia")
+def resend_email(email_id: int):
+    """Send an e-mail again (a failed one now, a sent one as a copy)."""
+    email = get_or_404(OutboxEmail, email_id)
+    now = now_utc()
+    target = ops.resend_email(email, current_staff(), request_id(), now)
+    commit()
+    sent = send_outbox(now=now, ids=[target.id])
+    message = "E-mail inviata." if sent else "E-mail in coda: il server di posta non risponde."
+    order_id = request.form.get("order_id", "")
+    if order_id.isdigit() and (order := db.session.get(Order, int(order_id))):
+        return order_page(order, message=message)
+    return outbox_page(message=message)

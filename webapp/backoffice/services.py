@@ -1,0 +1,479 @@
+"""What the back office reads: search, the order timeline, the dashboard and the work queues."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import joinedload, selectinload
+
+from webapp.backoffice.audit import entries_for
+from webapp.backoffice.forms import start_of_day
+from webapp.backoffice.models import AuditEntry
+from webapp.clock import as_utc, rome_date
+from webapp.extensions import db
+from webapp.outbox.models import OutboxEmail
+from webapp.payments.models import Payment, PaymentChannel, PaymentStatus, Refund, RefundStatus
+from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
+from webapp.renewals.services import renewal_price, settings
+from webapp.shop.models import Customer, Order, OrderStatus, Product
+
+PAGE_SIZE = 20
+STUCK_AFTER = timedelta(minutes=30)
+KINDS = {"clienti": "Clienti", "ordini": "Ordini", "pagamenti": "Pagamenti", "servizi": "Servizi"}
+ORDER_NUMBER = re.compile(r"^(?:\d{4}-)?0*(\d{1,10})$")
+
+
+# --- search ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Page:
+    kind: str
+    items: list[Any]
+    page: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // PAGE_SIZE))
+
+
+def _number(q: str) -> int | None:
+    """An order/payment/service number typed as 42, 000042 or 2026-000042."""
+    found = ORDER_NUMBER.match(q)
+    return int(found.group(1)) if found and int(found.group(1)) < 2**31 else None
+
+
+def _customer_match(q: str):
+    like = f"%{q.lower()}%"
+    return or_(
+        func.lower(Customer.name).like(like),
+        func.lower(Customer.email).like(like),
+        func.upper(Customer.tax_code) == q.upper(),
+    )
+
+
+def _query(kind: str, q: str) -> Select:
+    number = _number(q)
+    last4 = q if re.fullmatch(r"\d{4}", q) else None
+    if kind == "clienti":
+        cond = _customer_match(q)
+        if number is not None:
+            cond = or_(cond, Customer.id == number)
+        return select(Customer).where(cond).order_by(Customer.id.desc())
+    if kind == "ordini":
+        cond = _customer_match(q)
+        if number is not None:
+            cond = or_(cond, Order.id == number)
+        return (
+            select(Order)
+            .join(Customer, Customer.id == Order.customer_id)
+            .where(cond)
+            .order_by(Order.id.desc())
+        )
+    if kind == "pagamenti":
+        from webapp.payments.models import SavedCard
+
+        cond = or_(
+            _customer_match(q),
+            Payment.gateway_ref == q,
+            Payment.transfer_reference == q.upper().replace(" ", ""),
+        )
+        if number is not None:
+            cond = or_(cond, Payment.id == number, Payment.order_id == number)
+        if last4:
+            cond = or_(cond, SavedCard.last4 == last4)
+        return (
+            select(Payment)
+            .join(Order, Order.id == Payment.order_id)
+            .join(Customer, Customer.id == Order.customer_id)
+            .outerjoin(SavedCard, SavedCard.id == Payment.saved_card_id)
+            .where(cond)
+            .order_by(Payment.id.desc())
+        )
+    from webapp.payments.models import SavedCard
+
+    cond = or_(_customer_match(q), func.lower(Product.name).like(f"%{q.lower()}%"))
+    if number is not None:
+        cond = or_(cond, Service.id == number)
+    if last4:
+        cond = or_(cond, SavedCard.last4 == last4)
+    return (
+        select(Service)
+        .join(Customer, Customer.id == Service.customer_id)
+        .join(Product, Product.id == Service.product_id)
+        .outerjoin(SavedCard, SavedCard.id == Service.saved_card_id)
+        .where(cond)
+        .order_by(Service.id.desc())
+    )
+
+
+def search(q: str, kind: str, page: int = 1) -> list[Page]:
+    """Customers, orders, payments and services matching `q` (one kind, or the first page of
+    each); by number, name, e-mail, codice fiscale / P.IVA, last four digits of the card."""
+    q = (q or "").strip()[:100]
+    if len(q) < 2:
+        return []
+    kinds = [kind] if kind in KINDS else list(KINDS)
+    page = max(1, page) if kind in KINDS else 1
+    pages = []
+    for k in kinds:
+        stmt = _query(k, q)
+        total = db.session.scalar(select(func.count()).select_from(stmt.subquery()))
+        items = db.session.scalars(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+        pages.append(Page(k, list(items), page, total))
+    return pages
+
+
+def customers_by_id(ids) -> dict[int, Customer]:
+    ids = set(ids)
+    if not ids:
+        return {}
+    return {c.id: c for c in db.session.scalars(select(Customer).where(Customer.id.in_(ids)))}
+
+
+# --- the order page --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    at: datetime
+    kind: str  # order, payment, email, refund, renewal, service, staff
+    title: str
+    detail: str = ""
+    obj: Any = None
+
+
+@dataclass
+class OrderFile:
+    order: Order
+    customer: Customer
+    payments: list[Payment]
+    refunds: list[Refund]
+    emails: list[OutboxEmail]
+    services: list[Service]
+    renewals: list[Renewal]
+    audit: list[AuditEntry]
+    timeline: list[Event] = field(default_factory=list)
+
+    @property
+    def refundable(self) -> list[Payment]:
+        return [
+            p
+            for p in self.payments
+            if p.status in (PaymentStatus.SUCCEEDED, PaymentStatus.DUPLICATE)
+            and p.channel is not PaymentChannel.BANK_TRANSFER
+            and p.refunded_cents < p.amount_cents
+        ]
+
+
+PAYMENT_LABELS = {
+    PaymentStatus.PENDING: "in corso",
+    PaymentStatus.SUCCEEDED: "riuscito",
+    PaymentStatus.DECLINED: "rifiutato",
+    PaymentStatus.FAILED: "non riuscito",
+    PaymentStatus.UNKNOWN: "esito sconosciuto",
+    PaymentStatus.DUPLICATE: "duplicato",
+}
+CHANNEL_LABELS = {
+    PaymentChannel.HOSTED_PAGE: "pagina della banca",
+    PaymentChannel.SAVED_CARD: "carta salvata",
+    PaymentChannel.RENEWAL: "rinnovo automatico",
+    PaymentChannel.BANK_TRANSFER: "bonifico",
+}
+
+
+def order_emails(order: Order, customer: Customer, renewal_ids: list[int], refund_ids: list[int]):
+    """The outbox rows about this order: by dedupe key, or by its number in the subject."""
+    keys = [f"order-paid-{order.id}"]
+    prefixes = [f"renewal-paid-{r}" for r in renewal_ids]
+    prefixes += [f"renewal-failed-{r}-" for r in renewal_ids]
+    prefixes += [f"refund-{r}" for r in refund_ids]
+    cond = or_(
+        OutboxEmail.dedupe_key.in_(keys),
+        OutboxEmail.subject.contains(order.number),
+        *[OutboxEmail.dedupe_key.startswith(p) for p in prefixes],
+    )
+    return list(
+        db.session.scalars(
+            select(OutboxEmail)
+            .where(OutboxEmail.to_addr == customer.email, cond)
+            .order_by(OutboxEmail.id)
+        )
+    )
+
+
+def order_file(order: Order) -> OrderFile:
+    """Everything about an order, and its timeline oldest first."""
+    customer = db.session.get(Customer, order.customer_id)
+    payments = list(
+        db.session.scalars(
+            select(Payment)
+            .where(Payment.order_id == order.id)
+            .options(joinedload(Payment.saved_card))
+            .order_by(Payment.id)
+        )
+    )
+    refunds = list(
+        db.session.scalars(
+            select(Refund)
+            .where(Refund.payment_id.in_([p.id for p in payments]))
+            .order_by(Refund.id)
+        )
+    )
+    line_ids = [line.id for line in order.lines]
+    renewed = [line.service_id for line in order.lines if line.service_id]
+    services = list(
+        db.session.scalars(
+            select(Service).where(or_(Service.order_line_id.in_(line_ids), Service.id.in_(renewed)))
+        )
+    )
+    renewals = list(
+        db.session.scalars(
+            select(Renewal)
+            .where(
+                or_(
+                    Renewal.order_id == order.id,
+                    Renewal.service_id.in_([s.id for s in services]),
+                )
+            )
+            .order_by(Renewal.id)
+        )
+    )
+    emails = order_emails(order, customer, [r.id for r in renewals], [r.id for r in refunds])
+    audit = (
+        entries_for("order", [order.id])
+        + entries_for("payment", [p.id for p in payments])
+        + entries_for("refund", [r.id for r in refunds])
+        + entries_for("service", [s.id for s in services])
+        + entries_for("email", [e.id for e in emails])
+    )
+    file = OrderFile(order, customer, payments, refunds, emails, services, renewals, audit)
+    file.timeline = _timeline(file)
+    return file
+
+
+def _timeline(f: OrderFile) -> list[Event]:
+    order = f.order
+    events = [Event(order.created_at, "order", "Ordine creato", order.payment_method.label)]
+    if order.immediate_start_at:
+        events.append(Event(order.immediate_start_at, "order", "Avvio immediato richiesto", ""))
+    for p in f.payments:
+        card = f" · {p.saved_card.masked}" if p.saved_card else ""
+        ref = f" · CRO/TRN {p.transfer_reference}" if p.transfer_reference else ""
+        bank = f" · codice banca {p.failure_code}: {p.failure_message}" if p.failure_code else ""
+        events.append(
+            Event(
+                p.completed_at or p.created_at,
+                "payment",
+                f"Pagamento n. {p.id} ({CHANNEL_LABELS[p.channel]}): {PAYMENT_LABELS[p.status]}",
+                f"{p.gateway_ref or ''}{card}{ref}{bank}",
+                p,
+            )
+        )
+    if order.paid_at:
+        events.append(Event(order.paid_at, "order", "Ordine pagato", ""))
+    for r in f.refunds:
+        bank = f" · {r.failure_code}: {r.failure_message}" if r.failure_code else ""
+        events.append(
+            Event(
+                r.completed_at or r.created_at,
+                "refund",
+                f"Rimborso {r.kind.value} ({r.status.value})",
+                f"{r.reason}{bank}",
+                r,
+            )
+        )
+    for e in f.emails:
+        state = "inviata" if e.sent_at else f"non inviata ({e.attempts} tentativi)"
+        events.append(Event(e.sent_at or e.created_at, "email", f"E-mail: {e.subject}", state, e))
+    for n in f.renewals:
+        events.append(
+            Event(
+                n.completed_at or n.last_attempt_at or n.created_at,
+                "renewal",
+                f"Rinnovo del servizio n. {n.service_id}: {n.status.value}",
+                n.failure_reason or "",
+                n,
+            )
+        )
+    for s in f.services:
+        if s.cancelled_at:
+            events.append(Event(s.cancelled_at, "service", f"Servizio n. {s.id} annullato", ""))
+    for a in f.audit:
+        events.append(Event(a.created_at, "staff", f"{a.staff_email}: {a.action}", a.reason, a))
+    return sorted(events, key=lambda e: as_utc(e.at))
+
+
+# --- dashboard -------------------------------------------------------------------------------
+
+
+@dataclass
+class Dashboard:
+    today_orders: int
+    today_revenue: int
+    month_orders: int
+    month_revenue: int
+    due_count: int
+    due_amount: int
+    failed_renewals: int
+    refunds_count: int
+    refunds_amount: int
+    days: list[tuple[date, int]]
+
+    @property
+    def max_day(self) -> int:
+        return max([v for _, v in self.days] + [1])
+
+
+def dashboard(now: datetime) -> Dashboard:
+    today = rome_date(now)
+    day_start = start_of_day(today)
+    month_start = start_of_day(today.replace(day=1))
+    chart_start = start_of_day(today - timedelta(days=29))
+
+    def paid_since(start: datetime) -> tuple[int, int]:
+        count, total = db.session.execute(
+            select(func.count(Order.id), func.coalesce(func.sum(Order.total_cents), 0)).where(
+                Order.status == OrderStatus.PAID, Order.paid_at >= start
+            )
+        ).one()
+        return count, total
+
+    t_count, t_sum = paid_since(day_start)
+    m_count, m_sum = paid_since(month_start)
+    by_day: dict[date, int] = {today - timedelta(days=i): 0 for i in range(30)}
+    for paid_at, total in db.session.execute(
+        select(Order.paid_at, Order.total_cents).where(
+            Order.status == OrderStatus.PAID, Order.paid_at >= chart_start
+        )
+    ):
+        by_day[rome_date(paid_at)] = by_day.get(rome_date(paid_at), 0) + total
+    window = settings().window
+    due = db.session.scalars(
+        select(Service).where(
+            Service.status == ServiceStatus.ACTIVE,
+            Service.auto_renew,
+            Service.expires_at <= now + timedelta(days=30) + window,
+            Service.expires_at > now,
+        )
+    ).all()
+    due = [s for s in due if s.renewable and s.expires_at - window <= now + timedelta(days=30)]
+    failed = db.session.scalar(
+        select(func.count(Renewal.id)).where(Renewal.status == RenewalStatus.FAILED)
+    )
+    r_count, r_sum = db.session.execute(
+        select(func.count(Refund.id), func.coalesce(func.sum(Refund.amount_cents), 0)).where(
+            Refund.status == RefundStatus.SUCCEEDED, Refund.created_at >= month_start
+        )
+    ).one()
+    return Dashboard(
+        t_count,
+        t_sum,
+        m_count,
+        m_sum,
+        len(due),
+        sum(renewal_price(s).total_cents for s in due),
+        failed,
+        r_count,
+        r_sum,
+        sorted(by_day.items()),
+    )
+
+
+# --- work queues -----------------------------------------------------------------------------
+
+
+def payment_issues(now: datetime) -> tuple[list[Payment], list[Payment]]:
+    """Duplicate captures not yet refunded in full, and payments stuck for over 30 minutes."""
+    duplicates = db.session.scalars(
+        select(Payment)
+        .where(
+            Payment.status == PaymentStatus.DUPLICATE,
+            Payment.refunded_cents < Payment.amount_cents,
+        )
+        .options(joinedload(Payment.order))
+        .order_by(Payment.id)
+    ).all()
+    stuck = db.session.scalars(
+        select(Payment)
+        .where(
+            Payment.status.in_([PaymentStatus.PENDING, PaymentStatus.UNKNOWN]),
+            Payment.created_at < now - STUCK_AFTER,
+            Payment.channel != PaymentChannel.BANK_TRANSFER,
+        )
+        .options(joinedload(Payment.order))
+        .order_by(Payment.id)
+    ).all()
+    return list(duplicates), list(stuck)
+
+
+def dunning_queue() -> list[Renewal]:
+    """Renewals whose last attempt failed, soonest next retry first."""
+    return list(
+        db.session.scalars(
+            select(Renewal)
+            .where(Renewal.status == RenewalStatus.FAILED)
+            .options(
+                joinedload(Renewal.service).joinedload(Service.saved_card),
+                selectinload(Renewal.order),
+            )
+            .order_by(Renewal.next_attempt_at.is_(None), Renewal.next_attempt_at, Renewal.id)
+        )
+    )
+
+
+def outbox_problems(now: datetime) -> list[OutboxEmail]:
+    """E-mails not sent: failed at least once, or due for over five minutes."""
+    return list(
+        db.session.scalars(
+            select(OutboxEmail)
+            .where(
+                OutboxEmail.sent_at.is_(None),
+                or_(
+                    OutboxEmail.attempts > 0,
+                    OutboxEmail.next_attempt_at < now - timedelta(minutes=5),
+                ),
+            )
+            .order_by(OutboxEmail.id)
+            .limit(200)
+        )
+    )
+
+
+def audit_log(page: int = 1) -> Page:
+    total = db.session.scalar(select(func.count(AuditEntry.id)))
+    items = db.session.scalars(
+        select(AuditEntry)
+        .order_by(AuditEntry.id.desc())
+        .limit(PAGE_SIZE)
+        .offset((max(page, 1) - 1) * PAGE_SIZE)
+    ).all()
+    return Page("registro", list(items), max(page, 1), total)
+
+
+@dataclass
+class CustomerFile:
+    customer: Customer
+    orders: list[Order]
+    services: list[Service]
+
+
+def customer_file(customer: Customer) -> CustomerFile:
+    orders = db.session.scalars(
+        select(Order)
+        .where(Order.customer_id == customer.id)
+        .options(selectinload(Order.lines))
+        .order_by(Order.id.desc())
+    ).all()
+    services = db.session.scalars(
+        select(Service)
+        .where(Service.customer_id == customer.id)
+        .options(joinedload(Service.saved_card))
+        .order_by(Service.id.desc())
+    ).all()
+    return CustomerFile(customer, list(orders), list(services))

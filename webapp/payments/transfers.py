@@ -1,0 +1,83 @@
+"""Bank transfers: staff record a transfer received, and the order is paid like any other.
+
+The guards: the amount must be the order's total (a different amount is refused, never paid
+in part); the CRO/TRN is unique on Payment.transfer_reference, so the same transfer recorded
+twice (two operators, a double click) fails on the database; `succeed_payment` moves the order
+with a compare-and-set, so an order is paid once.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+
+from sqlalchemy import select
+
+from webapp.errors import DomainError, InvalidChoice, InvalidTransition
+from webapp.extensions import db
+from webapp.money import format_eur
+from webapp.payments.models import Payment, PaymentChannel
+from webapp.payments.services import succeed_payment
+from webapp.shop.models import Order, OrderKind, OrderStatus, PaymentMethod
+
+REFERENCE_RE = re.compile(r"^[A-Z0-9]{6,35}$")
+
+
+class TransferRefused(DomainError):
+    """A transfer that cannot be recorded against this order, with the reason."""
+
+
+def normalise_reference(raw: str) -> str:
+    """CRO/TRN as banks print it, without spaces, upper case."""
+    return re.sub(r"\s+", "", raw or "").upper()
+
+
+def record_bank_transfer(
+    order: Order,
+    amount_cents: int,
+    value_date: date,
+    reference: str,
+    now: datetime,
+    recorded_by: str,
+) -> Payment:
+    """Record a transfer received for the order and mark the order paid (services, e-mail).
+
+    Flushes; the caller commits (an IntegrityError on commit means the CRO/TRN is known).
+    """
+    reference = normalise_reference(reference)
+    if not REFERENCE_RE.match(reference):
+        raise InvalidChoice("Il CRO/TRN deve avere da 6 a 35 lettere o cifre.")
+    if (
+        order.kind is not OrderKind.PURCHASE
+        or order.payment_method is not PaymentMethod.BANK_TRANSFER
+    ):
+        raise TransferRefused("Questo ordine non si paga con bonifico bancario.")
+    if order.status is OrderStatus.PAID:
+        raise InvalidTransition(f"L'ordine {order.number} è già stato pagato.")
+    if order.status is not OrderStatus.PENDING_PAYMENT:
+        raise InvalidTransition(f"L'ordine {order.number} non può essere pagato.")
+    if amount_cents != order.total_cents:
+        raise TransferRefused(
+            f"Importo del bonifico {format_eur(amount_cents)} diverso dal totale "
+            f"dell'ordine {format_eur(order.total_cents)}."
+        )
+    if value_date > now.date():
+        raise InvalidChoice("La data valuta non può essere nel futuro.")
+    known = db.session.scalar(select(Payment.id).where(Payment.transfer_reference == reference))
+    if known is not None:
+        raise TransferRefused(f"Il bonifico con CRO/TRN {reference} è già stato registrato.")
+    payment = Payment(
+        order_id=order.id,
+        channel=PaymentChannel.BANK_TRANSFER,
+        amount_cents=amount_cents,
+        currency=order.currency,
+        idempotency_key=f"transfer-{reference}"[:80],
+        transfer_reference=reference,
+        value_date=value_date,
+        recorded_by=recorded_by,
+        created_at=now,
+    )
+    db.session.add(payment)
+    db.session.flush()
+    succeed_payment(payment, None, now)
+    return payment

@@ -1,0 +1,96 @@
+"""Diritto di recesso: a consumer may withdraw from a purchase within 14 days of payment.
+
+Not a consumer (a P.IVA of 11 digits instead of a codice fiscale of 16 characters), past the
+14 days, or having asked at checkout for the services to start at once and acknowledged losing
+the right: refused, with the reason. A withdrawal is a full refund of kind WITHDRAWAL; the
+services are cancelled by renewals' `payment_refunded` subscriber, the e-mail by notify's.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from webapp.clock import as_utc, format_day
+from webapp.errors import DomainError
+from webapp.extensions import db
+from webapp.payments import refunds
+from webapp.payments.models import Payment, PaymentChannel, PaymentStatus, Refund, RefundKind
+from webapp.shop.models import Customer, Order, OrderKind, OrderStatus
+
+WITHDRAWAL_DAYS = 14
+CARD_CHANNELS = {PaymentChannel.HOSTED_PAGE, PaymentChannel.SAVED_CARD}
+WITHDRAWAL_REASON = "Diritto di recesso esercitato dal cliente"
+
+
+class WithdrawalRefused(DomainError):
+    """The order cannot be withdrawn from; the message says why."""
+
+
+def is_consumer(customer: Customer) -> bool:
+    """A codice fiscale (16 characters) is a person; an 11-digit P.IVA is a business."""
+    return len((customer.tax_code or "").strip()) == 16
+
+
+def withdrawal_deadline(order: Order) -> datetime | None:
+    return as_utc(order.paid_at) + timedelta(days=WITHDRAWAL_DAYS) if order.paid_at else None
+
+
+def paying_payment(order: Order) -> Payment | None:
+    return db.session.scalar(
+        select(Payment).where(
+            Payment.order_id == order.id, Payment.status == PaymentStatus.SUCCEEDED
+        )
+    )
+
+
+def withdrawal_refusal(order: Order, customer: Customer, now: datetime) -> str | None:
+    """Why this order cannot be withdrawn from now, or None when it can."""
+    if order.kind is not OrderKind.PURCHASE or order.status is not OrderStatus.PAID:
+        return "Il recesso è possibile solo per un acquisto pagato."
+    if not is_consumer(customer):
+        return "Il diritto di recesso spetta ai consumatori, non a chi acquista con partita IVA."
+    if order.immediate_start_at is not None:
+        return (
+            "All'acquisto hai chiesto l'attivazione immediata dei servizi e hai accettato "
+            "di perdere il diritto di recesso."
+        )
+    deadline = withdrawal_deadline(order)
+    if deadline is None or now > deadline:
+        return f"Il termine di {WITHDRAWAL_DAYS} giorni per il recesso è scaduto."
+    payment = paying_payment(order)
+    if payment is None or payment.channel not in CARD_CHANNELS:
+        return "Per il recesso da un ordine pagato con bonifico contatta l'assistenza."
+    if payment.refunded_cents:
+        return "Questo ordine è già stato rimborsato."
+    return None
+
+
+def withdraw(order: Order, customer: Customer, now: datetime) -> Refund:
+    """Record the full refund of the order's payment (kind WITHDRAWAL); flushes.
+
+    The caller commits, then calls `execute_refund` and commits again.
+    """
+    reason = withdrawal_refusal(order, customer, now)
+    if reason is not None:
+        raise WithdrawalRefused(reason)
+    payment = paying_payment(order)
+    return refunds.refund_payment(
+        payment,
+        payment.amount_cents,
+        kind=RefundKind.WITHDRAWAL,
+        reason=WITHDRAWAL_REASON,
+        now=now,
+        requested_by=None,
+    )
+
+
+def deadline_label(order: Order) -> str:
+    deadline = withdrawal_deadline(order)
+    return format_day(deadline) if deadline else ""
+
+
+def execute_refund(refund: Refund, now: datetime) -> Refund:
+    """Ask the bank for the withdrawal's refund (on success `payment_refunded` is sent)."""
+    return refunds.execute_refund(refund, now)
