@@ -18,7 +18,8 @@ from flask_login import current_user, login_required
 from webapp.clock import now_utc
 from webapp.errors import CheckoutError, DiscountRefused, InvalidChoice, NotFound
 from webapp.htmx import is_htmx, redirect_to, render
-from webapp.shop import services
+from webapp.shop import billing, services
+from webapp.shop.forms import BillingForm
 from webapp.shop.models import PaymentMethod
 from webapp.transaction import commit, once_more_after_conflict, rollback
 
@@ -100,7 +101,9 @@ def remove_item(line_id: int):
 
 def _checkout_response(primary: str, status: int = 200, **context):
     cart = _cart(create=True)
-    context.setdefault("view", services.price_cart(cart))
+    profile = billing.get_profile(current_user.id)
+    context.setdefault("view", services.price_cart(cart, bool(profile and profile.split_payment)))
+    context.setdefault("billing_form", BillingForm.for_profile(profile))
     return render(
         "shop/checkout.html",
         "shop/_checkout_update.html",
@@ -108,6 +111,7 @@ def _checkout_response(primary: str, status: int = 200, **context):
         primary=primary,
         cart=cart,
         methods=list(PaymentMethod),
+        profile=profile,
         **context,
     )
 
@@ -171,6 +175,18 @@ def remove_discount():
     return _checkout_response("discount")
 
 
+@bp.post("/checkout/fatturazione")
+@login_required
+def save_billing():
+    """Dati di fatturazione asked at the first checkout (edited later in the customer area)."""
+    form = BillingForm()
+    if not form.validate():
+        return _checkout_response("billing", 422, billing_form=form, billing_editing=True)
+    billing.save_profile(current_user.id, form.billing_data())
+    commit()
+    return _checkout_response("billing")
+
+
 @bp.post("/checkout/conferma")
 @login_required
 def confirm_order():
@@ -178,6 +194,7 @@ def confirm_order():
     accepted = request.form.get("terms") in {"1", "on", "y", "true"}
 
     def confirm():
+        billing.require_profile(current_user.id)
         cart = _cart(create=True)
         order = services.confirm_order(cart, current_user.id, token, accepted, now_utc())
         commit()
