@@ -333,3 +333,18 @@ def test_export_zips_the_xml_of_the_period(app, db, buyer, products, now):
     assert result.exit_code == 0, result.output
     assert "2 documenti esportati" in result.output
     assert len(zipfile.ZipFile(out).namelist()) == 2
+
+
+def test_quote_with_split_payment_pays_the_net_only():
+    from webapp.renewals.services import RenewalPrice
+    from webapp.shop.pricing import DiscountTerms, PriceLine, quote
+
+    lines = [PriceLine(1, 1000, 3), PriceLine(2, 333, 1)]
+    normal = quote(lines, DiscountTerms(percent=10))
+    split = quote(lines, DiscountTerms(percent=10), split_payment=True)
+    assert (split.net_cents, split.vat_cents) == (normal.net_cents, normal.vat_cents)
+    assert split.total_cents == split.net_cents == 3000
+    assert split.document_total_cents == normal.total_cents == 3000 + 660
+    assert RenewalPrice(1, 500, 110, split_payment=True).total_cents == 500
+    assert RenewalPrice(1, 500, 110).total_cents == 610
+    assert "scissione" in RenewalPrice(1, 500, 110, split_payment=True).vat_note

@@ -108,6 +108,13 @@ class RenewalPrice:
         """What the card is charged."""
         return self.net_cents if self.split_payment else self.net_cents + self.vat_cents
 
+    @property
+    def vat_note(self) -> str:
+        """What the charged amount says about VAT, in the customer's words."""
+        return (
+            "IVA non addebitata: scissione dei pagamenti" if self.split_payment else "IVA inclusa"
+        )
+
 
 def renewal_price(
     service: Service, vat_rate: int | None = None, split_payment: bool | None = None
