@@ -106,9 +106,7 @@ def test_area_billing_page_needs_login(client):
 # --- checkout ------------------------------------------------------------------------------------
 
 
-def test_first_checkout_asks_billing_data_before_confirming(
-    client, db, create_customer, catalogue
-):
+def test_first_checkout_asks_billing_data_before_confirming(client, db, create_customer, catalogue):
     customer = create_customer(billing=False)
     login(client)
     add(client, catalogue["products"]["CONS-1"])
@@ -187,3 +185,27 @@ def test_the_payment_e_mail_links_the_invoice(db, dummy_customer, catalogue, now
 def test_billing_data_object_round_trip(db, dummy_customer):
     profile = give_billing(dummy_customer, "business_pec")
     assert BillingData.from_profile(profile).pec == "fatture@pec.studiobianchi.it"
+
+
+def test_a_real_card_payment_through_the_bank_is_invoiced_once(
+    client, db, bank, dummy_customer, catalogue, now
+):
+    from urllib.parse import urlsplit
+
+    from tests.unit.bank_browser import BankBrowser
+    from webapp.extensions import mail
+
+    give_billing(dummy_customer, "business_code")
+    order = confirmed_order(dummy_customer, catalogue["products"], now, skus=("PEC-PRO",))
+    login(client)
+    bank_url = client.post(f"/ordini/{order.id}/paga").headers["Location"]
+    back = urlsplit(BankBrowser(bank).pay(bank_url, "4111111111111111"))
+    with mail.record_messages() as outbox:
+        for _ in range(2):  # the return URL replayed: still one invoice, one e-mail
+            client.get(back.path, query_string=back.query)
+    db.session.expire_all()
+    invoices = db.session.scalars(select(Invoice)).all()
+    assert [(i.order_id, i.paid_cents, i.total_cents) for i in invoices] == [
+        (order.id, order.total_cents, order.net_cents + order.vat_cents)
+    ]
+    assert len(outbox) == 1 and f"Fattura n. {invoices[0].number_label}" in outbox[0].body
