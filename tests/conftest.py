@@ -90,14 +90,39 @@ def client(app):
 def create_customer(db):
     from webapp.shop.models import Customer
 
-    def make(email="mario@example.it", name="Mario Rossi", password="password123"):
+    def make(email="mario@example.it", name="Mario Rossi", password="password123", billing=True):
         customer = Customer(email=email, name=name, tax_code="RSSMRA85T10A562S")
         customer.set_password(password)
         db.session.add(customer)
+        db.session.flush()
+        if billing:  # the checkout asks for billing data first; most tests are past that step
+            add_private_billing(customer)
         db.session.commit()
         return customer
 
     return make
+
+
+def add_private_billing(customer) -> None:
+    """Billing data of a private person in Italy for `customer` (flushed, not committed)."""
+    from webapp.shop.models import BillingProfile, CustomerType
+
+    first, _, last = customer.name.partition(" ")
+    _db.session.add(
+        BillingProfile(
+            customer_id=customer.id,
+            customer_type=CustomerType.PRIVATE,
+            first_name=first,
+            last_name=last or first,
+            tax_code="RSSMRA85T10A562S",
+            address="Via Garibaldi 10",
+            postal_code="20121",
+            city="Milano",
+            province="MI",
+            country="IT",
+        )
+    )
+    _db.session.flush()
 
 
 @pytest.fixture

@@ -129,6 +129,7 @@ def _login_next() -> str:
 
 def register_subscribers() -> None:
     """Connect the receivers of the domain events (importing them connects them, once)."""
+    import webapp.invoicing.subscribers
     import webapp.notify.subscribers
     import webapp.payments.refunds
     import webapp.renewals.activation
@@ -137,6 +138,8 @@ def register_subscribers() -> None:
 
 def register_blueprints(app: Flask) -> None:
     from webapp.account.area import bp as area_bp
+    from webapp.account.billing import bp as billing_bp
+    from webapp.account.invoices import bp as invoices_bp
     from webapp.account.orders import bp as orders_bp
     from webapp.account.views import bp as account_bp
     from webapp.account.withdrawal import bp as withdrawal_bp
@@ -153,6 +156,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(orders_bp)
     app.register_blueprint(withdrawal_bp)
     app.register_blueprint(backoffice_bp)
+    app.register_blueprint(billing_bp)
+    app.register_blueprint(invoices_bp)
     app.register_blueprint(health_bp)
 
 

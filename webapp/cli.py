@@ -1,4 +1,5 @@
-"""Command-line commands: `flask seed-demo`, `flask outbox send`, `flask renewals run|scheduler`."""
+"""Command-line commands: `flask seed-demo`, `flask outbox send`, `flask renewals run|scheduler`,
+`flask invoices export`."""
 
 from __future__ import annotations
 
@@ -42,3 +43,7 @@ def register(app: Flask) -> None:
     from webapp.renewals.scheduler import renewals_cli
 
     app.cli.add_command(renewals_cli)
+
+    from webapp.invoicing.cli import invoices_cli
+
+    app.cli.add_command(invoices_cli)

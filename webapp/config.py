@@ -49,6 +49,22 @@ class Config:
     MAIL_SEND_AFTER_COMMIT = _bool("MAIL_SEND_AFTER_COMMIT", True)
 
     VAT_RATE_PERCENT = 22
+
+    # The seller, as invoices (FatturaPA CedentePrestatore) and the site footer name it.
+    SELLER_NAME = os.environ.get("SELLER_NAME", "PEC Shop S.r.l.")
+    SELLER_VAT_NUMBER = os.environ.get("SELLER_VAT_NUMBER", "01234560157")  # partita IVA
+    SELLER_TAX_CODE = os.environ.get("SELLER_TAX_CODE", SELLER_VAT_NUMBER)
+    SELLER_ADDRESS = os.environ.get("SELLER_ADDRESS", "Via Roma 1")  # via e numero civico
+    SELLER_CAP = os.environ.get("SELLER_CAP", "20121")
+    SELLER_CITY = os.environ.get("SELLER_CITY", "Milano")
+    SELLER_PROVINCE = os.environ.get("SELLER_PROVINCE", "MI")
+    SELLER_REA_OFFICE = os.environ.get("SELLER_REA_OFFICE", "MI")
+    SELLER_REA_NUMBER = os.environ.get("SELLER_REA_NUMBER", "1234567")
+    SELLER_REA = os.environ.get("SELLER_REA", f"{SELLER_REA_OFFICE}-{SELLER_REA_NUMBER}")
+    SELLER_EMAIL = os.environ.get("SELLER_EMAIL", "amministrazione@pecshop.test")
+    SELLER_PHONE = os.environ.get("SELLER_PHONE", "0212345678")
+    SELLER_IBAN = os.environ.get("SELLER_IBAN", "IT60X0542811101000000123456")
+    SELLER_REGIME_FISCALE = "RF01"  # regime ordinario
     # Renewals: window and retry days before expiry, reminder days, scheduler period.
     RENEWAL_WINDOW_DAYS = int(os.environ.get("RENEWAL_WINDOW_DAYS", "15"))
     RENEWAL_RETRY_DAYS = _int_list("RENEWAL_RETRY_DAYS", "10,5,1")

@@ -7,7 +7,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from webapp.extensions import db
-from webapp.shop.models import Customer, DiscountCode, DiscountKind, Product, ServiceKind
+from webapp.shop.models import (
+    BillingProfile,
+    Customer,
+    CustomerType,
+    DiscountCode,
+    DiscountKind,
+    Product,
+    ServiceKind,
+)
 
 DEMO_EMAIL = "demo@pecshop.test"
 DEMO_PASSWORD = "demo12345"
@@ -132,5 +140,24 @@ def seed(now: datetime) -> Customer:
         customer = Customer(email=DEMO_EMAIL, name="Mario Rossi", tax_code=DEMO_TAX_CODE)
         customer.set_password(DEMO_PASSWORD)
         db.session.add(customer)
+    db.session.flush()
+    if db.session.scalar(
+        select(BillingProfile.id).where(BillingProfile.customer_id == customer.id)
+    ):
+        return customer
+    db.session.add(
+        BillingProfile(
+            customer_id=customer.id,
+            customer_type=CustomerType.PRIVATE,
+            first_name="Mario",
+            last_name="Rossi",
+            tax_code=DEMO_TAX_CODE,
+            address="Via Garibaldi 10",
+            postal_code="20121",
+            city="Milano",
+            province="MI",
+            country="IT",
+        )
+    )
     db.session.flush()
     return customer

@@ -204,13 +204,18 @@ def make_customer(live: Live) -> Callable[..., Customer]:
     from webapp.extensions import db
     from webapp.shop.models import Customer as CustomerModel
 
-    def make(name: str = "Mario Rossi") -> Customer:
+    def make(name: str = "Mario Rossi", billing: bool = True) -> Customer:
+        from tests.conftest import add_private_billing
+
         email = f"cliente-{uuid.uuid4().hex[:10]}@example.it"
         password = "password123"
         with live.app.app_context():
             customer = CustomerModel(email=email, name=name, tax_code="RSSMRA85T10A562S")
             customer.set_password(password)
             db.session.add(customer)
+            db.session.flush()
+            if billing:  # past the checkout's billing data step; test_invoice_e2e fills it
+                add_private_billing(customer)
             db.session.commit()
             return Customer(customer.id, email, password, customer.name)
 

@@ -11,6 +11,7 @@ from flask import current_app
 
 from webapp.clock import format_day
 from webapp.extensions import db
+from webapp.invoicing.services import issue_invoice
 from webapp.money import format_eur
 from webapp.outbox.services import queue_email
 from webapp.payments.events import payment_refunded
@@ -33,6 +34,7 @@ def send_payment_confirmation(
 ) -> None:
     """Conferma pagamento: the order, and the activation of Rinnovo automatico per service."""
     customer = db.session.get(Customer, order.customer_id)
+    shop_url = current_app.config["SHOP_BASE_URL"]
     queue_email(
         customer.email,
         f"Conferma pagamento ordine {order.number}",
@@ -43,8 +45,16 @@ def send_payment_confirmation(
         card=card,
         services=services,
         renewing=[s for s in services if s.auto_renew],
-        shop_url=current_app.config["SHOP_BASE_URL"],
+        shop_url=shop_url,
+        **_invoice_link(order, payment, now, shop_url),
     )
+
+
+def _invoice_link(order: Order, payment: Payment, now: datetime, shop_url: str) -> dict:
+    """The order's invoice for the e-mail. The receivers of order_paid run in no set order, so
+    this takes it through invoicing's idempotent issue (the invoicing receiver finds it then)."""
+    invoice = issue_invoice(order, payment, now)
+    return {"invoice": invoice, "invoice_url": f"{shop_url}/area-clienti/fatture/{invoice.id}"}
 
 
 @service_renewed.connect
@@ -56,9 +66,11 @@ def send_renewal_receipt(
     payment: Payment,
     old_expiry: datetime,
     new_expiry: datetime,
+    now: datetime,
     **_,
 ) -> None:
-    """Rinnovo effettuato: the new expiry, the amount and the card charged."""
+    """Rinnovo effettuato: the new expiry, the amount, the card charged and the invoice."""
+    shop_url = current_app.config["SHOP_BASE_URL"]
     queue_customer_email(
         service,
         f"Rinnovo effettuato: {service.product.name} fino al {format_day(new_expiry)}",
@@ -69,6 +81,7 @@ def send_renewal_receipt(
         card=payment.saved_card,
         old_expiry=old_expiry,
         new_expiry=new_expiry,
+        **_invoice_link(order, payment, now, shop_url),
     )
 
 

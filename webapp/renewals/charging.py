@@ -327,6 +327,7 @@ def _renewal_order(
     order.discount_code = None
     order.vat_cents = price.vat_cents
     order.total_cents = price.total_cents
+    order.split_payment = price.split_payment
     db.session.flush()
     renewal.order_id = order.id
     renewal.order = order

@@ -26,6 +26,7 @@ from webapp.renewals.models import (
     Service,
     ServiceStatus,
 )
+from webapp.shop.billing import split_payment_for
 from webapp.shop.models import Customer, Order
 from webapp.shop.services import price_on, valid_years
 
@@ -100,20 +101,38 @@ class RenewalPrice:
     years: int
     net_cents: int
     vat_cents: int
+    # A public administration pays the net only (scissione dei pagamenti): see shop.pricing.
+    split_payment: bool = False
 
     @property
     def total_cents(self) -> int:
-        return self.net_cents + self.vat_cents
+        """What the card is charged."""
+        return self.net_cents if self.split_payment else self.net_cents + self.vat_cents
+
+    @property
+    def vat_note(self) -> str:
+        """What the charged amount says about VAT, in the customer's words."""
+        return (
+            "IVA non addebitata: scissione dei pagamenti" if self.split_payment else "IVA inclusa"
+        )
 
 
 def renewal_price(
-    service: Service, vat_rate: int | None = None, day: date | None = None
+    service: Service,
+    vat_rate: int | None = None,
+    day: date | None = None,
+    split_payment: bool | None = None,
 ) -> RenewalPrice:
     """The yearly list price valid on `day` (default: today in Italy) x the frequency, plus VAT:
-    no discount is ever carried over."""
+    no discount is ever carried over.
+
+    The customer's billing data of today decide split payment (a public administration);
+    a caller pricing many services of one customer passes it, read once.
+    """
     rate = current_app.config["VAT_RATE_PERCENT"] if vat_rate is None else vat_rate
     net = price_on(service.product, day or rome_date(now_utc())) * service.frequency_years
-    return RenewalPrice(service.frequency_years, net, vat_cents(net, rate))
+    split = split_payment_for(service.customer_id) if split_payment is None else split_payment
+    return RenewalPrice(service.frequency_years, net, vat_cents(net, rate), split)
 
 
 def renewal_date(service: Service, now: datetime, window: timedelta) -> datetime:
@@ -168,6 +187,7 @@ def service_views(services: list[Service], now: datetime) -> list[ServiceView]:
     """The views of "I miei servizi", with every current renewal read in one query."""
     cfg = settings()
     renewals = current_renewals([service for service in services if service.active])
+    split = {c: split_payment_for(c) for c in {service.customer_id for service in services}}
     views = []
     for service in services:
         when = renewal_date(service, now, cfg.window)
@@ -176,7 +196,9 @@ def service_views(services: list[Service], now: datetime) -> list[ServiceView]:
             ServiceView(
                 service=service,
                 renewal=renewal if renewal is not None and renewal.open else None,
-                price=renewal_price(service, cfg.vat_rate),
+                price=renewal_price(
+                    service, cfg.vat_rate, split_payment=split[service.customer_id]
+                ),
                 renew_on=when,
                 card_ok=card_usable(service.saved_card, rome_date(when)),
             )

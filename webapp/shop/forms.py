@@ -1,12 +1,18 @@
-"""The checkout's inputs (htmx posts): one parse per field; the services say what is allowed."""
+"""The checkout's inputs (htmx posts): one parse per field; the services say what is allowed.
+
+Also the billing data form (dati di fatturazione), shared by the checkout and the customer area.
+"""
 
 from __future__ import annotations
 
-from wtforms import BooleanField, StringField
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, RadioField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, ValidationError
 
 from webapp.forms import InputForm, to_int
-from webapp.shop.models import PaymentMethod
+from webapp.shop.billing import BillingData, check, clean
+from webapp.shop.models import BillingProfile, CustomerType, PaymentMethod
 
 
 def _method(value: object) -> PaymentMethod | None:
@@ -39,3 +45,45 @@ class ConfirmForm(InputForm):
     terms = BooleanField(false_values=("", "0", "false", "off", "n", "no"))
     # "Voglio che il servizio inizi subito" and the acknowledged loss of the right of withdrawal.
     immediate_start = BooleanField(false_values=("", "0", "false", "off", "n", "no"))
+
+
+class BillingForm(FlaskForm):
+    """Each field shows the Italian message of `webapp.shop.billing.check` under it."""
+
+    customer_type = RadioField(
+        "Intestatario delle fatture",
+        choices=[SelectChoice(t.value, t.label) for t in CustomerType],
+        default=CustomerType.PRIVATE.value,
+        validate_choice=False,  # `check` answers with the message in Italian
+    )
+    first_name = StringField("Nome")
+    last_name = StringField("Cognome")
+    company_name = StringField("Denominazione o ragione sociale")
+    tax_code = StringField("Codice fiscale")
+    vat_number = StringField("Partita IVA")
+    address = StringField("Indirizzo (via e numero civico)")
+    postal_code = StringField("CAP")
+    city = StringField("Comune")
+    province = StringField("Provincia (sigla)")
+    country = StringField("Nazione (sigla)", default="IT")
+    sdi_code = StringField("Codice destinatario SdI / codice univoco ufficio")
+    pec = StringField("PEC per le fatture")
+    cig = StringField("CIG (facoltativo)")
+    cup = StringField("CUP (facoltativo)")
+
+    @classmethod
+    def for_profile(cls, profile: BillingProfile | None) -> BillingForm:
+        """The form filled with the saved data (or empty for a first time)."""
+        if profile is None:
+            return cls()
+        return cls(data=vars(BillingData.from_profile(profile)))
+
+    def billing_data(self) -> BillingData:
+        return BillingData.from_mapping({name: field.data for name, field in self._fields.items()})
+
+    def validate(self, extra_validators=None) -> bool:
+        valid = super().validate(extra_validators)
+        for name, message in check(clean(self.billing_data())).items():
+            self[name].errors = [*self[name].errors, message]
+            valid = False
+        return valid

@@ -7,7 +7,7 @@ from datetime import date, datetime
 
 from flask import current_app
 from flask_login import UserMixin
-from sqlalchemy import Column, Date, ForeignKey, Integer, String, Table, UniqueConstraint
+from sqlalchemy import Column, Date, ForeignKey, Integer, String, Table, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -215,7 +215,10 @@ class Order(db.Model):
     discount_cents: Mapped[int] = mapped_column(default=0)
     net_cents: Mapped[int] = mapped_column()
     vat_cents: Mapped[int] = mapped_column()
+    # What the customer pays: net + VAT, or only the net for a public administration (split
+    # payment, art. 17-ter DPR 633/72: the administration pays the VAT to the State itself).
     total_cents: Mapped[int] = mapped_column()
+    split_payment: Mapped[bool] = mapped_column(default=False, server_default=false())
     currency: Mapped[str] = mapped_column(String(3), default="EUR")
     checkout_token: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
@@ -237,6 +240,11 @@ class Order(db.Model):
     @property
     def has_auto_renew(self) -> bool:
         return any(line.auto_renew for line in self.lines)
+
+    @property
+    def document_total_cents(self) -> int:
+        """The invoice's total (net + VAT), whoever pays the VAT."""
+        return self.net_cents + self.vat_cents
 
 
 class OrderLine(db.Model):
@@ -281,3 +289,54 @@ class DiscountRedemption(db.Model):
     # The customer's n-th use of a code limited per customer; NULL (no limit) never clashes.
     slot: Mapped[int | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+
+
+class CustomerType(enum.StrEnum):
+    """Who the invoice is made out to: it decides the data asked and the FatturaPA format."""
+
+    PRIVATE = "private"
+    BUSINESS = "business"
+    PUBLIC = "public"
+
+    @property
+    def label(self) -> str:
+        return {
+            CustomerType.PRIVATE: "Privato",
+            CustomerType.BUSINESS: "Azienda o professionista",
+            CustomerType.PUBLIC: "Pubblica amministrazione",
+        }[self]
+
+
+class BillingProfile(db.Model):
+    """Dati di fatturazione: one per customer, for future documents (an invoice keeps a copy)."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), unique=True)
+    customer_type: Mapped[CustomerType] = mapped_column(enum_column(CustomerType))
+    first_name: Mapped[str | None] = mapped_column(String(60))  # private person
+    last_name: Mapped[str | None] = mapped_column(String(60))
+    company_name: Mapped[str | None] = mapped_column(String(80))  # denominazione
+    tax_code: Mapped[str | None] = mapped_column(String(16))  # codice fiscale
+    vat_number: Mapped[str | None] = mapped_column(String(11))  # partita IVA, digits only
+    address: Mapped[str] = mapped_column(String(60))  # via e numero civico
+    postal_code: Mapped[str] = mapped_column(String(5))  # CAP
+    city: Mapped[str] = mapped_column(String(60))  # comune
+    province: Mapped[str | None] = mapped_column(String(2))  # sigla, Italy only
+    country: Mapped[str] = mapped_column(String(2), default="IT")
+    # Codice destinatario (7, business) or codice univoco ufficio IPA (6, public administration).
+    sdi_code: Mapped[str | None] = mapped_column(String(7))
+    pec: Mapped[str | None] = mapped_column(String(254))
+    cig: Mapped[str | None] = mapped_column(String(10))
+    cup: Mapped[str | None] = mapped_column(String(15))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc, onupdate=now_utc)
+
+    @property
+    def split_payment(self) -> bool:
+        """Public administrations pay the net only (scissione dei pagamenti)."""
+        return self.customer_type is CustomerType.PUBLIC
+
+    @property
+    def display_name(self) -> str:
+        if self.customer_type is CustomerType.PRIVATE:
+            return f"{self.first_name} {self.last_name}"
+        return self.company_name or ""

@@ -43,6 +43,8 @@ class QuoteLine:
 class Quote:
     lines: tuple[QuoteLine, ...]
     vat_rate_percent: int
+    # Scissione dei pagamenti (public administrations): VAT is computed and shown, not paid.
+    split_payment: bool = False
 
     @property
     def subtotal_cents(self) -> int:
@@ -62,8 +64,14 @@ class Quote:
         return vat_cents(self.net_cents, self.vat_rate_percent)
 
     @property
-    def total_cents(self) -> int:
+    def document_total_cents(self) -> int:
+        """Net + VAT: the invoice's ImportoTotaleDocumento."""
         return self.net_cents + self.vat_cents
+
+    @property
+    def total_cents(self) -> int:
+        """What the customer pays: the net only under split payment."""
+        return self.net_cents if self.split_payment else self.document_total_cents
 
 
 def _allocate(amount: int, weights: Sequence[int]) -> list[int]:
@@ -84,8 +92,12 @@ def quote(
     lines: Sequence[PriceLine],
     discount: DiscountTerms | None = None,
     vat_rate_percent: int = VAT_RATE_PERCENT,
+    split_payment: bool = False,
 ) -> Quote:
-    """Price the lines: N years cost N x the yearly price, then the discount, then VAT."""
+    """Price the lines: N years cost N x the yearly price, then the discount, then VAT.
+
+    With `split_payment` (a public administration) the total to pay leaves the VAT out.
+    """
     list_amounts = [line.yearly_price_cents * line.years for line in lines]
     eligible = [
         amount if discount and discount.applies_to(line.product_id) else 0
@@ -101,4 +113,5 @@ def quote(
     return Quote(
         lines=tuple(QuoteLine(a, d) for a, d in zip(list_amounts, discounts, strict=True)),
         vat_rate_percent=vat_rate_percent,
+        split_payment=split_payment,
     )

@@ -13,6 +13,7 @@ from sqlalchemy.orm import selectinload
 from webapp.clock import format_day, now_utc, rome_date
 from webapp.errors import CheckoutError, DiscountRefused, InvalidChoice, NotFound
 from webapp.extensions import db
+from webapp.shop.billing import split_payment_for
 from webapp.shop.models import (
     ORDER_TRANSITIONS,
     Cart,
@@ -304,12 +305,16 @@ class CartView:
         return not self.rows
 
 
-def price_cart(cart: Cart | None, day: date | None = None) -> CartView:
-    """Price a cart with the list prices of `day` (today in Italy) and its discount code."""
+def price_cart(cart: Cart | None, day: date | None = None, split_payment: bool = False) -> CartView:
+    """Price a cart with the list prices of `day` (today in Italy) and its discount code.
+
+    `split_payment`: the buyer is a public administration, which pays the net only.
+    """
     lines = cart.lines if cart else []
     day = day or rome_date(now_utc())
     price_lines = [PriceLine(ln.product_id, price_on(ln.product, day), ln.years) for ln in lines]
-    return CartView(cart, quote(price_lines, terms_of(cart.discount_code if cart else None)))
+    terms = terms_of(cart.discount_code if cart else None)
+    return CartView(cart, quote(price_lines, terms, split_payment=split_payment))
 
 
 def order_for_token(customer_id: int, checkout_token: str) -> Order | None:
@@ -361,7 +366,8 @@ def confirm_order(
         if line.years not in line.product.allowed_years:
             raise CheckoutError(f"Frequenza di rinnovo non valida per {line.product.name}.")
 
-    priced = price_cart(cart, rome_date(now))
+    split = split_payment_for(customer_id)
+    priced = price_cart(cart, rome_date(now), split)
     q = priced.quote
     card = cart.payment_method is PaymentMethod.CARD
     order = Order(
@@ -373,6 +379,7 @@ def confirm_order(
         net_cents=q.net_cents,
         vat_cents=q.vat_cents,
         total_cents=q.total_cents,
+        split_payment=split,
         checkout_token=checkout_token,
         created_at=now,
     )

@@ -17,8 +17,14 @@ from flask_login import current_user, login_required
 from webapp.clock import now_utc, rome_date
 from webapp.errors import CheckoutError, DiscountRefused, InvalidChoice, NotFound
 from webapp.htmx import is_htmx, redirect_to, render
-from webapp.shop import services
-from webapp.shop.forms import ConfirmForm, DiscountForm, PaymentMethodForm, YearsForm
+from webapp.shop import billing, services
+from webapp.shop.forms import (
+    BillingForm,
+    ConfirmForm,
+    DiscountForm,
+    PaymentMethodForm,
+    YearsForm,
+)
 from webapp.shop.models import PaymentMethod
 from webapp.transaction import commit, once_more_after_conflict, rollback
 
@@ -103,7 +109,10 @@ def remove_item(line_id: int):
 
 def _checkout_response(primary: str, status: int = 200, **context):
     cart = _cart(create=True)
-    context.setdefault("view", services.price_cart(cart))
+    profile = billing.get_profile(current_user.id)
+    split = bool(profile and profile.split_payment)
+    context.setdefault("view", services.price_cart(cart, split_payment=split))
+    context.setdefault("billing_form", BillingForm.for_profile(profile))
     context.setdefault("immediate_start_text", services.IMMEDIATE_START_TEXT)
     return render(
         "shop/checkout.html",
@@ -112,6 +121,7 @@ def _checkout_response(primary: str, status: int = 200, **context):
         primary=primary,
         cart=cart,
         methods=list(PaymentMethod),
+        profile=profile,
         **context,
     )
 
@@ -174,6 +184,18 @@ def remove_discount():
     return _checkout_response("discount")
 
 
+@bp.post("/checkout/fatturazione")
+@login_required
+def save_billing():
+    """Dati di fatturazione asked at the first checkout (edited later in the customer area)."""
+    form = BillingForm()
+    if not form.validate():
+        return _checkout_response("billing", 422, billing_form=form, billing_editing=True)
+    billing.save_profile(current_user.id, form.billing_data())
+    commit()
+    return _checkout_response("billing")
+
+
 @bp.post("/checkout/conferma")
 @login_required
 def confirm_order():
@@ -182,6 +204,7 @@ def confirm_order():
     immediate = form.immediate_start.data
 
     def confirm():
+        billing.require_profile(current_user.id)
         cart = _cart(create=True)
         now = now_utc()
         order = services.confirm_order(cart, current_user.id, token, accepted, now)

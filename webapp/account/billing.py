@@ -1,0 +1,44 @@
+"""Area clienti › Dati di fatturazione: who future invoices are made out to.
+
+Issued invoices keep their own copy of the data: a change here only affects future documents.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, url_for
+from flask_login import current_user, login_required
+
+from webapp.htmx import redirect_to, render
+from webapp.shop import billing
+from webapp.shop.forms import BillingForm
+from webapp.transaction import commit
+
+bp = Blueprint("billing", __name__, url_prefix="/area-clienti")
+
+
+def _page(form: BillingForm, status: int = 200):
+    return render(
+        "area/billing.html",
+        "area/_billing_form.html",
+        status=status,
+        form=form,
+        profile=billing.get_profile(current_user.id),
+    )
+
+
+@bp.get("/fatturazione")
+@login_required
+def edit_billing():
+    return _page(BillingForm.for_profile(billing.get_profile(current_user.id)))
+
+
+@bp.post("/fatturazione")
+@login_required
+def save_billing():
+    form = BillingForm()
+    if not form.validate():
+        return _page(form, 422)
+    billing.save_profile(current_user.id, form.billing_data())
+    commit()
+    flash("Dati di fatturazione salvati: valgono per le prossime fatture.", "success")
+    return redirect_to(url_for("billing.edit_billing"))

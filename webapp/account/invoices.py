@@ -1,0 +1,46 @@
+"""Area clienti › Fatture: the customer's invoices and credit notes, the XML and a readable copy.
+
+Every document is looked up through its owner: another customer's is 404.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, render_template
+from flask_login import current_user, login_required
+
+from webapp.invoicing import services as invoicing
+from webapp.shop.services import get_order
+
+bp = Blueprint("invoices", __name__, url_prefix="/area-clienti/fatture")
+
+
+@bp.get("")
+@login_required
+def list_invoices():
+    return render_template("area/invoices.html", invoices=invoicing.list_invoices(current_user.id))
+
+
+@bp.get("/<int:invoice_id>")
+@login_required
+def view_invoice(invoice_id: int):
+    """Copia di cortesia: the document as a page with a print stylesheet (not the legal copy)."""
+    invoice = invoicing.get_invoice(invoice_id, current_user.id)
+    return render_template(
+        "invoicing/courtesy_copy.html",
+        invoice=invoice,
+        order=get_order(invoice.order_id, current_user.id),
+        seller=invoicing.seller_from_config(),
+        buyer_name=invoicing.display_name(invoice.customer),
+    )
+
+
+@bp.get("/<int:invoice_id>/xml")
+@login_required
+def download_xml(invoice_id: int):
+    """The FatturaPA file as it was issued."""
+    invoice = invoicing.get_invoice(invoice_id, current_user.id)
+    return Response(
+        invoice.xml,
+        mimetype="application/xml",
+        headers={"Content-Disposition": f'attachment; filename="{invoice.file_name}"'},
+    )

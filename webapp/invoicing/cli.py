@@ -1,0 +1,27 @@
+"""`flask invoices export --from 2026-01-01 --to 2026-12-31 [--out file.zip]`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from flask.cli import AppGroup
+
+invoices_cli = AppGroup("invoices", help="Fatture elettroniche (FatturaPA).")
+
+
+@invoices_cli.command("export")
+@click.option("--from", "date_from", required=True, type=click.DateTime(["%Y-%m-%d"]))
+@click.option("--to", "date_to", required=True, type=click.DateTime(["%Y-%m-%d"]))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def export_command(date_from, date_to, out: Path | None) -> None:
+    """Zip the XML of the documents issued between two days (Italian dates, both included)."""
+    from webapp.invoicing.services import documents_between, export_zip
+
+    start, end = date_from.date(), date_to.date()
+    if end < start:
+        raise click.BadParameter("--to viene prima di --from", param_hint="--to")
+    out = out or Path(f"fatture_{start.isoformat()}_{end.isoformat()}.zip")
+    out.write_bytes(export_zip(start, end))
+    count = len(documents_between(start, end))
+    click.echo(f"{count} documenti esportati in {out}")

@@ -1,0 +1,355 @@
+"""Issuing invoices and credit notes, numbering them, and reading them back. Services flush.
+
+Documents are issued inside the paying (or refunding) transaction, by the subscribers, and are
+never edited afterwards: each keeps the buyer's data, its lines, its totals and its XML.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import zipfile
+from datetime import date, datetime, time, timedelta
+
+from flask import current_app
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from webapp.clock import ROME, rome_date
+from webapp.errors import NotFound
+from webapp.extensions import db
+from webapp.invoicing import fatturapa
+from webapp.invoicing.models import DocumentKind, Invoice, InvoiceCounter
+from webapp.invoicing.xsd import schema_errors
+from webapp.money import round_half_up_div, vat_cents
+from webapp.payments.models import Payment, Refund, RefundStatus
+from webapp.shop.billing import get_profile
+from webapp.shop.models import Customer, Order, OrderKind, PaymentMethod
+
+log = logging.getLogger(__name__)
+
+_PAYMENT_CODES = {PaymentMethod.CARD: "MP08", PaymentMethod.BANK_TRANSFER: "MP05"}
+_BASE36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+# --- numbering ---------------------------------------------------------------------------------
+
+
+def next_number(year: int) -> int:
+    """Take the next number of the year's series, in the caller's transaction.
+
+    Guard: the INSERT ... ON CONFLICT DO NOTHING makes the year's row exist (a concurrent twin's
+    insert waits on the unique key), then the UPDATE ... RETURNING takes the row lock until the
+    transaction ends: concurrent payers queue up, and a rollback gives the number back.
+    """
+    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    db.session.execute(
+        insert(InvoiceCounter)
+        .values(year=year, last=0)
+        .on_conflict_do_nothing(index_elements=["year"])
+    )
+    return db.session.execute(
+        update(InvoiceCounter)
+        .where(InvoiceCounter.year == year)
+        .values(last=InvoiceCounter.last + 1)
+        .returning(InvoiceCounter.last)
+        .execution_options(synchronize_session=False)
+    ).scalar_one()
+
+
+def progressive(invoice_id: int) -> str:
+    """The 5-character ProgressivoInvio of the file name: the invoice id in base 36."""
+    digits = ""
+    value = invoice_id
+    while value:
+        value, rest = divmod(value, 36)
+        digits = _BASE36[rest] + digits
+    if len(digits) > 5:
+        raise ValueError("invoice id beyond the 5-character progressivo")
+    return digits.rjust(5, "0")
+
+
+# --- the buyer's data --------------------------------------------------------------------------
+
+_SNAPSHOT_FIELDS = (
+    "first_name",
+    "last_name",
+    "company_name",
+    "tax_code",
+    "vat_number",
+    "address",
+    "postal_code",
+    "city",
+    "province",
+    "country",
+    "sdi_code",
+    "pec",
+    "cig",
+    "cup",
+)
+
+
+def customer_snapshot(customer: Customer) -> dict:
+    """The buyer's billing data now, copied into the document (later edits do not change it)."""
+    profile = get_profile(customer.id)
+    if profile is None:
+        # Customers from before billing data was asked: name and tax code only. The XML will
+        # lack the address (the issue logs it); the checkout asks everyone else first.
+        first, _, last = customer.name.rpartition(" ")
+        data = dict.fromkeys(_SNAPSHOT_FIELDS, "")
+        data.update(
+            first_name=first or customer.name,
+            last_name=last or customer.name,
+            tax_code=customer.tax_code or "",
+            country="IT",
+        )
+        data["customer_type"] = "private"
+    else:
+        data = {name: getattr(profile, name) or "" for name in _SNAPSHOT_FIELDS}
+        data["customer_type"] = profile.customer_type.value
+    data["email"] = customer.email
+    return data
+
+
+def display_name(snapshot: dict) -> str:
+    if snapshot.get("customer_type") == "private":
+        return f"{snapshot.get('first_name', '')} {snapshot.get('last_name', '')}".strip()
+    return snapshot.get("company_name", "")
+
+
+# --- issuing -----------------------------------------------------------------------------------
+
+
+def _order_lines(order: Order) -> list[dict]:
+    lines = []
+    for line in order.lines:
+        years = "1 anno" if line.years == 1 else f"{line.years} anni"
+        what = "Rinnovo" if order.kind is OrderKind.RENEWAL else "Servizio"
+        description = f"{what} {line.product_name} ({line.kind.label}), {years}"
+        if line.discount_cents and order.discount_code:
+            description += f", codice sconto {order.discount_code}"
+        lines.append(
+            {
+                "description": description,
+                "quantity": line.years,
+                "unit": "anni",
+                "unit_price_cents": line.yearly_price_cents,
+                "discount_cents": line.discount_cents,
+                "net_cents": line.net_cents,
+            }
+        )
+    return lines
+
+
+def invoice_of_order(order_id: int) -> Invoice | None:
+    """The invoice (TD01) of a paid order, if issued."""
+    return db.session.scalar(
+        select(Invoice).where(Invoice.order_id == order_id, Invoice.kind == DocumentKind.INVOICE)
+    )
+
+
+def issue_invoice(order: Order, payment: Payment, now: datetime) -> Invoice:
+    """The invoice of a paid order (purchase or renewal); issued once, found on a replay."""
+    existing = invoice_of_order(order.id)
+    if existing is not None:
+        return existing
+    issued_on = rome_date(now)
+    invoice = Invoice(
+        kind=DocumentKind.INVOICE,
+        year=issued_on.year,
+        number=next_number(issued_on.year),
+        customer_id=order.customer_id,
+        order_id=order.id,
+        payment_id=payment.id,
+        customer=customer_snapshot(db.session.get(Customer, order.customer_id)),
+        lines=_order_lines(order),
+        net_cents=order.net_cents,
+        vat_cents=order.vat_cents,
+        vat_rate_percent=current_app.config["VAT_RATE_PERCENT"],
+        total_cents=order.net_cents + order.vat_cents,
+        paid_cents=order.total_cents,
+        split_payment=order.split_payment,
+        payment_method=_PAYMENT_CODES[order.payment_method],
+        issued_at=now,
+    )
+    return _finish(invoice, order)
+
+
+def issue_credit_note(refund: Refund, now: datetime) -> Invoice | None:
+    """The credit note (TD04) of a refund of an invoiced payment; None when nothing was invoiced
+    (an automatic refund of a duplicate capture) or the refund gave nothing back."""
+    if refund.status is RefundStatus.FAILED or refund.amount_cents <= 0:
+        return None
+    existing = db.session.scalar(select(Invoice).where(Invoice.refund_id == refund.id))
+    if existing is not None:
+        return existing
+    invoice = db.session.scalar(
+        select(Invoice).where(
+            Invoice.payment_id == refund.payment_id, Invoice.kind == DocumentKind.INVOICE
+        )
+    )
+    if invoice is None:
+        return None
+    order = db.session.get(Order, invoice.order_id)
+    net, vat, lines = _credited(invoice, refund.amount_cents, order)
+    issued_on = rome_date(now)
+    note = Invoice(
+        kind=DocumentKind.CREDIT_NOTE,
+        year=issued_on.year,
+        number=next_number(issued_on.year),
+        customer_id=invoice.customer_id,
+        order_id=invoice.order_id,
+        payment_id=invoice.payment_id,
+        refund_id=refund.id,
+        related_invoice_id=invoice.id,
+        related_invoice=invoice,
+        # The credit note corrects the invoice: same buyer as on the invoice.
+        customer=dict(invoice.customer),
+        lines=lines,
+        net_cents=net,
+        vat_cents=vat,
+        vat_rate_percent=invoice.vat_rate_percent,
+        total_cents=net + vat,
+        paid_cents=refund.amount_cents,
+        split_payment=invoice.split_payment,
+        payment_method=invoice.payment_method,
+        issued_at=now,
+    )
+    return _finish(note, order)
+
+
+def _credited(invoice: Invoice, refunded: int, order: Order) -> tuple[int, int, list[dict]]:
+    """Net, VAT and lines credited for a refund of `refunded` cents of what the buyer paid."""
+    if refunded == invoice.paid_cents:
+        return invoice.net_cents, invoice.vat_cents, [dict(line) for line in invoice.lines]
+    rate = invoice.vat_rate_percent
+    if invoice.split_payment:
+        net = refunded  # the buyer paid the net only: the VAT is credited on top
+        vat = vat_cents(net, rate)
+    else:
+        net = round_half_up_div(refunded * 100, 100 + rate)
+        vat = refunded - net
+    line = {
+        "description": f"Rimborso parziale dell'ordine {order.number}, "
+        f"fattura n. {invoice.number_label}",
+        "quantity": 1,
+        "unit": "",
+        "unit_price_cents": net,
+        "discount_cents": 0,
+        "net_cents": net,
+    }
+    return net, vat, [line]
+
+
+def _finish(document: Invoice, order: Order) -> Invoice:
+    """Give the document its id, file name and XML (checked against the XSD: a failure is
+    logged, never raised, since it must not undo the payment)."""
+    db.session.add(document)
+    db.session.flush()
+    seller = seller_from_config()
+    name = progressive(document.id)
+    document.file_name = fatturapa.file_name(seller, name)
+    document.xml = fatturapa.build(document_of(document, order, name), seller)
+    try:
+        errors = schema_errors(document.xml)
+    except Exception:  # a broken schema install must not undo a payment
+        log.exception("invoice %s: the FatturaPA schema could not be loaded", document.id)
+        errors = []
+    if errors:
+        log.error("invoice %s does not match the FatturaPA schema: %s", document.id, errors[:5])
+    db.session.flush()
+    return document
+
+
+def document_of(invoice: Invoice, order: Order, progressive_code: str) -> fatturapa.Document:
+    related = invoice.related_invoice
+    return fatturapa.Document(
+        kind=invoice.kind.value,
+        number=invoice.number_label,
+        issued_on=rome_date(invoice.issued_at),
+        progressive=progressive_code,
+        customer=invoice.customer,
+        lines=invoice.lines,
+        net_cents=invoice.net_cents,
+        vat_cents=invoice.vat_cents,
+        vat_rate_percent=invoice.vat_rate_percent,
+        total_cents=invoice.total_cents,
+        paid_cents=invoice.paid_cents,
+        split_payment=invoice.split_payment,
+        payment_method=invoice.payment_method,
+        order_number=order.number,
+        related=fatturapa.Related(related.number_label, rome_date(related.issued_at))
+        if related is not None
+        else None,
+    )
+
+
+def seller_from_config() -> fatturapa.Seller:
+    cfg = current_app.config
+    return fatturapa.Seller(
+        name=cfg["SELLER_NAME"],
+        vat_number=cfg["SELLER_VAT_NUMBER"],
+        tax_code=cfg["SELLER_TAX_CODE"],
+        address=cfg["SELLER_ADDRESS"],
+        cap=cfg["SELLER_CAP"],
+        city=cfg["SELLER_CITY"],
+        province=cfg["SELLER_PROVINCE"],
+        rea_office=cfg["SELLER_REA_OFFICE"],
+        rea_number=cfg["SELLER_REA_NUMBER"],
+        email=cfg["SELLER_EMAIL"],
+        phone=cfg["SELLER_PHONE"],
+        iban=cfg["SELLER_IBAN"],
+        regime=cfg["SELLER_REGIME_FISCALE"],
+    )
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def list_invoices(customer_id: int) -> list[Invoice]:
+    """The customer's documents, newest first."""
+    return list(
+        db.session.scalars(
+            select(Invoice)
+            .where(Invoice.customer_id == customer_id)
+            .order_by(Invoice.issued_at.desc(), Invoice.id.desc())
+        )
+    )
+
+
+def get_invoice(invoice_id: int, customer_id: int) -> Invoice:
+    """A document of this customer; another customer's is simply not found."""
+    invoice = db.session.get(Invoice, invoice_id)
+    if invoice is None or invoice.customer_id != customer_id:
+        raise NotFound("Documento non trovato.")
+    return invoice
+
+
+def documents_between(date_from: date, date_to: date) -> list[Invoice]:
+    """Documents issued on these Italian calendar days (both included), in number order."""
+    start = datetime.combine(date_from, time.min, ROME)
+    end = datetime.combine(date_to + timedelta(days=1), time.min, ROME)
+    return list(
+        db.session.scalars(
+            select(Invoice)
+            .where(Invoice.issued_at >= start, Invoice.issued_at < end)
+            .order_by(Invoice.year, Invoice.number)
+        )
+    )
+
+
+def export_zip(date_from: date, date_to: date) -> bytes:
+    """A zip of the XML files of the documents issued in the period (for the accountant)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for invoice in documents_between(date_from, date_to):
+            info = zipfile.ZipInfo(invoice.file_name, date_time=_zip_time(invoice.issued_at))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, invoice.xml)
+    return buffer.getvalue()
+
+
+def _zip_time(moment: datetime) -> tuple[int, int, int, int, int, int]:
+    local = moment.astimezone(ROME)
+    return (local.year, local.month, local.day, local.hour, local.minute, local.second)

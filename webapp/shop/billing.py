@@ -1,0 +1,245 @@
+"""Dati di fatturazione: who the invoices are made out to. Services flush; the caller commits.
+
+The checks live here (not only in the form) so that every way in (checkout, customer area,
+a script) refuses the same data with the same Italian message per field.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, fields
+
+from sqlalchemy import select
+from stdnum.exceptions import ValidationError
+from stdnum.it import codicefiscale, iva
+
+from webapp.errors import CheckoutError, DomainError
+from webapp.extensions import db
+from webapp.shop.models import BillingProfile, CustomerType
+
+#: The sigle automobilistiche of the Italian provinces and metropolitan cities (ISTAT), with
+#: the Sardinian ones still found on addresses (CI, OG, OT, VS) and EE for "estero".
+_SIGLE = """
+    AG AL AN AO AP AQ AR AT AV BA BG BI BL BN BO BR BS BT BZ CA CB CE CH CI CL CN CO CR CS CT
+    CZ EE EN FC FE FG FI FM FR GE GO GR IM IS KR LC LE LI LO LT LU MB MC ME MI MN MO MS MT NA
+    NO NU OG OR OT PA PC PD PE PG PI PN PO PR PT PU PV PZ RA RC RE RG RI RM RN RO SA SI SO SP
+    SR SS SU SV TA TE TN TO TP TR TS TV UD VA VB VC VE VI VR VS VT VV
+"""
+PROVINCES = frozenset(_SIGLE.split())
+
+_CAP = re.compile(r"\d{5}")
+_SDI_CODE = re.compile(r"[A-Z0-9]{7}")
+_OFFICE_CODE = re.compile(r"[A-Z0-9]{6}")
+_CIG = re.compile(r"[A-Z0-9]{10}")
+_CUP = re.compile(r"[A-Z0-9]{15}")
+_COUNTRY = re.compile(r"[A-Z]{2}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+NO_CODE = "0000000"
+
+
+class BillingInvalid(DomainError):
+    """Billing data refused; `errors` maps each field to its Italian message."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("Controlla i dati di fatturazione evidenziati.")
+        self.errors = errors
+
+
+@dataclass
+class BillingData:
+    """The fields of a billing profile as typed (normalised by `clean`)."""
+
+    customer_type: str = CustomerType.PRIVATE.value
+    first_name: str = ""
+    last_name: str = ""
+    company_name: str = ""
+    tax_code: str = ""
+    vat_number: str = ""
+    address: str = ""
+    postal_code: str = ""
+    city: str = ""
+    province: str = ""
+    country: str = "IT"
+    sdi_code: str = ""
+    pec: str = ""
+    cig: str = ""
+    cup: str = ""
+
+    @classmethod
+    def from_mapping(cls, data) -> BillingData:
+        return cls(**{f.name: str(data.get(f.name) or "") for f in fields(cls)})
+
+    @classmethod
+    def from_profile(cls, profile: BillingProfile) -> BillingData:
+        values = {f.name: getattr(profile, f.name) or "" for f in fields(cls)}
+        values["customer_type"] = profile.customer_type.value
+        return cls(**values)
+
+
+def _compact(value: str) -> str:
+    return re.sub(r"[\s.\-/]", "", value).upper()
+
+
+def clean(data: BillingData) -> BillingData:
+    """Trim and normalise: codes upper-case without spaces, 'IT' prefix off the partita IVA."""
+    out = BillingData(**{k: (v or "").strip() for k, v in asdict(data).items()})
+    for name in ("tax_code", "sdi_code", "cig", "cup", "province", "country", "postal_code"):
+        setattr(out, name, _compact(getattr(out, name)))
+    vat = _compact(out.vat_number)
+    out.vat_number = vat[2:] if vat.startswith("IT") else vat
+    out.pec = out.pec.lower()
+    out.country = out.country or "IT"
+    return out
+
+
+def check(data: BillingData) -> dict[str, str]:
+    """The errors of already cleaned data, by field (empty: the data is acceptable)."""
+    errors: dict[str, str] = {}
+    try:
+        kind = CustomerType(data.customer_type)
+    except ValueError:
+        return {"customer_type": "Scegli il tipo di cliente."}
+    italian = data.country == "IT"
+
+    def required(name: str, message: str) -> bool:
+        if not getattr(data, name):
+            errors[name] = message
+            return False
+        return True
+
+    if kind is CustomerType.PRIVATE:
+        required("first_name", "Inserisci il nome.")
+        required("last_name", "Inserisci il cognome.")
+    else:
+        required("company_name", "Inserisci la denominazione.")
+    for name, limit in (("first_name", 60), ("last_name", 60), ("company_name", 80)):
+        if len(getattr(data, name)) > limit:
+            errors[name] = f"Massimo {limit} caratteri."
+    # FatturaPA accepts the Latin-1 alphabet only (accented letters yes, other scripts no).
+    for name in ("first_name", "last_name", "company_name", "address", "city"):
+        if not _latin1(getattr(data, name)) or any(ord(ch) < 32 for ch in getattr(data, name)):
+            errors[name] = "Usa solo lettere latine, cifre e punteggiatura comune."
+
+    if kind is CustomerType.BUSINESS:
+        if required("vat_number", "Inserisci la partita IVA.") and not iva.is_valid(
+            data.vat_number
+        ):
+            errors["vat_number"] = "Partita IVA non valida: 11 cifre con il controllo corretto."
+    elif data.vat_number and not iva.is_valid(data.vat_number):
+        errors["vat_number"] = "Partita IVA non valida: 11 cifre con il controllo corretto."
+
+    if kind is CustomerType.PRIVATE and italian:
+        required("tax_code", "Inserisci il codice fiscale.")
+    elif kind is CustomerType.PUBLIC:
+        required("tax_code", "Inserisci il codice fiscale dell'ente.")
+    if data.tax_code and "tax_code" not in errors:
+        errors.update(_check_tax_code(data.tax_code, kind))
+
+    required("address", "Inserisci l'indirizzo (via e numero civico).")
+    required("city", "Inserisci il comune.")
+    if len(data.address) > 60 or len(data.city) > 60:
+        errors.setdefault("address" if len(data.address) > 60 else "city", "Massimo 60 caratteri.")
+    if not _COUNTRY.fullmatch(data.country):
+        errors["country"] = "Nazione non valida: usa la sigla di 2 lettere (IT per l'Italia)."
+    elif kind is not CustomerType.PRIVATE and not italian:
+        errors["country"] = "Per aziende ed enti accettiamo per ora solo indirizzi in Italia."
+    if italian:
+        if not _CAP.fullmatch(data.postal_code):
+            errors["postal_code"] = "CAP non valido: servono 5 cifre."
+        if data.province not in PROVINCES or data.province == "EE":
+            errors["province"] = "Provincia non valida: usa la sigla di 2 lettere (es. MI, RM)."
+    elif len(data.postal_code) > 5:
+        errors["postal_code"] = "CAP non valido: massimo 5 caratteri."
+
+    if data.pec and not _EMAIL.fullmatch(data.pec):
+        errors["pec"] = "Indirizzo PEC non valido."
+    if kind is CustomerType.BUSINESS and data.sdi_code and not _SDI_CODE.fullmatch(data.sdi_code):
+        errors["sdi_code"] = "Il codice destinatario ha 7 caratteri (lettere e cifre)."
+    if kind is CustomerType.PUBLIC:
+        if required("sdi_code", "Inserisci il codice univoco ufficio (IPA).") and not (
+            _OFFICE_CODE.fullmatch(data.sdi_code)
+        ):
+            errors["sdi_code"] = "Il codice univoco ufficio ha 6 caratteri (lettere e cifre)."
+        if data.cig and not _CIG.fullmatch(data.cig):
+            errors["cig"] = "Il CIG ha 10 caratteri (lettere e cifre)."
+        if data.cup and not _CUP.fullmatch(data.cup):
+            errors["cup"] = "Il CUP ha 15 caratteri (lettere e cifre)."
+    return errors
+
+
+def _latin1(value: str) -> bool:
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_tax_code(value: str, kind: CustomerType) -> dict[str, str]:
+    if kind is CustomerType.PRIVATE and len(value) != 16:
+        return {"tax_code": "Codice fiscale non valido: 16 caratteri per una persona fisica."}
+    try:
+        codicefiscale.validate(value)
+    except ValidationError:
+        return {"tax_code": "Codice fiscale non valido: controlla lettere e cifre."}
+    return {}
+
+
+def get_profile(customer_id: int) -> BillingProfile | None:
+    """The customer's billing data, if given."""
+    return db.session.scalar(
+        select(BillingProfile).where(BillingProfile.customer_id == customer_id)
+    )
+
+
+def require_profile(customer_id: int) -> BillingProfile:
+    """The billing data the checkout needs before confirming an order."""
+    profile = get_profile(customer_id)
+    if profile is None:
+        raise CheckoutError(
+            "Inserisci i dati di fatturazione: servono per emettere la fattura dell'ordine."
+        )
+    return profile
+
+
+def split_payment_for(customer_id: int) -> bool:
+    """True for a public administration: its orders are paid net of VAT."""
+    profile = get_profile(customer_id)
+    return profile is not None and profile.split_payment
+
+
+def save_profile(customer_id: int, data: BillingData) -> BillingProfile:
+    """Create or replace the customer's billing data; raises BillingInvalid with the reasons.
+
+    Only future documents use it: issued invoices keep their own copy of the data.
+    """
+    data = clean(data)
+    errors = check(data)
+    if errors:
+        raise BillingInvalid(errors)
+    kind = CustomerType(data.customer_type)
+    profile = get_profile(customer_id)
+    if profile is None:
+        profile = BillingProfile(customer_id=customer_id)
+        db.session.add(profile)
+    keep = _fields_for(kind, data.country == "IT")
+    for name, value in asdict(data).items():
+        if name != "customer_type":
+            setattr(profile, name, (value or None) if name in keep else None)
+    profile.customer_type = kind
+    profile.country = data.country
+    if kind is CustomerType.BUSINESS and not profile.sdi_code:
+        profile.sdi_code = NO_CODE
+    db.session.flush()
+    return profile
+
+
+def _fields_for(kind: CustomerType, italian: bool) -> set[str]:
+    common = {"tax_code", "address", "postal_code", "city", "country"}
+    if italian:
+        common.add("province")
+    if kind is CustomerType.PRIVATE:
+        return common | {"first_name", "last_name"}
+    if kind is CustomerType.BUSINESS:
+        return common | {"company_name", "vat_number", "sdi_code", "pec"}
+    return common | {"company_name", "vat_number", "sdi_code", "cig", "cup"}
