@@ -99,15 +99,20 @@ def start_hosted_payment(
     order: Order, *, return_url: str, notify_url: str | None, now: datetime
 ) -> Payment:
     """Paths 1 and 3: the bank's hosted page for the order (a reload reuses the open one)."""
-    try:
+
+    def start() -> Payment:
         payment = services.start_hosted_payment(
             order, return_url=return_url, notify_url=notify_url, now=now
         )
+        commit()
+        return payment
+
+    try:
+        # Twin clicks insert the same key: the loser reruns and reuses the winner's page.
+        return once_more_after_conflict(start)
     except DomainError:
         rollback()
         raise
-    commit()
-    return payment
 
 
 def pay_with_saved_card(
