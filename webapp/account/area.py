@@ -20,7 +20,7 @@ from webapp.htmx import is_htmx, redirect_to, render
 from webapp.money import format_eur
 from webapp.payments import services as payments
 from webapp.payments.gateway import GatewayRefused, GatewayUnavailable
-from webapp.payments.models import Payment, PaymentStatus
+from webapp.payments.models import Payment, PaymentStatus, SavedCard
 from webapp.payments.refunds import refunds_of_orders
 from webapp.renewals import services as renewals
 from webapp.renewals.engine import default_worker, retry_renewal
@@ -28,7 +28,7 @@ from webapp.renewals.models import Renewal, RenewalStatus, Service
 from webapp.shop.models import OrderKind, OrderStatus
 from webapp.shop.services import get_order, list_orders
 from webapp.signing import BadSignature
-from webapp.transaction import commit, rollback
+from webapp.transaction import commit, once_more_after_conflict, rollback
 
 log = logging.getLogger(__name__)
 
@@ -261,15 +261,24 @@ def card_added():
             flash("La verifica della carta non è ancora conclusa presso la banca.", "info")
         return redirect_to(url_for("area.list_cards"))
     now = now_utc()
-    try:
+
+    def save() -> tuple[SavedCard, list[Service]]:
         card = payments.save_card(current_user.id, info.card)
+        removed = card.removed_at is not None
+        retry = [] if removed else renewals.attach_new_card(current_user.id, card, now)
+        commit()
+        return card, retry
+
+    try:
+        # Twin returns (a reload, a double click) save the same token at once: the token's
+        # unique key lets one in, and the other reruns and finds that card.
+        card, retry = once_more_after_conflict(save)
     except InvalidTransition:
+        rollback()
         abort(400)
     if card.removed_at is not None:
         flash("Questa carta è stata rimossa: aggiungila di nuovo dalla banca.", "info")
         return redirect_to(url_for("area.list_cards"))
-    retry = renewals.attach_new_card(current_user.id, card, now)
-    commit()
     flash(f"Carta {card.masked} aggiunta.", "success")
     for service in retry:
         outcome = retry_renewal(service, now, _worker())

@@ -164,8 +164,22 @@ def retry_renewal(
     )
     if renewal is None:
         return None
-    renewal.next_attempt_at = now
+    # Guard: a compare-and-set on the failure this request saw (status and attempt count). A
+    # twin (the same card return twice) that attempted it meanwhile has moved them: this one
+    # then leaves the row alone instead of making it due again for a second attempt.
+    retried = db.session.execute(
+        update(Renewal)
+        .where(
+            Renewal.id == renewal.id,
+            Renewal.status == RenewalStatus.FAILED,
+            Renewal.attempts == renewal.attempts,
+        )
+        .values(next_attempt_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
     commit()
+    if retried != 1:
+        return "skipped"
     return _process(renewal.id, now, worker or default_worker(), settings(), lease_clock)
 
 

@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 from flask import current_app
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from webapp.clock import rome_date
 from webapp.errors import InvalidChoice, NotFound
@@ -195,28 +196,39 @@ def set_auto_renew(service: Service, enabled: bool, cards: list[SavedCard], now:
     """Turn auto-renewal on or off; True when it changed (and an e-mail was queued).
 
     Turning it on needs a valid card: the service's own, else the newest valid one in `cards`.
+    Guard: a compare-and-set UPDATE on the service's switch. Of twin requests (a double click,
+    two tabs) that all read the old state, only the one whose UPDATE moves the row changes it
+    and queues the e-mail; the others find it already done and queue nothing.
     """
     _check_manageable(service)
     if enabled == service.auto_renew:
         return False
     today = rome_date(now)
-    if enabled:
-        card = (
-            service.saved_card
-            if card_usable(service.saved_card, today)
-            else next((c for c in cards if card_usable(c, today)), None)
-        )
+    card = service.saved_card
+    if enabled and not card_usable(card, today):
+        card = next((c for c in cards if card_usable(c, today)), None)
         if card is None:
             raise CardNeeded(
                 "Per attivare il rinnovo automatico serve una carta di pagamento valida: "
                 "aggiungine una nella pagina Carte di pagamento."
             )
-        service.saved_card_id = card.id
-        service.saved_card = card
+    values = {"auto_renew": enabled} | ({"saved_card_id": card.id} if enabled else {})
+    moved = db.session.execute(
+        update(Service)
+        .where(Service.id == service.id, Service.auto_renew == (not enabled))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if moved != 1:
+        db.session.refresh(service)  # a twin switched it first: nothing more to do
+        return False
+    for key, value in values.items():
+        set_committed_value(service, key, value)
+    if enabled:
+        set_committed_value(service, "saved_card", card)
         renewal = current_renewal(service)
         if renewal is not None and renewal.open and renewal.next_attempt_at is None:
             renewal.next_attempt_at = now  # back on inside the window: the next pass tries
-    service.auto_renew = enabled
     db.session.flush()
     s = settings()
     queue_customer_email(
