@@ -810,6 +810,7 @@ def test_two_renewal_passes_on_a_retry_day_attempt_each_failed_renewal_once(worl
         assert keys == [f"renewal-failed-{renewal_id}-2"], keys
     TALLY.actions += 1
     TALLY.fired += 2
+    TALLY.answers += 2  # each pass's exit status and report
     TALLY.lines.append(
         f"[twins] Two renewal passes on a retry day: {n} failed renewals, split "
         f"{reports[0]['non riusciti']}/{reports[1]['non riusciti']}, {n} declined charges, "

@@ -33,6 +33,8 @@ TWINS = 8  # requests fired at the same instant per action
 HTTP_TIMEOUT = 30
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 HX_CSRF_RE = re.compile(r'hx-headers=\'\{"X-CSRFToken": "([^"]+)"\}\'')
+# The line that ends a logged traceback: the exception.
+TRACEBACK_RE = re.compile(r"^Traceback \(most recent call last\):\n(?:[ \t].*\n)+(\S.*)$", re.M)
 FLASH_BOX_RE = re.compile(r'<div id="flash">(.*?)</div>', re.S)  # the page's flashed messages
 FLASH_RE = re.compile(r'<p class="flash flash-(\w+)"[^>]*>(.*?)</p>', re.S)
 
@@ -151,7 +153,7 @@ class ShopServer:
     def errors_in_log(self) -> list[str]:
         """The exceptions gunicorn's workers logged (a 500 always leaves a traceback)."""
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return re.findall(r"^(?:[\w.]+(?:Error|Exception|Violation)\b.*)$", text, re.M)
+        return TRACEBACK_RE.findall(text)
 
 
 # --- a customer's browser -------------------------------------------------------------------
