@@ -11,7 +11,7 @@ import logging
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from webapp.dbtypes import MAX_ID
 from webapp.errors import InvalidChoice, InvalidTransition, NotFound, PaymentError
@@ -247,6 +247,18 @@ def begin_saved_card_payment(
     )
     db.session.add(payment)
     db.session.flush()
+    # Guard: a compare-and-set that the order is still unpaid, once this charge is in. The
+    # order read above may be stale: a twin's charge may have settled (and left the in-flight
+    # index) since. Its settlement holds the order row until it commits, so this UPDATE waits
+    # for it and then matches nothing; the caller rolls back and reports the order paid.
+    unpaid = db.session.execute(
+        update(Order)
+        .where(Order.id == order.id, Order.status == OrderStatus.PENDING_PAYMENT)
+        .values(status=OrderStatus.PENDING_PAYMENT)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if unpaid != 1:
+        raise InvalidTransition("L'ordine è già stato pagato.")
     return payment
 
 
