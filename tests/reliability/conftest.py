@@ -459,3 +459,14 @@ def world(app, client, bank, catalogue, create_customer):
     from tests.reliability.shopworld import build_world
 
     return build_world(client, bank, catalogue, create_customer)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The twin harness's figures (tests/reliability/twins.py), so CI logs show them."""
+    twins = sys.modules.get("tests.reliability.twins")
+    if twins is None or not twins.TALLY.actions:
+        return
+    terminalreporter.section("twins")
+    for line in twins.TALLY.lines:
+        terminalreporter.write_line(line)
+    terminalreporter.write_line(twins.TALLY.summary())

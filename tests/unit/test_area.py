@@ -168,6 +168,32 @@ def test_switch_off_and_on_in_place_with_an_email_each_time(client, fake, shoppe
     assert "€ 6,10" in mail.body_text and "Visa •••• 4242" in mail.body_text
 
 
+def test_a_twin_switch_that_read_the_old_state_changes_nothing_and_sends_no_email(
+    fake, shopper, pec
+):
+    """The switch is a compare-and-set: of twins that all read "on", one turns it off."""
+    from sqlalchemy import update
+
+    from webapp.renewals import services as renewals
+    from webapp.renewals.models import Service
+
+    assert pec.auto_renew  # this request read "on" ...
+    db.session.execute(  # ... and its twin turned it off and committed meanwhile
+        update(Service)
+        .where(Service.id == pec.id)
+        .values(auto_renew=False)
+        .execution_options(synchronize_session=False)
+    )
+    assert renewals.set_auto_renew(pec, False, [], TODAY) is False
+    assert pec.auto_renew is False  # reloaded: the page shows what the twin did
+    assert emails("Rinnovo automatico") == []
+    # The next real change still moves the row and sends its e-mail.
+    assert renewals.set_auto_renew(pec, True, [], TODAY) is True
+    db.session.commit()
+    assert fresh(pec).auto_renew
+    assert len(emails("Rinnovo automatico attivato")) == 1
+
+
 def test_switch_without_htmx_renders_the_page(client, fake, shopper, pec):
     response = toggle(client, pec, "0", htmx=False)
     assert response.status_code == 200
@@ -428,6 +454,87 @@ def test_a_new_card_fixes_a_failed_renewal_at_once(client, fake, shopper, catalo
     # Replaying the return charges nothing more.
     client.get("/area-clienti/carte/aggiunta", query_string=fake.return_params(pid))
     assert len(fake.calls) == 1
+
+
+def test_twin_card_returns_save_the_card_once_and_retry_the_renewal_once(
+    client, fake, shopper, catalogue, clock, monkeypatch
+):
+    """A twin return that read "no such card" loses the token's unique key: no 500, it reruns."""
+    import webapp.account.area as area
+    from webapp.payments import services as payments
+
+    expired = make_card(shopper, exp_month=12, exp_year=2026, last4="0069")
+    service = make_service(
+        shopper, catalogue["products"]["PEC-STD"], expires_at=EXPIRES, card=expired
+    )
+    run_renewals(EXPIRES - timedelta(days=15))  # fails: the card has expired by January
+    clock.now = EXPIRES - timedelta(days=13)
+    pid = _add_card(client, fake)
+
+    real = payments.save_card
+    twin_done = []
+
+    def save_after_the_twin(customer_id, details):
+        if not twin_done:  # the twin committed this token after this request looked for it
+            twin_done.append(real(customer_id, details))
+            db.session.commit()
+            db.session.add(SavedCard(**{**_card_row(twin_done[0]), "id": None}))
+            db.session.flush()  # this request's own insert of the same token
+        return real(customer_id, details)
+
+    monkeypatch.setattr(area.payments, "save_card", save_after_the_twin)
+    response = client.get("/area-clienti/carte/aggiunta", query_string=fake.return_params(pid))
+    assert response.status_code == 303
+    assert response.headers["Location"].endswith("/area-clienti/")
+    tokens = db.session.scalars(
+        select(SavedCard.gateway_token).where(SavedCard.customer_id == shopper.id)
+    ).all()
+    assert sorted(tokens) == sorted([expired.gateway_token, "tok_new"])
+    assert len(fake.calls) == 1
+    assert fresh(service).expires_at == datetime(2028, 1, 20, 10, 0, tzinfo=UTC)
+
+
+def _card_row(card: SavedCard) -> dict:
+    columns = ("customer_id", "gateway_token", "brand", "last4", "exp_month", "exp_year", "holder")
+    return {c: getattr(card, c) for c in columns}
+
+
+def test_a_retry_twin_that_read_the_failure_before_it_was_attempted_leaves_it_alone(
+    fake, shopper, catalogue, clock
+):
+    """retry_renewal is a compare-and-set on the failure it saw (status and attempt count)."""
+    from sqlalchemy import update
+
+    from webapp.renewals.engine import retry_renewal
+
+    expired = make_card(shopper, exp_month=12, exp_year=2026, last4="0069")
+    service = make_service(
+        shopper, catalogue["products"]["PEC-STD"], expires_at=EXPIRES, card=expired
+    )
+    run_renewals(EXPIRES - timedelta(days=15))
+    renewal = db.session.scalar(select(Renewal).where(Renewal.service_id == service.id))
+    assert (renewal.status, renewal.attempts) == (RenewalStatus.FAILED, 1)
+    planned = renewal.next_attempt_at
+    real_scalar = db.session.scalar
+
+    def stale_then_twin(stmt, *args, **kw):
+        found = real_scalar(stmt, *args, **kw)
+        if isinstance(found, Renewal):  # read; then the twin attempts it (and fails again)
+            db.session.execute(
+                update(Renewal)
+                .where(Renewal.id == found.id)
+                .values(attempts=2, next_attempt_at=planned)
+                .execution_options(synchronize_session=False)
+            )
+        return found
+
+    now = EXPIRES - timedelta(days=13)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(db.session, "scalar", stale_then_twin)
+        assert retry_renewal(service, now) == "skipped"
+    row = fresh(renewal)
+    assert (row.attempts, row.next_attempt_at) == (2, planned)  # not made due again
+    assert fake.calls == []
 
 
 def test_adding_a_card_through_the_bank_with_3d_secure(client, bank, shopper):

@@ -385,3 +385,42 @@ def test_discount_page_lists_only_public_codes_valid_today(client, db, catalogue
 def test_discount_page_without_codes(client, db):
     page = client.get("/sconti")
     assert "Oggi non ci sono codici sconto validi." in page.text
+
+
+def test_a_code_that_expired_before_confirm_is_refused_with_its_reason(
+    client, db, catalogue, dummy_customer, monkeypatch, now
+):
+    add(client, catalogue["products"]["PEC-STD"])
+    login(client)
+    client.post("/checkout/metodo", data={"payment_method": "card"}, headers=HX)
+    r = client.post("/checkout/sconto", data={"code": "BENVENUTO10"}, headers=HX)
+    assert r.status_code == 200
+    token = checkout_token(client)
+    freeze_views(monkeypatch, now + timedelta(days=400))  # the code expired meanwhile
+    r = confirm(client, token, htmx=True)
+    assert r.status_code == 422  # not a 500
+    assert "Il codice sconto BENVENUTO10 è scaduto il" in r.text
+    assert db.session.scalar(select(func.count(Order.id))) == 0
+
+
+def test_a_twin_confirm_refused_the_code_its_twin_just_used_lands_on_that_order(
+    client, db, catalogue, dummy_customer, monkeypatch
+):
+    """The twin read "no order for this form" just before the other committed it, then saw
+    the code used (by that very order): it is sent to that order, not shown a 500."""
+    add(client, catalogue["products"]["PEC-STD"])
+    login(client)
+    client.post("/checkout/metodo", data={"payment_method": "card"}, headers=HX)
+    client.post("/checkout/sconto", data={"code": "BENVENUTO10"}, headers=HX)
+    token = checkout_token(client)
+    first = confirm(client, token)
+    assert first.status_code == 303
+
+    def refused(*args, **kwargs):
+        raise DiscountRefused("Hai già utilizzato il codice sconto BENVENUTO10.")
+
+    monkeypatch.setattr(services, "confirm_order", refused)
+    twin = confirm(client, token)
+    assert twin.status_code == 303
+    assert twin.headers["Location"] == first.headers["Location"]
+    assert db.session.scalar(select(func.count(DiscountRedemption.id))) == 1

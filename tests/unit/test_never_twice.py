@@ -18,7 +18,7 @@ from tests.unit.test_payments import (  # noqa: F401
     shopper,  # noqa: F401, F811
 )
 from webapp.clock import now_utc
-from webapp.errors import InvalidChoice
+from webapp.errors import InvalidChoice, InvalidTransition
 from webapp.payments import flows, refunds
 from webapp.payments import services as pay
 from webapp.payments.models import (
@@ -184,3 +184,77 @@ def test_no_refund_row_without_a_capture(db, bank, client, shopper, order_for): 
     with pytest.raises(InvalidTransition):
         refunds.refund_payment(payment, 1, kind=RefundKind.OPERATOR, reason="x", now=now_utc())
     assert db.session.scalar(select(func.count(Refund.id))) == 0
+
+
+def test_twin_pay_now_clicks_share_one_hosted_payment(
+    db,
+    bank,
+    client,
+    shopper,  # noqa: F811
+    order_for,  # noqa: F811
+    monkeypatch,
+):
+    order = order_for(shopper)
+    urls = dict(return_url="http://shop.test/pagamenti/ritorno", notify_url=None, now=now_utc())
+    first = flows.start_hosted_payment(order, **urls)
+    assert first.idempotency_key == pay.hosted_payment_key(order, 1)
+    # A twin click that read the order before `first` was committed: nothing to reuse, and
+    # the next page would be the first. It inserts the same key; the database refuses it
+    # before the bank is asked, and the rerun reuses the page the winner opened.
+    real = pay._hosted_slot
+    stale = iter([(None, 1)])
+    monkeypatch.setattr(pay, "_hosted_slot", lambda o, now: next(stale, None) or real(o, now))
+    twin = flows.start_hosted_payment(order, **urls)
+    assert (twin.id, twin.redirect_url) == (first.id, first.redirect_url)
+    assert (
+        db.session.scalar(select(func.count(Payment.id)).where(Payment.order_id == order.id)) == 1
+    )
+    assert bank.transport.calls.count(("POST", "/api/payments")) == 1
+
+
+def test_a_new_hosted_payment_after_a_declined_one_gets_the_next_key(
+    db,
+    bank,
+    client,
+    shopper,  # noqa: F811
+    order_for,  # noqa: F811
+):
+    order = order_for(shopper)
+    urls = dict(return_url="http://shop.test/pagamenti/ritorno", notify_url=None, now=now_utc())
+    first = flows.start_hosted_payment(order, **urls)
+    first.status = PaymentStatus.DECLINED
+    db.session.commit()
+    second = flows.start_hosted_payment(order, **urls)
+    assert second.id != first.id
+    assert second.idempotency_key == pay.hosted_payment_key(order, 2)
+
+
+def test_a_tab_that_read_the_order_before_its_twin_paid_records_no_second_charge(
+    db,
+    bank,
+    client,
+    shopper,  # noqa: F811
+    order_for,  # noqa: F811
+):
+    from sqlalchemy import update
+
+    from webapp.shop.models import Order
+
+    card = _saved_card(client, db, bank, shopper, order_for)
+    order = order_for(shopper)
+    assert order.status is OrderStatus.PENDING_PAYMENT  # this tab read the order unpaid ...
+    db.session.execute(  # ... and the other tab's charge settled (and left the in-flight index)
+        update(Order)
+        .where(Order.id == order.id)
+        .values(status=OrderStatus.PAID)
+        .execution_options(synchronize_session=False)
+    )
+    with pytest.raises(InvalidTransition):
+        pay.begin_saved_card_payment(order, shopper.id, card.id, "tab-two", now_utc().date())
+    db.session.rollback()
+    charges = db.session.scalar(
+        select(func.count(Payment.id)).where(
+            Payment.order_id == order.id, Payment.channel == PaymentChannel.SAVED_CARD
+        )
+    )
+    assert charges == 0

@@ -212,9 +212,8 @@ def add_card():
 def card_added():
     """Back from the bank: the card is saved, and renewals waiting for one use it at once."""
     try:
-        card = flows.finish_card_verification(request.args.to_dict(), current_user.id)
+        card = flows.add_verified_card(request.args.to_dict(), current_user.id)
     except flows.CardNotAdded as exc:
-        rollback()
         flash(exc.message, "error" if exc.final else "info")
         return redirect_to(url_for("area.list_cards"))
     except (BadSignature, InvalidTransition):

@@ -99,15 +99,20 @@ def start_hosted_payment(
     order: Order, *, return_url: str, notify_url: str | None, now: datetime
 ) -> Payment:
     """Paths 1 and 3: the bank's hosted page for the order (a reload reuses the open one)."""
-    try:
+
+    def start() -> Payment:
         payment = services.start_hosted_payment(
             order, return_url=return_url, notify_url=notify_url, now=now
         )
+        commit()
+        return payment
+
+    try:
+        # Twin clicks insert the same key: the loser reruns and reuses the winner's page.
+        return once_more_after_conflict(start)
     except DomainError:
         rollback()
         raise
-    commit()
-    return payment
 
 
 def pay_with_saved_card(
@@ -309,3 +314,19 @@ def finish_card_verification(params: dict[str, str], customer_id: int) -> SavedC
     if card.removed_at is not None:
         raise CardNotAdded("Questa carta è stata rimossa: aggiungila di nuovo dalla banca.", False)
     return card
+
+
+def add_verified_card(params: dict[str, str], customer_id: int) -> SavedCard:
+    """finish_card_verification, committed. Twin returns (a reload, a double click) save the
+    same token at once: its unique key lets one in, and the other reruns and finds that card."""
+
+    def save() -> SavedCard:
+        try:
+            card = finish_card_verification(params, customer_id)
+        except DomainError:
+            rollback()
+            raise
+        commit()
+        return card
+
+    return once_more_after_conflict(save)

@@ -8,11 +8,10 @@ move payment and order with compare-and-set transitions (see webapp.statemachine
 from __future__ import annotations
 
 import logging
-import secrets
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
 from webapp.dbtypes import MAX_ID
 from webapp.errors import InvalidChoice, InvalidTransition, NotFound, PaymentError
@@ -135,11 +134,8 @@ def payable_order(order: Order) -> None:
         raise InvalidChoice("Questo ordine si paga con bonifico bancario.")
 
 
-def start_hosted_payment(
-    order: Order, *, return_url: str, notify_url: str | None, now: datetime
-) -> Payment:
-    """Create (or reuse) the bank's hosted payment for the order: paths 1 and 3."""
-    payable_order(order)
+def _hosted_slot(order: Order, now: datetime) -> tuple[Payment | None, int]:
+    """The order's open hosted payment to reuse (if any), and the number of the next one."""
     reusable = db.session.scalar(
         select(Payment)
         .where(
@@ -151,6 +147,33 @@ def start_hosted_payment(
         )
         .order_by(Payment.id.desc())
     )
+    started = db.session.scalar(
+        select(func.count(Payment.id)).where(
+            Payment.order_id == order.id, Payment.channel == PaymentChannel.HOSTED_PAGE
+        )
+    )
+    return reusable, started + 1
+
+
+def hosted_payment_key(order: Order, number: int) -> str:
+    """The idempotency key of the order's n-th hosted payment (the order's time keeps it apart
+    from an order with the same id in another database that the same bank has seen)."""
+    return f"hosted-{order.id}-{order.created_at:%Y%m%d%H%M%S%f}-{number}"
+
+
+def start_hosted_payment(
+    order: Order, *, return_url: str, notify_url: str | None, now: datetime
+) -> Payment:
+    """Create (or reuse) the bank's hosted payment for the order: paths 1 and 3.
+
+    Guard: the payment's idempotency key (unique) is the order's n-th hosted payment. Twin
+    clicks on "Paga ora" read the same n and insert the same key: the database refuses all but
+    one (IntegrityError, raised while the winner is still asking the bank), and the caller's
+    rerun then reuses the winner's page. So the twins share one bank page, and the bank (which
+    honours the key too) never opens a second one.
+    """
+    payable_order(order)
+    reusable, number = _hosted_slot(order, now)
     if reusable is not None and reusable.redirect_url:
         # A double click or a reload of "Paga ora" goes back to the same bank page.
         return reusable
@@ -159,7 +182,7 @@ def start_hosted_payment(
         channel=PaymentChannel.HOSTED_PAGE,
         amount_cents=order.total_cents,
         currency=order.currency,
-        idempotency_key=f"hosted-{order.id}-{secrets.token_hex(8)}",
+        idempotency_key=hosted_payment_key(order, number),
         created_at=now,
     )
     db.session.add(payment)
@@ -224,6 +247,18 @@ def begin_saved_card_payment(
     )
     db.session.add(payment)
     db.session.flush()
+    # Guard: a compare-and-set that the order is still unpaid, once this charge is in. The
+    # order read above may be stale: a twin's charge may have settled (and left the in-flight
+    # index) since. Its settlement holds the order row until it commits, so this UPDATE waits
+    # for it and then matches nothing; the caller rolls back and reports the order paid.
+    unpaid = db.session.execute(
+        update(Order)
+        .where(Order.id == order.id, Order.status == OrderStatus.PENDING_PAYMENT)
+        .values(status=OrderStatus.PENDING_PAYMENT)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if unpaid != 1:
+        raise InvalidTransition("L'ordine è già stato pagato.")
     return payment
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from webapp.clock import now_utc
 from webapp.extensions import db
@@ -80,8 +80,22 @@ def retry_renewal(
     )
     if renewal is None:
         return None
-    renewal.next_attempt_at = now
+    # Guard: a compare-and-set on the failure this request saw (status and attempt count). A
+    # twin (the same card return twice) that attempted it meanwhile has moved them: this one
+    # then leaves the row alone instead of making it due again for a second attempt.
+    retried = db.session.execute(
+        update(Renewal)
+        .where(
+            Renewal.id == renewal.id,
+            Renewal.status == RenewalStatus.FAILED,
+            Renewal.attempts == renewal.attempts,
+        )
+        .values(next_attempt_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
     commit()
+    if retried != 1:
+        return RenewalOutcome.SKIPPED
     return process(renewal.id, now, worker or default_worker(), settings(), lease_clock)
 
 

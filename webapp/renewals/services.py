@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 from flask import current_app
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from webapp.clock import now_utc, rome_date
 from webapp.errors import InvalidChoice, NotFound
@@ -221,25 +222,39 @@ def set_auto_renew(service: Service, enabled: bool, cards: list[SavedCard], now:
     """Turn auto-renewal on or off; True when it changed (and an e-mail was queued).
 
     Turning it on needs a valid card: the service's own, else the newest valid one in `cards`.
-    Guard: a compare-and-set on the old value, so of twin switches only one changes the row and
-    queues the e-mail; the others find it already in the wanted state.
+    Guard: a compare-and-set UPDATE on the service's switch. Of twin requests (a double click,
+    two tabs) that all read the old state, only the one whose UPDATE moves the row changes it
+    and queues the e-mail; the others find it already done and queue nothing.
     """
     _check_manageable(service)
     if enabled == service.auto_renew:
         return False
-    card = _card_to_renew_with(service, cards, now) if enabled else service.saved_card
-    changed = db.session.execute(
+    today = rome_date(now)
+    card = service.saved_card
+    if enabled and not card_usable(card, today):
+        card = next((c for c in cards if card_usable(c, today)), None)
+        if card is None:
+            raise CardNeeded(
+                "Per attivare il rinnovo automatico serve una carta di pagamento valida: "
+                "aggiungine una nella pagina Carte di pagamento."
+            )
+    values = {"auto_renew": enabled} | ({"saved_card_id": card.id} if enabled else {})
+    moved = db.session.execute(
         update(Service)
         .where(Service.id == service.id, Service.auto_renew == (not enabled))
-        .values(auto_renew=enabled, saved_card_id=card.id if card else None)
+        .values(**values)
         .execution_options(synchronize_session=False)
     ).rowcount
-    db.session.refresh(service)
-    if changed != 1:
+    if moved != 1:
+        db.session.refresh(service)  # a twin switched it first: nothing more to do
         return False
-    renewal = current_renewal(service)
-    if enabled and renewal is not None and renewal.open and renewal.next_attempt_at is None:
-        renewal.next_attempt_at = now  # back on inside the window: the next pass tries
+    for key, value in values.items():
+        set_committed_value(service, key, value)
+    if enabled:
+        set_committed_value(service, "saved_card", card)
+        renewal = current_renewal(service)
+        if renewal is not None and renewal.open and renewal.next_attempt_at is None:
+            renewal.next_attempt_at = now  # back on inside the window: the next pass tries
     db.session.flush()
     cfg = settings()
     queue_customer_email(
@@ -252,19 +267,6 @@ def set_auto_renew(service: Service, enabled: bool, cards: list[SavedCard], now:
         renew_on=renewal_date(service, now, cfg.window),
     )
     return True
-
-
-def _card_to_renew_with(service: Service, cards: list[SavedCard], now: datetime) -> SavedCard:
-    today = rome_date(now)
-    if card_usable(service.saved_card, today):
-        return service.saved_card
-    card = next((c for c in cards if card_usable(c, today)), None)
-    if card is None:
-        raise CardNeeded(
-            "Per attivare il rinnovo automatico serve una carta di pagamento valida: "
-            "aggiungine una nella pagina Carte di pagamento."
-        )
-    return card
 
 
 def set_frequency(service: Service, years: int) -> None:

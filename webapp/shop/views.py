@@ -218,7 +218,8 @@ def confirm_order():
         order = once_more_after_conflict(confirm)
     except (CheckoutError, DiscountRefused) as exc:
         rollback()
-        # A twin submit may have spent the cart between our reads: its order is ours too.
+        # A twin submit may have spent the cart (or the once-per-customer code) between our
+        # reads: its order is ours too.
         order = services.order_for_token(current_user.id, token)
         if order is None:
             return _checkout_response(

@@ -1,0 +1,818 @@
+"""Twins over real HTTP: every money or state action fired 8 times at the same instant.
+
+The shop runs under gunicorn (3 workers x 4 threads) on a scratch PostgreSQL database, the
+mock bank as its own process on another; customers are `requests` sessions that log in through
+the form (CSRF on). Each action is sent by 8 threads released together by a barrier, each with
+its own copy of the customer's cookies. Then the databases are counted: one order, one charge at
+the bank, one redemption, one e-mail, one extension; no answer is a 5xx, and every twin lands on
+the same outcome (the paid order page, or the same fragment), never on a contradiction.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from datetime import timedelta
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+import requests
+from sqlalchemy import func, insert, select
+from werkzeug.security import generate_password_hash
+
+from tests.reliability.conftest import (
+    GOOD_PAN,
+    PG,
+    System,
+    requires_postgres,
+    scratch_databases,
+)
+from tests.reliability.twins import (
+    TALLY,
+    TWINS,
+    Answer,
+    BankPage,
+    Browser,
+    ShopServer,
+    assert_no_5xx,
+    fire,
+    get,
+    post,
+    signed_notification,
+    twins_of,
+)
+from webapp.clock import add_years, now_utc, rome_date
+from webapp.renewals.scheduler import parse_as_of
+
+pytestmark = [pytest.mark.reliability, requires_postgres]
+
+PASSWORD = "twins-password-1"
+POOR_PAN = "4000000000009995"  # insufficient funds for any amount > 0 (verification passes)
+PAID_MESSAGES = {
+    "Pagamento riuscito: grazie! Ti abbiamo inviato una e-mail di conferma.",
+    "Questo ordine risulta già pagato.",
+}
+
+
+class TwinWorld:
+    """The shared servers and databases, and what the tests seed and count through them."""
+
+    def __init__(self, system: System, shop: ShopServer):
+        self.system = system
+        self.shop = shop
+        self.url = shop.url
+        self.browsers: list[Browser] = []
+
+    # --- seeding
+    def customer(self) -> tuple[int, str]:
+        """A fresh customer (id, e-mail), inserted directly: logging in is over HTTP."""
+        from webapp.extensions import db
+        from webapp.shop.models import Customer
+
+        email = f"twin-{uuid.uuid4().hex[:10]}@example.it"
+        customer = Customer(
+            email=email,
+            name="Mario Gemelli",
+            tax_code="RSSMRA85T10A562S",
+            password_hash=generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000"),
+        )
+        db.session.add(customer)
+        db.session.commit()
+        return customer.id, email
+
+    def browser(self, email: str) -> Browser:
+        browser = Browser(self.url).login(email, PASSWORD)
+        self.browsers.append(browser)
+        return browser
+
+    def card(self, customer_id: int, pan: str = GOOD_PAN) -> int:
+        """A saved card on the portal, and its token at the bank."""
+        from webapp.bank.extensions import db as bank_db
+        from webapp.bank.models import Card
+        from webapp.extensions import db
+        from webapp.payments.models import SavedCard
+
+        token = f"tok_twin_{uuid.uuid4().hex[:12]}"
+        year = now_utc().year + 4
+        card = SavedCard(
+            customer_id=customer_id,
+            gateway_token=token,
+            brand="visa",
+            last4=pan[-4:],
+            exp_month=12,
+            exp_year=year,
+            holder="Mario Gemelli",
+        )
+        db.session.add(card)
+        db.session.commit()
+        with self.system.bank_app.app_context():
+            bank_db.session.execute(
+                insert(Card),
+                [
+                    dict(
+                        token=token,
+                        pan=pan,
+                        brand="visa",
+                        last4=pan[-4:],
+                        exp_month=12,
+                        exp_year=year,
+                        holder="Mario Gemelli",
+                        created_at=now_utc(),
+                    )
+                ],
+            )
+            bank_db.session.commit()
+            bank_db.session.remove()
+        return card.id
+
+    def product_id(self, sku: str) -> int:
+        from webapp.extensions import db
+        from webapp.shop.models import Product
+
+        return db.session.scalar(select(Product.id).where(Product.sku == sku))
+
+    def fill_cart(self, browser: Browser, skus: list[str], code: str | None = None) -> None:
+        """Products in the cart, paid by card, with a codice sconto: through the pages."""
+        for sku in skus:
+            response = browser.post(f"/carrello/aggiungi/{self.product_id(sku)}", htmx=True)
+            assert response.status_code == 200, response.text[:300]
+        response = browser.post("/checkout/metodo", {"payment_method": "card"}, htmx=True)
+        assert response.status_code == 200, response.text[:300]
+        if code:
+            response = browser.post("/checkout/sconto", {"code": code}, htmx=True)
+            assert response.status_code == 200, response.text[:300]
+
+    def order(self, browser: Browser, skus: list[str]) -> int:
+        """An order waiting for payment, confirmed through the checkout page."""
+        self.fill_cart(browser, skus)
+        token = browser.token_of("/checkout", "checkout_token")
+        response = browser.post("/checkout/conferma", {"checkout_token": token, "terms": "1"})
+        assert response.status_code == 303, response.text[:300]
+        return int(urlsplit(response.headers["Location"]).path.rsplit("/", 1)[1])
+
+    # --- counting
+    def shop_rows(self, stmt) -> list:
+        from webapp.extensions import db
+
+        db.session.rollback()  # a fresh snapshot: gunicorn's workers write
+        return list(db.session.execute(stmt).all())
+
+    def count(self, stmt) -> int:
+        return self.system.shop_count(stmt)
+
+    def emails(self, to: str) -> list[tuple[str | None, str]]:
+        """(dedupe key, subject) of every e-mail queued for this address."""
+        from webapp.outbox.models import OutboxEmail
+
+        return [
+            (key, subject)
+            for key, subject in self.shop_rows(
+                select(OutboxEmail.dedupe_key, OutboxEmail.subject)
+                .where(OutboxEmail.to_addr == to)
+                .order_by(OutboxEmail.id)
+            )
+        ]
+
+    def at_bank(self, order_id: int) -> dict[str, list]:
+        """What the bank holds for the order: charges, captured hosted payments, refunds."""
+        from webapp.bank.extensions import db as bank_db
+        from webapp.bank.models import Charge, Payment, PaymentStatus, Refund
+
+        ref = f"ORD-{order_id}"
+        with self.system.bank_app.app_context():
+            charges = bank_db.session.execute(
+                select(Charge.id, Charge.status, Charge.amount_cents).where(Charge.order_ref == ref)
+            ).all()
+            captures = bank_db.session.execute(
+                select(Payment.id, Payment.amount_cents).where(
+                    Payment.order_ref == ref, Payment.status == PaymentStatus.AUTHORISED
+                )
+            ).all()
+            ids = [c.id for c in charges] + [p.id for p in captures]
+            refunds = bank_db.session.execute(
+                select(Refund.id, Refund.amount_cents).where(
+                    Refund.charge_id.in_(ids) | Refund.payment_id.in_(ids)
+                )
+            ).all()
+            bank_db.session.remove()
+        return {
+            "charges": [(str(s), a) for _, s, a in charges],
+            "succeeded": [a for _, s, a in charges if str(s) == "succeeded"],
+            "captures": [a for _, a in captures],
+            "refunds": [a for _, a in refunds],
+        }
+
+    def payments(self, order_id: int) -> Counter:
+        from webapp.payments.models import Payment
+
+        return Counter(
+            (str(channel), str(status))
+            for channel, status in self.shop_rows(
+                select(Payment.channel, Payment.status).where(Payment.order_id == order_id)
+            )
+        )
+
+    def order_status(self, order_id: int) -> str:
+        from webapp.shop.models import Order
+
+        [(status,)] = self.shop_rows(select(Order.status).where(Order.id == order_id))
+        return str(status)
+
+    def services_of(self, order_id: int) -> int:
+        from webapp.renewals.models import Service
+        from webapp.shop.models import OrderLine
+
+        return self.count(
+            select(func.count(Service.id))
+            .join(OrderLine, OrderLine.id == Service.order_line_id)
+            .where(OrderLine.order_id == order_id)
+        )
+
+    def total(self, order_id: int) -> int:
+        from webapp.shop.models import Order
+
+        [(total,)] = self.shop_rows(select(Order.total_cents).where(Order.id == order_id))
+        return total
+
+    def note(self, action: str, answers: list[Answer], **figures: object) -> None:
+        statuses = dict(sorted(Counter(a.status for a in answers).items()))
+        extra = ", ".join(f"{k} {v}" for k, v in figures.items())
+        TALLY.lines.append(f"[twins] {action}: {len(answers)} twins, answers {statuses}; {extra}")
+
+    def close(self) -> None:
+        for browser in self.browsers:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """One gunicorn shop and one bank process for the module, on scratch PostgreSQL databases."""
+    if not PG:
+        pytest.skip("needs PostgreSQL (TEST_DATABASE_URL=postgresql+psycopg://...)")
+    from webapp.demo import seed
+    from webapp.extensions import db
+
+    folder = tmp_path_factory.mktemp("twins")
+    with scratch_databases("shop", "bank") as (shop_url, bank_url):
+        system = System(shop_url, bank_url, folder)
+        with system.app.app_context():
+            db.create_all()
+            seed(now_utc())
+            db.session.commit()
+            system.bank.start()
+            shop = ShopServer(shop_url, system.bank.url, folder / "gunicorn.log")
+            twin_world = TwinWorld(system, shop)
+            try:
+                shop.start()
+                yield twin_world
+                _tally_bank(system)
+            finally:
+                twin_world.close()
+                shop.stop()
+                system.close()
+        errors = shop.errors_in_log()
+        assert not errors, "gunicorn logged errors:\n" + "\n".join(errors[:20])
+
+
+def _tally_bank(system: System) -> None:
+    from webapp.bank.extensions import db as bank_db
+    from webapp.bank.models import Charge, Payment, PaymentStatus, Refund
+    from webapp.outbox.models import OutboxEmail
+
+    with system.bank_app.app_context():
+        TALLY.charges += bank_db.session.scalar(select(func.count(Charge.id)))
+        TALLY.hosted_captures += bank_db.session.scalar(
+            select(func.count(Payment.id)).where(
+                Payment.status == PaymentStatus.AUTHORISED, Payment.amount_cents > 0
+            )
+        )
+        TALLY.refunds += bank_db.session.scalar(select(func.count(Refund.id)))
+        bank_db.session.remove()
+    TALLY.emails += system.shop_count(select(func.count(OutboxEmail.id)))
+
+
+def assert_landed_paid(answers: list[Answer], order_id: int) -> None:
+    """Every twin was sent to the paid order's page and told it is paid: nothing else."""
+    assert {a.status for a in answers} == {303}, [(a.status, a.text[:200]) for a in answers]
+    assert {a.target for a in answers} == {f"/ordini/{order_id}"}
+    assert {a.landed for a in answers} == {f"/ordini/{order_id}"}
+    told = {message for a in answers for _, message in a.flashes}
+    assert told and told <= PAID_MESSAGES, told
+
+
+# --- 1. Conferma e completa l'ordine --------------------------------------------------------------
+
+
+def test_confirm_twins_make_one_order(world):
+    from webapp.shop.models import Order
+
+    customer_id, email = world.customer()
+    browser = world.browser(email)
+    world.fill_cart(browser, ["PEC-STD", "SPID-PF"])
+    token = browser.token_of("/checkout", "checkout_token")
+    form = {"csrf_token": browser.csrf, "checkout_token": token, "terms": "1"}
+
+    answers = fire(twins_of(browser, post(world.url + "/checkout/conferma", form)), world.url)
+
+    assert_no_5xx(answers)
+    orders = world.shop_rows(select(Order.id).where(Order.customer_id == customer_id))
+    assert len(orders) == 1, orders
+    [(order_id,)] = orders
+    assert {(a.status, a.target, a.landed) for a in answers} == {
+        (303, f"/ordini/{order_id}", f"/ordini/{order_id}")
+    }
+    assert world.order_status(order_id) == "pending_payment"
+    world.note("Conferma e completa l'ordine", answers, orders=len(orders))
+
+
+# --- 2. Paga ora su server sicuro, no saved card -----------------------------------------------
+
+
+def test_pay_now_twins_reuse_one_hosted_payment(world):
+    _, email = world.customer()
+    browser = world.browser(email)
+    order_id = world.order(browser, ["PEC-STD"])
+
+    form = {"csrf_token": browser.csrf}
+    answers = fire(twins_of(browser, post(f"{world.url}/ordini/{order_id}/paga", form)))
+
+    assert_no_5xx(answers)
+    assert {a.status for a in answers} == {303}
+    targets = {a.location for a in answers}
+    assert len(targets) == 1, f"{len(targets)} different bank pages: {targets}"
+    [bank_page] = targets
+    assert bank_page.startswith(world.system.bank.url + "/pay/")
+    assert world.payments(order_id) == {("hosted_page", "pending"): 1}
+    bank = world.at_bank(order_id)
+    assert bank["captures"] == [] and bank["charges"] == []
+
+    # The one page is paid, the customer comes back: paid once.
+    page = BankPage()
+    back = page.pay(bank_page)
+    page.close()
+    response = browser.http.get(back, allow_redirects=False, timeout=30)
+    assert response.status_code == 303
+    assert world.order_status(order_id) == "paid"
+    assert world.at_bank(order_id)["captures"] == [world.total(order_id)]
+    world.note("Paga ora su server sicuro", answers, bank_pages=len(targets))
+
+
+# --- 3. and 4. Procedi with a saved card ---------------------------------------------------------
+
+
+def _pay_by_saved_card(world, browser: Browser, order_id: int, card_id: int, attempts: list[str]):
+    """Procedi on the portal from one window per attempt token, all at the same instant."""
+    url = f"{world.url}/portale-pagamenti/ordini/{order_id}/procedi"
+    total = str(world.total(order_id))
+    sends = []
+    for i in range(TWINS):
+        form = {
+            "csrf_token": browser.csrf,
+            "choice": str(card_id),
+            "attempt": attempts[i % len(attempts)],
+            "amount_cents": total,
+        }
+        sends.append((browser.twin_session, post(url, form)))
+    return fire(sends, world.url)
+
+
+def _assert_paid_once_by_card(world, email: str, order_id: int, services: int) -> dict:
+    bank = world.at_bank(order_id)
+    total = world.total(order_id)
+    assert bank["succeeded"] == [total], f"charges at the bank: {bank['charges']}"
+    assert bank["captures"] == [] and bank["refunds"] == []
+    assert world.payments(order_id) == {("saved_card", "succeeded"): 1}
+    assert world.order_status(order_id) == "paid"
+    assert world.services_of(order_id) == services
+    mails = world.emails(email)
+    assert [k for k, _ in mails] == [f"order-paid-{order_id}"], mails
+    return bank
+
+
+def test_procedi_twins_of_one_form_charge_the_card_once(world):
+    customer_id, email = world.customer()
+    card_id = world.card(customer_id)
+    browser = world.browser(email)
+    order_id = world.order(browser, ["PEC-STD", "FIRMA-R"])
+    attempt = browser.token_of(f"/portale-pagamenti/ordini/{order_id}", "attempt")
+
+    answers = _pay_by_saved_card(world, browser, order_id, card_id, [attempt])
+
+    assert_no_5xx(answers)
+    assert_landed_paid(answers, order_id)
+    bank = _assert_paid_once_by_card(world, email, order_id, services=2)
+    world.note("Procedi, same form", answers, charges=len(bank["charges"]))
+
+
+def test_procedi_from_two_tabs_charges_the_card_once(world):
+    customer_id, email = world.customer()
+    card_id = world.card(customer_id)
+    browser = world.browser(email)
+    order_id = world.order(browser, ["SPID-PF"])
+    portal = f"/portale-pagamenti/ordini/{order_id}"
+    tabs = [browser.token_of(portal, "attempt"), browser.token_of(portal, "attempt")]
+    assert tabs[0] != tabs[1]
+
+    answers = _pay_by_saved_card(world, browser, order_id, card_id, tabs)
+
+    assert_no_5xx(answers)
+    assert_landed_paid(answers, order_id)
+    bank = _assert_paid_once_by_card(world, email, order_id, services=1)
+    world.note("Procedi, two tabs", answers, charges=len(bank["charges"]))
+
+
+# --- 5. The bank's return and notification together ----------------------------------------------
+
+
+def _hosted_page(world, browser: Browser, order_id: int) -> tuple[str, dict]:
+    """Paga ora with no saved card: the bank's page paid; its return URL and parameters."""
+    response = browser.post(f"/ordini/{order_id}/paga")
+    assert response.status_code == 303, response.text[:300]
+    page = BankPage()
+    back = page.pay(response.headers["Location"])
+    page.close()
+    return back, dict(parse_qsl(urlsplit(back).query))
+
+
+def _notification(world, order_id: int, params: dict):
+    body = {
+        "payment_id": params["payment_id"],
+        "order_ref": f"ORD-{order_id}",
+        "status": "authorised",
+        "amount_cents": world.total(order_id),
+        "currency": "EUR",
+    }
+
+    def send(session: requests.Session) -> requests.Response:
+        url, raw, headers = signed_notification(world.url, body)
+        return session.post(url, data=raw, headers=headers, timeout=30, allow_redirects=False)
+
+    return send
+
+
+def test_return_and_notification_together_pay_once(world):
+    from webapp.payments.models import SavedCard
+
+    customer_id, email = world.customer()
+    browser = world.browser(email)
+    order_id = world.order(browser, ["PEC-PRO"])
+    back, params = _hosted_page(world, browser, order_id)
+
+    half = TWINS // 2
+    sends = [(browser.twin_session, get(back))] * half
+    sends += [(requests.Session, _notification(world, order_id, params))] * (TWINS - half)
+    answers = fire(sends, world.url)
+
+    assert_no_5xx(answers)
+    returns, notes = answers[:half], answers[half:]
+    assert_landed_paid(returns, order_id)
+    assert {(a.status, a.text.strip()) for a in notes} == {(200, '{"ok":true}')}
+    assert world.payments(order_id) == {("hosted_page", "succeeded"): 1}
+    assert world.order_status(order_id) == "paid"
+    assert world.services_of(order_id) == 1
+    bank = world.at_bank(order_id)
+    assert bank["captures"] == [world.total(order_id)] and bank["refunds"] == []
+    assert [k for k, _ in world.emails(email)] == [f"order-paid-{order_id}"]
+    cards = world.count(
+        select(func.count(SavedCard.id)).where(SavedCard.customer_id == customer_id)
+    )
+    assert cards == 1, "the card was saved more than once"
+    world.note("Return + notification", answers, captures=len(bank["captures"]))
+
+
+# --- 6. Cross-path: a hosted page completed after a saved card paid -------------------------------
+
+
+def test_hosted_page_completed_after_a_saved_card_paid_is_refunded_once(world):
+    from webapp.payments.models import Refund
+
+    customer_id, email = world.customer()
+    card_id = world.card(customer_id)
+    tab_a = world.browser(email)
+    order_id = world.order(tab_a, ["PEC-STD"])
+    total = world.total(order_id)
+    portal = f"/portale-pagamenti/ordini/{order_id}"
+
+    # Session A: "Nuova carta di pagamento", Procedi: off to the bank's page (left open).
+    attempt = tab_a.token_of(portal, "attempt")
+    response = tab_a.post(
+        f"{portal}/procedi",
+        {"choice": "new", "attempt": attempt, "amount_cents": str(total)},
+    )
+    assert response.status_code == 303
+    bank_page = response.headers["Location"]
+    assert bank_page.startswith(world.system.bank.url + "/pay/")
+
+    # Session B pays with the saved card (its own twins at once).
+    tab_b = world.browser(email)
+    attempt_b = tab_b.token_of(portal, "attempt")
+    paid = _pay_by_saved_card(world, tab_b, order_id, card_id, [attempt_b])
+    assert_no_5xx(paid)
+    assert_landed_paid(paid, order_id)
+
+    # Session A finishes the bank's page: a second capture; return twins and notifications.
+    page = BankPage()
+    back = page.pay(bank_page)
+    page.close()
+    params = dict(parse_qsl(urlsplit(back).query))
+    sends = [(tab_a.twin_session, get(back))] * (TWINS - 2)
+    sends += [(requests.Session, _notification(world, order_id, params))] * 2
+    answers = fire(sends, world.url)
+
+    assert_no_5xx(answers)
+    returns = answers[: TWINS - 2]
+    assert {(a.status, a.landed) for a in returns} == {(303, f"/ordini/{order_id}")}
+    told = {m for a in returns for _, m in a.flashes}
+    assert told and all("era già stato pagato" in m for m in told), told
+    assert {a.status for a in answers[TWINS - 2 :]} == {200}
+
+    bank = world.at_bank(order_id)
+    assert bank["succeeded"] == [total] and bank["captures"] == [total]
+    assert bank["refunds"] == [total], f"refunds at the bank: {bank['refunds']}"
+    assert world.payments(order_id) == {
+        ("saved_card", "succeeded"): 1,
+        ("hosted_page", "duplicate"): 1,
+    }
+    assert world.order_status(order_id) == "paid"
+    assert world.services_of(order_id) == 1
+    [(refund_id, status, amount)] = world.shop_rows(
+        select(Refund.id, Refund.status, Refund.amount_cents)
+        .join(Refund.payment)
+        .where(Refund.payment.has(order_id=order_id))
+    )
+    assert (str(status), amount) == ("succeeded", total)
+    keys = Counter(k for k, _ in world.emails(email))
+    assert keys == {f"order-paid-{order_id}": 1, f"refund-{refund_id}": 1}, keys
+    world.note(
+        "Cross-path hosted after saved card",
+        paid + answers,
+        captures=len(bank["succeeded"]) + len(bank["captures"]),
+        refunds=len(bank["refunds"]),
+    )
+
+
+# --- 7. A once-per-customer codice sconto from two sessions ---------------------------------------
+
+
+def test_once_per_customer_code_from_two_sessions_is_redeemed_once(world):
+    from webapp.shop.models import DiscountCode, DiscountRedemption, Order
+
+    customer_id, email = world.customer()
+    first, second = world.browser(email), world.browser(email)
+    world.fill_cart(first, ["PEC-PRO"], code="BENVENUTO10")
+    response = second.post("/checkout/sconto", {"code": "BENVENUTO10"}, htmx=True)
+    assert response.status_code == 200, response.text[:300]
+    [(uses_before,)] = world.shop_rows(
+        select(DiscountCode.uses).where(DiscountCode.code == "BENVENUTO10")
+    )
+    tokens = {b.token_of("/checkout", "checkout_token") for b in (first, second)}
+    assert len(tokens) == 1  # one cart per customer: both sessions confirm the same form
+    [token] = tokens
+
+    sends = []
+    for i in range(TWINS):
+        browser = (first, second)[i % 2]
+        form = {"csrf_token": browser.csrf, "checkout_token": token, "terms": "1"}
+        sends.append((browser.twin_session, post(world.url + "/checkout/conferma", form)))
+    answers = fire(sends, world.url)
+
+    assert_no_5xx(answers)
+    orders = world.shop_rows(
+        select(Order.id, Order.discount_code, Order.discount_cents).where(
+            Order.customer_id == customer_id
+        )
+    )
+    assert len(orders) == 1, orders
+    [(order_id, code, discount)] = orders
+    assert code == "BENVENUTO10" and discount > 0
+    assert {(a.status, a.landed) for a in answers} == {(303, f"/ordini/{order_id}")}
+    redemptions = world.count(
+        select(func.count(DiscountRedemption.id)).where(
+            DiscountRedemption.customer_id == customer_id
+        )
+    )
+    assert redemptions == 1
+    [(uses_after,)] = world.shop_rows(
+        select(DiscountCode.uses).where(DiscountCode.code == "BENVENUTO10")
+    )
+    assert uses_after == uses_before + 1
+    world.note("Codice sconto once per customer", answers, redemptions=redemptions)
+
+
+# --- 8. Rinnovo automatico switch and Frequenza di rinnovo ----------------------------------------
+
+
+def _service(world, customer_id: int, card_id: int, sku: str, expires_at, auto_renew=True) -> int:
+    """A paid order's service, seeded directly (with its order and line)."""
+    from webapp.extensions import db
+    from webapp.renewals.models import Service
+    from webapp.shop.models import Order, OrderKind, OrderLine, OrderStatus, PaymentMethod, Product
+
+    product = db.session.scalar(select(Product).where(Product.sku == sku))
+    net = product.yearly_price_cents
+    started = add_years(expires_at, -1)
+    order = Order(
+        customer_id=customer_id,
+        kind=OrderKind.PURCHASE,
+        status=OrderStatus.PAID,
+        payment_method=PaymentMethod.CARD,
+        subtotal_cents=net,
+        discount_cents=0,
+        net_cents=net,
+        vat_cents=round(net * 22 / 100),
+        total_cents=net + round(net * 22 / 100),
+        created_at=started,
+        paid_at=started,
+    )
+    order.lines.append(
+        OrderLine(
+            product_id=product.id,
+            product_name=product.name,
+            kind=product.kind,
+            years=1,
+            yearly_price_cents=net,
+            list_cents=net,
+            discount_cents=0,
+            net_cents=net,
+            auto_renew=True,
+        )
+    )
+    db.session.add(order)
+    db.session.flush()
+    service = Service(
+        customer_id=customer_id,
+        product_id=product.id,
+        order_line_id=order.lines[0].id,
+        started_at=started,
+        expires_at=expires_at,
+        auto_renew=auto_renew,
+        frequency_years=1,
+        saved_card_id=card_id,
+    )
+    db.session.add(service)
+    db.session.commit()
+    return service.id
+
+
+def test_auto_renew_switch_and_frequency_twins_change_once(world):
+    from webapp.renewals.models import Service
+
+    customer_id, email = world.customer()
+    card_id = world.card(customer_id)
+    service_id = _service(world, customer_id, card_id, "PEC-STD", now_utc() + timedelta(days=200))
+    browser = world.browser(email)
+    browser.get("/area-clienti/")
+    hx = {"HX-Request": "true", "X-CSRFToken": browser.csrf}
+    switch = f"{world.url}/area-clienti/servizi/{service_id}/rinnovo-automatico"
+
+    def state() -> tuple:
+        [row] = world.shop_rows(
+            select(Service.auto_renew, Service.frequency_years).where(Service.id == service_id)
+        )
+        return tuple(row)
+
+    seen = []
+    for wanted, values, word in ((False, ["0"], "disattivato"), (True, ["0", "1"], "attivato")):
+        form = {"csrf_token": browser.csrf, "auto_renew": values}
+        answers = fire(twins_of(browser, post(switch, form, headers=hx)))
+        assert_no_5xx(answers)
+        assert {a.status for a in answers} == {200}
+        on_off = "on" if wanted else "off"
+        assert all(f'data-auto-renew="{on_off}"' in a.text for a in answers)
+        assert all(
+            f'id="service-{service_id}"' in a.text and "<html" not in a.text for a in answers
+        )
+        told = Counter(
+            "changed" if "Ti abbiamo inviato una e-mail" in a.text else "already"
+            for a in answers
+            if f"era già {word}" in a.text or f"automatico {word}." in a.text
+        )
+        assert told == {"changed": 1, "already": TWINS - 1}, told
+        assert state()[0] is wanted
+        subjects = [s for _, s in world.emails(email) if s.startswith(f"Rinnovo automatico {word}")]
+        assert len(subjects) == 1, f"{len(subjects)} e-mails for one switch to {word}"
+        seen += answers
+
+    form = {"csrf_token": browser.csrf, "frequency_years": "3"}
+    url = f"{world.url}/area-clienti/servizi/{service_id}/frequenza"
+    answers = fire(twins_of(browser, post(url, form, headers=hx)))
+    assert_no_5xx(answers)
+    assert {a.status for a in answers} == {200}
+    assert all("Frequenza di rinnovo aggiornata: ogni 3 anni" in a.text for a in answers)
+    assert state() == (True, 3)
+    assert len(world.emails(email)) == 2  # the two switches; a frequency change sends none
+    world.note("Rinnovo automatico switch + frequency", seen + answers, emails=2)
+
+
+# --- 9. A card added retries a failed renewal -----------------------------------------------------
+
+
+def _failed_renewal(world, service_id: int, expires_at, attempts: int, next_attempt_at) -> int:
+    from webapp.extensions import db
+    from webapp.renewals.models import Renewal, RenewalStatus
+
+    renewal = Renewal(
+        service_id=service_id,
+        period_expires_at=expires_at,
+        status=RenewalStatus.FAILED,
+        attempts=attempts,
+        failure_code="insufficient_funds",
+        failure_reason="La carta non ha fondi sufficienti.",
+        next_attempt_at=next_attempt_at,
+        last_attempt_at=now_utc(),
+        created_at=now_utc(),
+    )
+    db.session.add(renewal)
+    db.session.commit()
+    return renewal.id
+
+
+def test_card_added_twins_retry_the_failed_renewal_once(world):
+    from webapp.payments.models import SavedCard
+    from webapp.renewals.models import Renewal, Service
+
+    customer_id, email = world.customer()
+    poor = world.card(customer_id, POOR_PAN)
+    expires_at = now_utc().replace(microsecond=0) + timedelta(days=10)
+    service_id = _service(world, customer_id, poor, "PEC-STD", expires_at)
+    renewal_id = _failed_renewal(world, service_id, expires_at, 1, expires_at - timedelta(days=5))
+    browser = world.browser(email)
+    browser.get("/area-clienti/carte")
+
+    response = browser.post("/area-clienti/carte/nuova")
+    assert response.status_code == 303, response.text[:300]
+    page = BankPage()
+    back = page.pay(response.headers["Location"])
+    page.close()
+    assert urlsplit(back).path == "/area-clienti/carte/aggiunta"
+
+    answers = fire(twins_of(browser, get(back)), world.url)
+
+    assert_no_5xx(answers)
+    assert {a.status for a in answers} == {303}
+    assert {a.landed for a in answers} <= {"/area-clienti/", "/area-clienti/carte"}
+    told = [(c, m) for a in answers for c, m in a.flashes]
+    assert not [m for c, m in told if c == "error" or "non riuscito" in m], told
+    assert sum("riuscito: il servizio ora scade" in m for _, m in told) == 1, told
+    [(order_id, status, attempts)] = world.shop_rows(
+        select(Renewal.order_id, Renewal.status, Renewal.attempts).where(Renewal.id == renewal_id)
+    )
+    assert (str(status), attempts) == ("succeeded", 2)
+    bank = world.at_bank(order_id)
+    assert bank["charges"] == [("succeeded", world.total(order_id))], bank
+    [(new_expiry,)] = world.shop_rows(select(Service.expires_at).where(Service.id == service_id))
+    assert new_expiry == add_years(expires_at, 1), "the service was not extended exactly once"
+    cards = world.count(
+        select(func.count(SavedCard.id)).where(SavedCard.customer_id == customer_id)
+    )
+    assert cards == 2, f"{cards} cards: the new card was saved more than once"
+    assert [k for k, _ in world.emails(email)] == [f"renewal-paid-{renewal_id}"]
+    world.note("Card added + renewal retry", answers, charges=len(bank["charges"]))
+
+
+# --- 10. Two renewal passes at once on a retry day ------------------------------------------------
+
+
+def test_two_renewal_passes_on_a_retry_day_attempt_each_failed_renewal_once(world):
+    from webapp.renewals.models import Renewal
+
+    day = rome_date(now_utc()).isoformat()
+    as_of = parse_as_of(day)
+    expires_at = as_of + timedelta(days=5)  # today is the "5 days before expiry" retry
+    n = 20
+    renewals, emails = [], []
+    for _ in range(n):
+        customer_id, email = world.customer()
+        card_id = world.card(customer_id, POOR_PAN)
+        service_id = _service(world, customer_id, card_id, "PEC-STD", expires_at)
+        renewals.append(_failed_renewal(world, service_id, expires_at, 1, as_of))
+        emails.append(email)
+
+    started = time.monotonic()
+    procs = [world.system.renewals(f"twin-{i}", day) for i in (1, 2)]
+    reports = [world.system.finish(p) for p in procs]
+    elapsed = time.monotonic() - started
+
+    assert [r["errori"] for r in reports] == [0, 0]
+    assert sum(r["non riusciti"] for r in reports) == n, reports
+    rows = world.shop_rows(
+        select(Renewal.id, Renewal.order_id, Renewal.status, Renewal.attempts).where(
+            Renewal.id.in_(renewals)
+        )
+    )
+    assert {(str(s), a) for _, _, s, a in rows} == {("failed", 2)}
+    for _, order_id, _, _ in rows:
+        charges = world.at_bank(order_id)["charges"]
+        assert [s for s, _ in charges] == ["declined"], f"order {order_id}: {charges}"
+    for renewal_id, email in zip(renewals, emails, strict=True):
+        keys = [k for k, _ in world.emails(email)]
+        assert keys == [f"renewal-failed-{renewal_id}-2"], keys
+    TALLY.actions += 1
+    TALLY.fired += 2
+    TALLY.answers += 2  # each pass's exit status and report
+    TALLY.lines.append(
+        f"[twins] Two renewal passes on a retry day: {n} failed renewals, split "
+        f"{reports[0]['non riusciti']}/{reports[1]['non riusciti']}, {n} declined charges, "
+        f"{n} e-mails, {elapsed:.1f} s"
+    )
