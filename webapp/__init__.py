@@ -123,7 +123,10 @@ def _login_next() -> str:
         return request.full_path.rstrip("?")
     # htmx and form posts: the page the customer was on, not the URL of the fragment or action.
     source = request.headers.get("HX-Current-URL") if is_htmx() else request.referrer
-    parts = urlsplit(source or "/")
+    try:
+        parts = urlsplit(source or "/")
+    except ValueError:  # "http://[": a header no browser sends; the login needs no next then
+        return "/"
     return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 

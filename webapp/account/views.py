@@ -18,17 +18,19 @@ bp = Blueprint("account", __name__)
 
 
 def _safe_next(default: str) -> str:
+    """`next` if it is a path on this site, else `default`: never an open redirect."""
     target = request.args.get("next") or ""
-    parts = urlsplit(target)
-    # Only paths on this site: never an open redirect (browsers read "\\" as "/").
-    if (
-        target.startswith("/")
-        and not target.startswith("//")
-        and "\\" not in target
-        and not parts.netloc
-    ):
-        return target
-    return default
+    # Browsers read "\\" as "/" and drop tabs and newlines ("/\t/evil" is "//evil"); a CR/LF
+    # would also break the Location header (500). Control characters: refused.
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return default
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in target):
+        return default
+    try:
+        parts = urlsplit(target)
+    except ValueError:
+        return default
+    return default if parts.scheme or parts.netloc else target
 
 
 def _log_in(customer, remember: bool = False) -> None:

@@ -126,7 +126,9 @@ def bank_notification():
     body = request.get_data()
     try:
         services.gateway().verify_notification(request.path, body, request.headers)
-        data = request.get_json(force=True, silent=True) or {}
+        data = request.get_json(force=True, silent=True)
+        if not isinstance(data, dict):  # signed, but not what the bank sends: a list, a number
+            return jsonify(error="bad_request"), 400
         _settle(str(data.get("payment_id", "")))
     except BadSignature:
         return jsonify(error="bad_signature"), 401

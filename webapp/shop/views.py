@@ -186,6 +186,17 @@ def confirm_order():
     try:
         # The same form submitted twice at once: the second run finds the twin's order.
         order = once_more_after_conflict(confirm)
+    except DiscountRefused as exc:
+        # Valid when applied, not now (expired, used up meanwhile): take it off the cart, so
+        # the page shows the real total and a new token, and the customer confirms again.
+        rollback()
+        services.remove_discount(_cart(create=True))
+        commit()
+        message = (
+            f"{exc.message} L'abbiamo tolto dal carrello: controlla il nuovo totale "
+            "e conferma di nuovo l'ordine."
+        )
+        return _checkout_response("confirm", 422, confirm_error=message, terms=accepted)
     except CheckoutError as exc:
         rollback()
         # A twin submit may have spent the cart between our reads: its order is ours too.
