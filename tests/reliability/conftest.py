@@ -459,3 +459,26 @@ def world(app, client, bank, catalogue, create_customer):
     from tests.reliability.shopworld import build_world
 
     return build_world(client, bank, catalogue, create_customer)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The URL-map fuzz's figures, whatever the capture mode (`-s` or not)."""
+    from tests.reliability.urlmap import TALLIES
+
+    if not TALLIES:
+        return
+    terminalreporter.section("fuzz dalla URL map")
+    total = 0
+    total5 = 0
+    for name, tally in TALLIES.items():
+        total += tally.requests
+        total5 += tally.n5xx
+        codes = ", ".join(f"{code}: {n}" for code, n in sorted(tally.statuses.items()))
+        terminalreporter.write_line(
+            f"{name}: {tally.requests} requests, {tally.n5xx} 5xx ({codes})"
+        )
+    terminalreporter.write_line(f"fuzz: {total} requests, {total5} 5xx")
+    if os.environ.get("FUZZ_BY_RULE"):
+        for name, tally in TALLIES.items():
+            for (rule, method, status), n in sorted(tally.by_rule.items()):
+                terminalreporter.write_line(f"  {name} {method} {rule} {status}: {n}")
