@@ -108,7 +108,16 @@ def register_extensions(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(user_id: str):
-        return db.session.get(Customer, int(user_id))
+        # "id:version": a session from before the last "Esci" has an old version: logged out.
+        raw_id, _, raw_version = user_id.partition(":")
+        if not (raw_id.isascii() and raw_id.isdigit() and raw_version.isascii()):
+            return None
+        if not raw_version.isdigit() or int(raw_id) > MAX_ID:
+            return None
+        customer = db.session.get(Customer, int(raw_id))
+        if customer is None or customer.session_version != int(raw_version):
+            return None
+        return customer
 
     @login_manager.unauthorized_handler
     def unauthorized():
