@@ -51,12 +51,12 @@ UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 # Requests per mode; the total (with the bank's) is over 10,000.
 SHOP_MODES = {
-    "cliente con token CSRF": 4500,
+    "cliente con token CSRF": 4000,
     "cliente senza token CSRF": 1500,
     "visitatore con token CSRF": 2000,
     "visitatore senza token CSRF": 1000,
 }
-BANK_REQUESTS = 2500
+BANK_REQUESTS = 3000
 
 # 5xx of the mock bank that another branch fixes (webapp/bank/** is not edited here): they
 # are reported, and the test fails only for a bank 5xx outside these.
