@@ -108,7 +108,16 @@ def register_extensions(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(user_id: str):
-        return db.session.get(Customer, int(user_id))
+        # "id:version": a session from before the last "Esci" has an old version: logged out.
+        raw_id, _, raw_version = user_id.partition(":")
+        if not (raw_id.isascii() and raw_id.isdigit() and raw_version.isascii()):
+            return None
+        if not raw_version.isdigit() or int(raw_id) > MAX_ID:
+            return None
+        customer = db.session.get(Customer, int(raw_id))
+        if customer is None or customer.session_version != int(raw_version):
+            return None
+        return customer
 
     @login_manager.unauthorized_handler
     def unauthorized():
@@ -123,7 +132,10 @@ def _login_next() -> str:
         return request.full_path.rstrip("?")
     # htmx and form posts: the page the customer was on, not the URL of the fragment or action.
     source = request.headers.get("HX-Current-URL") if is_htmx() else request.referrer
-    parts = urlsplit(source or "/")
+    try:
+        parts = urlsplit(source or "/")
+    except ValueError:  # "http://[": a header no browser sends; the login needs no next then
+        return "/"
     return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 

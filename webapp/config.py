@@ -80,6 +80,7 @@ class Config:
     SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", ENV_NAME == "production")
     REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
     REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"  # like the session: not sent on cross-site posts
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session: pages stay open long
 
     RATELIMIT_ENABLED = _bool("RATELIMIT_ENABLED", True)

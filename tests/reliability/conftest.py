@@ -462,7 +462,12 @@ def world(app, client, bank, catalogue, create_customer):
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    """The twin harness's figures (tests/reliability/twins.py), so CI logs show them."""
+    """The figures of the twin harness and of the URL-map fuzz, so CI logs show them."""
+    _twins_summary(terminalreporter)
+    _fuzz_summary(terminalreporter)
+
+
+def _twins_summary(terminalreporter) -> None:
     twins = sys.modules.get("tests.reliability.twins")
     if twins is None or not twins.TALLY.actions:
         return
@@ -470,3 +475,25 @@ def pytest_terminal_summary(terminalreporter) -> None:
     for line in twins.TALLY.lines:
         terminalreporter.write_line(line)
     terminalreporter.write_line(twins.TALLY.summary())
+
+
+def _fuzz_summary(terminalreporter) -> None:
+    from tests.reliability.urlmap import TALLIES
+
+    if not TALLIES:
+        return
+    terminalreporter.section("fuzz dalla URL map")
+    total = 0
+    total5 = 0
+    for name, tally in TALLIES.items():
+        total += tally.requests
+        total5 += tally.n5xx
+        codes = ", ".join(f"{code}: {n}" for code, n in sorted(tally.statuses.items()))
+        terminalreporter.write_line(
+            f"{name}: {tally.requests} requests, {tally.n5xx} 5xx ({codes})"
+        )
+    terminalreporter.write_line(f"fuzz: {total} requests, {total5} 5xx")
+    if os.environ.get("FUZZ_BY_RULE"):
+        for name, tally in TALLIES.items():
+            for (rule, method, status), n in sorted(tally.by_rule.items()):
+                terminalreporter.write_line(f"  {name} {method} {rule} {status}: {n}")

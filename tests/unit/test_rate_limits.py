@@ -21,4 +21,4 @@ def test_login_is_rate_limited(database_url):
         db.engine.dispose()  # close its pooled connection (a leaked one warns, as an error)
     assert statuses[:10] == [422] * 10
     assert statuses[10] == 429
-    assert "Troppi tentativi" in last.text
+    assert "Troppe richieste" in last.text

@@ -69,7 +69,8 @@ def _services_page(
     key = focus.id if focus is not None else None
     return render(
         "area/services.html",
-        "area/_service.html",
+        # Without a focus (the page itself, e.g. boosted) htmx gets the page too: no one row.
+        "area/_service.html" if fragment else "area/services.html",
         status=status,
         views=views,
         view=views[0] if fragment else None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import request
 from flask_wtf import FlaskForm
 from stdnum.it import codicefiscale, iva
 from wtforms import BooleanField, EmailField, PasswordField, StringField
@@ -28,7 +29,19 @@ def _strip(value: str | None) -> str | None:
     return value.strip() if isinstance(value, str) else value
 
 
-class RegisterForm(FlaskForm):
+class BrowserForm(FlaskForm):
+    """A form a browser posts: its fields come from the form body, never from a JSON body."""
+
+    class Meta:
+        def wrap_formdata(self, form, formdata):
+            # Flask-WTF reads a JSON body as the form: a list there, or a number for the e-mail,
+            # raises (500). A browser never posts JSON here: it is an empty form (422).
+            if request.is_json:
+                formdata = request.form
+            return super().wrap_formdata(form, formdata)
+
+
+class RegisterForm(BrowserForm):
     name = StringField(
         "Nome e cognome o ragione sociale",
         validators=[InputRequired("Inserisci il nome."), Length(max=200)],
@@ -65,7 +78,7 @@ class RegisterForm(FlaskForm):
             raise ValidationError("Codice fiscale o partita IVA non valido.") from None
 
 
-class LoginForm(FlaskForm):
+class LoginForm(BrowserForm):
     email = EmailField("E-mail", validators=[InputRequired("Inserisci l'indirizzo e-mail.")])
     password = PasswordField("Password", validators=[InputRequired("Inserisci la password.")])
     remember = BooleanField("Ricordami")

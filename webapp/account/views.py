@@ -8,27 +8,29 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask_login import current_user, login_user, logout_user
 
 from webapp.account.forms import LoginForm, RegisterForm
-from webapp.account.services import authenticate, register_customer
-from webapp.errors import DomainError
+from webapp.account.services import authenticate, end_sessions, register_customer
+from webapp.clock import now_utc
 from webapp.extensions import limiter
 from webapp.shop.services import claim_anonymous_cart
-from webapp.transaction import commit
+from webapp.transaction import commit, once_more_after_conflict
 
 bp = Blueprint("account", __name__)
 
 
 def _safe_next(default: str) -> str:
+    """`next` if it is a path on this site, else `default`: never an open redirect."""
     target = request.args.get("next") or ""
-    parts = urlsplit(target)
-    # Only paths on this site: never an open redirect (browsers read "\\" as "/").
-    if (
-        target.startswith("/")
-        and not target.startswith("//")
-        and "\\" not in target
-        and not parts.netloc
-    ):
-        return target
-    return default
+    # Browsers read "\\" as "/" and drop tabs and newlines ("/\t/evil" is "//evil"); a CR/LF
+    # would also break the Location header (500). Control characters: refused.
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return default
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in target):
+        return default
+    try:
+        parts = urlsplit(target)
+    except ValueError:
+        return default
+    return default if parts.scheme or parts.netloc else target
 
 
 def _log_in(customer, remember: bool = False) -> None:
@@ -41,16 +43,28 @@ def _log_in(customer, remember: bool = False) -> None:
 def register():
     form = RegisterForm()
     if form.validate_on_submit():
-        try:
+
+        def register_once():
             customer = register_customer(
-                form.name.data, form.email.data, form.tax_code.data, form.password.data
+                form.name.data, form.email.data, form.tax_code.data, form.password.data, now_utc()
             )
-        except DomainError as exc:
-            form.email.errors.append(exc.message)
-        else:
-            _log_in(customer)
-            flash("Benvenuto! Il tuo account è stato creato.", "success")
+            commit()
+            return customer
+
+        # Two registrations of one new e-mail at once: the second finds the first's account.
+        customer = once_more_after_conflict(register_once)
+        if customer is None:
+            # The e-mail has an account: the same next page, not logged in, a neutral word;
+            # the owner gets an e-mail. Nobody learns here which addresses are registered.
+            flash(
+                "Controlla la tua casella di posta: ti abbiamo inviato un messaggio "
+                "per continuare.",
+                "info",
+            )
             return redirect(_safe_next(url_for("shop.catalogue")), code=303)
+        _log_in(customer)
+        flash("Benvenuto! Il tuo account è stato creato.", "success")
+        return redirect(_safe_next(url_for("shop.catalogue")), code=303)
     status = 422 if request.method == "POST" else 200
     return render_template("account/register.html", form=form), status
 
@@ -74,6 +88,10 @@ def login():
 
 @bp.post("/esci")
 def logout():
+    if current_user.is_authenticated:
+        # Server side too: a copy of this session (or of the remember-me cookie) is dead now.
+        end_sessions(current_user.id)
+        commit()
     logout_user()
     flash("Sei uscito dal tuo account.", "info")
     return redirect(url_for("shop.catalogue"), code=303)

@@ -98,7 +98,7 @@ def bank_notification():
     try:
         services.gateway().verify_notification(request.path, body, request.headers)
         data = request.get_json(force=True, silent=True)
-        if not isinstance(data, dict):
+        if not isinstance(data, dict):  # signed, but not what the bank sends: a list, a number
             return jsonify(error="bad_request"), 400
         flows.settle_hosted_payment(str(data.get("payment_id", "")), now_utc())
     except BadSignature:

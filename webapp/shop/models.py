@@ -25,6 +25,13 @@ class Customer(UserMixin, db.Model):
     tax_code: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    # Part of the session's user id: "Esci" increments it, so a copied session or remember-me
+    # cookie no longer opens the account (webapp.account.services.end_sessions).
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
+
+    def get_id(self) -> str:
+        """What Flask-Login keeps in the session and the remember-me cookie: id and version."""
+        return f"{self.id}:{self.session_version}"
 
     def set_password(self, password: str) -> None:
         method = current_app.config.get("PASSWORD_HASH_METHOD", "scrypt")

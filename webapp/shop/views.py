@@ -222,7 +222,20 @@ def confirm_order():
         # reads: its order is ours too.
         order = services.order_for_token(current_user.id, token)
         if order is None:
-            return _checkout_response(
-                "confirm", 422, confirm_error=exc.message, terms=accepted, immediate=immediate
-            )
+            return _confirm_refused(exc, accepted, immediate)
     return redirect_to(url_for("orders.view_order", order_id=order.id))
+
+
+def _confirm_refused(exc: CheckoutError | DiscountRefused, accepted: bool, immediate: bool):
+    message = exc.message
+    if isinstance(exc, DiscountRefused):
+        # Valid when applied, not now (expired, used up meanwhile): take it off the cart, so
+        # the page shows the real total and a new token, and the customer confirms again.
+        services.remove_discount(_cart(create=True))
+        commit()
+        message += (
+            " L'abbiamo tolto dal carrello: controlla il nuovo totale e conferma di nuovo l'ordine."
+        )
+    return _checkout_response(
+        "confirm", 422, confirm_error=message, terms=accepted, immediate=immediate
+    )
