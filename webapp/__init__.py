@@ -7,10 +7,12 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from flask import Flask, abort, flash, render_template, request
+from flask_compress import Compress
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.routing import IntegerConverter
 
+from webapp.assets import cache_static, static_url
 from webapp.config import DEFAULT_BANK_SECRET, DEFAULT_SECRET_KEY, PROJECT_DIR, Config
 from webapp.dbtypes import MAX_ID
 from webapp.extensions import babel, csrf, db, limiter, login_manager, mail, migrate
@@ -42,7 +44,10 @@ def create_app(config: type[Config] = Config, overrides: Mapping | None = None) 
     register_commands(app)
     register_template_helpers(app)
     app.before_request(_refuse_nul_bytes)
+    # after_request hooks run last-registered first: cache_static, then Flask-Compress.
+    Compress(app)
     app.after_request(_security_headers)
+    app.after_request(cache_static)
     return app
 
 
@@ -127,6 +132,7 @@ def _login_next() -> str:
 def register_blueprints(app: Flask) -> None:
     from webapp.account.area import bp as area_bp
     from webapp.account.views import bp as account_bp
+    from webapp.legal import bp as legal_bp
     from webapp.payments.views import bp as payments_bp
     from webapp.payments.views import portal_bp
     from webapp.shop.views import bp as shop_bp
@@ -136,6 +142,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(payments_bp)
     app.register_blueprint(portal_bp)
     app.register_blueprint(area_bp)
+    app.register_blueprint(legal_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:
@@ -163,6 +170,7 @@ def register_template_helpers(app: Flask) -> None:
 
     app.jinja_env.filters["eur"] = format_eur
     app.jinja_env.filters["day"] = format_day
+    app.jinja_env.globals["static_url"] = static_url
 
     @app.context_processor
     def globals_():
@@ -181,6 +189,11 @@ def register_template_helpers(app: Flask) -> None:
             "cart_count": _Lazy(count),
             "csrf_token": generate_csrf,
             "has_area": "area.overview" in app.view_functions,
+            "seller": {
+                key.removeprefix("SELLER_").lower(): value
+                for key, value in app.config.items()
+                if key.startswith("SELLER_")
+            },
         }
 
 

@@ -70,6 +70,30 @@ class Config:
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
     RATELIMIT_HEADERS_ENABLED = True
 
+    # The seller, as the legal footer (and invoices) name it.
+    SELLER_NAME = os.environ.get("SELLER_NAME", "PEC Shop S.r.l.")
+    SELLER_VAT_NUMBER = os.environ.get("SELLER_VAT_NUMBER", "IT01234567890")
+    SELLER_ADDRESS = os.environ.get("SELLER_ADDRESS", "Via Roma 1, 52100 Arezzo (AR)")
+    SELLER_REA = os.environ.get("SELLER_REA", "AR-123456")
+    SELLER_EMAIL = os.environ.get("SELLER_EMAIL", "assistenza@pecshop.test")
+    SELLER_PHONE = os.environ.get("SELLER_PHONE", "+39 0575 000000")
+
+    # Responses compressed (brotli when the browser takes it, else gzip); static files are
+    # linked with a content hash (static_url) and then cached for a year.
+    COMPRESS_ALGORITHM = ["br", "gzip"]
+    COMPRESS_MIMETYPES = [
+        "text/html",
+        "text/css",
+        "text/plain",
+        "text/javascript",
+        "application/javascript",
+        "application/json",
+        "image/svg+xml",
+    ]
+    COMPRESS_MIN_SIZE = 500
+    COMPRESS_BR_LEVEL = 5
+    STATIC_IMMUTABLE_MAX_AGE = 31_536_000
+
     BABEL_DEFAULT_LOCALE = "it"
     BABEL_DEFAULT_TIMEZONE = "Europe/Rome"
 
