@@ -46,6 +46,15 @@ def choose_card_method(page: Page) -> None:
     """Checkout step 1: "Carta di credito"; waits for the per-item auto-renewal notes."""
     page.get_by_label("Carta di credito").check()
     expect(page.locator("#checkout-items")).to_contain_text("Rinnovo automatico")
+    htmx_idle(page)
+
+
+def htmx_idle(page: Page) -> None:
+    """Wait until htmx has swapped and settled (and so listens to the new controls)."""
+    page.wait_for_function(
+        "() => window.htmx !== undefined"
+        " && !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')"
+    )
 
 
 def set_years(page: Page, product_name: str, years: int) -> None:
