@@ -16,6 +16,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pytest
 import requests
 from playwright.sync_api import Page, expect
 
@@ -187,6 +188,12 @@ def pay_first_card(page: Page, number: str = "4242424242424242") -> int:
 # --- looking at the data ---------------------------------------------------------------------
 
 
+def require_local(live: Live, what: str) -> None:
+    """Against a deployment (--base-url) the tests cannot look inside it: skip, saying why."""
+    if live.remote:
+        pytest.skip(f"against a deployment ({live.shop_url}) the test cannot {what}")
+
+
 @dataclass(frozen=True)
 class ServiceRow:
     sku: str
@@ -206,6 +213,7 @@ class OrderState:
 
 def order_state(live: Live, order_id: int) -> OrderState:
     """The order as the shop's database has it now."""
+    require_local(live, "read the shop's database")
     from sqlalchemy import select
 
     from webapp.extensions import db
@@ -249,6 +257,7 @@ class ServiceInfo:
 
 def customer_services(live: Live, customer_id: int) -> dict[str, ServiceInfo]:
     """The customer's services by product SKU, as the shop's database has them now."""
+    require_local(live, "read the shop's database")
     from webapp.renewals.services import list_services
 
     with live.app.app_context():
@@ -268,6 +277,7 @@ def customer_services(live: Live, customer_id: int) -> dict[str, ServiceInfo]:
 
 def renewal_orders(live: Live, customer_id: int) -> dict[int, OrderState]:
     """The customer's renewal orders by id (oldest first), with their payments."""
+    require_local(live, "read the shop's database")
     from sqlalchemy import select
 
     from webapp.extensions import db
@@ -284,6 +294,7 @@ def renewal_orders(live: Live, customer_id: int) -> dict[int, OrderState]:
 
 def saved_cards(live: Live, customer_id: int) -> list[tuple[int, str, str]]:
     """The customer's saved cards: (id, brand, last4), newest first."""
+    require_local(live, "read the shop's database")
     from webapp.extensions import db
     from webapp.payments.services import list_cards
 
@@ -295,6 +306,7 @@ def saved_cards(live: Live, customer_id: int) -> list[tuple[int, str, str]]:
 
 def bank_api(live: Live, method: str, path: str, body: dict[str, Any] | None = None):
     """A signed call to the bank's API, as the shop's gateway client makes it."""
+    require_local(live, "sign calls to the bank's API")
     raw = b"" if body is None else json.dumps(body).encode()
     headers = sign_request(
         live.app.config["BANK_SHARED_SECRET"],
@@ -330,6 +342,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float = WAIT_S, what: str 
 
 def bank_notified(live: Live, bank_payment_id: str) -> None:
     """Wait until the bank has delivered its notification of this payment to the shop."""
+    require_local(live, "read the bank's database")
     from sqlalchemy import select
 
     from webapp.bank.extensions import db as bank_db
@@ -440,6 +453,7 @@ def choose_on_portal(page: Page, label: str) -> None:
 
 def run_renewal_pass(live: Live, as_of: date) -> str:
     """`flask renewals run --as-of` in its own process, on the live shop's database and bank."""
+    require_local(live, "drive the renewal clock")
     config = live.app.config
     env = {
         **os.environ,
