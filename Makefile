@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 FLASK := $(PY) -m flask --app wsgi
 PYTHON ?= python3
 
-.PHONY: run test unit e2e lint
+.PHONY: run test unit e2e lint screenshots
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +26,15 @@ test: $(VENV)/.installed
 unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit -p no:cacheprovider
 
+# Browser tests. Against a deployment: make e2e BASE_URL=http://127.0.0.1:5000 BANK_URL=http://127.0.0.1:5001
+# (MAIL_DIR=instance/mail to check e-mails). On failure: trace, screenshot and page HTML in test-results/.
+E2E_FLAGS := --tracing retain-on-failure --screenshot only-on-failure --output test-results
 e2e: $(VENV)/.installed
 	VENV=$(VENV) bash scripts/ensure-browser.sh
-	$(PY) -m pytest tests/e2e -p no:cacheprovider
+	BANK_URL=$(BANK_URL) MAIL_DIR=$(MAIL_DIR) $(PY) -m pytest tests/e2e -p no:cacheprovider $(E2E_FLAGS) $(if $(BASE_URL),--base-url $(BASE_URL))
+
+screenshots: $(VENV)/.installed
+	$(PY) scripts/screenshots.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check webapp tests bench

@@ -6,11 +6,13 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from flask import Flask, abort, flash, render_template, request, session, url_for
+from flask_compress import Compress
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import NotFound as HTTPNotFound
 from werkzeug.routing import IntegerConverter
 
+from webapp.assets import cache_static, static_url
 from webapp.config import DEFAULT_BANK_SECRET, DEFAULT_SECRET_KEY, PROJECT_DIR, Config
 from webapp.dbtypes import MAX_ID
 from webapp.errors import NotFound
@@ -47,7 +49,10 @@ def create_app(config: type[Config] = Config, overrides: Mapping | None = None) 
     register_commands(app)
     register_template_helpers(app)
     app.before_request(_refuse_nul_bytes)
+    # after_request hooks run last-registered first: cache_static, then Flask-Compress.
+    Compress(app)
     app.after_request(_security_headers)
+    app.after_request(cache_static)
     return app
 
 
@@ -156,6 +161,7 @@ def register_blueprints(app: Flask) -> None:
     from webapp.account.views import bp as account_bp
     from webapp.account.withdrawal import bp as withdrawal_bp
     from webapp.backoffice.views import bp as backoffice_bp
+    from webapp.legal import bp as legal_bp
     from webapp.payments.views import bp as payments_bp
     from webapp.payments.views import portal_bp
     from webapp.shop.views import bp as shop_bp
@@ -171,6 +177,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(billing_bp)
     app.register_blueprint(invoices_bp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(legal_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:
@@ -200,6 +207,7 @@ def register_template_helpers(app: Flask) -> None:
 
     app.jinja_env.filters["eur"] = format_eur
     app.jinja_env.filters["day"] = format_day
+    app.jinja_env.globals["static_url"] = static_url
 
     @app.context_processor
     def globals_():
@@ -216,6 +224,11 @@ def register_template_helpers(app: Flask) -> None:
             "cart_count": _Lazy(count),
             "csrf_token": generate_csrf,
             "has_area": "area.overview" in app.view_functions,
+            "seller": {
+                key.removeprefix("SELLER_").lower(): value
+                for key, value in app.config.items()
+                if key.startswith("SELLER_")
+            },
         }
 
 

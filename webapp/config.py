@@ -91,6 +91,22 @@ class Config:
     LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 
+    # Responses compressed (brotli when the browser takes it, else gzip); static files are
+    # linked with a content hash (static_url) and then cached for a year.
+    COMPRESS_ALGORITHM = ["br", "gzip"]
+    COMPRESS_MIMETYPES = [
+        "text/html",
+        "text/css",
+        "text/plain",
+        "text/javascript",
+        "application/javascript",
+        "application/json",
+        "image/svg+xml",
+    ]
+    COMPRESS_MIN_SIZE = 500
+    COMPRESS_BR_LEVEL = 5
+    STATIC_IMMUTABLE_MAX_AGE = 31_536_000
+
     BABEL_DEFAULT_LOCALE = "it"
     BABEL_DEFAULT_TIMEZONE = "Europe/Rome"
 

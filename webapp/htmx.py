@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import Response, make_response, redirect, render_template, request
 
 
 def is_htmx() -> bool:
-    """True for a request made by htmx (and not a history restore, which needs the page)."""
-    return request.headers.get("HX-Request") == "true" and not request.headers.get(
-        "HX-History-Restore-Request"
+    """True for an htmx request that wants a fragment.
+
+    A history restore and a boosted navigation (hx-boost on <body>: links and plain forms) send
+    HX-Request too, but they swap the whole body, so they get the whole page.
+    """
+    headers = request.headers
+    return (
+        headers.get("HX-Request") == "true"
+        and headers.get("HX-Boosted") != "true"
+        and not headers.get("HX-History-Restore-Request")
+    )
+
+
+def is_boosted() -> bool:
+    """A boosted navigation: an XHR that swaps in the whole page and pushes its URL."""
+    return (
+        request.headers.get("HX-Boosted") == "true" and request.headers.get("HX-Request") == "true"
     )
 
 
@@ -17,15 +33,26 @@ def render(page: str, fragment: str, status: int = 200, **context) -> Response:
     template = fragment if is_htmx() else page
     response = make_response(render_template(template, **context), status)
     response.vary.add("HX-Request")
+    response.vary.add("HX-Boosted")
     return response
 
 
+def _same_origin(url: str) -> bool:
+    parts = urlsplit(url)
+    return (not parts.scheme and not parts.netloc) or parts.netloc == request.host
+
+
 def redirect_to(url: str) -> Response:
-    """A real navigation: HX-Redirect for htmx (a 3xx would be swapped in), 303 otherwise."""
-    if is_htmx():
+    """A real navigation: HX-Redirect for htmx (a 3xx would be swapped in), 303 otherwise.
+
+    A boosted form post follows a 303 to the shop inside its XHR and swaps in the page (htmx
+    pushes the final URL); to another origin (the bank) the XHR cannot follow, so HX-Redirect.
+    """
+    if is_htmx() or (is_boosted() and not _same_origin(url)):
         response = make_response("", 200)
         response.headers["HX-Redirect"] = url
     else:
         response = redirect(url, code=303)
     response.vary.add("HX-Request")
+    response.vary.add("HX-Boosted")
     return response

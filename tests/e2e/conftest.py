@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import socket
 import threading
 import uuid
@@ -15,6 +17,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from tests.conftest import PG_URL
+from tests.e2e.deployment import DEMO, DirSink, NoSink, register_customer
 from webapp.mailsink import MailSink
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -25,12 +28,52 @@ TIMEOUT_MS = 10_000
 expect.set_options(timeout=TIMEOUT_MS)
 
 
+# Modules that drive the renewal clock or read both databases throughout: not against a deployment.
+LOCAL_ONLY = {
+    "test_renewal_pass.py": "drives the renewal clock (flask renewals run --as-of)",
+    "test_area_auto_renew.py": "drives the renewal clock and reads the shop's database",
+    "test_double_click.py": "counts charges in the bank's and the shop's databases",
+}
+
+
+def deployment_url(config: pytest.Config) -> str | None:
+    """`--base-url` (or BASE_URL): run against that deployment instead of live servers."""
+    return config.getoption("--base-url", None) or os.environ.get("BASE_URL") or None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Every test under tests/e2e is a browser test."""
+    """Every test under tests/e2e is a browser test; some need the local servers."""
     here = Path(__file__).parent
+    remote = deployment_url(config)
     for item in items:
         if here in Path(item.path).parents:
             item.add_marker(pytest.mark.e2e)
+            why = LOCAL_ONLY.get(Path(item.path).name)
+            if remote and why:
+                item.add_marker(pytest.mark.skip(reason=f"against a deployment: this test {why}"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """On failure keep each open page's HTML next to pytest-playwright's trace and screenshot."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    from pytest_playwright.pytest_playwright import _truncate_file_name, slugify
+
+    folder = Path(item.config.getoption("--output")).absolute()
+    folder = folder / _truncate_file_name(slugify(item.nodeid))
+    pages = [v for v in getattr(item, "funcargs", {}).values() if isinstance(v, Page)]
+    for index, page in enumerate(pages):
+        for number, open_page in enumerate(p for p in page.context.pages if not p.is_closed()):
+            try:
+                html = open_page.content()
+            except Exception as exc:  # a page gone mid-navigation must not hide the failure
+                html = f"<!-- page content not available: {exc!r} -->"
+            folder.mkdir(parents=True, exist_ok=True)
+            name = re.sub(r"[^a-z0-9]+", "-", open_page.url.lower()).strip("-")[-60:]
+            (folder / f"page-{index}-{number}-{name}.html").write_text(html, encoding="utf-8")
 
 
 @pytest.fixture(scope="session")
@@ -84,10 +127,11 @@ class Live:
 
     shop_url: str
     bank_url: str
-    sink: MailSink
-    app: Flask
-    bank_app: Flask
+    sink: MailSink | DirSink | NoSink
+    app: Flask | None
+    bank_app: Flask | None
     errors: list[str] = field(default_factory=list)
+    remote: bool = False
 
 
 def _free_port() -> int:
@@ -104,8 +148,19 @@ def _serve(app) -> tuple[BaseWSGIServer, threading.Thread]:
 
 
 @pytest.fixture(scope="session")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    """One live system per session: tests use fresh customers, so they do not interfere."""
+def live(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[Live]:
+    """One live system per session: tests use fresh customers, so they do not interfere.
+
+    With --base-url (make e2e BASE_URL=... BANK_URL=...) nothing is started: the tests drive
+    that deployment, its demo data, and read e-mails from MAIL_DIR if given.
+    """
+    remote = deployment_url(pytestconfig)
+    if remote:
+        bank_url = os.environ.get("BANK_URL", "http://127.0.0.1:5001").rstrip("/")
+        mail_dir = os.environ.get("MAIL_DIR")
+        sink = DirSink(Path(mail_dir)) if mail_dir else NoSink()
+        yield Live(remote.rstrip("/"), bank_url, sink, None, None, remote=True)
+        return
     from webapp import create_app
     from webapp.bank import create_bank_app
     from webapp.bank.extensions import db as bank_db
@@ -209,6 +264,10 @@ def make_customer(live: Live) -> Callable[..., Customer]:
 
         email = f"cliente-{uuid.uuid4().hex[:10]}@example.it"
         password = "password123"
+        if live.remote:  # a deployment: register through its own form, as a customer would
+            register_customer(live.shop_url, name, email, password)
+            return Customer(None, email, password, name)  # type: ignore[arg-type]
+        assert live.app is not None
         with live.app.app_context():
             customer = CustomerModel(email=email, name=name, tax_code="RSSMRA85T10A562S")
             customer.set_password(password)
@@ -220,6 +279,12 @@ def make_customer(live: Live) -> Callable[..., Customer]:
             return Customer(customer.id, email, password, customer.name)
 
     return make
+
+
+@pytest.fixture
+def demo_customer() -> Customer:
+    """The demo account that `flask seed-demo` creates (see the README)."""
+    return Customer(None, *DEMO)  # type: ignore[arg-type]
 
 
 @pytest.fixture

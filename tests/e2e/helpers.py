@@ -16,6 +16,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pytest
 import requests
 from playwright.sync_api import Page, expect
 
@@ -46,6 +47,15 @@ def choose_card_method(page: Page) -> None:
     """Checkout step 1: "Carta di credito"; waits for the per-item auto-renewal notes."""
     page.get_by_label("Carta di credito").check()
     expect(page.locator("#checkout-items")).to_contain_text("Rinnovo automatico")
+    htmx_idle(page)
+
+
+def htmx_idle(page: Page) -> None:
+    """Wait until htmx has swapped and settled (and so listens to the new controls)."""
+    page.wait_for_function(
+        "() => window.htmx !== undefined"
+        " && !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')"
+    )
 
 
 def set_years(page: Page, product_name: str, years: int) -> None:
@@ -178,6 +188,12 @@ def pay_first_card(page: Page, number: str = "4242424242424242") -> int:
 # --- looking at the data ---------------------------------------------------------------------
 
 
+def require_local(live: Live, what: str) -> None:
+    """Against a deployment (--base-url) the tests cannot look inside it: skip, saying why."""
+    if live.remote:
+        pytest.skip(f"against a deployment ({live.shop_url}) the test cannot {what}")
+
+
 @dataclass(frozen=True)
 class ServiceRow:
     sku: str
@@ -197,6 +213,7 @@ class OrderState:
 
 def order_state(live: Live, order_id: int) -> OrderState:
     """The order as the shop's database has it now."""
+    require_local(live, "read the shop's database")
     from sqlalchemy import select
 
     from webapp.extensions import db
@@ -240,6 +257,7 @@ class ServiceInfo:
 
 def customer_services(live: Live, customer_id: int) -> dict[str, ServiceInfo]:
     """The customer's services by product SKU, as the shop's database has them now."""
+    require_local(live, "read the shop's database")
     from webapp.renewals.services import list_services
 
     with live.app.app_context():
@@ -259,6 +277,7 @@ def customer_services(live: Live, customer_id: int) -> dict[str, ServiceInfo]:
 
 def renewal_orders(live: Live, customer_id: int) -> dict[int, OrderState]:
     """The customer's renewal orders by id (oldest first), with their payments."""
+    require_local(live, "read the shop's database")
     from sqlalchemy import select
 
     from webapp.extensions import db
@@ -275,6 +294,7 @@ def renewal_orders(live: Live, customer_id: int) -> dict[int, OrderState]:
 
 def saved_cards(live: Live, customer_id: int) -> list[tuple[int, str, str]]:
     """The customer's saved cards: (id, brand, last4), newest first."""
+    require_local(live, "read the shop's database")
     from webapp.extensions import db
     from webapp.payments.services import list_cards
 
@@ -286,6 +306,7 @@ def saved_cards(live: Live, customer_id: int) -> list[tuple[int, str, str]]:
 
 def bank_api(live: Live, method: str, path: str, body: dict[str, Any] | None = None):
     """A signed call to the bank's API, as the shop's gateway client makes it."""
+    require_local(live, "sign calls to the bank's API")
     raw = b"" if body is None else json.dumps(body).encode()
     headers = sign_request(
         live.app.config["BANK_SHARED_SECRET"],
@@ -321,6 +342,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float = WAIT_S, what: str 
 
 def bank_notified(live: Live, bank_payment_id: str) -> None:
     """Wait until the bank has delivered its notification of this payment to the shop."""
+    require_local(live, "read the bank's database")
     from sqlalchemy import select
 
     from webapp.bank.extensions import db as bank_db
@@ -431,6 +453,7 @@ def choose_on_portal(page: Page, label: str) -> None:
 
 def run_renewal_pass(live: Live, as_of: date) -> str:
     """`flask renewals run --as-of` in its own process, on the live shop's database and bank."""
+    require_local(live, "drive the renewal clock")
     config = live.app.config
     env = {
         **os.environ,

@@ -90,7 +90,10 @@ def test_cart_to_confirmed_order(page: Page, live, new_customer) -> None:
     expect(pec.locator("[data-renewal=on]")).to_contain_text("ogni 3 anni")
     expect(pec.locator("[data-line-amount]")).to_have_text("€ 15,00")
     expect_totals(page, "#checkout-totals", "€ 57,40", "€ 12,63", "€ 70,03")
-    expect(promo.get_by_role("option")).to_have_text(["1 anno", "2 anni"])
+    # Each "Frequenza di rinnovo" option shows what those years cost (net price x years).
+    expect(promo.get_by_role("option")).to_have_text(
+        ["1 anno · € 2,50 + IVA", "2 anni · € 5,00 + IVA"]
+    )
     expect(pec.get_by_role("option")).to_have_count(5)
 
     # 3. Codice sconto: unknown, expired, then a valid one.

@@ -246,7 +246,7 @@ def test_path2_saved_card_pays_once_even_posted_twice(client, db, bank, shopper,
     assert _pay_now(client, order).endswith(f"/portale-pagamenti/ordini/{order.id}")
     form, page = _portal_form(client, order)
     assert "Nuova carta di pagamento" in page and "•••• 4242" in page
-    assert "non è disponibile per Firma Digitale e Marca Temporale" in page
+    assert "Il rinnovo automatico non è disponibile per Firma Digitale." in page  # no Marca here
     form["choice"] = str(card.id)
     first = client.post(f"/portale-pagamenti/ordini/{order.id}/procedi", data=form)
     second = client.post(f"/portale-pagamenti/ordini/{order.id}/procedi", data=form)
