@@ -28,12 +28,19 @@ from webapp.transaction import commit, once_more_after_conflict, rollback
 log = logging.getLogger(__name__)
 
 
+#: The decline code of an issuer that wants 3-D Secure on a customer-initiated token charge.
+AUTHENTICATION_REQUIRED = "authentication_required"
+
+
 class Outcome(enum.StrEnum):
     PAID = "paid"  # this payment paid the order
     ALREADY_PAID = "already_paid"  # the order was paid by another payment
     DUPLICATE = "duplicate"  # this payment was a second capture: it is (being) refunded
     DECLINED = "declined"  # no money taken; the order can be paid again
     UNKNOWN = "unknown"  # the bank did not answer: we ask it, the customer waits
+    # The issuer wants Strong Customer Authentication for this saved-card charge (PSD2): no
+    # money taken; the customer pays on the bank's page with 3-D Secure instead.
+    AUTHENTICATION_REQUIRED = "authentication_required"
     PENDING = "pending"  # the bank's page is not finished yet
 
 
@@ -73,6 +80,13 @@ def result_of(payment: Payment) -> PaymentResult:
     if status is PaymentStatus.PENDING:
         return PaymentResult(
             Outcome.PENDING, payment, "Il pagamento non è ancora concluso presso la banca."
+        )
+    if payment.failure_code == AUTHENTICATION_REQUIRED:
+        return PaymentResult(
+            Outcome.AUTHENTICATION_REQUIRED,
+            payment,
+            "La tua banca chiede di autorizzare questo pagamento con 3-D Secure: "
+            "completa il pagamento sulla pagina sicura della banca.",
         )
     return PaymentResult(
         Outcome.DECLINED,

@@ -184,6 +184,8 @@ def proceed(order_id: int):
         )
     except DomainError as exc:
         return _portal(order, choice=form.choice.data, error=exc.message, status=422)
+    if result.outcome is flows.Outcome.AUTHENTICATION_REQUIRED:
+        return _to_bank(order)  # the same order, paid once, on the bank's page with 3-D Secure
     if result.outcome is flows.Outcome.DECLINED:
         error = f"{result.message} Scegli un'altra carta."
         return _portal(order, form.choice.data, error, status=422, new_attempt=True)

@@ -127,7 +127,9 @@ def test_sms_otp_right_code_authorises(customer, create_payment, api) -> None:
     response = customer.pay(pid, CARD_OTP)
     assert response.headers["Location"].endswith(f"/pay/{pid}")
     page = customer.get(f"/pay/{pid}")
-    sms = "SMS da Banca Sella: il codice per autorizzare il pagamento di €\u00a01.234,56 a PEC Shop è"
+    sms = (
+        "SMS da Banca Sella: il codice per autorizzare il pagamento di €\u00a01.234,56 a PEC Shop è"
+    )
     assert sms in page.text
     assert "Codice OTP" in page.text and "Conferma" in page.text
     assert status_of(api, pid)["status"] == "challenge"
