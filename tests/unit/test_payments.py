@@ -436,3 +436,16 @@ def test_second_bank_payment_for_a_paid_order_is_refunded(client, db, bank, shop
     _return(client, second_return)
     assert db.session.scalar(select(func.count(Refund.id))) == 1
     assert _emails(db) == 2
+
+
+def test_the_portal_front_page_lists_orders_to_pay_and_saved_cards(
+    client, db, bank, shopper, order_for
+):
+    card = _saved_card(client, db, bank, shopper, order_for)
+    unpaid = order_for(shopper)
+    page = client.get("/portale-pagamenti/")
+    assert page.status_code == 200
+    assert f'id="payable-{unpaid.id}"' in page.text and unpaid.number in page.text
+    assert f'id="portal-card-{card.id}"' in page.text and "•••• 4242" in page.text
+    paid = db.session.scalar(select(Order).where(Order.status == OrderStatus.PAID))
+    assert f'id="payable-{paid.id}"' not in page.text

@@ -210,6 +210,22 @@ def start_hosted_payment(
     return payment
 
 
+def payable_orders(customer_id: int) -> list[Order]:
+    """The customer's purchases still waiting for a card payment, newest first."""
+    return list(
+        db.session.scalars(
+            select(Order)
+            .where(
+                Order.customer_id == customer_id,
+                Order.status == OrderStatus.PENDING_PAYMENT,
+                Order.kind == OrderKind.PURCHASE,
+                Order.payment_method == PaymentMethod.CARD,
+            )
+            .order_by(Order.id.desc())
+        )
+    )
+
+
 def begin_saved_card_payment(
     order: Order, customer_id: int, card_id: int | str, attempt: str, today
 ) -> Payment:

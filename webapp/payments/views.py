@@ -8,7 +8,16 @@ from __future__ import annotations
 import logging
 import secrets
 
-from flask import Blueprint, abort, current_app, flash, jsonify, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user, login_required
 
 from webapp.clock import now_utc, rome_date
@@ -138,6 +147,17 @@ def _portal(
         error=error,
         attempt=(attempt or secrets.token_urlsafe(16))[:40],
         new_card=NEW_CARD,
+    )
+
+
+@portal_bp.get("/")
+@login_required
+def portal_home():
+    """The portal's front page: the orders still to pay by card and the saved cards."""
+    return render_template(
+        "payments/index.html",
+        orders=services.payable_orders(current_user.id),
+        cards=services.list_cards(current_user.id),
     )
 
 
