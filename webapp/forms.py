@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from flask import request
 from flask_wtf import FlaskForm
 from wtforms import Field
 
 
-class InputForm(FlaskForm):
+class BrowserForm(FlaskForm):
+    """A form a browser posts: its fields come from the form body, never from a JSON body."""
+
+    class Meta:
+        def wrap_formdata(self, form, formdata):
+            # Flask-WTF reads a JSON body as the form: a list there, or a number for a text
+            # field, raises (500). A browser never posts JSON here: it is an empty form (422).
+            if request.is_json:
+                formdata = request.form
+            return super().wrap_formdata(form, formdata)
+
+
+class InputForm(BrowserForm):
     """A form read from `request.form`; CSRFProtect already checks every POST (header or field)."""
 
     class Meta:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from flask import request
-from flask_wtf import FlaskForm
 from stdnum.it import codicefiscale, iva
 from wtforms import BooleanField, EmailField, PasswordField, StringField
 from wtforms.validators import Email, EqualTo, InputRequired, Length, Regexp, ValidationError
 
-from webapp.forms import InputForm, ValuesField, to_int
+from webapp.forms import BrowserForm, InputForm, ValuesField, to_int
 
 AUTO_RENEW_MESSAGE = (
     "Richiesta non valida: usa l'interruttore Rinnovo automatico per attivarlo o disattivarlo."
@@ -27,18 +25,6 @@ def normalise_tax_code(value: str) -> str:
 
 def _strip(value: str | None) -> str | None:
     return value.strip() if isinstance(value, str) else value
-
-
-class BrowserForm(FlaskForm):
-    """A form a browser posts: its fields come from the form body, never from a JSON body."""
-
-    class Meta:
-        def wrap_formdata(self, form, formdata):
-            # Flask-WTF reads a JSON body as the form: a list there, or a number for the e-mail,
-            # raises (500). A browser never posts JSON here: it is an empty form (422).
-            if request.is_json:
-                formdata = request.form
-            return super().wrap_formdata(form, formdata)
 
 
 class RegisterForm(BrowserForm):

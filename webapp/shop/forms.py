@@ -5,12 +5,11 @@ Also the billing data form (dati di fatturazione), shared by the checkout and th
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import BooleanField, RadioField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, ValidationError
 
-from webapp.forms import InputForm, to_int
+from webapp.forms import BrowserForm, InputForm, to_int
 from webapp.shop.billing import BillingData, check, clean
 from webapp.shop.models import BillingProfile, CustomerType, PaymentMethod
 
@@ -47,7 +46,7 @@ class ConfirmForm(InputForm):
     immediate_start = BooleanField(false_values=("", "0", "false", "off", "n", "no"))
 
 
-class BillingForm(FlaskForm):
+class BillingForm(BrowserForm):
     """Each field shows the Italian message of `webapp.shop.billing.check` under it."""
 
     customer_type = RadioField(
