@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
@@ -11,9 +12,10 @@ from flask import current_app, has_app_context, render_template
 from flask_mail import Message
 from flask_sqlalchemy.session import Session as FlaskSession
 from sqlalchemy import event, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
+from webapp.bulk import insert_unnest
 from webapp.clock import now_utc
 from webapp.extensions import db, mail
 from webapp.outbox.models import OutboxEmail
@@ -68,26 +70,32 @@ def queue_template_emails(rows: list[dict]) -> list[int]:
     """
     if not rows:
         return []
-    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = (
-        dialect.insert(OutboxEmail.__table__)
-        .values(
-            [
-                dict(
-                    attempts=0,
-                    created_at=now_utc(),
-                    next_attempt_at=now_utc(),
-                    body_text=None,
-                    body_html=None,
-                    **row,
-                )
-                for row in rows
-            ]
+    now = now_utc()
+    if db.session.get_bind().dialect.name == "postgresql":
+        # One short statement whatever the number of rows: a column per array.
+        inserted = insert_unnest(
+            OutboxEmail.__table__,
+            dict(
+                to_addr=("varchar", [r["to_addr"] for r in rows]),
+                subject=("varchar", [r["subject"] for r in rows]),
+                template=("varchar", [r["template"] for r in rows]),
+                dedupe_key=("varchar", [r.get("dedupe_key") for r in rows]),
+                context=("json", [json.dumps(r.get("context") or {}) for r in rows]),
+                attempts=("integer", [0] * len(rows)),
+                created_at=("timestamptz", [now] * len(rows)),
+                next_attempt_at=("timestamptz", [now] * len(rows)),
+            ),
+            suffix="ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
         )
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(OutboxEmail.__table__.c.id)
-    )
-    ids = list(db.session.scalars(stmt))
+        ids = [row[0] for row in inserted]
+    else:
+        stmt = (
+            sqlite.insert(OutboxEmail.__table__)
+            .values([dict(attempts=0, created_at=now, next_attempt_at=now, **r) for r in rows])
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(OutboxEmail.__table__.c.id)
+        )
+        ids = list(db.session.scalars(stmt))
     db.session.info.setdefault(_SESSION_KEY, []).extend(ids)
     return ids
 

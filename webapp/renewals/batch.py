@@ -41,9 +41,10 @@ from datetime import datetime, timedelta
 
 from blinker import ANY
 from flask import current_app
-from sqlalchemy import and_, bindparam, func, insert, not_, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, not_, or_, select, text, update
 from sqlalchemy.orm import selectinload
 
+from webapp.bulk import insert_unnest, next_ids
 from webapp.clock import add_years, rome_date
 from webapp.extensions import db
 from webapp.money import vat_cents
@@ -261,63 +262,58 @@ def split(ids: list[int], now: datetime, worker: str, cfg: RenewalSettings) -> t
 
 def record(jobs: list[Job], now: datetime, worker: str) -> list[Job]:
     """Orders, lines and PENDING payments in multi-row INSERTs; commits before the bank is asked."""
-    orders = Order.__table__
-    order_ids = db.session.scalars(
-        insert(orders).returning(orders.c.id, sort_by_parameter_order=True),
-        [
-            dict(
-                customer_id=j.customer_id,
-                kind=OrderKind.RENEWAL,
-                status=OrderStatus.PENDING_PAYMENT,
-                payment_method=PaymentMethod.CARD,
-                subtotal_cents=j.net_cents,
-                discount_cents=0,
-                net_cents=j.net_cents,
-                vat_cents=j.vat_cents,
-                total_cents=j.total_cents,
-                currency="EUR",
-                created_at=now,
-            )
-            for j in jobs
-        ],
-    ).all()
-    db.session.execute(
-        insert(OrderLine.__table__),
-        [
-            dict(
-                order_id=oid,
-                product_id=j.product_id,
-                product_name=j.product_name,
-                kind=j.product_kind,
-                years=j.years,
-                yearly_price_cents=j.yearly_price_cents,
-                list_cents=j.net_cents,
-                discount_cents=0,
-                net_cents=j.net_cents,
-                auto_renew=True,
-                service_id=j.service_id,
-            )
-            for j, oid in zip(jobs, order_ids, strict=True)
-        ],
+    n = len(jobs)
+    order_ids = next_ids(Order.__table__, n)
+    payment_ids = next_ids(Payment.__table__, n)
+    nets = [j.net_cents for j in jobs]
+    insert_unnest(
+        Order.__table__,
+        dict(
+            id=("integer", order_ids),
+            customer_id=("integer", [j.customer_id for j in jobs]),
+            kind=("varchar", [OrderKind.RENEWAL.value] * n),
+            status=("varchar", [OrderStatus.PENDING_PAYMENT.value] * n),
+            payment_method=("varchar", [PaymentMethod.CARD.value] * n),
+            subtotal_cents=("integer", nets),
+            discount_cents=("integer", [0] * n),
+            net_cents=("integer", nets),
+            vat_cents=("integer", [j.vat_cents for j in jobs]),
+            total_cents=("integer", [j.total_cents for j in jobs]),
+            currency=("varchar", ["EUR"] * n),
+            created_at=("timestamptz", [now] * n),
+        ),
     )
-    payments = Payment.__table__
-    payment_ids = db.session.scalars(
-        insert(payments).returning(payments.c.id, sort_by_parameter_order=True),
-        [
-            dict(
-                order_id=oid,
-                channel=PaymentChannel.RENEWAL,
-                status=PaymentStatus.PENDING,
-                amount_cents=j.total_cents,
-                currency="EUR",
-                idempotency_key=j.key,
-                refunded_cents=0,
-                saved_card_id=j.card_id,
-                created_at=now,
-            )
-            for j, oid in zip(jobs, order_ids, strict=True)
-        ],
-    ).all()
+    insert_unnest(
+        OrderLine.__table__,
+        dict(
+            order_id=("integer", order_ids),
+            product_id=("integer", [j.product_id for j in jobs]),
+            product_name=("varchar", [j.product_name for j in jobs]),
+            kind=("varchar", [str(j.product_kind.value) for j in jobs]),
+            years=("integer", [j.years for j in jobs]),
+            yearly_price_cents=("integer", [j.yearly_price_cents for j in jobs]),
+            list_cents=("integer", nets),
+            discount_cents=("integer", [0] * n),
+            net_cents=("integer", nets),
+            auto_renew=("boolean", [True] * n),
+            service_id=("integer", [j.service_id for j in jobs]),
+        ),
+    )
+    insert_unnest(
+        Payment.__table__,
+        dict(
+            id=("integer", payment_ids),
+            order_id=("integer", order_ids),
+            channel=("varchar", [PaymentChannel.RENEWAL.value] * n),
+            status=("varchar", [PaymentStatus.PENDING.value] * n),
+            amount_cents=("integer", [j.total_cents for j in jobs]),
+            currency=("varchar", ["EUR"] * n),
+            idempotency_key=("varchar", [j.key for j in jobs]),
+            refunded_cents=("integer", [0] * n),
+            saved_card_id=("integer", [j.card_id for j in jobs]),
+            created_at=("timestamptz", [now] * n),
+        ),
+    )
     # Guard: only rows this worker still holds (a lease that ran out is another's now).
     counted = db.session.execute(
         text(
