@@ -150,6 +150,9 @@ def claim_batch(now: datetime, worker: str, lease_now: datetime, limit: int) -> 
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+    # The scan's cost estimate on a large table turns PostgreSQL's JIT on: ~0.3 s of compiling
+    # for a ~40 ms statement, each batch. Off for this transaction only.
+    db.session.execute(text("SET LOCAL jit = off"))
     ids = db.session.scalars(
         update(Renewal)
         .where(Renewal.id.in_(due.scalar_subquery()))
