@@ -93,6 +93,8 @@ def wrk(url: str, seconds: int, headers: dict[str, str], body: str | None = None
 def prepare_shop(db_url: str) -> dict:
     """Demo catalogue; an anonymous cart and a logged-in customer's (3 lines each), a saved
     card, a service and an order to pay. Returns cookies, CSRF token and ids."""
+    from flask import g as flask_g
+
     from webapp import create_app
     from webapp.clock import now_utc
     from webapp.config import Config
@@ -103,7 +105,22 @@ def prepare_shop(db_url: str) -> dict:
     sys.path.insert(0, str(ROOT))
     from tests.unit.renewal_fakes import make_card, make_service
 
-    app = create_app(Config, {"SQLALCHEMY_DATABASE_URI": db_url, "RATELIMIT_ENABLED": False})
+    app = create_app(
+        Config,
+        # The cookies are read over plain HTTP here: the test client must send them back.
+        {
+            "SQLALCHEMY_DATABASE_URI": db_url,
+            "RATELIMIT_ENABLED": False,
+            "SESSION_COOKIE_SECURE": False,
+        },
+    )
+
+    @app.before_request
+    def _fresh_g() -> None:
+        # The app context below stays pushed, so the two clients' requests share its `g`.
+        for key in ("csrf_token", "_login_user"):
+            flask_g.pop(key, None)
+
     with app.app_context():
         db.drop_all()
         db.create_all()
