@@ -1,7 +1,11 @@
 """HTMX fragment throughput against a bare Flask route, both under the production gunicorn config.
 
-Prints requests/second of each (wrk on loopback) and the ratio. Not a test: figures only.
-Usage: .venv/bin/python bench/fragments.py [--seconds 10] [--workers 2]
+Runs, side by side in one run and interleaved: a bare Flask route, the lean reference
+(bench/_lean.py: session + customer SELECT + cart SELECT + one template, Core) and four shop
+fragments (cart anonymous and logged in, the card picker, the renewal frequency), on SQLite and
+PostgreSQL. Prints requests/second, the ratio to the lean reference and the p99 ratio.
+Not a test: figures only.
+Usage: .venv/bin/python bench/fragments.py [--seconds 3] [--rounds 2] [--db sqlite postgresql]
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -64,73 +69,228 @@ def gunicorn(app_spec: str, port: int, workers: int, env: dict) -> subprocess.Po
     )
 
 
-def wrk(url: str, seconds: int, headers: dict[str, str]) -> float:
+def wrk(url: str, seconds: int, headers: dict[str, str], body: str | None = None) -> tuple:
+    """(requests/s, p99 ms, non-2xx answers) of `seconds` of wrk; a POST when `body` is given."""
     cmd = ["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency"]
     for k, v in headers.items():
         cmd += ["-H", f"{k}: {v}"]
+    script = None
+    if body is not None:
+        fd, script = tempfile.mkstemp(suffix=".lua")
+        with os.fdopen(fd, "w") as f:
+            f.write(f'wrk.method = "POST"\nwrk.body = "{body}"\n')
+        cmd += ["-s", script, "-H", "Content-Type: application/x-www-form-urlencoded"]
     out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    if script:
+        os.unlink(script)
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", out).groups()
+    p99 = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return rate, p99, int(bad.group(1)) if bad else 0
 
 
-def prepare_shop(db_url: str) -> str:
-    """A database with the demo catalogue and an anonymous cart of 3 lines; returns its cookie."""
+def prepare_shop(db_url: str) -> dict:
+    """Demo catalogue; an anonymous cart and a logged-in customer's (3 lines each), a saved
+    card, a service and an order to pay. Returns cookies, CSRF token and ids."""
+    from flask import g as flask_g
+
     from webapp import create_app
+    from webapp.clock import now_utc
     from webapp.config import Config
-    from webapp.demo import seed
+    from webapp.demo import DEMO_EMAIL, DEMO_PASSWORD, seed
     from webapp.extensions import db
-    from webapp.shop.models import Product
+    from webapp.shop.models import Customer, Order, OrderLine, PaymentMethod, Product
+
+    sys.path.insert(0, str(ROOT))
+    from tests.unit.renewal_fakes import make_card, make_service
 
     app = create_app(
         Config,
-        {"SQLALCHEMY_DATABASE_URI": db_url, "WTF_CSRF_ENABLED": False, "RATELIMIT_ENABLED": False},
+        # The cookies are read over plain HTTP here: the test client must send them back.
+        {
+            "SQLALCHEMY_DATABASE_URI": db_url,
+            "RATELIMIT_ENABLED": False,
+            "SESSION_COOKIE_SECURE": False,
+        },
     )
+
+    @app.before_request
+    def _fresh_g() -> None:
+        # The app context below stays pushed, so the two clients' requests share its `g`.
+        for key in ("csrf_token", "_login_user"):
+            flask_g.pop(key, None)
+
     with app.app_context():
+        db.drop_all()
         db.create_all()
-        from webapp.clock import now_utc
-
-        seed(now_utc())
+        now = now_utc()
+        seed(now)
         db.session.commit()
-        client = app.test_client()
-        product_ids = [p.id for p in db.session.scalars(db.select(Product)).all()[:3]]
-        for pid in product_ids:
-            client.post(f"/carrello/aggiungi/{pid}", headers={"HX-Request": "true"})
-        cookie = client.get_cookie("session")
-        return f"session={cookie.value}"
+        products = [p for p in db.session.scalars(db.select(Product)) if p.auto_renewable][:3]
+
+        def token(client, path: str) -> str:
+            page = client.get(path).get_data(as_text=True)
+            return re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)
+
+        anon = app.test_client()
+        csrf = token(anon, "/")
+        for p in products:
+            anon.post(
+                f"/carrello/aggiungi/{p.id}", headers={"HX-Request": "true", "X-CSRFToken": csrf}
+            )
+        logged = app.test_client()
+        csrf = token(logged, "/accedi")
+        logged.post(
+            "/accedi",
+            data={"email": DEMO_EMAIL, "password": DEMO_PASSWORD},
+            headers={"X-CSRFToken": csrf},
+        )
+        csrf = token(logged, "/")
+        for p in products:
+            logged.post(
+                f"/carrello/aggiungi/{p.id}", headers={"HX-Request": "true", "X-CSRFToken": csrf}
+            )
+        customer = db.session.scalar(db.select(Customer).where(Customer.email == DEMO_EMAIL))
+        card = make_card(customer)
+        service = make_service(
+            customer, products[0], expires_at=now.replace(year=now.year + 1), card=card
+        )
+        product = products[1]
+        net = product.yearly_price_cents
+        order = Order(
+            customer_id=customer.id,
+            payment_method=PaymentMethod.CARD,
+            subtotal_cents=net,
+            net_cents=net,
+            vat_cents=round(net * 0.22),
+            total_cents=net + round(net * 0.22),
+        )
+        order.lines.append(
+            OrderLine(
+                product_id=product.id,
+                product_name=product.name,
+                kind=product.kind,
+                years=1,
+                yearly_price_cents=net,
+                list_cents=net,
+                net_cents=net,
+                auto_renew=True,
+            )
+        )
+        db.session.add(order)
+        db.session.commit()
+        result = dict(
+            anon=f"session={anon.get_cookie('session').value}",
+            logged=f"session={logged.get_cookie('session').value}",
+            csrf=csrf,
+            card_id=card.id,
+            service_id=service.id,
+            order_id=order.id,
+        )
+        db.session.remove()
+        db.engine.dispose()
+    return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk non trovato: apt-get install wrk")
-    tmp = tempfile.mkdtemp()
-    db_url = f"sqlite:///{tmp}/bench.db"
-    cookie = prepare_shop(db_url)
-    env = {**os.environ, "DATABASE_URL": db_url, "RATELIMIT_ENABLED": "0", "PYTHONPATH": str(ROOT)}
-    shop_port, bare_port = free_port(), free_port()
+def targets(shop: str, bare: str, lean: str, data: dict) -> list[tuple]:
+    """(name, url, headers, body) of each measured route."""
+    hx = {"HX-Request": "true"}
+    logged = {**hx, "Cookie": data["logged"], "X-CSRFToken": data["csrf"]}
+    return [
+        ("bare Flask route", f"{bare}/bare", {}, None),
+        ("lean reference", f"{lean}/lean", {"Cookie": data["logged"]}, None),
+        ("cart fragment, anonymous", f"{shop}/carrello", {**hx, "Cookie": data["anon"]}, None),
+        ("cart fragment, logged in", f"{shop}/carrello", logged, None),
+        (
+            "card picker (POST scelta)",
+            f"{shop}/portale-pagamenti/ordini/{data['order_id']}/scelta",
+            logged,
+            f"choice={data['card_id']}",
+        ),
+        (
+            "renewal frequency (POST)",
+            f"{shop}/area-clienti/servizi/{data['service_id']}/frequenza",
+            logged,
+            "frequency_years=1",
+        ),
+    ]
+
+
+def run_db(name: str, db_url: str, args) -> list[tuple]:
+    data = prepare_shop(db_url)
+    env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)}
+    shop_port, bare_port, lean_port = free_port(), free_port(), free_port()
     procs = [
         gunicorn("wsgi:app", shop_port, args.workers, env),
         gunicorn("bench._bare:app", bare_port, args.workers, env),
+        gunicorn("bench._lean:app", lean_port, args.workers, env),
     ]
+    base = "http://127.0.0.1:{}"
     try:
-        wait_up(f"http://127.0.0.1:{shop_port}/")
-        wait_up(f"http://127.0.0.1:{bare_port}/bare")
-        fragment = wrk(
-            f"http://127.0.0.1:{shop_port}/carrello",
-            args.seconds,
-            {"HX-Request": "true", "Cookie": cookie},
+        wait_up(base.format(shop_port) + "/")
+        wait_up(base.format(bare_port) + "/bare")
+        wait_up(base.format(lean_port) + "/lean")
+        routes = targets(
+            base.format(shop_port), base.format(bare_port), base.format(lean_port), data
         )
-        bare = wrk(f"http://127.0.0.1:{bare_port}/bare", args.seconds, {})
+        runs: dict[str, list] = {r[0]: [] for r in routes}
+        for _ in range(args.rounds):  # interleaved: the machine's load hits every route alike
+            for label, url, headers, body in routes:
+                runs[label].append(wrk(url, args.seconds, headers, body))
     finally:
         for p in procs:
             p.terminate()
             p.wait(10)
-    print(f"gunicorn workers={args.workers} threads=4, wrk -t2 -c16 -d{args.seconds}s")
-    print(f"cart fragment (GET /carrello, HX-Request, 3 lines): {fragment:10.0f} req/s")
-    print(f"bare Flask route:                                   {bare:10.0f} req/s")
-    print(f"ratio fragment/bare:                                {fragment / bare:10.2f}")
+    lean_rates = [r[0] for r in runs["lean reference"]]
+    lean_p99 = [r[1] for r in runs["lean reference"]]
+    rows = []
+    for label, results in runs.items():
+        ratios = [r[0] / lr for r, lr in zip(results, lean_rates, strict=True)]
+        p99s = [r[1] / lp for r, lp in zip(results, lean_p99, strict=True)]
+        rows.append(
+            (
+                name,
+                label,
+                statistics.median(r[0] for r in results),
+                min(ratios),
+                max(ratios),
+                statistics.median(r[1] for r in results),
+                min(p99s),
+                max(p99s),
+                sum(r[2] for r in results),
+            )
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--db", nargs="+", default=["sqlite", "postgresql"])
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk non trovato: apt-get install wrk")
+    pg = os.environ.get("TEST_DATABASE_URL")
+    if "postgresql" in args.db and not pg:
+        script = ROOT / "scripts" / "with-postgres.sh"
+        os.execvp("bash", ["bash", str(script), sys.executable, *sys.argv])
+    rows = []
+    for name in args.db:
+        url = f"sqlite:///{tempfile.mkdtemp()}/bench.db" if name == "sqlite" else pg
+        rows += run_db(name, url, args)
+    print(
+        f"gunicorn.conf.py, workers={args.workers}; wrk -t2 -c16 -d{args.seconds}s, "
+        f"{args.rounds} interleaved rounds; ratios to the lean reference, per round (min-max)"
+    )
+    print(f"{'db':10} {'route':28} {'req/s':>7} {'ratio':>11} {'p99 ms':>7} {'p99 ratio':>11} err")
+    for db_name, label, rate, lo, hi, p99, plo, phi, bad in rows:
+        print(
+            f"{db_name:10} {label:28} {rate:7.0f} {lo:5.2f}-{hi:<5.2f} {p99:7.1f} "
+            f"{plo:5.2f}-{phi:<5.2f} {bad}"
+        )
 
 
 if __name__ == "__main__":

@@ -46,13 +46,22 @@ class InstantBank:
 
     def __init__(self) -> None:
         self.charges = 0
+        self.lock = threading.Lock()  # the engine asks from a thread pool
 
     def charge_token(
         self, *, token, amount_cents, currency, order_ref, description, initiator, idempotency_key
     ) -> ChargeResult:
-        self.charges += 1
+        with self.lock:
+            self.charges += 1
+            number = self.charges
         return ChargeResult(
-            f"ch_{self.charges}", "succeeded", amount_cents, currency, order_ref, None, None
+            f"ch_{os.getpid()}_{number}",
+            "succeeded",
+            amount_cents,
+            currency,
+            order_ref,
+            None,
+            None,
         )
 
     def find_charge(self, idempotency_key: str) -> ChargeResult | None:
@@ -261,8 +270,11 @@ def prepare(n: int, url: str) -> float:
         return time.perf_counter() - started
 
 
-def run_one(n: int, url: str, trace: bool) -> dict:
-    """One engine pass over the prepared database, measured; in a process of its own."""
+def run_one(n: int, url: str, trace: bool, worker: str = "w1", start_at: float = 0.0) -> dict:
+    """One engine pass over the prepared database, measured; in a process of its own.
+
+    With `start_at` (a time.time() value) the pass starts then: two workers start together.
+    """
     from webapp.renewals.engine import run_renewals
 
     app = make_app(url)
@@ -275,9 +287,13 @@ def run_one(n: int, url: str, trace: bool) -> dict:
         sampler.start()
         if trace:
             tracemalloc.start()
+        if start_at:
+            time.sleep(max(0.0, start_at - time.time()))
+        wall_start = time.time()
         started = time.perf_counter()
-        report = run_renewals(NOW)
+        report = run_renewals(NOW, worker=worker)
         elapsed = time.perf_counter() - started
+        wall_end = time.time()
         heap_peak = tracemalloc.get_traced_memory()[1] / 2**20 if trace else None
         tracemalloc.stop()
         rss_peak = sampler.stop()
@@ -290,15 +306,80 @@ def run_one(n: int, url: str, trace: bool) -> dict:
             heap_peak_mib=heap_peak,
             bank_charges=bank.charges,
             report=str(report),
-            **check(n),
+            worker=worker,
+            charged=report.charged,
+            skipped=report.skipped,
+            errors=report.errors,
+            wall_start=wall_start,
+            wall_end=wall_end,
         )
         db.session.remove()
     return result
 
 
+def raw_rate(url: str, seconds: float = 3.0) -> float:
+    """The floor: INSERT a payment + UPDATE a service, one commit each, bare psycopg."""
+    import psycopg
+
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn) as conn:
+        ids = [
+            row
+            for row in conn.execute(
+                "SELECT s.id, l.order_id FROM service s "
+                "JOIN order_line l ON l.id = s.order_line_id "
+                "ORDER BY s.id LIMIT 20000"
+            )
+        ]
+        conn.commit()
+        done, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            service_id, order_id = ids[done % len(ids)]
+            conn.execute(
+                "INSERT INTO payment (order_id, channel, status, amount_cents, currency, "
+                "idempotency_key, refunded_cents, created_at) "
+                "VALUES (%s, 'renewal', 'pending', 610, 'EUR', %s, 0, now())",
+                (order_id, f"raw-{done}"),
+            )
+            conn.execute(
+                "UPDATE service SET frequency_years = frequency_years WHERE id = %s",
+                (service_id,),
+            )
+            conn.commit()
+            done += 1
+        elapsed = time.perf_counter() - started
+        conn.execute("DELETE FROM payment WHERE idempotency_key LIKE 'raw-%%'")
+        conn.commit()
+    return done / elapsed
+
+
+def passes(n: int, url: str, workers: int, trace: bool) -> list[dict]:
+    """`workers` engine processes over the same n due services, started at the same instant."""
+    start_at = time.time() + 3.0  # past every child's app setup
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--one", str(n), "--database-url", url]
+            + ["--worker", f"w{i + 1}", "--start-at", repr(start_at)]
+            + (["--tracemalloc"] if trace else []),
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        for i in range(workers)
+    ]
+    results = []
+    for proc in procs:
+        out, _ = proc.communicate()
+        if proc.returncode:
+            raise SystemExit(f"worker failed ({proc.returncode})")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--services", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--database-url", default=os.environ.get("TEST_DATABASE_URL"))
     parser.add_argument(
         "--tracemalloc",
@@ -306,43 +387,61 @@ def main() -> None:
         help="also the Python heap peak (the pass runs about 3 times slower)",
     )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure a pass
+    parser.add_argument("--worker", default="w1", help=argparse.SUPPRESS)
+    parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not args.database_url:
         script = ROOT / "scripts" / "with-postgres.sh"
         os.execvp("bash", ["bash", str(script), sys.executable, *sys.argv])
     if args.one:
-        print(json.dumps(run_one(args.one, args.database_url, args.tracemalloc)))
+        result = run_one(args.one, args.database_url, args.tracemalloc, args.worker, args.start_at)
+        print(json.dumps(result))
         return
+    batch = make_app(args.database_url).config.get("RENEWAL_BATCH_SIZE", "default")
     print(
         f"motore dei rinnovi: una passata, banca finta istantanea, "
-        f"{args.database_url.split(':')[0]}, {os.cpu_count()} CPU"
+        f"{args.database_url.split(':')[0]}, {os.cpu_count()} CPU, lotto {batch}"
     )
+    raw = None
     for n in args.services:
-        seeded = prepare(n, args.database_url)
-        cmd = [sys.executable, __file__, "--one", str(n), "--database-url", args.database_url]
-        out = subprocess.run(
-            cmd + (["--tracemalloc"] if args.tracemalloc else []),
-            stdout=subprocess.PIPE,
-            text=True,
-            check=True,
-        ).stdout
-        r = json.loads(out.strip().splitlines()[-1])
-        heap = f", heap peak {r['heap_peak_mib']:.1f} MiB" if r["heap_peak_mib"] else ""
-        print(
-            f"{n:>7} servizi: {r['seconds']:8.1f} s, {r['per_second']:5.0f} servizi/s, "
-            f"RSS {r['rss_before_mib']:.0f} -> picco {r['rss_peak_mib']:.0f} MiB "
-            f"(+{r['rss_peak_mib'] - r['rss_before_mib']:.1f}){heap}"
-            f"  [seed {seeded:.1f} s]"
-        )
-        print(f"         {r['report']}")
-        print(
-            f"         addebiti {r['renewal_charges']} (ordini pagati due volte: "
-            f"{r['orders_paid_twice']}), servizi prorogati {r['services_extended']}, "
-            f"e-mail in coda {r['emails_queued']}"
-        )
-        ok = r["renewal_charges"] == r["services_extended"] == r["bank_charges"] == n
-        if not ok or r["orders_paid_twice"]:
-            raise SystemExit("la passata non ha rinnovato ogni servizio esattamente una volta")
+        for workers in args.workers:
+            seeded = prepare(n, args.database_url)
+            if raw is None:
+                raw = raw_rate(args.database_url)
+                print(f"grezzo (INSERT payment + UPDATE service, 1 commit, psycopg): {raw:,.0f}/s")
+            results = passes(n, args.database_url, workers, args.tracemalloc)
+            wall = max(r["wall_end"] for r in results) - min(r["wall_start"] for r in results)
+            rate = n / wall
+            with make_app(args.database_url).app_context():
+                last = check(n)  # after every worker: the whole database
+                db.session.remove()
+            print(
+                f"{n:>7} servizi, {workers} worker: {wall:7.1f} s, {rate:6.0f} servizi/s, "
+                f"rapporto al grezzo {rate / raw:.2f}  [seed {seeded:.1f} s]"
+            )
+            for r in results:
+                heap = f", heap peak {r['heap_peak_mib']:.1f} MiB" if r["heap_peak_mib"] else ""
+                print(
+                    f"         {r['worker']}: addebitati {r['charged']}, saltati {r['skipped']}, "
+                    f"errori {r['errors']}, RSS {r['rss_before_mib']:.0f} -> picco "
+                    f"{r['rss_peak_mib']:.0f} MiB (+{r['rss_peak_mib'] - r['rss_before_mib']:.1f})"
+                    f"{heap}"
+                )
+            print(
+                f"         addebiti {last['renewal_charges']} (ordini pagati due volte: "
+                f"{last['orders_paid_twice']}), servizi prorogati {last['services_extended']}, "
+                f"e-mail in coda {last['emails_queued']}, chiamate alla banca "
+                f"{sum(r['bank_charges'] for r in results)}"
+            )
+            ok = (
+                last["renewal_charges"]
+                == last["services_extended"]
+                == sum(r["bank_charges"] for r in results)
+                == sum(r["charged"] for r in results)
+                == n
+            )
+            if not ok or last["orders_paid_twice"]:
+                raise SystemExit("la passata non ha rinnovato ogni servizio esattamente una volta")
     with make_app(args.database_url).app_context():
         db.drop_all()
 

@@ -72,6 +72,10 @@ class Config:
     SCHEDULER_INTERVAL_MINUTES = float(os.environ.get("SCHEDULER_INTERVAL_MINUTES", "5"))
     # How long a worker's claim on a renewal lasts: a killed worker's rows wait this long.
     RENEWAL_CLAIM_SECONDS = int(os.environ.get("RENEWAL_CLAIM_SECONDS", "300"))
+    # PostgreSQL: renewals claimed, recorded, charged and settled this many at a time (0: one by
+    # one, as on SQLite), with this many requests to the bank at once (webapp.renewals.batch).
+    RENEWAL_BATCH_SIZE = int(os.environ.get("RENEWAL_BATCH_SIZE", "500"))
+    RENEWAL_BANK_THREADS = int(os.environ.get("RENEWAL_BANK_THREADS", "8"))
 
     PASSWORD_HASH_METHOD = "scrypt"
 

@@ -121,7 +121,11 @@ def test_scheduler_killed_mid_pass_and_restarted_charges_each_service_once(syste
     started = time.monotonic()
     kills = []
     for target in (n // 4, (n * 3) // 5):
-        proc = system.renewals(f"doomed-{target}", as_of, RENEWAL_CLAIM_SECONDS=claim_seconds)
+        # Batches of 10 (PostgreSQL's batch path): the kill lands mid-pass, between batches
+        # or inside one (after its record commit, during its charges or its settlement).
+        proc = system.renewals(
+            f"doomed-{target}", as_of, RENEWAL_CLAIM_SECONDS=claim_seconds, RENEWAL_BATCH_SIZE=10
+        )
         wait_until(
             lambda t=target, p=proc: _succeeded_payments(system) >= t or p.poll() is not None,
             60,
@@ -135,7 +139,9 @@ def test_scheduler_killed_mid_pass_and_restarted_charges_each_service_once(syste
         wait_until(lambda: _live_claims(system) == 0, claim_seconds + 10, "claims to expire")
 
     assert kills[-1] < n, "everything was charged before the last kill"
-    report = system.run("survivor", as_of, RENEWAL_CLAIM_SECONDS=claim_seconds)
+    report = system.run(
+        "survivor", as_of, RENEWAL_CLAIM_SECONDS=claim_seconds, RENEWAL_BATCH_SIZE=10
+    )
     elapsed = time.monotonic() - started
     assert report["errori"] == 0
     assert report["addebitati"] == n - kills[-1]

@@ -8,15 +8,21 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import current_app
+from sqlalchemy.orm import Session
 
 from webapp.clock import format_day
 from webapp.extensions import db
 from webapp.invoicing.services import issue_invoice
 from webapp.money import format_eur
-from webapp.outbox.services import queue_email
+from webapp.outbox.services import queue_email, queue_template_emails, register_context_loader
 from webapp.payments.events import payment_refunded
 from webapp.payments.models import Payment, Refund, SavedCard
-from webapp.renewals.events import service_renewed, services_activated
+from webapp.renewals.events import (
+    RenewedService,
+    service_renewed,
+    services_activated,
+    services_renewed,
+)
 from webapp.renewals.models import Renewal, Service
 from webapp.renewals.services import queue_customer_email
 from webapp.shop.models import Customer, Order
@@ -83,6 +89,57 @@ def send_renewal_receipt(
         new_expiry=new_expiry,
         **_invoice_link(order, payment, now, shop_url),
     )
+
+
+@services_renewed.connect
+def send_renewal_receipts(_sender, *, renewed: list[RenewedService], **_) -> None:
+    """The same receipts for a batch of renewals: one INSERT, rendered when sent.
+
+    The dedupe key is the per-service receipt's, so a renewal gets one receipt whichever way
+    it was settled.
+    """
+    queue_template_emails(
+        [
+            dict(
+                to_addr=r.customer_email,
+                subject=(
+                    f"Rinnovo effettuato: {r.product_name} fino al {format_day(r.new_expiry)}"
+                )[:200],
+                template="renewal_succeeded",
+                dedupe_key=f"renewal-paid-{r.renewal_id}",
+                context=dict(
+                    service_id=r.service_id,
+                    order_id=r.order_id,
+                    payment_id=r.payment_id,
+                    old_expiry=r.old_expiry.isoformat(),
+                    new_expiry=r.new_expiry.isoformat(),
+                ),
+            )
+            for r in renewed
+        ]
+    )
+
+
+def _renewal_receipt_context(session: Session, stored: dict) -> dict:
+    """send_renewal_receipt's context, rebuilt at send time from the ids stored in the outbox."""
+    service = session.get(Service, stored["service_id"])
+    payment = session.get(Payment, stored["payment_id"])
+    shop_url = current_app.config["SHOP_BASE_URL"]
+    return dict(
+        customer=session.get(Customer, service.customer_id),
+        service=service,
+        shop_url=shop_url,
+        area_url=f"{shop_url}/area-clienti",
+        cards_url=f"{shop_url}/area-clienti/carte",
+        order=session.get(Order, stored["order_id"]),
+        payment=payment,
+        card=payment.saved_card,
+        old_expiry=datetime.fromisoformat(stored["old_expiry"]),
+        new_expiry=datetime.fromisoformat(stored["new_expiry"]),
+    )
+
+
+register_context_loader("renewal_succeeded", _renewal_receipt_context)
 
 
 @payment_refunded.connect

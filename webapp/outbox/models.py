@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String, Text
+from sqlalchemy import JSON, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from webapp.clock import now_utc
@@ -19,8 +19,12 @@ class OutboxEmail(db.Model):
     dedupe_key: Mapped[str | None] = mapped_column(String(120), unique=True)
     to_addr: Mapped[str] = mapped_column(String(254))
     subject: Mapped[str] = mapped_column(String(200))
-    body_text: Mapped[str] = mapped_column(Text)
+    # Rendered when queued (queue_email), or at send time from `template` and `context`
+    # (queue_template_emails: the renewal engine queues thousands at once without rendering).
+    body_text: Mapped[str | None] = mapped_column(Text)
     body_html: Mapped[str | None] = mapped_column(Text)
+    template: Mapped[str | None] = mapped_column(String(80))
+    context: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc, index=True)
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

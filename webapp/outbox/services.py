@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import current_app, has_app_context, render_template
 from flask_mail import Message
 from flask_sqlalchemy.session import Session as FlaskSession
 from sqlalchemy import event, or_, select, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
+from webapp.bulk import insert_unnest
 from webapp.clock import now_utc
 from webapp.extensions import db, mail
 from webapp.outbox.models import OutboxEmail
@@ -21,6 +25,16 @@ log = logging.getLogger(__name__)
 _SESSION_KEY = "outbox_ids"
 CLAIM_SECONDS = 120
 MAX_BACKOFF_SECONDS = 3600
+
+#: Template name -> a function (session, stored JSON context) -> the template's context.
+#: Registered by the package that queues such e-mails (it knows what the ids in the JSON mean).
+ContextLoader = Callable[[Session, dict], dict[str, Any]]
+_context_loaders: dict[str, ContextLoader] = {}
+
+
+def register_context_loader(template: str, loader: ContextLoader) -> None:
+    """How to rebuild the context of `template` at send time from its stored JSON context."""
+    _context_loaders[template] = loader
 
 
 def queue_email(
@@ -44,6 +58,56 @@ def queue_email(
     db.session.flush()
     db.session.info.setdefault(_SESSION_KEY, []).append(email.id)
     return email
+
+
+def queue_template_emails(rows: list[dict]) -> list[int]:
+    """Queue many e-mails rendered only when sent: one multi-row INSERT, no template rendering.
+
+    Each row: to_addr, subject, template, context (JSON-able: ids, ISO dates), dedupe_key.
+    Guard: the unique dedupe_key with ON CONFLICT DO NOTHING (a rerun queues nothing). The
+    template's context loader (register_context_loader) rebuilds its context at send time.
+    Returns the ids inserted; they are sent after the commit like queue_email's.
+    """
+    if not rows:
+        return []
+    now = now_utc()
+    if db.session.get_bind().dialect.name == "postgresql":
+        # One short statement whatever the number of rows: a column per array.
+        inserted = insert_unnest(
+            OutboxEmail.__table__,
+            dict(
+                to_addr=("varchar", [r["to_addr"] for r in rows]),
+                subject=("varchar", [r["subject"] for r in rows]),
+                template=("varchar", [r["template"] for r in rows]),
+                dedupe_key=("varchar", [r.get("dedupe_key") for r in rows]),
+                context=("json", [json.dumps(r.get("context") or {}) for r in rows]),
+                attempts=("integer", [0] * len(rows)),
+                created_at=("timestamptz", [now] * len(rows)),
+                next_attempt_at=("timestamptz", [now] * len(rows)),
+            ),
+            suffix="ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+        )
+        ids = [row[0] for row in inserted]
+    else:
+        stmt = (
+            sqlite.insert(OutboxEmail.__table__)
+            .values([dict(attempts=0, created_at=now, next_attempt_at=now, **r) for r in rows])
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(OutboxEmail.__table__.c.id)
+        )
+        ids = list(db.session.scalars(stmt))
+    db.session.info.setdefault(_SESSION_KEY, []).extend(ids)
+    return ids
+
+
+def render_stored(session: Session, email: OutboxEmail) -> None:
+    """Render an e-mail queued as template + context (once: the bodies are kept on the row)."""
+    if email.body_text is not None or email.template is None:
+        return
+    loader = _context_loaders.get(email.template)
+    context = loader(session, email.context or {}) if loader else dict(email.context or {})
+    email.body_text = render_template(f"email/{email.template}.txt", **context)
+    email.body_html = render_template(f"email/{email.template}.html", **context)
 
 
 @event.listens_for(FlaskSession, "after_commit")
@@ -101,19 +165,20 @@ def _send_one(session: Session, email_id: int, now: datetime) -> bool:
     if claimed != 1:
         return False
     email = session.get(OutboxEmail, email_id)
-    message = Message(
-        subject=email.subject,
-        recipients=[email.to_addr],
-        body=email.body_text,
-        html=email.body_html,
-    )
-    # Stable per outbox row: a mail server can spot a resend after a crash.
-    message.msgId = f"<outbox-{email.id}.{email.created_at:%Y%m%d%H%M%S}@pecshop.local>"
     email.attempts += 1
     email.claimed_until = None
     try:
+        render_stored(session, email)
+        message = Message(
+            subject=email.subject,
+            recipients=[email.to_addr],
+            body=email.body_text,
+            html=email.body_html,
+        )
+        # Stable per outbox row: a mail server can spot a resend after a crash.
+        message.msgId = f"<outbox-{email.id}.{email.created_at:%Y%m%d%H%M%S}@pecshop.local>"
         mail.send(message)
-    except Exception as exc:  # SMTP down, refused, timeout: keep it for later
+    except Exception as exc:  # SMTP down, refused, timeout, a template error: keep it for later
         log.warning("e-mail %s not sent: %s", email_id, exc)
         email.last_error = str(exc)[:500]
         email.next_attempt_at = now + _backoff(email.attempts)

@@ -19,6 +19,7 @@ from webapp.extensions import db
 from webapp.payments.events import duplicate_captured, order_paid
 from webapp.payments.gateway import (
     CardDetails,
+    ChargeResult,
     Gateway,
     GatewayRefused,
     GatewayStatus,
@@ -298,22 +299,39 @@ def execute_card_charge(payment: Payment, now: datetime, initiator: str = "custo
                 initiator=initiator,
                 idempotency_key=payment.idempotency_key,
             )
-    except GatewayUnavailable as exc:
-        log.warning("charge for payment %s has unknown outcome: %s", payment.id, exc)
+    except (GatewayUnavailable, GatewayRefused) as exc:
+        return apply_charge_result(payment, exc, now)
+    return apply_charge_result(payment, result, now)
+
+
+def apply_charge_result(
+    payment: Payment,
+    outcome: ChargeResult | GatewayUnavailable | GatewayRefused,
+    now: datetime,
+) -> Payment:
+    """Settle a card charge with the bank's answer, or with the error met asking for it.
+
+    Split from execute_card_charge so that a caller that asked the bank itself (the renewal
+    engine, from a thread pool) settles through the same transitions.
+    """
+    if isinstance(outcome, GatewayUnavailable):
+        log.warning("charge for payment %s has unknown outcome: %s", payment.id, outcome)
         if payment.status is PaymentStatus.PENDING:
             transition(
                 payment, PaymentStatus.UNKNOWN, PAYMENT_TRANSITIONS, "Pagamento già concluso."
             )
         return payment
-    except GatewayRefused as exc:
+    if isinstance(outcome, GatewayRefused):
         _fail(
             payment,
             PaymentStatus.FAILED,
-            exc.code,
+            outcome.code,
             "Pagamento rifiutato dal servizio di pagamento.",
             now,
         )
         return payment
+    result = outcome
+    order = payment.order
     if (result.amount_cents, result.currency, result.order_ref) != (
         payment.amount_cents,
         payment.currency,

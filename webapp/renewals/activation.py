@@ -27,9 +27,17 @@ log = logging.getLogger(__name__)
 
 @order_paid.connect
 def on_order_paid(
-    order: Order, *, payment: Payment, card: SavedCard | None, now: datetime, **_
+    order: Order,
+    *,
+    payment: Payment,
+    card: SavedCard | None,
+    now: datetime,
+    batch_settled: bool = False,
+    **_,
 ) -> None:
     """Start the services of a purchase, or extend the service of a renewal."""
+    if batch_settled:
+        return  # the renewal engine's batch settlement extended the service (set-based) already
     if order.kind is OrderKind.RENEWAL:
         renewal_paid(order, payment, now)
         return

@@ -161,15 +161,32 @@ def process(
     """Claim one renewal, attempt it, release it, commit; returns the outcome."""
     if not claim(renewal_id, worker, lease_clock(), due_at=now):
         return RenewalOutcome.SKIPPED
+    return process_claimed(renewal_id, now, worker, cfg)
+
+
+def process_claimed(
+    renewal_id: int,
+    now: datetime,
+    worker: str,
+    cfg: RenewalSettings,
+    keep_claim: bool = False,
+) -> RenewalOutcome:
+    """Attempt a renewal this worker has claimed, commit; returns the outcome.
+
+    With `keep_claim` (the batch engine) the claim is left for the caller to release: a row
+    still due after this attempt (the bank did not answer) must not come back in the same pass.
+    """
     try:
         renewal = db.session.get(Renewal, renewal_id, options=WITH_SERVICE_AND_CARD)
         outcome = _attempt(renewal, now, cfg)
-        release(renewal)
+        if not keep_claim:
+            release(renewal)
         commit()
     except InvalidTransition as exc:
         rollback()
         log.warning("renewal %s changed under us: %s", renewal_id, exc.message)
-        unclaim(renewal_id, worker)
+        if not keep_claim:
+            unclaim(renewal_id, worker)
         return RenewalOutcome.SKIPPED
     except Exception:
         # Leave the claim to run out: a crash-like failure backs off by CLAIM_SECONDS.

@@ -4,7 +4,8 @@ The scheduler, the `flask renewals run` command, the customer area and the tests
 `run_renewals` (or `retry_renewal`). A pass is safe to run twice at once or again after a crash:
 - one Renewal row per (service, period), unique in the database;
 - a worker claims a row (a guarded UPDATE that also re-checks the row is still due) before
-  touching it, and commits once per service (webapp.renewals.claims);
+  touching it, and commits once per service (webapp.renewals.claims); on PostgreSQL it claims,
+  records, charges and settles a batch at a time (webapp.renewals.batch);
 - each charge attempt is a Payment whose idempotency key the bank honours, recorded before the
   bank is asked; one whose outcome is unknown is resolved by asking the bank for that key
   (webapp.renewals.charging);
@@ -22,6 +23,7 @@ from sqlalchemy import select, update
 from webapp.clock import now_utc
 from webapp.extensions import db
 from webapp.payments.models import SavedCard
+from webapp.renewals.batch import batch_supported, run_batches
 from webapp.renewals.charging import due_renewals, open_renewals, process
 from webapp.renewals.claims import default_worker
 from webapp.renewals.expiry import expire, expired_services
@@ -54,8 +56,11 @@ def run_renewals(
     report = RenewalReport()
     send_reminders(now, cfg, report)
     open_renewals(now, cfg, report)
-    for renewal_id in due_renewals(now, lease_clock()):
-        report.count(process(renewal_id, now, worker, cfg, lease_clock))
+    if batch_supported():  # PostgreSQL: claim, record, charge and settle n at a time
+        run_batches(now, worker, cfg, lease_clock, report)
+    else:  # SQLite (no SKIP LOCKED): one claimed row at a time
+        for renewal_id in due_renewals(now, lease_clock()):
+            report.count(process(renewal_id, now, worker, cfg, lease_clock))
     for service_id in expired_services(now):
         report.count(expire(service_id, now, worker, cfg, lease_clock))
     return report

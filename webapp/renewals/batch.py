@@ -1,0 +1,662 @@
+"""The renewal engine's batch path (PostgreSQL): claim, record, charge and settle n at a time.
+
+Per batch of RENEWAL_BATCH_SIZE renewals, a dozen statements and three commits instead of ~18
+statements and 3 commits per service. Each guarantee keeps its guard:
+
+1. claim - `UPDATE renewal ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n)
+   RETURNING id`, committed. Guard: the row locks (a twin worker skips rows being claimed
+   instead of waiting), the lease (`claimed_until`, a crashed worker's runs out) and the
+   "still due" predicate, which FOR UPDATE re-checks on the newest committed version of a row:
+   a renewal is claimed only while still due (claims.claim(..., due_at=now) per row).
+2. record - the orders, their lines and PENDING payments (idempotency key
+   `renewal-<id>-<attempt>`) in multi-row INSERTs and the renewals' attempt counters in one
+   UPDATE (guarded by `claimed_by = worker`), one commit: every attempt is on record before
+   the bank is asked.
+3. charge - the bank is asked from a bounded thread pool, one request per payment with its
+   key; the threads use no database session. A lost answer leaves the payment PENDING/UNKNOWN
+   and the next pass asks the bank for that key (charging.process_claimed), never a new charge.
+4. settle - successes with set-based compare-and-set UPDATEs: order PENDING_PAYMENT -> PAID,
+   payment PENDING -> SUCCEEDED, service extended only from the expiry it had (once per
+   period), renewal open -> SUCCEEDED and released; the receipts through `services_renewed`
+   (outbox rows, ON CONFLICT DO NOTHING on the per-renewal dedupe key). Every other outcome
+   (declined, refused, no answer, a capture of an order already paid) is settled per row with
+   the per-row path's own functions. One commit.
+
+Rows that are not a plain first attempt (a retry with its order, a charge in flight, no usable
+card, a service that stopped renewing) take the per-row path, already claimed. If settling a
+batch raises, it is rolled back and each row is settled per row (asking the bank with the same
+keys). Subscribers of payments' `order_paid` other than renewals' own get it per order inside
+the settle transaction, with `batch_settled=True` (renewals' receiver ignores that: the batch
+extended the service); with no such subscriber, no Order object is loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+from array import array
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from blinker import ANY
+from flask import current_app
+from sqlalchemy import and_, bindparam, func, not_, or_, select, text, update
+from sqlalchemy.orm import selectinload
+
+from webapp.bulk import insert_unnest, next_ids
+from webapp.clock import add_years, rome_date
+from webapp.extensions import db
+from webapp.money import vat_cents
+from webapp.payments.events import order_paid
+from webapp.payments.gateway import ChargeResult, GatewayRefused, GatewayUnavailable
+from webapp.payments.models import Payment, PaymentChannel, PaymentStatus, SavedCard
+from webapp.payments.services import apply_charge_result, gateway
+from webapp.renewals.activation import on_order_paid
+from webapp.renewals.charging import (
+    RENEWABLE_KINDS,
+    WITH_SERVICE_AND_CARD,
+    after_charge,
+    process_claimed,
+)
+from webapp.renewals.claims import CHARGE_IN_FLIGHT, CLAIM_SECONDS
+from webapp.renewals.events import RenewedService, services_renewed
+from webapp.renewals.models import (
+    OPEN_RENEWAL_STATUSES,
+    Renewal,
+    RenewalStatus,
+    Service,
+    ServiceStatus,
+)
+from webapp.renewals.outcomes import RenewalOutcome, RenewalReport
+from webapp.renewals.services import RenewalSettings
+from webapp.shop.models import (
+    Customer,
+    Order,
+    OrderKind,
+    OrderLine,
+    OrderStatus,
+    PaymentMethod,
+    Product,
+)
+from webapp.transaction import commit, rollback
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 500  # RENEWAL_BATCH_SIZE overrides it; 0 turns the batch path off
+BANK_THREADS = 8  # RENEWAL_BANK_THREADS: concurrent requests to the bank per worker
+RELEASE_CHUNK = 5000
+
+
+def batch_size() -> int:
+    return int(current_app.config.get("RENEWAL_BATCH_SIZE", BATCH_SIZE))
+
+
+def batch_supported() -> bool:
+    """FOR UPDATE SKIP LOCKED and the array statements below are PostgreSQL's."""
+    return batch_size() > 0 and db.session.get_bind().dialect.name == "postgresql"
+
+
+@dataclass(frozen=True)
+class Job:
+    """A renewal of the fast path: a first attempt, with everything the charge needs."""
+
+    renewal_id: int
+    attempt: int
+    service_id: int
+    customer_id: int
+    customer_email: str
+    product_id: int
+    product_name: str
+    product_kind: str
+    yearly_price_cents: int
+    years: int
+    net_cents: int
+    vat_cents: int
+    period: datetime
+    card_id: int
+    token: str
+    order_id: int = 0
+    payment_id: int = 0
+    order_number: str = ""
+
+    @property
+    def total_cents(self) -> int:
+        return self.net_cents + self.vat_cents
+
+    @property
+    def key(self) -> str:
+        return f"renewal-{self.renewal_id}-{self.attempt}"
+
+    @property
+    def order_ref(self) -> str:
+        return f"ORD-{self.order_id}"  # payments.services.order_ref
+
+
+# --- 1. claim --------------------------------------------------------------------------------
+
+
+def claim_batch(now: datetime, worker: str, lease_now: datetime, limit: int) -> list[int]:
+    """Claim up to `limit` due renewals nobody holds, skipping rows a twin is claiming; commits."""
+    seconds = current_app.config.get("RENEWAL_CLAIM_SECONDS", CLAIM_SECONDS)
+    due = (
+        select(Renewal.id)
+        .where(
+            Renewal.status.in_(OPEN_RENEWAL_STATUSES),
+            or_(Renewal.next_attempt_at <= now, CHARGE_IN_FLIGHT),
+            or_(Renewal.claimed_until.is_(None), Renewal.claimed_until < lease_now),
+        )
+        .order_by(Renewal.next_attempt_at, Renewal.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    # The scan's cost estimate on a large table turns PostgreSQL's JIT on: ~0.3 s of compiling
+    # for a ~40 ms statement, each batch. Off for this transaction only.
+    db.session.execute(text("SET LOCAL jit = off"))
+    ids = db.session.scalars(
+        update(Renewal)
+        .where(Renewal.id.in_(due.scalar_subquery()))
+        .values(claimed_until=lease_now + timedelta(seconds=seconds), claimed_by=worker)
+        .returning(Renewal.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    commit()
+    return sorted(ids)
+
+
+# --- 2. record -------------------------------------------------------------------------------
+
+
+def split(ids: list[int], now: datetime, worker: str, cfg: RenewalSettings) -> tuple[list, list]:
+    """The claimed rows as fast-path jobs, and the ids that take the per-row path."""
+    rows = db.session.execute(
+        select(
+            Renewal.id,
+            Renewal.attempts,
+            Renewal.order_id,
+            Renewal.period_expires_at,
+            CHARGE_IN_FLIGHT.label("in_flight"),
+            Service.id,
+            Service.customer_id,
+            Service.status,
+            Service.auto_renew,
+            Service.expires_at,
+            Service.frequency_years,
+            Product.id,
+            Product.kind,
+            Product.name,
+            Product.yearly_price_cents,
+            Customer.email,
+            SavedCard.id,
+            SavedCard.gateway_token,
+            SavedCard.removed_at,
+            SavedCard.exp_year,
+            SavedCard.exp_month,
+        )
+        .join(Service, Service.id == Renewal.service_id)
+        .join(Product, Product.id == Service.product_id)
+        .join(Customer, Customer.id == Service.customer_id)
+        .outerjoin(SavedCard, SavedCard.id == Service.saved_card_id)
+        .where(Renewal.id.in_(ids), Renewal.claimed_by == worker)
+        .order_by(Renewal.id)
+    ).all()
+    today = rome_date(now)
+    jobs, others = [], []
+    for (
+        rid,
+        attempts,
+        order_id,
+        period,
+        in_flight,
+        sid,
+        customer_id,
+        status,
+        auto_renew,
+        expires_at,
+        years,
+        pid,
+        kind,
+        name,
+        yearly,
+        email,
+        card_id,
+        token,
+        removed_at,
+        exp_year,
+        exp_month,
+    ) in rows:
+        plain = (
+            not in_flight
+            and order_id is None
+            and status is ServiceStatus.ACTIVE
+            and auto_renew
+            and kind in RENEWABLE_KINDS
+            and expires_at == period
+            and now < period
+            and card_id is not None
+            and removed_at is None
+            and (exp_year, exp_month) >= (today.year, today.month)  # SavedCard.is_expired
+        )
+        if not plain:
+            others.append(rid)
+            continue
+        net = yearly * years  # renewal_price: today's list price x frequency, no discount
+        jobs.append(
+            Job(
+                renewal_id=rid,
+                attempt=attempts + 1,
+                service_id=sid,
+                customer_id=customer_id,
+                customer_email=email,
+                product_id=pid,
+                product_name=name,
+                product_kind=kind,
+                yearly_price_cents=yearly,
+                years=years,
+                net_cents=net,
+                vat_cents=vat_cents(net, cfg.vat_rate),
+                period=period,
+                card_id=card_id,
+                token=token,
+            )
+        )
+    return jobs, others
+
+
+def record(jobs: list[Job], now: datetime, worker: str) -> list[Job]:
+    """Orders, lines and PENDING payments in multi-row INSERTs; commits before the bank is asked."""
+    n = len(jobs)
+    order_ids = next_ids(Order.__table__, n)
+    payment_ids = next_ids(Payment.__table__, n)
+    nets = [j.net_cents for j in jobs]
+    insert_unnest(
+        Order.__table__,
+        dict(
+            id=("integer", order_ids),
+            customer_id=("integer", [j.customer_id for j in jobs]),
+            kind=("varchar", [OrderKind.RENEWAL.value] * n),
+            status=("varchar", [OrderStatus.PENDING_PAYMENT.value] * n),
+            payment_method=("varchar", [PaymentMethod.CARD.value] * n),
+            subtotal_cents=("integer", nets),
+            discount_cents=("integer", [0] * n),
+            net_cents=("integer", nets),
+            vat_cents=("integer", [j.vat_cents for j in jobs]),
+            total_cents=("integer", [j.total_cents for j in jobs]),
+            currency=("varchar", ["EUR"] * n),
+            created_at=("timestamptz", [now] * n),
+        ),
+    )
+    insert_unnest(
+        OrderLine.__table__,
+        dict(
+            order_id=("integer", order_ids),
+            product_id=("integer", [j.product_id for j in jobs]),
+            product_name=("varchar", [j.product_name for j in jobs]),
+            kind=("varchar", [str(j.product_kind.value) for j in jobs]),
+            years=("integer", [j.years for j in jobs]),
+            yearly_price_cents=("integer", [j.yearly_price_cents for j in jobs]),
+            list_cents=("integer", nets),
+            discount_cents=("integer", [0] * n),
+            net_cents=("integer", nets),
+            auto_renew=("boolean", [True] * n),
+            service_id=("integer", [j.service_id for j in jobs]),
+        ),
+    )
+    insert_unnest(
+        Payment.__table__,
+        dict(
+            id=("integer", payment_ids),
+            order_id=("integer", order_ids),
+            channel=("varchar", [PaymentChannel.RENEWAL.value] * n),
+            status=("varchar", [PaymentStatus.PENDING.value] * n),
+            amount_cents=("integer", [j.total_cents for j in jobs]),
+            currency=("varchar", ["EUR"] * n),
+            idempotency_key=("varchar", [j.key for j in jobs]),
+            refunded_cents=("integer", [0] * n),
+            saved_card_id=("integer", [j.card_id for j in jobs]),
+            created_at=("timestamptz", [now] * n),
+        ),
+    )
+    # Guard: only rows this worker still holds (a lease that ran out is another's now).
+    counted = db.session.execute(
+        text(
+            "UPDATE renewal SET attempts = v.attempt, last_attempt_at = :now, "
+            "status = :pending, order_id = v.order_id "
+            "FROM unnest(CAST(:ids AS integer[]), CAST(:attempts AS integer[]), "
+            "CAST(:order_ids AS integer[])) AS v(id, attempt, order_id) "
+            "WHERE renewal.id = v.id AND renewal.claimed_by = :worker "
+            "AND renewal.attempts = v.attempt - 1"
+        ).bindparams(bindparam("now", type_=Renewal.__table__.c.last_attempt_at.type)),
+        dict(
+            now=now,
+            pending=RenewalStatus.PENDING.value,
+            ids=[j.renewal_id for j in jobs],
+            attempts=[j.attempt for j in jobs],
+            order_ids=list(order_ids),
+            worker=worker,
+        ),
+    ).rowcount
+    if counted != len(jobs):
+        rollback()
+        raise LostClaim(f"{len(jobs) - counted} renewals of the batch are no longer ours")
+    commit()  # every attempt is on record before the bank is asked
+    return [
+        _with_ids(j, oid, pid, f"{now.year}-{oid:06d}")  # Order.number
+        for j, oid, pid in zip(jobs, order_ids, payment_ids, strict=True)
+    ]
+
+
+class LostClaim(RuntimeError):
+    """A claim ran out while recording (the batch took longer than RENEWAL_CLAIM_SECONDS)."""
+
+
+def _with_ids(job: Job, order_id: int, payment_id: int, number: str) -> Job:
+    return Job(
+        **{**job.__dict__, "order_id": order_id, "payment_id": payment_id, "order_number": number}
+    )
+
+
+# --- 3. charge -------------------------------------------------------------------------------
+
+
+Answer = ChargeResult | Exception
+
+
+def charge_all(jobs: list[Job], pool: ThreadPoolExecutor) -> list[Answer]:
+    """Ask the bank for every job at once (at most the pool's size in flight); no DB session."""
+    bank = gateway()  # resolved here: the threads have no app context
+
+    def ask(job: Job) -> Answer:
+        try:
+            return bank.charge_token(
+                token=job.token,
+                amount_cents=job.total_cents,
+                currency="EUR",
+                order_ref=job.order_ref,
+                description=f"Ordine {job.order_number}",
+                initiator="merchant",
+                idempotency_key=job.key,
+            )
+        except Exception as exc:  # settled below: an error here is an answer too
+            return exc
+
+    return list(pool.map(ask, jobs))
+
+
+# --- 4. settle -------------------------------------------------------------------------------
+
+
+def _paid(job: Job, answer: Answer) -> bool:
+    return (
+        isinstance(answer, ChargeResult)
+        and answer.succeeded
+        and (answer.amount_cents, answer.currency, answer.order_ref)
+        == (job.total_cents, "EUR", job.order_ref)
+    )
+
+
+def _crashed(answer: Answer) -> bool:
+    """An error that is not the bank's: treated as a crash (the claim is left to run out)."""
+    return isinstance(answer, Exception) and not isinstance(
+        answer, GatewayUnavailable | GatewayRefused
+    )
+
+
+def settle(
+    jobs: list[Job], answers: list[Answer], now: datetime, cfg: RenewalSettings
+) -> list[RenewalOutcome]:
+    """Apply the bank's answers: successes set-based, the rest per row; one commit."""
+    outcomes: dict[int, RenewalOutcome] = {}
+    paid = [(j, a) for j, a in zip(jobs, answers, strict=True) if _paid(j, a)]
+    won = _settle_paid(paid, now) if paid else set()
+    for job, answer in zip(jobs, answers, strict=True):
+        if job.renewal_id in won:
+            outcomes[job.renewal_id] = RenewalOutcome.CHARGED
+        elif _crashed(answer):
+            log.error("renewal %s failed with an error: %r", job.renewal_id, answer)
+            outcomes[job.renewal_id] = RenewalOutcome.ERRORS
+        else:  # declined, refused, no answer, a capture of an order paid already
+            payment = db.session.get(Payment, job.payment_id)
+            apply_charge_result(payment, answer, now)
+            renewal = db.session.get(Renewal, job.renewal_id, options=WITH_SERVICE_AND_CARD)
+            outcomes[job.renewal_id] = after_charge(renewal, payment, now, cfg)
+    commit()
+    return [outcomes[j.renewal_id] for j in jobs]
+
+
+def _settle_paid(paid: list[tuple[Job, ChargeResult]], now: datetime) -> set[int]:
+    """Compare-and-set the paid jobs' rows; returns the renewal ids that this settlement won."""
+    orders = Order.__table__
+    won_orders = set(
+        db.session.scalars(
+            update(orders)
+            .where(
+                orders.c.id.in_([j.order_id for j, _ in paid]),
+                orders.c.status == OrderStatus.PENDING_PAYMENT,
+            )
+            .values(status=OrderStatus.PAID, paid_at=now)
+            .returning(orders.c.id)
+        )
+    )
+    paid = [(j, a) for j, a in paid if j.order_id in won_orders]  # the others: per row
+    if not paid:
+        return set()
+    moved = db.session.execute(
+        text(
+            "UPDATE payment SET status = :succeeded, completed_at = :now, gateway_ref = v.ref "
+            "FROM unnest(CAST(:ids AS integer[]), CAST(:refs AS varchar[])) AS v(id, ref) "
+            "WHERE payment.id = v.id AND payment.status IN (:pending, :unknown)"
+        ).bindparams(bindparam("now", type_=Payment.__table__.c.completed_at.type)),
+        dict(
+            succeeded=PaymentStatus.SUCCEEDED.value,
+            pending=PaymentStatus.PENDING.value,
+            unknown=PaymentStatus.UNKNOWN.value,
+            now=now,
+            ids=[j.payment_id for j, _ in paid],
+            refs=[a.charge_id for _, a in paid],
+        ),
+    ).rowcount
+    if moved != len(paid):
+        raise RuntimeError("a renewal payment changed under the batch settlement")
+    # The service is extended from the expiry of the period renewed, only if it still has it:
+    # a period is extended once, whoever settles the payment (activation.renewal_paid).
+    news = [add_years(j.period, j.years) for j, _ in paid]
+    extended = set(
+        db.session.scalars(
+            text(
+                "UPDATE service SET expires_at = v.new, status = :active "
+                "FROM unnest(CAST(:ids AS integer[]), CAST(:olds AS timestamptz[]), "
+                "CAST(:news AS timestamptz[])) AS v(id, old, new) "
+                "WHERE service.id = v.id AND service.expires_at = v.old RETURNING service.id"
+            ),
+            dict(
+                active=ServiceStatus.ACTIVE.value,
+                ids=[j.service_id for j, _ in paid],
+                olds=[j.period for j, _ in paid],
+                news=news,
+            ),
+        )
+    )
+    for job, _ in paid:
+        if job.service_id not in extended:
+            log.error(
+                "renewal %s paid, service %s had moved on from %s",
+                job.renewal_id,
+                job.service_id,
+                job.period,
+            )
+    renewals = Renewal.__table__
+    done = db.session.execute(
+        update(renewals)
+        .where(
+            renewals.c.id.in_([j.renewal_id for j, _ in paid]),
+            renewals.c.status.in_(OPEN_RENEWAL_STATUSES),
+        )
+        .values(
+            status=RenewalStatus.SUCCEEDED,
+            completed_at=now,
+            next_attempt_at=None,
+            failure_code=None,
+            failure_reason=None,
+            claimed_until=None,
+            claimed_by=None,
+        )
+    ).rowcount
+    if done != len(paid):
+        raise RuntimeError("a renewal changed under the batch settlement")
+    services_renewed.send(
+        "renewals",
+        renewed=[
+            RenewedService(
+                service_id=j.service_id,
+                renewal_id=j.renewal_id,
+                order_id=j.order_id,
+                payment_id=j.payment_id,
+                customer_email=j.customer_email,
+                product_name=j.product_name,
+                old_expiry=j.period,
+                new_expiry=new,
+            )
+            for (j, _), new in zip(paid, news, strict=True)
+        ],
+        now=now,
+    )
+    _announce_orders_paid([j for j, _ in paid], now)
+    return {j.renewal_id for j, _ in paid}
+
+
+def _announce_orders_paid(jobs: list[Job], now: datetime) -> None:
+    """`order_paid` per order for subscribers other than renewals' own (e.g. invoicing)."""
+    if not any(r is not on_order_paid for r in order_paid.receivers_for(ANY)):
+        return
+    by_id = {
+        o.id: o
+        for o in db.session.scalars(
+            select(Order)
+            .where(Order.id.in_([j.order_id for j in jobs]))
+            .options(selectinload(Order.lines))
+        )
+    }
+    payments = {
+        p.id: p
+        for p in db.session.scalars(
+            select(Payment)
+            .where(Payment.id.in_([j.payment_id for j in jobs]))
+            .options(selectinload(Payment.saved_card))
+        )
+    }
+    for job in jobs:
+        payment = payments[job.payment_id]
+        order_paid.send(
+            by_id[job.order_id],
+            payment=payment,
+            card=payment.saved_card,
+            now=now,
+            batch_settled=True,
+        )
+
+
+# --- the pass --------------------------------------------------------------------------------
+
+
+def release_settled(ids: list[int], worker: str, now: datetime) -> set[int]:
+    """Release this worker's claims on rows no longer due; returns the ids released.
+
+    A row still due (the bank did not answer, a charge still in flight) stays claimed until
+    the end of the pass, so the pass does not take it again and again.
+    """
+    still_due = and_(
+        Renewal.status.in_(OPEN_RENEWAL_STATUSES),
+        or_(func.coalesce(Renewal.next_attempt_at <= now, False), CHARGE_IN_FLIGHT),
+    )
+    released = db.session.scalars(
+        update(Renewal)
+        .where(Renewal.id.in_(ids), Renewal.claimed_by == worker, not_(still_due))
+        .values(claimed_until=None, claimed_by=None)
+        .returning(Renewal.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    commit()
+    return set(released)
+
+
+def release_held(held: array, worker: str) -> None:
+    for chunk in _chunks(held, RELEASE_CHUNK):
+        db.session.execute(
+            update(Renewal)
+            .where(Renewal.id.in_(chunk), Renewal.claimed_by == worker)
+            .values(claimed_until=None, claimed_by=None)
+            .execution_options(synchronize_session=False)
+        )
+        commit()
+
+
+def _chunks(values: array, size: int) -> Iterator[list[int]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size].tolist()
+
+
+def process_batch(
+    ids: list[int], now: datetime, worker: str, cfg: RenewalSettings, pool: ThreadPoolExecutor
+) -> tuple[list[RenewalOutcome], set[int]]:
+    """Record, charge and settle one claimed batch; returns the outcomes and the errored ids."""
+    jobs, others = split(ids, now, worker, cfg)
+    db.session.rollback()  # end the read transaction (nothing written yet)
+    outcomes: list[RenewalOutcome] = []
+    errored: set[int] = set()
+    if jobs:
+        try:
+            jobs = record(jobs, now, worker)
+        except LostClaim as exc:
+            log.warning("batch not recorded: %s", exc)
+            outcomes += [RenewalOutcome.SKIPPED] * len(jobs)
+            jobs = []
+    if jobs:
+        answers = charge_all(jobs, pool)
+        try:
+            settled = settle(jobs, answers, now, cfg)
+        except Exception:
+            # Settle each row on its own: the per-row path asks the bank with the same keys.
+            rollback()
+            log.exception("batch settlement failed: settling its %s renewals per row", len(jobs))
+            settled = [
+                RenewalOutcome.ERRORS
+                if _crashed(a)
+                else process_claimed(j.renewal_id, now, worker, cfg, keep_claim=True)
+                for j, a in zip(jobs, answers, strict=True)
+            ]
+        outcomes += settled
+        errored |= {
+            j.renewal_id for j, o in zip(jobs, settled, strict=True) if o is RenewalOutcome.ERRORS
+        }
+    for renewal_id in others:
+        outcome = process_claimed(renewal_id, now, worker, cfg, keep_claim=True)
+        outcomes.append(outcome)
+        if outcome is RenewalOutcome.ERRORS:
+            errored.add(renewal_id)
+    return outcomes, errored
+
+
+def run_batches(
+    now: datetime,
+    worker: str,
+    cfg: RenewalSettings,
+    lease_clock: Callable[[], datetime],
+    report: RenewalReport,
+) -> None:
+    """Claim and process batches until nothing due is left unclaimed."""
+    size = batch_size()
+    held = array("q")  # still due after this pass's attempt: released when the pass ends
+    threads = int(current_app.config.get("RENEWAL_BANK_THREADS", BANK_THREADS))
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bank") as pool:
+        try:
+            while ids := claim_batch(now, worker, lease_clock(), size):
+                outcomes, errored = process_batch(ids, now, worker, cfg, pool)
+                for outcome in outcomes:
+                    report.count(outcome)
+                released = release_settled(ids, worker, now)
+                # An errored row keeps its claim until it runs out (a crash-like back-off).
+                held.extend(i for i in ids if i not in released and i not in errored)
+        finally:
+            rollback()
+            release_held(held, worker)
