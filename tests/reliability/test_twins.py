@@ -67,6 +67,7 @@ class TwinWorld:
     # --- seeding
     def customer(self) -> tuple[int, str]:
         """A fresh customer (id, e-mail), inserted directly: logging in is over HTTP."""
+        from tests.conftest import add_private_billing
         from webapp.extensions import db
         from webapp.shop.models import Customer
 
@@ -78,6 +79,8 @@ class TwinWorld:
             password_hash=generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000"),
         )
         db.session.add(customer)
+        db.session.flush()
+        add_private_billing(customer)  # the checkout asks for billing data first
         db.session.commit()
         return customer.id, email
 

@@ -70,6 +70,7 @@ from webapp.renewals.models import (
 )
 from webapp.renewals.outcomes import RenewalOutcome, RenewalReport
 from webapp.renewals.services import RenewalSettings
+from webapp.shop.billing import split_payment_customers
 from webapp.shop.models import (
     Customer,
     Order,
@@ -79,6 +80,7 @@ from webapp.shop.models import (
     PaymentMethod,
     Product,
 )
+from webapp.shop.services import list_price_on
 from webapp.transaction import commit, rollback
 
 log = logging.getLogger(__name__)
@@ -119,10 +121,11 @@ class Job:
     order_id: int = 0
     payment_id: int = 0
     order_number: str = ""
+    split_payment: bool = False  # a public administration pays the net only
 
     @property
     def total_cents(self) -> int:
-        return self.net_cents + self.vat_cents
+        return self.net_cents if self.split_payment else self.net_cents + self.vat_cents
 
     @property
     def key(self) -> str:
@@ -201,6 +204,7 @@ def split(ids: list[int], now: datetime, worker: str, cfg: RenewalSettings) -> t
         .order_by(Renewal.id)
     ).all()
     today = rome_date(now)
+    public = split_payment_customers([row[6] for row in rows])
     jobs, others = [], []
     for (
         rid,
@@ -240,7 +244,9 @@ def split(ids: list[int], now: datetime, worker: str, cfg: RenewalSettings) -> t
         if not plain:
             others.append(rid)
             continue
-        net = yearly * years  # renewal_price: today's list price x frequency, no discount
+        # renewal_price: the list price valid today x the frequency, no discount
+        yearly = list_price_on(pid, yearly, today)
+        net = yearly * years
         jobs.append(
             Job(
                 renewal_id=rid,
@@ -258,6 +264,7 @@ def split(ids: list[int], now: datetime, worker: str, cfg: RenewalSettings) -> t
                 period=period,
                 card_id=card_id,
                 token=token,
+                split_payment=customer_id in public,
             )
         )
     return jobs, others
@@ -282,6 +289,7 @@ def record(jobs: list[Job], now: datetime, worker: str) -> list[Job]:
             net_cents=("integer", nets),
             vat_cents=("integer", [j.vat_cents for j in jobs]),
             total_cents=("integer", [j.total_cents for j in jobs]),
+            split_payment=("boolean", [j.split_payment for j in jobs]),
             currency=("varchar", ["EUR"] * n),
             created_at=("timestamptz", [now] * n),
         ),

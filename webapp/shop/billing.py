@@ -208,6 +208,20 @@ def split_payment_for(customer_id: int) -> bool:
     return profile is not None and profile.split_payment
 
 
+def split_payment_customers(customer_ids: list[int]) -> set[int]:
+    """Of these customers, the public administrations (split payment), in one query."""
+    if not customer_ids:
+        return set()
+    return set(
+        db.session.scalars(
+            select(BillingProfile.customer_id).where(
+                BillingProfile.customer_id.in_(customer_ids),
+                BillingProfile.customer_type == CustomerType.PUBLIC,
+            )
+        )
+    )
+
+
 def save_profile(customer_id: int, data: BillingData) -> BillingProfile:
     """Create or replace the customer's billing data; raises BillingInvalid with the reasons.
 

@@ -74,8 +74,13 @@ def _forget_prices_at_transaction_end(session) -> None:
 def price_on(product: Product, day: date) -> int:
     """The yearly price (cents, net of VAT) valid on `day`: the latest change in force that day,
     else the product's own price. One query per transaction, whatever the number of calls."""
-    price = product.yearly_price_cents
-    for effective_from, cents in _price_changes().get(product.id, []):
+    return list_price_on(product.id, product.yearly_price_cents, day)
+
+
+def list_price_on(product_id: int, own_price_cents: int, day: date) -> int:
+    """price_on from plain values (the renewal engine's batches read rows, not objects)."""
+    price = own_price_cents
+    for effective_from, cents in _price_changes().get(product_id, []):
         if effective_from > day:
             break
         price = cents
