@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import calendar
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 ROME = ZoneInfo("Europe/Rome")
@@ -34,3 +34,18 @@ def rome_date(value: datetime) -> date:
 def format_day(value: datetime) -> str:
     """The Italian calendar day of a UTC instant as customers read it: 25/11/2026."""
     return rome_date(value).strftime("%d/%m/%Y")
+
+
+def rome_midnight(day: date) -> datetime:
+    """The first instant (as UTC) of a calendar day in Italy."""
+    return datetime.combine(day, time(0), tzinfo=ROME).astimezone(UTC)
+
+
+def expiring_by(today: date, days: int) -> datetime:
+    """The bound `expires_at < bound` of what expires at most `days` calendar days after today.
+
+    Renewals think in Italian calendar days, as customers and QA do ("scade il 30/11/2027"):
+    whatever the time of day of the purchase or of the pass, a service enters the renewal
+    window, gets its reminder and its retries on a day, not at an instant.
+    """
+    return rome_midnight(today + timedelta(days=days + 1))

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from tests.unit.renewal_fakes import FakeGateway, make_card, make_service
+from webapp.clock import rome_date, rome_midnight
 from webapp.extensions import db as _db
 from webapp.outbox.models import OutboxEmail
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
@@ -27,6 +28,11 @@ DAY = timedelta(days=1)
 
 def days_before(days: float) -> datetime:
     return EXPIRES - days * DAY
+
+
+def day_start(days_before_expiry: int) -> datetime:
+    """The first instant in Italy of the day `days_before_expiry` days before the expiry day."""
+    return rome_midnight(rome_date(EXPIRES) - timedelta(days=days_before_expiry))
 
 
 @pytest.fixture
@@ -128,10 +134,12 @@ def test_no_warning_for_a_card_valid_through_the_renewal_month(fake, dummy_custo
 
 
 def test_not_charged_before_the_window(fake, service):
-    report = run_renewals(days_before(15) - timedelta(minutes=1))
+    """The window opens on a day (15 days before the expiry day), whatever the time."""
+    report = run_renewals(day_start(15) - timedelta(minutes=1))  # 23:59 the day before
     assert report.charged == 0
     assert fake.calls == []
     assert renewal_of(service) is None
+    assert run_renewals(day_start(15) + timedelta(minutes=1)).charged == 1  # 00:01 that day
 
 
 def test_charged_in_window_at_todays_list_price_times_frequency_without_discount(
@@ -188,7 +196,8 @@ def test_a_service_with_auto_renewal_off_is_not_charged_and_expires(
 ):
     service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=card, auto_renew=False)
     assert run_renewals(days_before(15)).opened == 0
-    report = run_renewals(EXPIRES)
+    assert run_renewals(EXPIRES + timedelta(hours=12)).expired == 0  # valid all its last day
+    report = run_renewals(day_start(-1))  # the first instant of the day after
     assert report.expired == 1
     assert fake.calls == []
     assert fresh(service).status is ServiceStatus.EXPIRED
@@ -215,7 +224,7 @@ def test_declined_renewal_is_retried_on_schedule_then_the_service_expires(fake, 
     assert renewal.status is RenewalStatus.FAILED
     assert renewal.failure_code == "insufficient_funds"
     assert "fondi sufficienti" in renewal.failure_reason
-    assert renewal.next_attempt_at == days_before(10)
+    assert renewal.next_attempt_at == day_start(10)
     [mail] = emails("Rinnovo non riuscito")
     assert "fondi sufficienti" in mail.body_text
     assert "/area-clienti/carte" in mail.body_text  # the link to add a card
@@ -225,7 +234,7 @@ def test_declined_renewal_is_retried_on_schedule_then_the_service_expires(fake, 
     assert run_renewals(days_before(12)).failed == 0
     assert len(fake.calls) == 1
 
-    for when, following in ((10, days_before(5)), (5, days_before(1)), (1, None)):
+    for when, following in ((10, day_start(5)), (5, day_start(1)), (1, None)):
         assert run_renewals(days_before(when)).failed == 1
         assert renewal_of(service).next_attempt_at == following
     assert len(fake.calls) == 4
@@ -234,8 +243,8 @@ def test_declined_renewal_is_retried_on_schedule_then_the_service_expires(fake, 
     assert fake.succeeded == []
 
     # The expiry passes unpaid: expired, auto-renewal off, the order cancelled, an e-mail.
-    assert run_renewals(EXPIRES - timedelta(minutes=1)).expired == 0
-    report = run_renewals(EXPIRES)
+    assert run_renewals(day_start(-1) - timedelta(minutes=1)).expired == 0  # its last day
+    report = run_renewals(day_start(-1))
     assert (report.expired, report.charged) == (1, 0)
     service = fresh(service)
     assert service.status is ServiceStatus.EXPIRED and not service.auto_renew
@@ -244,7 +253,7 @@ def test_declined_renewal_is_retried_on_schedule_then_the_service_expires(fake, 
     assert _db.session.get(Order, renewal.order_id).status is OrderStatus.CANCELLED
     [mail] = emails("Servizio scaduto")
     assert "Il rinnovo automatico non è riuscito" in mail.body_text
-    assert run_renewals(EXPIRES + DAY).expired == 0
+    assert run_renewals(EXPIRES + 2 * DAY).expired == 0
     assert len(emails("Servizio scaduto")) == 1
     assert len(fake.calls) == 4
 
@@ -307,9 +316,9 @@ def test_fixing_the_card_retries_at_once(fake, dummy_customer, pec):
 
 
 def test_next_retry_points():
-    assert next_retry(EXPIRES, days_before(15), (10, 5, 1)) == days_before(10)
-    assert next_retry(EXPIRES, days_before(10), (1, 10, 5)) == days_before(5)
-    assert next_retry(EXPIRES, days_before(3), (10, 5, 1)) == days_before(1)
+    assert next_retry(EXPIRES, days_before(15), (10, 5, 1)) == day_start(10)
+    assert next_retry(EXPIRES, days_before(10), (1, 10, 5)) == day_start(5)
+    assert next_retry(EXPIRES, days_before(3), (10, 5, 1)) == day_start(1)
     assert next_retry(EXPIRES, days_before(1), (10, 5, 1)) is None
 
 
@@ -317,7 +326,7 @@ def test_window_and_retries_are_configurable(app, fake, service):
     app.config.update(RENEWAL_WINDOW_DAYS=20, RENEWAL_RETRY_DAYS=[7])
     fake.mode = "insufficient_funds"
     assert run_renewals(days_before(20)).failed == 1
-    assert renewal_of(service).next_attempt_at == days_before(7)
+    assert renewal_of(service).next_attempt_at == day_start(7)
 
 
 # --- never twice ------------------------------------------------------------------------------

@@ -236,7 +236,7 @@ def split(ids: list[int], now: datetime, worker: str, cfg: RenewalSettings) -> t
             and auto_renew
             and kind in RENEWABLE_KINDS
             and expires_at == period
-            and now < period
+            and today <= rome_date(period)  # valid through its expiry day
             and card_id is not None
             and removed_at is None
             and (exp_year, exp_month) >= (today.year, today.month)  # SavedCard.is_expired

@@ -16,7 +16,7 @@ from sqlalchemy import exists, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import joinedload
 
-from webapp.clock import rome_date
+from webapp.clock import expiring_by, rome_date, rome_midnight
 from webapp.dbtypes import UTCDateTime
 from webapp.errors import InvalidTransition
 from webapp.extensions import db
@@ -83,6 +83,7 @@ def open_renewals(now: datetime, cfg: RenewalSettings, report: RenewalReport) ->
     Two passes at once open each (service, period) once: the unique key and ON CONFLICT DO
     NOTHING (a row the other pass is inserting waits for its commit, then is skipped).
     """
+    today = rome_date(now)
     entered = (
         select(
             Service.id,
@@ -96,8 +97,8 @@ def open_renewals(now: datetime, cfg: RenewalSettings, report: RenewalReport) ->
         .where(
             Service.status == ServiceStatus.ACTIVE,
             Service.auto_renew,
-            Service.expires_at > now,
-            Service.expires_at <= now + cfg.window,
+            Service.expires_at >= rome_midnight(today),  # valid through its expiry day
+            Service.expires_at < expiring_by(today, cfg.window.days),
             Product.kind.in_(RENEWABLE_KINDS),  # Service.renewable, in SQL
             ~exists().where(
                 Renewal.service_id == Service.id, Renewal.period_expires_at == Service.expires_at
@@ -223,7 +224,7 @@ def _attempt(renewal: Renewal, now: datetime, cfg: RenewalSettings) -> RenewalOu
     if (
         not service.renews
         or service.expires_at != renewal.period_expires_at
-        or now >= renewal.period_expires_at
+        or rome_date(now) > rome_date(renewal.period_expires_at)
     ):
         renewal.next_attempt_at = None  # nothing to do until the customer turns it back on
         return RenewalOutcome.SKIPPED
@@ -306,8 +307,10 @@ def _failed(
 def next_retry(
     period_expires_at: datetime, now: datetime, retry_days: tuple[int, ...]
 ) -> datetime | None:
-    """The first retry point (days before expiry) after now, or None when none is left."""
-    points = sorted(period_expires_at - timedelta(days=d) for d in retry_days)
+    """The first retry day (days before the expiry day, from its first instant in Italy) after
+    now, or None when none is left."""
+    expiry_day = rome_date(period_expires_at)
+    points = sorted(rome_midnight(expiry_day - timedelta(days=d)) for d in retry_days)
     return next((p for p in points if p > now), None)
 
 

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
+from webapp.clock import rome_date, rome_midnight
 from webapp.errors import InvalidTransition
 from webapp.extensions import db
 from webapp.payments.services import execute_card_charge
@@ -26,9 +27,13 @@ log = logging.getLogger(__name__)
 
 
 def expired_services(now: datetime) -> array:
+    """Active services whose expiry day is over (a service is valid through its expiry day)."""
     return snapshot_ids(
         select(Service.id)
-        .where(Service.status == ServiceStatus.ACTIVE, Service.expires_at <= now)
+        .where(
+            Service.status == ServiceStatus.ACTIVE,
+            Service.expires_at < rome_midnight(rome_date(now)),
+        )
         .order_by(Service.expires_at, Service.id)
     )
 

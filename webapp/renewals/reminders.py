@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from webapp.clock import format_day, rome_date
+from webapp.clock import expiring_by, format_day, rome_date
 from webapp.extensions import db
 from webapp.renewals.claims import snapshot_ids
 from webapp.renewals.models import Service, ServiceStatus
@@ -23,13 +23,14 @@ from webapp.transaction import commit, rollback
 
 def send_reminders(now: datetime, cfg: RenewalSettings, report: RenewalReport) -> None:
     """Before the window opens: the amount, the card and how to turn it off; and a card warning."""
+    today = rome_date(now)
     service_ids = snapshot_ids(
         select(Service.id)
         .where(
             Service.status == ServiceStatus.ACTIVE,
             Service.auto_renew,
-            Service.expires_at > now + cfg.window,
-            Service.expires_at <= now + cfg.reminder,
+            Service.expires_at >= expiring_by(today, cfg.window.days),  # not in the window yet
+            Service.expires_at < expiring_by(today, cfg.reminder.days),
         )
         .order_by(Service.id)
     )

@@ -15,7 +15,7 @@ from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from webapp.clock import now_utc, rome_date
+from webapp.clock import now_utc, rome_date, rome_midnight
 from webapp.errors import InvalidChoice, NotFound
 from webapp.extensions import db
 from webapp.money import vat_cents
@@ -137,8 +137,9 @@ def renewal_price(
 
 
 def renewal_date(service: Service, now: datetime, window: timedelta) -> datetime:
-    """When the card will be charged: at the start of the window, or now if already in it."""
-    return max(service.expires_at - window, now)
+    """When the card will be charged: the first day of the window, or now if already in it."""
+    first_day = rome_date(service.expires_at) - timedelta(days=window.days)
+    return max(rome_midnight(first_day), now)
 
 
 def current_renewal(service: Service) -> Renewal | None:
