@@ -203,10 +203,12 @@ def register_template_helpers(app: Flask) -> None:
     from flask_wtf.csrf import generate_csrf
 
     from webapp.clock import format_day
+    from webapp.i18n import years_label
     from webapp.money import format_eur
 
     app.jinja_env.filters["eur"] = format_eur
     app.jinja_env.filters["day"] = format_day
+    app.jinja_env.filters["years_label"] = years_label
     app.jinja_env.globals["static_url"] = static_url
 
     @app.context_processor
