@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from flask import Flask, abort, flash, render_template, request, session, url_for
+from flask_babel import lazy_gettext as _l
 from flask_compress import Compress
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -106,7 +107,7 @@ def register_extensions(app: Flask) -> None:
         ),
     )
     login_manager.login_view = "account.login"
-    login_manager.login_message = "Accedi per continuare."
+    login_manager.login_message = _l("Accedi per continuare.")
     login_manager.login_message_category = "info"
 
     from webapp.shop.models import Customer
@@ -127,7 +128,7 @@ def register_extensions(app: Flask) -> None:
     @login_manager.unauthorized_handler
     def unauthorized():
         # For htmx a redirect would land the login page inside a fragment.
-        flash(login_manager.login_message, "info")
+        flash(str(login_manager.login_message), "info")
         return redirect_to(url_for("account.login", next=_login_next()))
 
 
