@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from flask import Flask, abort, flash, render_template, request, session, url_for
-from flask_babel import lazy_gettext as _l
 from flask_compress import Compress
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -20,6 +19,7 @@ from webapp.errors import NotFound
 from webapp.extensions import babel, csrf, db, limiter, login_manager, mail, migrate
 from webapp.health import bp as health_bp
 from webapp.htmx import is_htmx, redirect_to
+from webapp.i18n import lazy_gettext as _l
 from webapp.logs import configure_logging
 
 CSP = (

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from flask import request
-from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from stdnum.it import codicefiscale, iva
 from wtforms import BooleanField, EmailField, PasswordField, StringField
 from wtforms.validators import Email, EqualTo, InputRequired, Length, Regexp, ValidationError
 
 from webapp.forms import InputForm, ValuesField, to_int
+from webapp.i18n import lazy_gettext as _l
 
 AUTO_RENEW_MESSAGE = _l(
     "Richiesta non valida: usa l'interruttore Rinnovo automatico per attivarlo o disattivarlo."

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flask_babel import lazy_gettext as _l
 from wtforms import IntegerField, StringField
 from wtforms.validators import InputRequired, Length, Regexp
 
 from webapp.forms import InputForm
+from webapp.i18n import lazy_gettext as _l
 
 NEW_CARD = "new"
 CHOICE_MESSAGE = _l("Scegli una delle tue carte di pagamento oppure «Nuova carta di pagamento».")

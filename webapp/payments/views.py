@@ -10,13 +10,13 @@ import secrets
 
 from flask import Blueprint, abort, current_app, flash, jsonify, request, url_for
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 
 from webapp.clock import now_utc, rome_date
 from webapp.errors import DomainError
 from webapp.extensions import csrf
 from webapp.htmx import redirect_to, render
+from webapp.i18n import lazy_gettext as _l
 from webapp.payments import flows, services
 from webapp.payments.forms import NEW_CARD, CardChoiceForm, ProceedForm
 from webapp.payments.gateway import GatewayUnavailable

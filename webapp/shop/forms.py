@@ -5,13 +5,13 @@ Also the billing data form (dati di fatturazione), shared by the checkout and th
 
 from __future__ import annotations
 
-from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, RadioField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, ValidationError
 
 from webapp.forms import InputForm, to_int
+from webapp.i18n import lazy_gettext as _l
 from webapp.shop.billing import BillingData, check, clean
 from webapp.shop.models import BillingProfile, CustomerType, PaymentMethod
 

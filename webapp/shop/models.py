@@ -7,7 +7,6 @@ from datetime import date, datetime
 
 from flask import current_app
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import UserMixin
 from sqlalchemy import Column, Date, ForeignKey, Integer, String, Table, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -16,6 +15,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from webapp.clock import now_utc
 from webapp.dbtypes import UTCDateTime, enum_column
 from webapp.extensions import db
+from webapp.i18n import lazy_gettext as _l
 
 
 class Customer(UserMixin, db.Model):
