@@ -19,6 +19,7 @@ from webapp.errors import NotFound
 from webapp.extensions import babel, csrf, db, limiter, login_manager, mail, migrate
 from webapp.health import bp as health_bp
 from webapp.htmx import is_htmx, redirect_to
+from webapp.i18n import lazy_gettext as _l
 from webapp.logs import configure_logging
 
 CSP = (
@@ -106,7 +107,7 @@ def register_extensions(app: Flask) -> None:
         ),
     )
     login_manager.login_view = "account.login"
-    login_manager.login_message = "Accedi per continuare."
+    login_manager.login_message = _l("Accedi per continuare.")
     login_manager.login_message_category = "info"
 
     from webapp.shop.models import Customer
@@ -127,7 +128,7 @@ def register_extensions(app: Flask) -> None:
     @login_manager.unauthorized_handler
     def unauthorized():
         # For htmx a redirect would land the login page inside a fragment.
-        flash(login_manager.login_message, "info")
+        flash(str(login_manager.login_message), "info")
         return redirect_to(url_for("account.login", next=_login_next()))
 
 
@@ -203,10 +204,12 @@ def register_template_helpers(app: Flask) -> None:
     from flask_wtf.csrf import generate_csrf
 
     from webapp.clock import format_day
+    from webapp.i18n import years_label
     from webapp.money import format_eur
 
     app.jinja_env.filters["eur"] = format_eur
     app.jinja_env.filters["day"] = format_day
+    app.jinja_env.filters["years_label"] = years_label
     app.jinja_env.globals["static_url"] = static_url
 
     @app.context_processor

@@ -10,6 +10,7 @@ import logging
 import secrets
 
 from flask import Blueprint, abort, current_app, flash, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
@@ -18,6 +19,7 @@ from webapp.clock import format_day, now_utc, rome_date
 from webapp.errors import DomainError, InvalidTransition
 from webapp.extensions import db
 from webapp.htmx import is_htmx, redirect_to, render
+from webapp.i18n import years_label
 from webapp.money import format_eur
 from webapp.payments import flows
 from webapp.payments import services as payments
@@ -87,10 +89,6 @@ def overview():
     return _services_page()
 
 
-def _years_label(years: int) -> str:
-    return f"{years} {'anno' if years == 1 else 'anni'}"
-
-
 @bp.post("/servizi/<int:service_id>/rinnovo-automatico")
 def toggle_auto_renew(service_id: int):
     """The Rinnovo automatico switch: posts the wanted state (hidden 0 + checkbox 1)."""
@@ -110,10 +108,13 @@ def toggle_auto_renew(service_id: int):
 
 
 def _switch_message(enabled: bool, changed: bool) -> str:
-    state = "attivato" if enabled else "disattivato"
     if changed:
-        return f"Rinnovo automatico {state}. Ti abbiamo inviato una e-mail di conferma."
-    return f"Il rinnovo automatico era già {state}."
+        if enabled:
+            return _("Rinnovo automatico attivato. Ti abbiamo inviato una e-mail di conferma.")
+        return _("Rinnovo automatico disattivato. Ti abbiamo inviato una e-mail di conferma.")
+    if enabled:
+        return _("Il rinnovo automatico era già attivato.")
+    return _("Il rinnovo automatico era già disattivato.")
 
 
 @bp.post("/servizi/<int:service_id>/frequenza")
@@ -129,8 +130,11 @@ def set_frequency(service_id: int):
     price = renewals.renewal_price(service)
     return _services_page(
         service,
-        message=f"Frequenza di rinnovo aggiornata: ogni {_years_label(service.frequency_years)}, "
-        f"{format_eur(price.total_cents)} IVA inclusa.",
+        message=_(
+            "Frequenza di rinnovo aggiornata: ogni %(years)s, %(total)s IVA inclusa.",
+            years=years_label(service.frequency_years),
+            total=format_eur(price.total_cents),
+        ),
     )
 
 
@@ -149,7 +153,7 @@ def set_card(service_id: int):
         rollback()
         return _services_page(service, 422, error=exc.message)
     commit()
-    message = f"I prossimi rinnovi useranno la carta {card.masked}."
+    message = _("I prossimi rinnovi useranno la carta %(card)s.", card=card.masked)
     outcome = retry_renewal(service, now, _worker())
     if outcome is not None:
         message += " " + _retry_message(service, outcome)
@@ -161,16 +165,23 @@ def _retry_message(service: Service, outcome: str) -> str:
     name = service.product.name
     if outcome == "charged":
         expires = format_day(service.expires_at)
-        return f"Rinnovo di {name} riuscito: il servizio ora scade il {expires}."
+        return _(
+            "Rinnovo di %(name)s riuscito: il servizio ora scade il %(expires)s.",
+            name=name,
+            expires=expires,
+        )
     if outcome == "failed":
         renewal = renewals.current_renewal(service)
         reason = renewal.failure_reason if renewal else ""
-        return f"Rinnovo di {name} non riuscito: {reason}"
+        return _("Rinnovo di %(name)s non riuscito: %(reason)s", name=name, reason=reason)
     if outcome == "unknown":
-        return f"Rinnovo di {name}: la banca non ha ancora confermato l'esito, lo verifichiamo noi."
+        return _(
+            "Rinnovo di %(name)s: la banca non ha ancora confermato l'esito, lo verifichiamo noi.",
+            name=name,
+        )
     if outcome == "skipped":
-        return f"Il rinnovo di {name} è già in corso."
-    return f"Riproveremo a breve il rinnovo di {name}."
+        return _("Il rinnovo di %(name)s è già in corso.", name=name)
+    return _("Riproveremo a breve il rinnovo di %(name)s.", name=name)
 
 
 # --- saved cards ---------------------------------------------------------------------------------
@@ -219,7 +230,7 @@ def card_added():
         return redirect_to(url_for("area.list_cards"))
     except (BadSignature, InvalidTransition):
         abort(400)
-    flash(f"Carta {card.masked} aggiunta.", "success")
+    flash(_("Carta %(card)s aggiunta.", card=card.masked), "success")
     retried = use_new_card(current_user.id, card, now_utc(), _worker())
     for service, outcome in retried:
         category = "success" if outcome is RenewalOutcome.CHARGED else "info"
@@ -243,7 +254,7 @@ def remove_card(card_id: int):
     except (GatewayUnavailable, GatewayRefused) as exc:
         # The shop will never use the token again; the bank forgets it when it can.
         log.warning("bank did not forget token of card %s: %s", card_id, exc)
-    return _cards_page(message=f"Carta {masked} rimossa.")
+    return _cards_page(message=_("Carta %(card)s rimossa.", card=masked))
 
 
 # --- orders and receipts -------------------------------------------------------------------------

@@ -7,11 +7,12 @@ from wtforms import BooleanField, EmailField, PasswordField, StringField
 from wtforms.validators import Email, EqualTo, InputRequired, Length, Regexp, ValidationError
 
 from webapp.forms import BrowserForm, InputForm, ValuesField, to_int
+from webapp.i18n import lazy_gettext as _l
 
-AUTO_RENEW_MESSAGE = (
+AUTO_RENEW_MESSAGE = _l(
     "Richiesta non valida: usa l'interruttore Rinnovo automatico per attivarlo o disattivarlo."
 )
-CARD_MESSAGE = "Scegli una delle tue carte di pagamento."
+CARD_MESSAGE = _l("Scegli una delle tue carte di pagamento.")
 
 
 def normalise_tax_code(value: str) -> str:
@@ -29,45 +30,49 @@ def _strip(value: str | None) -> str | None:
 
 class RegisterForm(BrowserForm):
     name = StringField(
-        "Nome e cognome o ragione sociale",
-        validators=[InputRequired("Inserisci il nome."), Length(max=200)],
+        _l("Nome e cognome o ragione sociale"),
+        validators=[InputRequired(_l("Inserisci il nome.")), Length(max=200)],
     )
     email = EmailField(
-        "E-mail",
+        _l("E-mail"),
         filters=[_strip],  # a pasted address often ends with a space
         validators=[
-            InputRequired("Inserisci l'indirizzo e-mail."),
-            Email("Indirizzo e-mail non valido.", check_deliverability=False),
+            InputRequired(_l("Inserisci l'indirizzo e-mail.")),
+            Email(_l("Indirizzo e-mail non valido."), check_deliverability=False),
             Length(max=254),
         ],
     )
     tax_code = StringField(
-        "Codice fiscale o partita IVA",
-        validators=[InputRequired("Inserisci il codice fiscale o la partita IVA.")],
+        _l("Codice fiscale o partita IVA"),
+        validators=[InputRequired(_l("Inserisci il codice fiscale o la partita IVA."))],
     )
     password = PasswordField(
-        "Password",
+        _l("Password"),
         validators=[
-            InputRequired("Scegli una password."),
-            Length(min=8, max=128, message="La password deve avere almeno 8 caratteri."),
+            InputRequired(_l("Scegli una password.")),
+            Length(min=8, max=128, message=_l("La password deve avere almeno 8 caratteri.")),
         ],
     )
     password2 = PasswordField(
-        "Ripeti la password",
-        validators=[EqualTo("password", message="Le due password non coincidono.")],
+        _l("Ripeti la password"),
+        validators=[EqualTo("password", message=_l("Le due password non coincidono."))],
     )
 
     def validate_tax_code(self, field) -> None:
         try:
             field.data = normalise_tax_code(field.data)
         except ValueError:
-            raise ValidationError("Codice fiscale o partita IVA non valido.") from None
+            raise ValidationError(_l("Codice fiscale o partita IVA non valido.")) from None
 
 
 class LoginForm(BrowserForm):
-    email = EmailField("E-mail", validators=[InputRequired("Inserisci l'indirizzo e-mail.")])
-    password = PasswordField("Password", validators=[InputRequired("Inserisci la password.")])
-    remember = BooleanField("Ricordami")
+    email = EmailField(
+        _l("E-mail"), validators=[InputRequired(_l("Inserisci l'indirizzo e-mail."))]
+    )
+    password = PasswordField(
+        _l("Password"), validators=[InputRequired(_l("Inserisci la password."))]
+    )
+    remember = BooleanField(_l("Ricordami"))
 
 
 class AutoRenewForm(InputForm):

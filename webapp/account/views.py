@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
 from webapp.account.forms import LoginForm, RegisterForm
@@ -57,13 +58,15 @@ def register():
             # The e-mail has an account: the same next page, not logged in, a neutral word;
             # the owner gets an e-mail. Nobody learns here which addresses are registered.
             flash(
-                "Controlla la tua casella di posta: ti abbiamo inviato un messaggio "
-                "per continuare.",
+                _(
+                    "Controlla la tua casella di posta: ti abbiamo inviato un messaggio "
+                    "per continuare."
+                ),
                 "info",
             )
             return redirect(_safe_next(url_for("shop.catalogue")), code=303)
         _log_in(customer)
-        flash("Benvenuto! Il tuo account è stato creato.", "success")
+        flash(_("Benvenuto! Il tuo account è stato creato."), "success")
         return redirect(_safe_next(url_for("shop.catalogue")), code=303)
     status = 422 if request.method == "POST" else 200
     return render_template("account/register.html", form=form), status
@@ -81,7 +84,7 @@ def login():
         if customer is not None:
             _log_in(customer, remember=form.remember.data)
             return redirect(_safe_next(url_for("shop.catalogue")), code=303)
-        error = "E-mail o password non corretti."
+        error = _("E-mail o password non corretti.")
     status = 422 if request.method == "POST" else 200
     return render_template("account/login.html", form=form, error=error), status
 
@@ -93,5 +96,5 @@ def logout():
         end_sessions(current_user.id)
         commit()
     logout_user()
-    flash("Sei uscito dal tuo account.", "info")
+    flash(_("Sei uscito dal tuo account."), "info")
     return redirect(url_for("shop.catalogue"), code=303)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import current_app
+from flask_babel import gettext
 from sqlalchemy.orm import Session
 
 from webapp.clock import format_day
@@ -43,7 +44,7 @@ def send_payment_confirmation(
     shop_url = current_app.config["SHOP_BASE_URL"]
     queue_email(
         customer.email,
-        f"Conferma pagamento ordine {order.number}",
+        gettext("Conferma pagamento ordine %(number)s", number=order.number),
         "payment_confirmation",
         dedupe_key=f"order-paid-{order.id}",
         customer=customer,
@@ -79,7 +80,11 @@ def send_renewal_receipt(
     shop_url = current_app.config["SHOP_BASE_URL"]
     queue_customer_email(
         service,
-        f"Rinnovo effettuato: {service.product.name} fino al {format_day(new_expiry)}",
+        gettext(
+            "Rinnovo effettuato: %(name)s fino al %(day)s",
+            name=service.product.name,
+            day=format_day(new_expiry),
+        ),
         "renewal_succeeded",
         dedupe_key=f"renewal-paid-{renewal.id}",
         order=order,
@@ -149,7 +154,11 @@ def send_refund_notice(refund: Refund, *, payment: Payment, **_) -> None:
     customer = db.session.get(Customer, order.customer_id)
     queue_email(
         customer.email,
-        f"Rimborso di {format_eur(refund.amount_cents)} per l'ordine {order.number}",
+        gettext(
+            "Rimborso di %(amount)s per l'ordine %(number)s",
+            amount=format_eur(refund.amount_cents),
+            number=order.number,
+        ),
         "refund",
         dedupe_key=f"refund-{refund.id}",
         customer=customer,

@@ -6,9 +6,10 @@ from wtforms import IntegerField, StringField
 from wtforms.validators import InputRequired, Length, Regexp
 
 from webapp.forms import InputForm
+from webapp.i18n import lazy_gettext as _l
 
 NEW_CARD = "new"
-CHOICE_MESSAGE = "Scegli una delle tue carte di pagamento oppure «Nuova carta di pagamento»."
+CHOICE_MESSAGE = _l("Scegli una delle tue carte di pagamento oppure «Nuova carta di pagamento».")
 
 
 class CardChoiceForm(InputForm):
@@ -26,4 +27,6 @@ class ProceedForm(CardChoiceForm):
     """Procedi: the choice, the form's attempt token and the amount the customer saw."""
 
     attempt = StringField(validators=[Length(max=40)])
-    amount_cents = IntegerField(validators=[InputRequired("Importo mancante: ricarica la pagina.")])
+    amount_cents = IntegerField(
+        validators=[InputRequired(_l("Importo mancante: ricarica la pagina."))]
+    )

@@ -18,12 +18,14 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from webapp.clock import now_utc, rome_date
 from webapp.errors import DomainError
 from webapp.extensions import csrf
 from webapp.htmx import redirect_to, render
+from webapp.i18n import lazy_gettext as _l
 from webapp.payments import flows, services
 from webapp.payments.forms import NEW_CARD, CardChoiceForm, ProceedForm
 from webapp.payments.gateway import GatewayUnavailable
@@ -36,7 +38,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("payments", __name__)
 portal_bp = Blueprint("portal", __name__, url_prefix="/portale-pagamenti")
 
-BANK_UNREACHABLE = (
+BANK_UNREACHABLE = _l(
     "Non riusciamo a verificare il pagamento con la banca: riprova tra poco "
     "ricaricando questa pagina. Non è stato addebitato nulla due volte."
 )
@@ -91,11 +93,11 @@ def return_from_bank():
         log.warning("refused bank return with bad signature or unknown payment: %s", params)
         abort(400)
     except GatewayUnavailable:
-        flash(BANK_UNREACHABLE, "error")
+        flash(str(BANK_UNREACHABLE), "error")
         return redirect_to(url_for("shop.catalogue"))
     message = result.message
     if result.outcome is flows.Outcome.DECLINED:
-        message += " Puoi riprovare con un'altra carta."
+        message += " " + _("Puoi riprovare con un'altra carta.")
     return _to_order(result.payment.order, message, result.category)
 
 
@@ -194,7 +196,7 @@ def proceed(order_id: int):
     order = get_order(order_id, current_user.id)
     form = ProceedForm()
     if not form.validate() or form.amount_cents.data != order.total_cents:
-        error = form.first_error() or "L'importo non corrisponde all'ordine: ricarica la pagina."
+        error = form.first_error() or _("L'importo non corrisponde all'ordine: ricarica la pagina.")
         return _portal(order, choice=form.choice.data, error=error, status=422)
     if form.choice.data == NEW_CARD:
         return _to_bank(order)
@@ -207,6 +209,6 @@ def proceed(order_id: int):
     if result.outcome is flows.Outcome.AUTHENTICATION_REQUIRED:
         return _to_bank(order)  # the same order, paid once, on the bank's page with 3-D Secure
     if result.outcome is flows.Outcome.DECLINED:
-        error = f"{result.message} Scegli un'altra carta."
+        error = f"{result.message} " + _("Scegli un'altra carta.")
         return _portal(order, form.choice.data, error, status=422, new_attempt=True)
     return _to_order(order, result.message, result.category)

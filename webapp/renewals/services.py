@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from flask import current_app
+from flask_babel import gettext as _
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -114,7 +115,9 @@ class RenewalPrice:
     def vat_note(self) -> str:
         """What the charged amount says about VAT, in the customer's words."""
         return (
-            "IVA non addebitata: scissione dei pagamenti" if self.split_payment else "IVA inclusa"
+            _("IVA non addebitata: scissione dei pagamenti")
+            if self.split_payment
+            else _("IVA inclusa")
         )
 
 
@@ -211,11 +214,14 @@ def service_views(services: list[Service], now: datetime) -> list[ServiceView]:
 def _check_manageable(service: Service) -> None:
     if not service.renewable:
         raise InvalidChoice(
-            f"Il rinnovo automatico non è disponibile per {service.product.kind.label}."
+            _(
+                "Il rinnovo automatico non è disponibile per %(kind)s.",
+                kind=service.product.kind.label,
+            )
         )
     if not service.active:
         raise InvalidChoice(
-            "Il servizio è scaduto: per riattivarlo acquistalo di nuovo dal catalogo."
+            _("Il servizio è scaduto: per riattivarlo acquistalo di nuovo dal catalogo.")
         )
 
 
@@ -236,8 +242,10 @@ def set_auto_renew(service: Service, enabled: bool, cards: list[SavedCard], now:
         card = next((c for c in cards if card_usable(c, today)), None)
         if card is None:
             raise CardNeeded(
-                "Per attivare il rinnovo automatico serve una carta di pagamento valida: "
-                "aggiungine una nella pagina Carte di pagamento."
+                _(
+                    "Per attivare il rinnovo automatico serve una carta di pagamento valida: "
+                    "aggiungine una nella pagina Carte di pagamento."
+                )
             )
     values = {"auto_renew": enabled} | ({"saved_card_id": card.id} if enabled else {})
     moved = db.session.execute(
@@ -260,7 +268,9 @@ def set_auto_renew(service: Service, enabled: bool, cards: list[SavedCard], now:
     cfg = settings()
     queue_customer_email(
         service,
-        f"Rinnovo automatico {'attivato' if enabled else 'disattivato'}: {service.product.name}",
+        _("Rinnovo automatico attivato: %(name)s", name=service.product.name)
+        if enabled
+        else _("Rinnovo automatico disattivato: %(name)s", name=service.product.name),
         "auto_renew_changed",
         enabled=enabled,
         card=service.saved_card,
@@ -287,7 +297,10 @@ def set_card(service: Service, card: SavedCard, now: datetime) -> None:
         raise NotFound("Carta non trovata.")
     if not card_usable(card, rome_date(now)):
         raise InvalidChoice(
-            f"La carta {card.masked} è scaduta: scegline un'altra o aggiungine una nuova."
+            _(
+                "La carta %(card)s è scaduta: scegline un'altra o aggiungine una nuova.",
+                card=card.masked,
+            )
         )
     service.saved_card_id = card.id
     service.saved_card = card
@@ -324,9 +337,13 @@ def remove_card(card: SavedCard, now: datetime) -> None:
     if users:
         names = ", ".join(s.product.name for s in users)
         raise InvalidChoice(
-            f"La carta {card.masked} è usata per il rinnovo automatico di {names}: "
-            "scegli un'altra carta per il servizio o disattiva il rinnovo automatico, "
-            "poi rimuovila."
+            _(
+                "La carta %(card)s è usata per il rinnovo automatico di %(names)s: "
+                "scegli un'altra carta per il servizio o disattiva il rinnovo automatico, "
+                "poi rimuovila.",
+                card=card.masked,
+                names=names,
+            )
         )
     db.session.execute(
         update(Service)

@@ -10,6 +10,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, ValidationError
 
 from webapp.forms import BrowserForm, InputForm, to_int
+from webapp.i18n import lazy_gettext as _l
 from webapp.shop.billing import BillingData, check, clean
 from webapp.shop.models import BillingProfile, CustomerType, PaymentMethod
 
@@ -26,7 +27,7 @@ class PaymentMethodForm(InputForm):
 
     def validate_payment_method(self, field) -> None:
         if field.data is None:
-            raise ValidationError("Scegli un metodo di pagamento valido.")
+            raise ValidationError(_l("Scegli un metodo di pagamento valido."))
 
 
 class YearsForm(InputForm):
@@ -50,25 +51,25 @@ class BillingForm(BrowserForm):
     """Each field shows the Italian message of `webapp.shop.billing.check` under it."""
 
     customer_type = RadioField(
-        "Intestatario delle fatture",
+        _l("Intestatario delle fatture"),
         choices=[SelectChoice(t.value, t.label) for t in CustomerType],
         default=CustomerType.PRIVATE.value,
         validate_choice=False,  # `check` answers with the message in Italian
     )
-    first_name = StringField("Nome")
-    last_name = StringField("Cognome")
-    company_name = StringField("Denominazione o ragione sociale")
-    tax_code = StringField("Codice fiscale")
-    vat_number = StringField("Partita IVA")
-    address = StringField("Indirizzo (via e numero civico)")
-    postal_code = StringField("CAP")
-    city = StringField("Comune")
-    province = StringField("Provincia (sigla)")
-    country = StringField("Nazione (sigla)", default="IT")
-    sdi_code = StringField("Codice destinatario SdI / codice univoco ufficio")
-    pec = StringField("PEC per le fatture")
-    cig = StringField("CIG (facoltativo)")
-    cup = StringField("CUP (facoltativo)")
+    first_name = StringField(_l("Nome"))
+    last_name = StringField(_l("Cognome"))
+    company_name = StringField(_l("Denominazione o ragione sociale"))
+    tax_code = StringField(_l("Codice fiscale"))
+    vat_number = StringField(_l("Partita IVA"))
+    address = StringField(_l("Indirizzo (via e numero civico)"))
+    postal_code = StringField(_l("CAP"))
+    city = StringField(_l("Comune"))
+    province = StringField(_l("Provincia (sigla)"))
+    country = StringField(_l("Nazione (sigla)"), default="IT")
+    sdi_code = StringField(_l("Codice destinatario SdI / codice univoco ufficio"))
+    pec = StringField(_l("PEC per le fatture"))
+    cig = StringField(_l("CIG (facoltativo)"))
+    cup = StringField(_l("CUP (facoltativo)"))
 
     @classmethod
     def for_profile(cls, profile: BillingProfile | None) -> BillingForm:

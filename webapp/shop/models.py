@@ -6,6 +6,7 @@ import enum
 from datetime import date, datetime
 
 from flask import current_app
+from flask_babel import gettext as _
 from flask_login import UserMixin
 from sqlalchemy import Column, Date, ForeignKey, Integer, String, Table, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -14,6 +15,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from webapp.clock import now_utc
 from webapp.dbtypes import UTCDateTime, enum_column
 from webapp.extensions import db
+from webapp.i18n import lazy_gettext as _l
 
 
 class Customer(UserMixin, db.Model):
@@ -53,7 +55,7 @@ class ServiceKind(enum.StrEnum):
 
     @property
     def label(self) -> str:
-        return _LABELS[self]
+        return str(_LABELS[self])
 
     @property
     def auto_renewable(self) -> bool:
@@ -64,10 +66,10 @@ class ServiceKind(enum.StrEnum):
 _LABELS = {
     ServiceKind.PEC: "PEC",
     ServiceKind.SPID: "SPID",
-    ServiceKind.CONSERVAZIONE: "Conservazione",
-    ServiceKind.FATTURAZIONE_PA: "Fatturazione PA",
-    ServiceKind.FIRMA_DIGITALE: "Firma Digitale",
-    ServiceKind.MARCA_TEMPORALE: "Marca Temporale",
+    ServiceKind.CONSERVAZIONE: _l("Conservazione"),
+    ServiceKind.FATTURAZIONE_PA: _l("Fatturazione PA"),
+    ServiceKind.FIRMA_DIGITALE: _l("Firma Digitale"),
+    ServiceKind.MARCA_TEMPORALE: _l("Marca Temporale"),
 }
 
 MAX_YEARS = 5
@@ -121,7 +123,7 @@ class PaymentMethod(enum.StrEnum):
 
     @property
     def label(self) -> str:
-        return "Carta di credito" if self is PaymentMethod.CARD else "Bonifico bancario"
+        return _("Carta di credito") if self is PaymentMethod.CARD else _("Bonifico bancario")
 
 
 class Cart(db.Model):
@@ -308,9 +310,9 @@ class CustomerType(enum.StrEnum):
     @property
     def label(self) -> str:
         return {
-            CustomerType.PRIVATE: "Privato",
-            CustomerType.BUSINESS: "Azienda o professionista",
-            CustomerType.PUBLIC: "Pubblica amministrazione",
+            CustomerType.PRIVATE: _l("Privato"),
+            CustomerType.BUSINESS: _l("Azienda o professionista"),
+            CustomerType.PUBLIC: _l("Pubblica amministrazione"),
         }[self]
 
 

@@ -12,6 +12,7 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from webapp.clock import now_utc, rome_date
@@ -76,7 +77,7 @@ def add_item(product_id: int):
     line = services.add_product(cart, product_id)
     commit()
     if not is_htmx():
-        flash(f"{line.product.name} aggiunto al carrello.", "success")
+        flash(_("%(name)s aggiunto al carrello.", name=line.product.name), "success")
         return redirect_to(url_for("shop.view_cart"))
     response = make_response(
         render_template("shop/_added.html", product=line.product, cart_count=len(cart.lines))
@@ -132,7 +133,7 @@ def checkout():
     cart = _cart(create=True)
     commit()
     if not cart.lines:
-        flash("Il carrello è vuoto: scegli un prodotto dal catalogo.", "info")
+        flash(_("Il carrello è vuoto: scegli un prodotto dal catalogo."), "info")
         return redirect_to(url_for("shop.catalogue"))
     return _checkout_response("items")
 
@@ -233,8 +234,8 @@ def _confirm_refused(exc: CheckoutError | DiscountRefused, accepted: bool, immed
         # the page shows the real total and a new token, and the customer confirms again.
         services.remove_discount(_cart(create=True))
         commit()
-        message += (
-            " L'abbiamo tolto dal carrello: controlla il nuovo totale e conferma di nuovo l'ordine."
+        message += " " + _(
+            "L'abbiamo tolto dal carrello: controlla il nuovo totale e conferma di nuovo l'ordine."
         )
     return _checkout_response(
         "confirm", 422, confirm_error=message, terms=accepted, immediate=immediate
