@@ -135,13 +135,15 @@ def _card_page_url(payment: Payment) -> str:
     return url_for("pages.card_page", payment_id=payment.id, _external=True)
 
 
+def _found(row, to_dict) -> Response:
+    """The row as JSON, or 404 `not_found`."""
+    return _error(404, "not_found") if row is None else jsonify(to_dict(row))
+
+
 @api.get("/payments/<payment_id>")
 def payment_status(payment_id: str) -> Response:
     """The payment's status; the shop asks this before marking anything paid."""
-    payment = services.get_payment(payment_id)
-    if payment is None:
-        return _error(404, "not_found")
-    return jsonify(services.payment_to_dict(payment))
+    return _found(services.get_payment(payment_id), services.payment_to_dict)
 
 
 @api.post("/charges")
@@ -156,10 +158,7 @@ def create_charge() -> Response:
 @api.get("/charges/by-key/<path:idempotency_key>")
 def charge_by_key(idempotency_key: str) -> Response:
     """Find the outcome of a charge the shop missed (timeout)."""
-    charge = services.find_charge_by_key(idempotency_key)
-    if charge is None:
-        return _error(404, "not_found")
-    return jsonify(services.charge_to_dict(charge))
+    return _found(services.find_charge_by_key(idempotency_key), services.charge_to_dict)
 
 
 @api.post("/refunds")
@@ -174,10 +173,7 @@ def create_refund() -> Response:
 @api.get("/refunds/by-key/<path:idempotency_key>")
 def refund_by_key(idempotency_key: str) -> Response:
     """Find the outcome of a refund whose answer the shop missed."""
-    row = services.find_refund_by_key(idempotency_key)
-    if row is None:
-        return _error(404, "not_found")
-    return jsonify(services.refund_to_dict(row))
+    return _found(services.find_refund_by_key(idempotency_key), services.refund_to_dict)
 
 
 @api.delete("/tokens/<token>")

@@ -92,17 +92,24 @@ def payment_request(raw: bytes) -> dict[str, Any]:
     return args
 
 
+def _money_move(body: dict[str, Any]) -> dict[str, Any]:
+    """The fields every charge and refund has: a positive amount in euro and its key."""
+    return {
+        "amount_cents": _field(body, "amount_cents", int, _amount(1)),
+        "currency": _field(body, "currency", str, _eur),
+        "idempotency_key": _field(body, "idempotency_key", str, _text(128)),
+    }
+
+
 def charge_request(raw: bytes) -> dict[str, Any]:
     """POST /api/charges: the arguments of services.charge_token (without `now`)."""
     body = json_object(raw)
     return {
         "token": _field(body, "token", str, _text(64)),
-        "amount_cents": _field(body, "amount_cents", int, _amount(1)),
-        "currency": _field(body, "currency", str, _eur),
         "order_ref": _field(body, "order_ref", str, _text(64)),
         "description": _field(body, "description", str, _description),
         "initiator": _field(body, "initiator", str, lambda v: v in INITIATORS),
-        "idempotency_key": _field(body, "idempotency_key", str, _text(128)),
+        **_money_move(body),
     }
 
 
@@ -111,8 +118,6 @@ def refund_request(raw: bytes) -> dict[str, Any]:
     body = json_object(raw)
     return {
         "target_id": _field(body, "payment_ref", str, _text(64)),
-        "amount_cents": _field(body, "amount_cents", int, _amount(1)),
-        "currency": _field(body, "currency", str, _eur),
         "reason": _field(body, "reason", str, _text(200)),
-        "idempotency_key": _field(body, "idempotency_key", str, _text(128)),
+        **_money_move(body),
     }

@@ -12,7 +12,7 @@ from array import array
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, literal, or_, select
+from sqlalchemy import exists, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import joinedload
 
@@ -23,15 +23,14 @@ from webapp.extensions import db
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
 from webapp.payments.services import execute_card_charge
 from webapp.renewals.claims import (
-    CHARGE_IN_FLIGHT,
     IN_FLIGHT,
     claim,
+    due_and_unclaimed,
     release,
     snapshot_ids,
     unclaim,
 )
 from webapp.renewals.models import (
-    OPEN_RENEWAL_STATUSES,
     Renewal,
     RenewalStatus,
     Service,
@@ -127,15 +126,7 @@ def open_renewals(now: datetime, cfg: RenewalSettings, report: RenewalReport) ->
 
 def due_renewals(now: datetime, lease_now: datetime) -> array:
     """Open renewals whose attempt is due, or with a charge whose outcome is still to be asked."""
-    return snapshot_ids(
-        select(Renewal.id)
-        .where(
-            Renewal.status.in_(OPEN_RENEWAL_STATUSES),
-            or_(Renewal.next_attempt_at <= now, CHARGE_IN_FLIGHT),
-            or_(Renewal.claimed_until.is_(None), Renewal.claimed_until < lease_now),
-        )
-        .order_by(Renewal.next_attempt_at, Renewal.id)
-    )
+    return snapshot_ids(due_and_unclaimed(now, lease_now))
 
 
 def _commit_keeping_loaded() -> None:

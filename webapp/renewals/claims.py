@@ -13,7 +13,7 @@ from array import array
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import Select, exists, or_, update
+from sqlalchemy import ColumnElement, Select, and_, exists, or_, select, update
 
 from webapp.extensions import db
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
@@ -39,6 +39,28 @@ def default_worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def still_due(now: datetime) -> ColumnElement[bool]:
+    """Open, and an attempt is due by `now` or a charge's outcome is still to be asked."""
+    return and_(
+        Renewal.status.in_(OPEN_RENEWAL_STATUSES),
+        or_(Renewal.next_attempt_at <= now, CHARGE_IN_FLIGHT),
+    )
+
+
+def unclaimed(lease_now: datetime) -> ColumnElement[bool]:
+    """No live claim holds the row (a crashed worker's lease has run out)."""
+    return or_(Renewal.claimed_until.is_(None), Renewal.claimed_until < lease_now)
+
+
+def due_and_unclaimed(now: datetime, lease_now: datetime) -> Select:
+    """The ids of the renewals a pass may take, in due order."""
+    return (
+        select(Renewal.id)
+        .where(still_due(now), unclaimed(lease_now))
+        .order_by(Renewal.next_attempt_at, Renewal.id)
+    )
+
+
 def claim(
     renewal_id: int, worker: str, lease_now: datetime, due_at: datetime | None = None
 ) -> bool:
@@ -49,20 +71,12 @@ def claim(
     compare-and-set is what makes a second scheduler on a retry day harmless.
     """
     seconds = current_app.config.get("RENEWAL_CLAIM_SECONDS", CLAIM_SECONDS)
-    still_due = (
-        [
-            Renewal.status.in_(OPEN_RENEWAL_STATUSES),
-            or_(Renewal.next_attempt_at <= due_at, CHARGE_IN_FLIGHT),
-        ]
-        if due_at is not None
-        else []
-    )
     claimed = db.session.execute(
         update(Renewal)
         .where(
             Renewal.id == renewal_id,
-            or_(Renewal.claimed_until.is_(None), Renewal.claimed_until < lease_now),
-            *still_due,
+            unclaimed(lease_now),
+            *([still_due(due_at)] if due_at is not None else []),
         )
         .values(claimed_until=lease_now + timedelta(seconds=seconds), claimed_by=worker)
         .execution_options(synchronize_session=False)
