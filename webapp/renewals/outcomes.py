@@ -30,29 +30,12 @@ class RenewalReport:
     def count(self, outcome: RenewalOutcome) -> None:
         self.outcomes[outcome] += 1
 
-    @property
-    def charged(self) -> int:
-        return self.outcomes[RenewalOutcome.CHARGED]
-
-    @property
-    def failed(self) -> int:
-        return self.outcomes[RenewalOutcome.FAILED]
-
-    @property
-    def unknown(self) -> int:
-        return self.outcomes[RenewalOutcome.UNKNOWN]
-
-    @property
-    def expired(self) -> int:
-        return self.outcomes[RenewalOutcome.EXPIRED]
-
-    @property
-    def skipped(self) -> int:
-        return self.outcomes[RenewalOutcome.SKIPPED]
-
-    @property
-    def errors(self) -> int:
-        return self.outcomes[RenewalOutcome.ERRORS]
+    def __getattr__(self, name: str) -> int:
+        """`report.charged`, `report.failed`, …: how many renewals had that outcome."""
+        try:
+            return self.outcomes[RenewalOutcome(name)]
+        except ValueError:
+            raise AttributeError(name) from None
 
     def __str__(self) -> str:
         return (
