@@ -16,6 +16,7 @@ from webapp.renewals.services import (
     RenewalSettings,
     card_usable,
     queue_customer_email,
+    renewal_date,
     renewal_price,
 )
 from webapp.transaction import commit, rollback
@@ -39,7 +40,7 @@ def send_reminders(now: datetime, cfg: RenewalSettings, report: RenewalReport) -
         if service is None or not service.renewable:
             continue
         period = int(service.expires_at.timestamp())
-        renew_on = service.expires_at - cfg.window
+        renew_on = renewal_date(service, now, cfg.window)  # the window's first calendar day
         card = service.saved_card
         price = renewal_price(service, cfg.vat_rate)
         try:
