@@ -368,3 +368,25 @@ def test_dashboard_and_order_timeline(client, db, catalogue, dummy_customer, now
         "Reinvia",
     ):
         assert text in timeline, text
+
+
+def test_operators_download_the_invoices_of_a_period_as_a_zip(
+    client, db, catalogue, dummy_customer, now
+):
+    import io
+    import zipfile
+
+    from webapp.invoicing.models import Invoice
+
+    paid_by_card(dummy_customer, catalogue["products"]["PEC-STD"], now)
+    invoice = db.session.scalar(select(Invoice))
+    staff_session(client, make_staff(role="operatore"))
+    page = client.get("/backoffice/fatture")
+    assert page.status_code == 200 and "Scarica lo zip" in page.text
+    day = invoice.issued_at.date().isoformat()
+    response = client.get(f"/backoffice/fatture?dal={day}&al={day}")
+    assert response.status_code == 200 and response.mimetype == "application/zip"
+    names = zipfile.ZipFile(io.BytesIO(response.data)).namelist()
+    assert names == [invoice.file_name]
+    refused = client.get(f"/backoffice/fatture?dal={day}&al=2000-01-01")
+    assert refused.status_code == 422 and "viene dopo" in refused.text

@@ -1,0 +1,39 @@
+"""Back office: the electronic invoices of a period as a zip of FatturaPA XML files."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from flask import Response, render_template, request
+from flask_babel import gettext as _
+
+from webapp.backoffice.blueprint import bp
+from webapp.backoffice.forms import parse_day
+from webapp.clock import now_utc, rome_date
+from webapp.errors import DomainError
+from webapp.invoicing.services import export_zip
+
+
+@bp.get("/fatture")
+def export_invoices():
+    """Choose a period; with both dates, download its invoices and credit notes as a zip."""
+    if "dal" not in request.args:
+        today = rome_date(now_utc())
+        return render_template("backoffice/invoices.html", dal=today.replace(day=1), al=today)
+    try:
+        start, end = parse_day(request.args["dal"], _("Dal")), parse_day(request.args.get("al"))
+        if start > end:
+            raise DomainError(_("La data iniziale viene dopo quella finale."))
+    except DomainError as exc:
+        page = render_template("backoffice/invoices.html", error=exc.message, **request.args)
+        return page, 422
+    return _zip(start, end)
+
+
+def _zip(start: date, end: date) -> Response:
+    name = f"fatture_{start:%Y%m%d}_{end:%Y%m%d}.zip"
+    return Response(
+        export_zip(start, end),
+        mimetype="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
