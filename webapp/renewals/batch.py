@@ -196,7 +196,18 @@ def split(ids: list[int], now: datetime, worker: str, cfg: RenewalSettings) -> t
     today = rome_date(now)
     public = split_payment_customers([row[6] for row in rows])
     jobs, others = [], []
-    for (
+    for row in rows:
+        job = _job_of(row, now, today, cfg, public)
+        if job is None:
+            others.append(row[0])
+        else:
+            jobs.append(job)
+    return jobs, others
+
+
+def _job_of(row, now: datetime, today, cfg: RenewalSettings, public: set[int]) -> Job | None:
+    """The fast-path job of one claimed row, or None when it needs the per-row path."""
+    (
         rid,
         attempts,
         order_id,
@@ -211,60 +222,67 @@ def split(ids: list[int], now: datetime, worker: str, cfg: RenewalSettings) -> t
         pid,
         kind,
         name,
-        yearly,
+        own_price,
         email,
         card_id,
         token,
         removed_at,
         exp_year,
         exp_month,
-    ) in rows:
-        plain = (
-            not in_flight
-            and order_id is None
-            and status is ServiceStatus.ACTIVE
-            and auto_renew
-            and kind in RENEWABLE_KINDS
-            and expires_at == period
-            and today <= rome_date(period)  # valid through its expiry day
-            and card_id is not None
-            and removed_at is None
-            and (exp_year, exp_month) >= (today.year, today.month)  # SavedCard.is_expired
-        )
-        if not plain:
-            others.append(rid)
-            continue
-        # renewal_price: the list price valid today x the frequency, no discount
-        yearly = list_price_on(pid, yearly, today)
-        net = yearly * years
-        jobs.append(
-            Job(
-                renewal_id=rid,
-                attempt=attempts + 1,
-                service_id=sid,
-                customer_id=customer_id,
-                customer_email=email,
-                product_id=pid,
-                product_name=name,
-                product_kind=kind,
-                yearly_price_cents=yearly,
-                years=years,
-                net_cents=net,
-                vat_cents=vat_cents(net, cfg.vat_rate),
-                period=period,
-                card_id=card_id,
-                token=token,
-                split_payment=customer_id in public,
-            )
-        )
-    return jobs, others
+    ) = row
+    plain = (
+        not in_flight
+        and order_id is None
+        and status is ServiceStatus.ACTIVE
+        and auto_renew
+        and kind in RENEWABLE_KINDS
+        and expires_at == period
+        and today <= rome_date(period)  # valid through its expiry day
+        and card_id is not None
+        and removed_at is None
+        and (exp_year, exp_month) >= (today.year, today.month)  # SavedCard.is_expired
+    )
+    if not plain:
+        return None
+    # renewal_price: the list price valid today x the frequency, no discount
+    yearly = list_price_on(pid, own_price, today)
+    net = yearly * years
+    return Job(
+        renewal_id=rid,
+        attempt=attempts + 1,
+        service_id=sid,
+        customer_id=customer_id,
+        customer_email=email,
+        product_id=pid,
+        product_name=name,
+        product_kind=kind,
+        yearly_price_cents=yearly,
+        years=years,
+        net_cents=net,
+        vat_cents=vat_cents(net, cfg.vat_rate),
+        period=period,
+        card_id=card_id,
+        token=token,
+        split_payment=customer_id in public,
+    )
 
 
 def record(jobs: list[Job], now: datetime, worker: str) -> list[Job]:
     """Orders, lines and PENDING payments in multi-row INSERTs; commits before the bank is asked."""
+    order_ids = next_ids(Order.__table__, len(jobs))
+    payment_ids = next_ids(Payment.__table__, len(jobs))
+    _insert_orders(jobs, order_ids, now)
+    _insert_payments(jobs, order_ids, payment_ids, now)
+    _mark_attempts(jobs, order_ids, now, worker)
+    return [
+        _with_ids(j, oid, pid, f"{now.year}-{oid:06d}")  # Order.number
+        for j, oid, pid in zip(jobs, order_ids, payment_ids, strict=True)
+    ]
+
+
+def _insert_orders(jobs: list[Job], order_ids: list[int], now: datetime) -> None:
+    """The renewal orders and their one line each: today's price, no discount."""
     n = len(jobs)
-    order_ids = next_ids(Order.__table__, n)
-    payment_ids = next_ids(Payment.__table__, n)
     nets = [j.net_cents for j in jobs]
     insert_unnest(
         Order.__table__,
@@ -300,6 +318,13 @@ def record(jobs: list[Job], now: datetime, worker: str) -> list[Job]:
             service_id=("integer", [j.service_id for j in jobs]),
         ),
     )
+
+
+def _insert_payments(
+    jobs: list[Job], order_ids: list[int], payment_ids: list[int], now: datetime
+) -> None:
+    """One PENDING payment per order, with the idempotency key the bank will be asked with."""
+    n = len(jobs)
     insert_unnest(
         Payment.__table__,
         dict(
@@ -315,6 +340,10 @@ def record(jobs: list[Job], now: datetime, worker: str) -> list[Job]:
             created_at=("timestamptz", [now] * n),
         ),
     )
+
+
+def _mark_attempts(jobs: list[Job], order_ids: list[int], now: datetime, worker: str) -> None:
+    """Count the attempts on the renewals and commit: all is on record before the bank."""
     # Guard: only rows this worker still holds (a lease that ran out is another's now).
     counted = db.session.execute(
         text(
@@ -338,10 +367,6 @@ def record(jobs: list[Job], now: datetime, worker: str) -> list[Job]:
         rollback()
         raise LostClaim(f"{len(jobs) - counted} renewals of the batch are no longer ours")
     commit()  # every attempt is on record before the bank is asked
-    return [
-        _with_ids(j, oid, pid, f"{now.year}-{oid:06d}")  # Order.number
-        for j, oid, pid in zip(jobs, order_ids, payment_ids, strict=True)
-    ]
 
 
 class LostClaim(RuntimeError):
@@ -424,84 +449,13 @@ def settle(
 
 def _settle_paid(paid: list[tuple[Job, ChargeResult]], now: datetime) -> set[int]:
     """Compare-and-set the paid jobs' rows; returns the renewal ids that this settlement won."""
-    orders = Order.__table__
-    won_orders = set(
-        db.session.scalars(
-            update(orders)
-            .where(
-                orders.c.id.in_([j.order_id for j, _ in paid]),
-                orders.c.status == OrderStatus.PENDING_PAYMENT,
-            )
-            .values(status=OrderStatus.PAID, paid_at=now)
-            .returning(orders.c.id)
-        )
-    )
+    won_orders = _mark_orders_paid([j.order_id for j, _ in paid], now)
     paid = [(j, a) for j, a in paid if j.order_id in won_orders]  # the others: per row
     if not paid:
         return set()
-    moved = db.session.execute(
-        text(
-            "UPDATE payment SET status = :succeeded, completed_at = :now, gateway_ref = v.ref "
-            "FROM unnest(CAST(:ids AS integer[]), CAST(:refs AS varchar[])) AS v(id, ref) "
-            "WHERE payment.id = v.id AND payment.status IN (:pending, :unknown)"
-        ).bindparams(bindparam("now", type_=Payment.__table__.c.completed_at.type)),
-        dict(
-            succeeded=PaymentStatus.SUCCEEDED.value,
-            pending=PaymentStatus.PENDING.value,
-            unknown=PaymentStatus.UNKNOWN.value,
-            now=now,
-            ids=[j.payment_id for j, _ in paid],
-            refs=[a.charge_id for _, a in paid],
-        ),
-    ).rowcount
-    if moved != len(paid):
-        raise RuntimeError("a renewal payment changed under the batch settlement")
-    # The service is extended from the expiry of the period renewed, only if it still has it:
-    # a period is extended once, whoever settles the payment (activation.renewal_paid).
-    news = [add_years(j.period, j.years) for j, _ in paid]
-    extended = set(
-        db.session.scalars(
-            text(
-                "UPDATE service SET expires_at = v.new, status = :active "
-                "FROM unnest(CAST(:ids AS integer[]), CAST(:olds AS timestamptz[]), "
-                "CAST(:news AS timestamptz[])) AS v(id, old, new) "
-                "WHERE service.id = v.id AND service.expires_at = v.old RETURNING service.id"
-            ),
-            dict(
-                active=ServiceStatus.ACTIVE.value,
-                ids=[j.service_id for j, _ in paid],
-                olds=[j.period for j, _ in paid],
-                news=news,
-            ),
-        )
-    )
-    for job, _ in paid:
-        if job.service_id not in extended:
-            log.error(
-                "renewal %s paid, service %s had moved on from %s",
-                job.renewal_id,
-                job.service_id,
-                job.period,
-            )
-    renewals = Renewal.__table__
-    done = db.session.execute(
-        update(renewals)
-        .where(
-            renewals.c.id.in_([j.renewal_id for j, _ in paid]),
-            renewals.c.status.in_(OPEN_RENEWAL_STATUSES),
-        )
-        .values(
-            status=RenewalStatus.SUCCEEDED,
-            completed_at=now,
-            next_attempt_at=None,
-            failure_code=None,
-            failure_reason=None,
-            claimed_until=None,
-            claimed_by=None,
-        )
-    ).rowcount
-    if done != len(paid):
-        raise RuntimeError("a renewal changed under the batch settlement")
+    _mark_payments_succeeded(paid, now)
+    news = _extend_services([j for j, _ in paid])
+    _close_renewals([j.renewal_id for j, _ in paid], now)
     services_renewed.send(
         "renewals",
         renewed=[
@@ -521,6 +475,89 @@ def _settle_paid(paid: list[tuple[Job, ChargeResult]], now: datetime) -> set[int
     )
     _announce_orders_paid([j for j, _ in paid], now)
     return {j.renewal_id for j, _ in paid}
+
+
+def _mark_orders_paid(order_ids: list[int], now: datetime) -> set[int]:
+    """PENDING_PAYMENT -> PAID, compare-and-set; the ids this settlement moved."""
+    orders = Order.__table__
+    return set(
+        db.session.scalars(
+            update(orders)
+            .where(orders.c.id.in_(order_ids), orders.c.status == OrderStatus.PENDING_PAYMENT)
+            .values(status=OrderStatus.PAID, paid_at=now)
+            .returning(orders.c.id)
+        )
+    )
+
+
+def _mark_payments_succeeded(paid: list[tuple[Job, ChargeResult]], now: datetime) -> None:
+    moved = db.session.execute(
+        text(
+            "UPDATE payment SET status = :succeeded, completed_at = :now, gateway_ref = v.ref "
+            "FROM unnest(CAST(:ids AS integer[]), CAST(:refs AS varchar[])) AS v(id, ref) "
+            "WHERE payment.id = v.id AND payment.status IN (:pending, :unknown)"
+        ).bindparams(bindparam("now", type_=Payment.__table__.c.completed_at.type)),
+        dict(
+            succeeded=PaymentStatus.SUCCEEDED.value,
+            pending=PaymentStatus.PENDING.value,
+            unknown=PaymentStatus.UNKNOWN.value,
+            now=now,
+            ids=[j.payment_id for j, _ in paid],
+            refs=[a.charge_id for _, a in paid],
+        ),
+    ).rowcount
+    if moved != len(paid):
+        raise RuntimeError("a renewal payment changed under the batch settlement")
+
+
+def _extend_services(jobs: list[Job]) -> list[datetime]:
+    """Each service from the expiry of the period renewed, only if it still has it: a period
+    is extended once, whoever settles the payment (activation.renewal_paid). The new expiries."""
+    news = [add_years(j.period, j.years) for j in jobs]
+    extended = set(
+        db.session.scalars(
+            text(
+                "UPDATE service SET expires_at = v.new, status = :active "
+                "FROM unnest(CAST(:ids AS integer[]), CAST(:olds AS timestamptz[]), "
+                "CAST(:news AS timestamptz[])) AS v(id, old, new) "
+                "WHERE service.id = v.id AND service.expires_at = v.old RETURNING service.id"
+            ),
+            dict(
+                active=ServiceStatus.ACTIVE.value,
+                ids=[j.service_id for j in jobs],
+                olds=[j.period for j in jobs],
+                news=news,
+            ),
+        )
+    )
+    for job in jobs:
+        if job.service_id not in extended:
+            log.error(
+                "renewal %s paid, service %s had moved on from %s",
+                job.renewal_id,
+                job.service_id,
+                job.period,
+            )
+    return news
+
+
+def _close_renewals(renewal_ids: list[int], now: datetime) -> None:
+    renewals = Renewal.__table__
+    done = db.session.execute(
+        update(renewals)
+        .where(renewals.c.id.in_(renewal_ids), renewals.c.status.in_(OPEN_RENEWAL_STATUSES))
+        .values(
+            status=RenewalStatus.SUCCEEDED,
+            completed_at=now,
+            next_attempt_at=None,
+            failure_code=None,
+            failure_reason=None,
+            claimed_until=None,
+            claimed_by=None,
+        )
+    ).rowcount
+    if done != len(renewal_ids):
+        raise RuntimeError("a renewal changed under the batch settlement")
 
 
 def _announce_orders_paid(jobs: list[Job], now: datetime) -> None:
