@@ -18,7 +18,7 @@ run: $(VENV)/.installed
 	$(FLASK) seed-demo
 	$(PY) -m webapp.devserver
 
-# Unit, e2e and reliability tests, on SQLite and then on a throwaway PostgreSQL.
+# Unit, e2e and reliability tests on SQLite; unit and reliability again on a throwaway PostgreSQL.
 test: $(VENV)/.installed
 	VENV=$(VENV) bash scripts/ensure-browser.sh
 	bash scripts/run-tests.sh $(PY)

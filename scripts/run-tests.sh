@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The whole suite twice: on SQLite (the embedded default) and on a throwaway PostgreSQL.
+# The whole suite on SQLite (the embedded default), then the unit and reliability tests again on a
+# throwaway PostgreSQL (the database-level guarantees: twins, gapless numbering, batch renewals).
+# The browser tests run once: what they check is the pages, which do not depend on the database.
 # pytest's exit code 5 ("no tests collected") is not a failure; any other non-zero is.
 set -u
 py=${1:-.venv/bin/python}
@@ -16,5 +18,5 @@ run() {
 echo "=== Test su SQLite ==="
 run "$py" -m pytest tests -p no:cacheprovider "$@"
 echo "=== Test su PostgreSQL ==="
-run bash scripts/with-postgres.sh "$py" -m pytest tests -p no:cacheprovider "$@"
+run bash scripts/with-postgres.sh "$py" -m pytest tests/unit tests/reliability -p no:cacheprovider "$@"
 exit "$status"

@@ -392,8 +392,10 @@ def add_card_in_area(page: Page, number: str) -> None:
 def open_my_services(page: Page) -> None:
     """Header "Area clienti" → "I miei servizi"."""
     page.get_by_role("link", name="Area clienti").click()
+    htmx_idle(page)  # a boosted navigation: wait until the new page listens
     page.locator("#area-nav").get_by_role("link", name="I miei servizi").click()
     expect(page.get_by_role("heading", name="I miei servizi")).to_be_visible()
+    htmx_idle(page)
 
 
 def service_row(page: Page, product_name: str):
