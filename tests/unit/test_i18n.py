@@ -45,6 +45,14 @@ def pot(tmp_path_factory) -> dict:
         "Inserisci l'indirizzo e-mail.",  # form validation (lazy)
         "Carta di credito",  # PaymentMethod.label
         "Gentile %(name)s,",  # e-mail template
+        "la carta non ha fondi sufficienti",  # renewal failure reason (lazy, stored on the row)
+        "Pagamento duplicato: l'ordine era già stato pagato.",  # refund reason
+        "Si possono rimborsare al massimo %(amount)s su questo pagamento.",  # refund error
+        "Scrivi il motivo dell'operazione (resta nel registro).",  # back office
+        "Pagamento n. %(id)s (%(channel)s): %(status)s",  # back-office order timeline
+        "CAP non valido: servono 5 cifre.",  # billing validation
+        "Frequenza di rinnovo non valida per %(name)s: scegli da %(first)d a %(last)d anni.",
+        "Promemoria: il %(day)s rinnoviamo %(name)s",  # renewal e-mail subject
     ],
 )
 def test_extraction_finds_the_strings(pot, msgid):
@@ -120,3 +128,33 @@ def test_italian_stays_as_it_was(client, catalogue):
     page = client.get("/").text
     assert "PEC e Servizi Certificati" in page
     assert "Pagando con <strong>Carta di credito</strong>" in page
+
+
+def test_domain_errors_go_through_gettext(app, catalogue, shouting):
+    from webapp.errors import InvalidChoice
+    from webapp.renewals.charging import REASONS
+    from webapp.shop.billing import BillingData, check
+    from webapp.shop.services import valid_years
+
+    product = catalogue["products"]["PEC-STD"]
+    with app.test_request_context("/"):
+        with pytest.raises(InvalidChoice) as refused:
+            valid_years(product, 9)
+        assert refused.value.message == (
+            f"FREQUENZA DI RINNOVO NON VALIDA PER {product.name}: SCEGLI DA 1 A 5 ANNI."
+        )
+        assert str(REASONS["insufficient_funds"]) == "LA CARTA NON HA FONDI SUFFICIENTI"
+        errors = check(BillingData(first_name="Ada", last_name="Rossi", postal_code="123"))
+        assert errors["postal_code"] == "CAP NON VALIDO: SERVONO 5 CIFRE."
+
+
+def test_domain_errors_stay_italian(app, catalogue):
+    from webapp.errors import InvalidChoice
+    from webapp.shop.services import valid_years
+
+    product = catalogue["products"]["PEC-STD"]
+    with app.test_request_context("/"), pytest.raises(InvalidChoice) as refused:
+        valid_years(product, 9)
+    assert refused.value.message == (
+        f"Frequenza di rinnovo non valida per {product.name}: scegli da 1 a 5 anni."
+    )

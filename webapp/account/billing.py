@@ -6,6 +6,7 @@ Issued invoices keep their own copy of the data: a change here only affects futu
 from __future__ import annotations
 
 from flask import Blueprint, flash, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from webapp.htmx import redirect_to, render
@@ -40,5 +41,5 @@ def save_billing():
         return _page(form, 422)
     billing.save_profile(current_user.id, form.billing_data())
     commit()
-    flash("Dati di fatturazione salvati: valgono per le prossime fatture.", "success")
+    flash(_("Dati di fatturazione salvati: valgono per le prossime fatture."), "success")
     return redirect_to(url_for("billing.edit_billing"))

@@ -7,6 +7,7 @@ from datetime import datetime
 from functools import lru_cache
 
 from flask import current_app
+from flask_babel import gettext as _
 from sqlalchemy import select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -31,7 +32,7 @@ def register_customer(
         shop_url = current_app.config["SHOP_BASE_URL"]
         queue_email(
             existing.email,
-            "Tentativo di registrazione con il tuo indirizzo e-mail",
+            _("Tentativo di registrazione con il tuo indirizzo e-mail"),
             "registration_attempt",
             dedupe_key=f"registration-attempt:{existing.id}:{rome_date(now).isoformat()}",
             customer=existing,

@@ -8,6 +8,7 @@ is sent by the subscribers of `payment_refunded`.
 from __future__ import annotations
 
 from flask import Blueprint, flash, render_template, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from webapp.clock import now_utc
@@ -55,6 +56,10 @@ def withdraw(order_id: int):
     refund = withdrawal.execute_refund(refund, now_utc())
     commit()
     if refund.status is not RefundStatus.SUCCEEDED:
-        return _page(order, 422, "La banca non ha ancora confermato il rimborso: riprova tra poco.")
-    flash(f"Recesso registrato: ti rimborsiamo l'ordine {order.number}.", "success")
+        return _page(
+            order, 422, _("La banca non ha ancora confermato il rimborso: riprova tra poco.")
+        )
+    flash(
+        _("Recesso registrato: ti rimborsiamo l'ordine %(number)s.", number=order.number), "success"
+    )
     return redirect_to(url_for("area.orders"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import flash, request, url_for
+from flask_babel import gettext as _
 
 from webapp.backoffice import auth
 from webapp.backoffice import catalogue as cat
@@ -57,7 +58,7 @@ def edit_product(product_id: int | None = None):
         rollback()
         return _product_page(product, 422, exc.message)
     commit()
-    flash(f"Prodotto {product.sku} salvato.", "success")
+    flash(_("Prodotto %(sku)s salvato.", sku=product.sku), "success")
     return redirect_to(url_for("backoffice.edit_product", product_id=product.id))
 
 
@@ -74,7 +75,7 @@ def schedule_price(product_id: int):
         rollback()
         return _product_page(product, 422, exc.message)
     commit()
-    flash("Nuovo prezzo programmato.", "success")
+    flash(_("Nuovo prezzo programmato."), "success")
     return redirect_to(url_for("backoffice.edit_product", product_id=product.id))
 
 
@@ -116,7 +117,7 @@ def edit_code(code_id: int | None = None):
         rollback()
         return _code_page(code, 422, exc.message)
     commit()
-    flash(f"Codice sconto {code.code} salvato.", "success")
+    flash(_("Codice sconto %(code)s salvato.", code=code.code), "success")
     return redirect_to(url_for("backoffice.edit_code", code_id=code.id))
 
 
@@ -126,7 +127,7 @@ def disable_code(code_id: int):
     code = get_or_404(DiscountCode, code_id)
     cat.disable_code(code, current_staff(), request_id(), now_utc())
     commit()
-    flash(f"Codice sconto {code.code} disattivato.", "success")
+    flash(_("Codice sconto %(code)s disattivato.", code=code.code), "success")
     return redirect_to(url_for("backoffice.edit_code", code_id=code.id))
 
 
@@ -174,7 +175,13 @@ def create_staff():
         request_id=request_id(),
     )
     commit()
-    flash(f"Account {member.email} creato: al primo accesso configurerà il codice TOTP.", "success")
+    flash(
+        _(
+            "Account %(email)s creato: al primo accesso configurerà il codice TOTP.",
+            email=member.email,
+        ),
+        "success",
+    )
     return redirect_to(url_for("backoffice.list_staff"))
 
 

@@ -6,6 +6,7 @@ from datetime import datetime
 
 import pyotp
 import segno
+from flask_babel import gettext as _
 from sqlalchemy import or_, select, update
 
 from webapp.backoffice.models import StaffRole, StaffUser
@@ -23,13 +24,13 @@ def create_staff(email: str, name: str, role: str, password: str) -> StaffUser:
     try:
         staff_role = StaffRole(role)
     except ValueError:
-        raise InvalidChoice("Ruolo non valido: operatore o amministratore.") from None
+        raise InvalidChoice(_("Ruolo non valido: operatore o amministratore.")) from None
     if "@" not in email or not (name or "").strip():
-        raise InvalidChoice("Indica nome e indirizzo e-mail.")
+        raise InvalidChoice(_("Indica nome e indirizzo e-mail."))
     if len(password or "") < MIN_PASSWORD:
-        raise InvalidChoice(f"La password deve avere almeno {MIN_PASSWORD} caratteri.")
+        raise InvalidChoice(_("La password deve avere almeno %(num)d caratteri.", num=MIN_PASSWORD))
     if db.session.scalar(select(StaffUser.id).where(StaffUser.email == email)) is not None:
-        raise DomainError(f"Esiste già un account staff {email}.")
+        raise DomainError(_("Esiste già un account staff %(email)s.", email=email))
     staff = StaffUser(
         email=email, name=name.strip(), role=staff_role, totp_secret=pyotp.random_base32()
     )

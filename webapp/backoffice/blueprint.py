@@ -13,6 +13,7 @@ from datetime import timedelta
 from functools import wraps
 
 from flask import Blueprint, abort, flash, g, request, session, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from webapp.backoffice import audit
@@ -61,7 +62,7 @@ def _staff_from_session() -> StaffUser | None:
     now = now_utc().timestamp()
     if seen is None or now - float(seen) > IDLE_LIMIT.total_seconds():
         log_out()
-        flash("Sessione scaduta per inattività: accedi di nuovo.", "info")
+        flash(_("Sessione scaduta per inattività: accedi di nuovo."), "info")
         return None
     staff = db.session.get(StaffUser, staff_id)
     if staff is None or not staff.active:

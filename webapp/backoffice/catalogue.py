@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+from flask_babel import gettext as _
 from sqlalchemy import func, select
 
 from webapp.backoffice.audit import record, snapshot
@@ -62,19 +63,19 @@ def _product_values(form, creating: bool) -> dict:
         "active": form.get("active") == "1",
     }
     if not values["name"]:
-        raise InvalidChoice("Il nome del prodotto è obbligatorio.")
+        raise InvalidChoice(_("Il nome del prodotto è obbligatorio."))
     if creating:
         sku = (form.get("sku") or "").strip().upper()[:40]
         if not sku:
-            raise InvalidChoice("Il codice (SKU) è obbligatorio.")
+            raise InvalidChoice(_("Il codice (SKU) è obbligatorio."))
         try:
             values["kind"] = ServiceKind(form.get("kind", ""))
         except ValueError:
-            raise InvalidChoice("Scegli il servizio.") from None
+            raise InvalidChoice(_("Scegli il servizio.")) from None
         if db.session.scalar(select(Product.id).where(Product.sku == sku)):
-            raise DomainError(f"Esiste già un prodotto {sku}.")
+            raise DomainError(_("Esiste già un prodotto %(sku)s.", sku=sku))
         values["sku"] = sku
-        values["yearly_price_cents"] = parse_cents(form.get("price"), "Prezzo annuale")
+        values["yearly_price_cents"] = parse_cents(form.get("price"), _("Prezzo annuale"))
     return values
 
 
@@ -98,19 +99,19 @@ def save_product(product: Product | None, form, staff: StaffUser, rid: str) -> P
 def schedule_price(product: Product, form, staff: StaffUser, rid: str, today: date) -> ProductPrice:
     """A new yearly price from a day on (today or later): orders already made keep theirs,
     a renewal takes the price valid on its renewal day."""
-    cents = parse_cents(form.get("price"), "Prezzo annuale")
-    day = parse_day(form.get("effective_from"), "Data di decorrenza")
+    cents = parse_cents(form.get("price"), _("Prezzo annuale"))
+    day = parse_day(form.get("effective_from"), _("Data di decorrenza"))
     if day < today:
-        raise InvalidChoice("La data di decorrenza non può essere nel passato.")
+        raise InvalidChoice(_("La data di decorrenza non può essere nel passato."))
     if cents <= 0:
-        raise InvalidChoice("Il prezzo deve essere maggiore di zero.")
+        raise InvalidChoice(_("Il prezzo deve essere maggiore di zero."))
     exists = db.session.scalar(
         select(ProductPrice.id).where(
             ProductPrice.product_id == product.id, ProductPrice.effective_from == day
         )
     )
     if exists:
-        raise DomainError(f"Esiste già un prezzo che decorre dal {day:%d/%m/%Y}.")
+        raise DomainError(_("Esiste già un prezzo che decorre dal %(day)s.", day=f"{day:%d/%m/%Y}"))
     price = ProductPrice(
         product_id=product.id, yearly_price_cents=cents, effective_from=day, created_by=staff.email
     )
@@ -140,32 +141,32 @@ def _code_values(form, creating: bool) -> dict:
     try:
         kind = DiscountKind(form.get("kind", ""))
     except ValueError:
-        raise InvalidChoice("Scegli: percentuale o importo fisso.") from None
+        raise InvalidChoice(_("Scegli: percentuale o importo fisso.")) from None
     values = {
         "description": (form.get("description") or "").strip()[:200],
         "kind": kind,
-        "percent": parse_int(form.get("percent"), "Percentuale", 1, 100)
+        "percent": parse_int(form.get("percent"), _("Percentuale"), 1, 100)
         if kind is DiscountKind.PERCENT
         else None,
-        "amount_cents": parse_cents(form.get("amount"), "Importo dello sconto")
+        "amount_cents": parse_cents(form.get("amount"), _("Importo dello sconto"))
         if kind is DiscountKind.FIXED
         else None,
-        "valid_from": start_of_day(parse_day(form.get("valid_from"), "Valido dal")),
-        "valid_until": start_of_day(parse_day(form.get("valid_until"), "Valido fino al")),
-        "max_uses": optional_int(form.get("max_uses"), "Utilizzi totali", 1, 10**6),
+        "valid_from": start_of_day(parse_day(form.get("valid_from"), _("Valido dal"))),
+        "valid_until": start_of_day(parse_day(form.get("valid_until"), _("Valido fino al"))),
+        "max_uses": optional_int(form.get("max_uses"), _("Utilizzi totali"), 1, 10**6),
         "max_uses_per_customer": 1 if form.get("once_per_customer") == "1" else None,
         "public": form.get("public") == "1",
     }
     if values["valid_until"] <= values["valid_from"]:
-        raise InvalidChoice("La fine della validità deve seguire l'inizio.")
+        raise InvalidChoice(_("La fine della validità deve seguire l'inizio."))
     if kind is DiscountKind.FIXED and not values["amount_cents"]:
-        raise InvalidChoice("L'importo dello sconto deve essere maggiore di zero.")
+        raise InvalidChoice(_("L'importo dello sconto deve essere maggiore di zero."))
     if creating:
         code = (form.get("code") or "").strip().upper()[:40]
         if not code.isalnum():
-            raise InvalidChoice("Il codice sconto deve avere solo lettere e cifre.")
+            raise InvalidChoice(_("Il codice sconto deve avere solo lettere e cifre."))
         if db.session.scalar(select(DiscountCode.id).where(func.upper(DiscountCode.code) == code)):
-            raise DomainError(f"Il codice sconto {code} esiste già.")
+            raise DomainError(_("Il codice sconto %(code)s esiste già.", code=code))
         values["code"] = code
     return values
 
@@ -230,7 +231,7 @@ def list_staff() -> list[StaffUser]:
 
 def set_staff_active(target: StaffUser, active: bool, staff: StaffUser, rid: str) -> None:
     if target.id == staff.id:
-        raise InvalidChoice("Non puoi disattivare il tuo stesso account.")
+        raise InvalidChoice(_("Non puoi disattivare il tuo stesso account."))
     before = snapshot(target, "active")
     target.active = active
     db.session.flush()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 from flask.cli import AppGroup
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from webapp.backoffice.auth import create_staff, provisioning_uri
@@ -33,8 +34,8 @@ def create_command(email: str, name: str, role: str, password: str) -> None:
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc
     commit()
-    click.echo(f"Account {staff.email} ({staff.role.label}) creato.")
-    click.echo(f"Segreto TOTP: {staff.totp_secret}")
+    click.echo(_("Account %(email)s (%(role)s) creato.", email=staff.email, role=staff.role.label))
+    click.echo(_("Segreto TOTP: %(secret)s", secret=staff.totp_secret))
     click.echo(f"URI: {provisioning_uri(staff)}")
 
 
@@ -46,5 +47,11 @@ def seed_demo_staff() -> None:
             staff = create_staff(email, name, role.value, password)
         commit()
         click.echo(
-            f"Back office ({role.label}): {email} / {password} · segreto TOTP {staff.totp_secret}"
+            _(
+                "Back office (%(role)s): %(email)s / %(password)s · segreto TOTP %(secret)s",
+                role=role.label,
+                email=email,
+                password=password,
+                secret=staff.totp_secret,
+            )
         )

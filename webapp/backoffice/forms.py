@@ -5,24 +5,27 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 
+from flask_babel import gettext as _
+
 from webapp.clock import ROME
 from webapp.errors import InvalidChoice
+from webapp.i18n import lazy_gettext as _l
 
 AMOUNT_RE = re.compile(r"^\d{1,7}(?:[.,]\d{1,2})?$")
 
 
-def parse_cents(raw: str | None, label: str = "Importo") -> int:
+def parse_cents(raw: str | None, label: str = _l("Importo")) -> int:
     """'12,20', '12.20', '1.234,56' or '€ 12' → cents; anything else is refused."""
     text = (raw or "").replace("€", "").replace(" ", "").strip()
     if re.fullmatch(r"\d{1,3}(\.\d{3})+(,\d{1,2})?", text):
         text = text.replace(".", "")  # thousands separators, Italian style
     if not AMOUNT_RE.match(text):
-        raise InvalidChoice(f"{label} non valido: scrivi ad esempio 12,20.")
-    euros, _, cents = text.replace(",", ".").partition(".")
+        raise InvalidChoice(_("%(label)s non valido: scrivi ad esempio 12,20.", label=label))
+    euros, _sep, cents = text.replace(",", ".").partition(".")
     return int(euros) * 100 + int((cents + "00")[:2])
 
 
-def parse_day(raw: str | None, label: str = "Data") -> date:
+def parse_day(raw: str | None, label: str = _l("Data")) -> date:
     """An ISO date (the browser's date input) or dd/mm/yyyy."""
     text = (raw or "").strip()
     for fmt in ("%Y-%m-%d", "%d/%m/%Y"):
@@ -30,7 +33,7 @@ def parse_day(raw: str | None, label: str = "Data") -> date:
             return datetime.strptime(text, fmt).date()
         except ValueError:
             continue
-    raise InvalidChoice(f"{label} non valida: usa il formato gg/mm/aaaa.")
+    raise InvalidChoice(_("%(label)s non valida: usa il formato gg/mm/aaaa.", label=label))
 
 
 def start_of_day(day: date) -> datetime:
@@ -41,7 +44,9 @@ def start_of_day(day: date) -> datetime:
 def parse_int(raw: str | None, label: str, low: int, high: int) -> int:
     text = (raw or "").strip()
     if not text.isdigit() or not low <= int(text) <= high:
-        raise InvalidChoice(f"{label}: scrivi un numero da {low} a {high}.")
+        raise InvalidChoice(
+            _("%(label)s: scrivi un numero da %(low)d a %(high)d.", label=label, low=low, high=high)
+        )
     return int(text)
 
 
@@ -53,5 +58,5 @@ def reason_of(form) -> str:
     """The reason typed for an action: required, the audit log keeps it."""
     reason = (form.get("reason") or "").strip()
     if len(reason) < 3:
-        raise InvalidChoice("Scrivi il motivo dell'operazione (resta nel registro).")
+        raise InvalidChoice(_("Scrivi il motivo dell'operazione (resta nel registro)."))
     return reason[:500]

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app
+from flask_babel import gettext as _
 from sqlalchemy import JSON, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -22,7 +23,7 @@ class StaffRole(enum.StrEnum):
 
     @property
     def label(self) -> str:
-        return "Operatore" if self is StaffRole.OPERATORE else "Amministratore"
+        return _("Operatore") if self is StaffRole.OPERATORE else _("Amministratore")
 
 
 class StaffUser(db.Model):

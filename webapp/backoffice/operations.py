@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from flask_babel import gettext as _
 from sqlalchemy import update
 
 from webapp.backoffice.audit import record, snapshot
@@ -60,9 +61,9 @@ def request_refund(
 ) -> Refund:
     """Record a refund (reserving the amount); the caller commits, then `execute`."""
     if payment.channel is PaymentChannel.BANK_TRANSFER:
-        raise InvalidChoice("Un bonifico si rimborsa con un bonifico: non dalla carta.")
+        raise InvalidChoice(_("Un bonifico si rimborsa con un bonifico: non dalla carta."))
     if amount_cents <= 0:
-        raise InvalidChoice("L'importo del rimborso deve essere maggiore di zero.")
+        raise InvalidChoice(_("L'importo del rimborso deve essere maggiore di zero."))
     before = snapshot(payment, *PAYMENT_FIELDS)
     kind = (
         RefundKind.DUPLICATE if payment.status is PaymentStatus.DUPLICATE else RefundKind.OPERATOR
@@ -98,10 +99,12 @@ def settle(payment: Payment, staff: StaffUser, rid: str, now: datetime) -> Payme
             execute_card_charge(payment, now)
         else:
             raise InvalidChoice(
-                "Questo pagamento lo verifica il motore dei rinnovi al prossimo passaggio."
+                _("Questo pagamento lo verifica il motore dei rinnovi al prossimo passaggio.")
             )
     except (GatewayUnavailable, GatewayRefused) as exc:
-        raise InvalidTransition(f"La banca non risponde ora ({exc}): riprova tra poco.") from exc
+        raise InvalidTransition(
+            _("La banca non risponde ora (%(error)s): riprova tra poco.", error=exc)
+        ) from exc
     db.session.refresh(payment)
     record(
         staff,
@@ -157,11 +160,11 @@ def extend_grace(
     and on the FAILED status: a renewal that moved on meanwhile is left alone.
     """
     if not 1 <= days <= MAX_GRACE_DAYS:
-        raise InvalidChoice(f"Giorni di tolleranza: da 1 a {MAX_GRACE_DAYS}.")
+        raise InvalidChoice(_("Giorni di tolleranza: da 1 a %(max)d.", max=MAX_GRACE_DAYS))
     if renewal.status is not RenewalStatus.FAILED:
-        raise InvalidTransition("Il rinnovo non è più in sollecito.")
+        raise InvalidTransition(_("Il rinnovo non è più in sollecito."))
     if renewal.claimed_until and as_utc(renewal.claimed_until) > now:
-        raise InvalidTransition("Il rinnovo è in lavorazione ora: riprova tra qualche minuto.")
+        raise InvalidTransition(_("Il rinnovo è in lavorazione ora: riprova tra qualche minuto."))
     service = renewal.service
     old = renewal.period_expires_at
     new = old + timedelta(days=days)
@@ -184,7 +187,9 @@ def extend_grace(
         .execution_options(synchronize_session=False)
     ).rowcount
     if moved != 2:
-        raise InvalidTransition("Il servizio o il rinnovo sono cambiati nel frattempo: ricarica.")
+        raise InvalidTransition(
+            _("Il servizio o il rinnovo sono cambiati nel frattempo: ricarica.")
+        )
     db.session.refresh(service)
     db.session.refresh(renewal)
     record(

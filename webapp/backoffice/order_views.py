@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import request
+from flask_babel import gettext as _
 
 from webapp.backoffice import operations as ops
 from webapp.backoffice import services as bo
@@ -47,8 +48,8 @@ def record_transfer(order_id: int):
     order = get_or_404(Order, order_id)
     form = request.form
     try:
-        amount = parse_cents(form.get("amount"), "Importo del bonifico")
-        value_date = parse_day(form.get("value_date"), "Data valuta")
+        amount = parse_cents(form.get("amount"), _("Importo del bonifico"))
+        value_date = parse_day(form.get("value_date"), _("Data valuta"))
         ops.transfer(
             order,
             amount,
@@ -62,7 +63,7 @@ def record_transfer(order_id: int):
         rollback()
         return order_page(order, 422, error=exc.message)
     commit()
-    return order_page(order, message="Bonifico registrato: ordine pagato, servizi attivati.")
+    return order_page(order, message=_("Bonifico registrato: ordine pagato, servizi attivati."))
 
 
 @bp.post("/pagamenti/<int:payment_id>/rimborso")
@@ -70,7 +71,7 @@ def refund_payment(payment_id: int):
     """A full or partial refund of a card payment, with the reason (one e-mail to the customer)."""
     payment = get_or_404(Payment, payment_id)
     try:
-        amount = parse_cents(request.form.get("amount"), "Importo del rimborso")
+        amount = parse_cents(request.form.get("amount"), _("Importo del rimborso"))
         refund = ops.request_refund(
             payment, amount, reason_of(request.form), current_staff(), request_id(), now_utc()
         )
@@ -81,12 +82,16 @@ def refund_payment(payment_id: int):
     refund = ops.execute(refund, now_utc())
     commit()
     if refund.status is RefundStatus.SUCCEEDED:
-        return order_page(payment.order, message=f"Rimborso di {format_eur(amount)} eseguito.")
+        return order_page(
+            payment.order, message=_("Rimborso di %(amount)s eseguito.", amount=format_eur(amount))
+        )
     return order_page(
         payment.order,
         422,
-        error=f"Rimborso non eseguito dalla banca: "
-        f"{refund.failure_message or refund.status.value}.",
+        error=_(
+            "Rimborso non eseguito dalla banca: %(reason)s.",
+            reason=refund.failure_message or refund.status.value,
+        ),
     )
 
 
@@ -101,7 +106,9 @@ def settle_payment(payment_id: int):
         return order_page(payment.order, 422, error=exc.message)
     commit()
     label = bo.PAYMENT_LABELS[payment.status]
-    return order_page(payment.order, message=f"Pagamento n. {payment.id}: {label}.")
+    return order_page(
+        payment.order, message=_("Pagamento n. %(id)s: %(label)s.", id=payment.id, label=label)
+    )
 
 
 @bp.get("/clienti/<int:customer_id>")

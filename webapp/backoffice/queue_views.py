@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import request
+from flask_babel import gettext as _
 
 from webapp.backoffice import operations as ops
 from webapp.backoffice import services as bo
@@ -67,13 +68,17 @@ def retry_now(renewal_id: int):
     )
     commit()
     labels = {
-        "charged": "addebito riuscito",
-        "failed": "addebito non riuscito",
-        "unknown": "esito da verificare con la banca",
-        "skipped": "già in lavorazione",
+        "charged": _("addebito riuscito"),
+        "failed": _("addebito non riuscito"),
+        "unknown": _("esito da verificare con la banca"),
+        "skipped": _("già in lavorazione"),
     }
     return dunning_page(
-        message=f"Rinnovo n. {renewal.id}: {labels.get(outcome, 'nessun sollecito aperto')}."
+        message=_(
+            "Rinnovo n. %(id)s: %(outcome)s.",
+            id=renewal.id,
+            outcome=labels.get(outcome, _("nessun sollecito aperto")),
+        )
     )
 
 
@@ -82,7 +87,7 @@ def extend_grace(renewal_id: int):
     """Estendi il periodo di tolleranza di N giorni (see operations.extend_grace)."""
     renewal = get_or_404(Renewal, renewal_id)
     try:
-        days = parse_int(request.form.get("days"), "Giorni di tolleranza", 1, ops.MAX_GRACE_DAYS)
+        days = parse_int(request.form.get("days"), _("Giorni di tolleranza"), 1, ops.MAX_GRACE_DAYS)
         ops.extend_grace(
             renewal, days, reason_of(request.form), current_staff(), request_id(), now_utc()
         )
@@ -91,8 +96,10 @@ def extend_grace(renewal_id: int):
         return dunning_page(422, error=exc.message)
     commit()
     return dunning_page(
-        message=f"Tolleranza estesa: il servizio ora scade il "
-        f"{format_day(renewal.period_expires_at)}."
+        message=_(
+            "Tolleranza estesa: il servizio ora scade il %(day)s.",
+            day=format_day(renewal.period_expires_at),
+        )
     )
 
 
@@ -120,7 +127,9 @@ def resend_email(email_id: int):
     target = ops.resend_email(email, current_staff(), request_id(), now)
     commit()
     sent = send_outbox(now=now, ids=[target.id])
-    message = "E-mail inviata." if sent else "E-mail in coda: il server di posta non risponde."
+    message = (
+        _("E-mail inviata.") if sent else _("E-mail in coda: il server di posta non risponde.")
+    )
     order_id = request.form.get("order_id", "")
     if order_id.isdigit() and (order := db.session.get(Order, int(order_id))):
         return order_page(order, message=message)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from flask_babel import gettext as _
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
@@ -15,6 +16,7 @@ from webapp.backoffice.forms import start_of_day
 from webapp.backoffice.models import AuditEntry
 from webapp.clock import as_utc, rome_date
 from webapp.extensions import db
+from webapp.i18n import lazy_gettext as _l
 from webapp.outbox.models import OutboxEmail
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus, Refund, RefundStatus
 from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
@@ -23,7 +25,12 @@ from webapp.shop.models import Customer, Order, OrderStatus, Product
 
 PAGE_SIZE = 20
 STUCK_AFTER = timedelta(minutes=30)
-KINDS = {"clienti": "Clienti", "ordini": "Ordini", "pagamenti": "Pagamenti", "servizi": "Servizi"}
+KINDS = {
+    "clienti": _l("Clienti"),
+    "ordini": _l("Ordini"),
+    "pagamenti": _l("Pagamenti"),
+    "servizi": _l("Servizi"),
+}
 ORDER_NUMBER = re.compile(r"^(?:\d{4}-)?0*(\d{1,10})$")
 
 
@@ -172,18 +179,18 @@ class OrderFile:
 
 
 PAYMENT_LABELS = {
-    PaymentStatus.PENDING: "in corso",
-    PaymentStatus.SUCCEEDED: "riuscito",
-    PaymentStatus.DECLINED: "rifiutato",
-    PaymentStatus.FAILED: "non riuscito",
-    PaymentStatus.UNKNOWN: "esito sconosciuto",
-    PaymentStatus.DUPLICATE: "duplicato",
+    PaymentStatus.PENDING: _l("in corso"),
+    PaymentStatus.SUCCEEDED: _l("riuscito"),
+    PaymentStatus.DECLINED: _l("rifiutato"),
+    PaymentStatus.FAILED: _l("non riuscito"),
+    PaymentStatus.UNKNOWN: _l("esito sconosciuto"),
+    PaymentStatus.DUPLICATE: _l("duplicato"),
 }
 CHANNEL_LABELS = {
-    PaymentChannel.HOSTED_PAGE: "pagina della banca",
-    PaymentChannel.SAVED_CARD: "carta salvata",
-    PaymentChannel.RENEWAL: "rinnovo automatico",
-    PaymentChannel.BANK_TRANSFER: "bonifico",
+    PaymentChannel.HOSTED_PAGE: _l("pagina della banca"),
+    PaymentChannel.SAVED_CARD: _l("carta salvata"),
+    PaymentChannel.RENEWAL: _l("rinnovo automatico"),
+    PaymentChannel.BANK_TRANSFER: _l("bonifico"),
 }
 
 
@@ -259,51 +266,78 @@ def order_file(order: Order) -> OrderFile:
 
 def _timeline(f: OrderFile) -> list[Event]:
     order = f.order
-    events = [Event(order.created_at, "order", "Ordine creato", order.payment_method.label)]
+    events = [Event(order.created_at, "order", _("Ordine creato"), order.payment_method.label)]
     if order.immediate_start_at:
-        events.append(Event(order.immediate_start_at, "order", "Avvio immediato richiesto", ""))
+        events.append(Event(order.immediate_start_at, "order", _("Avvio immediato richiesto"), ""))
     for p in f.payments:
         card = f" · {p.saved_card.masked}" if p.saved_card else ""
         ref = f" · CRO/TRN {p.transfer_reference}" if p.transfer_reference else ""
-        bank = f" · codice banca {p.failure_code}: {p.failure_message}" if p.failure_code else ""
+        bank = (
+            _(
+                " · codice banca %(code)s: %(message)s",
+                code=p.failure_code,
+                message=p.failure_message,
+            )
+            if p.failure_code
+            else ""
+        )
         events.append(
             Event(
                 p.completed_at or p.created_at,
                 "payment",
-                f"Pagamento n. {p.id} ({CHANNEL_LABELS[p.channel]}): {PAYMENT_LABELS[p.status]}",
+                _(
+                    "Pagamento n. %(id)s (%(channel)s): %(status)s",
+                    id=p.id,
+                    channel=CHANNEL_LABELS[p.channel],
+                    status=PAYMENT_LABELS[p.status],
+                ),
                 f"{p.gateway_ref or ''}{card}{ref}{bank}",
                 p,
             )
         )
     if order.paid_at:
-        events.append(Event(order.paid_at, "order", "Ordine pagato", ""))
+        events.append(Event(order.paid_at, "order", _("Ordine pagato"), ""))
     for r in f.refunds:
         bank = f" · {r.failure_code}: {r.failure_message}" if r.failure_code else ""
         events.append(
             Event(
                 r.completed_at or r.created_at,
                 "refund",
-                f"Rimborso {r.kind.value} ({r.status.value})",
+                _("Rimborso %(kind)s (%(status)s)", kind=r.kind.value, status=r.status.value),
                 f"{r.reason}{bank}",
                 r,
             )
         )
     for e in f.emails:
-        state = "inviata" if e.sent_at else f"non inviata ({e.attempts} tentativi)"
-        events.append(Event(e.sent_at or e.created_at, "email", f"E-mail: {e.subject}", state, e))
+        state = _("inviata") if e.sent_at else _("non inviata (%(num)d tentativi)", num=e.attempts)
+        events.append(
+            Event(
+                e.sent_at or e.created_at,
+                "email",
+                _("E-mail: %(subject)s", subject=e.subject),
+                state,
+                e,
+            )
+        )
     for n in f.renewals:
         events.append(
             Event(
                 n.completed_at or n.last_attempt_at or n.created_at,
                 "renewal",
-                f"Rinnovo del servizio n. {n.service_id}: {n.status.value}",
+                _(
+                    "Rinnovo del servizio n. %(id)s: %(status)s",
+                    id=n.service_id,
+                    status=n.status.value,
+                ),
                 n.failure_reason or "",
                 n,
             )
         )
     for s in f.services:
         if s.cancelled_at:
-            events.append(Event(s.cancelled_at, "service", f"Servizio n. {s.id} annullato", ""))
+            events.append(
+                Event(s.cancelled_at, "service", _("Servizio n. %(id)s annullato", id=s.id), "")
+            )
     for a in f.audit:
         events.append(Event(a.created_at, "staff", f"{a.staff_email}: {a.action}", a.reason, a))
     return sorted(events, key=lambda e: as_utc(e.at))

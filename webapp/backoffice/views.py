@@ -6,6 +6,7 @@ The other routes are in order_views, queue_views and admin_views, on the same bl
 from __future__ import annotations
 
 from flask import flash, render_template, request, session, url_for
+from flask_babel import gettext as _
 
 from webapp.backoffice import auth
 from webapp.backoffice import services as bo
@@ -47,7 +48,7 @@ def login():
     commit()
     if staff is None:
         return render_template(
-            "backoffice/login.html", error="E-mail o password errate.", email=email
+            "backoffice/login.html", error=_("E-mail o password errate."), email=email
         ), 422
     session["staff_pending"] = [staff.id, now_utc().timestamp()]
     return redirect_to(url_for("backoffice.login_code"))
@@ -80,7 +81,7 @@ def login_code():
         pending=staff,
         qr=auth.qr_data_uri(uri) if uri else None,
         uri=uri,
-        error="Codice non valido." if request.method == "POST" else None,
+        error=_("Codice non valido.") if request.method == "POST" else None,
     ), (422 if request.method == "POST" else 200)
 
 
@@ -89,7 +90,7 @@ def logout():
     record(current_staff(), "uscita", request_id=request_id())
     commit()
     log_out()
-    flash("Sei uscito dal back office.", "info")
+    flash(_("Sei uscito dal back office."), "info")
     return redirect_to(url_for("backoffice.login"))
 
 

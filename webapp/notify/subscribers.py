@@ -107,8 +107,10 @@ def send_renewal_receipts(_sender, *, renewed: list[RenewedService], **_) -> Non
         [
             dict(
                 to_addr=r.customer_email,
-                subject=(
-                    f"Rinnovo effettuato: {r.product_name} fino al {format_day(r.new_expiry)}"
+                subject=gettext(
+                    "Rinnovo effettuato: %(name)s fino al %(day)s",
+                    name=r.product_name,
+                    day=format_day(r.new_expiry),
                 )[:200],
                 template="renewal_succeeded",
                 dedupe_key=f"renewal-paid-{r.renewal_id}",

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from webapp.errors import DomainError, InvalidTransition, NotFound, PaymentError
@@ -64,34 +65,38 @@ def result_of(payment: Payment) -> PaymentResult:
         return PaymentResult(
             Outcome.PAID,
             payment,
-            "Pagamento riuscito: grazie! Ti abbiamo inviato una e-mail di conferma.",
+            _("Pagamento riuscito: grazie! Ti abbiamo inviato una e-mail di conferma."),
         )
     if status is PaymentStatus.DUPLICATE:
         return PaymentResult(Outcome.DUPLICATE, payment, _duplicate_message(payment))
     if order.status is OrderStatus.PAID:
-        return PaymentResult(Outcome.ALREADY_PAID, payment, "Questo ordine risulta già pagato.")
+        return PaymentResult(Outcome.ALREADY_PAID, payment, _("Questo ordine risulta già pagato."))
     if status is PaymentStatus.UNKNOWN:
         return PaymentResult(
             Outcome.UNKNOWN,
             payment,
-            "La banca non ha ancora confermato l'esito: lo verifichiamo noi, "
-            "non ripetere il pagamento.",
+            _(
+                "La banca non ha ancora confermato l'esito: lo verifichiamo noi, "
+                "non ripetere il pagamento."
+            ),
         )
     if status is PaymentStatus.PENDING:
         return PaymentResult(
-            Outcome.PENDING, payment, "Il pagamento non è ancora concluso presso la banca."
+            Outcome.PENDING, payment, _("Il pagamento non è ancora concluso presso la banca.")
         )
     if payment.failure_code == AUTHENTICATION_REQUIRED:
         return PaymentResult(
             Outcome.AUTHENTICATION_REQUIRED,
             payment,
-            "La tua banca chiede di autorizzare questo pagamento con 3-D Secure: "
-            "completa il pagamento sulla pagina sicura della banca.",
+            _(
+                "La tua banca chiede di autorizzare questo pagamento con 3-D Secure: "
+                "completa il pagamento sulla pagina sicura della banca."
+            ),
         )
     return PaymentResult(
         Outcome.DECLINED,
         payment,
-        f"Pagamento non riuscito: {payment.failure_message}",
+        _("Pagamento non riuscito: %(reason)s", reason=payment.failure_message),
     )
 
 
@@ -99,13 +104,15 @@ def _duplicate_message(payment: Payment) -> str:
     refund = db.session.scalar(select(Refund).where(Refund.payment_id == payment.id))
     amount = format_eur(payment.amount_cents)
     if refund is not None and refund.status is RefundStatus.SUCCEEDED:
-        return (
-            f"Questo ordine era già stato pagato: il secondo addebito di {amount} "
-            "è stato rimborsato sulla tua carta. Ti abbiamo inviato una e-mail."
+        return _(
+            "Questo ordine era già stato pagato: il secondo addebito di %(amount)s "
+            "è stato rimborsato sulla tua carta. Ti abbiamo inviato una e-mail.",
+            amount=amount,
         )
-    return (
-        f"Questo ordine era già stato pagato: il secondo addebito di {amount} "
-        "verrà rimborsato sulla tua carta, senza che tu debba fare nulla."
+    return _(
+        "Questo ordine era già stato pagato: il secondo addebito di %(amount)s "
+        "verrà rimborsato sulla tua carta, senza che tu debba fare nulla.",
+        amount=amount,
     )
 
 
@@ -150,7 +157,7 @@ def pay_with_saved_card(
         rollback()
         db.session.refresh(order)
         if order.status is OrderStatus.PAID:
-            return PaymentResult(Outcome.ALREADY_PAID, None, "Questo ordine risulta già pagato.")
+            return PaymentResult(Outcome.ALREADY_PAID, None, _("Questo ordine risulta già pagato."))
         raise
     except DomainError:
         rollback()
@@ -292,8 +299,10 @@ def start_card_verification(customer_id: int, return_url: str, nonce: str) -> st
     except (GatewayUnavailable, GatewayRefused) as exc:
         log.warning("bank refused/unreachable creating a card verification: %s", exc)
         raise PaymentError(
-            "Il servizio di pagamento non è raggiungibile in questo momento. "
-            "Riprova tra qualche minuto."
+            _(
+                "Il servizio di pagamento non è raggiungibile in questo momento. "
+                "Riprova tra qualche minuto."
+            )
         ) from exc
     return hosted.redirect_url
 
@@ -307,26 +316,30 @@ def finish_card_verification(params: dict[str, str], customer_id: int) -> SavedC
     services.gateway().verify_return(params)
     ref = params.get("order_ref", "")
     if not ref.startswith(f"{VERIFY_PREFIX}-{customer_id}-"):
-        raise NotFound("Verifica della carta non trovata.")
+        raise NotFound(_("Verifica della carta non trovata."))
     try:
         info = services.gateway().get_payment(params.get("payment_id", ""))
     except GatewayUnavailable as exc:
         raise CardNotAdded(
-            "Non riusciamo a verificare la carta con la banca: ricarica questa pagina tra poco.",
+            _("Non riusciamo a verificare la carta con la banca: ricarica questa pagina tra poco."),
             final=False,
         ) from exc
     except GatewayRefused as exc:
-        raise NotFound("Verifica della carta non trovata.") from exc
+        raise NotFound(_("Verifica della carta non trovata.")) from exc
     if info.order_ref != ref or info.amount_cents != 0:
-        raise NotFound("Verifica della carta non trovata.")
+        raise NotFound(_("Verifica della carta non trovata."))
     if info.status is not GatewayStatus.AUTHORISED or info.card is None:
         if info.final:
-            reason = info.decline_message or "verifica non riuscita"
-            raise CardNotAdded(f"La carta non è stata aggiunta: {reason}")
-        raise CardNotAdded("La verifica della carta non è ancora conclusa presso la banca.", False)
+            reason = info.decline_message or _("verifica non riuscita")
+            raise CardNotAdded(_("La carta non è stata aggiunta: %(reason)s", reason=reason))
+        raise CardNotAdded(
+            _("La verifica della carta non è ancora conclusa presso la banca."), False
+        )
     card = services.save_card(customer_id, info.card)
     if card.removed_at is not None:
-        raise CardNotAdded("Questa carta è stata rimossa: aggiungila di nuovo dalla banca.", False)
+        raise CardNotAdded(
+            _("Questa carta è stata rimossa: aggiungila di nuovo dalla banca."), False
+        )
     return card
 
 

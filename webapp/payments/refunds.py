@@ -15,6 +15,7 @@ import logging
 import secrets
 from datetime import datetime, timedelta
 
+from flask_babel import gettext as _
 from sqlalchemy import select, update
 
 from webapp.errors import InvalidChoice, InvalidTransition
@@ -63,11 +64,11 @@ def refund_payment(
 ) -> Refund:
     """Record a refund and reserve its amount; the caller commits, then calls execute_refund."""
     if payment.status not in CAPTURED_STATUSES:
-        raise InvalidTransition("Si può rimborsare solo un pagamento andato a buon fine.")
+        raise InvalidTransition(_("Si può rimborsare solo un pagamento andato a buon fine."))
     if payment.channel is PaymentChannel.BANK_TRANSFER:
-        raise InvalidChoice("Un bonifico si rimborsa con un bonifico: non passa dalla carta.")
+        raise InvalidChoice(_("Un bonifico si rimborsa con un bonifico: non passa dalla carta."))
     if not isinstance(amount_cents, int) or amount_cents <= 0:
-        raise InvalidChoice("L'importo da rimborsare deve essere maggiore di zero.")
+        raise InvalidChoice(_("L'importo da rimborsare deve essere maggiore di zero."))
     # Guard: compare-and-set, so concurrent refunds never add up to more than the capture.
     reserved = db.session.execute(
         update(Payment)
@@ -81,8 +82,10 @@ def refund_payment(
     db.session.refresh(payment)
     if reserved != 1:
         raise InvalidChoice(
-            f"Si possono rimborsare al massimo {format_eur(refundable_cents(payment))} "
-            "su questo pagamento."
+            _(
+                "Si possono rimborsare al massimo %(amount)s su questo pagamento.",
+                amount=format_eur(refundable_cents(payment)),
+            )
         )
     refund = Refund(
         payment_id=payment.id,
@@ -119,7 +122,7 @@ def refund_duplicate(payment: Payment, now: datetime) -> Refund:
         payment,
         payment.amount_cents - payment.refunded_cents,
         kind=RefundKind.DUPLICATE,
-        reason="Pagamento duplicato: l'ordine era già stato pagato.",
+        reason=_("Pagamento duplicato: l'ordine era già stato pagato."),
         now=now,
         idempotency_key=key,
     )
@@ -145,20 +148,22 @@ def execute_refund(refund: Refund, now: datetime) -> Refund:
     except GatewayUnavailable as exc:
         log.warning("refund %s has an unknown outcome: %s", refund.id, exc)
         if refund.status is RefundStatus.PENDING:
-            transition(refund, RefundStatus.UNKNOWN, REFUND_TRANSITIONS, "Rimborso già concluso.")
+            transition(
+                refund, RefundStatus.UNKNOWN, REFUND_TRANSITIONS, _("Rimborso già concluso.")
+            )
         return refund
     except GatewayRefused as exc:
-        _refused(refund, exc.code, "La banca ha rifiutato il rimborso.", now)
+        _refused(refund, exc.code, _("La banca ha rifiutato il rimborso."), now)
         return refund
     if result.amount_cents != refund.amount_cents or result.currency != refund.currency:
         log.error("bank refund %s does not match refund %s", result, refund.id)
-        _refused(refund, "mismatch", "Esito del rimborso non coerente.", now)
+        _refused(refund, "mismatch", _("Esito del rimborso non coerente."), now)
         return refund
     transition(
         refund,
         RefundStatus.SUCCEEDED,
         REFUND_TRANSITIONS,
-        "Rimborso già concluso.",
+        _("Rimborso già concluso."),
         gateway_ref=result.refund_id,
         completed_at=now,
     )
@@ -172,7 +177,7 @@ def _refused(refund: Refund, code: str | None, message: str, now: datetime) -> N
         refund,
         RefundStatus.FAILED,
         REFUND_TRANSITIONS,
-        "Rimborso già concluso.",
+        _("Rimborso già concluso."),
         failure_code=(code or "refused")[:40],
         failure_message=message[:300],
         completed_at=now,

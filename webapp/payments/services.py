@@ -11,6 +11,7 @@ import logging
 from datetime import datetime, timedelta
 
 from flask import current_app
+from flask_babel import gettext as _
 from sqlalchemy import func, select, update
 
 from webapp.dbtypes import MAX_ID
@@ -91,7 +92,7 @@ def get_card(card_id: int | str, customer_id: int) -> SavedCard:
     # Out of the id column's range is simply unknown (the database would overflow).
     card = db.session.get(SavedCard, number) if 0 < number <= MAX_ID else None
     if card is None or card.customer_id != customer_id or card.removed_at is not None:
-        raise NotFound("Carta non trovata.")
+        raise NotFound(_("Carta non trovata."))
     return card
 
 
@@ -100,7 +101,7 @@ def save_card(customer_id: int, details: CardDetails) -> SavedCard:
     card = db.session.scalar(select(SavedCard).where(SavedCard.gateway_token == details.token))
     if card is not None:
         if card.customer_id != customer_id:
-            raise InvalidTransition("Token di carta non valido.")
+            raise InvalidTransition(_("Token di carta non valido."))
         return card
     card = SavedCard(
         customer_id=customer_id,
@@ -122,17 +123,19 @@ def save_card(customer_id: int, details: CardDetails) -> SavedCard:
 def payable_order(order: Order) -> None:
     """Refuse to start a payment for an order that cannot be paid by card now."""
     if order.status is OrderStatus.PAID:
-        raise InvalidTransition("L'ordine è già stato pagato.")
+        raise InvalidTransition(_("L'ordine è già stato pagato."))
     if order.status is not OrderStatus.PENDING_PAYMENT:
-        raise InvalidTransition("L'ordine non può essere pagato.")
+        raise InvalidTransition(_("L'ordine non può essere pagato."))
     if order.kind is OrderKind.RENEWAL:
         # Only the renewal engine charges it: a second payer could charge the period twice.
         raise InvalidTransition(
-            "Questo rinnovo viene addebitato automaticamente: "
-            "per cambiare carta vai all'area clienti."
+            _(
+                "Questo rinnovo viene addebitato automaticamente: "
+                "per cambiare carta vai all'area clienti."
+            )
         )
     if order.payment_method is not PaymentMethod.CARD:
-        raise InvalidChoice("Questo ordine si paga con bonifico bancario.")
+        raise InvalidChoice(_("Questo ordine si paga con bonifico bancario."))
 
 
 def _hosted_slot(order: Order, now: datetime) -> tuple[Payment | None, int]:
@@ -202,8 +205,10 @@ def start_hosted_payment(
     except (GatewayUnavailable, GatewayRefused) as exc:
         log.warning("bank refused/unreachable creating payment for order %s: %s", order.id, exc)
         raise PaymentError(
-            "Il servizio di pagamento non è raggiungibile in questo momento. "
-            "Riprova tra qualche minuto."
+            _(
+                "Il servizio di pagamento non è raggiungibile in questo momento. "
+                "Riprova tra qualche minuto."
+            )
         ) from exc
     payment.gateway_ref = hosted.payment_id
     payment.redirect_url = hosted.redirect_url
@@ -253,7 +258,7 @@ def begin_saved_card_payment(
     payable_order(order)
     card = get_card(card_id, customer_id)
     if card.is_expired(today):
-        raise InvalidChoice(f"La carta {card.masked} è scaduta: scegline un'altra.")
+        raise InvalidChoice(_("La carta %(card)s è scaduta: scegline un'altra.", card=card.masked))
     payment = Payment(
         order_id=order.id,
         channel=PaymentChannel.SAVED_CARD,
@@ -275,7 +280,7 @@ def begin_saved_card_payment(
         .execution_options(synchronize_session=False)
     ).rowcount
     if unpaid != 1:
-        raise InvalidTransition("L'ordine è già stato pagato.")
+        raise InvalidTransition(_("L'ordine è già stato pagato."))
     return payment
 
 
@@ -318,7 +323,7 @@ def apply_charge_result(
         log.warning("charge for payment %s has unknown outcome: %s", payment.id, outcome)
         if payment.status is PaymentStatus.PENDING:
             transition(
-                payment, PaymentStatus.UNKNOWN, PAYMENT_TRANSITIONS, "Pagamento già concluso."
+                payment, PaymentStatus.UNKNOWN, PAYMENT_TRANSITIONS, _("Pagamento già concluso.")
             )
         return payment
     if isinstance(outcome, GatewayRefused):
@@ -326,7 +331,7 @@ def apply_charge_result(
             payment,
             PaymentStatus.FAILED,
             outcome.code,
-            "Pagamento rifiutato dal servizio di pagamento.",
+            _("Pagamento rifiutato dal servizio di pagamento."),
             now,
         )
         return payment
@@ -337,7 +342,9 @@ def apply_charge_result(
         payment.currency,
         order_ref(order),
     ):
-        _fail(payment, PaymentStatus.FAILED, "mismatch", "Esito del pagamento non coerente.", now)
+        _fail(
+            payment, PaymentStatus.FAILED, "mismatch", _("Esito del pagamento non coerente."), now
+        )
         return payment
     payment.gateway_ref = result.charge_id
     if result.succeeded:
@@ -347,7 +354,7 @@ def apply_charge_result(
             payment,
             PaymentStatus.DECLINED,
             result.decline_code,
-            result.decline_message or "Pagamento rifiutato.",
+            result.decline_message or _("Pagamento rifiutato."),
             now,
         )
     return payment
@@ -392,10 +399,12 @@ def settle_stuck_payment(payment: Payment, now: datetime) -> Payment:
         and gateway().find_charge(payment.idempotency_key) is None
     ):
         # The request died before the bank was asked: nothing was taken, free the order.
-        _fail(payment, PaymentStatus.FAILED, "abandoned", "Pagamento non completato.", now)
+        _fail(payment, PaymentStatus.FAILED, "abandoned", _("Pagamento non completato."), now)
         return payment
     if payment.status is PaymentStatus.PENDING:
-        transition(payment, PaymentStatus.UNKNOWN, PAYMENT_TRANSITIONS, "Pagamento già concluso.")
+        transition(
+            payment, PaymentStatus.UNKNOWN, PAYMENT_TRANSITIONS, _("Pagamento già concluso.")
+        )
     return execute_card_charge(payment, now)
 
 
@@ -405,7 +414,7 @@ def settle_stuck_payment(payment: Payment, now: datetime) -> Payment:
 def payment_by_ref(gateway_ref: str) -> Payment:
     payment = db.session.scalar(select(Payment).where(Payment.gateway_ref == gateway_ref))
     if payment is None:
-        raise NotFound("Pagamento non trovato.")
+        raise NotFound(_("Pagamento non trovato."))
     return payment
 
 
@@ -422,7 +431,9 @@ def settle_hosted_payment(gateway_ref: str, now: datetime) -> Payment:
     order = payment.order
     if not _matches(info, payment, order):
         log.error("bank status does not match payment %s: %s", payment.id, info)
-        _fail(payment, PaymentStatus.FAILED, "mismatch", "Esito del pagamento non coerente.", now)
+        _fail(
+            payment, PaymentStatus.FAILED, "mismatch", _("Esito del pagamento non coerente."), now
+        )
         return payment
     if info.status is GatewayStatus.AUTHORISED:
         card = save_card(order.customer_id, info.card) if info.card else None
@@ -437,7 +448,7 @@ def settle_hosted_payment(gateway_ref: str, now: datetime) -> Payment:
             payment,
             status,
             info.decline_code,
-            info.decline_message or "Pagamento non riuscito.",
+            info.decline_message or _("Pagamento non riuscito."),
             now,
         )
     return payment
@@ -457,7 +468,7 @@ def _fail(payment: Payment, status: PaymentStatus, code: str | None, message: st
         payment,
         status,
         PAYMENT_TRANSITIONS,
-        "Pagamento già concluso.",
+        _("Pagamento già concluso."),
         failure_code=(code or status.value)[:40],
         failure_message=message[:300],
         completed_at=now,
@@ -476,18 +487,22 @@ def succeed_payment(payment: Payment, card: SavedCard | None, now: datetime) -> 
     card_id = card.id if card else payment.saved_card_id
     try:
         transition(
-            order, OrderStatus.PAID, ORDER_TRANSITIONS, "L'ordine è già stato pagato.", paid_at=now
+            order,
+            OrderStatus.PAID,
+            ORDER_TRANSITIONS,
+            _("L'ordine è già stato pagato."),
+            paid_at=now,
         )
     except InvalidTransition:
         transition(
             payment,
             PaymentStatus.DUPLICATE,
             PAYMENT_TRANSITIONS,
-            "Pagamento già concluso.",
+            _("Pagamento già concluso."),
             completed_at=now,
             saved_card_id=card_id,
             failure_code="duplicate",
-            failure_message="Pagamento duplicato: l'ordine era già pagato. Lo rimborsiamo.",
+            failure_message=_("Pagamento duplicato: l'ordine era già pagato. Lo rimborsiamo."),
         )
         log.error("duplicate capture %s for paid order %s: refunding it", payment.id, order.id)
         duplicate_captured.send(payment, now=now)
@@ -496,7 +511,7 @@ def succeed_payment(payment: Payment, card: SavedCard | None, now: datetime) -> 
         payment,
         PaymentStatus.SUCCEEDED,
         PAYMENT_TRANSITIONS,
-        "Pagamento già concluso.",
+        _("Pagamento già concluso."),
         completed_at=now,
         saved_card_id=card_id,
     )

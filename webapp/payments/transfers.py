@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from webapp.errors import DomainError, InvalidChoice, InvalidTransition
@@ -46,26 +47,33 @@ def record_bank_transfer(
     """
     reference = normalise_reference(reference)
     if not REFERENCE_RE.match(reference):
-        raise InvalidChoice("Il CRO/TRN deve avere da 6 a 35 lettere o cifre.")
+        raise InvalidChoice(_("Il CRO/TRN deve avere da 6 a 35 lettere o cifre."))
     if (
         order.kind is not OrderKind.PURCHASE
         or order.payment_method is not PaymentMethod.BANK_TRANSFER
     ):
-        raise TransferRefused("Questo ordine non si paga con bonifico bancario.")
+        raise TransferRefused(_("Questo ordine non si paga con bonifico bancario."))
     if order.status is OrderStatus.PAID:
-        raise InvalidTransition(f"L'ordine {order.number} è già stato pagato.")
+        raise InvalidTransition(_("L'ordine %(number)s è già stato pagato.", number=order.number))
     if order.status is not OrderStatus.PENDING_PAYMENT:
-        raise InvalidTransition(f"L'ordine {order.number} non può essere pagato.")
+        raise InvalidTransition(
+            _("L'ordine %(number)s non può essere pagato.", number=order.number)
+        )
     if amount_cents != order.total_cents:
         raise TransferRefused(
-            f"Importo del bonifico {format_eur(amount_cents)} diverso dal totale "
-            f"dell'ordine {format_eur(order.total_cents)}."
+            _(
+                "Importo del bonifico %(amount)s diverso dal totale dell'ordine %(total)s.",
+                amount=format_eur(amount_cents),
+                total=format_eur(order.total_cents),
+            )
         )
     if value_date > now.date():
-        raise InvalidChoice("La data valuta non può essere nel futuro.")
+        raise InvalidChoice(_("La data valuta non può essere nel futuro."))
     known = db.session.scalar(select(Payment.id).where(Payment.transfer_reference == reference))
     if known is not None:
-        raise TransferRefused(f"Il bonifico con CRO/TRN {reference} è già stato registrato.")
+        raise TransferRefused(
+            _("Il bonifico con CRO/TRN %(reference)s è già stato registrato.", reference=reference)
+        )
     payment = Payment(
         order_id=order.id,
         channel=PaymentChannel.BANK_TRANSFER,

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from webapp.clock import as_utc, format_day
 from webapp.errors import DomainError
 from webapp.extensions import db
+from webapp.i18n import lazy_gettext as _l
 from webapp.payments import refunds
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus, Refund, RefundKind
 from webapp.shop.models import Customer, Order, OrderKind, OrderStatus
 
 WITHDRAWAL_DAYS = 14
 CARD_CHANNELS = {PaymentChannel.HOSTED_PAGE, PaymentChannel.SAVED_CARD}
-WITHDRAWAL_REASON = "Diritto di recesso esercitato dal cliente"
+WITHDRAWAL_REASON = _l("Diritto di recesso esercitato dal cliente")
 
 
 class WithdrawalRefused(DomainError):
@@ -48,22 +50,22 @@ def paying_payment(order: Order) -> Payment | None:
 def withdrawal_refusal(order: Order, customer: Customer, now: datetime) -> str | None:
     """Why this order cannot be withdrawn from now, or None when it can."""
     if order.kind is not OrderKind.PURCHASE or order.status is not OrderStatus.PAID:
-        return "Il recesso è possibile solo per un acquisto pagato."
+        return _("Il recesso è possibile solo per un acquisto pagato.")
     if not is_consumer(customer):
-        return "Il diritto di recesso spetta ai consumatori, non a chi acquista con partita IVA."
+        return _("Il diritto di recesso spetta ai consumatori, non a chi acquista con partita IVA.")
     if order.immediate_start_at is not None:
-        return (
+        return _(
             "All'acquisto hai chiesto l'attivazione immediata dei servizi e hai accettato "
             "di perdere il diritto di recesso."
         )
     deadline = withdrawal_deadline(order)
     if deadline is None or now > deadline:
-        return f"Il termine di {WITHDRAWAL_DAYS} giorni per il recesso è scaduto."
+        return _("Il termine di %(days)d giorni per il recesso è scaduto.", days=WITHDRAWAL_DAYS)
     payment = paying_payment(order)
     if payment is None or payment.channel not in CARD_CHANNELS:
-        return "Per il recesso da un ordine pagato con bonifico contatta l'assistenza."
+        return _("Per il recesso da un ordine pagato con bonifico contatta l'assistenza.")
     if payment.refunded_cents:
-        return "Questo ordine è già stato rimborsato."
+        return _("Questo ordine è già stato rimborsato.")
     return None
 
 
@@ -80,7 +82,7 @@ def withdraw(order: Order, customer: Customer, now: datetime) -> Refund:
         payment,
         payment.amount_cents,
         kind=RefundKind.WITHDRAWAL,
-        reason=WITHDRAWAL_REASON,
+        reason=str(WITHDRAWAL_REASON),
         now=now,
         requested_by=None,
     )

@@ -12,6 +12,7 @@ from array import array
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from flask_babel import gettext as _
 from sqlalchemy import exists, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import joinedload
@@ -20,6 +21,7 @@ from webapp.clock import expiring_by, rome_date, rome_midnight
 from webapp.dbtypes import UTCDateTime
 from webapp.errors import InvalidTransition
 from webapp.extensions import db
+from webapp.i18n import lazy_gettext as _l
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
 from webapp.payments.services import execute_card_charge
 from webapp.renewals.claims import (
@@ -61,19 +63,21 @@ WITH_SERVICE_AND_CARD = [joinedload(Renewal.service).joinedload(Service.saved_ca
 
 # Why a renewal failed, in the customer's words, and how to fix it.
 REASONS = {
-    "no_card": "nessuna carta di pagamento valida è associata al servizio",
-    "expired_card": "la carta di pagamento è scaduta",
-    "insufficient_funds": "la carta non ha fondi sufficienti",
-    "card_declined": "la banca ha rifiutato l'addebito",
-    "unknown_token": "la carta non è più registrata presso la banca",
-    "bank_unavailable": "la banca non ha risposto: stiamo verificando l'esito dell'addebito",
+    "no_card": _l("nessuna carta di pagamento valida è associata al servizio"),
+    "expired_card": _l("la carta di pagamento è scaduta"),
+    "insufficient_funds": _l("la carta non ha fondi sufficienti"),
+    "card_declined": _l("la banca ha rifiutato l'addebito"),
+    "unknown_token": _l("la carta non è più registrata presso la banca"),
+    "bank_unavailable": _l("la banca non ha risposto: stiamo verificando l'esito dell'addebito"),
 }
 FIXES = {
-    "insufficient_funds": "Verifica la disponibilità della carta oppure aggiungi un'altra carta "
-    "nell'area clienti: la useremo subito per il rinnovo.",
-    "bank_unavailable": "Non devi fare nulla: riproviamo noi e non addebitiamo mai due volte.",
+    "insufficient_funds": _l(
+        "Verifica la disponibilità della carta oppure aggiungi un'altra carta "
+        "nell'area clienti: la useremo subito per il rinnovo."
+    ),
+    "bank_unavailable": _l("Non devi fare nulla: riproviamo noi e non addebitiamo mai due volte."),
 }
-DEFAULT_FIX = "Aggiungi una nuova carta nell'area clienti: la useremo subito per il rinnovo."
+DEFAULT_FIX = _l("Aggiungi una nuova carta nell'area clienti: la useremo subito per il rinnovo.")
 
 
 def open_renewals(now: datetime, cfg: RenewalSettings, report: RenewalReport) -> None:
@@ -265,7 +269,7 @@ def after_charge(
 
 
 def _reason(code: str, bank_message: str | None = None) -> str:
-    text = REASONS.get(code) or bank_message or "l'addebito non è riuscito"
+    text = REASONS.get(code) or bank_message or _("l'addebito non è riuscito")
     return text[0].upper() + text[1:] + "."
 
 
@@ -284,7 +288,7 @@ def _failed(
     service = renewal.service
     queue_customer_email(
         service,
-        f"Rinnovo non riuscito: {service.product.name}",
+        _("Rinnovo non riuscito: %(name)s", name=service.product.name),
         "renewal_failed",
         dedupe_key=f"renewal-failed-{renewal.id}-{renewal.attempts}",
         renewal=renewal,

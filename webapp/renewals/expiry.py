@@ -7,6 +7,7 @@ from array import array
 from collections.abc import Callable
 from datetime import datetime
 
+from flask_babel import gettext as _
 from sqlalchemy import select, update
 
 from webapp.clock import rome_date, rome_midnight
@@ -112,7 +113,7 @@ def _expire_claimed(
     db.session.refresh(service)
     queue_customer_email(
         service,
-        f"Servizio scaduto: {service.product.name}",
+        _("Servizio scaduto: %(name)s", name=service.product.name),
         "service_expired",
         dedupe_key=f"expired-{service.id}-{int(period.timestamp())}",
         expired_at=period,

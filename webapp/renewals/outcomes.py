@@ -6,6 +6,8 @@ import enum
 from collections import Counter
 from dataclasses import dataclass, field
 
+from flask_babel import gettext as _
+
 
 class RenewalOutcome(enum.StrEnum):
     """The outcome of processing one renewal (or expiring one service)."""
@@ -38,9 +40,18 @@ class RenewalReport:
             raise AttributeError(name) from None
 
     def __str__(self) -> str:
-        return (
-            f"promemoria {self.reminders}, avvisi carta {self.warnings}, "
-            f"rinnovi aperti {self.opened}, addebitati {self.charged}, "
-            f"non riusciti {self.failed}, esito da verificare {self.unknown}, "
-            f"scaduti {self.expired}, saltati {self.skipped}, errori {self.errors}"
+        return _(
+            "promemoria %(reminders)s, avvisi carta %(warnings)s, "
+            "rinnovi aperti %(opened)s, addebitati %(charged)s, "
+            "non riusciti %(failed)s, esito da verificare %(unknown)s, "
+            "scaduti %(expired)s, saltati %(skipped)s, errori %(errors)s",
+            reminders=self.reminders,
+            warnings=self.warnings,
+            opened=self.opened,
+            charged=self.charged,
+            failed=self.failed,
+            unknown=self.unknown,
+            expired=self.expired,
+            skipped=self.skipped,
+            errors=self.errors,
         )

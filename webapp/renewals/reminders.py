@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -46,7 +47,11 @@ def send_reminders(now: datetime, cfg: RenewalSettings, report: RenewalReport) -
         try:
             sent = queue_customer_email(
                 service,
-                f"Promemoria: il {format_day(renew_on)} rinnoviamo {service.product.name}",
+                _(
+                    "Promemoria: il %(day)s rinnoviamo %(name)s",
+                    day=format_day(renew_on),
+                    name=service.product.name,
+                ),
                 "renewal_reminder",
                 dedupe_key=f"reminder-{service.id}-{period}",
                 price=price,
@@ -57,7 +62,10 @@ def send_reminders(now: datetime, cfg: RenewalSettings, report: RenewalReport) -
             if not card_usable(card, rome_date(renew_on)):
                 sent = queue_customer_email(
                     service,
-                    f"La carta per il rinnovo di {service.product.name} sarà scaduta",
+                    _(
+                        "La carta per il rinnovo di %(name)s sarà scaduta",
+                        name=service.product.name,
+                    ),
                     "card_expiring",
                     dedupe_key=f"card-expiring-{service.id}-{period}",
                     price=price,

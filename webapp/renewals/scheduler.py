@@ -17,6 +17,7 @@ import click
 from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from flask_babel import gettext as _
 
 from webapp.clock import ROME, now_utc
 from webapp.extensions import db
@@ -34,7 +35,7 @@ def parse_as_of(value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise click.BadParameter("usa il formato AAAA-MM-GG oppure AAAA-MM-GGTHH:MM") from None
+        raise click.BadParameter(_("usa il formato AAAA-MM-GG oppure AAAA-MM-GGTHH:MM")) from None
     if len(value.strip()) == 10:
         parsed = datetime.combine(parsed.date(), time(12, 0))
     if parsed.tzinfo is None:
@@ -47,7 +48,9 @@ def renewal_pass(now: datetime | None = None, worker: str | None = None) -> str:
     now = now or now_utc()
     report = run_renewals(now, worker)
     reconciled = reconcile(now)
-    return f"{report}, pagamenti riconciliati {reconciled}"
+    return _(
+        "%(report)s, pagamenti riconciliati %(reconciled)s", report=report, reconciled=reconciled
+    )
 
 
 @renewals_cli.command("run")
@@ -57,7 +60,13 @@ def run_command(as_of: str | None, worker: str | None) -> None:
     """Run one renewal pass now, or as of the given date."""
     now = parse_as_of(as_of) if as_of else now_utc()
     report = renewal_pass(now, worker)
-    click.echo(f"Passata rinnovi al {now.astimezone(ROME):%d/%m/%Y %H:%M}: {report}")
+    click.echo(
+        _(
+            "Passata rinnovi al %(when)s: %(report)s",
+            when=now.astimezone(ROME).strftime("%d/%m/%Y %H:%M"),
+            report=report,
+        )
+    )
 
 
 def _job(app: Flask, fn: Callable[[], object]) -> Callable[[], None]:
@@ -108,8 +117,11 @@ def scheduler_command() -> None:
     app = current_app._get_current_object()
     scheduler = build_scheduler(app)
     click.echo(
-        f"Scheduler dei rinnovi avviato: una passata ogni "
-        f"{app.config['SCHEDULER_INTERVAL_MINUTES']:g} minuti. Ctrl-C per fermarlo."
+        _(
+            "Scheduler dei rinnovi avviato: una passata ogni %(minutes)s minuti. "
+            "Ctrl-C per fermarlo.",
+            minutes=f"{app.config['SCHEDULER_INTERVAL_MINUTES']:g}",
+        )
     )
     # Ctrl-C or a process manager's SIGTERM: let the running pass finish its service, then stop.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -120,7 +132,7 @@ def scheduler_command() -> None:
     finally:
         if scheduler.running:
             scheduler.shutdown(wait=True)
-        click.echo("Scheduler dei rinnovi fermato.")
+        click.echo(_("Scheduler dei rinnovi fermato."))
 
 
 def _exit(signum: int, frame: object) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, fields
 
+from flask_babel import gettext as _
 from sqlalchemy import select
 from stdnum.exceptions import ValidationError
 from stdnum.it import codicefiscale, iva
@@ -41,7 +42,7 @@ class BillingInvalid(DomainError):
     """Billing data refused; `errors` maps each field to its Italian message."""
 
     def __init__(self, errors: dict[str, str]):
-        super().__init__("Controlla i dati di fatturazione evidenziati.")
+        super().__init__(_("Controlla i dati di fatturazione evidenziati."))
         self.errors = errors
 
 
@@ -98,7 +99,7 @@ def check(data: BillingData) -> dict[str, str]:
     try:
         kind = CustomerType(data.customer_type)
     except ValueError:
-        return {"customer_type": "Scegli il tipo di cliente."}
+        return {"customer_type": _("Scegli il tipo di cliente.")}
     italian = data.country == "IT"
 
     def required(name: str, message: str) -> bool:
@@ -108,62 +109,64 @@ def check(data: BillingData) -> dict[str, str]:
         return True
 
     if kind is CustomerType.PRIVATE:
-        required("first_name", "Inserisci il nome.")
-        required("last_name", "Inserisci il cognome.")
+        required("first_name", _("Inserisci il nome."))
+        required("last_name", _("Inserisci il cognome."))
     else:
-        required("company_name", "Inserisci la denominazione.")
+        required("company_name", _("Inserisci la denominazione."))
     for name, limit in (("first_name", 60), ("last_name", 60), ("company_name", 80)):
         if len(getattr(data, name)) > limit:
-            errors[name] = f"Massimo {limit} caratteri."
+            errors[name] = _("Massimo %(limit)d caratteri.", limit=limit)
     # FatturaPA accepts the Latin-1 alphabet only (accented letters yes, other scripts no).
     for name in ("first_name", "last_name", "company_name", "address", "city"):
         if not _latin1(getattr(data, name)) or any(ord(ch) < 32 for ch in getattr(data, name)):
-            errors[name] = "Usa solo lettere latine, cifre e punteggiatura comune."
+            errors[name] = _("Usa solo lettere latine, cifre e punteggiatura comune.")
 
     if kind is CustomerType.BUSINESS:
-        if required("vat_number", "Inserisci la partita IVA.") and not iva.is_valid(
+        if required("vat_number", _("Inserisci la partita IVA.")) and not iva.is_valid(
             data.vat_number
         ):
-            errors["vat_number"] = "Partita IVA non valida: 11 cifre con il controllo corretto."
+            errors["vat_number"] = _("Partita IVA non valida: 11 cifre con il controllo corretto.")
     elif data.vat_number and not iva.is_valid(data.vat_number):
-        errors["vat_number"] = "Partita IVA non valida: 11 cifre con il controllo corretto."
+        errors["vat_number"] = _("Partita IVA non valida: 11 cifre con il controllo corretto.")
 
     if kind is CustomerType.PRIVATE and italian:
-        required("tax_code", "Inserisci il codice fiscale.")
+        required("tax_code", _("Inserisci il codice fiscale."))
     elif kind is CustomerType.PUBLIC:
-        required("tax_code", "Inserisci il codice fiscale dell'ente.")
+        required("tax_code", _("Inserisci il codice fiscale dell'ente."))
     if data.tax_code and "tax_code" not in errors:
         errors.update(_check_tax_code(data.tax_code, kind))
 
-    required("address", "Inserisci l'indirizzo (via e numero civico).")
-    required("city", "Inserisci il comune.")
+    required("address", _("Inserisci l'indirizzo (via e numero civico)."))
+    required("city", _("Inserisci il comune."))
     if len(data.address) > 60 or len(data.city) > 60:
-        errors.setdefault("address" if len(data.address) > 60 else "city", "Massimo 60 caratteri.")
+        errors.setdefault(
+            "address" if len(data.address) > 60 else "city", _("Massimo 60 caratteri.")
+        )
     if not _COUNTRY.fullmatch(data.country):
-        errors["country"] = "Nazione non valida: usa la sigla di 2 lettere (IT per l'Italia)."
+        errors["country"] = _("Nazione non valida: usa la sigla di 2 lettere (IT per l'Italia).")
     elif kind is not CustomerType.PRIVATE and not italian:
-        errors["country"] = "Per aziende ed enti accettiamo per ora solo indirizzi in Italia."
+        errors["country"] = _("Per aziende ed enti accettiamo per ora solo indirizzi in Italia.")
     if italian:
         if not _CAP.fullmatch(data.postal_code):
-            errors["postal_code"] = "CAP non valido: servono 5 cifre."
+            errors["postal_code"] = _("CAP non valido: servono 5 cifre.")
         if data.province not in PROVINCES or data.province == "EE":
-            errors["province"] = "Provincia non valida: usa la sigla di 2 lettere (es. MI, RM)."
+            errors["province"] = _("Provincia non valida: usa la sigla di 2 lettere (es. MI, RM).")
     elif len(data.postal_code) > 5:
-        errors["postal_code"] = "CAP non valido: massimo 5 caratteri."
+        errors["postal_code"] = _("CAP non valido: massimo 5 caratteri.")
 
     if data.pec and not _EMAIL.fullmatch(data.pec):
-        errors["pec"] = "Indirizzo PEC non valido."
+        errors["pec"] = _("Indirizzo PEC non valido.")
     if kind is CustomerType.BUSINESS and data.sdi_code and not _SDI_CODE.fullmatch(data.sdi_code):
-        errors["sdi_code"] = "Il codice destinatario ha 7 caratteri (lettere e cifre)."
+        errors["sdi_code"] = _("Il codice destinatario ha 7 caratteri (lettere e cifre).")
     if kind is CustomerType.PUBLIC:
-        if required("sdi_code", "Inserisci il codice univoco ufficio (IPA).") and not (
+        if required("sdi_code", _("Inserisci il codice univoco ufficio (IPA).")) and not (
             _OFFICE_CODE.fullmatch(data.sdi_code)
         ):
-            errors["sdi_code"] = "Il codice univoco ufficio ha 6 caratteri (lettere e cifre)."
+            errors["sdi_code"] = _("Il codice univoco ufficio ha 6 caratteri (lettere e cifre).")
         if data.cig and not _CIG.fullmatch(data.cig):
-            errors["cig"] = "Il CIG ha 10 caratteri (lettere e cifre)."
+            errors["cig"] = _("Il CIG ha 10 caratteri (lettere e cifre).")
         if data.cup and not _CUP.fullmatch(data.cup):
-            errors["cup"] = "Il CUP ha 15 caratteri (lettere e cifre)."
+            errors["cup"] = _("Il CUP ha 15 caratteri (lettere e cifre).")
     return errors
 
 
@@ -177,11 +180,11 @@ def _latin1(value: str) -> bool:
 
 def _check_tax_code(value: str, kind: CustomerType) -> dict[str, str]:
     if kind is CustomerType.PRIVATE and len(value) != 16:
-        return {"tax_code": "Codice fiscale non valido: 16 caratteri per una persona fisica."}
+        return {"tax_code": _("Codice fiscale non valido: 16 caratteri per una persona fisica.")}
     try:
         codicefiscale.validate(value)
     except ValidationError:
-        return {"tax_code": "Codice fiscale non valido: controlla lettere e cifre."}
+        return {"tax_code": _("Codice fiscale non valido: controlla lettere e cifre.")}
     return {}
 
 
@@ -197,7 +200,7 @@ def require_profile(customer_id: int) -> BillingProfile:
     profile = get_profile(customer_id)
     if profile is None:
         raise CheckoutError(
-            "Inserisci i dati di fatturazione: servono per emettere la fattura dell'ordine."
+            _("Inserisci i dati di fatturazione: servono per emettere la fattura dell'ordine.")
         )
     return profile
 

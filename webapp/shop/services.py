@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from flask_babel import gettext as _
 from flask_sqlalchemy.session import Session as FlaskSession
 from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import selectinload
@@ -13,6 +14,7 @@ from sqlalchemy.orm import selectinload
 from webapp.clock import format_day, now_utc, rome_date
 from webapp.errors import CheckoutError, DiscountRefused, InvalidChoice, NotFound
 from webapp.extensions import db
+from webapp.i18n import lazy_gettext as _l
 from webapp.shop.billing import split_payment_for
 from webapp.shop.models import (
     ORDER_TRANSITIONS,
@@ -138,7 +140,7 @@ def add_product(cart: Cart, product_id: int) -> CartLine:
     """Add one product (each line becomes one service) with the shortest duration."""
     product = db.session.get(Product, product_id)
     if product is None or not product.active:
-        raise NotFound("Prodotto non trovato.")
+        raise NotFound(_("Prodotto non trovato."))
     line = CartLine(product=product, years=1)
     cart.lines.append(line)
     _cart_changed(cart)
@@ -150,7 +152,7 @@ def _line_of(cart: Cart, line_id: int) -> CartLine:
     for line in cart.lines:
         if line.id == line_id:
             return line
-    raise NotFound("Questo prodotto non è più nel carrello.")
+    raise NotFound(_("Questo prodotto non è più nel carrello."))
 
 
 def remove_line(cart: Cart, line_id: int) -> None:
@@ -167,8 +169,13 @@ def valid_years(product: Product, years: int) -> int:
     allowed = product.allowed_years
     if years not in allowed:
         raise InvalidChoice(
-            f"Frequenza di rinnovo non valida per {product.name}: "
-            f"scegli da {allowed[0]} a {allowed[-1]} anni."
+            _(
+                "Frequenza di rinnovo non valida per %(name)s: "
+                "scegli da %(first)d a %(last)d anni.",
+                name=product.name,
+                first=allowed[0],
+                last=allowed[-1],
+            )
         )
     return years
 
@@ -238,22 +245,33 @@ def check_discount(
 ) -> DiscountCode:
     """Return the code if it applies to this cart and customer now, else say why not."""
     if code is None:
-        raise DiscountRefused(f"Il codice sconto «{raw}» non esiste.")
+        raise DiscountRefused(_("Il codice sconto «%(code)s» non esiste.", code=raw))
     if now < code.valid_from:
         raise DiscountRefused(
-            f"Il codice sconto {code.code} sarà valido dal {format_day(code.valid_from)}."
+            _(
+                "Il codice sconto %(code)s sarà valido dal %(day)s.",
+                code=code.code,
+                day=format_day(code.valid_from),
+            )
         )
     if now >= code.valid_until:
         raise DiscountRefused(
-            f"Il codice sconto {code.code} è scaduto il {format_day(code.valid_until)}."
+            _(
+                "Il codice sconto %(code)s è scaduto il %(day)s.",
+                code=code.code,
+                day=format_day(code.valid_until),
+            )
         )
     if not any(_discount_applies(code, cart)):
         raise DiscountRefused(
-            f"Il codice sconto {code.code} non si applica ai prodotti nel carrello."
+            _("Il codice sconto %(code)s non si applica ai prodotti nel carrello.", code=code.code)
         )
     if code.max_uses is not None and code.uses >= code.max_uses:
         raise DiscountRefused(
-            f"Il codice sconto {code.code} ha raggiunto il numero massimo di utilizzi."
+            _(
+                "Il codice sconto %(code)s ha raggiunto il numero massimo di utilizzi.",
+                code=code.code,
+            )
         )
     if code.max_uses_per_customer is not None:
         used = db.session.scalar(
@@ -266,7 +284,9 @@ def check_discount(
             )
         )
         if used >= code.max_uses_per_customer:
-            raise DiscountRefused(f"Hai già utilizzato il codice sconto {code.code}.")
+            raise DiscountRefused(
+                _("Hai già utilizzato il codice sconto %(code)s.", code=code.code)
+            )
     return code
 
 
@@ -274,7 +294,7 @@ def apply_discount(cart: Cart, raw: str, customer_id: int, now: datetime) -> Dis
     """Apply a codice sconto to the cart, or raise DiscountRefused with the reason."""
     text = (raw or "").strip().upper()
     if not text:
-        raise DiscountRefused("Inserisci un codice sconto.")
+        raise DiscountRefused(_("Inserisci un codice sconto."))
     code = db.session.scalar(select(DiscountCode).where(func.upper(DiscountCode.code) == text[:40]))
     check_discount(code, raw.strip(), cart, customer_id, now)
     cart.discount_code = code
@@ -332,7 +352,7 @@ def order_for_token(customer_id: int, checkout_token: str) -> Order | None:
 
 
 #: The checkbox at checkout; its text and the time it was ticked are kept on the order.
-IMMEDIATE_START_TEXT = (
+IMMEDIATE_START_TEXT = _l(
     "Chiedo che i servizi siano attivati subito, prima della fine del periodo di recesso, "
     "e prendo atto che con l'attivazione perdo il diritto di recesso."
 )
@@ -350,15 +370,15 @@ def confirm_order(
         return existing
     if checkout_token != cart.checkout_token:
         raise CheckoutError(
-            "Il carrello è cambiato nel frattempo: controlla l'ordine e conferma di nuovo."
+            _("Il carrello è cambiato nel frattempo: controlla l'ordine e conferma di nuovo.")
         )
     if not cart.lines:
-        raise CheckoutError("Il carrello è vuoto.")
+        raise CheckoutError(_("Il carrello è vuoto."))
     if cart.payment_method is None:
-        raise CheckoutError("Scegli un metodo di pagamento.")
+        raise CheckoutError(_("Scegli un metodo di pagamento."))
     if not terms_accepted:
         raise CheckoutError(
-            "Per confermare l'ordine devi accettare le condizioni generali di contratto."
+            _("Per confermare l'ordine devi accettare le condizioni generali di contratto.")
         )
     code = cart.discount_code
     if code is not None:
@@ -366,10 +386,15 @@ def confirm_order(
     for line in cart.lines:
         if not line.product.active:
             raise CheckoutError(
-                f"{line.product.name} non è più disponibile: rimuovilo dal carrello."
+                _(
+                    "%(name)s non è più disponibile: rimuovilo dal carrello.",
+                    name=line.product.name,
+                )
             )
         if line.years not in line.product.allowed_years:
-            raise CheckoutError(f"Frequenza di rinnovo non valida per {line.product.name}.")
+            raise CheckoutError(
+                _("Frequenza di rinnovo non valida per %(name)s.", name=line.product.name)
+            )
 
     split = split_payment_for(customer_id)
     priced = price_cart(cart, rome_date(now), split)
@@ -419,7 +444,7 @@ def ask_immediate_start(order: Order, now: datetime) -> None:
     """The checkbox at checkout: start at once, losing the diritto di recesso (text and time
     recorded on the order; a resubmitted form keeps the first record)."""
     if order.immediate_start_at is None and order.status is OrderStatus.PENDING_PAYMENT:
-        order.immediate_start_text = IMMEDIATE_START_TEXT
+        order.immediate_start_text = str(IMMEDIATE_START_TEXT)
         order.immediate_start_at = now
         db.session.flush()
 
@@ -435,7 +460,10 @@ def _redeem(code: DiscountCode, customer_id: int, order: Order) -> None:
     )
     if result.rowcount != 1:
         raise CheckoutError(
-            f"Il codice sconto {code.code} ha raggiunto il numero massimo di utilizzi."
+            _(
+                "Il codice sconto %(code)s ha raggiunto il numero massimo di utilizzi.",
+                code=code.code,
+            )
         )
     db.session.add(
         DiscountRedemption(
@@ -467,13 +495,15 @@ def _redemption_slot(code: DiscountCode, customer_id: int) -> int | None:
     )
     free = [n for n in range(1, code.max_uses_per_customer + 1) if n not in taken]
     if not free:
-        raise DiscountRefused(f"Hai già utilizzato il codice sconto {code.code}.")
+        raise DiscountRefused(_("Hai già utilizzato il codice sconto %(code)s.", code=code.code))
     return free[0]
 
 
 def cancel_order(order: Order, now: datetime) -> None:
     """Cancel an unpaid order; its codice sconto use is given back to the customer."""
-    transition(order, OrderStatus.CANCELLED, ORDER_TRANSITIONS, "L'ordine non è più annullabile.")
+    transition(
+        order, OrderStatus.CANCELLED, ORDER_TRANSITIONS, _("L'ordine non è più annullabile.")
+    )
     db.session.execute(
         update(DiscountRedemption)
         .where(DiscountRedemption.order_id == order.id)
@@ -486,7 +516,7 @@ def get_order(order_id: int, customer_id: int) -> Order:
     """An order of this customer; another customer's order is simply not found."""
     order = db.session.get(Order, order_id)
     if order is None or order.customer_id != customer_id:
-        raise NotFound("Ordine non trovato.")
+        raise NotFound(_("Ordine non trovato."))
     return order
 
 
