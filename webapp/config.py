@@ -90,6 +90,8 @@ class Config:
     RATELIMIT_ENABLED = _bool("RATELIMIT_ENABLED", True)
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
     RATELIMIT_HEADERS_ENABLED = True
+    # Login attempts per client address (make run raises it: the e2e suite logs in often).
+    LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10 per minute")
 
     # One line per request (method, path, status, duration, request id); json for log shippers.
     LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")

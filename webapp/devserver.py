@@ -26,6 +26,8 @@ def main() -> None:
         "SHOP_BASE_URL": f"http://127.0.0.1:{SHOP_PORT}",
         "BANK_API_URL": f"http://127.0.0.1:{BANK_PORT}",
         "MAIL_PORT": str(MAIL_PORT),
+        # A local demo that QA's browser suite may run against (make e2e BASE_URL=...).
+        "LOGIN_RATE_LIMIT": os.environ.get("LOGIN_RATE_LIMIT", "300 per minute"),
     }
     sink = MailSink(port=MAIL_PORT, folder=INSTANCE_DIR / "mail", echo=True).start()
     python = sys.executable

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from webapp.mailsink import MailSink
+
 DEMO = ("demo@pecshop.test", "demo12345", "Mario Rossi")
 TAX_CODE = "RSSMRA85T10A562S"
 CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
@@ -48,6 +50,10 @@ class DirSink:
 
     def to(self, address: str) -> list[EmailMessage]:
         return [m for m in self.messages if address in str(m["To"])]
+
+    @staticmethod
+    def text(message: EmailMessage) -> str:
+        return MailSink.text(message)
 
 
 class NoSink:
