@@ -137,7 +137,7 @@ def test_cart_to_confirmed_order(page: Page, live, new_customer) -> None:
     expect(page.locator("#checkout-confirm").get_by_role("alert")).to_have_text(
         "Per confermare l'ordine devi accettare le condizioni generali di contratto."
     )
-    assert orders_of(live, new_customer.id) == 0
+    assert live.remote or orders_of(live, new_customer.id) == 0
 
     # 5. With the terms: the order, with the amounts the server computed.
     page.get_by_label("condizioni generali di contratto").check()
@@ -147,6 +147,8 @@ def test_cart_to_confirmed_order(page: Page, live, new_customer) -> None:
     expect(page.locator("#order-status")).to_have_text("In attesa di pagamento")
     expect(page.get_by_role("button", name="Paga ora su server sicuro")).to_be_visible()
     expect(badge).to_have_text("0")
+    if live.remote:
+        return  # what follows reads the shop's database
 
     state = order_state(live, order_id_of(page))
     assert (state.status, state.total_cents, state.payments) == ("pending_payment", 6303, [])
