@@ -21,10 +21,15 @@ from webapp.account.forms import LoginForm, RegisterForm
 from webapp.account.services import authenticate, end_sessions, register_customer
 from webapp.clock import now_utc
 from webapp.extensions import limiter
+from webapp.i18n import lazy_gettext as _l
 from webapp.shop.services import claim_anonymous_cart
 from webapp.transaction import commit, once_more_after_conflict
 
 bp = Blueprint("account", __name__)
+
+CHECK_YOUR_MAIL = _l(
+    "Controlla la tua casella di posta: ti abbiamo inviato un messaggio per continuare."
+)
 
 
 def _safe_next(default: str) -> str:
@@ -52,33 +57,27 @@ def _log_in(customer, remember: bool = False) -> None:
 @bp.route("/registrati", methods=["GET", "POST"])
 def register():
     form = RegisterForm()
-    if form.validate_on_submit():
-
-        def register_once():
-            customer = register_customer(
-                form.name.data, form.email.data, form.tax_code.data, form.password.data, now_utc()
-            )
-            commit()
-            return customer
-
-        # Two registrations of one new e-mail at once: the second finds the first's account.
-        customer = once_more_after_conflict(register_once)
-        if customer is None:
-            # The e-mail has an account: the same next page, not logged in, a neutral word;
-            # the owner gets an e-mail. Nobody learns here which addresses are registered.
-            flash(
-                _(
-                    "Controlla la tua casella di posta: ti abbiamo inviato un messaggio "
-                    "per continuare."
-                ),
-                "info",
-            )
-            return redirect(_safe_next(url_for("shop.catalogue")), code=303)
+    if not form.validate_on_submit():
+        status = 422 if request.method == "POST" else 200
+        return render_template("account/register.html", form=form), status
+    # Two registrations of one new e-mail at once: the second finds the first's account.
+    customer = once_more_after_conflict(lambda: _register_once(form))
+    if customer is None:
+        # The e-mail has an account: the same next page, not logged in, a neutral word;
+        # the owner gets an e-mail. Nobody learns here which addresses are registered.
+        flash(CHECK_YOUR_MAIL, "info")
+    else:
         _log_in(customer)
         flash(_("Benvenuto! Il tuo account è stato creato."), "success")
-        return redirect(_safe_next(url_for("shop.catalogue")), code=303)
-    status = 422 if request.method == "POST" else 200
-    return render_template("account/register.html", form=form), status
+    return redirect(_safe_next(url_for("shop.catalogue")), code=303)
+
+
+def _register_once(form: RegisterForm):
+    customer = register_customer(
+        form.name.data, form.email.data, form.tax_code.data, form.password.data, now_utc()
+    )
+    commit()
+    return customer
 
 
 @bp.route("/accedi", methods=["GET", "POST"])

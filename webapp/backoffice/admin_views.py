@@ -155,14 +155,9 @@ def list_staff():
 @admin_required
 def create_staff():
     """A new staff account; the TOTP is enrolled with the QR code at its first login."""
-    form = request.form
+    fields = [request.form.get(name, "") for name in ("email", "name", "role", "password")]
     try:
-        member = auth.create_staff(
-            form.get("email", ""),
-            form.get("name", ""),
-            form.get("role", ""),
-            form.get("password", ""),
-        )
+        member = auth.create_staff(*fields)
     except DomainError as exc:
         rollback()
         return _staff_page(422, exc.message)

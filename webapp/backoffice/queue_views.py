@@ -15,12 +15,20 @@ from webapp.clock import format_day, now_utc
 from webapp.errors import DomainError
 from webapp.extensions import db
 from webapp.htmx import render
+from webapp.i18n import lazy_gettext as _l
 from webapp.outbox.models import OutboxEmail
 from webapp.outbox.services import send_outbox
-from webapp.renewals.engine import default_worker, retry_renewal
+from webapp.renewals.engine import RenewalOutcome, default_worker, retry_renewal
 from webapp.renewals.models import Renewal
 from webapp.shop.models import Order
 from webapp.transaction import commit, rollback
+
+RETRY_LABELS = {
+    RenewalOutcome.CHARGED: _l("addebito riuscito"),
+    RenewalOutcome.FAILED: _l("addebito non riuscito"),
+    RenewalOutcome.UNKNOWN: _l("esito da verificare con la banca"),
+    RenewalOutcome.SKIPPED: _l("già in lavorazione"),
+}
 
 
 @bp.get("/pagamenti/anomalie")
@@ -67,19 +75,8 @@ def retry_now(renewal_id: int):
         request_id=request_id(),
     )
     commit()
-    labels = {
-        "charged": _("addebito riuscito"),
-        "failed": _("addebito non riuscito"),
-        "unknown": _("esito da verificare con la banca"),
-        "skipped": _("già in lavorazione"),
-    }
-    return dunning_page(
-        message=_(
-            "Rinnovo n. %(id)s: %(outcome)s.",
-            id=renewal.id,
-            outcome=labels.get(outcome, _("nessun sollecito aperto")),
-        )
-    )
+    label = RETRY_LABELS.get(outcome, _l("nessun sollecito aperto"))
+    return dunning_page(message=_("Rinnovo n. %(id)s: %(outcome)s.", id=renewal.id, outcome=label))
 
 
 @bp.post("/rinnovi/<int:renewal_id>/tolleranza")

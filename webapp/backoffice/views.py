@@ -75,14 +75,19 @@ def login_code():
     if ok:
         log_in(staff)
         return redirect_to(url_for("backoffice.dashboard"))
+    return _code_page(staff, refused=request.method == "POST")
+
+
+def _code_page(staff: StaffUser, refused: bool):
+    """The code form; the QR code only until the first correct code (enrolment)."""
     uri = None if staff.totp_confirmed else auth.provisioning_uri(staff)
     return render_template(
         "backoffice/login_code.html",
         pending=staff,
         qr=auth.qr_data_uri(uri) if uri else None,
         uri=uri,
-        error=_("Codice non valido.") if request.method == "POST" else None,
-    ), (422 if request.method == "POST" else 200)
+        error=_("Codice non valido.") if refused else None,
+    ), (422 if refused else 200)
 
 
 @bp.post("/esci")

@@ -95,24 +95,30 @@ def clean(data: BillingData) -> BillingData:
 
 def check(data: BillingData) -> dict[str, str]:
     """The errors of already cleaned data, by field (empty: the data is acceptable)."""
-    errors: dict[str, str] = {}
     try:
         kind = CustomerType(data.customer_type)
     except ValueError:
         return {"customer_type": _("Scegli il tipo di cliente.")}
-    italian = data.country == "IT"
+    errors: dict[str, str] = {}
+    for part in (_check_names, _check_tax_ids, _check_address, _check_delivery):
+        part(data, kind, errors)
+    return errors
 
-    def required(name: str, message: str) -> bool:
-        if not getattr(data, name):
-            errors[name] = message
-            return False
-        return True
 
+def _required(data: BillingData, errors: dict[str, str], name: str, message: str) -> bool:
+    """Record `message` for an empty field; True when the field has a value."""
+    if not getattr(data, name):
+        errors[name] = message
+        return False
+    return True
+
+
+def _check_names(data: BillingData, kind: CustomerType, errors: dict[str, str]) -> None:
     if kind is CustomerType.PRIVATE:
-        required("first_name", _("Inserisci il nome."))
-        required("last_name", _("Inserisci il cognome."))
+        _required(data, errors, "first_name", _("Inserisci il nome."))
+        _required(data, errors, "last_name", _("Inserisci il cognome."))
     else:
-        required("company_name", _("Inserisci la denominazione."))
+        _required(data, errors, "company_name", _("Inserisci la denominazione."))
     for name, limit in (("first_name", 60), ("last_name", 60), ("company_name", 80)):
         if len(getattr(data, name)) > limit:
             errors[name] = _("Massimo %(limit)d caratteri.", limit=limit)
@@ -121,23 +127,28 @@ def check(data: BillingData) -> dict[str, str]:
         if not _latin1(getattr(data, name)) or any(ord(ch) < 32 for ch in getattr(data, name)):
             errors[name] = _("Usa solo lettere latine, cifre e punteggiatura comune.")
 
-    if kind is CustomerType.BUSINESS:
-        if required("vat_number", _("Inserisci la partita IVA.")) and not iva.is_valid(
-            data.vat_number
-        ):
-            errors["vat_number"] = _("Partita IVA non valida: 11 cifre con il controllo corretto.")
-    elif data.vat_number and not iva.is_valid(data.vat_number):
-        errors["vat_number"] = _("Partita IVA non valida: 11 cifre con il controllo corretto.")
 
-    if kind is CustomerType.PRIVATE and italian:
-        required("tax_code", _("Inserisci il codice fiscale."))
+def _check_tax_ids(data: BillingData, kind: CustomerType, errors: dict[str, str]) -> None:
+    invalid_vat = _("Partita IVA non valida: 11 cifre con il controllo corretto.")
+    if kind is CustomerType.BUSINESS:
+        if _required(data, errors, "vat_number", _("Inserisci la partita IVA.")) and not (
+            iva.is_valid(data.vat_number)
+        ):
+            errors["vat_number"] = invalid_vat
+    elif data.vat_number and not iva.is_valid(data.vat_number):
+        errors["vat_number"] = invalid_vat
+    if kind is CustomerType.PRIVATE and data.country == "IT":
+        _required(data, errors, "tax_code", _("Inserisci il codice fiscale."))
     elif kind is CustomerType.PUBLIC:
-        required("tax_code", _("Inserisci il codice fiscale dell'ente."))
+        _required(data, errors, "tax_code", _("Inserisci il codice fiscale dell'ente."))
     if data.tax_code and "tax_code" not in errors:
         errors.update(_check_tax_code(data.tax_code, kind))
 
-    required("address", _("Inserisci l'indirizzo (via e numero civico)."))
-    required("city", _("Inserisci il comune."))
+
+def _check_address(data: BillingData, kind: CustomerType, errors: dict[str, str]) -> None:
+    italian = data.country == "IT"
+    _required(data, errors, "address", _("Inserisci l'indirizzo (via e numero civico)."))
+    _required(data, errors, "city", _("Inserisci il comune."))
     if len(data.address) > 60 or len(data.city) > 60:
         errors.setdefault(
             "address" if len(data.address) > 60 else "city", _("Massimo 60 caratteri.")
@@ -154,12 +165,16 @@ def check(data: BillingData) -> dict[str, str]:
     elif len(data.postal_code) > 5:
         errors["postal_code"] = _("CAP non valido: massimo 5 caratteri.")
 
+
+def _check_delivery(data: BillingData, kind: CustomerType, errors: dict[str, str]) -> None:
+    """Where SdI delivers the invoice: PEC, codice destinatario, or the PA's office (IPA)."""
     if data.pec and not _EMAIL.fullmatch(data.pec):
         errors["pec"] = _("Indirizzo PEC non valido.")
     if kind is CustomerType.BUSINESS and data.sdi_code and not _SDI_CODE.fullmatch(data.sdi_code):
         errors["sdi_code"] = _("Il codice destinatario ha 7 caratteri (lettere e cifre).")
     if kind is CustomerType.PUBLIC:
-        if required("sdi_code", _("Inserisci il codice univoco ufficio (IPA).")) and not (
+        office = _("Inserisci il codice univoco ufficio (IPA).")
+        if _required(data, errors, "sdi_code", office) and not (
             _OFFICE_CODE.fullmatch(data.sdi_code)
         ):
             errors["sdi_code"] = _("Il codice univoco ufficio ha 6 caratteri (lettere e cifre).")
@@ -167,7 +182,6 @@ def check(data: BillingData) -> dict[str, str]:
             errors["cig"] = _("Il CIG ha 10 caratteri (lettere e cifre).")
         if data.cup and not _CUP.fullmatch(data.cup):
             errors["cup"] = _("Il CUP ha 15 caratteri (lettere e cifre).")
-    return errors
 
 
 def _latin1(value: str) -> bool:

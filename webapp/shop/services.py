@@ -368,6 +368,25 @@ def confirm_order(
     existing = order_for_token(customer_id, checkout_token)
     if existing is not None:
         return existing
+    _check_confirmable(cart, customer_id, checkout_token, terms_accepted, now)
+    order = _order_of(cart, customer_id, checkout_token, now)
+    db.session.add(order)
+    db.session.flush()
+    if cart.discount_code is not None:
+        _redeem(cart.discount_code, customer_id, order)
+    # The cart is spent: empty it and give it a new token for the next order.
+    cart.lines.clear()
+    cart.discount_code = None
+    cart.discount_code_id = None
+    _cart_changed(cart)
+    db.session.flush()
+    return order
+
+
+def _check_confirmable(
+    cart: Cart, customer_id: int, checkout_token: str, terms_accepted: bool, now: datetime
+) -> None:
+    """Refuse, with the reason, a cart that cannot become an order as it is."""
     if checkout_token != cart.checkout_token:
         raise CheckoutError(
             _("Il carrello è cambiato nel frattempo: controlla l'ordine e conferma di nuovo.")
@@ -396,9 +415,14 @@ def confirm_order(
                 _("Frequenza di rinnovo non valida per %(name)s.", name=line.product.name)
             )
 
+
+def _order_of(cart: Cart, customer_id: int, checkout_token: str, now: datetime) -> Order:
+    """The order of the cart, priced on the server with the list prices of today."""
     split = split_payment_for(customer_id)
-    priced = price_cart(cart, rome_date(now), split)
+    today = rome_date(now)
+    priced = price_cart(cart, today, split)
     q = priced.quote
+    code = cart.discount_code
     card = cart.payment_method is PaymentMethod.CARD
     order = Order(
         customer_id=customer_id,
@@ -420,23 +444,13 @@ def confirm_order(
                 product_name=line.product.name,
                 kind=line.product.kind,
                 years=line.years,
-                yearly_price_cents=price_on(line.product, rome_date(now)),
+                yearly_price_cents=price_on(line.product, today),
                 list_cents=amounts.list_cents,
                 discount_cents=amounts.discount_cents,
                 net_cents=amounts.net_cents,
                 auto_renew=card and line.product.auto_renewable,
             )
         )
-    db.session.add(order)
-    db.session.flush()
-    if code is not None:
-        _redeem(code, customer_id, order)
-    # The cart is spent: empty it and give it a new token for the next order.
-    cart.lines.clear()
-    cart.discount_code = None
-    cart.discount_code_id = None
-    _cart_changed(cart)
-    db.session.flush()
     return order
 
 
