@@ -65,7 +65,7 @@ def register():
     if customer is None:
         # The e-mail has an account: the same next page, not logged in, a neutral word;
         # the owner gets an e-mail. Nobody learns here which addresses are registered.
-        flash(CHECK_YOUR_MAIL, "info")
+        flash(str(CHECK_YOUR_MAIL), "info")
     else:
         _log_in(customer)
         flash(_("Benvenuto! Il tuo account è stato creato."), "success")
