@@ -258,3 +258,23 @@ def test_a_tab_that_read_the_order_before_its_twin_paid_records_no_second_charge
         )
     )
     assert charges == 0
+
+
+def test_a_declined_payment_is_announced_once(db, bank, client, shopper, order_for):  # noqa: F811
+    from webapp.payments.events import payment_failed
+
+    seen = []
+
+    def receiver(payment, now, **_):
+        seen.append((payment.id, payment.status))
+
+    payment_failed.connect(receiver)
+    try:
+        order = order_for(shopper)
+        back = BankBrowser(bank).pay(_pay_now(client, order), "4000000000000002")
+        _return(client, back)
+        _return(client, back)  # a replayed return announces nothing more
+    finally:
+        payment_failed.disconnect(receiver)
+    payment = db.session.scalar(select(Payment).where(Payment.order_id == order.id))
+    assert seen == [(payment.id, PaymentStatus.DECLINED)]

@@ -18,7 +18,7 @@ from flask_login import current_user
 
 from webapp.backoffice import audit
 from webapp.backoffice.models import StaffUser
-from webapp.clock import now_utc
+from webapp.clock import ROME, as_utc, now_utc
 from webapp.extensions import db
 from webapp.htmx import redirect_to, render
 from webapp.transaction import commit, rollback
@@ -108,8 +108,6 @@ def _audit_every_post(response):
 
 @bp.app_template_filter("dt")
 def _format_datetime(value) -> str:
-    from webapp.clock import ROME, as_utc
-
     return as_utc(value).astimezone(ROME).strftime("%d/%m/%Y %H:%M") if value else ""
 
 

@@ -18,7 +18,14 @@ from webapp.clock import as_utc, rome_date
 from webapp.extensions import db
 from webapp.i18n import lazy_gettext as _l
 from webapp.outbox.models import OutboxEmail
-from webapp.payments.models import Payment, PaymentChannel, PaymentStatus, Refund, RefundStatus
+from webapp.payments.models import (
+    Payment,
+    PaymentChannel,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+    SavedCard,
+)
 from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
 from webapp.renewals.services import renewal_price, settings
 from webapp.shop.models import Customer, Order, OrderStatus, Product
@@ -83,8 +90,6 @@ def _query(kind: str, q: str) -> Select:
             .order_by(Order.id.desc())
         )
     if kind == "pagamenti":
-        from webapp.payments.models import SavedCard
-
         cond = or_(
             _customer_match(q),
             Payment.gateway_ref == q,
@@ -102,8 +107,6 @@ def _query(kind: str, q: str) -> Select:
             .where(cond)
             .order_by(Payment.id.desc())
         )
-    from webapp.payments.models import SavedCard
-
     cond = or_(_customer_match(q), func.lower(Product.name).like(f"%{q.lower()}%"))
     if number is not None:
         cond = or_(cond, Service.id == number)

@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 from flask.cli import AppGroup
 
+from webapp.invoicing.services import documents_between, export_zip
+
 invoices_cli = AppGroup("invoices", help="Fatture elettroniche (FatturaPA).")
 
 
@@ -16,8 +18,6 @@ invoices_cli = AppGroup("invoices", help="Fatture elettroniche (FatturaPA).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def export_command(date_from, date_to, out: Path | None) -> None:
     """Zip the XML of the documents issued between two days (Italian dates, both included)."""
-    from webapp.invoicing.services import documents_between, export_zip
-
     start, end = date_from.date(), date_to.date()
     if end < start:
         raise click.BadParameter("--to viene prima di --from", param_hint="--to")

@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 from webapp.dbtypes import MAX_ID
 from webapp.errors import InvalidChoice, InvalidTransition, NotFound, PaymentError
 from webapp.extensions import db
-from webapp.payments.events import duplicate_captured, order_paid
+from webapp.payments.events import duplicate_captured, order_paid, payment_failed
 from webapp.payments.gateway import (
     CardDetails,
     ChargeResult,
@@ -464,6 +464,7 @@ def _matches(info: PaymentStatusInfo, payment: Payment, order: Order) -> bool:
 
 
 def _fail(payment: Payment, status: PaymentStatus, code: str | None, message: str, now) -> None:
+    """The attempt ended without money taken; announced once (the transition is a CAS)."""
     transition(
         payment,
         status,
@@ -473,6 +474,7 @@ def _fail(payment: Payment, status: PaymentStatus, code: str | None, message: st
         failure_message=message[:300],
         completed_at=now,
     )
+    payment_failed.send(payment, now=now)
 
 
 def succeed_payment(payment: Payment, card: SavedCard | None, now: datetime) -> None:
