@@ -30,7 +30,7 @@ from tests.e2e.helpers import (
     service_row,
     verify_card,
 )
-from webapp.clock import add_years, rome_date
+from webapp.clock import add_years, rome_date, rome_midnight
 from webapp.renewals.scheduler import parse_as_of
 
 PEC = "PEC Standard"
@@ -147,7 +147,9 @@ def test_failed_renewal_is_retried_at_once_with_a_new_card(
     old, new = pec.expires_at, add_years(pec.expires_at, 1)
     as_of = rome_date(old) - timedelta(days=10)
     when = parse_as_of(as_of.isoformat())
-    retry_on = min(p for p in (old - timedelta(days=d) for d in RETRY_DAYS) if p > when)
+    # Retries fall on calendar days: the first retry day after the day of this pass.
+    retry_days = (rome_midnight(rome_date(old) - timedelta(days=d)) for d in RETRY_DAYS)
+    retry_on = min(p for p in retry_days if p > when)
     before = bank_stats(live)
     output = run_renewal_pass(live, as_of)
     assert report_count(output, "non riusciti") >= 1, output
