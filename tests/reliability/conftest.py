@@ -215,43 +215,50 @@ class System:
     def renewals(
         self, worker: str, as_of: str, bank_url: str | None = None, **env: object
     ) -> subprocess.Popen:
-        """Start `flask renewals run --as-of` in its own process; stdout and stderr piped."""
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "flask",
-                "--app",
-                "wsgi",
-                "renewals",
-                "run",
-                "--as-of",
-                as_of,
-                "--worker",
-                worker,
-            ],
-            cwd=ROOT,
-            env=_env(
-                DATABASE_URL=self.shop_url,
-                BANK_API_URL=bank_url or self.bank.url,
-                BANK_SHARED_SECRET=SECRET,
-                BANK_MERCHANT_ID=MERCHANT,
-                BANK_TIMEOUT_SECONDS=5,
-                MAIL_SUPPRESS_SEND=1,
-                **env,
-            ),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        """Start `flask renewals run --as-of` in its own process: stdout piped, the log in a
+        file (a pass that logs much would block on a full pipe while holding its locks, and
+        its twin would wait on them for ever)."""
+        log_path = self.folder / f"renewals-{worker}-{len(self.procs)}.log"
+        with log_path.open("w") as log:  # the child keeps its own handle
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "flask",
+                    "--app",
+                    "wsgi",
+                    "renewals",
+                    "run",
+                    "--as-of",
+                    as_of,
+                    "--worker",
+                    worker,
+                ],
+                cwd=ROOT,
+                env=_env(
+                    DATABASE_URL=self.shop_url,
+                    BANK_API_URL=bank_url or self.bank.url,
+                    BANK_SHARED_SECRET=SECRET,
+                    BANK_MERCHANT_ID=MERCHANT,
+                    BANK_TIMEOUT_SECONDS=5,
+                    MAIL_SUPPRESS_SEND=1,
+                    **env,
+                ),
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
+        proc.log_path = log_path
         self.procs.append(proc)
         return proc
 
     @staticmethod
     def finish(proc: subprocess.Popen) -> dict[str, int]:
         """Wait for a pass to end; its report's counters (the pass must exit 0)."""
-        out, err = proc.communicate(timeout=PROCESS_TIMEOUT)
-        assert proc.returncode == 0, f"exit {proc.returncode}\n{out}\n{err[-3000:]}"
+        out, _ = proc.communicate(timeout=PROCESS_TIMEOUT)
+        if proc.returncode != 0:
+            log = proc.log_path.read_text()[-3000:]
+            pytest.fail(f"exit {proc.returncode}\n{out}\n{log}")
         return parse_report(out)
 
     def run(self, worker: str, as_of: str, **kw: object) -> dict[str, int]:
