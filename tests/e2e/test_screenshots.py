@@ -25,11 +25,18 @@ def test_screenshots(
     )
     context.set_default_timeout(10_000)
 
+    shots: list[Path] = []
+
     def shoot(page: Page, name: str) -> None:
         page.wait_for_load_state("load")
-        page.screenshot(path=folder / f"{slug(name)}.png", full_page=False, animations="disabled")
+        path = folder / f"{slug(name)}.png"
+        page.screenshot(path=path, full_page=False, animations="disabled")
+        shots.append(path)
 
     try:
         visit_every_page(context.new_page(), live.bank_url, login, new_customer, shoot)
     finally:
         context.close()
+    # Every step of the three paths was shot, each a real PNG picture.
+    assert len(shots) >= 20, shots
+    assert all(shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for shot in shots)
