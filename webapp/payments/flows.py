@@ -17,6 +17,7 @@ from datetime import datetime
 from flask_babel import gettext as _
 from sqlalchemy import select
 
+from webapp.clock import rome_date
 from webapp.errors import DomainError, InvalidTransition, NotFound, PaymentError
 from webapp.extensions import db
 from webapp.money import format_eur
@@ -146,7 +147,7 @@ def pay_with_saved_card(
 
     def record() -> Payment:
         payment = services.begin_saved_card_payment(
-            order, customer_id, card_choice, attempt, now.date()
+            order, customer_id, card_choice, attempt, rome_date(now)
         )
         commit()
         return payment
