@@ -278,3 +278,20 @@ def test_a_declined_payment_is_announced_once(db, bank, client, shopper, order_f
         payment_failed.disconnect(receiver)
     payment = db.session.scalar(select(Payment).where(Payment.order_id == order.id))
     assert seen == [(payment.id, PaymentStatus.DECLINED)]
+
+
+def test_refunds_refuse_a_bank_transfer_and_nothing_to_give_back(
+    db,
+    bank,
+    client,
+    shopper,
+    order_for,  # noqa: F811
+):
+    _, payment = _paid_order(db, bank, client, shopper, order_for)
+    with pytest.raises(InvalidChoice, match="maggiore di zero"):
+        refunds.refund_payment(payment, 0, kind=RefundKind.OPERATOR, reason="x", now=now_utc())
+    payment.channel = PaymentChannel.BANK_TRANSFER
+    with pytest.raises(InvalidChoice, match="si rimborsa con un bonifico"):
+        refunds.refund_payment(payment, 100, kind=RefundKind.OPERATOR, reason="x", now=now_utc())
+    db.session.rollback()
+    assert db.session.scalar(select(func.count(Refund.id))) == 0

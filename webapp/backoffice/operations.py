@@ -59,11 +59,10 @@ def transfer(
 def request_refund(
     payment: Payment, amount_cents: int, reason: str, staff: StaffUser, rid: str, now: datetime
 ) -> Refund:
-    """Record a refund (reserving the amount); the caller commits, then `execute`."""
-    if payment.channel is PaymentChannel.BANK_TRANSFER:
-        raise InvalidChoice(_("Un bonifico si rimborsa con un bonifico: non dalla carta."))
-    if amount_cents <= 0:
-        raise InvalidChoice(_("L'importo del rimborso deve essere maggiore di zero."))
+    """Record a refund (reserving the amount); the caller commits, then `execute`.
+
+    What may be refunded (a captured card payment, an amount above zero and within what is
+    left) is refund_payment's to say, with its reason."""
     before = snapshot(payment, *PAYMENT_FIELDS)
     kind = (
         RefundKind.DUPLICATE if payment.status is PaymentStatus.DUPLICATE else RefundKind.OPERATOR
