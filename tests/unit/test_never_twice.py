@@ -284,7 +284,7 @@ def test_refunds_refuse_a_bank_transfer_and_nothing_to_give_back(
     db,
     bank,
     client,
-    shopper,
+    shopper,  # noqa: F811
     order_for,  # noqa: F811
 ):
     _, payment = _paid_order(db, bank, client, shopper, order_for)

@@ -15,7 +15,7 @@ from webapp.clock import now_utc
 from webapp.errors import DomainError
 from webapp.extensions import db
 from webapp.htmx import redirect_to
-from webapp.payments import withdrawal
+from webapp.payments import flows, withdrawal
 from webapp.payments.models import RefundStatus
 from webapp.shop.models import Customer
 from webapp.shop.services import get_order
@@ -53,8 +53,7 @@ def withdraw(order_id: int):
         rollback()
         return _page(order, 422, exc.message)
     commit()
-    refund = withdrawal.execute_refund(refund, now_utc())
-    commit()
+    refund = flows.run_refund(refund.id, now_utc())
     if refund.status is not RefundStatus.SUCCEEDED:
         return _page(
             order, 422, _("La banca non ha ancora confermato il rimborso: riprova tra poco.")

@@ -19,7 +19,7 @@ from webapp.extensions import db
 from webapp.outbox.models import OutboxEmail
 from webapp.payments.gateway import GatewayRefused, GatewayUnavailable
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus, Refund, RefundKind
-from webapp.payments.refunds import execute_refund, refund_payment
+from webapp.payments.refunds import refund_payment
 from webapp.payments.services import execute_card_charge, settle_hosted_payment
 from webapp.payments.transfers import record_bank_transfer
 from webapp.renewals.charging import next_retry
@@ -81,11 +81,6 @@ def request_refund(
         request_id=rid,
     )
     return refund
-
-
-def execute(refund: Refund, now: datetime) -> Refund:
-    """Ask the bank to give the money back (on success `payment_refunded` is sent)."""
-    return execute_refund(refund, now)
 
 
 def settle(payment: Payment, staff: StaffUser, rid: str, now: datetime) -> Payment:

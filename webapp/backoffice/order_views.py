@@ -13,6 +13,7 @@ from webapp.clock import now_utc
 from webapp.errors import DomainError
 from webapp.htmx import render
 from webapp.money import format_eur
+from webapp.payments import flows
 from webapp.payments.models import Payment, RefundStatus
 from webapp.payments.withdrawal import withdrawal_deadline
 from webapp.shop.models import Customer, Order
@@ -79,8 +80,7 @@ def refund_payment(payment_id: int):
         rollback()
         return order_page(payment.order, 422, error=exc.message)
     commit()
-    refund = ops.execute(refund, now_utc())
-    commit()
+    refund = flows.run_refund(refund.id, now_utc())
     if refund.status is RefundStatus.SUCCEEDED:
         return order_page(
             payment.order, message=_("Rimborso di %(amount)s eseguito.", amount=format_eur(amount))

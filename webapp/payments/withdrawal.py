@@ -91,8 +91,3 @@ def withdraw(order: Order, customer: Customer, now: datetime) -> Refund:
 def deadline_label(order: Order) -> str:
     deadline = withdrawal_deadline(order)
     return format_day(deadline) if deadline else ""
-
-
-def execute_refund(refund: Refund, now: datetime) -> Refund:
-    """Ask the bank for the withdrawal's refund (on success `payment_refunded` is sent)."""
-    return refunds.execute_refund(refund, now)
