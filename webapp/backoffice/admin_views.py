@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
-from flask import flash, request, url_for
+from flask import request, url_for
 from flask_babel import gettext as _
 
-from webapp.backoffice import auth
 from webapp.backoffice import catalogue as cat
-from webapp.backoffice.audit import record
-from webapp.backoffice.blueprint import admin_required, bp, current_staff, get_or_404, request_id
+from webapp.backoffice.blueprint import (
+    act,
+    admin_required,
+    bp,
+    current_staff,
+    get_or_404,
+    page,
+    request_id,
+    saved,
+)
 from webapp.backoffice.models import StaffRole, StaffUser
 from webapp.clock import now_utc, rome_date
-from webapp.errors import DomainError
-from webapp.htmx import redirect_to, render
+from webapp.htmx import redirect_to
 from webapp.shop.models import DiscountCode, DiscountKind, Product, ServiceKind
 from webapp.shop.services import price_changes, price_on
-from webapp.transaction import commit, rollback
+from webapp.transaction import commit
 
 
 def _product_page(product: Product | None, status: int = 200, error: str | None = None):
     today = rome_date(now_utc())
-    return render(
-        "backoffice/product.html",
+    return page(
         "backoffice/product.html",
         status=status,
         product=product,
@@ -39,9 +44,7 @@ def list_products():
     today = rome_date(now_utc())
     products = cat.list_products()
     prices = {p.id: price_on(p, today) for p in products}
-    return render(
-        "backoffice/catalogue.html", "backoffice/catalogue.html", products=products, prices=prices
-    )
+    return page("backoffice/catalogue.html", products=products, prices=prices)
 
 
 @bp.route("/catalogo/nuovo", methods=["GET", "POST"])
@@ -52,14 +55,15 @@ def edit_product(product_id: int | None = None):
     product = get_or_404(Product, product_id) if product_id else None
     if request.method == "GET":
         return _product_page(product)
-    try:
-        product = cat.save_product(product, request.form, current_staff(), request_id())
-    except DomainError as exc:
-        rollback()
-        return _product_page(product, 422, exc.message)
-    commit()
-    flash(_("Prodotto %(sku)s salvato.", sku=product.sku), "success")
-    return redirect_to(url_for("backoffice.edit_product", product_id=product.id))
+    return act(
+        lambda: cat.save_product(product, request.form, current_staff(), request_id()),
+        lambda error: _product_page(product, 422, error),
+        lambda done: saved(
+            _("Prodotto %(sku)s salvato.", sku=done.sku),
+            "backoffice.edit_product",
+            product_id=done.id,
+        ),
+    )
 
 
 @bp.post("/catalogo/<int:product_id>/prezzi")
@@ -67,24 +71,22 @@ def edit_product(product_id: int | None = None):
 def schedule_price(product_id: int):
     """A new yearly price with its effective date (orders already made keep their amounts)."""
     product = get_or_404(Product, product_id)
-    try:
-        cat.schedule_price(
+    return act(
+        lambda: cat.schedule_price(
             product, request.form, current_staff(), request_id(), rome_date(now_utc())
-        )
-    except DomainError as exc:
-        rollback()
-        return _product_page(product, 422, exc.message)
-    commit()
-    flash(_("Nuovo prezzo programmato."), "success")
-    return redirect_to(url_for("backoffice.edit_product", product_id=product.id))
+        ),
+        lambda error: _product_page(product, 422, error),
+        lambda _price: saved(
+            _("Nuovo prezzo programmato."), "backoffice.edit_product", product_id=product.id
+        ),
+    )
 
 
 # --- discount codes --------------------------------------------------------------------------
 
 
 def _code_page(code: DiscountCode | None, status: int = 200, error: str | None = None):
-    return render(
-        "backoffice/code.html",
+    return page(
         "backoffice/code.html",
         status=status,
         code=code,
@@ -98,9 +100,7 @@ def _code_page(code: DiscountCode | None, status: int = 200, error: str | None =
 @bp.get("/sconti")
 @admin_required
 def list_codes():
-    return render(
-        "backoffice/codes.html", "backoffice/codes.html", codes=cat.list_codes(), now=now_utc()
-    )
+    return page("backoffice/codes.html", codes=cat.list_codes(), now=now_utc())
 
 
 @bp.route("/sconti/nuovo", methods=["GET", "POST"])
@@ -111,14 +111,15 @@ def edit_code(code_id: int | None = None):
     code = get_or_404(DiscountCode, code_id) if code_id else None
     if request.method == "GET":
         return _code_page(code)
-    try:
-        code = cat.save_code(code, request.form, current_staff(), request_id())
-    except DomainError as exc:
-        rollback()
-        return _code_page(code, 422, exc.message)
-    commit()
-    flash(_("Codice sconto %(code)s salvato.", code=code.code), "success")
-    return redirect_to(url_for("backoffice.edit_code", code_id=code.id))
+    return act(
+        lambda: cat.save_code(code, request.form, current_staff(), request_id()),
+        lambda error: _code_page(code, 422, error),
+        lambda done: saved(
+            _("Codice sconto %(code)s salvato.", code=done.code),
+            "backoffice.edit_code",
+            code_id=done.id,
+        ),
+    )
 
 
 @bp.post("/sconti/<int:code_id>/disattiva")
@@ -127,16 +128,15 @@ def disable_code(code_id: int):
     code = get_or_404(DiscountCode, code_id)
     cat.disable_code(code, current_staff(), request_id(), now_utc())
     commit()
-    flash(_("Codice sconto %(code)s disattivato.", code=code.code), "success")
-    return redirect_to(url_for("backoffice.edit_code", code_id=code.id))
+    message = _("Codice sconto %(code)s disattivato.", code=code.code)
+    return saved(message, "backoffice.edit_code", code_id=code.id)
 
 
 # --- staff -----------------------------------------------------------------------------------
 
 
 def _staff_page(status: int = 200, error: str | None = None):
-    return render(
-        "backoffice/staff.html",
+    return page(
         "backoffice/staff.html",
         status=status,
         members=cat.list_staff(),
@@ -155,41 +155,27 @@ def list_staff():
 @admin_required
 def create_staff():
     """A new staff account; the TOTP is enrolled with the QR code at its first login."""
-    fields = [request.form.get(name, "") for name in ("email", "name", "role", "password")]
-    try:
-        member = auth.create_staff(*fields)
-    except DomainError as exc:
-        rollback()
-        return _staff_page(422, exc.message)
-    record(
-        current_staff(),
-        "account staff creato",
-        "staff",
-        member.id,
-        after={"email": member.email, "role": member.role},
-        request_id=request_id(),
-    )
-    commit()
-    flash(
-        _(
-            "Account %(email)s creato: al primo accesso configurerà il codice TOTP.",
-            email=member.email,
+    return act(
+        lambda: cat.create_staff(request.form, current_staff(), request_id()),
+        lambda error: _staff_page(422, error),
+        lambda member: saved(
+            _(
+                "Account %(email)s creato: al primo accesso configurerà il codice TOTP.",
+                email=member.email,
+            ),
+            "backoffice.list_staff",
         ),
-        "success",
     )
-    return redirect_to(url_for("backoffice.list_staff"))
 
 
 @bp.post("/staff/<int:staff_id>/attivo")
 @admin_required
 def toggle_staff(staff_id: int):
     member = get_or_404(StaffUser, staff_id)
-    try:
-        cat.set_staff_active(
+    return act(
+        lambda: cat.set_staff_active(
             member, request.form.get("active") == "1", current_staff(), request_id()
-        )
-    except DomainError as exc:
-        rollback()
-        return _staff_page(422, exc.message)
-    commit()
-    return redirect_to(url_for("backoffice.list_staff"))
+        ),
+        lambda error: _staff_page(422, error),
+        lambda _none: redirect_to(url_for("backoffice.list_staff")),
+    )

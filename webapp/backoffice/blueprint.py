@@ -11,14 +11,16 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
+from typing import TypeVar
 
-from flask import Blueprint, abort, flash, g, request, session, url_for
+from flask import Blueprint, Response, abort, flash, g, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
 from webapp.backoffice import audit
 from webapp.backoffice.models import StaffUser
 from webapp.clock import ROME, as_utc, now_utc
+from webapp.errors import DomainError
 from webapp.extensions import db
 from webapp.htmx import redirect_to, render
 from webapp.transaction import commit, rollback
@@ -28,12 +30,42 @@ bp = Blueprint("backoffice", __name__, url_prefix="/backoffice")
 IDLE_LIMIT = timedelta(minutes=30)
 PUBLIC_ENDPOINTS = {"backoffice.login", "backoffice.login_code"}
 
+T = TypeVar("T")
+
 
 def get_or_404(model, object_id: int):
     obj = db.session.get(model, object_id)
     if obj is None:
         abort(404)
     return obj
+
+
+def page(template: str, status: int = 200, **context) -> Response:
+    """A back-office page that has no fragment of its own: htmx gets the same markup."""
+    return render(template, template, status=status, **context)
+
+
+def act(
+    action: Callable[[], T], refused: Callable[[str], Response], done: Callable[[T], Response]
+) -> Response:
+    """One staff action, one transaction: commit and answer `done(result)`.
+
+    A DomainError rolls back and answers `refused(message)` (the form again, with status 422);
+    the after-request hook then writes the refusal to the audit log.
+    """
+    try:
+        result = action()
+    except DomainError as exc:
+        rollback()
+        return refused(exc.message)
+    commit()
+    return done(result)
+
+
+def saved(message: str, endpoint: str, **values) -> Response:
+    """After a saved form: the success message, and the page to go back to."""
+    flash(message, "success")
+    return redirect_to(url_for(endpoint, **values))
 
 
 def current_staff() -> StaffUser:

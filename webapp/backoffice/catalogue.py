@@ -7,6 +7,7 @@ from datetime import date, datetime
 from flask_babel import gettext as _
 from sqlalchemy import func, select
 
+from webapp.backoffice import auth
 from webapp.backoffice.audit import record, snapshot
 from webapp.backoffice.forms import (
     optional_int,
@@ -227,6 +228,21 @@ def redemptions(code: DiscountCode) -> list[DiscountRedemption]:
 
 def list_staff() -> list[StaffUser]:
     return list(db.session.scalars(select(StaffUser).order_by(StaffUser.email)))
+
+
+def create_staff(form, staff: StaffUser, rid: str) -> StaffUser:
+    """A new staff account (its TOTP is enrolled at the first login), with its audit row."""
+    fields = [form.get(name, "") for name in ("email", "name", "role", "password")]
+    member = auth.create_staff(*fields)
+    record(
+        staff,
+        "account staff creato",
+        "staff",
+        member.id,
+        after={"email": member.email, "role": member.role},
+        request_id=rid,
+    )
+    return member
 
 
 def set_staff_active(target: StaffUser, active: bool, staff: StaffUser, rid: str) -> None:

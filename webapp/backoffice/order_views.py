@@ -7,17 +7,15 @@ from flask_babel import gettext as _
 
 from webapp.backoffice import operations as ops
 from webapp.backoffice import services as bo
-from webapp.backoffice.blueprint import bp, current_staff, get_or_404, request_id
+from webapp.backoffice.blueprint import act, bp, current_staff, get_or_404, page, request_id
 from webapp.backoffice.forms import parse_cents, parse_day, reason_of
 from webapp.clock import now_utc
-from webapp.errors import DomainError
 from webapp.htmx import render
 from webapp.money import format_eur
 from webapp.payments import flows
-from webapp.payments.models import Payment, RefundStatus
+from webapp.payments.models import Payment, Refund, RefundStatus
 from webapp.payments.withdrawal import withdrawal_deadline
 from webapp.shop.models import Customer, Order
-from webapp.transaction import commit, rollback
 
 
 def order_page(
@@ -47,46 +45,56 @@ def view_order(order_id: int):
 def record_transfer(order_id: int):
     """A bank transfer received: amount, value date, CRO/TRN → the order is paid."""
     order = get_or_404(Order, order_id)
-    form = request.form
-    try:
-        amount = parse_cents(form.get("amount"), _("Importo del bonifico"))
-        value_date = parse_day(form.get("value_date"), _("Data valuta"))
-        ops.transfer(
-            order,
-            amount,
-            value_date,
-            form.get("reference", ""),
-            current_staff(),
-            request_id(),
-            now_utc(),
-        )
-    except DomainError as exc:
-        rollback()
-        return order_page(order, 422, error=exc.message)
-    commit()
-    return order_page(order, message=_("Bonifico registrato: ordine pagato, servizi attivati."))
+    return act(
+        lambda: _record_transfer(order, request.form),
+        lambda error: order_page(order, 422, error=error),
+        lambda _payment: order_page(
+            order, message=_("Bonifico registrato: ordine pagato, servizi attivati.")
+        ),
+    )
+
+
+def _record_transfer(order: Order, form) -> Payment:
+    amount = parse_cents(form.get("amount"), _("Importo del bonifico"))
+    value_date = parse_day(form.get("value_date"), _("Data valuta"))
+    return ops.transfer(
+        order,
+        amount,
+        value_date,
+        form.get("reference", ""),
+        current_staff(),
+        request_id(),
+        now_utc(),
+    )
 
 
 @bp.post("/pagamenti/<int:payment_id>/rimborso")
 def refund_payment(payment_id: int):
     """A full or partial refund of a card payment, with the reason (one e-mail to the customer)."""
     payment = get_or_404(Payment, payment_id)
-    try:
-        amount = parse_cents(request.form.get("amount"), _("Importo del rimborso"))
-        refund = ops.request_refund(
-            payment, amount, reason_of(request.form), current_staff(), request_id(), now_utc()
-        )
-    except DomainError as exc:
-        rollback()
-        return order_page(payment.order, 422, error=exc.message)
-    commit()
-    refund = flows.run_refund(refund.id, now_utc())
+    return act(
+        lambda: _request_refund(payment, request.form),
+        lambda error: order_page(payment.order, 422, error=error),
+        lambda refund: _refund_outcome(payment.order, flows.run_refund(refund.id, now_utc())),
+    )
+
+
+def _request_refund(payment: Payment, form) -> Refund:
+    amount = parse_cents(form.get("amount"), _("Importo del rimborso"))
+    return ops.request_refund(
+        payment, amount, reason_of(form), current_staff(), request_id(), now_utc()
+    )
+
+
+def _refund_outcome(order: Order, refund: Refund):
+    """The refund was recorded and committed, then the bank asked: what it answered."""
     if refund.status is RefundStatus.SUCCEEDED:
         return order_page(
-            payment.order, message=_("Rimborso di %(amount)s eseguito.", amount=format_eur(amount))
+            order,
+            message=_("Rimborso di %(amount)s eseguito.", amount=format_eur(refund.amount_cents)),
         )
     return order_page(
-        payment.order,
+        order,
         422,
         error=_(
             "Rimborso non eseguito dalla banca: %(reason)s.",
@@ -99,15 +107,17 @@ def refund_payment(payment_id: int):
 def settle_payment(payment_id: int):
     """Ask the bank how a stuck payment ended (never a second charge)."""
     payment = get_or_404(Payment, payment_id)
-    try:
-        ops.settle(payment, current_staff(), request_id(), now_utc())
-    except DomainError as exc:
-        rollback()
-        return order_page(payment.order, 422, error=exc.message)
-    commit()
-    label = bo.PAYMENT_LABELS[payment.status]
-    return order_page(
-        payment.order, message=_("Pagamento n. %(id)s: %(label)s.", id=payment.id, label=label)
+    return act(
+        lambda: ops.settle(payment, current_staff(), request_id(), now_utc()),
+        lambda error: order_page(payment.order, 422, error=error),
+        lambda settled: order_page(
+            settled.order,
+            message=_(
+                "Pagamento n. %(id)s: %(label)s.",
+                id=settled.id,
+                label=bo.PAYMENT_LABELS[settled.status],
+            ),
+        ),
     )
 
 
@@ -115,6 +125,4 @@ def settle_payment(payment_id: int):
 def view_customer(customer_id: int):
     """A customer: details, orders, services."""
     customer = get_or_404(Customer, customer_id)
-    return render(
-        "backoffice/customer.html", "backoffice/customer.html", c=bo.customer_file(customer)
-    )
+    return page("backoffice/customer.html", c=bo.customer_file(customer))

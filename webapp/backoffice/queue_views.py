@@ -8,11 +8,10 @@ from flask_babel import gettext as _
 from webapp.backoffice import operations as ops
 from webapp.backoffice import services as bo
 from webapp.backoffice.audit import record
-from webapp.backoffice.blueprint import bp, current_staff, get_or_404, request_id
+from webapp.backoffice.blueprint import act, bp, current_staff, get_or_404, page, request_id
 from webapp.backoffice.forms import parse_int, reason_of
 from webapp.backoffice.order_views import order_page
 from webapp.clock import format_day, now_utc
-from webapp.errors import DomainError
 from webapp.extensions import db
 from webapp.htmx import render
 from webapp.i18n import lazy_gettext as _l
@@ -21,7 +20,7 @@ from webapp.outbox.services import send_outbox
 from webapp.renewals.engine import RenewalOutcome, default_worker, retry_renewal
 from webapp.renewals.models import Renewal
 from webapp.shop.models import Order
-from webapp.transaction import commit, rollback
+from webapp.transaction import commit
 
 RETRY_LABELS = {
     RenewalOutcome.CHARGED: _l("addebito riuscito"),
@@ -35,23 +34,23 @@ RETRY_LABELS = {
 def list_payment_issues():
     """Duplicate captures to refund and payments stuck for over 30 minutes, one click each."""
     duplicates, stuck = bo.payment_issues(now_utc())
+    return page("backoffice/payment_issues.html", duplicates=duplicates, stuck=stuck)
+
+
+def _queue_page(name: str, status: int, message: str | None, error: str | None, **queue):
+    """A work queue's page, or (htmx) its fragment with the outcome of an action on one row."""
     return render(
-        "backoffice/payment_issues.html",
-        "backoffice/payment_issues.html",
-        duplicates=duplicates,
-        stuck=stuck,
+        f"backoffice/{name}.html",
+        f"backoffice/_{name}.html",
+        status=status,
+        message=message,
+        error=error,
+        **queue,
     )
 
 
 def dunning_page(status: int = 200, message: str | None = None, error: str | None = None):
-    return render(
-        "backoffice/dunning.html",
-        "backoffice/_dunning.html",
-        status=status,
-        renewals=bo.dunning_queue(),
-        message=message,
-        error=error,
-    )
+    return _queue_page("dunning", status, message, error, renewals=bo.dunning_queue())
 
 
 @bp.get("/solleciti")
@@ -83,31 +82,27 @@ def retry_now(renewal_id: int):
 def extend_grace(renewal_id: int):
     """Estendi il periodo di tolleranza di N giorni (see operations.extend_grace)."""
     renewal = get_or_404(Renewal, renewal_id)
-    try:
-        days = parse_int(request.form.get("days"), _("Giorni di tolleranza"), 1, ops.MAX_GRACE_DAYS)
-        ops.extend_grace(
-            renewal, days, reason_of(request.form), current_staff(), request_id(), now_utc()
-        )
-    except DomainError as exc:
-        rollback()
-        return dunning_page(422, error=exc.message)
-    commit()
-    return dunning_page(
-        message=_(
-            "Tolleranza estesa: il servizio ora scade il %(day)s.",
-            day=format_day(renewal.period_expires_at),
-        )
+    return act(
+        lambda: _extend_grace(renewal, request.form),
+        lambda error: dunning_page(422, error=error),
+        lambda extended: dunning_page(
+            message=_(
+                "Tolleranza estesa: il servizio ora scade il %(day)s.",
+                day=format_day(extended.period_expires_at),
+            )
+        ),
+    )
+
+
+def _extend_grace(renewal: Renewal, form) -> Renewal:
+    days = parse_int(form.get("days"), _("Giorni di tolleranza"), 1, ops.MAX_GRACE_DAYS)
+    return ops.extend_grace(
+        renewal, days, reason_of(form), current_staff(), request_id(), now_utc()
     )
 
 
 def outbox_page(status: int = 200, message: str | None = None):
-    return render(
-        "backoffice/outbox.html",
-        "backoffice/_outbox.html",
-        status=status,
-        emails=bo.outbox_problems(now_utc()),
-        message=message,
-    )
+    return _queue_page("outbox", status, message, None, emails=bo.outbox_problems(now_utc()))
 
 
 @bp.get("/email")
