@@ -163,13 +163,35 @@ def extend_grace(
     old = renewal.period_expires_at
     new = old + timedelta(days=days)
     before = {"expires_at": old, "next_attempt_at": renewal.next_attempt_at}
+    retry_at = next_retry(new, now, settings().retry_days) or min(now + timedelta(days=1), new)
+    _move_expiry(renewal, old, new, retry_at)
+    db.session.refresh(service)
+    db.session.refresh(renewal)
+    record(
+        staff,
+        f"tolleranza estesa di {days} giorni",
+        "service",
+        service.id,
+        before=before,
+        after={"expires_at": new, "next_attempt_at": retry_at},
+        reason=reason,
+        request_id=rid,
+    )
+    return renewal
+
+
+def _move_expiry(renewal: Renewal, old: datetime, new: datetime, retry_at: datetime) -> None:
+    """Move the service's expiry and the failed renewal's period from `old` to `new`.
+
+    Guard: two compare-and-set UPDATEs (on the old expiry, and on the FAILED status); unless
+    both match, something moved meanwhile and the caller rolls back.
+    """
     moved = db.session.execute(
         update(Service)
-        .where(Service.id == service.id, Service.expires_at == old)
+        .where(Service.id == renewal.service_id, Service.expires_at == old)
         .values(expires_at=new)
         .execution_options(synchronize_session=False)
     ).rowcount
-    retry_at = next_retry(new, now, settings().retry_days) or min(now + timedelta(days=1), new)
     moved += db.session.execute(
         update(Renewal)
         .where(
@@ -184,16 +206,3 @@ def extend_grace(
         raise InvalidTransition(
             _("Il servizio o il rinnovo sono cambiati nel frattempo: ricarica.")
         )
-    db.session.refresh(service)
-    db.session.refresh(renewal)
-    record(
-        staff,
-        f"tolleranza estesa di {days} giorni",
-        "service",
-        service.id,
-        before=before,
-        after={"expires_at": new, "next_attempt_at": retry_at},
-        reason=reason,
-        request_id=rid,
-    )
-    return renewal

@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from webapp.backoffice.audit import entries_for
@@ -71,55 +71,78 @@ def _customer_match(q: str):
     )
 
 
-def _query(kind: str, q: str) -> Select:
-    number = _number(q)
-    last4 = q if re.fullmatch(r"\d{4}", q) else None
-    if kind == "clienti":
-        cond = _customer_match(q)
-        if number is not None:
-            cond = or_(cond, Customer.id == number)
-        return select(Customer).where(cond).order_by(Customer.id.desc())
-    if kind == "ordini":
-        cond = _customer_match(q)
-        if number is not None:
-            cond = or_(cond, Order.id == number)
-        return (
-            select(Order)
-            .join(Customer, Customer.id == Order.customer_id)
-            .where(cond)
-            .order_by(Order.id.desc())
+def _is(column, value) -> ColumnElement[bool] | None:
+    """`column == value`, or nothing to match when the query holds no such value."""
+    return None if value is None else column == value
+
+
+def _any(*conditions: ColumnElement[bool] | None) -> ColumnElement[bool]:
+    return or_(*(cond for cond in conditions if cond is not None))
+
+
+def _customers(q: str, number: int | None, last4: str | None) -> Select:
+    return (
+        select(Customer)
+        .where(_any(_customer_match(q), _is(Customer.id, number)))
+        .order_by(Customer.id.desc())
+    )
+
+
+def _orders(q: str, number: int | None, last4: str | None) -> Select:
+    return (
+        select(Order)
+        .join(Customer, Customer.id == Order.customer_id)
+        .where(_any(_customer_match(q), _is(Order.id, number)))
+        .order_by(Order.id.desc())
+    )
+
+
+def _payments(q: str, number: int | None, last4: str | None) -> Select:
+    """By customer, bank reference, CRO/TRN, payment or order number, the card's last digits."""
+    return (
+        select(Payment)
+        .join(Order, Order.id == Payment.order_id)
+        .join(Customer, Customer.id == Order.customer_id)
+        .outerjoin(SavedCard, SavedCard.id == Payment.saved_card_id)
+        .where(
+            _any(
+                _customer_match(q),
+                Payment.gateway_ref == q,
+                Payment.transfer_reference == q.upper().replace(" ", ""),
+                _is(Payment.id, number),
+                _is(Payment.order_id, number),
+                _is(SavedCard.last4, last4),
+            )
         )
-    if kind == "pagamenti":
-        cond = or_(
-            _customer_match(q),
-            Payment.gateway_ref == q,
-            Payment.transfer_reference == q.upper().replace(" ", ""),
-        )
-        if number is not None:
-            cond = or_(cond, Payment.id == number, Payment.order_id == number)
-        if last4:
-            cond = or_(cond, SavedCard.last4 == last4)
-        return (
-            select(Payment)
-            .join(Order, Order.id == Payment.order_id)
-            .join(Customer, Customer.id == Order.customer_id)
-            .outerjoin(SavedCard, SavedCard.id == Payment.saved_card_id)
-            .where(cond)
-            .order_by(Payment.id.desc())
-        )
-    cond = or_(_customer_match(q), func.lower(Product.name).like(f"%{q.lower()}%"))
-    if number is not None:
-        cond = or_(cond, Service.id == number)
-    if last4:
-        cond = or_(cond, SavedCard.last4 == last4)
+        .order_by(Payment.id.desc())
+    )
+
+
+def _services(q: str, number: int | None, last4: str | None) -> Select:
+    """By customer, product name, service number, the renewal card's last digits."""
     return (
         select(Service)
         .join(Customer, Customer.id == Service.customer_id)
         .join(Product, Product.id == Service.product_id)
         .outerjoin(SavedCard, SavedCard.id == Service.saved_card_id)
-        .where(cond)
+        .where(
+            _any(
+                _customer_match(q),
+                func.lower(Product.name).like(f"%{q.lower()}%"),
+                _is(Service.id, number),
+                _is(SavedCard.last4, last4),
+            )
+        )
         .order_by(Service.id.desc())
     )
+
+
+QUERIES = {"clienti": _customers, "ordini": _orders, "pagamenti": _payments, "servizi": _services}
+
+
+def _query(kind: str, q: str) -> Select:
+    last4 = q if re.fullmatch(r"\d{4}", q) else None
+    return QUERIES[kind](q, _number(q), last4)
 
 
 def search(q: str, kind: str, page: int = 1) -> list[Page]:
@@ -268,82 +291,76 @@ def order_file(order: Order) -> OrderFile:
 
 
 def _timeline(f: OrderFile) -> list[Event]:
+    """Every event of the order file, oldest first (same instant: in the order listed here)."""
     order = f.order
     events = [Event(order.created_at, "order", _("Ordine creato"), order.payment_method.label)]
     if order.immediate_start_at:
         events.append(Event(order.immediate_start_at, "order", _("Avvio immediato richiesto"), ""))
-    for p in f.payments:
-        card = f" · {p.saved_card.masked}" if p.saved_card else ""
-        ref = f" · CRO/TRN {p.transfer_reference}" if p.transfer_reference else ""
-        bank = (
-            _(
-                " · codice banca %(code)s: %(message)s",
-                code=p.failure_code,
-                message=p.failure_message,
-            )
-            if p.failure_code
-            else ""
-        )
-        events.append(
-            Event(
-                p.completed_at or p.created_at,
-                "payment",
-                _(
-                    "Pagamento n. %(id)s (%(channel)s): %(status)s",
-                    id=p.id,
-                    channel=CHANNEL_LABELS[p.channel],
-                    status=PAYMENT_LABELS[p.status],
-                ),
-                f"{p.gateway_ref or ''}{card}{ref}{bank}",
-                p,
-            )
-        )
+    events += map(_payment_event, f.payments)
     if order.paid_at:
         events.append(Event(order.paid_at, "order", _("Ordine pagato"), ""))
-    for r in f.refunds:
-        bank = f" · {r.failure_code}: {r.failure_message}" if r.failure_code else ""
-        events.append(
-            Event(
-                r.completed_at or r.created_at,
-                "refund",
-                _("Rimborso %(kind)s (%(status)s)", kind=r.kind.value, status=r.status.value),
-                f"{r.reason}{bank}",
-                r,
-            )
-        )
-    for e in f.emails:
-        state = _("inviata") if e.sent_at else _("non inviata (%(num)d tentativi)", num=e.attempts)
-        events.append(
-            Event(
-                e.sent_at or e.created_at,
-                "email",
-                _("E-mail: %(subject)s", subject=e.subject),
-                state,
-                e,
-            )
-        )
-    for n in f.renewals:
-        events.append(
-            Event(
-                n.completed_at or n.last_attempt_at or n.created_at,
-                "renewal",
-                _(
-                    "Rinnovo del servizio n. %(id)s: %(status)s",
-                    id=n.service_id,
-                    status=n.status.value,
-                ),
-                n.failure_reason or "",
-                n,
-            )
-        )
-    for s in f.services:
-        if s.cancelled_at:
-            events.append(
-                Event(s.cancelled_at, "service", _("Servizio n. %(id)s annullato", id=s.id), "")
-            )
-    for a in f.audit:
-        events.append(Event(a.created_at, "staff", f"{a.staff_email}: {a.action}", a.reason, a))
+    events += map(_refund_event, f.refunds)
+    events += map(_email_event, f.emails)
+    events += map(_renewal_event, f.renewals)
+    events += [
+        Event(s.cancelled_at, "service", _("Servizio n. %(id)s annullato", id=s.id), "")
+        for s in f.services
+        if s.cancelled_at
+    ]
+    events += [
+        Event(a.created_at, "staff", f"{a.staff_email}: {a.action}", a.reason, a) for a in f.audit
+    ]
     return sorted(events, key=lambda e: as_utc(e.at))
+
+
+def _payment_event(p: Payment) -> Event:
+    card = f" · {p.saved_card.masked}" if p.saved_card else ""
+    ref = f" · CRO/TRN {p.transfer_reference}" if p.transfer_reference else ""
+    bank = (
+        _(" · codice banca %(code)s: %(message)s", code=p.failure_code, message=p.failure_message)
+        if p.failure_code
+        else ""
+    )
+    return Event(
+        p.completed_at or p.created_at,
+        "payment",
+        _(
+            "Pagamento n. %(id)s (%(channel)s): %(status)s",
+            id=p.id,
+            channel=CHANNEL_LABELS[p.channel],
+            status=PAYMENT_LABELS[p.status],
+        ),
+        f"{p.gateway_ref or ''}{card}{ref}{bank}",
+        p,
+    )
+
+
+def _refund_event(r: Refund) -> Event:
+    bank = f" · {r.failure_code}: {r.failure_message}" if r.failure_code else ""
+    return Event(
+        r.completed_at or r.created_at,
+        "refund",
+        _("Rimborso %(kind)s (%(status)s)", kind=r.kind.value, status=r.status.value),
+        f"{r.reason}{bank}",
+        r,
+    )
+
+
+def _email_event(e: OutboxEmail) -> Event:
+    state = _("inviata") if e.sent_at else _("non inviata (%(num)d tentativi)", num=e.attempts)
+    return Event(
+        e.sent_at or e.created_at, "email", _("E-mail: %(subject)s", subject=e.subject), state, e
+    )
+
+
+def _renewal_event(n: Renewal) -> Event:
+    return Event(
+        n.completed_at or n.last_attempt_at or n.created_at,
+        "renewal",
+        _("Rinnovo del servizio n. %(id)s: %(status)s", id=n.service_id, status=n.status.value),
+        n.failure_reason or "",
+        n,
+    )
 
 
 # --- dashboard -------------------------------------------------------------------------------
@@ -368,58 +385,68 @@ class Dashboard:
 
 
 def dashboard(now: datetime) -> Dashboard:
+    """Today's and this month's paid orders, renewals due in 30 days, failures, refunds, chart."""
     today = rome_date(now)
-    day_start = start_of_day(today)
     month_start = start_of_day(today.replace(day=1))
-    chart_start = start_of_day(today - timedelta(days=29))
+    due = _renewals_due(now, timedelta(days=30))
+    return Dashboard(
+        *_paid_since(start_of_day(today)),
+        *_paid_since(month_start),
+        len(due),
+        sum(renewal_price(s).total_cents for s in due),
+        db.session.scalar(
+            select(func.count(Renewal.id)).where(Renewal.status == RenewalStatus.FAILED)
+        ),
+        *_refunded_since(month_start),
+        _revenue_by_day(today, 30),
+    )
 
-    def paid_since(start: datetime) -> tuple[int, int]:
-        count, total = db.session.execute(
-            select(func.count(Order.id), func.coalesce(func.sum(Order.total_cents), 0)).where(
-                Order.status == OrderStatus.PAID, Order.paid_at >= start
-            )
-        ).one()
-        return count, total
 
-    t_count, t_sum = paid_since(day_start)
-    m_count, m_sum = paid_since(month_start)
-    by_day: dict[date, int] = {today - timedelta(days=i): 0 for i in range(30)}
+def _paid_since(start: datetime) -> tuple[int, int]:
+    """How many orders were paid since `start`, and their total."""
+    count, total = db.session.execute(
+        select(func.count(Order.id), func.coalesce(func.sum(Order.total_cents), 0)).where(
+            Order.status == OrderStatus.PAID, Order.paid_at >= start
+        )
+    ).one()
+    return count, total
+
+
+def _revenue_by_day(today: date, days: int) -> list[tuple[date, int]]:
+    """The paid orders' totals by Italian calendar day, the last `days` days up to today."""
+    by_day: dict[date, int] = {today - timedelta(days=i): 0 for i in range(days)}
     for paid_at, total in db.session.execute(
         select(Order.paid_at, Order.total_cents).where(
-            Order.status == OrderStatus.PAID, Order.paid_at >= chart_start
+            Order.status == OrderStatus.PAID,
+            Order.paid_at >= start_of_day(today - timedelta(days=days - 1)),
         )
     ):
         by_day[rome_date(paid_at)] = by_day.get(rome_date(paid_at), 0) + total
+    return sorted(by_day.items())
+
+
+def _renewals_due(now: datetime, within: timedelta) -> list[Service]:
+    """Active auto-renewing services whose renewal window opens within `within`."""
     window = settings().window
     due = db.session.scalars(
         select(Service).where(
             Service.status == ServiceStatus.ACTIVE,
             Service.auto_renew,
-            Service.expires_at <= now + timedelta(days=30) + window,
+            Service.expires_at <= now + within + window,
             Service.expires_at > now,
         )
     ).all()
-    due = [s for s in due if s.renewable and s.expires_at - window <= now + timedelta(days=30)]
-    failed = db.session.scalar(
-        select(func.count(Renewal.id)).where(Renewal.status == RenewalStatus.FAILED)
-    )
-    r_count, r_sum = db.session.execute(
+    return [s for s in due if s.renewable and s.expires_at - window <= now + within]
+
+
+def _refunded_since(start: datetime) -> tuple[int, int]:
+    """How many refunds succeeded since `start`, and their total."""
+    count, total = db.session.execute(
         select(func.count(Refund.id), func.coalesce(func.sum(Refund.amount_cents), 0)).where(
-            Refund.status == RefundStatus.SUCCEEDED, Refund.created_at >= month_start
+            Refund.status == RefundStatus.SUCCEEDED, Refund.created_at >= start
         )
     ).one()
-    return Dashboard(
-        t_count,
-        t_sum,
-        m_count,
-        m_sum,
-        len(due),
-        sum(renewal_price(s).total_cents for s in due),
-        failed,
-        r_count,
-        r_sum,
-        sorted(by_day.items()),
-    )
+    return count, total
 
 
 # --- work queues -----------------------------------------------------------------------------
