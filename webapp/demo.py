@@ -77,6 +77,12 @@ PRODUCTS = [
 
 def seed(now: datetime) -> Customer:
     """Create what is missing, change nothing that exists: safe to run at every start."""
+    products = _seed_products()
+    _seed_codes(now, products)
+    return _seed_customer()
+
+
+def _seed_products() -> dict[str, Product]:
     products = {}
     for sku, kind, name, description, price, promo in PRODUCTS:
         product = db.session.scalar(select(Product).where(Product.sku == sku))
@@ -92,9 +98,20 @@ def seed(now: datetime) -> Customer:
             db.session.add(product)
         products[sku] = product
     db.session.flush()
+    return products
 
+
+def _seed_codes(now: datetime, products: dict[str, Product]) -> None:
+    for fields in _codes(now, products):
+        if db.session.scalar(select(DiscountCode.id).where(DiscountCode.code == fields["code"])):
+            continue
+        db.session.add(DiscountCode(**fields))
+
+
+def _codes(now: datetime, products: dict[str, Product]) -> list[dict]:
+    """One code for each case: first order, some products only, expired, not yet valid."""
     year = timedelta(days=365)
-    codes = [
+    return [
         dict(
             code="BENVENUTO10",
             description="10% di sconto sul primo ordine",
@@ -130,11 +147,10 @@ def seed(now: datetime) -> Customer:
             valid_until=now + year / 2,
         ),
     ]
-    for fields in codes:
-        if db.session.scalar(select(DiscountCode.id).where(DiscountCode.code == fields["code"])):
-            continue
-        db.session.add(DiscountCode(**fields))
 
+
+def _seed_customer() -> Customer:
+    """The demo customer, with a billing profile so that checkout can go straight on."""
     customer = db.session.scalar(select(Customer).where(Customer.email == DEMO_EMAIL))
     if customer is None:
         customer = Customer(email=DEMO_EMAIL, name="Mario Rossi", tax_code=DEMO_TAX_CODE)

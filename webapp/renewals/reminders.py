@@ -40,39 +40,29 @@ def send_reminders(now: datetime, cfg: RenewalSettings, report: RenewalReport) -
         service = db.session.get(Service, service_id)  # each commit below expires it anyway
         if service is None or not service.renewable:
             continue
-        period = int(service.expires_at.timestamp())
-        renew_on = renewal_date(service, now, cfg.window)  # the window's first calendar day
-        card = service.saved_card
-        price = renewal_price(service, cfg.vat_rate)
         try:
-            sent = queue_customer_email(
-                service,
-                _(
-                    "Promemoria: il %(day)s rinnoviamo %(name)s",
-                    day=format_day(renew_on),
-                    name=service.product.name,
-                ),
-                "renewal_reminder",
-                dedupe_key=f"reminder-{service.id}-{period}",
-                price=price,
-                card=card,
-                renew_on=renew_on,
-            )
-            report.reminders += sent is not None
-            if not card_usable(card, rome_date(renew_on)):
-                sent = queue_customer_email(
-                    service,
-                    _(
-                        "La carta per il rinnovo di %(name)s sarà scaduta",
-                        name=service.product.name,
-                    ),
-                    "card_expiring",
-                    dedupe_key=f"card-expiring-{service.id}-{period}",
-                    price=price,
-                    card=card,
-                    renew_on=renew_on,
-                )
-                report.warnings += sent is not None
+            _remind(service, now, cfg, report)
             commit()
         except IntegrityError:
             rollback()  # another pass queued the same reminder first
+
+
+def _remind(service: Service, now: datetime, cfg: RenewalSettings, report: RenewalReport) -> None:
+    """Queue the reminder, and the card warning if the card will have expired by then."""
+    renew_on = renewal_date(service, now, cfg.window)  # the window's first calendar day
+    card = service.saved_card
+    context = {"price": renewal_price(service, cfg.vat_rate), "card": card, "renew_on": renew_on}
+    name = service.product.name
+    subject = _("Promemoria: il %(day)s rinnoviamo %(name)s", day=format_day(renew_on), name=name)
+    report.reminders += _queue(service, "reminder", subject, "renewal_reminder", context)
+    if not card_usable(card, rome_date(renew_on)):
+        subject = _("La carta per il rinnovo di %(name)s sarà scaduta", name=name)
+        report.warnings += _queue(service, "card-expiring", subject, "card_expiring", context)
+
+
+def _queue(service: Service, key: str, subject: str, template: str, context: dict) -> bool:
+    """Queue one e-mail about the coming renewal, once per service and period (the dedupe key)."""
+    period = int(service.expires_at.timestamp())
+    dedupe_key = f"{key}-{service.id}-{period}"
+    sent = queue_customer_email(service, subject, template, dedupe_key=dedupe_key, **context)
+    return sent is not None
