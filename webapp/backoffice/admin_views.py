@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from flask import request, url_for
 from flask_babel import gettext as _
 
@@ -23,6 +26,8 @@ from webapp.shop.models import DiscountCode, DiscountKind, Product, ServiceKind
 from webapp.shop.services import price_changes, price_on
 from webapp.transaction import commit
 
+T = TypeVar("T")
+
 
 def _product_page(product: Product | None, status: int = 200, error: str | None = None):
     today = rome_date(now_utc())
@@ -35,6 +40,17 @@ def _product_page(product: Product | None, status: int = 200, error: str | None 
         changes=price_changes(product) if product else [],
         today=today.isoformat(),
         error=error,
+    )
+
+
+def _create_or_edit(obj: T | None, form_page: Callable, save: Callable, done: Callable[[T], Any]):
+    """GET: the form (empty to create); POST: save it and go on (422: the form again)."""
+    if request.method == "GET":
+        return form_page(obj)
+    return act(
+        lambda: save(obj, request.form, current_staff(), request_id()),
+        lambda error: form_page(obj, 422, error),
+        done,
     )
 
 
@@ -52,16 +68,14 @@ def list_products():
 @admin_required
 def edit_product(product_id: int | None = None):
     """Create a product, or edit it (name, description, promotional, active)."""
-    product = get_or_404(Product, product_id) if product_id else None
-    if request.method == "GET":
-        return _product_page(product)
-    return act(
-        lambda: cat.save_product(product, request.form, current_staff(), request_id()),
-        lambda error: _product_page(product, 422, error),
-        lambda done: saved(
-            _("Prodotto %(sku)s salvato.", sku=done.sku),
+    return _create_or_edit(
+        get_or_404(Product, product_id) if product_id else None,
+        _product_page,
+        cat.save_product,
+        lambda product: saved(
+            _("Prodotto %(sku)s salvato.", sku=product.sku),
             "backoffice.edit_product",
-            product_id=done.id,
+            product_id=product.id,
         ),
     )
 
@@ -108,16 +122,14 @@ def list_codes():
 @admin_required
 def edit_code(code_id: int | None = None):
     """Create or edit a codice sconto; the page lists its redemptions."""
-    code = get_or_404(DiscountCode, code_id) if code_id else None
-    if request.method == "GET":
-        return _code_page(code)
-    return act(
-        lambda: cat.save_code(code, request.form, current_staff(), request_id()),
-        lambda error: _code_page(code, 422, error),
-        lambda done: saved(
-            _("Codice sconto %(code)s salvato.", code=done.code),
+    return _create_or_edit(
+        get_or_404(DiscountCode, code_id) if code_id else None,
+        _code_page,
+        cat.save_code,
+        lambda code: saved(
+            _("Codice sconto %(code)s salvato.", code=code.code),
             "backoffice.edit_code",
-            code_id=done.id,
+            code_id=code.id,
         ),
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import TypeVar
 
 from flask_babel import gettext as _
 from sqlalchemy import func, select
@@ -29,6 +30,8 @@ from webapp.shop.models import (
 )
 from webapp.shop.services import forget_prices
 
+M = TypeVar("M")
+
 PRODUCT_FIELDS = (
     "sku",
     "kind",
@@ -50,6 +53,18 @@ CODE_FIELDS = (
     "max_uses_per_customer",
     "public",
 )
+
+
+def _create_or_update(model: type[M], row: M | None, values: dict) -> M:
+    """A new row made of `values`, or `row` with `values` set on it; flushed."""
+    if row is None:
+        row = model(**values)
+        db.session.add(row)
+    else:
+        for key, value in values.items():
+            setattr(row, key, value)
+    db.session.flush()
+    return row
 
 
 def list_products() -> list[Product]:
@@ -84,13 +99,7 @@ def save_product(product: Product | None, form, staff: StaffUser, rid: str) -> P
     """Create a product, or edit its name, description and flags (prices change by date)."""
     before = snapshot(product, *PRODUCT_FIELDS) if product else None
     values = _product_values(form, product is None)
-    if product is None:
-        product = Product(**values)
-        db.session.add(product)
-    else:
-        for key, value in values.items():
-            setattr(product, key, value)
-    db.session.flush()
+    product = _create_or_update(Product, product, values)
     after = snapshot(product, *PRODUCT_FIELDS)
     action = "prodotto creato" if before is None else "prodotto modificato"
     record(staff, action, "product", product.id, before=before, after=after, request_id=rid)
@@ -182,14 +191,7 @@ def save_code(code: DiscountCode | None, form, staff: StaffUser, rid: str) -> Di
         if product_ids
         else []
     )
-    if code is None:
-        code = DiscountCode(**values)
-        db.session.add(code)
-    else:
-        for key, value in values.items():
-            setattr(code, key, value)
-    code.products = products
-    db.session.flush()
+    code = _create_or_update(DiscountCode, code, {**values, "products": products})
     after = {**snapshot(code, *CODE_FIELDS), "products": [p.sku for p in products]}
     action = "codice sconto creato" if before is None else "codice sconto modificato"
     record(staff, action, "discount_code", code.id, before=before, after=after, request_id=rid)
