@@ -11,11 +11,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import requests
 
 from webapp import signing
+
+R = TypeVar("R")
 
 
 class GatewayUnavailable(Exception):
@@ -167,6 +169,13 @@ class Gateway(Protocol):
     def verify_return(self, params: Mapping[str, str]) -> None: ...
 
     def verify_notification(self, path: str, body: bytes, headers: Mapping[str, str]) -> None: ...
+
+
+def find_or_send(answer_lost: bool, find: Callable[[], R | None], send: Callable[[], R]) -> R:
+    """A request made by idempotency key: if an earlier answer was lost, first ask the bank
+    what became of the key (`find`), and send the request only when the bank knows nothing."""
+    result = find() if answer_lost else None
+    return send() if result is None else result
 
 
 @dataclass

@@ -22,7 +22,7 @@ from webapp.errors import InvalidChoice, InvalidTransition
 from webapp.extensions import db
 from webapp.money import format_eur
 from webapp.payments.events import duplicate_captured, payment_refunded
-from webapp.payments.gateway import GatewayRefused, GatewayUnavailable
+from webapp.payments.gateway import GatewayRefused, GatewayUnavailable, find_or_send
 from webapp.payments.models import (
     CAPTURED_STATUSES,
     Payment,
@@ -134,17 +134,17 @@ def execute_refund(refund: Refund, now: datetime) -> Refund:
         return refund
     payment = refund.payment
     try:
-        result = None
-        if refund.status is RefundStatus.UNKNOWN:
-            result = gateway().find_refund(refund.idempotency_key)
-        if result is None:
-            result = gateway().refund(
+        result = find_or_send(
+            refund.status is RefundStatus.UNKNOWN,
+            lambda: gateway().find_refund(refund.idempotency_key),
+            lambda: gateway().refund(
                 payment.gateway_ref,
                 amount_cents=refund.amount_cents,
                 currency=refund.currency,
                 reason=refund.reason,
                 idempotency_key=refund.idempotency_key,
-            )
+            ),
+        )
     except GatewayUnavailable as exc:
         log.warning("refund %s has an unknown outcome: %s", refund.id, exc)
         if refund.status is RefundStatus.PENDING:

@@ -26,6 +26,7 @@ from webapp.payments.gateway import (
     GatewayStatus,
     GatewayUnavailable,
     PaymentStatusInfo,
+    find_or_send,
 )
 from webapp.payments.models import (
     Payment,
@@ -290,12 +291,11 @@ def execute_card_charge(payment: Payment, now: datetime, initiator: str = "custo
         return payment
     order = payment.order
     try:
-        result = None
-        if payment.status is PaymentStatus.UNKNOWN:
-            # We asked before and heard nothing: ask what happened instead of charging again.
-            result = gateway().find_charge(payment.idempotency_key)
-        if result is None:
-            result = gateway().charge_token(
+        # UNKNOWN: we asked before and heard nothing, so ask what happened before charging again.
+        result = find_or_send(
+            payment.status is PaymentStatus.UNKNOWN,
+            lambda: gateway().find_charge(payment.idempotency_key),
+            lambda: gateway().charge_token(
                 token=payment.saved_card.gateway_token,
                 amount_cents=payment.amount_cents,
                 currency=payment.currency,
@@ -303,7 +303,8 @@ def execute_card_charge(payment: Payment, now: datetime, initiator: str = "custo
                 description=f"Ordine {order.number}",
                 initiator=initiator,
                 idempotency_key=payment.idempotency_key,
-            )
+            ),
+        )
     except (GatewayUnavailable, GatewayRefused) as exc:
         return apply_charge_result(payment, exc, now)
     return apply_charge_result(payment, result, now)
