@@ -15,7 +15,7 @@ from webapp.signing import MERCHANT_HEADER, BadSignature, sign_request, verify_r
 from . import services
 from .extensions import bank_now, db
 from .inputs import Invalid, charge_request, payment_request, refund_request
-from .models import Payment
+from .models import Charge, Payment, Refund
 
 api = Blueprint("api", __name__, url_prefix="/api")
 
@@ -116,15 +116,15 @@ def _refusal(exc: services.BankError) -> Response:
 @api.post("/payments")
 def create_payment() -> Response:
     """Create a hosted payment (idempotent by key)."""
-    args = payment_request(request.get_data())
-    return _idempotent_create(
-        lambda: services.create_payment(**args, now=bank_now()),
-        lambda payment: {
-            "payment_id": payment.id,
-            "redirect_url": _card_page_url(payment),
-            "status": str(payment.status),
-        },
-    )
+    return _create(payment_request, services.create_payment, _payment_json)
+
+
+def _payment_json(payment: Payment) -> dict[str, Any]:
+    return {
+        "payment_id": payment.id,
+        "redirect_url": _card_page_url(payment),
+        "status": str(payment.status),
+    }
 
 
 def _card_page_url(payment: Payment) -> str:
@@ -133,6 +133,16 @@ def _card_page_url(payment: Payment) -> str:
     if public:
         return public.rstrip("/") + url_for("pages.card_page", payment_id=payment.id)
     return url_for("pages.card_page", payment_id=payment.id, _external=True)
+
+
+def _create(
+    parse: Callable[[bytes], dict[str, Any]],
+    create: Callable[..., tuple[Any, bool]],
+    to_json: Callable[[Any], dict[str, Any]],
+) -> Response:
+    """The request body checked by `parse`, then an idempotent create (see _idempotent_create)."""
+    args = parse(request.get_data())
+    return _idempotent_create(lambda: create(**args, now=bank_now()), to_json)
 
 
 def _found(row, to_dict) -> Response:
@@ -149,31 +159,27 @@ def payment_status(payment_id: str) -> Response:
 @api.post("/charges")
 def create_charge() -> Response:
     """Charge a saved card by token (idempotent by key)."""
-    args = charge_request(request.get_data())
-    return _idempotent_create(
-        lambda: services.charge_token(**args, now=bank_now()), services.charge_to_dict
-    )
-
-
-@api.get("/charges/by-key/<path:idempotency_key>")
-def charge_by_key(idempotency_key: str) -> Response:
-    """Find the outcome of a charge the shop missed (timeout)."""
-    return _found(services.find_charge_by_key(idempotency_key), services.charge_to_dict)
+    return _create(charge_request, services.charge_token, services.charge_to_dict)
 
 
 @api.post("/refunds")
 def create_refund() -> Response:
     """Refund (part of) a captured payment or charge (idempotent by key)."""
-    args = refund_request(request.get_data())
-    return _idempotent_create(
-        lambda: services.refund(**args, now=bank_now()), services.refund_to_dict
-    )
+    return _create(refund_request, services.refund, services.refund_to_dict)
 
 
-@api.get("/refunds/by-key/<path:idempotency_key>")
-def refund_by_key(idempotency_key: str) -> Response:
-    """Find the outcome of a refund whose answer the shop missed."""
-    return _found(services.find_refund_by_key(idempotency_key), services.refund_to_dict)
+#: What the shop may look up by idempotency key when it missed the answer (a timeout).
+BY_KEY = {
+    "charges": (Charge, services.charge_to_dict),
+    "refunds": (Refund, services.refund_to_dict),
+}
+
+
+@api.get("/<any(charges, refunds):kind>/by-key/<path:idempotency_key>")
+def find_by_key(kind: str, idempotency_key: str) -> Response:
+    """The outcome of a charge or refund whose answer the shop missed."""
+    model, to_dict = BY_KEY[kind]
+    return _found(services.find_by_key(model, idempotency_key), to_dict)
 
 
 @api.delete("/tokens/<token>")

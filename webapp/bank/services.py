@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from babel.numbers import format_currency
@@ -32,6 +33,7 @@ from .models import (
 )
 
 S = PaymentStatus
+Keyed = TypeVar("Keyed", Payment, Charge, Refund)
 
 DECLINE_MESSAGES = {
     "card_declined": "Carta rifiutata dalla banca emittente.",
@@ -133,6 +135,24 @@ def transition(payment: Payment, new: PaymentStatus) -> None:
     payment.status = new
 
 
+def find_by_key(model: type[Keyed], idempotency_key: str) -> Keyed | None:
+    """The payment, charge or refund made with this idempotency key, or None."""
+    return db.session.scalar(select(model).filter_by(idempotency_key=idempotency_key))
+
+
+def _replayed(model: type[Keyed], idempotency_key: str, **request: object) -> Keyed | None:
+    """The row made with this key, when the request is replayed as it was (None: a new key).
+
+    The same key with another request (any of these fields differs) is an IdempotencyConflict.
+    """
+    existing = find_by_key(model, idempotency_key)
+    if existing is not None and any(
+        getattr(existing, name) != value for name, value in request.items()
+    ):
+        raise IdempotencyConflict(idempotency_key)
+    return existing
+
+
 # ---- hosted payments ---------------------------------------------------------------------
 
 
@@ -154,15 +174,10 @@ def create_payment(
     now: datetime,
 ) -> tuple[Payment, bool]:
     """Create a hosted payment, or return the one already made with this key (created=False)."""
-    existing = db.session.scalar(select(Payment).filter_by(idempotency_key=idempotency_key))
+    existing = _replayed(
+        Payment, idempotency_key, amount_cents=amount_cents, currency=currency, order_ref=order_ref
+    )
     if existing is not None:
-        same = (existing.amount_cents, existing.currency, existing.order_ref) == (
-            amount_cents,
-            currency,
-            order_ref,
-        )
-        if not same:
-            raise IdempotencyConflict(idempotency_key)
         return existing, False
     payment = Payment(
         id="pay_" + secrets.token_urlsafe(16),
@@ -407,11 +422,6 @@ def revoke_token(token: str, *, now: datetime) -> None:
         db.session.flush()
 
 
-def find_charge_by_key(idempotency_key: str) -> Charge | None:
-    """The charge made with this idempotency key, or None."""
-    return db.session.scalar(select(Charge).filter_by(idempotency_key=idempotency_key))
-
-
 def charge_token(
     *,
     token: str,
@@ -424,16 +434,15 @@ def charge_token(
     now: datetime,
 ) -> tuple[Charge, bool]:
     """Charge a saved card, or return the stored charge for a replayed key (created=False)."""
-    existing = find_charge_by_key(idempotency_key)
+    existing = _replayed(
+        Charge,
+        idempotency_key,
+        token=token,
+        amount_cents=amount_cents,
+        currency=currency,
+        order_ref=order_ref,
+    )
     if existing is not None:
-        same = (existing.token, existing.amount_cents, existing.currency, existing.order_ref) == (
-            token,
-            amount_cents,
-            currency,
-            order_ref,
-        )
-        if not same:
-            raise IdempotencyConflict(idempotency_key)
         return existing, False
     card = get_active_card(token)
     if card is None:
@@ -503,11 +512,6 @@ def charge_to_dict(charge: Charge) -> dict[str, object]:
 # ---- refunds -------------------------------------------------------------------------------
 
 
-def find_refund_by_key(idempotency_key: str) -> Refund | None:
-    """The refund made with this idempotency key, or None."""
-    return db.session.scalar(select(Refund).filter_by(idempotency_key=idempotency_key))
-
-
 def refund(
     *,
     target_id: str,
@@ -522,16 +526,15 @@ def refund(
     Raises NotFound, RefundRefused or IdempotencyConflict; on RefundRefused the caller rolls
     back (the refund row was already flushed).
     """
-    existing = find_refund_by_key(idempotency_key)
+    existing = _replayed(
+        Refund,
+        idempotency_key,
+        target_id=target_id,
+        amount_cents=amount_cents,
+        currency=currency,
+        reason=reason,
+    )
     if existing is not None:
-        same = (existing.target_id, existing.amount_cents, existing.currency, existing.reason) == (
-            target_id,
-            amount_cents,
-            currency,
-            reason,
-        )
-        if not same:
-            raise IdempotencyConflict(idempotency_key)
         return existing, False
     target = _refundable(target_id)
     if currency != target.currency:
