@@ -7,7 +7,9 @@ set -u
 py=${1:-.venv/bin/python}
 shift || true
 # Hypothesis's "ci" profile: derandomized, so this command gives the same answer on every run.
-set -- --hypothesis-profile=ci "$@"
+# pytest-xdist: one worker per core (at most 4), each with its own files and, on PostgreSQL, its
+# own database (tests/conftest.py); TEST_WORKERS=0 runs in one process.
+set -- --hypothesis-profile=ci -n "${TEST_WORKERS:-auto}" --maxprocesses 4 "$@"
 status=0
 run() {
   "$@"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from flask import g
+from sqlalchemy import create_engine, make_url, text
 
 from webapp import create_app
 from webapp.config import TestConfig
@@ -22,8 +23,28 @@ def now() -> datetime:
     return FIXED_NOW
 
 
+
+
+def _worker_database(url: str) -> str:
+    """Under pytest-xdist each worker empties tables of its own PostgreSQL database, made here.
+
+    Without xdist, or on SQLite (a file per test), the URL is used as it is.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not url.startswith("postgresql") or not worker:
+        return url
+    base = make_url(url)
+    name = f"{base.database}_{worker}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}):
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
 # `scripts/with-postgres.sh` sets this to run the same tests on PostgreSQL.
-PG_URL = os.environ.get("TEST_DATABASE_URL", "")
+PG_URL = _worker_database(os.environ.get("TEST_DATABASE_URL", ""))
 _pg_schema_ready = False
 
 
