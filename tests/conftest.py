@@ -23,8 +23,6 @@ def now() -> datetime:
     return FIXED_NOW
 
 
-
-
 def _worker_database(url: str) -> str:
     """Under pytest-xdist each worker empties tables of its own PostgreSQL database, made here.
 

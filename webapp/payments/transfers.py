@@ -46,6 +46,28 @@ def record_bank_transfer(
     Flushes; the caller commits (an IntegrityError on commit means the CRO/TRN is known).
     """
     reference = normalise_reference(reference)
+    _check_transfer(order, amount_cents, value_date, reference, now)
+    payment = Payment(
+        order_id=order.id,
+        channel=PaymentChannel.BANK_TRANSFER,
+        amount_cents=amount_cents,
+        currency=order.currency,
+        idempotency_key=f"transfer-{reference}"[:80],
+        transfer_reference=reference,
+        value_date=value_date,
+        recorded_by=recorded_by,
+        created_at=now,
+    )
+    db.session.add(payment)
+    db.session.flush()
+    succeed_payment(payment, None, now)
+    return payment
+
+
+def _check_transfer(
+    order: Order, amount_cents: int, value_date: date, reference: str, now: datetime
+) -> None:
+    """Refuse, with the reason in Italian, a transfer this order cannot take."""
     if not REFERENCE_RE.match(reference):
         raise InvalidChoice(_("Il CRO/TRN deve avere da 6 a 35 lettere o cifre."))
     if (
@@ -74,18 +96,3 @@ def record_bank_transfer(
         raise TransferRefused(
             _("Il bonifico con CRO/TRN %(reference)s è già stato registrato.", reference=reference)
         )
-    payment = Payment(
-        order_id=order.id,
-        channel=PaymentChannel.BANK_TRANSFER,
-        amount_cents=amount_cents,
-        currency=order.currency,
-        idempotency_key=f"transfer-{reference}"[:80],
-        transfer_reference=reference,
-        value_date=value_date,
-        recorded_by=recorded_by,
-        created_at=now,
-    )
-    db.session.add(payment)
-    db.session.flush()
-    succeed_payment(payment, None, now)
-    return payment

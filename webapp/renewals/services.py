@@ -225,6 +225,37 @@ def _check_manageable(service: Service) -> None:
         )
 
 
+def _renewing_card(service: Service, cards: list[SavedCard], today) -> SavedCard:
+    """The card auto-renewal will charge: the service's own, else the newest valid in `cards`."""
+    if card_usable(service.saved_card, today):
+        return service.saved_card
+    card = next((c for c in cards if card_usable(c, today)), None)
+    if card is None:
+        raise CardNeeded(
+            _(
+                "Per attivare il rinnovo automatico serve una carta di pagamento valida: "
+                "aggiungine una nella pagina Carte di pagamento."
+            )
+        )
+    return card
+
+
+def _announce_switch(service: Service, enabled: bool, now: datetime) -> None:
+    """Queue the e-mail that says auto-renewal is now on (with card, price, date) or off."""
+    cfg = settings()
+    queue_customer_email(
+        service,
+        _("Rinnovo automatico attivato: %(name)s", name=service.product.name)
+        if enabled
+        else _("Rinnovo automatico disattivato: %(name)s", name=service.product.name),
+        "auto_renew_changed",
+        enabled=enabled,
+        card=service.saved_card,
+        price=renewal_price(service, cfg.vat_rate),
+        renew_on=renewal_date(service, now, cfg.window),
+    )
+
+
 def set_auto_renew(service: Service, enabled: bool, cards: list[SavedCard], now: datetime) -> bool:
     """Turn auto-renewal on or off; True when it changed (and an e-mail was queued).
 
@@ -236,17 +267,7 @@ def set_auto_renew(service: Service, enabled: bool, cards: list[SavedCard], now:
     _check_manageable(service)
     if enabled == service.auto_renew:
         return False
-    today = rome_date(now)
-    card = service.saved_card
-    if enabled and not card_usable(card, today):
-        card = next((c for c in cards if card_usable(c, today)), None)
-        if card is None:
-            raise CardNeeded(
-                _(
-                    "Per attivare il rinnovo automatico serve una carta di pagamento valida: "
-                    "aggiungine una nella pagina Carte di pagamento."
-                )
-            )
+    card = _renewing_card(service, cards, rome_date(now)) if enabled else None
     values = {"auto_renew": enabled} | ({"saved_card_id": card.id} if enabled else {})
     moved = db.session.execute(
         update(Service)
@@ -265,18 +286,7 @@ def set_auto_renew(service: Service, enabled: bool, cards: list[SavedCard], now:
         if renewal is not None and renewal.open and renewal.next_attempt_at is None:
             renewal.next_attempt_at = now  # back on inside the window: the next pass tries
     db.session.flush()
-    cfg = settings()
-    queue_customer_email(
-        service,
-        _("Rinnovo automatico attivato: %(name)s", name=service.product.name)
-        if enabled
-        else _("Rinnovo automatico disattivato: %(name)s", name=service.product.name),
-        "auto_renew_changed",
-        enabled=enabled,
-        card=service.saved_card,
-        price=renewal_price(service, cfg.vat_rate),
-        renew_on=renewal_date(service, now, cfg.window),
-    )
+    _announce_switch(service, enabled, now)
     return True
 
 
