@@ -88,7 +88,15 @@ def seed(n: int) -> None:
     from webapp.demo import seed as seed_catalogue
     from webapp.payments.models import SavedCard
     from webapp.renewals.models import Service, ServiceStatus
-    from webapp.shop.models import Customer, Order, OrderLine, OrderStatus, PaymentMethod, Product
+    from webapp.shop.models import (
+        BillingProfile,
+        Customer,
+        Order,
+        OrderLine,
+        OrderStatus,
+        PaymentMethod,
+        Product,
+    )
 
     seed_catalogue(NOW)
     db.session.commit()
@@ -115,6 +123,25 @@ def seed(n: int) -> None:
                         tax_code="RSSMRA85T10A562S",
                         password_hash="!",
                         created_at=started,
+                    )
+                    for k in ks
+                ],
+            )
+            conn.execute(  # billing data, as the checkout asks: each invoice's XML is valid
+                insert(BillingProfile),
+                [
+                    dict(
+                        customer_id=c0 + k,
+                        customer_type="private",
+                        first_name="Cliente",
+                        last_name=f"Numero {k}",
+                        tax_code="RSSMRA85T10A562S",
+                        address="Via Garibaldi 10",
+                        postal_code="20121",
+                        city="Milano",
+                        province="MI",
+                        country="IT",
+                        updated_at=started,
                     )
                     for k in ks
                 ],
@@ -192,7 +219,14 @@ def seed(n: int) -> None:
             conn.execute(insert(OrderLine), lines)
             conn.execute(insert(Service), services)
         if conn.dialect.name == "postgresql":  # explicit ids: move the sequences past them
-            for table in ("customer", "saved_card", "orders", "order_line", "service"):
+            for table in (
+                "customer",
+                "billing_profile",
+                "saved_card",
+                "orders",
+                "order_line",
+                "service",
+            ):
                 conn.execute(
                     text(
                         f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
