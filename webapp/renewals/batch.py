@@ -20,14 +20,15 @@ statements and 3 commits per service. Each guarantee keeps its guard:
    period), renewal open -> SUCCEEDED and released; the receipts through `services_renewed`
    (outbox rows, ON CONFLICT DO NOTHING on the per-renewal dedupe key). Every other outcome
    (declined, refused, no answer, a capture of an order already paid) is settled per row with
-   the per-row path's own functions. One commit.
+   the per-row path's own functions, before the successes. Last, payments' `orders_paid`: the
+   invoices, numbered set-based (webapp.invoicing.batch). One commit.
 
 Rows that are not a plain first attempt (a retry with its order, a charge in flight, no usable
 card, a service that stopped renewing) take the per-row path, already claimed. If settling a
 batch raises, it is rolled back and each row is settled per row (asking the bank with the same
-keys). Subscribers of payments' `order_paid` other than renewals' own get it per order inside
-the settle transaction, with `batch_settled=True` (renewals' receiver ignores that: the batch
-extended the service); with no such subscriber, no Order object is loaded.
+keys). The batch sends payments' `orders_paid` (one signal, plain ids); `order_paid` per order
+(with `batch_settled=True`, loading the orders) only if a receiver of it takes no batch
+(renewals' own and invoicing's do).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from webapp.bulk import insert_unnest, next_ids
 from webapp.clock import add_years, rome_date
 from webapp.extensions import db
 from webapp.money import vat_cents
-from webapp.payments.events import order_paid
+from webapp.payments.events import PaidOrder, order_paid, orders_paid
 from webapp.payments.gateway import ChargeResult, GatewayRefused, GatewayUnavailable
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus, SavedCard
 from webapp.payments.services import apply_charge_result, gateway
@@ -162,26 +163,40 @@ def claim_batch(now: datetime, worker: str, lease_now: datetime, limit: int) -> 
 
 def split(ids: list[int], now: datetime, worker: str, cfg: RenewalSettings) -> tuple[list, list]:
     """The claimed rows as fast-path jobs, and the ids that take the per-row path."""
-    rows = db.session.execute(
+    rows = _claimed_rows(ids, worker)
+    today = rome_date(now)
+    public = split_payment_customers([row.customer_id for row in rows])
+    jobs, others = [], []
+    for row in rows:
+        if _plain(row, today):
+            jobs.append(_job_of(row, today, cfg, row.customer_id in public))
+        else:
+            others.append(row.renewal_id)
+    return jobs, others
+
+
+def _claimed_rows(ids: list[int], worker: str) -> list:
+    """What the charge needs of each claimed renewal: service, product, buyer and card."""
+    return db.session.execute(
         select(
-            Renewal.id,
+            Renewal.id.label("renewal_id"),
             Renewal.attempts,
             Renewal.order_id,
-            Renewal.period_expires_at,
+            Renewal.period_expires_at.label("period"),
             CHARGE_IN_FLIGHT.label("in_flight"),
-            Service.id,
+            Service.id.label("service_id"),
             Service.customer_id,
             Service.status,
             Service.auto_renew,
             Service.expires_at,
-            Service.frequency_years,
-            Product.id,
+            Service.frequency_years.label("years"),
+            Product.id.label("product_id"),
             Product.kind,
             Product.name,
-            Product.yearly_price_cents,
+            Product.yearly_price_cents.label("own_price"),
             Customer.email,
-            SavedCard.id,
-            SavedCard.gateway_token,
+            SavedCard.id.label("card_id"),
+            SavedCard.gateway_token.label("token"),
             SavedCard.removed_at,
             SavedCard.exp_year,
             SavedCard.exp_month,
@@ -193,77 +208,47 @@ def split(ids: list[int], now: datetime, worker: str, cfg: RenewalSettings) -> t
         .where(Renewal.id.in_(ids), Renewal.claimed_by == worker)
         .order_by(Renewal.id)
     ).all()
-    today = rome_date(now)
-    public = split_payment_customers([row[6] for row in rows])
-    jobs, others = [], []
-    for row in rows:
-        job = _job_of(row, now, today, cfg, public)
-        if job is None:
-            others.append(row[0])
-        else:
-            jobs.append(job)
-    return jobs, others
 
 
-def _job_of(row, now: datetime, today, cfg: RenewalSettings, public: set[int]) -> Job | None:
-    """The fast-path job of one claimed row, or None when it needs the per-row path."""
-    (
-        rid,
-        attempts,
-        order_id,
-        period,
-        in_flight,
-        sid,
-        customer_id,
-        status,
-        auto_renew,
-        expires_at,
-        years,
-        pid,
-        kind,
-        name,
-        own_price,
-        email,
-        card_id,
-        token,
-        removed_at,
-        exp_year,
-        exp_month,
-    ) = row
-    plain = (
-        not in_flight
-        and order_id is None
-        and status is ServiceStatus.ACTIVE
-        and auto_renew
-        and kind in RENEWABLE_KINDS
-        and expires_at == period
-        and today <= rome_date(period)  # valid through its expiry day
-        and card_id is not None
-        and removed_at is None
-        and (exp_year, exp_month) >= (today.year, today.month)  # SavedCard.is_expired
+def _plain(row, today) -> bool:
+    """A plain first attempt: no order yet, the service still renewing this period, a usable
+    card. Anything else takes the per-row path."""
+    return (
+        not row.in_flight
+        and row.order_id is None
+        and row.status is ServiceStatus.ACTIVE
+        and row.auto_renew
+        and row.kind in RENEWABLE_KINDS
+        and row.expires_at == row.period
+        and today <= rome_date(row.period)  # valid through its expiry day
+        and row.card_id is not None
+        and row.removed_at is None
+        and (row.exp_year, row.exp_month) >= (today.year, today.month)  # SavedCard.is_expired
     )
-    if not plain:
-        return None
-    # renewal_price: the list price valid today x the frequency, no discount
-    yearly = list_price_on(pid, own_price, today)
-    net = yearly * years
+
+
+def _job_of(row, today, cfg: RenewalSettings, split_payment: bool) -> Job:
+    """The fast-path job of a plain claimed row, priced as renewal_price: the list price valid
+    today x the frequency, no discount."""
+    yearly = list_price_on(row.product_id, row.own_price, today)
+    net = yearly * row.years
     return Job(
-        renewal_id=rid,
-        attempt=attempts + 1,
-        service_id=sid,
-        customer_id=customer_id,
-        customer_email=email,
-        product_id=pid,
-        product_name=name,
-        product_kind=kind,
+        renewal_id=row.renewal_id,
+        attempt=row.attempts + 1,
+        service_id=row.service_id,
+        customer_id=row.customer_id,
+        customer_email=row.email,
+        product_id=row.product_id,
+        product_name=row.name,
+        product_kind=row.kind,
         yearly_price_cents=yearly,
-        years=years,
+        years=row.years,
         net_cents=net,
         vat_cents=vat_cents(net, cfg.vat_rate),
-        period=period,
-        card_id=card_id,
-        token=token,
-        split_payment=customer_id in public,
+        period=row.period,
+        card_id=row.card_id,
+        token=row.token,
+        split_payment=split_payment,
     )
 
 
@@ -428,23 +413,38 @@ def _crashed(answer: Answer) -> bool:
 def settle(
     jobs: list[Job], answers: list[Answer], now: datetime, cfg: RenewalSettings
 ) -> list[RenewalOutcome]:
-    """Apply the bank's answers: successes set-based, the rest per row; one commit."""
+    """Apply the bank's answers: the rest per row, then the successes set-based; one commit.
+
+    The successes come last: their invoices take the year's counter row lock (numbering is
+    gap-free), held until this commit, so a twin worker's settlement waits the least.
+    """
     outcomes: dict[int, RenewalOutcome] = {}
-    paid = [(j, a) for j, a in zip(jobs, answers, strict=True) if _paid(j, a)]
-    won = _settle_paid(paid, now) if paid else set()
+    paid = []
     for job, answer in zip(jobs, answers, strict=True):
-        if job.renewal_id in won:
-            outcomes[job.renewal_id] = RenewalOutcome.CHARGED
+        if _paid(job, answer):
+            paid.append((job, answer))
         elif _crashed(answer):
             log.error("renewal %s failed with an error: %r", job.renewal_id, answer)
             outcomes[job.renewal_id] = RenewalOutcome.ERRORS
-        else:  # declined, refused, no answer, a capture of an order paid already
-            payment = db.session.get(Payment, job.payment_id)
-            apply_charge_result(payment, answer, now)
-            renewal = db.session.get(Renewal, job.renewal_id, options=WITH_SERVICE_AND_CARD)
-            outcomes[job.renewal_id] = after_charge(renewal, payment, now, cfg)
+        else:  # declined, refused, no answer
+            outcomes[job.renewal_id] = _settle_one(job, answer, now, cfg)
+    won = _settle_paid(paid, now) if paid else set()
+    for job, answer in paid:
+        # Not won: a capture of an order paid already (the per-row path records the duplicate).
+        charged = job.renewal_id in won
+        outcomes[job.renewal_id] = (
+            RenewalOutcome.CHARGED if charged else _settle_one(job, answer, now, cfg)
+        )
     commit()
     return [outcomes[j.renewal_id] for j in jobs]
+
+
+def _settle_one(job: Job, answer: Answer, now: datetime, cfg: RenewalSettings) -> RenewalOutcome:
+    """One outcome the batch does not settle set-based, with the per-row path's functions."""
+    payment = db.session.get(Payment, job.payment_id)
+    apply_charge_result(payment, answer, now)
+    renewal = db.session.get(Renewal, job.renewal_id, options=WITH_SERVICE_AND_CARD)
+    return after_charge(renewal, payment, now, cfg)
 
 
 def _settle_paid(paid: list[tuple[Job, ChargeResult]], now: datetime) -> set[int]:
@@ -453,28 +453,67 @@ def _settle_paid(paid: list[tuple[Job, ChargeResult]], now: datetime) -> set[int
     paid = [(j, a) for j, a in paid if j.order_id in won_orders]  # the others: per row
     if not paid:
         return set()
+    jobs = [j for j, _ in paid]
     _mark_payments_succeeded(paid, now)
-    news = _extend_services([j for j, _ in paid])
-    _close_renewals([j.renewal_id for j, _ in paid], now)
+    news = _extend_services(jobs)
+    _close_renewals([j.renewal_id for j in jobs], now)
     services_renewed.send(
         "renewals",
-        renewed=[
-            RenewedService(
-                service_id=j.service_id,
-                renewal_id=j.renewal_id,
-                order_id=j.order_id,
-                payment_id=j.payment_id,
-                customer_email=j.customer_email,
-                product_name=j.product_name,
-                old_expiry=j.period,
-                new_expiry=new,
-            )
-            for (j, _), new in zip(paid, news, strict=True)
-        ],
+        renewed=[_renewed(j, new) for j, new in zip(jobs, news, strict=True)],
         now=now,
     )
-    _announce_orders_paid([j for j, _ in paid], now)
-    return {j.renewal_id for j, _ in paid}
+    _announce_orders_paid(jobs, now)
+    return {j.renewal_id for j in jobs}
+
+
+def _announce_orders_paid(jobs: list[Job], now: datetime) -> None:
+    """`orders_paid` for the batch (invoicing numbers its invoices there: the last statements
+    before the commit), and `order_paid` per order for receivers that take no batch."""
+    if any(_wants_each_order(r) for r in order_paid.receivers_for(ANY)):
+        orders = {
+            o.id: o
+            for o in db.session.scalars(
+                select(Order)
+                .where(Order.id.in_([j.order_id for j in jobs]))
+                .options(selectinload(Order.lines))
+            )
+        }
+        payments = {
+            p.id: p
+            for p in db.session.scalars(
+                select(Payment)
+                .where(Payment.id.in_([j.payment_id for j in jobs]))
+                .options(selectinload(Payment.saved_card))
+            )
+        }
+        for job in jobs:
+            payment = payments[job.payment_id]
+            order_paid.send(
+                orders[job.order_id],
+                payment=payment,
+                card=payment.saved_card,
+                now=now,
+                batch_settled=True,
+            )
+    orders_paid.send("renewals", paid=[PaidOrder(j.order_id, j.payment_id) for j in jobs], now=now)
+
+
+def _wants_each_order(receiver) -> bool:
+    """Renewals' own receiver ignores a batch's orders (the batch extended the services)."""
+    return receiver is not on_order_paid and not getattr(receiver, "handles_orders_paid", False)
+
+
+def _renewed(job: Job, new_expiry: datetime) -> RenewedService:
+    return RenewedService(
+        service_id=job.service_id,
+        renewal_id=job.renewal_id,
+        order_id=job.order_id,
+        payment_id=job.payment_id,
+        customer_email=job.customer_email,
+        product_name=job.product_name,
+        old_expiry=job.period,
+        new_expiry=new_expiry,
+    )
 
 
 def _mark_orders_paid(order_ids: list[int], now: datetime) -> set[int]:
@@ -558,37 +597,6 @@ def _close_renewals(renewal_ids: list[int], now: datetime) -> None:
     ).rowcount
     if done != len(renewal_ids):
         raise RuntimeError("a renewal changed under the batch settlement")
-
-
-def _announce_orders_paid(jobs: list[Job], now: datetime) -> None:
-    """`order_paid` per order for subscribers other than renewals' own (e.g. invoicing)."""
-    if not any(r is not on_order_paid for r in order_paid.receivers_for(ANY)):
-        return
-    by_id = {
-        o.id: o
-        for o in db.session.scalars(
-            select(Order)
-            .where(Order.id.in_([j.order_id for j in jobs]))
-            .options(selectinload(Order.lines))
-        )
-    }
-    payments = {
-        p.id: p
-        for p in db.session.scalars(
-            select(Payment)
-            .where(Payment.id.in_([j.payment_id for j in jobs]))
-            .options(selectinload(Payment.saved_card))
-        )
-    }
-    for job in jobs:
-        payment = payments[job.payment_id]
-        order_paid.send(
-            by_id[job.order_id],
-            payment=payment,
-            card=payment.saved_card,
-            now=now,
-            batch_settled=True,
-        )
 
 
 # --- the pass --------------------------------------------------------------------------------
