@@ -9,9 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Table, text
+from sqlalchemy import ColumnElement, Integer, Table, any_, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from webapp.extensions import db
+
+
+def any_of(column, ids: Sequence[int]) -> ColumnElement[bool]:
+    """`column = ANY(:ids)`, the ids as one array parameter: `IN (...)` renders a parameter
+    per id, a new statement text for each batch size (compiled and parsed again each time)."""
+    return column == any_(bindparam(None, list(ids), type_=ARRAY(Integer), unique=True))
 
 
 def next_ids(table: Table, n: int) -> list[int]:

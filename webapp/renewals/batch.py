@@ -45,7 +45,7 @@ from flask import current_app
 from sqlalchemy import bindparam, func, not_, select, text, update
 from sqlalchemy.orm import selectinload
 
-from webapp.bulk import insert_unnest, next_ids
+from webapp.bulk import any_of, insert_unnest, next_ids
 from webapp.clock import add_years, rome_date
 from webapp.extensions import db
 from webapp.money import vat_cents
@@ -165,7 +165,7 @@ def split(ids: list[int], now: datetime, worker: str, cfg: RenewalSettings) -> t
     """The claimed rows as fast-path jobs, and the ids that take the per-row path."""
     rows = _claimed_rows(ids, worker)
     today = rome_date(now)
-    public = split_payment_customers([row.customer_id for row in rows])
+    public = split_payment_customers(sorted({row.customer_id for row in rows}))
     jobs, others = [], []
     for row in rows:
         if _plain(row, today):
@@ -205,7 +205,7 @@ def _claimed_rows(ids: list[int], worker: str) -> list:
         .join(Product, Product.id == Service.product_id)
         .join(Customer, Customer.id == Service.customer_id)
         .outerjoin(SavedCard, SavedCard.id == Service.saved_card_id)
-        .where(Renewal.id.in_(ids), Renewal.claimed_by == worker)
+        .where(any_of(Renewal.id, ids), Renewal.claimed_by == worker)
         .order_by(Renewal.id)
     ).all()
 
@@ -474,7 +474,7 @@ def _announce_orders_paid(jobs: list[Job], now: datetime) -> None:
             o.id: o
             for o in db.session.scalars(
                 select(Order)
-                .where(Order.id.in_([j.order_id for j in jobs]))
+                .where(any_of(Order.id, [j.order_id for j in jobs]))
                 .options(selectinload(Order.lines))
             )
         }
@@ -482,7 +482,7 @@ def _announce_orders_paid(jobs: list[Job], now: datetime) -> None:
             p.id: p
             for p in db.session.scalars(
                 select(Payment)
-                .where(Payment.id.in_([j.payment_id for j in jobs]))
+                .where(any_of(Payment.id, [j.payment_id for j in jobs]))
                 .options(selectinload(Payment.saved_card))
             )
         }
@@ -522,7 +522,7 @@ def _mark_orders_paid(order_ids: list[int], now: datetime) -> set[int]:
     return set(
         db.session.scalars(
             update(orders)
-            .where(orders.c.id.in_(order_ids), orders.c.status == OrderStatus.PENDING_PAYMENT)
+            .where(any_of(orders.c.id, order_ids), orders.c.status == OrderStatus.PENDING_PAYMENT)
             .values(status=OrderStatus.PAID, paid_at=now)
             .returning(orders.c.id)
         )
@@ -584,7 +584,7 @@ def _close_renewals(renewal_ids: list[int], now: datetime) -> None:
     renewals = Renewal.__table__
     done = db.session.execute(
         update(renewals)
-        .where(renewals.c.id.in_(renewal_ids), renewals.c.status.in_(OPEN_RENEWAL_STATUSES))
+        .where(any_of(renewals.c.id, renewal_ids), renewals.c.status.in_(OPEN_RENEWAL_STATUSES))
         .values(
             status=RenewalStatus.SUCCEEDED,
             completed_at=now,
@@ -611,7 +611,7 @@ def release_settled(ids: list[int], worker: str, now: datetime) -> set[int]:
     due = func.coalesce(still_due(now), False)  # NOT of a NULL (no attempt scheduled) is NULL
     released = db.session.scalars(
         update(Renewal)
-        .where(Renewal.id.in_(ids), Renewal.claimed_by == worker, not_(due))
+        .where(any_of(Renewal.id, ids), Renewal.claimed_by == worker, not_(due))
         .values(claimed_until=None, claimed_by=None)
         .returning(Renewal.id)
         .execution_options(synchronize_session=False)
@@ -624,7 +624,7 @@ def release_held(held: array, worker: str) -> None:
     for chunk in _chunks(held, RELEASE_CHUNK):
         db.session.execute(
             update(Renewal)
-            .where(Renewal.id.in_(chunk), Renewal.claimed_by == worker)
+            .where(any_of(Renewal.id, chunk), Renewal.claimed_by == worker)
             .values(claimed_until=None, claimed_by=None)
             .execution_options(synchronize_session=False)
         )
