@@ -36,12 +36,12 @@ from __future__ import annotations
 import logging
 from array import array
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from blinker import ANY
-from flask import current_app
+from flask import Flask, current_app
 from sqlalchemy import bindparam, func, not_, select, text, update
 from sqlalchemy.orm import selectinload
 
@@ -603,11 +603,7 @@ def _close_renewals(renewal_ids: list[int], now: datetime) -> None:
 
 
 def release_settled(ids: list[int], worker: str, now: datetime) -> set[int]:
-    """Release this worker's claims on rows no longer due; returns the ids released.
-
-    A row still due (the bank did not answer, a charge still in flight) stays claimed until
-    the end of the pass, so the pass does not take it again and again.
-    """
+    """Release this worker's claims on rows no longer due; returns the ids released."""
     due = func.coalesce(still_due(now), False)  # NOT of a NULL (no attempt scheduled) is NULL
     released = db.session.scalars(
         update(Renewal)
@@ -636,14 +632,25 @@ def _chunks(values: array, size: int) -> Iterator[list[int]]:
         yield values[start : start + size].tolist()
 
 
-def process_batch(
+@dataclass
+class Charged:
+    """A batch asked of the bank, to settle: its claimed ids, the fast-path jobs and answers,
+    the rows for the per-row path, and the outcomes known already."""
+
+    ids: list[int]
+    jobs: list[Job]
+    answers: list[Answer]
+    others: list[int]
+    outcomes: list[RenewalOutcome]
+
+
+def charge_batch(
     ids: list[int], now: datetime, worker: str, cfg: RenewalSettings, pool: ThreadPoolExecutor
-) -> tuple[list[RenewalOutcome], set[int]]:
-    """Record, charge and settle one claimed batch; returns the outcomes and the errored ids."""
+) -> Charged:
+    """Record the claimed batch's attempts (one commit) and ask the bank for each."""
     jobs, others = split(ids, now, worker, cfg)
     db.session.rollback()  # end the read transaction (nothing written yet)
     outcomes: list[RenewalOutcome] = []
-    errored: set[int] = set()
     if jobs:
         try:
             jobs = record(jobs, now, worker)
@@ -651,30 +658,58 @@ def process_batch(
             log.warning("batch not recorded: %s", exc)
             outcomes += [RenewalOutcome.SKIPPED] * len(jobs)
             jobs = []
-    if jobs:
-        answers = charge_all(jobs, pool)
+    answers = charge_all(jobs, pool) if jobs else []
+    return Charged(ids, jobs, answers, others, outcomes)
+
+
+def settle_batch(
+    batch: Charged, now: datetime, worker: str, cfg: RenewalSettings
+) -> tuple[list[RenewalOutcome], list[int]]:
+    """Settle a charged batch, then its per-row rows, and release what is no longer due.
+
+    Returns the outcomes and the ids kept claimed until the pass ends: still due (the bank did
+    not answer, a charge still in flight), so the pass does not take them again and again.
+    An errored row keeps its claim until it runs out (a crash-like back-off).
+    """
+    outcomes = list(batch.outcomes)
+    errored: set[int] = set()
+    if batch.jobs:
         try:
-            settled = settle(jobs, answers, now, cfg)
+            settled = settle(batch.jobs, batch.answers, now, cfg)
         except Exception:
             # Settle each row on its own: the per-row path asks the bank with the same keys.
             rollback()
-            log.exception("batch settlement failed: settling its %s renewals per row", len(jobs))
+            log.exception(
+                "batch settlement failed: settling its %s renewals per row", len(batch.jobs)
+            )
             settled = [
                 RenewalOutcome.ERRORS
                 if _crashed(a)
                 else process_claimed(j.renewal_id, now, worker, cfg, keep_claim=True)
-                for j, a in zip(jobs, answers, strict=True)
+                for j, a in zip(batch.jobs, batch.answers, strict=True)
             ]
         outcomes += settled
         errored |= {
-            j.renewal_id for j, o in zip(jobs, settled, strict=True) if o is RenewalOutcome.ERRORS
+            j.renewal_id
+            for j, o in zip(batch.jobs, settled, strict=True)
+            if o is RenewalOutcome.ERRORS
         }
-    for renewal_id in others:
+    for renewal_id in batch.others:
         outcome = process_claimed(renewal_id, now, worker, cfg, keep_claim=True)
         outcomes.append(outcome)
         if outcome is RenewalOutcome.ERRORS:
             errored.add(renewal_id)
-    return outcomes, errored
+    released = release_settled(batch.ids, worker, now)
+    return outcomes, [i for i in batch.ids if i not in released and i not in errored]
+
+
+def _settle_in_context(app: Flask, batch: Charged, *args) -> tuple:
+    """settle_batch in the settling thread: its own app context, session and connection."""
+    with app.app_context():
+        try:
+            return settle_batch(batch, *args)
+        finally:
+            db.session.remove()
 
 
 def run_batches(
@@ -684,19 +719,40 @@ def run_batches(
     lease_clock: Callable[[], datetime],
     report: RenewalReport,
 ) -> None:
-    """Claim and process batches until nothing due is left unclaimed."""
+    """Claim and process batches until nothing due is left unclaimed.
+
+    Two stages overlap: while a thread settles batch k (its own session and transaction:
+    compare-and-set updates, invoices, receipts), this thread claims, records and charges
+    batch k+1. Each batch keeps its order (claim, record and commit, charge, settle and
+    commit); the rows of the two are disjoint (both claimed by this worker). The invoices'
+    counter lock is only ever taken by the settling thread.
+    """
     size = batch_size()
     held = array("q")  # still due after this pass's attempt: released when the pass ends
     threads = int(current_app.config.get("RENEWAL_BANK_THREADS", BANK_THREADS))
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bank") as pool:
+    app = current_app._get_current_object()
+    pending: Future | None = None
+    with (
+        ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bank") as pool,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="settle") as settler,
+    ):
         try:
             while ids := claim_batch(now, worker, lease_clock(), size):
-                outcomes, errored = process_batch(ids, now, worker, cfg, pool)
-                for outcome in outcomes:
-                    report.count(outcome)
-                released = release_settled(ids, worker, now)
-                # An errored row keeps its claim until it runs out (a crash-like back-off).
-                held.extend(i for i in ids if i not in released and i not in errored)
+                batch = charge_batch(ids, now, worker, cfg, pool)
+                if pending is not None:
+                    _tally(pending.result(), report, held)
+                pending = settler.submit(_settle_in_context, app, batch, now, worker, cfg)
+            if pending is not None:
+                _tally(pending.result(), report, held)
         finally:
+            if pending is not None:
+                wait([pending])  # never release claims while a settlement is under way
             rollback()
             release_held(held, worker)
+
+
+def _tally(settled: tuple[list[RenewalOutcome], list[int]], report: RenewalReport, held: array):
+    outcomes, still_due_ids = settled
+    for outcome in outcomes:
+        report.count(outcome)
+    held.extend(still_due_ids)
