@@ -4,9 +4,10 @@ Seeds N auto-renewing services that entered the renewal window (bulk Core insert
 one engine pass, `run_renewals(now)`: it opens N renewals and charges each once (on PostgreSQL
 in claimed batches), issues each paid renewal's FatturaPA invoice (gap-free numbers) and queues
 its receipt e-mail in the outbox (not sent: that is the outbox job's). The raw floor (bare
-psycopg, INSERT payment + UPDATE service, a commit each) is measured again next to every pass,
-since it moves with the machine's load; the ratio is the pass's rate over that floor. The bank is an in-process fake whose charges always succeed at once, so the figures are
-the shop side's engine (database work, rendering, Python), not a bank's latency. Each pass runs
+psycopg, INSERT payment + UPDATE service, a commit each) is measured right before and after
+every pass, since it moves with the machine's load; the ratio is the pass's rate over the mean
+of the two. The bank is an in-process fake whose charges always succeed at once, so the figures
+are the shop side's engine (database work, rendering, Python), not a bank's latency. Each pass runs
 in a process of its own: memory is its resident size before the pass and the peak sampled during
 it (with --tracemalloc also the Python heap peak; tracemalloc slows the pass about 3 times, so
 that run's rate is not comparable). Not a test: figures only. EMPTIES the database it is given.
@@ -420,8 +421,10 @@ def measure(n: int, workers: int, url: str, trace: bool) -> dict:
     """Seed n due services, measure the raw floor next to the pass (it moves with the machine's
     load), run the pass with `workers` processes and check what it left."""
     seeded = prepare(n, url)
-    raw = raw_rate(url)
+    raw_before = raw_rate(url)
     results = passes(n, url, workers, trace)
+    raw_after = raw_rate(url)
+    raw = (raw_before + raw_after) / 2
     wall = max(r["wall_end"] for r in results) - min(r["wall_start"] for r in results)
     rate = n / wall
     with make_app(url).app_context():
@@ -429,7 +432,8 @@ def measure(n: int, workers: int, url: str, trace: bool) -> dict:
         db.session.remove()
     print(
         f"{n:>7} servizi, {workers} worker: {wall:7.1f} s, {rate:6.0f} servizi/s, grezzo "
-        f"{raw:,.0f}/s, rapporto al grezzo {rate / raw:.2f}  [seed {seeded:.1f} s]"
+        f"{raw:,.0f}/s (prima {raw_before:,.0f}, dopo {raw_after:,.0f}), rapporto al grezzo "
+        f"{rate / raw:.2f}  [seed {seeded:.1f} s]"
     )
     for r in results:
         heap = f", heap peak {r['heap_peak_mib']:.1f} MiB" if r["heap_peak_mib"] else ""
