@@ -52,6 +52,7 @@ def insert_unnest(
     names = list(columns)
     arrays = ", ".join(_array(name, columns[name][0]) for name in names)
     sql = f'INSERT INTO "{table.name}" ({", ".join(names)}) SELECT * FROM unnest({arrays}) {suffix}'
+    db.session.flush()  # as session.execute would: pending ORM rows go first (foreign keys)
     result = db.session.connection().exec_driver_sql(
         sql, {name: _values(*columns[name]) for name in names}
     )
