@@ -29,6 +29,10 @@ batch raises, it is rolled back and each row is settled per row (asking the bank
 keys). The batch sends payments' `orders_paid` (one signal, plain ids); `order_paid` per order
 (with `batch_settled=True`, loading the orders) only if a receiver of it takes no batch
 (renewals' own and invoicing's do).
+
+A pass runs two stages at once (run_batches): a thread settles batch k, with its own session,
+while the pass claims, records and charges batch k+1. The two batches' rows are disjoint, each
+batch keeps the order above, and claims are released only when no settlement is under way.
 """
 
 from __future__ import annotations
