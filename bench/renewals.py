@@ -1,10 +1,13 @@
 """Renewal-engine throughput and peak memory for N due services, on PostgreSQL.
 
 Seeds N auto-renewing services that entered the renewal window (bulk Core inserts), then times
-one engine pass, `run_renewals(now)`: it opens N renewals and charges each once, with a claim
-and a commit per service, the receipt e-mail queued in the outbox (not sent: that is the outbox
-job's). The bank is an in-process fake whose charges always succeed at once, so the figures are
-the shop side's engine (database work, rendering, Python), not a bank's latency. Each pass runs
+one engine pass, `run_renewals(now)`: it opens N renewals and charges each once (on PostgreSQL
+in claimed batches), issues each paid renewal's FatturaPA invoice (gap-free numbers) and queues
+its receipt e-mail in the outbox (not sent: that is the outbox job's). The raw floor (bare
+psycopg, INSERT payment + UPDATE service, a commit each) is measured right before and after
+every pass, since it moves with the machine's load; the ratio is the pass's rate over the mean
+of the two. The bank is an in-process fake whose charges always succeed at once, so the figures
+are the shop side's engine (database work, rendering, Python), not a bank's latency. Each pass runs
 in a process of its own: memory is its resident size before the pass and the peak sampled during
 it (with --tracemalloc also the Python heap peak; tracemalloc slows the pass about 3 times, so
 that run's rate is not comparable). Not a test: figures only. EMPTIES the database it is given.
@@ -88,7 +91,15 @@ def seed(n: int) -> None:
     from webapp.demo import seed as seed_catalogue
     from webapp.payments.models import SavedCard
     from webapp.renewals.models import Service, ServiceStatus
-    from webapp.shop.models import Customer, Order, OrderLine, OrderStatus, PaymentMethod, Product
+    from webapp.shop.models import (
+        BillingProfile,
+        Customer,
+        Order,
+        OrderLine,
+        OrderStatus,
+        PaymentMethod,
+        Product,
+    )
 
     seed_catalogue(NOW)
     db.session.commit()
@@ -115,6 +126,25 @@ def seed(n: int) -> None:
                         tax_code="RSSMRA85T10A562S",
                         password_hash="!",
                         created_at=started,
+                    )
+                    for k in ks
+                ],
+            )
+            conn.execute(  # billing data, as the checkout asks: each invoice's XML is valid
+                insert(BillingProfile),
+                [
+                    dict(
+                        customer_id=c0 + k,
+                        customer_type="private",
+                        first_name="Cliente",
+                        last_name=f"Numero {k}",
+                        tax_code="RSSMRA85T10A562S",
+                        address="Via Garibaldi 10",
+                        postal_code="20121",
+                        city="Milano",
+                        province="MI",
+                        country="IT",
+                        updated_at=started,
                     )
                     for k in ks
                 ],
@@ -192,7 +222,14 @@ def seed(n: int) -> None:
             conn.execute(insert(OrderLine), lines)
             conn.execute(insert(Service), services)
         if conn.dialect.name == "postgresql":  # explicit ids: move the sequences past them
-            for table in ("customer", "saved_card", "orders", "order_line", "service"):
+            for table in (
+                "customer",
+                "billing_profile",
+                "saved_card",
+                "orders",
+                "order_line",
+                "service",
+            ):
                 conn.execute(
                     text(
                         f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
@@ -204,6 +241,7 @@ def seed(n: int) -> None:
 
 def check(n: int) -> dict[str, int]:
     """What the pass left: one succeeded charge and one extended period per service."""
+    from webapp.invoicing.models import Invoice
     from webapp.outbox.models import OutboxEmail
     from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
     from webapp.renewals.models import Service
@@ -224,6 +262,9 @@ def check(n: int) -> dict[str, int]:
             )
         ),
         "emails_queued": db.session.scalar(select(func.count(OutboxEmail.id))),
+        "invoices": db.session.scalar(select(func.count(Invoice.id))),
+        "invoice_numbers": db.session.scalar(select(func.count(func.distinct(Invoice.number)))),
+        "invoice_max": db.session.scalar(select(func.coalesce(func.max(Invoice.number), 0))),
     }
 
 
@@ -376,6 +417,81 @@ def passes(n: int, url: str, workers: int, trace: bool) -> list[dict]:
     return results
 
 
+def measure(n: int, workers: int, url: str, trace: bool) -> dict:
+    """Seed n due services, measure the raw floor next to the pass (it moves with the machine's
+    load), run the pass with `workers` processes and check what it left."""
+    seeded = prepare(n, url)
+    raw_before = raw_rate(url)
+    results = passes(n, url, workers, trace)
+    raw_after = raw_rate(url)
+    raw = (raw_before + raw_after) / 2
+    wall = max(r["wall_end"] for r in results) - min(r["wall_start"] for r in results)
+    rate = n / wall
+    with make_app(url).app_context():
+        last = check(n)  # after every worker: the whole database
+        db.session.remove()
+    print(
+        f"{n:>7} servizi, {workers} worker: {wall:7.1f} s, {rate:6.0f} servizi/s, grezzo "
+        f"{raw:,.0f}/s (prima {raw_before:,.0f}, dopo {raw_after:,.0f}), rapporto al grezzo "
+        f"{rate / raw:.2f}  [seed {seeded:.1f} s]"
+    )
+    for r in results:
+        heap = f", heap peak {r['heap_peak_mib']:.1f} MiB" if r["heap_peak_mib"] else ""
+        print(
+            f"         {r['worker']}: addebitati {r['charged']}, saltati {r['skipped']}, "
+            f"errori {r['errors']}, RSS {r['rss_before_mib']:.0f} -> picco "
+            f"{r['rss_peak_mib']:.0f} MiB (+{r['rss_peak_mib'] - r['rss_before_mib']:.1f})"
+            f"{heap}"
+        )
+    print(
+        f"         addebiti {last['renewal_charges']} (ordini pagati due volte: "
+        f"{last['orders_paid_twice']}), servizi prorogati {last['services_extended']}, "
+        f"e-mail in coda {last['emails_queued']}, fatture {last['invoices']} "
+        f"(numeri 1..{last['invoice_max']}, distinti {last['invoice_numbers']}), "
+        f"chiamate alla banca {sum(r['bank_charges'] for r in results)}"
+    )
+    ok = (
+        last["renewal_charges"]
+        == last["services_extended"]
+        == sum(r["bank_charges"] for r in results)
+        == sum(r["charged"] for r in results)
+        == last["invoices"]
+        == last["invoice_numbers"]
+        == last["invoice_max"]
+        == n
+    )
+    if not ok or last["orders_paid_twice"]:
+        raise SystemExit("la passata non ha rinnovato ogni servizio esattamente una volta")
+    return dict(
+        n=n,
+        workers=workers,
+        raw=raw,
+        rate=rate,
+        wall=wall,
+        skipped=[r["skipped"] for r in results],
+        rss=max(r["rss_peak_mib"] for r in results),
+    )
+
+
+def summary(rows: list[dict]) -> None:
+    """The figures side by side, and the peak RSS growth from the smallest n to the largest."""
+    print("\n  servizi  worker  grezzo/s  motore/s  rapporto  saltati      RSS picco")
+    for r in rows:
+        skipped = "/".join(str(s) for s in r["skipped"])
+        print(
+            f"  {r['n']:>7}  {r['workers']:>6}  {r['raw']:>8,.0f}  {r['rate']:>8,.0f}  "
+            f"{r['rate'] / r['raw']:>8.2f}  {skipped:>7}  {r['rss']:>9.0f} MiB"
+        )
+    sizes = sorted({r["n"] for r in rows})
+    for workers in sorted({r["workers"] for r in rows}):
+        peaks = {r["n"]: r["rss"] for r in rows if r["workers"] == workers}
+        if len(sizes) > 1 and sizes[0] in peaks and sizes[-1] in peaks:
+            print(
+                f"  RSS picco {workers} worker, da {sizes[0]:,} a {sizes[-1]:,}: "
+                f"{peaks[sizes[-1]] / peaks[sizes[0]]:.2f}x"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--services", type=int, nargs="+", default=[10_000, 100_000])
@@ -402,46 +518,11 @@ def main() -> None:
         f"motore dei rinnovi: una passata, banca finta istantanea, "
         f"{args.database_url.split(':')[0]}, {os.cpu_count()} CPU, lotto {batch}"
     )
-    raw = None
+    rows = []
     for n in args.services:
         for workers in args.workers:
-            seeded = prepare(n, args.database_url)
-            if raw is None:
-                raw = raw_rate(args.database_url)
-                print(f"grezzo (INSERT payment + UPDATE service, 1 commit, psycopg): {raw:,.0f}/s")
-            results = passes(n, args.database_url, workers, args.tracemalloc)
-            wall = max(r["wall_end"] for r in results) - min(r["wall_start"] for r in results)
-            rate = n / wall
-            with make_app(args.database_url).app_context():
-                last = check(n)  # after every worker: the whole database
-                db.session.remove()
-            print(
-                f"{n:>7} servizi, {workers} worker: {wall:7.1f} s, {rate:6.0f} servizi/s, "
-                f"rapporto al grezzo {rate / raw:.2f}  [seed {seeded:.1f} s]"
-            )
-            for r in results:
-                heap = f", heap peak {r['heap_peak_mib']:.1f} MiB" if r["heap_peak_mib"] else ""
-                print(
-                    f"         {r['worker']}: addebitati {r['charged']}, saltati {r['skipped']}, "
-                    f"errori {r['errors']}, RSS {r['rss_before_mib']:.0f} -> picco "
-                    f"{r['rss_peak_mib']:.0f} MiB (+{r['rss_peak_mib'] - r['rss_before_mib']:.1f})"
-                    f"{heap}"
-                )
-            print(
-                f"         addebiti {last['renewal_charges']} (ordini pagati due volte: "
-                f"{last['orders_paid_twice']}), servizi prorogati {last['services_extended']}, "
-                f"e-mail in coda {last['emails_queued']}, chiamate alla banca "
-                f"{sum(r['bank_charges'] for r in results)}"
-            )
-            ok = (
-                last["renewal_charges"]
-                == last["services_extended"]
-                == sum(r["bank_charges"] for r in results)
-                == sum(r["charged"] for r in results)
-                == n
-            )
-            if not ok or last["orders_paid_twice"]:
-                raise SystemExit("la passata non ha rinnovato ogni servizio esattamente una volta")
+            rows.append(measure(n, workers, args.database_url, args.tracemalloc))
+    summary(rows)
     with make_app(args.database_url).app_context():
         db.drop_all()
 

@@ -9,9 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Table, text
+from sqlalchemy import ColumnElement, Integer, Table, any_, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from webapp.extensions import db
+
+
+def any_of(column, ids: Sequence[int]) -> ColumnElement[bool]:
+    """`column = ANY(:ids)`, the ids as one array parameter: `IN (...)` renders a parameter
+    per id, a new statement text for each batch size (compiled and parsed again each time)."""
+    return column == any_(bindparam(None, list(ids), type_=ARRAY(Integer), unique=True))
 
 
 def next_ids(table: Table, n: int) -> list[int]:
@@ -36,11 +43,33 @@ def insert_unnest(
     suffix: str = "",
 ) -> list:
     """INSERT the rows given column-wise ({name: (pg array type, values)}); returns the rows
-    of `suffix` (e.g. "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id") or []."""
+    of `suffix` (e.g. "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id") or [].
+
+    A "json" column takes its values already serialised (JSON texts). The arrays travel in
+    PostgreSQL's binary format (psycopg's `%b` placeholders): in the text format psycopg quotes
+    and escapes every element with a regular expression, and bytea doubles in size as hex.
+    """
     names = list(columns)
-    arrays = ", ".join(f"CAST(:{name} AS {columns[name][0]}[])" for name in names)
-    stmt = text(
-        f'INSERT INTO "{table.name}" ({", ".join(names)}) SELECT * FROM unnest({arrays}) {suffix}'
+    arrays = ", ".join(_array(name, columns[name][0]) for name in names)
+    sql = f'INSERT INTO "{table.name}" ({", ".join(names)}) SELECT * FROM unnest({arrays}) {suffix}'
+    db.session.flush()  # as session.execute would: pending ORM rows go first (foreign keys)
+    result = db.session.connection().exec_driver_sql(
+        sql, {name: _values(*columns[name]) for name in names}
     )
-    result = db.session.execute(stmt, {name: list(columns[name][1]) for name in names})
     return result.all() if result.returns_rows else []
+
+
+def _array(name: str, pg_type: str) -> str:
+    if pg_type == "json":
+        # One JSON array text: an array of JSON texts would be escaped quote by quote.
+        return (
+            f"ARRAY(SELECT e FROM json_array_elements(CAST(%({name})b AS json)) "
+            "WITH ORDINALITY AS t(e, i) ORDER BY i)"
+        )
+    return f"CAST(%({name})b AS {pg_type}[])"
+
+
+def _values(pg_type: str, values: Sequence):
+    if pg_type == "json":
+        return "[" + ",".join(values) + "]"
+    return list(values)

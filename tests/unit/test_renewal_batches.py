@@ -14,8 +14,19 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from tests.conftest import PG_URL
+from tests.unit.invoicing_helpers import give_billing
 from tests.unit.renewal_fakes import FakeGateway, make_card, make_service
 from webapp.extensions import db as _db
+from webapp.invoicing import fatturapa
+from webapp.invoicing.models import Invoice
+from webapp.invoicing.services import (
+    customer_snapshot,
+    document_of,
+    lines_of,
+    progressive,
+    seller_from_config,
+)
+from webapp.invoicing.xsd import schema_errors
 from webapp.outbox.models import OutboxEmail
 from webapp.payments.events import order_paid
 from webapp.payments.models import Payment, PaymentStatus
@@ -222,3 +233,28 @@ def test_sqlite_takes_the_per_row_path(app, fake, services, monkeypatch):
     assert run_renewals(IN_WINDOW).charged == len(services)
     assert len(fake.calls) == len(services)
     assert len(receipts()) == len(services)
+
+
+@postgres_only
+def test_a_batch_invoices_each_renewal_as_the_per_row_issue_would(
+    app, fake, services, dummy_customer
+):
+    """The set-based invoices (invoicing.batch) carry what issue_invoice would write: the
+    buyer's snapshot, the lines, numbers 1..n and the same XML bytes."""
+    give_billing(dummy_customer, "private")
+    run_renewals(IN_WINDOW)
+    _db.session.expire_all()
+    invoices = list(_db.session.scalars(select(Invoice).order_by(Invoice.number)))
+    assert [i.number for i in invoices] == list(range(1, len(services) + 1))
+    assert len({i.order_id for i in invoices}) == len(services)
+    seller = seller_from_config()
+    for invoice in invoices:
+        order = _db.session.get(Order, invoice.order_id)
+        assert order.kind is OrderKind.RENEWAL and order.status is OrderStatus.PAID
+        assert invoice.customer == customer_snapshot(dummy_customer)
+        assert invoice.lines == lines_of(order.kind, order.discount_code, order.lines)
+        assert invoice.paid_cents == order.total_cents
+        assert invoice.file_name == fatturapa.file_name(seller, progressive(invoice.id))
+        document = document_of(invoice, order, progressive(invoice.id))
+        assert invoice.xml == fatturapa.build(document, seller)
+        assert schema_errors(invoice.xml) == []

@@ -25,11 +25,11 @@ from webapp.invoicing.xsd import schema_errors
 from webapp.money import round_half_up_div, vat_cents
 from webapp.payments.models import Payment, Refund, RefundStatus
 from webapp.shop.billing import get_profile
-from webapp.shop.models import Customer, Order, OrderKind, PaymentMethod
+from webapp.shop.models import BillingProfile, Customer, Order, OrderKind, PaymentMethod
 
 log = logging.getLogger(__name__)
 
-_PAYMENT_CODES = {PaymentMethod.CARD: "MP08", PaymentMethod.BANK_TRANSFER: "MP05"}
+PAYMENT_CODES = {PaymentMethod.CARD: "MP08", PaymentMethod.BANK_TRANSFER: "MP05"}
 _BASE36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -37,11 +37,18 @@ _BASE36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def next_number(year: int) -> int:
-    """Take the next number of the year's series, in the caller's transaction.
+    """Take the next number of the year's series, in the caller's transaction."""
+    return take_numbers(year, 1)[0]
+
+
+def take_numbers(year: int, n: int) -> range:
+    """Take the next n numbers of the year's series at once, in the caller's transaction.
 
     Guard: the INSERT ... ON CONFLICT DO NOTHING makes the year's row exist (a concurrent twin's
-    insert waits on the unique key), then the UPDATE ... RETURNING takes the row lock until the
-    transaction ends: concurrent payers queue up, and a rollback gives the number back.
+    insert waits on the unique key), then the UPDATE ... SET last = last + n ... RETURNING takes
+    the row lock until the transaction ends: concurrent payers (and batches) queue up, each gets
+    a run of consecutive numbers, and a rollback gives the whole run back (no gap). Take them
+    as late as possible in the transaction: the lock is held until its commit.
     """
     insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
     db.session.execute(
@@ -49,13 +56,14 @@ def next_number(year: int) -> int:
         .values(year=year, last=0)
         .on_conflict_do_nothing(index_elements=["year"])
     )
-    return db.session.execute(
+    last = db.session.execute(
         update(InvoiceCounter)
         .where(InvoiceCounter.year == year)
-        .values(last=InvoiceCounter.last + 1)
+        .values(last=InvoiceCounter.last + n)
         .returning(InvoiceCounter.last)
         .execution_options(synchronize_session=False)
     ).scalar_one()
+    return range(last - n + 1, last + 1)
 
 
 def progressive(invoice_id: int) -> str:
@@ -92,23 +100,29 @@ _SNAPSHOT_FIELDS = (
 
 def customer_snapshot(customer: Customer) -> dict:
     """The buyer's billing data now, copied into the document (later edits do not change it)."""
-    profile = get_profile(customer.id)
+    return snapshot_of(customer.name, customer.tax_code, customer.email, get_profile(customer.id))
+
+
+def snapshot_of(
+    name: str, tax_code: str | None, email: str, profile: BillingProfile | None
+) -> dict:
+    """customer_snapshot from values already read (the batch issue reads them set-based)."""
     if profile is None:
         # Customers from before billing data was asked: name and tax code only. The XML will
         # lack the address (the issue logs it); the checkout asks everyone else first.
-        first, _, last = customer.name.rpartition(" ")
+        first, _, last = name.rpartition(" ")
         data = dict.fromkeys(_SNAPSHOT_FIELDS, "")
         data.update(
-            first_name=first or customer.name,
-            last_name=last or customer.name,
-            tax_code=customer.tax_code or "",
+            first_name=first or name,
+            last_name=last or name,
+            tax_code=tax_code or "",
             country="IT",
         )
         data["customer_type"] = "private"
     else:
-        data = {name: getattr(profile, name) or "" for name in _SNAPSHOT_FIELDS}
+        data = {field: getattr(profile, field) or "" for field in _SNAPSHOT_FIELDS}
         data["customer_type"] = profile.customer_type.value
-    data["email"] = customer.email
+    data["email"] = email
     return data
 
 
@@ -122,13 +136,18 @@ def display_name(snapshot: dict) -> str:
 
 
 def _order_lines(order: Order) -> list[dict]:
+    return lines_of(order.kind, order.discount_code, order.lines)
+
+
+def lines_of(kind: OrderKind, discount_code: str | None, order_lines) -> list[dict]:
+    """The document's lines of an order's lines (objects or rows with the OrderLine columns)."""
     lines = []
-    for line in order.lines:
+    for line in order_lines:
         years = "1 anno" if line.years == 1 else f"{line.years} anni"
-        what = "Rinnovo" if order.kind is OrderKind.RENEWAL else "Servizio"
+        what = "Rinnovo" if kind is OrderKind.RENEWAL else "Servizio"
         description = f"{what} {line.product_name} ({line.kind.label}), {years}"
-        if line.discount_cents and order.discount_code:
-            description += f", codice sconto {order.discount_code}"
+        if line.discount_cents and discount_code:
+            description += f", codice sconto {discount_code}"
         lines.append(
             {
                 "description": description,
@@ -170,7 +189,7 @@ def issue_invoice(order: Order, payment: Payment, now: datetime) -> Invoice:
         total_cents=order.net_cents + order.vat_cents,
         paid_cents=order.total_cents,
         split_payment=order.split_payment,
-        payment_method=_PAYMENT_CODES[order.payment_method],
+        payment_method=PAYMENT_CODES[order.payment_method],
         issued_at=now,
     )
     return _finish(invoice, order)

@@ -10,6 +10,8 @@ Each signal's sender is the object named below; the keyword arguments are always
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from blinker import Namespace
 
 _signals = Namespace()
@@ -17,6 +19,14 @@ _signals = Namespace()
 #: An order became paid. sender: the Order; kwargs: payment (Payment), card (SavedCard | None,
 #: the card that paid and that renewals will use), now (datetime).
 order_paid = _signals.signal("order-paid")
+
+#: Many orders became paid at once, by a set-based settlement (the renewal engine's batches).
+#: sender: the name of the settling package; kwargs: paid (list[PaidOrder]: plain ids, no loaded
+#: objects), now. Sent inside the paying transaction: a subscriber adds its rows with set-based
+#: statements and must be idempotent per order (an order settled per row after a failed batch
+#: gets `order_paid` instead). The settlement also sends `order_paid` per order, with
+#: batch_settled=True, but only when a receiver of it is not marked `@handles_orders_paid`.
+orders_paid = _signals.signal("orders-paid")
 
 #: A payment attempt ended without money taken. sender: the Payment; kwargs: now.
 payment_failed = _signals.signal("payment-failed")
@@ -27,3 +37,17 @@ payment_refunded = _signals.signal("payment-refunded")
 #: The bank captured money for an order that another payment had already paid. sender: the
 #: Payment (status DUPLICATE); kwargs: now. Payments itself records the refund.
 duplicate_captured = _signals.signal("duplicate-captured")
+
+
+class PaidOrder(NamedTuple):
+    """One order of `orders_paid`, with the payment that paid it."""
+
+    order_id: int
+    payment_id: int
+
+
+def handles_orders_paid(receiver):
+    """Mark an `order_paid` receiver whose package also takes `orders_paid`: a set-based
+    settlement need not load its orders to announce them one by one (it ignores batch_settled)."""
+    receiver.handles_orders_paid = True
+    return receiver

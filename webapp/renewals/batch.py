@@ -20,14 +20,19 @@ statements and 3 commits per service. Each guarantee keeps its guard:
    period), renewal open -> SUCCEEDED and released; the receipts through `services_renewed`
    (outbox rows, ON CONFLICT DO NOTHING on the per-renewal dedupe key). Every other outcome
    (declined, refused, no answer, a capture of an order already paid) is settled per row with
-   the per-row path's own functions. One commit.
+   the per-row path's own functions, before the successes. Last, payments' `orders_paid`: the
+   invoices, numbered set-based (webapp.invoicing.batch). One commit.
 
 Rows that are not a plain first attempt (a retry with its order, a charge in flight, no usable
 card, a service that stopped renewing) take the per-row path, already claimed. If settling a
 batch raises, it is rolled back and each row is settled per row (asking the bank with the same
-keys). Subscribers of payments' `order_paid` other than renewals' own get it per order inside
-the settle transaction, with `batch_settled=True` (renewals' receiver ignores that: the batch
-extended the service); with no such subscriber, no Order object is loaded.
+keys). The batch sends payments' `orders_paid` (one signal, plain ids); `order_paid` per order
+(with `batch_settled=True`, loading the orders) only if a receiver of it takes no batch
+(renewals' own and invoicing's do).
+
+A pass runs two stages at once (run_batches): a thread settles batch k, with its own session,
+while the pass claims, records and charges batch k+1. The two batches' rows are disjoint, each
+batch keeps the order above, and claims are released only when no settlement is under way.
 """
 
 from __future__ import annotations
@@ -35,20 +40,20 @@ from __future__ import annotations
 import logging
 from array import array
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from blinker import ANY
-from flask import current_app
+from flask import Flask, current_app
 from sqlalchemy import bindparam, func, not_, select, text, update
 from sqlalchemy.orm import selectinload
 
-from webapp.bulk import insert_unnest, next_ids
+from webapp.bulk import any_of, insert_unnest, next_ids
 from webapp.clock import add_years, rome_date
 from webapp.extensions import db
 from webapp.money import vat_cents
-from webapp.payments.events import order_paid
+from webapp.payments.events import PaidOrder, order_paid, orders_paid
 from webapp.payments.gateway import ChargeResult, GatewayRefused, GatewayUnavailable
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus, SavedCard
 from webapp.payments.services import apply_charge_result, gateway
@@ -162,26 +167,40 @@ def claim_batch(now: datetime, worker: str, lease_now: datetime, limit: int) -> 
 
 def split(ids: list[int], now: datetime, worker: str, cfg: RenewalSettings) -> tuple[list, list]:
     """The claimed rows as fast-path jobs, and the ids that take the per-row path."""
-    rows = db.session.execute(
+    rows = _claimed_rows(ids, worker)
+    today = rome_date(now)
+    public = split_payment_customers(sorted({row.customer_id for row in rows}))
+    jobs, others = [], []
+    for row in rows:
+        if _plain(row, today):
+            jobs.append(_job_of(row, today, cfg, row.customer_id in public))
+        else:
+            others.append(row.renewal_id)
+    return jobs, others
+
+
+def _claimed_rows(ids: list[int], worker: str) -> list:
+    """What the charge needs of each claimed renewal: service, product, buyer and card."""
+    return db.session.execute(
         select(
-            Renewal.id,
+            Renewal.id.label("renewal_id"),
             Renewal.attempts,
             Renewal.order_id,
-            Renewal.period_expires_at,
+            Renewal.period_expires_at.label("period"),
             CHARGE_IN_FLIGHT.label("in_flight"),
-            Service.id,
+            Service.id.label("service_id"),
             Service.customer_id,
             Service.status,
             Service.auto_renew,
             Service.expires_at,
-            Service.frequency_years,
-            Product.id,
+            Service.frequency_years.label("years"),
+            Product.id.label("product_id"),
             Product.kind,
             Product.name,
-            Product.yearly_price_cents,
+            Product.yearly_price_cents.label("own_price"),
             Customer.email,
-            SavedCard.id,
-            SavedCard.gateway_token,
+            SavedCard.id.label("card_id"),
+            SavedCard.gateway_token.label("token"),
             SavedCard.removed_at,
             SavedCard.exp_year,
             SavedCard.exp_month,
@@ -190,80 +209,50 @@ def split(ids: list[int], now: datetime, worker: str, cfg: RenewalSettings) -> t
         .join(Product, Product.id == Service.product_id)
         .join(Customer, Customer.id == Service.customer_id)
         .outerjoin(SavedCard, SavedCard.id == Service.saved_card_id)
-        .where(Renewal.id.in_(ids), Renewal.claimed_by == worker)
+        .where(any_of(Renewal.id, ids), Renewal.claimed_by == worker)
         .order_by(Renewal.id)
     ).all()
-    today = rome_date(now)
-    public = split_payment_customers([row[6] for row in rows])
-    jobs, others = [], []
-    for row in rows:
-        job = _job_of(row, now, today, cfg, public)
-        if job is None:
-            others.append(row[0])
-        else:
-            jobs.append(job)
-    return jobs, others
 
 
-def _job_of(row, now: datetime, today, cfg: RenewalSettings, public: set[int]) -> Job | None:
-    """The fast-path job of one claimed row, or None when it needs the per-row path."""
-    (
-        rid,
-        attempts,
-        order_id,
-        period,
-        in_flight,
-        sid,
-        customer_id,
-        status,
-        auto_renew,
-        expires_at,
-        years,
-        pid,
-        kind,
-        name,
-        own_price,
-        email,
-        card_id,
-        token,
-        removed_at,
-        exp_year,
-        exp_month,
-    ) = row
-    plain = (
-        not in_flight
-        and order_id is None
-        and status is ServiceStatus.ACTIVE
-        and auto_renew
-        and kind in RENEWABLE_KINDS
-        and expires_at == period
-        and today <= rome_date(period)  # valid through its expiry day
-        and card_id is not None
-        and removed_at is None
-        and (exp_year, exp_month) >= (today.year, today.month)  # SavedCard.is_expired
+def _plain(row, today) -> bool:
+    """A plain first attempt: no order yet, the service still renewing this period, a usable
+    card. Anything else takes the per-row path."""
+    return (
+        not row.in_flight
+        and row.order_id is None
+        and row.status is ServiceStatus.ACTIVE
+        and row.auto_renew
+        and row.kind in RENEWABLE_KINDS
+        and row.expires_at == row.period
+        and today <= rome_date(row.period)  # valid through its expiry day
+        and row.card_id is not None
+        and row.removed_at is None
+        and (row.exp_year, row.exp_month) >= (today.year, today.month)  # SavedCard.is_expired
     )
-    if not plain:
-        return None
-    # renewal_price: the list price valid today x the frequency, no discount
-    yearly = list_price_on(pid, own_price, today)
-    net = yearly * years
+
+
+def _job_of(row, today, cfg: RenewalSettings, split_payment: bool) -> Job:
+    """The fast-path job of a plain claimed row, priced as renewal_price: the list price valid
+    today x the frequency, no discount."""
+    yearly = list_price_on(row.product_id, row.own_price, today)
+    net = yearly * row.years
     return Job(
-        renewal_id=rid,
-        attempt=attempts + 1,
-        service_id=sid,
-        customer_id=customer_id,
-        customer_email=email,
-        product_id=pid,
-        product_name=name,
-        product_kind=kind,
+        renewal_id=row.renewal_id,
+        attempt=row.attempts + 1,
+        service_id=row.service_id,
+        customer_id=row.customer_id,
+        customer_email=row.email,
+        product_id=row.product_id,
+        product_name=row.name,
+        product_kind=row.kind,
         yearly_price_cents=yearly,
-        years=years,
+        years=row.years,
         net_cents=net,
         vat_cents=vat_cents(net, cfg.vat_rate),
-        period=period,
-        card_id=card_id,
-        token=token,
-        split_payment=customer_id in public,
+        period=row.period,
+        card_id=row.card_id,
+        token=row.token,
+        split_payment=split_payment,
     )
 
 
@@ -428,23 +417,38 @@ def _crashed(answer: Answer) -> bool:
 def settle(
     jobs: list[Job], answers: list[Answer], now: datetime, cfg: RenewalSettings
 ) -> list[RenewalOutcome]:
-    """Apply the bank's answers: successes set-based, the rest per row; one commit."""
+    """Apply the bank's answers: the rest per row, then the successes set-based; one commit.
+
+    The successes come last: their invoices take the year's counter row lock (numbering is
+    gap-free), held until this commit, so a twin worker's settlement waits the least.
+    """
     outcomes: dict[int, RenewalOutcome] = {}
-    paid = [(j, a) for j, a in zip(jobs, answers, strict=True) if _paid(j, a)]
-    won = _settle_paid(paid, now) if paid else set()
+    paid = []
     for job, answer in zip(jobs, answers, strict=True):
-        if job.renewal_id in won:
-            outcomes[job.renewal_id] = RenewalOutcome.CHARGED
+        if _paid(job, answer):
+            paid.append((job, answer))
         elif _crashed(answer):
             log.error("renewal %s failed with an error: %r", job.renewal_id, answer)
             outcomes[job.renewal_id] = RenewalOutcome.ERRORS
-        else:  # declined, refused, no answer, a capture of an order paid already
-            payment = db.session.get(Payment, job.payment_id)
-            apply_charge_result(payment, answer, now)
-            renewal = db.session.get(Renewal, job.renewal_id, options=WITH_SERVICE_AND_CARD)
-            outcomes[job.renewal_id] = after_charge(renewal, payment, now, cfg)
+        else:  # declined, refused, no answer
+            outcomes[job.renewal_id] = _settle_one(job, answer, now, cfg)
+    won = _settle_paid(paid, now) if paid else set()
+    for job, answer in paid:
+        # Not won: a capture of an order paid already (the per-row path records the duplicate).
+        charged = job.renewal_id in won
+        outcomes[job.renewal_id] = (
+            RenewalOutcome.CHARGED if charged else _settle_one(job, answer, now, cfg)
+        )
     commit()
     return [outcomes[j.renewal_id] for j in jobs]
+
+
+def _settle_one(job: Job, answer: Answer, now: datetime, cfg: RenewalSettings) -> RenewalOutcome:
+    """One outcome the batch does not settle set-based, with the per-row path's functions."""
+    payment = db.session.get(Payment, job.payment_id)
+    apply_charge_result(payment, answer, now)
+    renewal = db.session.get(Renewal, job.renewal_id, options=WITH_SERVICE_AND_CARD)
+    return after_charge(renewal, payment, now, cfg)
 
 
 def _settle_paid(paid: list[tuple[Job, ChargeResult]], now: datetime) -> set[int]:
@@ -453,28 +457,67 @@ def _settle_paid(paid: list[tuple[Job, ChargeResult]], now: datetime) -> set[int
     paid = [(j, a) for j, a in paid if j.order_id in won_orders]  # the others: per row
     if not paid:
         return set()
+    jobs = [j for j, _ in paid]
     _mark_payments_succeeded(paid, now)
-    news = _extend_services([j for j, _ in paid])
-    _close_renewals([j.renewal_id for j, _ in paid], now)
+    news = _extend_services(jobs)
+    _close_renewals([j.renewal_id for j in jobs], now)
     services_renewed.send(
         "renewals",
-        renewed=[
-            RenewedService(
-                service_id=j.service_id,
-                renewal_id=j.renewal_id,
-                order_id=j.order_id,
-                payment_id=j.payment_id,
-                customer_email=j.customer_email,
-                product_name=j.product_name,
-                old_expiry=j.period,
-                new_expiry=new,
-            )
-            for (j, _), new in zip(paid, news, strict=True)
-        ],
+        renewed=[_renewed(j, new) for j, new in zip(jobs, news, strict=True)],
         now=now,
     )
-    _announce_orders_paid([j for j, _ in paid], now)
-    return {j.renewal_id for j, _ in paid}
+    _announce_orders_paid(jobs, now)
+    return {j.renewal_id for j in jobs}
+
+
+def _announce_orders_paid(jobs: list[Job], now: datetime) -> None:
+    """`orders_paid` for the batch (invoicing numbers its invoices there: the last statements
+    before the commit), and `order_paid` per order for receivers that take no batch."""
+    if any(_wants_each_order(r) for r in order_paid.receivers_for(ANY)):
+        orders = {
+            o.id: o
+            for o in db.session.scalars(
+                select(Order)
+                .where(any_of(Order.id, [j.order_id for j in jobs]))
+                .options(selectinload(Order.lines))
+            )
+        }
+        payments = {
+            p.id: p
+            for p in db.session.scalars(
+                select(Payment)
+                .where(any_of(Payment.id, [j.payment_id for j in jobs]))
+                .options(selectinload(Payment.saved_card))
+            )
+        }
+        for job in jobs:
+            payment = payments[job.payment_id]
+            order_paid.send(
+                orders[job.order_id],
+                payment=payment,
+                card=payment.saved_card,
+                now=now,
+                batch_settled=True,
+            )
+    orders_paid.send("renewals", paid=[PaidOrder(j.order_id, j.payment_id) for j in jobs], now=now)
+
+
+def _wants_each_order(receiver) -> bool:
+    """Renewals' own receiver ignores a batch's orders (the batch extended the services)."""
+    return receiver is not on_order_paid and not getattr(receiver, "handles_orders_paid", False)
+
+
+def _renewed(job: Job, new_expiry: datetime) -> RenewedService:
+    return RenewedService(
+        service_id=job.service_id,
+        renewal_id=job.renewal_id,
+        order_id=job.order_id,
+        payment_id=job.payment_id,
+        customer_email=job.customer_email,
+        product_name=job.product_name,
+        old_expiry=job.period,
+        new_expiry=new_expiry,
+    )
 
 
 def _mark_orders_paid(order_ids: list[int], now: datetime) -> set[int]:
@@ -483,7 +526,7 @@ def _mark_orders_paid(order_ids: list[int], now: datetime) -> set[int]:
     return set(
         db.session.scalars(
             update(orders)
-            .where(orders.c.id.in_(order_ids), orders.c.status == OrderStatus.PENDING_PAYMENT)
+            .where(any_of(orders.c.id, order_ids), orders.c.status == OrderStatus.PENDING_PAYMENT)
             .values(status=OrderStatus.PAID, paid_at=now)
             .returning(orders.c.id)
         )
@@ -545,7 +588,7 @@ def _close_renewals(renewal_ids: list[int], now: datetime) -> None:
     renewals = Renewal.__table__
     done = db.session.execute(
         update(renewals)
-        .where(renewals.c.id.in_(renewal_ids), renewals.c.status.in_(OPEN_RENEWAL_STATUSES))
+        .where(any_of(renewals.c.id, renewal_ids), renewals.c.status.in_(OPEN_RENEWAL_STATUSES))
         .values(
             status=RenewalStatus.SUCCEEDED,
             completed_at=now,
@@ -560,50 +603,15 @@ def _close_renewals(renewal_ids: list[int], now: datetime) -> None:
         raise RuntimeError("a renewal changed under the batch settlement")
 
 
-def _announce_orders_paid(jobs: list[Job], now: datetime) -> None:
-    """`order_paid` per order for subscribers other than renewals' own (e.g. invoicing)."""
-    if not any(r is not on_order_paid for r in order_paid.receivers_for(ANY)):
-        return
-    by_id = {
-        o.id: o
-        for o in db.session.scalars(
-            select(Order)
-            .where(Order.id.in_([j.order_id for j in jobs]))
-            .options(selectinload(Order.lines))
-        )
-    }
-    payments = {
-        p.id: p
-        for p in db.session.scalars(
-            select(Payment)
-            .where(Payment.id.in_([j.payment_id for j in jobs]))
-            .options(selectinload(Payment.saved_card))
-        )
-    }
-    for job in jobs:
-        payment = payments[job.payment_id]
-        order_paid.send(
-            by_id[job.order_id],
-            payment=payment,
-            card=payment.saved_card,
-            now=now,
-            batch_settled=True,
-        )
-
-
 # --- the pass --------------------------------------------------------------------------------
 
 
 def release_settled(ids: list[int], worker: str, now: datetime) -> set[int]:
-    """Release this worker's claims on rows no longer due; returns the ids released.
-
-    A row still due (the bank did not answer, a charge still in flight) stays claimed until
-    the end of the pass, so the pass does not take it again and again.
-    """
+    """Release this worker's claims on rows no longer due; returns the ids released."""
     due = func.coalesce(still_due(now), False)  # NOT of a NULL (no attempt scheduled) is NULL
     released = db.session.scalars(
         update(Renewal)
-        .where(Renewal.id.in_(ids), Renewal.claimed_by == worker, not_(due))
+        .where(any_of(Renewal.id, ids), Renewal.claimed_by == worker, not_(due))
         .values(claimed_until=None, claimed_by=None)
         .returning(Renewal.id)
         .execution_options(synchronize_session=False)
@@ -616,7 +624,7 @@ def release_held(held: array, worker: str) -> None:
     for chunk in _chunks(held, RELEASE_CHUNK):
         db.session.execute(
             update(Renewal)
-            .where(Renewal.id.in_(chunk), Renewal.claimed_by == worker)
+            .where(any_of(Renewal.id, chunk), Renewal.claimed_by == worker)
             .values(claimed_until=None, claimed_by=None)
             .execution_options(synchronize_session=False)
         )
@@ -628,14 +636,25 @@ def _chunks(values: array, size: int) -> Iterator[list[int]]:
         yield values[start : start + size].tolist()
 
 
-def process_batch(
+@dataclass
+class Charged:
+    """A batch asked of the bank, to settle: its claimed ids, the fast-path jobs and answers,
+    the rows for the per-row path, and the outcomes known already."""
+
+    ids: list[int]
+    jobs: list[Job]
+    answers: list[Answer]
+    others: list[int]
+    outcomes: list[RenewalOutcome]
+
+
+def charge_batch(
     ids: list[int], now: datetime, worker: str, cfg: RenewalSettings, pool: ThreadPoolExecutor
-) -> tuple[list[RenewalOutcome], set[int]]:
-    """Record, charge and settle one claimed batch; returns the outcomes and the errored ids."""
+) -> Charged:
+    """Record the claimed batch's attempts (one commit) and ask the bank for each."""
     jobs, others = split(ids, now, worker, cfg)
     db.session.rollback()  # end the read transaction (nothing written yet)
     outcomes: list[RenewalOutcome] = []
-    errored: set[int] = set()
     if jobs:
         try:
             jobs = record(jobs, now, worker)
@@ -643,30 +662,58 @@ def process_batch(
             log.warning("batch not recorded: %s", exc)
             outcomes += [RenewalOutcome.SKIPPED] * len(jobs)
             jobs = []
-    if jobs:
-        answers = charge_all(jobs, pool)
+    answers = charge_all(jobs, pool) if jobs else []
+    return Charged(ids, jobs, answers, others, outcomes)
+
+
+def settle_batch(
+    batch: Charged, now: datetime, worker: str, cfg: RenewalSettings
+) -> tuple[list[RenewalOutcome], list[int]]:
+    """Settle a charged batch, then its per-row rows, and release what is no longer due.
+
+    Returns the outcomes and the ids kept claimed until the pass ends: still due (the bank did
+    not answer, a charge still in flight), so the pass does not take them again and again.
+    An errored row keeps its claim until it runs out (a crash-like back-off).
+    """
+    outcomes = list(batch.outcomes)
+    errored: set[int] = set()
+    if batch.jobs:
         try:
-            settled = settle(jobs, answers, now, cfg)
+            settled = settle(batch.jobs, batch.answers, now, cfg)
         except Exception:
             # Settle each row on its own: the per-row path asks the bank with the same keys.
             rollback()
-            log.exception("batch settlement failed: settling its %s renewals per row", len(jobs))
+            log.exception(
+                "batch settlement failed: settling its %s renewals per row", len(batch.jobs)
+            )
             settled = [
                 RenewalOutcome.ERRORS
                 if _crashed(a)
                 else process_claimed(j.renewal_id, now, worker, cfg, keep_claim=True)
-                for j, a in zip(jobs, answers, strict=True)
+                for j, a in zip(batch.jobs, batch.answers, strict=True)
             ]
         outcomes += settled
         errored |= {
-            j.renewal_id for j, o in zip(jobs, settled, strict=True) if o is RenewalOutcome.ERRORS
+            j.renewal_id
+            for j, o in zip(batch.jobs, settled, strict=True)
+            if o is RenewalOutcome.ERRORS
         }
-    for renewal_id in others:
+    for renewal_id in batch.others:
         outcome = process_claimed(renewal_id, now, worker, cfg, keep_claim=True)
         outcomes.append(outcome)
         if outcome is RenewalOutcome.ERRORS:
             errored.add(renewal_id)
-    return outcomes, errored
+    released = release_settled(batch.ids, worker, now)
+    return outcomes, [i for i in batch.ids if i not in released and i not in errored]
+
+
+def _settle_in_context(app: Flask, batch: Charged, *args) -> tuple:
+    """settle_batch in the settling thread: its own app context, session and connection."""
+    with app.app_context():
+        try:
+            return settle_batch(batch, *args)
+        finally:
+            db.session.remove()
 
 
 def run_batches(
@@ -676,19 +723,40 @@ def run_batches(
     lease_clock: Callable[[], datetime],
     report: RenewalReport,
 ) -> None:
-    """Claim and process batches until nothing due is left unclaimed."""
+    """Claim and process batches until nothing due is left unclaimed.
+
+    Two stages overlap: while a thread settles batch k (its own session and transaction:
+    compare-and-set updates, invoices, receipts), this thread claims, records and charges
+    batch k+1. Each batch keeps its order (claim, record and commit, charge, settle and
+    commit); the rows of the two are disjoint (both claimed by this worker). The invoices'
+    counter lock is only ever taken by the settling thread.
+    """
     size = batch_size()
     held = array("q")  # still due after this pass's attempt: released when the pass ends
     threads = int(current_app.config.get("RENEWAL_BANK_THREADS", BANK_THREADS))
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bank") as pool:
+    app = current_app._get_current_object()
+    pending: Future | None = None
+    with (
+        ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bank") as pool,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="settle") as settler,
+    ):
         try:
             while ids := claim_batch(now, worker, lease_clock(), size):
-                outcomes, errored = process_batch(ids, now, worker, cfg, pool)
-                for outcome in outcomes:
-                    report.count(outcome)
-                released = release_settled(ids, worker, now)
-                # An errored row keeps its claim until it runs out (a crash-like back-off).
-                held.extend(i for i in ids if i not in released and i not in errored)
+                batch = charge_batch(ids, now, worker, cfg, pool)
+                if pending is not None:
+                    _tally(pending.result(), report, held)
+                pending = settler.submit(_settle_in_context, app, batch, now, worker, cfg)
+            if pending is not None:
+                _tally(pending.result(), report, held)
         finally:
+            if pending is not None:
+                wait([pending])  # never release claims while a settlement is under way
             rollback()
             release_held(held, worker)
+
+
+def _tally(settled: tuple[list[RenewalOutcome], list[int]], report: RenewalReport, held: array):
+    outcomes, still_due_ids = settled
+    for outcome in outcomes:
+        report.count(outcome)
+    held.extend(still_due_ids)
