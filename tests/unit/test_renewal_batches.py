@@ -22,6 +22,7 @@ from webapp.invoicing.models import Invoice
 from webapp.invoicing.services import (
     customer_snapshot,
     document_of,
+    invoice_of_order,
     lines_of,
     progressive,
     seller_from_config,
@@ -201,6 +202,10 @@ def test_batch_receipts_are_rendered_when_sent(app, fake, services):
         assert mail.sent_at is not None  # MAIL_SEND_AFTER_COMMIT: sent, so rendered
         assert "abbiamo rinnovato automaticamente" in mail.body_text
         assert "/area-clienti/ordini/" in mail.body_text
+        # The invoice the batch issued in the same commit is linked, as in a per-row receipt.
+        invoice = invoice_of_order(mail.context["order_id"])
+        assert f"Fattura n. {invoice.number_label}" in mail.body_text
+        assert f"/area-clienti/fatture/{invoice.id}" in mail.body_text
 
 
 @postgres_only

@@ -9,10 +9,12 @@ from datetime import datetime
 
 from flask import current_app
 from flask_babel import gettext
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from webapp.clock import format_day
 from webapp.extensions import db
+from webapp.invoicing.models import DocumentKind, Invoice
 from webapp.invoicing.services import issue_invoice
 from webapp.money import format_eur
 from webapp.outbox.services import queue_email, queue_template_emails, register_context_loader
@@ -128,11 +130,21 @@ def send_renewal_receipts(_sender, *, renewed: list[RenewedService], **_) -> Non
 
 
 def _renewal_receipt_context(session: Session, stored: dict) -> dict:
-    """send_renewal_receipt's context, rebuilt at send time from the ids stored in the outbox."""
+    """send_renewal_receipt's context, rebuilt at send time from the ids stored in the outbox.
+
+    The batch issued the order's invoice in the same commit as the receipt: it is linked too.
+    """
     service = session.get(Service, stored["service_id"])
     payment = session.get(Payment, stored["payment_id"])
     shop_url = current_app.config["SHOP_BASE_URL"]
+    invoice = session.scalar(
+        select(Invoice).where(
+            Invoice.order_id == stored["order_id"], Invoice.kind == DocumentKind.INVOICE
+        )
+    )
     return dict(
+        invoice=invoice,
+        invoice_url=f"{shop_url}/area-clienti/fatture/{invoice.id}" if invoice else None,
         customer=session.get(Customer, service.customer_id),
         service=service,
         shop_url=shop_url,
