@@ -90,6 +90,19 @@ def wrk(url: str, seconds: int, headers: dict[str, str], body: str | None = None
     return rate, p99, int(bad.group(1)) if bad else 0
 
 
+# wrk and the test client that made the cookies present themselves alike, as one browser does:
+# Flask-Login's session protection hashes the User-Agent, and a session that meets another one
+# is rewritten (Set-Cookie) on every request, which a real browser pays once.
+USER_AGENT = "bench-fragments"
+
+
+def browser(app):
+    """A test client that keeps its cookies and sends the bench's User-Agent."""
+    client = app.test_client()
+    client.environ_base["HTTP_USER_AGENT"] = USER_AGENT
+    return client
+
+
 def prepare_shop(db_url: str) -> dict:
     """Demo catalogue; an anonymous cart and a logged-in customer's (3 lines each), a saved
     card, a service and an order to pay. Returns cookies, CSRF token and ids."""
@@ -133,13 +146,13 @@ def prepare_shop(db_url: str) -> dict:
             page = client.get(path).get_data(as_text=True)
             return re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)
 
-        anon = app.test_client()
+        anon = browser(app)
         csrf = token(anon, "/")
         for p in products:
             anon.post(
                 f"/carrello/aggiungi/{p.id}", headers={"HX-Request": "true", "X-CSRFToken": csrf}
             )
-        logged = app.test_client()
+        logged = browser(app)
         csrf = token(logged, "/accedi")
         logged.post(
             "/accedi",
@@ -180,6 +193,8 @@ def prepare_shop(db_url: str) -> dict:
         )
         db.session.add(order)
         db.session.commit()
+        for client in (anon, logged):  # the cookie a browser would hold from now on
+            client.get("/carrello", headers={"HX-Request": "true"})
         result = dict(
             anon=f"session={anon.get_cookie('session').value}",
             logged=f"session={logged.get_cookie('session').value}",
@@ -187,6 +202,7 @@ def prepare_shop(db_url: str) -> dict:
             card_id=card.id,
             service_id=service.id,
             order_id=order.id,
+            customer_name=customer.name,
         )
         db.session.remove()
         db.engine.dispose()
@@ -195,11 +211,11 @@ def prepare_shop(db_url: str) -> dict:
 
 def targets(shop: str, bare: str, lean: str, data: dict) -> list[tuple]:
     """(name, url, headers, body) of each measured route."""
-    hx = {"HX-Request": "true"}
+    hx = {"HX-Request": "true", "User-Agent": USER_AGENT}
     logged = {**hx, "Cookie": data["logged"], "X-CSRFToken": data["csrf"]}
     return [
-        ("bare Flask route", f"{bare}/bare", {}, None),
-        ("lean reference", f"{lean}/lean", {"Cookie": data["logged"]}, None),
+        ("bare Flask route", f"{bare}/bare", {"User-Agent": USER_AGENT}, None),
+        ("lean reference", f"{lean}/lean", {**hx, "Cookie": data["logged"]}, None),
         ("cart fragment, anonymous", f"{shop}/carrello", {**hx, "Cookie": data["anon"]}, None),
         ("cart fragment, logged in", f"{shop}/carrello", logged, None),
         (
@@ -215,6 +231,33 @@ def targets(shop: str, bare: str, lean: str, data: dict) -> list[tuple]:
             "frequency_years=1",
         ),
     ]
+
+
+REFERENCES = ("bare Flask route", "lean reference")
+
+
+def preflight(routes: list[tuple], data: dict) -> None:
+    """Every route answers 2xx once before it is measured, and the lean reference sees the
+    logged-in customer (a reference that fails or reads less would flatter the fragments)."""
+    for label, url, headers, body in routes:
+        if body is None:
+            r = requests.get(url, headers=headers, timeout=10)
+        else:
+            headers = {**headers, "Content-Type": "application/x-www-form-urlencoded"}
+            r = requests.post(url, headers=headers, data=body, timeout=10)
+        if not 200 <= r.status_code < 300:
+            raise SystemExit(f"{label} ({url}) answered {r.status_code}: fix it before measuring")
+        if label == "lean reference" and data["customer_name"] not in r.text:
+            raise SystemExit("the lean reference did not see the logged-in customer")
+
+
+def refuse_failed_reference(db_name: str, label: str, result: tuple) -> None:
+    """A reference that answered any non-2xx measured an error page, not the reference."""
+    if label in REFERENCES and result[2]:
+        raise SystemExit(
+            f"{db_name}: the {label} answered {result[2]} non-2xx responses under wrk: "
+            "its figures would be meaningless, fix it first"
+        )
 
 
 def run_db(name: str, db_url: str, args) -> list[tuple]:
@@ -234,10 +277,12 @@ def run_db(name: str, db_url: str, args) -> list[tuple]:
         routes = targets(
             base.format(shop_port), base.format(bare_port), base.format(lean_port), data
         )
+        preflight(routes, data)
         runs: dict[str, list] = {r[0]: [] for r in routes}
         for _ in range(args.rounds):  # interleaved: the machine's load hits every route alike
             for label, url, headers, body in routes:
                 runs[label].append(wrk(url, args.seconds, headers, body))
+                refuse_failed_reference(name, label, runs[label][-1])
     finally:
         for p in procs:
             p.terminate()
