@@ -250,29 +250,24 @@ def _cart_badge() -> dict:
 
 
 def _install_request_translations(app: Flask) -> None:
-    """Templates' gettext with the request's translations looked up once, not at every `_()`.
-
-    Flask-Babel finds the locale and catalogue again for each string (a fragment has a dozen);
-    the locale cannot change while a request renders, so its catalogue is kept in the environ.
-    """
-    from flask import has_request_context
+    """Templates' gettext with the catalogue looked up once per template render, not at every
+    `_()`: Flask-Babel finds the locale and catalogue again for each string (a fragment has a
+    dozen), and the locale cannot change while a template renders."""
     from flask_babel import get_translations
+    from jinja2 import pass_context
 
-    def translations():
-        if not has_request_context():
-            return get_translations()
-        environ = request.environ
-        found = environ.get("webapp.translations")
+    def catalogue(context):
+        found = getattr(context, "_webapp_translations", None)
         if found is None:
-            found = environ["webapp.translations"] = get_translations()
+            found = context._webapp_translations = get_translations()
         return found
 
     app.jinja_env.install_gettext_callables(
-        gettext=lambda s: translations().ugettext(s),
-        ngettext=lambda s, p, n: translations().ungettext(s, p, n),
+        gettext=pass_context(lambda c, s: catalogue(c).ugettext(s)),
+        ngettext=pass_context(lambda c, s, p, n: catalogue(c).ungettext(s, p, n)),
         newstyle=True,
-        pgettext=lambda c, s: translations().upgettext(c, s),
-        npgettext=lambda c, s, p, n: translations().unpgettext(c, s, p, n),
+        pgettext=pass_context(lambda c, x, s: catalogue(c).upgettext(x, s)),
+        npgettext=pass_context(lambda c, x, s, p, n: catalogue(c).unpgettext(x, s, p, n)),
     )
 
 

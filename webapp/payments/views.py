@@ -29,6 +29,7 @@ from webapp.i18n import lazy_gettext as _l
 from webapp.payments import flows, services
 from webapp.payments.forms import NEW_CARD, CardChoiceForm, ProceedForm
 from webapp.payments.gateway import GatewayUnavailable
+from webapp.payments.models import SavedCard
 from webapp.shop.models import Order, OrderStatus
 from webapp.shop.services import get_order
 from webapp.signing import BadSignature
@@ -130,9 +131,10 @@ def _portal(
     error: str | None = None,
     status: int = 200,
     new_attempt: bool = False,
+    cards: list[SavedCard] | None = None,
 ):
     today = rome_date(now_utc())
-    cards = services.list_cards(current_user.id)
+    cards = services.list_cards(current_user.id) if cards is None else cards
     usable = {c.id for c in cards if not c.is_expired(today)}
     if choice is None:
         choice = str(max(usable, default=NEW_CARD))
@@ -179,14 +181,13 @@ def select_card(order_id: int):
     """The card picker: selecting an option re-renders it with what Procedi will do."""
     order = get_order(order_id, current_user.id)
     form = CardChoiceForm()
+    # The picker shows the customer's cards anyway: the choice is checked against them.
+    cards = services.list_cards(current_user.id)
     if not form.validate():
-        return _portal(order, error=form.first_error(), status=422)
-    if form.choice.data != NEW_CARD:
-        try:
-            services.get_card(form.choice.data, current_user.id)
-        except DomainError as exc:
-            return _portal(order, error=exc.message, status=422)
-    return _portal(order, choice=form.choice.data)
+        return _portal(order, error=form.first_error(), status=422, cards=cards)
+    if form.choice.data != NEW_CARD and int(form.choice.data) not in {c.id for c in cards}:
+        return _portal(order, error=_("Carta non trovata."), status=422, cards=cards)
+    return _portal(order, choice=form.choice.data, cards=cards)
 
 
 @portal_bp.post("/ordini/<int:order_id>/procedi")
