@@ -16,7 +16,16 @@ from webapp.assets import cache_static, static_url
 from webapp.config import DEFAULT_BANK_SECRET, DEFAULT_SECRET_KEY, PROJECT_DIR, Config
 from webapp.dbtypes import MAX_ID
 from webapp.errors import NotFound
-from webapp.extensions import babel, csrf, db, limiter, login_manager, mail, migrate
+from webapp.extensions import (
+    babel,
+    csrf,
+    db,
+    limiter,
+    login_manager,
+    mail,
+    migrate,
+    ping_idle_connections,
+)
 from webapp.health import bp as health_bp
 from webapp.htmx import is_htmx, redirect_to
 from webapp.i18n import lazy_gettext as _l
@@ -97,6 +106,8 @@ def register_extensions(app: Flask) -> None:
     from webapp.payments.gateway import HttpGateway
 
     db.init_app(app)
+    with app.app_context():
+        ping_idle_connections(db.engine, app.config["DB_PING_AFTER_IDLE_SECONDS"])
     migrate.init_app(app, db, directory=str(PROJECT_DIR / "migrations"), render_as_batch=True)
     login_manager.init_app(app)
     mail.init_app(app)

@@ -49,7 +49,7 @@ class LineRow:
 class CartRows:
     """Lines paired with their priced amounts, like services.CartView."""
 
-    rows: list[tuple[LineRow, QuoteLine]]
+    rows: tuple[tuple[LineRow, QuoteLine], ...]  # hashable: the fragment is cached by it
     quote: Quote
 
     @property
@@ -101,7 +101,7 @@ _BY_TOKEN = _statement(_cart.c.anon_token == bindparam("owner"))
 def cart_rows(customer_id: int | None, anon_token: str | None, day: date) -> CartRows:
     """The customer's (or the visitor's) cart priced with the list prices of `day`."""
     if customer_id is None and not anon_token:
-        return CartRows([], quote([], None))
+        return CartRows((), quote([], None))
     statement = _BY_CUSTOMER if customer_id is not None else _BY_TOKEN
     owner = customer_id if customer_id is not None else anon_token
     rows = db.session.execute(statement, {"owner": owner, "day": day}).all()
@@ -113,7 +113,7 @@ def cart_rows(customer_id: int | None, anon_token: str | None, day: date) -> Car
     prices = [PriceLine(r.product_id, r.price, r.years) for r in rows if r.id is not None]
     code_id = rows[0].discount_code_id if rows else None
     q = quote(prices, _terms(code_id))
-    return CartRows(list(zip(lines, q.lines, strict=True)), q)
+    return CartRows(tuple(zip(lines, q.lines, strict=True)), q)
 
 
 def _terms(code_id: int | None):

@@ -12,16 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask_login import UserMixin
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from webapp.dbtypes import MAX_ID
 from webapp.extensions import db
 from webapp.shop.models import Customer
 
 _TABLE = Customer.__table__  # Core: no ORM compile or identity map for a read-only row
-_COLUMNS = select(
+_BY_ID = select(  # built once: a request only binds the id
     _TABLE.c.id, _TABLE.c.name, _TABLE.c.email, _TABLE.c.tax_code, _TABLE.c.session_version
-)
+).where(_TABLE.c.id == bindparam("id"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,7 +54,7 @@ def load_session_customer(user_id: str) -> SessionCustomer | None:
     parsed = parse_user_id(user_id)
     if parsed is None:
         return None
-    row = db.session.execute(_COLUMNS.where(_TABLE.c.id == parsed[0])).first()
+    row = db.session.execute(_BY_ID, {"id": parsed[0]}).first()
     if row is None or row.session_version != parsed[1]:
         return None
     return SessionCustomer(*row)
