@@ -51,11 +51,13 @@ def ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
         since = record.info.get("webapp_idle_since")
         if since is None or time.monotonic() - since < idle_seconds:
             return
-        cursor = dbapi_connection.cursor()
+        cursor = None
         try:
+            cursor = dbapi_connection.cursor()
             cursor.execute("SELECT 1")
         except Exception as exc:  # the driver's own error: any failure means a dead connection
             raise DisconnectionError() from exc
         finally:
-            with suppress(Exception):  # closing a dead connection's cursor may fail too
-                cursor.close()
+            if cursor is not None:
+                with suppress(Exception):  # closing a dead connection's cursor may fail too
+                    cursor.close()
