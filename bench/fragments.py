@@ -298,9 +298,11 @@ def run_db(name: str, db_url: str, args) -> list[tuple]:
                 name,
                 label,
                 statistics.median(r[0] for r in results),
+                statistics.median(ratios),
                 min(ratios),
                 max(ratios),
                 statistics.median(r[1] for r in results),
+                statistics.median(p99s),
                 min(p99s),
                 max(p99s),
                 sum(r[2] for r in results),
@@ -328,13 +330,14 @@ def main() -> None:
         rows += run_db(name, url, args)
     print(
         f"gunicorn.conf.py, workers={args.workers}; wrk -t2 -c16 -d{args.seconds}s, "
-        f"{args.rounds} interleaved rounds; ratios to the lean reference, per round (min-max)"
+        f"{args.rounds} interleaved rounds; ratios to the lean reference of the same round: "
+        "median (min-max)"
     )
-    print(f"{'db':10} {'route':28} {'req/s':>7} {'ratio':>11} {'p99 ms':>7} {'p99 ratio':>11} err")
-    for db_name, label, rate, lo, hi, p99, plo, phi, bad in rows:
+    print(f"{'db':10} {'route':28} {'req/s':>7} {'ratio':>17} {'p99 ms':>7} {'p99 ratio':>17} err")
+    for db_name, label, rate, med, lo, hi, p99, pmed, plo, phi, bad in rows:
         print(
-            f"{db_name:10} {label:28} {rate:7.0f} {lo:5.2f}-{hi:<5.2f} {p99:7.1f} "
-            f"{plo:5.2f}-{phi:<5.2f} {bad}"
+            f"{db_name:10} {label:28} {rate:7.0f} {med:5.2f} ({lo:4.2f}-{hi:<4.2f}) {p99:7.1f} "
+            f"{pmed:5.2f} ({plo:4.2f}-{phi:<4.2f}) {bad}"
         )
 
 

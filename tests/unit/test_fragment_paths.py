@@ -94,7 +94,7 @@ def test_logged_in_cart_fragment_is_the_customer_and_the_cart(client, shopper):
     assert sent == ["SELECT", "SELECT"]  # the customer (session version), the cart
 
 
-def test_card_picker_reads_customer_order_and_cards(client, shopper):
+def test_card_picker_reads_the_customer_then_order_and_cards_at_once(client, shopper):
     with statements() as sent:
         r = client.post(
             f"/portale-pagamenti/ordini/{shopper['order']}/scelta",
@@ -102,7 +102,27 @@ def test_card_picker_reads_customer_order_and_cards(client, shopper):
             headers=HX,
         )
     assert r.status_code == 200 and "Addebiteremo" in r.text
-    assert sent == ["SELECT"] * 3
+    assert sent == ["SELECT", "SELECT"]
+
+
+def test_card_picker_of_another_customers_order_is_not_found(client, shopper, create_customer):
+    other = create_customer(email="luigi@example.it", name="Luigi Verdi")
+    make_card(other, last4="9999")
+    url = f"/portale-pagamenti/ordini/{shopper['order']}/scelta"
+    with client.session_transaction() as session:
+        session["_user_id"] = other.get_id()  # logged in as someone else
+    assert client.post(url, data={"choice": "new"}, headers=HX).status_code == 404
+
+
+def test_card_picker_without_saved_cards_offers_a_new_one(client, shopper):
+    db.session.execute(db.text("UPDATE saved_card SET removed_at = created_at"))
+    db.session.commit()
+    url = f"/portale-pagamenti/ordini/{shopper['order']}/scelta"
+    r = client.post(url, data={"choice": "new"}, headers=HX)
+    assert r.status_code == 200 and "Nuova carta di pagamento" in r.text
+    assert "•••• " not in r.text
+    r = client.post(url, data={"choice": str(shopper["card"])}, headers=HX)
+    assert r.status_code == 422 and "Carta non trovata." in r.text
 
 
 def test_frequency_is_one_update_and_the_reads_of_its_row(client, shopper):
