@@ -103,20 +103,11 @@ def browser(app):
     return client
 
 
-def prepare_shop(db_url: str) -> dict:
-    """Demo catalogue; an anonymous cart and a logged-in customer's (3 lines each), a saved
-    card, a service and an order to pay. Returns cookies, CSRF token and ids."""
+def _bench_app(db_url: str):
     from flask import g as flask_g
 
     from webapp import create_app
-    from webapp.clock import now_utc
     from webapp.config import Config
-    from webapp.demo import DEMO_EMAIL, DEMO_PASSWORD, seed
-    from webapp.extensions import db
-    from webapp.shop.models import Customer, Order, OrderLine, PaymentMethod, Product
-
-    sys.path.insert(0, str(ROOT))
-    from tests.unit.renewal_fakes import make_card, make_service
 
     app = create_app(
         Config,
@@ -134,6 +125,63 @@ def prepare_shop(db_url: str) -> dict:
         for key in ("csrf_token", "_login_user"):
             flask_g.pop(key, None)
 
+    return app
+
+
+def _token(client, path: str) -> str:
+    page = client.get(path).get_data(as_text=True)
+    return re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)
+
+
+def _fill_cart(client, products, csrf: str) -> None:
+    for p in products:
+        client.post(
+            f"/carrello/aggiungi/{p.id}", headers={"HX-Request": "true", "X-CSRFToken": csrf}
+        )
+
+
+def _order_to_pay(customer, product):
+    """A card order of one line, still to pay (the card picker's)."""
+    from webapp.extensions import db
+    from webapp.shop.models import Order, OrderLine, PaymentMethod
+
+    net = product.yearly_price_cents
+    order = Order(
+        customer_id=customer.id,
+        payment_method=PaymentMethod.CARD,
+        subtotal_cents=net,
+        net_cents=net,
+        vat_cents=round(net * 0.22),
+        total_cents=net + round(net * 0.22),
+    )
+    order.lines.append(
+        OrderLine(
+            product_id=product.id,
+            product_name=product.name,
+            kind=product.kind,
+            years=1,
+            yearly_price_cents=net,
+            list_cents=net,
+            net_cents=net,
+            auto_renew=True,
+        )
+    )
+    db.session.add(order)
+    return order
+
+
+def prepare_shop(db_url: str) -> dict:
+    """Demo catalogue; an anonymous cart and a logged-in customer's (3 lines each), a saved
+    card, a service and an order to pay. Returns cookies, CSRF token and ids."""
+    from webapp.clock import now_utc
+    from webapp.demo import DEMO_EMAIL, DEMO_PASSWORD, seed
+    from webapp.extensions import db
+    from webapp.shop.models import Customer, Product
+
+    sys.path.insert(0, str(ROOT))
+    from tests.unit.renewal_fakes import make_card, make_service
+
+    app = _bench_app(db_url)
     with app.app_context():
         db.drop_all()
         db.create_all()
@@ -141,57 +189,18 @@ def prepare_shop(db_url: str) -> dict:
         seed(now)
         db.session.commit()
         products = [p for p in db.session.scalars(db.select(Product)) if p.auto_renewable][:3]
-
-        def token(client, path: str) -> str:
-            page = client.get(path).get_data(as_text=True)
-            return re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)
-
         anon = browser(app)
-        csrf = token(anon, "/")
-        for p in products:
-            anon.post(
-                f"/carrello/aggiungi/{p.id}", headers={"HX-Request": "true", "X-CSRFToken": csrf}
-            )
+        _fill_cart(anon, products, _token(anon, "/"))
         logged = browser(app)
-        csrf = token(logged, "/accedi")
-        logged.post(
-            "/accedi",
-            data={"email": DEMO_EMAIL, "password": DEMO_PASSWORD},
-            headers={"X-CSRFToken": csrf},
-        )
-        csrf = token(logged, "/")
-        for p in products:
-            logged.post(
-                f"/carrello/aggiungi/{p.id}", headers={"HX-Request": "true", "X-CSRFToken": csrf}
-            )
+        login = {"email": DEMO_EMAIL, "password": DEMO_PASSWORD}
+        logged.post("/accedi", data=login, headers={"X-CSRFToken": _token(logged, "/accedi")})
+        csrf = _token(logged, "/")
+        _fill_cart(logged, products, csrf)
         customer = db.session.scalar(db.select(Customer).where(Customer.email == DEMO_EMAIL))
         card = make_card(customer)
-        service = make_service(
-            customer, products[0], expires_at=now.replace(year=now.year + 1), card=card
-        )
-        product = products[1]
-        net = product.yearly_price_cents
-        order = Order(
-            customer_id=customer.id,
-            payment_method=PaymentMethod.CARD,
-            subtotal_cents=net,
-            net_cents=net,
-            vat_cents=round(net * 0.22),
-            total_cents=net + round(net * 0.22),
-        )
-        order.lines.append(
-            OrderLine(
-                product_id=product.id,
-                product_name=product.name,
-                kind=product.kind,
-                years=1,
-                yearly_price_cents=net,
-                list_cents=net,
-                net_cents=net,
-                auto_renew=True,
-            )
-        )
-        db.session.add(order)
+        expires = now.replace(year=now.year + 1)
+        service = make_service(customer, products[0], expires_at=expires, card=card)
+        order = _order_to_pay(customer, products[1])
         db.session.commit()
         for client in (anon, logged):  # the cookie a browser would hold from now on
             client.get("/carrello", headers={"HX-Request": "true"})
