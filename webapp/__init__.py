@@ -62,6 +62,7 @@ def create_app(config: type[Config] = Config, overrides: Mapping | None = None) 
     register_extensions(app)
     register_subscribers()
     register_blueprints(app)
+    _limit_only_decorated_views(app)  # after the blueprints: they may carry limits
     register_errorhandlers(app)
     register_commands(app)
     register_template_helpers(app)
@@ -114,7 +115,6 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     babel.init_app(app)
     limiter.init_app(app)
-    _limit_only_decorated_views(app)
     app.extensions.setdefault(
         "gateway",
         HttpGateway(
@@ -143,11 +143,15 @@ def register_extensions(app: Flask) -> None:
 def _limit_only_decorated_views(app: Flask) -> None:
     """Rate limits only where a view asks for one (`@limiter.limit`: the logins).
 
-    Flask-Limiter checks every request in a before_request hook, for limits on all routes; the
-    shop sets none (no RATELIMIT_DEFAULT or RATELIMIT_APPLICATION), and a decorated view checks
-    its own limits when it runs. So the hook is dropped, unless such a global limit is set.
+    Flask-Limiter checks every request in a before_request hook, for limits on all routes or on
+    a blueprint; the shop sets none (no RATELIMIT_DEFAULT or RATELIMIT_APPLICATION, no blueprint
+    limit), and a decorated view checks its own limits when it runs. So the hook is dropped,
+    unless such a limit is set (or Flask-Limiter's internals are not the ones known here).
     """
     if app.config.get("RATELIMIT_DEFAULT") or app.config.get("RATELIMIT_APPLICATION"):
+        return
+    blueprint_limits = getattr(limiter.limit_manager, "_blueprint_limits", None)
+    if blueprint_limits is None or blueprint_limits:
         return
     hooks = app.before_request_funcs.get(None, [])
     hooks[:] = [hook for hook in hooks if hook != limiter._check_request_limit]
