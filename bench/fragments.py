@@ -90,20 +90,24 @@ def wrk(url: str, seconds: int, headers: dict[str, str], body: str | None = None
     return rate, p99, int(bad.group(1)) if bad else 0
 
 
-def prepare_shop(db_url: str) -> dict:
-    """Demo catalogue; an anonymous cart and a logged-in customer's (3 lines each), a saved
-    card, a service and an order to pay. Returns cookies, CSRF token and ids."""
+# wrk and the test client that made the cookies present themselves alike, as one browser does:
+# Flask-Login's session protection hashes the User-Agent, and a session that meets another one
+# is rewritten (Set-Cookie) on every request, which a real browser pays once.
+USER_AGENT = "bench-fragments"
+
+
+def browser(app):
+    """A test client that keeps its cookies and sends the bench's User-Agent."""
+    client = app.test_client()
+    client.environ_base["HTTP_USER_AGENT"] = USER_AGENT
+    return client
+
+
+def _bench_app(db_url: str):
     from flask import g as flask_g
 
     from webapp import create_app
-    from webapp.clock import now_utc
     from webapp.config import Config
-    from webapp.demo import DEMO_EMAIL, DEMO_PASSWORD, seed
-    from webapp.extensions import db
-    from webapp.shop.models import Customer, Order, OrderLine, PaymentMethod, Product
-
-    sys.path.insert(0, str(ROOT))
-    from tests.unit.renewal_fakes import make_card, make_service
 
     app = create_app(
         Config,
@@ -121,6 +125,63 @@ def prepare_shop(db_url: str) -> dict:
         for key in ("csrf_token", "_login_user"):
             flask_g.pop(key, None)
 
+    return app
+
+
+def _token(client, path: str) -> str:
+    page = client.get(path).get_data(as_text=True)
+    return re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)
+
+
+def _fill_cart(client, products, csrf: str) -> None:
+    for p in products:
+        client.post(
+            f"/carrello/aggiungi/{p.id}", headers={"HX-Request": "true", "X-CSRFToken": csrf}
+        )
+
+
+def _order_to_pay(customer, product):
+    """A card order of one line, still to pay (the card picker's)."""
+    from webapp.extensions import db
+    from webapp.shop.models import Order, OrderLine, PaymentMethod
+
+    net = product.yearly_price_cents
+    order = Order(
+        customer_id=customer.id,
+        payment_method=PaymentMethod.CARD,
+        subtotal_cents=net,
+        net_cents=net,
+        vat_cents=round(net * 0.22),
+        total_cents=net + round(net * 0.22),
+    )
+    order.lines.append(
+        OrderLine(
+            product_id=product.id,
+            product_name=product.name,
+            kind=product.kind,
+            years=1,
+            yearly_price_cents=net,
+            list_cents=net,
+            net_cents=net,
+            auto_renew=True,
+        )
+    )
+    db.session.add(order)
+    return order
+
+
+def prepare_shop(db_url: str) -> dict:
+    """Demo catalogue; an anonymous cart and a logged-in customer's (3 lines each), a saved
+    card, a service and an order to pay. Returns cookies, CSRF token and ids."""
+    from webapp.clock import now_utc
+    from webapp.demo import DEMO_EMAIL, DEMO_PASSWORD, seed
+    from webapp.extensions import db
+    from webapp.shop.models import Customer, Product
+
+    sys.path.insert(0, str(ROOT))
+    from tests.unit.renewal_fakes import make_card, make_service
+
+    app = _bench_app(db_url)
     with app.app_context():
         db.drop_all()
         db.create_all()
@@ -128,58 +189,21 @@ def prepare_shop(db_url: str) -> dict:
         seed(now)
         db.session.commit()
         products = [p for p in db.session.scalars(db.select(Product)) if p.auto_renewable][:3]
-
-        def token(client, path: str) -> str:
-            page = client.get(path).get_data(as_text=True)
-            return re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)
-
-        anon = app.test_client()
-        csrf = token(anon, "/")
-        for p in products:
-            anon.post(
-                f"/carrello/aggiungi/{p.id}", headers={"HX-Request": "true", "X-CSRFToken": csrf}
-            )
-        logged = app.test_client()
-        csrf = token(logged, "/accedi")
-        logged.post(
-            "/accedi",
-            data={"email": DEMO_EMAIL, "password": DEMO_PASSWORD},
-            headers={"X-CSRFToken": csrf},
-        )
-        csrf = token(logged, "/")
-        for p in products:
-            logged.post(
-                f"/carrello/aggiungi/{p.id}", headers={"HX-Request": "true", "X-CSRFToken": csrf}
-            )
+        anon = browser(app)
+        _fill_cart(anon, products, _token(anon, "/"))
+        logged = browser(app)
+        login = {"email": DEMO_EMAIL, "password": DEMO_PASSWORD}
+        logged.post("/accedi", data=login, headers={"X-CSRFToken": _token(logged, "/accedi")})
+        csrf = _token(logged, "/")
+        _fill_cart(logged, products, csrf)
         customer = db.session.scalar(db.select(Customer).where(Customer.email == DEMO_EMAIL))
         card = make_card(customer)
-        service = make_service(
-            customer, products[0], expires_at=now.replace(year=now.year + 1), card=card
-        )
-        product = products[1]
-        net = product.yearly_price_cents
-        order = Order(
-            customer_id=customer.id,
-            payment_method=PaymentMethod.CARD,
-            subtotal_cents=net,
-            net_cents=net,
-            vat_cents=round(net * 0.22),
-            total_cents=net + round(net * 0.22),
-        )
-        order.lines.append(
-            OrderLine(
-                product_id=product.id,
-                product_name=product.name,
-                kind=product.kind,
-                years=1,
-                yearly_price_cents=net,
-                list_cents=net,
-                net_cents=net,
-                auto_renew=True,
-            )
-        )
-        db.session.add(order)
+        expires = now.replace(year=now.year + 1)
+        service = make_service(customer, products[0], expires_at=expires, card=card)
+        order = _order_to_pay(customer, products[1])
         db.session.commit()
+        for client in (anon, logged):  # the cookie a browser would hold from now on
+            client.get("/carrello", headers={"HX-Request": "true"})
         result = dict(
             anon=f"session={anon.get_cookie('session').value}",
             logged=f"session={logged.get_cookie('session').value}",
@@ -187,6 +211,7 @@ def prepare_shop(db_url: str) -> dict:
             card_id=card.id,
             service_id=service.id,
             order_id=order.id,
+            customer_name=customer.name,
         )
         db.session.remove()
         db.engine.dispose()
@@ -195,11 +220,11 @@ def prepare_shop(db_url: str) -> dict:
 
 def targets(shop: str, bare: str, lean: str, data: dict) -> list[tuple]:
     """(name, url, headers, body) of each measured route."""
-    hx = {"HX-Request": "true"}
+    hx = {"HX-Request": "true", "User-Agent": USER_AGENT}
     logged = {**hx, "Cookie": data["logged"], "X-CSRFToken": data["csrf"]}
     return [
-        ("bare Flask route", f"{bare}/bare", {}, None),
-        ("lean reference", f"{lean}/lean", {"Cookie": data["logged"]}, None),
+        ("bare Flask route", f"{bare}/bare", {"User-Agent": USER_AGENT}, None),
+        ("lean reference", f"{lean}/lean", {**hx, "Cookie": data["logged"]}, None),
         ("cart fragment, anonymous", f"{shop}/carrello", {**hx, "Cookie": data["anon"]}, None),
         ("cart fragment, logged in", f"{shop}/carrello", logged, None),
         (
@@ -215,6 +240,33 @@ def targets(shop: str, bare: str, lean: str, data: dict) -> list[tuple]:
             "frequency_years=1",
         ),
     ]
+
+
+REFERENCES = ("bare Flask route", "lean reference")
+
+
+def preflight(routes: list[tuple], data: dict) -> None:
+    """Every route answers 2xx once before it is measured, and the lean reference sees the
+    logged-in customer (a reference that fails or reads less would flatter the fragments)."""
+    for label, url, headers, body in routes:
+        if body is None:
+            r = requests.get(url, headers=headers, timeout=10)
+        else:
+            headers = {**headers, "Content-Type": "application/x-www-form-urlencoded"}
+            r = requests.post(url, headers=headers, data=body, timeout=10)
+        if not 200 <= r.status_code < 300:
+            raise SystemExit(f"{label} ({url}) answered {r.status_code}: fix it before measuring")
+        if label == "lean reference" and data["customer_name"] not in r.text:
+            raise SystemExit("the lean reference did not see the logged-in customer")
+
+
+def refuse_failed_reference(db_name: str, label: str, result: tuple) -> None:
+    """A reference that answered any non-2xx measured an error page, not the reference."""
+    if label in REFERENCES and result[2]:
+        raise SystemExit(
+            f"{db_name}: the {label} answered {result[2]} non-2xx responses under wrk: "
+            "its figures would be meaningless, fix it first"
+        )
 
 
 def run_db(name: str, db_url: str, args) -> list[tuple]:
@@ -234,10 +286,12 @@ def run_db(name: str, db_url: str, args) -> list[tuple]:
         routes = targets(
             base.format(shop_port), base.format(bare_port), base.format(lean_port), data
         )
+        preflight(routes, data)
         runs: dict[str, list] = {r[0]: [] for r in routes}
         for _ in range(args.rounds):  # interleaved: the machine's load hits every route alike
             for label, url, headers, body in routes:
                 runs[label].append(wrk(url, args.seconds, headers, body))
+                refuse_failed_reference(name, label, runs[label][-1])
     finally:
         for p in procs:
             p.terminate()
@@ -253,9 +307,11 @@ def run_db(name: str, db_url: str, args) -> list[tuple]:
                 name,
                 label,
                 statistics.median(r[0] for r in results),
+                statistics.median(ratios),
                 min(ratios),
                 max(ratios),
                 statistics.median(r[1] for r in results),
+                statistics.median(p99s),
                 min(p99s),
                 max(p99s),
                 sum(r[2] for r in results),
@@ -283,13 +339,14 @@ def main() -> None:
         rows += run_db(name, url, args)
     print(
         f"gunicorn.conf.py, workers={args.workers}; wrk -t2 -c16 -d{args.seconds}s, "
-        f"{args.rounds} interleaved rounds; ratios to the lean reference, per round (min-max)"
+        f"{args.rounds} interleaved rounds; ratios to the lean reference of the same round: "
+        "median (min-max)"
     )
-    print(f"{'db':10} {'route':28} {'req/s':>7} {'ratio':>11} {'p99 ms':>7} {'p99 ratio':>11} err")
-    for db_name, label, rate, lo, hi, p99, plo, phi, bad in rows:
+    print(f"{'db':10} {'route':28} {'req/s':>7} {'ratio':>17} {'p99 ms':>7} {'p99 ratio':>17} err")
+    for db_name, label, rate, med, lo, hi, p99, pmed, plo, phi, bad in rows:
         print(
-            f"{db_name:10} {label:28} {rate:7.0f} {lo:5.2f}-{hi:<5.2f} {p99:7.1f} "
-            f"{plo:5.2f}-{phi:<5.2f} {bad}"
+            f"{db_name:10} {label:28} {rate:7.0f} {med:5.2f} ({lo:4.2f}-{hi:<4.2f}) {p99:7.1f} "
+            f"{pmed:5.2f} ({plo:4.2f}-{phi:<4.2f}) {bad}"
         )
 
 

@@ -16,7 +16,16 @@ from webapp.assets import cache_static, static_url
 from webapp.config import DEFAULT_BANK_SECRET, DEFAULT_SECRET_KEY, PROJECT_DIR, Config
 from webapp.dbtypes import MAX_ID
 from webapp.errors import NotFound
-from webapp.extensions import babel, csrf, db, limiter, login_manager, mail, migrate
+from webapp.extensions import (
+    babel,
+    csrf,
+    db,
+    limiter,
+    login_manager,
+    mail,
+    migrate,
+    ping_idle_connections,
+)
 from webapp.health import bp as health_bp
 from webapp.htmx import is_htmx, redirect_to
 from webapp.i18n import lazy_gettext as _l
@@ -25,6 +34,13 @@ from webapp.logs import configure_logging
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
+)
+# On every response unless the view set its own (added by the WSGI wrapper in webapp.logs).
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", CSP),
+    ("X-Frame-Options", "DENY"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "same-origin"),
 )
 
 
@@ -42,17 +58,17 @@ def create_app(config: type[Config] = Config, overrides: Mapping | None = None) 
     _refuse_default_secrets(app)
     (PROJECT_DIR / "instance").mkdir(exist_ok=True)
 
-    configure_logging(app)
+    configure_logging(app, SECURITY_HEADERS)
     register_extensions(app)
     register_subscribers()
     register_blueprints(app)
+    _limit_only_decorated_views(app)  # after the blueprints: they may carry limits
     register_errorhandlers(app)
     register_commands(app)
     register_template_helpers(app)
     app.before_request(_refuse_nul_bytes)
     # after_request hooks run last-registered first: cache_static, then Flask-Compress.
     Compress(app)
-    app.after_request(_security_headers)
     app.after_request(cache_static)
     return app
 
@@ -91,6 +107,8 @@ def register_extensions(app: Flask) -> None:
     from webapp.payments.gateway import HttpGateway
 
     db.init_app(app)
+    with app.app_context():
+        ping_idle_connections(db.engine, app.config["DB_PING_AFTER_IDLE_SECONDS"])
     migrate.init_app(app, db, directory=str(PROJECT_DIR / "migrations"), render_as_batch=True)
     login_manager.init_app(app)
     mail.init_app(app)
@@ -110,26 +128,33 @@ def register_extensions(app: Flask) -> None:
     login_manager.login_message = _l("Accedi per continuare.")
     login_manager.login_message_category = "info"
 
-    from webapp.shop.models import Customer
+    from webapp.shop.customers import load_session_customer
 
-    @login_manager.user_loader
-    def load_user(user_id: str):
-        # "id:version": a session from before the last "Esci" has an old version: logged out.
-        raw_id, _, raw_version = user_id.partition(":")
-        if not (raw_id.isascii() and raw_id.isdigit() and raw_version.isascii()):
-            return None
-        if not raw_version.isdigit() or int(raw_id) > MAX_ID:
-            return None
-        customer = db.session.get(Customer, int(raw_id))
-        if customer is None or customer.session_version != int(raw_version):
-            return None
-        return customer
+    # "id:version": a session from before the last "Esci" has an old version: logged out.
+    login_manager.user_loader(load_session_customer)
 
     @login_manager.unauthorized_handler
     def unauthorized():
         # For htmx a redirect would land the login page inside a fragment.
         flash(str(login_manager.login_message), "info")
         return redirect_to(url_for("account.login", next=_login_next()))
+
+
+def _limit_only_decorated_views(app: Flask) -> None:
+    """Rate limits only where a view asks for one (`@limiter.limit`: the logins).
+
+    Flask-Limiter checks every request in a before_request hook, for limits on all routes or on
+    a blueprint; the shop sets none (no RATELIMIT_DEFAULT or RATELIMIT_APPLICATION, no blueprint
+    limit), and a decorated view checks its own limits when it runs. So the hook is dropped,
+    unless such a limit is set (or Flask-Limiter's internals are not the ones known here).
+    """
+    if app.config.get("RATELIMIT_DEFAULT") or app.config.get("RATELIMIT_APPLICATION"):
+        return
+    blueprint_limits = getattr(limiter.limit_manager, "_blueprint_limits", None)
+    if blueprint_limits is None or blueprint_limits:
+        return
+    hooks = app.before_request_funcs.get(None, [])
+    hooks[:] = [hook for hook in hooks if hook != limiter._check_request_limit]
 
 
 def _login_next() -> str:
@@ -200,7 +225,6 @@ def register_commands(app: Flask) -> None:
 
 
 def register_template_helpers(app: Flask) -> None:
-    from flask_login import current_user
     from flask_wtf.csrf import generate_csrf
 
     from webapp.clock import format_day
@@ -210,29 +234,56 @@ def register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["eur"] = format_eur
     app.jinja_env.filters["day"] = format_day
     app.jinja_env.filters["years_label"] = years_label
-    app.jinja_env.globals["static_url"] = static_url
+    _install_request_translations(app)
+    # Fixed for the app's life: globals, not a context processor run for every template.
+    app.jinja_env.globals.update(
+        static_url=static_url,
+        csrf_token=generate_csrf,
+        has_area="area.overview" in app.view_functions,
+        seller={
+            key.removeprefix("SELLER_").lower(): value
+            for key, value in app.config.items()
+            if key.startswith("SELLER_")
+        },
+    )
+    app.context_processor(_cart_badge)
 
-    @app.context_processor
-    def globals_():
-        from webapp.shop.services import cart_count
 
-        def count() -> int:
-            try:
-                customer_id = current_user.id if current_user.is_authenticated else None
-                return cart_count(customer_id, session.get("cart_token"))
-            except Exception:  # a broken database must not hide the real error page
-                return 0
+def _cart_badge() -> dict:
+    from flask_login import current_user
 
-        return {
-            "cart_count": _Lazy(count),
-            "csrf_token": generate_csrf,
-            "has_area": "area.overview" in app.view_functions,
-            "seller": {
-                key.removeprefix("SELLER_").lower(): value
-                for key, value in app.config.items()
-                if key.startswith("SELLER_")
-            },
-        }
+    from webapp.shop.services import cart_count
+
+    def count() -> int:
+        try:
+            customer_id = current_user.id if current_user.is_authenticated else None
+            return cart_count(customer_id, session.get("cart_token"))
+        except Exception:  # a broken database must not hide the real error page
+            return 0
+
+    return {"cart_count": _Lazy(count)}
+
+
+def _install_request_translations(app: Flask) -> None:
+    """Templates' gettext with the catalogue looked up once per template render, not at every
+    `_()`: Flask-Babel finds the locale and catalogue again for each string (a fragment has a
+    dozen), and the locale cannot change while a template renders."""
+    from flask_babel import get_translations
+    from jinja2 import pass_context
+
+    def catalogue(context):
+        found = getattr(context, "_webapp_translations", None)
+        if found is None:
+            found = context._webapp_translations = get_translations()
+        return found
+
+    app.jinja_env.install_gettext_callables(
+        gettext=pass_context(lambda c, s: catalogue(c).ugettext(s)),
+        ngettext=pass_context(lambda c, s, p, n: catalogue(c).ungettext(s, p, n)),
+        newstyle=True,
+        pgettext=pass_context(lambda c, x, s: catalogue(c).upgettext(x, s)),
+        npgettext=pass_context(lambda c, x, s, p, n: catalogue(c).unpgettext(x, s, p, n)),
+    )
 
 
 class _Lazy:
@@ -249,14 +300,10 @@ class _Lazy:
 
 def _refuse_nul_bytes() -> None:
     """No field needs a NUL byte, and PostgreSQL can neither store nor compare one: 400."""
-    for fields in (request.args, request.form):
+    # The query string only when there is one, the form only when a body was sent.
+    sources = (request.args,) if request.query_string else ()
+    if request.content_length or request.headers.get("Transfer-Encoding"):
+        sources += (request.form,)
+    for fields in sources:
         if any("\x00" in key or "\x00" in value for key, value in fields.items(multi=True)):
             abort(400)
-
-
-def _security_headers(response):
-    response.headers.setdefault("Content-Security-Policy", CSP)
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    return response

@@ -28,7 +28,11 @@ class Config:
     SQLALCHEMY_DATABASE_URI = os.environ.get(
         "DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'shop.db'}"
     )
-    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    # No ping on every checkout (a round trip per request on PostgreSQL): connections are
+    # recycled after half an hour, and one idle for longer than DB_PING_AFTER_IDLE_SECONDS is
+    # pinged first and replaced if dead (webapp.extensions.ping_idle_connections).
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_recycle": 1800}
+    DB_PING_AFTER_IDLE_SECONDS = float(os.environ.get("DB_PING_AFTER_IDLE_SECONDS", "30"))
 
     # Where the shop is reachable from the browser and from the bank (for return/notify URLs).
     SHOP_BASE_URL = os.environ.get("SHOP_BASE_URL", "http://127.0.0.1:5000")
@@ -86,6 +90,9 @@ class Config:
     REMEMBER_COOKIE_HTTPONLY = True
     REMEMBER_COOKIE_SAMESITE = "Lax"  # like the session: not sent on cross-site posts
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session: pages stay open long
+    # Rendered htmx fragments kept per process by what they show (webapp.htmx.render_cached);
+    # 0 turns the cache off.
+    FRAGMENT_CACHE_SIZE = int(os.environ.get("FRAGMENT_CACHE_SIZE", "1000"))
 
     RATELIMIT_ENABLED = _bool("RATELIMIT_ENABLED", True)
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")

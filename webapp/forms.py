@@ -2,15 +2,44 @@
 
 from __future__ import annotations
 
-from flask import request
+from functools import cache
+
+from babel import support
+from flask import current_app, request
+from flask_babel import get_locale
 from flask_wtf import FlaskForm
 from wtforms import Field
+from wtforms.i18n import messages_path
+
+
+@cache
+def _wtforms_catalogue(locale: str) -> support.Translations:
+    return support.Translations.load(messages_path(), [locale], domain="wtforms")
+
+
+class _WTFormsTranslations:
+    """WTForms' own messages in the request's language, each catalogue read once per process
+    (Flask-WTF parses the .mo file again for every request that builds a form)."""
+
+    def gettext(self, string: str) -> str:
+        return _wtforms_catalogue(str(get_locale())).ugettext(string)
+
+    def ngettext(self, singular: str, plural: str, n: int) -> str:
+        return _wtforms_catalogue(str(get_locale())).ungettext(singular, plural, n)
+
+
+_TRANSLATIONS = _WTFormsTranslations()
 
 
 class BrowserForm(FlaskForm):
     """A form a browser posts: its fields come from the form body, never from a JSON body."""
 
     class Meta:
+        def get_translations(self, form):
+            if not current_app.config.get("WTF_I18N_ENABLED", True):
+                return super().get_translations(form)
+            return _TRANSLATIONS
+
         def wrap_formdata(self, form, formdata):
             # Flask-WTF reads a JSON body as the form: a list there, or a number for a text
             # field, raises (500). A browser never posts JSON here: it is an empty form (422).

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from urllib.parse import urlsplit
 
-from flask import Response, make_response, redirect, render_template, request
+from flask import Response, current_app, make_response, redirect, render_template, request, session
+from flask_babel import get_locale
 
 
 def is_htmx() -> bool:
@@ -35,6 +37,43 @@ def render(page: str, fragment: str, status: int = 200, **context) -> Response:
     response.vary.add("HX-Request")
     response.vary.add("HX-Boosted")
     return response
+
+
+def render_cached(page: str, fragment: str, key: Hashable, **context) -> Response:
+    """`render`, with the htmx fragment kept per process and served again while `key` (every
+    value the fragment shows) is the same: a cart asked for again renders nothing.
+
+    The cached markup holds a CSRF token signed for this session's token, so the session's
+    token is part of the key, and a session without one yet is not cached. Off when
+    FRAGMENT_CACHE_SIZE is 0, in debug, and when CSRF tokens expire (WTF_CSRF_TIME_LIMIT).
+    """
+    cache = _fragment_cache()
+    token = session.get(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"))
+    if cache is None or not is_htmx() or token is None:
+        return render(page, fragment, **context)
+    full_key = (fragment, key, token, str(get_locale()), request.script_root)
+    html = cache.get(full_key)
+    if html is None:
+        html = render_template(fragment, **context)
+        if len(cache) >= current_app.config["FRAGMENT_CACHE_SIZE"]:
+            cache.clear()  # simple and thread-safe bound: a full cache starts over
+        cache[full_key] = html
+    response = make_response(html)
+    response.vary.add("HX-Request")
+    response.vary.add("HX-Boosted")
+    return response
+
+
+def _fragment_cache() -> dict | None:
+    config = current_app.config
+    if (
+        not config.get("FRAGMENT_CACHE_SIZE")
+        or current_app.debug
+        or config.get("TEMPLATES_AUTO_RELOAD")
+        or config.get("WTF_CSRF_TIME_LIMIT") is not None
+    ):
+        return None
+    return current_app.extensions.setdefault("webapp.fragments", {})
 
 
 def _same_origin(url: str) -> bool:

@@ -7,7 +7,7 @@ import logging
 import secrets
 import time
 
-from flask import Flask, Response, g, request
+from flask import Flask
 
 ACCESS_LOG = "webapp.access"
 
@@ -30,8 +30,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure_logging(app: Flask) -> None:
-    """Root handler once per process (LOG_LEVEL, LOG_FORMAT=json|text) and the access line."""
+def configure_logging(app: Flask, headers: tuple[tuple[str, str], ...] = ()) -> None:
+    """Root handler once per process (LOG_LEVEL, LOG_FORMAT=json|text) and the access line.
+
+    The access line and the fixed response `headers` (security headers, added when the app did
+    not set them) come from a WSGI wrapper around the app: plain lists, no request hooks.
+    """
     root = logging.getLogger()
     if not any(getattr(h, "_webapp", False) for h in root.handlers):
         handler = logging.StreamHandler()
@@ -46,34 +50,52 @@ def configure_logging(app: Flask) -> None:
         root.setLevel(app.config.get("LOG_LEVEL", "INFO"))
     # The access line below replaces werkzeug's own.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    app.before_request(_start_timer)
-    app.after_request(_log_request)
+    app.wsgi_app = AccessLog(app.wsgi_app, headers)
 
 
-def _start_timer() -> None:
-    g.request_started = time.perf_counter()
-    g.request_id = request.headers.get("X-Request-ID", "")[:64] or secrets.token_hex(8)
+class AccessLog:
+    """WSGI wrapper: a request id (X-Request-ID), fixed headers, one access line per request."""
 
+    def __init__(self, wsgi_app, headers: tuple[tuple[str, str], ...]) -> None:
+        self.wsgi_app = wsgi_app
+        self.headers = headers
+        self.log = logging.getLogger(ACCESS_LOG)
 
-def _log_request(response: Response) -> Response:
-    started = g.get("request_started")
-    if started is None:
-        return response
-    duration_ms = round((time.perf_counter() - started) * 1000, 1)
-    response.headers.setdefault("X-Request-ID", g.request_id)
-    logging.getLogger(ACCESS_LOG).info(
-        "%s %s %s %.1fms [%s]",
-        request.method,
-        request.path,
-        response.status_code,
-        duration_ms,
-        g.request_id,
-        extra={
-            "request_id": g.request_id,
-            "method": request.method,
-            "path": request.path,
-            "status": response.status_code,
-            "duration_ms": duration_ms,
-        },
-    )
-    return response
+    def __call__(self, environ: dict, start_response):
+        started = time.perf_counter()
+        request_id = environ.get("HTTP_X_REQUEST_ID", "")[:64] or secrets.token_hex(8)
+        status = []
+
+        def start(code: str, headers: list, exc_info=None):
+            names = {name.lower() for name, _ in headers}
+            headers.extend(h for h in self.headers if h[0].lower() not in names)
+            if "x-request-id" not in names:
+                headers.append(("X-Request-ID", request_id))
+            status.append(code)
+            return start_response(code, headers, exc_info)
+
+        body = self.wsgi_app(environ, start)
+        if status and self.log.isEnabledFor(logging.INFO):
+            self._line(environ, int(status[0][:3]), started, request_id)
+        return body
+
+    def _line(self, environ: dict, status: int, started: float, request_id: str) -> None:
+        duration_ms = round((time.perf_counter() - started) * 1000, 1)
+        method = environ.get("REQUEST_METHOD", "")
+        # WSGI passes the path as latin-1 characters of its bytes: back to the UTF-8 text.
+        path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+        self.log.info(
+            "%s %s %s %.1fms [%s]",
+            method,
+            path,
+            status,
+            duration_ms,
+            request_id,
+            extra={
+                "request_id": request_id,
+                "method": method,
+                "path": path,
+                "status": status,
+                "duration_ms": duration_ms,
+            },
+        )

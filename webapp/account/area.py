@@ -13,10 +13,11 @@ from flask import Blueprint, abort, current_app, flash, render_template, request
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from webapp.account.forms import AutoRenewForm, FrequencyForm, ServiceCardForm
 from webapp.clock import format_day, now_utc, rome_date
-from webapp.errors import DomainError, InvalidTransition
+from webapp.errors import DomainError, InvalidTransition, NotFound
 from webapp.extensions import db
 from webapp.htmx import is_htmx, redirect_to, render
 from webapp.i18n import years_label
@@ -50,7 +51,15 @@ def _worker() -> str:
 
 
 def _own_service(service_id: int) -> Service:
-    return renewals.get_service(service_id, current_user.id)
+    """The customer's service with its product and card (the row shows both), in one read."""
+    service = db.session.scalar(
+        select(Service)
+        .where(Service.id == service_id, Service.customer_id == current_user.id)
+        .options(joinedload(Service.saved_card))
+    )
+    if service is None:
+        raise NotFound("Servizio non trovato.")
+    return service
 
 
 # --- I miei servizi ------------------------------------------------------------------------------
@@ -62,12 +71,15 @@ def _services_page(
     message: str | None = None,
     error: str | None = None,
     card_needed: bool = False,
+    views: list[renewals.ServiceView] | None = None,
 ):
-    """The services page, or (for htmx) the row of `focus` with its message."""
+    """The services page, or (for htmx) the row of `focus` with its message (`views`: the
+    row's view, when the caller built it already)."""
     now = now_utc()
     fragment = focus is not None and is_htmx()
-    services = [focus] if fragment else renewals.list_services(current_user.id)
-    views = renewals.service_views(services, now)
+    if views is None or not fragment:
+        services = [focus] if fragment else renewals.list_services(current_user.id)
+        views = renewals.service_views(services, now)
     key = focus.id if focus is not None else None
     return render(
         "area/services.html",
@@ -126,16 +138,17 @@ def set_frequency(service_id: int):
     except DomainError as exc:
         rollback()
         return _services_page(service, 422, error=exc.message)
-    commit()
-    price = renewals.renewal_price(service)
-    return _services_page(
-        service,
-        message=_(
-            "Frequenza di rinnovo aggiornata: ogni %(years)s, %(total)s IVA inclusa.",
-            years=years_label(service.frequency_years),
-            total=format_eur(price.total_cents),
-        ),
+    # The answer is rendered from the rows this request holds, then committed: after the commit
+    # they would be expired and read again just to be shown.
+    views = renewals.service_views([service], now_utc())
+    message = _(
+        "Frequenza di rinnovo aggiornata: ogni %(years)s, %(total)s IVA inclusa.",
+        years=years_label(service.frequency_years),
+        total=format_eur(views[0].price.total_cents),
     )
+    response = _services_page(service, message=message, views=views)
+    commit()
+    return response
 
 
 @bp.post("/servizi/<int:service_id>/carta")

@@ -24,11 +24,12 @@ from flask_login import current_user, login_required
 from webapp.clock import now_utc, rome_date
 from webapp.errors import DomainError
 from webapp.extensions import csrf
-from webapp.htmx import redirect_to, render
+from webapp.htmx import is_htmx, redirect_to, render
 from webapp.i18n import lazy_gettext as _l
-from webapp.payments import flows, services
+from webapp.payments import flows, picker, services
 from webapp.payments.forms import NEW_CARD, CardChoiceForm, ProceedForm
 from webapp.payments.gateway import GatewayUnavailable
+from webapp.payments.models import SavedCard
 from webapp.shop.models import Order, OrderStatus
 from webapp.shop.services import get_order
 from webapp.signing import BadSignature
@@ -125,14 +126,15 @@ def bank_notification():
 
 
 def _portal(
-    order: Order,
+    order: Order | picker.OrderTotal,
     choice: str | None = None,
     error: str | None = None,
     status: int = 200,
     new_attempt: bool = False,
+    cards: list[SavedCard] | list[picker.CardRow] | None = None,
 ):
     today = rome_date(now_utc())
-    cards = services.list_cards(current_user.id)
+    cards = services.list_cards(current_user.id) if cards is None else cards
     usable = {c.id for c in cards if not c.is_expired(today)}
     if choice is None:
         choice = str(max(usable, default=NEW_CARD))
@@ -177,16 +179,17 @@ def choose_card(order_id: int):
 @login_required
 def select_card(order_id: int):
     """The card picker: selecting an option re-renders it with what Procedi will do."""
-    order = get_order(order_id, current_user.id)
+    if is_htmx():  # the fragment: the order's total and the cards, as plain rows in one read
+        order, cards = picker.order_and_cards(order_id, current_user.id)
+    else:
+        order, cards = get_order(order_id, current_user.id), services.list_cards(current_user.id)
     form = CardChoiceForm()
     if not form.validate():
-        return _portal(order, error=form.first_error(), status=422)
-    if form.choice.data != NEW_CARD:
-        try:
-            services.get_card(form.choice.data, current_user.id)
-        except DomainError as exc:
-            return _portal(order, error=exc.message, status=422)
-    return _portal(order, choice=form.choice.data)
+        return _portal(order, error=form.first_error(), status=422, cards=cards)
+    # The picker shows the customer's cards anyway: the choice is checked against them.
+    if form.choice.data != NEW_CARD and int(form.choice.data) not in {c.id for c in cards}:
+        return _portal(order, error=_("Carta non trovata."), status=422, cards=cards)
+    return _portal(order, choice=form.choice.data, cards=cards)
 
 
 @portal_bp.post("/ordini/<int:order_id>/procedi")

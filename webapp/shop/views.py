@@ -17,8 +17,9 @@ from flask_login import current_user, login_required
 
 from webapp.clock import now_utc, rome_date
 from webapp.errors import CheckoutError, DiscountRefused, InvalidChoice, NotFound
-from webapp.htmx import is_htmx, redirect_to, render
+from webapp.htmx import is_htmx, redirect_to, render, render_cached
 from webapp.shop import billing, services
+from webapp.shop.cartview import cart_rows
 from webapp.shop.forms import (
     BillingForm,
     ConfirmForm,
@@ -68,7 +69,10 @@ def terms():
 
 @bp.get("/carrello")
 def view_cart():
-    return render("shop/cart.html", "shop/_cart.html", view=services.price_cart(_cart()))
+    today = rome_date(now_utc())
+    view = cart_rows(_customer_id(), session.get("cart_token"), today)
+    # The fragment shows nothing but `view`: the same rows (prices included) render the same.
+    return render_cached("shop/cart.html", "shop/_cart.html", view, view=view)
 
 
 @bp.post("/carrello/aggiungi/<int:product_id>")

@@ -1,0 +1,121 @@
+"""The cart as the cart page and its htmx fragment show it: one SELECT, plain rows, a quote.
+
+The cart, its lines, their products and each product's list price on the day (the scheduled
+price in force, else the product's own) come in one statement; the fragment renders from these
+rows. Checkout and every change to the cart still work on the ORM cart (shop.services).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import Date, bindparam, func, select
+
+from webapp.extensions import db
+from webapp.shop.models import Cart, CartLine, DiscountCode, Product, ProductPrice, ServiceKind
+from webapp.shop.pricing import PriceLine, Quote, QuoteLine, quote
+from webapp.shop.services import terms_of
+
+_cart, _line, _product, _price = (
+    Cart.__table__,
+    CartLine.__table__,
+    Product.__table__,
+    ProductPrice.__table__,
+)
+
+
+@dataclass(frozen=True)
+class ProductRow:
+    id: int
+    name: str
+    kind: ServiceKind
+
+
+@dataclass(frozen=True)
+class LineRow:
+    """A cart line with its product, as the templates read a CartLine."""
+
+    id: int
+    years: int
+    product: ProductRow
+
+    @property
+    def product_id(self) -> int:
+        return self.product.id
+
+
+@dataclass(frozen=True)
+class CartRows:
+    """Lines paired with their priced amounts, like services.CartView."""
+
+    rows: tuple[tuple[LineRow, QuoteLine], ...]  # hashable: the fragment is cached by it
+    quote: Quote
+
+    @property
+    def empty(self) -> bool:
+        return not self.rows
+
+
+def _price_on_day():
+    """The product's yearly price on :day: the latest scheduled change in force, else its own."""
+    scheduled = (
+        select(_price.c.yearly_price_cents)
+        .where(
+            _price.c.product_id == _product.c.id,
+            _price.c.effective_from <= bindparam("day", type_=Date),
+        )
+        .order_by(_price.c.effective_from.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return func.coalesce(scheduled, _product.c.yearly_price_cents)
+
+
+def _statement(owner):
+    return (
+        select(
+            _cart.c.discount_code_id,
+            _line.c.id,
+            _line.c.years,
+            _product.c.id.label("product_id"),
+            _product.c.name,
+            _product.c.kind,
+            _price_on_day().label("price"),
+        )
+        .select_from(
+            _cart.outerjoin(_line, _line.c.cart_id == _cart.c.id).outerjoin(
+                _product, _product.c.id == _line.c.product_id
+            )
+        )
+        .where(owner)
+        .order_by(_line.c.id)
+    )
+
+
+# Built once: a request only binds the owner and the day (and SQLAlchemy's cache key is cheap).
+_BY_CUSTOMER = _statement(_cart.c.customer_id == bindparam("owner"))
+_BY_TOKEN = _statement(_cart.c.anon_token == bindparam("owner"))
+
+
+def cart_rows(customer_id: int | None, anon_token: str | None, day: date) -> CartRows:
+    """The customer's (or the visitor's) cart priced with the list prices of `day`."""
+    if customer_id is None and not anon_token:
+        return CartRows((), quote([], None))
+    statement = _BY_CUSTOMER if customer_id is not None else _BY_TOKEN
+    owner = customer_id if customer_id is not None else anon_token
+    rows = db.session.execute(statement, {"owner": owner, "day": day}).all()
+    lines = [
+        LineRow(r.id, r.years, ProductRow(r.product_id, r.name, r.kind))
+        for r in rows
+        if r.id is not None
+    ]
+    prices = [PriceLine(r.product_id, r.price, r.years) for r in rows if r.id is not None]
+    code_id = rows[0].discount_code_id if rows else None
+    q = quote(prices, _terms(code_id))
+    return CartRows(tuple(zip(lines, q.lines, strict=True)), q)
+
+
+def _terms(code_id: int | None):
+    """The discount's terms (a code on the cart is rare: one more read then)."""
+    return terms_of(db.session.get(DiscountCode, code_id)) if code_id is not None else None
