@@ -209,9 +209,14 @@ def proceed(order_id: int):
         )
     except DomainError as exc:
         return _portal(order, choice=form.choice.data, error=exc.message, status=422)
+    return _charge_answer(order, form.choice.data, result)
+
+
+def _charge_answer(order: Order, choice: str, result: flows.PaymentResult):
+    """After a saved-card charge: to the bank for 3-D Secure, back to choose, or to the order."""
     if result.outcome is flows.Outcome.AUTHENTICATION_REQUIRED:
         return _to_bank(order)  # the same order, paid once, on the bank's page with 3-D Secure
     if result.outcome is flows.Outcome.DECLINED:
         error = f"{result.message} " + _("Scegli un'altra carta.")
-        return _portal(order, form.choice.data, error, status=422, new_attempt=True)
+        return _portal(order, choice, error, status=422, new_attempt=True)
     return _to_order(order, result.message, result.category)

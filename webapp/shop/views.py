@@ -207,20 +207,9 @@ def confirm_order():
     form = ConfirmForm()
     token, accepted = form.checkout_token.data or "", form.terms.data
     immediate = form.immediate_start.data
-
-    def confirm():
-        billing.require_profile(current_user.id)
-        cart = _cart(create=True)
-        now = now_utc()
-        order = services.confirm_order(cart, current_user.id, token, accepted, now)
-        if immediate:
-            services.ask_immediate_start(order, now)
-        commit()
-        return order
-
     try:
         # The same form submitted twice at once: the second run finds the twin's order.
-        order = once_more_after_conflict(confirm)
+        order = once_more_after_conflict(lambda: _place_order(token, accepted, immediate))
     except (CheckoutError, DiscountRefused) as exc:
         rollback()
         # A twin submit may have spent the cart (or the once-per-customer code) between our
@@ -229,6 +218,18 @@ def confirm_order():
         if order is None:
             return _confirm_refused(exc, accepted, immediate)
     return redirect_to(url_for("orders.view_order", order_id=order.id))
+
+
+def _place_order(token: str, accepted: bool, immediate: bool):
+    """The order of the cart as confirmed (billing data first), committed."""
+    billing.require_profile(current_user.id)
+    cart = _cart(create=True)
+    now = now_utc()
+    order = services.confirm_order(cart, current_user.id, token, accepted, now)
+    if immediate:
+        services.ask_immediate_start(order, now)
+    commit()
+    return order
 
 
 def _confirm_refused(exc: CheckoutError | DiscountRefused, accepted: bool, immediate: bool):
