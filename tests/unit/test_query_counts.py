@@ -31,6 +31,25 @@ def test_pages_send_the_same_number_of_queries_whatever_the_rows(app, catalogue,
     assert grown == {}, "pages whose query count grows with the rows: (1 row, many rows)"
 
 
+#: The README's "SQL statements per page" table: a page that sends more is a regression to look
+#: at (the count is the same on SQLite and PostgreSQL).
+CEILING = {
+    "carrello (pagina)": 5,
+    "carrello (frammento htmx)": 4,
+    "checkout": 8,
+    "ordine": 6,
+    "area clienti: servizi": 7,
+    "area clienti: carte": 4,
+    "area clienti: ordini": 5,
+}
+
+
+def test_pages_send_no_more_statements_than_the_readme_says(app, catalogue, now):
+    counts = page_counts(app, seed_shopper("piccolo@example.it", *SMALL, now))
+    over = {page: (n, CEILING[page]) for page, n in counts.items() if n > CEILING[page]}
+    assert over == {}, "pages over their ceiling: (sent, ceiling)"
+
+
 def test_the_large_customer_sees_all_its_rows(app, client, db, catalogue, now):
     """The eager loading changes no content: every line, service and failed renewal is shown."""
     shopper = seed_shopper("grande@example.it", *LARGE, now)

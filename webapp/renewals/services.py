@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import select, tuple_, update
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from webapp.clock import now_utc, rome_date, rome_midnight
@@ -50,7 +50,7 @@ def services_of_order(order: Order) -> list[Service]:
         db.session.scalars(
             select(Service)
             .where(Service.order_line_id.in_(line_ids))
-            .options(selectinload(Service.saved_card))
+            .options(joinedload(Service.saved_card))
         )
     )
 
@@ -68,7 +68,7 @@ def list_services(customer_id: int) -> list[Service]:
     services = db.session.scalars(
         select(Service)
         .where(Service.customer_id == customer_id)
-        .options(selectinload(Service.saved_card))
+        .options(joinedload(Service.saved_card))  # many-to-one: in the same statement
     ).all()
     return sorted(services, key=lambda s: (not s.active, s.expires_at, s.id))
 

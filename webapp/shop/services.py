@@ -217,8 +217,16 @@ def claim_anonymous_cart(anon_token: str | None, customer_id: int) -> None:
 
 
 def cart_count(customer_id: int | None, anon_token: str | None) -> int:
-    cart = get_cart(customer_id, anon_token)
-    return len(cart.lines) if cart else 0
+    """The header badge: how many lines the cart has, counted by the database (one statement)."""
+    if customer_id is not None:
+        owner = Cart.customer_id == customer_id
+    elif anon_token:
+        owner = Cart.anon_token == anon_token
+    else:
+        return 0
+    return db.session.scalar(
+        select(func.count(CartLine.id)).join(Cart, Cart.id == CartLine.cart_id).where(owner)
+    )
 
 
 # --- discounts -------------------------------------------------------------------------------

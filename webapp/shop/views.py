@@ -112,8 +112,8 @@ def remove_item(line_id: int):
 # --- checkout ------------------------------------------------------------------------------
 
 
-def _checkout_response(primary: str, status: int = 200, **context):
-    cart = _cart(create=True)
+def _checkout_response(primary: str, status: int = 200, cart=None, **context):
+    cart = cart if cart is not None else _cart(create=True)
     profile = billing.get_profile(current_user.id)
     split = bool(profile and profile.split_payment)
     context.setdefault("view", services.price_cart(cart, split_payment=split))
@@ -135,11 +135,11 @@ def _checkout_response(primary: str, status: int = 200, **context):
 @login_required
 def checkout():
     cart = _cart(create=True)
-    commit()
     if not cart.lines:
+        commit()  # a cart made just now, with its checkout token
         flash(_("Il carrello è vuoto: scegli un prodotto dal catalogo."), "info")
         return redirect_to(url_for("shop.catalogue"))
-    return _checkout_response("items")
+    return _checkout_response("items", cart=cart)  # a cart with lines was there already
 
 
 @bp.post("/checkout/metodo")
