@@ -91,3 +91,13 @@ def confirmation_context() -> dict:
         renewing=[],
         shop_url="http://x",
     )
+
+
+def pending_card_order(client: FlaskClient, products, customer_id: int):
+    """Log in, buy SPID-PF by card and confirm: the customer's order waiting for payment."""
+    add(client, products["SPID-PF"])
+    login(client)
+    choose_method(client, "card")
+    confirm(client, checkout_token(client))
+    [order] = orders_of(customer_id)
+    return order

@@ -85,8 +85,8 @@ def confirmed_order(customer, products, now, skus=("PEC-STD",), years=1, method=
     return order
 
 
-def pay(order, now: datetime, status_ok: bool = True) -> Payment:
-    """Mark the order paid through payments' one paid-order transaction (order_paid fires)."""
+def hosted_payment(order) -> Payment:
+    """A hosted-page payment of the order's total, flushed (not yet succeeded)."""
     payment = Payment(
         order_id=order.id,
         order=order,
@@ -96,6 +96,12 @@ def pay(order, now: datetime, status_ok: bool = True) -> Payment:
     )
     db.session.add(payment)
     db.session.flush()
+    return payment
+
+
+def pay(order, now: datetime, status_ok: bool = True) -> Payment:
+    """Mark the order paid through payments' one paid-order transaction (order_paid fires)."""
+    payment = hosted_payment(order)
     succeed_payment(payment, None, now)
     return payment
 

@@ -17,7 +17,11 @@ import pytest
 from flask import g
 from sqlalchemy import event
 
-from tests.unit.helpers import HX, add, checkout_token, choose_method, confirm, login, orders_of
+from tests.unit.helpers import (
+    HX,
+    add,
+    pending_card_order,
+)
 from tests.unit.renewal_fakes import make_card, make_service
 from webapp import create_app
 from webapp.account.services import end_sessions
@@ -60,11 +64,7 @@ def frozen(monkeypatch, now):
 def shopper(client, catalogue, dummy_customer, frozen):
     """Logged in, with a pending card order, a saved card, a service and two cart lines."""
     products = catalogue["products"]
-    add(client, products["SPID-PF"])
-    login(client)
-    choose_method(client, "card")
-    confirm(client, checkout_token(client))
-    [order] = orders_of(dummy_customer.id)
+    order = pending_card_order(client, products, dummy_customer.id)
     card = make_card(dummy_customer)
     service = make_service(dummy_customer, products["PEC-STD"], expires_at=EXPIRES, card=card)
     add(client, products["PEC-STD"])

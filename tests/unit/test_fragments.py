@@ -17,6 +17,7 @@ from tests.unit.helpers import (
     freeze_views,
     login,
     orders_of,
+    pending_card_order,
 )
 from webapp.payments.models import SavedCard
 
@@ -38,11 +39,7 @@ def _views(app, monkeypatch, now):
 def shop(client, db, catalogue, dummy_customer) -> Shop:
     """A logged-in customer with a pending card order, a saved card and a cart of two lines."""
     products = catalogue["products"]
-    add(client, products["SPID-PF"])
-    login(client)
-    choose_method(client, "card")
-    confirm(client, checkout_token(client))
-    [order] = orders_of(dummy_customer.id)
+    order = pending_card_order(client, products, dummy_customer.id)
     card = SavedCard(
         customer_id=dummy_customer.id,
         gateway_token="tok_test_1",

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.conftest import PG_URL
-from tests.unit.invoicing_helpers import confirmed_order, give_billing
+from tests.unit.invoicing_helpers import confirmed_order, give_billing, hosted_payment
 from webapp.invoicing.batch import issue_invoices
 from webapp.invoicing.models import Invoice, InvoiceCounter
 from webapp.payments.events import PaidOrder
@@ -40,16 +40,7 @@ def test_parallel_payers_get_numbers_one_to_n_and_rollbacks_leave_no_gap(
     def payer(order_id: int) -> None:
         try:
             with app.app_context():  # its own session and connection
-                order = db.session.get(Order, order_id)
-                payment = Payment(
-                    order_id=order.id,
-                    order=order,
-                    channel=PaymentChannel.HOSTED_PAGE,
-                    amount_cents=order.total_cents,
-                    idempotency_key=secrets.token_hex(8),
-                )
-                db.session.add(payment)
-                db.session.flush()
+                payment = hosted_payment(db.session.get(Order, order_id))
                 start.wait(timeout=30)
                 succeed_payment(payment, None, now)  # order_paid: the invoice is numbered here
                 if order_id in rolled_back:
@@ -125,16 +116,7 @@ def test_parallel_batches_and_payers_share_one_series_and_a_rollback_leaves_no_g
     def single_payer(order_id: int) -> None:
         try:
             with app.app_context():
-                order = db.session.get(Order, order_id)
-                payment = Payment(
-                    order_id=order.id,
-                    order=order,
-                    channel=PaymentChannel.HOSTED_PAGE,
-                    amount_cents=order.total_cents,
-                    idempotency_key=secrets.token_hex(8),
-                )
-                db.session.add(payment)
-                db.session.flush()
+                payment = hosted_payment(db.session.get(Order, order_id))
                 start.wait(timeout=30)
                 succeed_payment(payment, None, now)
                 db.session.commit()
