@@ -27,7 +27,7 @@ from webapp.shop.forms import (
     PaymentMethodForm,
     YearsForm,
 )
-from webapp.shop.models import PaymentMethod
+from webapp.shop.models import Cart, PaymentMethod
 from webapp.transaction import commit, once_more_after_conflict, rollback
 
 bp = Blueprint("shop", __name__)
@@ -112,7 +112,7 @@ def remove_item(line_id: int):
 # --- checkout ------------------------------------------------------------------------------
 
 
-def _checkout_response(primary: str, status: int = 200, cart=None, **context):
+def _checkout_response(primary: str, status: int = 200, cart: Cart | None = None, **context):
     cart = cart if cart is not None else _cart(create=True)
     profile = billing.get_profile(current_user.id)
     split = bool(profile and profile.split_payment)
