@@ -211,6 +211,7 @@ def prepare_shop(db_url: str) -> dict:
             card_id=card.id,
             service_id=service.id,
             order_id=order.id,
+            order_total=order.total_cents,
             customer_name=customer.name,
         )
         db.session.remove()
@@ -231,7 +232,9 @@ def targets(shop: str, bare: str, lean: str, data: dict) -> list[tuple]:
             "card picker (POST scelta)",
             f"{shop}/portale-pagamenti/ordini/{data['order_id']}/scelta",
             logged,
-            f"choice={data['card_id']}",
+            # What the picker's form posts on a change (hx-include="#card-picker"): the choice,
+            # the form's attempt and the amount; the token travels in the header.
+            f"choice={data['card_id']}&attempt=bench-attempt&amount_cents={data['order_total']}",
         ),
         (
             "renewal frequency (POST)",

@@ -105,6 +105,23 @@ def test_card_picker_reads_the_customer_then_order_and_cards_at_once(client, sho
     assert sent == ["SELECT", "SELECT"]
 
 
+def test_card_picker_is_kept_while_what_it_shows_is_the_same(app, client, shopper, dummy_customer):
+    """The same choice in the same form is served again; a new card or choice is rendered."""
+    url = f"/portale-pagamenti/ordini/{shopper['order']}/scelta"
+    form = {"choice": str(shopper["card"]), "attempt": "tentativo-1"}
+    for _ in range(2):  # the first one gives the session its CSRF token, the second is kept
+        first = client.post(url, data=form, headers=HX).text
+    kept = [k for k in app.extensions["webapp.fragments"] if k[0] == "payments/_card_picker.html"]
+    assert len(kept) == 1 and client.post(url, data=form, headers=HX).text == first
+    assert 'name="attempt" value="tentativo-1"' in first  # the form's own attempt, kept
+    new = make_card(dummy_customer, last4="5555")
+    assert "•••• 5555" not in first and "•••• 5555" in client.post(url, data=form, headers=HX).text
+    chosen = client.post(url, data={**form, "choice": str(new.id)}, headers=HX).text
+    assert re.search(rf'value="{new.id}"\s+checked', chosen)
+    other_attempt = client.post(url, data={**form, "attempt": "tentativo-2"}, headers=HX).text
+    assert 'name="attempt" value="tentativo-2"' in other_attempt
+
+
 def test_card_picker_of_another_customers_order_is_not_found(client, shopper, create_customer):
     other = create_customer(email="luigi@example.it", name="Luigi Verdi")
     make_card(other, last4="9999")

@@ -24,7 +24,7 @@ from flask_login import current_user, login_required
 from webapp.clock import now_utc, rome_date
 from webapp.errors import DomainError
 from webapp.extensions import csrf
-from webapp.htmx import is_htmx, redirect_to, render
+from webapp.htmx import is_htmx, redirect_to, render, render_cached
 from webapp.i18n import lazy_gettext as _l
 from webapp.payments import flows, picker, services
 from webapp.payments.forms import NEW_CARD, CardChoiceForm, ProceedForm
@@ -135,15 +135,12 @@ def _portal(
 ):
     today = rome_date(now_utc())
     cards = services.list_cards(current_user.id) if cards is None else cards
-    usable = {c.id for c in cards if not c.is_expired(today)}
+    usable = frozenset(c.id for c in cards if not c.is_expired(today))
     if choice is None:
         choice = str(max(usable, default=NEW_CARD))
     # The same form posted twice is one attempt; after a declined charge the form is new.
     attempt = None if new_attempt else request.form.get("attempt")
-    return render(
-        "payments/portal.html",
-        "payments/_card_picker.html",
-        status=status,
+    context = dict(
         order=order,
         cards=cards,
         usable=usable,
@@ -152,6 +149,11 @@ def _portal(
         attempt=(attempt or secrets.token_urlsafe(16))[:40],
         new_card=NEW_CARD,
     )
+    if status == 200 and isinstance(order, picker.OrderTotal):
+        # Plain rows (the htmx picker): the fragment shows nothing but these values.
+        key = (order, tuple(cards), usable, choice, error, context["attempt"])
+        return render_cached("payments/portal.html", "payments/_card_picker.html", key, **context)
+    return render("payments/portal.html", "payments/_card_picker.html", status=status, **context)
 
 
 @portal_bp.get("/")
