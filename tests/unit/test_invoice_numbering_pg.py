@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from tests.conftest import PG_URL
 from tests.unit.invoicing_helpers import confirmed_order, give_billing, hosted_payment
+from webapp.extensions import db as _db
 from webapp.invoicing.batch import issue_invoices
 from webapp.invoicing.models import Invoice, InvoiceCounter
 from webapp.payments.events import PaidOrder
@@ -52,19 +53,9 @@ def test_parallel_payers_get_numbers_one_to_n_and_rollbacks_leave_no_gap(
             errors.append(exc)
 
     threads = [threading.Thread(target=payer, args=(oid,)) for oid in order_ids]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not errors, errors
-
-    db.session.expire_all()
+    _run_together(threads, errors)
     committed = PAYERS - len(rolled_back)
-    numbers = db.session.scalars(select(Invoice.number).order_by(Invoice.number)).all()
-    assert numbers == list(range(1, committed + 1))
-    assert db.session.scalar(select(InvoiceCounter.last).where(InvoiceCounter.year == 2026)) == (
-        committed
-    )
+    _assert_numbered_one_to(committed)
     invoiced = set(db.session.scalars(select(Invoice.order_id)))
     assert invoiced == set(order_ids) - rolled_back
 
@@ -128,21 +119,30 @@ def test_parallel_batches_and_payers_share_one_series_and_a_rollback_leaves_no_g
         threading.Thread(target=batch_payer, args=(batch, i == 1))
         for i, batch in enumerate(batches)
     ] + [threading.Thread(target=single_payer, args=(oid,)) for oid in singles]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not errors, errors
-
-    db.session.expire_all()
+    _run_together(threads, errors)
     committed = (BATCHES - 1) * PER_BATCH + len(singles)
-    numbers = db.session.scalars(select(Invoice.number).order_by(Invoice.number)).all()
-    assert numbers == list(range(1, committed + 1))
-    assert db.session.scalar(select(InvoiceCounter.last).where(InvoiceCounter.year == 2026)) == (
-        committed
-    )
+    _assert_numbered_one_to(committed)
     invoiced = set(db.session.scalars(select(Invoice.order_id)))
     rolled_back = {p.order_id for p in batches[1]}
     assert invoiced == {o.id for o in orders} - rolled_back
     # A replay of a committed batch issues nothing more (one invoice per order).
     assert issue_invoices(batches[0], now) == 0
+
+
+def _run_together(threads: list[threading.Thread], errors: list[BaseException]) -> None:
+    """Start the threads, wait for them, fail with what any of them raised."""
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    _db.session.expire_all()
+
+
+def _assert_numbered_one_to(committed: int) -> None:
+    """The committed invoices hold the numbers 1..committed, and the year's counter says so."""
+    numbers = _db.session.scalars(select(Invoice.number).order_by(Invoice.number)).all()
+    assert numbers == list(range(1, committed + 1))
+    assert _db.session.scalar(select(InvoiceCounter.last).where(InvoiceCounter.year == 2026)) == (
+        committed
+    )
