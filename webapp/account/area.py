@@ -13,11 +13,10 @@ from flask import Blueprint, abort, current_app, flash, render_template, request
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload
 
 from webapp.account.forms import AutoRenewForm, FrequencyForm, ServiceCardForm
 from webapp.clock import format_day, now_utc, rome_date
-from webapp.errors import DomainError, InvalidTransition, NotFound
+from webapp.errors import DomainError, InvalidTransition
 from webapp.extensions import db
 from webapp.htmx import is_htmx, redirect_to, render
 from webapp.i18n import years_label
@@ -51,15 +50,7 @@ def _worker() -> str:
 
 
 def _own_service(service_id: int) -> Service:
-    """The customer's service with its product and card (the row shows both), in one read."""
-    service = db.session.scalar(
-        select(Service)
-        .where(Service.id == service_id, Service.customer_id == current_user.id)
-        .options(joinedload(Service.saved_card))
-    )
-    if service is None:
-        raise NotFound("Servizio non trovato.")
-    return service
+    return renewals.get_service(service_id, current_user.id)
 
 
 # --- I miei servizi ------------------------------------------------------------------------------

@@ -56,9 +56,14 @@ def services_of_order(order: Order) -> list[Service]:
 
 
 def get_service(service_id: int, customer_id: int) -> Service:
-    """A service of this customer; another customer's is simply not found."""
-    service = db.session.get(Service, service_id)
-    if service is None or service.customer_id != customer_id:
+    """A service of this customer with its card (its row shows both), in one read; another
+    customer's is simply not found."""
+    service = db.session.scalar(
+        select(Service)
+        .where(Service.id == service_id, Service.customer_id == customer_id)
+        .options(joinedload(Service.saved_card))
+    )
+    if service is None:
         raise NotFound("Servizio non trovato.")
     return service
 
