@@ -15,6 +15,7 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
 
 from webapp.clock import ROME, rome_date
 from webapp.errors import NotFound
@@ -161,9 +162,10 @@ def lines_of(kind: OrderKind, discount_code: str | None, order_lines) -> list[di
     return lines
 
 
-def invoice_of_order(order_id: int) -> Invoice | None:
-    """The invoice (TD01) of a paid order, if issued."""
-    return db.session.scalar(
+def invoice_of_order(order_id: int, session: Session | None = None) -> Invoice | None:
+    """The invoice (TD01) of a paid order, if issued (read through `session`, default the
+    request's: the outbox renders e-mails from a session of its own)."""
+    return (session or db.session).scalar(
         select(Invoice).where(Invoice.order_id == order_id, Invoice.kind == DocumentKind.INVOICE)
     )
 

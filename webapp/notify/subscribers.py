@@ -9,13 +9,11 @@ from datetime import datetime
 
 from flask import current_app
 from flask_babel import gettext
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from webapp.clock import format_day
 from webapp.extensions import db
-from webapp.invoicing.models import DocumentKind, Invoice
-from webapp.invoicing.services import issue_invoice
+from webapp.invoicing.services import invoice_of_order, issue_invoice
 from webapp.money import format_eur
 from webapp.outbox.services import queue_email, queue_template_emails, register_context_loader
 from webapp.payments.events import payment_refunded
@@ -137,11 +135,7 @@ def _renewal_receipt_context(session: Session, stored: dict) -> dict:
     service = session.get(Service, stored["service_id"])
     payment = session.get(Payment, stored["payment_id"])
     shop_url = current_app.config["SHOP_BASE_URL"]
-    invoice = session.scalar(
-        select(Invoice).where(
-            Invoice.order_id == stored["order_id"], Invoice.kind == DocumentKind.INVOICE
-        )
-    )
+    invoice = invoice_of_order(stored["order_id"], session)
     return dict(
         invoice=invoice,
         invoice_url=f"{shop_url}/area-clienti/fatture/{invoice.id}" if invoice else None,
