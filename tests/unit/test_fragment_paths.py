@@ -152,14 +152,53 @@ def test_frequency_is_one_update_and_the_reads_of_its_row(client, shopper):
     assert r.status_code == 200
     assert "Frequenza di rinnovo aggiornata: ogni 3 anni" in r.text
     assert '<option value="3" selected>' in r.text
-    # customer, service (product and card), UPDATE, then the row's renewal, billing data,
-    # scheduled prices and the cards: nothing read again after the commit.
-    assert sent.count("UPDATE") == 1
-    assert len(sent) == 7, sent
+    # The customer, then the row (service, product, card, renewal, billing data, price of the
+    # day and the card menu) in one statement, then the UPDATE: nothing read again after it.
+    assert sent == ["SELECT", "SELECT", "UPDATE"]
     db.session.expire_all()
     from webapp.renewals.models import Service
 
     assert db.session.get(Service, shopper["service"]).frequency_years == 3
+
+
+def test_frequency_row_is_kept_while_what_it_shows_is_the_same(app, client, db, shopper, now):
+    """The same frequency again is served from the cache; a renewal that failed meanwhile, or
+    another frequency, is rendered."""
+    from webapp.renewals.models import Renewal, RenewalStatus
+
+    url = f"/area-clienti/servizi/{shopper['service']}/frequenza"
+    for _ in range(2):  # the first one gives the session its CSRF token, the second is kept
+        first = client.post(url, data={"frequency_years": "2"}, headers=HX).text
+    kept = [k for k in app.extensions["webapp.fragments"] if k[0] == "area/_service.html"]
+    assert (
+        len(kept) == 1 and client.post(url, data={"frequency_years": "2"}, headers=HX).text == first
+    )
+    assert '<option value="2" selected>' in first and "Rinnovo non riuscito" not in first
+    db.session.add(
+        Renewal(
+            service_id=shopper["service"],
+            period_expires_at=EXPIRES,
+            status=RenewalStatus.FAILED,
+            failure_reason="Fondi insufficienti.",
+        )
+    )
+    db.session.commit()
+    failed = client.post(url, data={"frequency_years": "2"}, headers=HX).text
+    assert "Rinnovo non riuscito: Fondi insufficienti." in failed
+    other = client.post(url, data={"frequency_years": "4"}, headers=HX).text
+    assert '<option value="4" selected>' in other and "ogni 4 anni" in other
+
+
+def test_frequency_out_of_range_changes_nothing(client, db, shopper):
+    url = f"/area-clienti/servizi/{shopper['service']}/frequenza"
+    refused = client.post(url, data={"frequency_years": "9"}, headers=HX)
+    assert refused.status_code == 422
+    assert "Frequenza di rinnovo non valida per PEC Standard" in refused.text
+    assert '<option value="1" selected>' in refused.text
+    from webapp.renewals.models import Service
+
+    db.session.expire_all()
+    assert db.session.get(Service, shopper["service"]).frequency_years == 1
 
 
 # --- the session check on the short way ----------------------------------------------------------

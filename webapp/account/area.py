@@ -18,14 +18,16 @@ from webapp.account.forms import AutoRenewForm, FrequencyForm, ServiceCardForm
 from webapp.clock import format_day, now_utc, rome_date
 from webapp.errors import DomainError, InvalidTransition
 from webapp.extensions import db
-from webapp.htmx import is_htmx, redirect_to, render
+from webapp.htmx import is_htmx, redirect_to, render, render_cached
 from webapp.i18n import years_label
 from webapp.money import format_eur
 from webapp.payments import flows
 from webapp.payments import services as payments
 from webapp.payments.gateway import GatewayRefused, GatewayUnavailable
 from webapp.payments.models import Payment, PaymentStatus
+from webapp.payments.picker import CardRow
 from webapp.payments.refunds import refunds_of_orders
+from webapp.renewals import rows
 from webapp.renewals import services as renewals
 from webapp.renewals.engine import RenewalOutcome, default_worker, retry_renewal, use_new_card
 from webapp.renewals.models import Renewal, RenewalStatus, Service
@@ -57,33 +59,36 @@ def _own_service(service_id: int) -> Service:
 
 
 def _services_page(
-    focus: Service | None = None,
+    focus: int | None = None,
     status: int = 200,
     message: str | None = None,
     error: str | None = None,
     card_needed: bool = False,
-    views: list[renewals.ServiceView] | None = None,
+    read: tuple[rows.ServiceRead, list[CardRow]] | None = None,
 ):
-    """The services page, or (for htmx) the row of `focus` with its message (`views`: the
-    row's view, when the caller built it already)."""
+    """The services page, or (for htmx) the row of service `focus` with its message (`read`:
+    the row and the valid cards, when the caller holds them as they now are)."""
     now = now_utc()
     fragment = focus is not None and is_htmx()
-    if views is None or not fragment:
-        services = [focus] if fragment else renewals.list_services(current_user.id)
-        views = renewals.service_views(services, now)
-    key = focus.id if focus is not None else None
-    return render(
-        "area/services.html",
-        # Without a focus (the page itself, e.g. boosted) htmx gets the page too: no one row.
-        "area/_service.html" if fragment else "area/services.html",
-        status=status,
+    if fragment:
+        one, cards = read or rows.service_of(focus, current_user.id, rome_date(now))
+        reads = [one]
+    else:  # without a focus (the page itself, e.g. boosted) htmx gets the page too
+        reads, cards = rows.services_of(current_user.id, rome_date(now))
+    views = renewals.service_views(reads, now)
+    context = dict(
         views=views,
         view=views[0] if fragment else None,
-        cards=payments.usable_cards(current_user.id, rome_date(now)),
-        messages={key: message} if message else {},
-        errors={key: error} if error else {},
-        card_needed={key} if card_needed else set(),
+        cards=cards,
+        messages={focus: message} if message else {},
+        errors={focus: error} if error else {},
+        card_needed={focus} if card_needed else set(),
     )
+    if fragment and status == 200:
+        # A row shows nothing but these values: asked for again, it is not rendered again.
+        key = (views[0], tuple(cards), message, error, card_needed)
+        return render_cached("area/services.html", "area/_service.html", key, **context)
+    return render("area/services.html", "area/_service.html", status=status, **context)
 
 
 @bp.get("/")
@@ -98,16 +103,16 @@ def toggle_auto_renew(service_id: int):
     service = _own_service(service_id)
     form = AutoRenewForm()
     if not form.validate():
-        return _services_page(service, 422, error=form.first_error())
+        return _services_page(service_id, 422, error=form.first_error())
     try:
         cards = payments.list_cards(current_user.id)
         changed = renewals.set_auto_renew(service, form.enabled, cards, now_utc())
     except DomainError as exc:
         rollback()
         needed = isinstance(exc, renewals.CardNeeded)
-        return _services_page(service, 422, error=exc.message, card_needed=needed)
+        return _services_page(service_id, 422, error=exc.message, card_needed=needed)
     commit()
-    return _services_page(service, message=_switch_message(form.enabled, changed))
+    return _services_page(service_id, message=_switch_message(form.enabled, changed))
 
 
 def _switch_message(enabled: bool, changed: bool) -> str:
@@ -123,23 +128,22 @@ def _switch_message(enabled: bool, changed: bool) -> str:
 @bp.post("/servizi/<int:service_id>/frequenza")
 def set_frequency(service_id: int):
     """Frequenza di rinnovo: how many years each automatic renewal buys."""
-    service = _own_service(service_id)
+    read, cards = rows.service_of(service_id, current_user.id, rome_date(now_utc()))
     try:
-        renewals.set_frequency(service, FrequencyForm().frequency_years.data)
+        read = renewals.set_frequency(read, FrequencyForm().frequency_years.data)
     except DomainError as exc:
         rollback()
-        return _services_page(service, 422, error=exc.message)
-    # The answer is rendered from the rows this request holds, then committed: after the commit
-    # they would be expired and read again just to be shown.
-    views = renewals.service_views([service], now_utc())
+        return _services_page(service_id, 422, error=exc.message, read=(read, cards))
+    commit()
+    years = read.service.frequency_years
+    vat_rate = renewals.settings().vat_rate
+    price = renewals.RenewalPrice.of(read.yearly_cents, years, vat_rate, read.split_payment)
     message = _(
         "Frequenza di rinnovo aggiornata: ogni %(years)s, %(total)s IVA inclusa.",
-        years=years_label(service.frequency_years),
-        total=format_eur(views[0].price.total_cents),
+        years=years_label(years),
+        total=format_eur(price.total_cents),
     )
-    response = _services_page(service, message=message, views=views)
-    commit()
-    return response
+    return _services_page(service_id, message=message, read=(read, cards))
 
 
 @bp.post("/servizi/<int:service_id>/carta")
@@ -148,20 +152,20 @@ def set_card(service_id: int):
     service = _own_service(service_id)
     form = ServiceCardForm()
     if not form.validate():
-        return _services_page(service, 422, error=form.first_error())
+        return _services_page(service_id, 422, error=form.first_error())
     card = payments.get_card(form.card_id.data, current_user.id)
     now = now_utc()
     try:
         renewals.set_card(service, card, now)
     except DomainError as exc:
         rollback()
-        return _services_page(service, 422, error=exc.message)
+        return _services_page(service_id, 422, error=exc.message)
     commit()
     message = _("I prossimi rinnovi useranno la carta %(card)s.", card=card.masked)
     outcome = retry_renewal(service, now, _worker())
     if outcome is not None:
         message += " " + _retry_message(service, outcome)
-    return _services_page(service, message=message)
+    return _services_page(service_id, message=message)
 
 
 def _retry_message(service: Service, outcome: str) -> str:

@@ -37,6 +37,7 @@ class CardRow:
     exp_year: int
     holder: str
 
+    removed_at = None  # only saved cards not removed are read as rows
     is_expired = SavedCard.is_expired
     brand_label = SavedCard.brand_label
     masked = SavedCard.masked

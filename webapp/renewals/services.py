@@ -7,12 +7,12 @@ the payment settlement and the customer area share: prices, renewal rows, settin
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import bindparam, select, tuple_, update
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -28,6 +28,7 @@ from webapp.renewals.models import (
     Service,
     ServiceStatus,
 )
+from webapp.renewals.rows import RenewalRow, ServiceRead, ServiceRow
 from webapp.shop.billing import split_payment_for
 from webapp.shop.models import Customer, Order
 from webapp.shop.services import price_on, valid_years
@@ -111,6 +112,12 @@ class RenewalPrice:
     # A public administration pays the net only (scissione dei pagamenti): see shop.pricing.
     split_payment: bool = False
 
+    @classmethod
+    def of(cls, yearly_cents: int, years: int, vat_rate: int, split_payment: bool):
+        """The price of `years` at a yearly list price, with its VAT."""
+        net = yearly_cents * years
+        return cls(years, net, vat_cents(net, vat_rate), split_payment)
+
     @property
     def total_cents(self) -> int:
         """What the card is charged."""
@@ -139,9 +146,9 @@ def renewal_price(
     a caller pricing many services of one customer passes it, read once.
     """
     rate = current_app.config["VAT_RATE_PERCENT"] if vat_rate is None else vat_rate
-    net = price_on(service.product, day or rome_date(now_utc())) * service.frequency_years
+    yearly = price_on(service.product, day or rome_date(now_utc()))
     split = split_payment_for(service.customer_id) if split_payment is None else split_payment
-    return RenewalPrice(service.frequency_years, net, vat_cents(net, rate), split)
+    return RenewalPrice.of(yearly, service.frequency_years, rate, split)
 
 
 def renewal_date(service: Service, now: datetime, window: timedelta) -> datetime:
@@ -182,10 +189,10 @@ def card_usable(card: SavedCard | None, on: date) -> bool:
 class ServiceView:
     """A service with what "I miei servizi" shows about its next renewal."""
 
-    service: Service
-    renewal: Renewal | None
+    service: ServiceRow
+    renewal: RenewalRow | None  # the current period's, while open
     price: RenewalPrice
-    renew_on: datetime
+    renew_on: datetime  # the first instant of the renewal day in Italy (the row shows the day)
     card_ok: bool  # the card will still be valid on the renewal date
 
     @property
@@ -193,24 +200,21 @@ class ServiceView:
         return self.renewal is not None and self.renewal.status is RenewalStatus.FAILED
 
 
-def service_views(services: list[Service], now: datetime) -> list[ServiceView]:
-    """The views of "I miei servizi", with every current renewal read in one query."""
+def service_views(reads: list[ServiceRead], now: datetime) -> list[ServiceView]:
+    """The views of "I miei servizi" from the rows read by renewals.rows."""
     cfg = settings()
-    renewals = current_renewals([service for service in services if service.active])
-    split = {c: split_payment_for(c) for c in {service.customer_id for service in services}}
     views = []
-    for service in services:
-        when = renewal_date(service, now, cfg.window)
-        renewal = renewals.get(service.id)
+    for read in reads:
+        service, renewal = read.service, read.renewal
+        day = rome_date(renewal_date(service, now, cfg.window))
+        years = service.frequency_years
         views.append(
             ServiceView(
                 service=service,
-                renewal=renewal if renewal is not None and renewal.open else None,
-                price=renewal_price(
-                    service, cfg.vat_rate, split_payment=split[service.customer_id]
-                ),
-                renew_on=when,
-                card_ok=card_usable(service.saved_card, rome_date(when)),
+                renewal=renewal if service.active and renewal and renewal.open else None,
+                price=RenewalPrice.of(read.yearly_cents, years, cfg.vat_rate, read.split_payment),
+                renew_on=rome_midnight(day),
+                card_ok=card_usable(service.saved_card, day),
             )
         )
     return views
@@ -295,14 +299,27 @@ def set_auto_renew(service: Service, enabled: bool, cards: list[SavedCard], now:
     return True
 
 
-def set_frequency(service: Service, years: int) -> None:
-    """Frequenza di rinnovo: 1-5 years (1-2 for a promotional product).
+_years = bindparam("years")
+_SET_FREQUENCY = (  # Core, built once: no object of the service is loaded to change it
+    update(Service.__table__)
+    .where(Service.__table__.c.id == bindparam("service"))
+    .where(Service.__table__.c.frequency_years != _years)
+    .values(frequency_years=_years)
+)
 
-    Twins are harmless: writing the same value twice is the same state, with no side effect.
+
+def set_frequency(read: ServiceRead, years: int) -> ServiceRead:
+    """Frequenza di rinnovo: 1-5 years (1-2 for a promotional product); returns the service as
+    it now is.
+
+    One UPDATE, which writes only a value that differs: twins (a double click, two tabs) set the
+    same state, and posting the current value again writes nothing.
     """
+    service = read.service
     _check_manageable(service)
-    service.frequency_years = valid_years(service.product, years)
-    db.session.flush()
+    years = valid_years(service.product, years)
+    db.session.execute(_SET_FREQUENCY, {"service": service.id, "years": years})
+    return replace(read, service=replace(service, frequency_years=years))
 
 
 def set_card(service: Service, card: SavedCard, now: datetime) -> None:

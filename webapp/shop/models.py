@@ -308,6 +308,11 @@ class CustomerType(enum.StrEnum):
     PUBLIC = "public"
 
     @property
+    def split_payment(self) -> bool:
+        """Public administrations pay the net only (scissione dei pagamenti)."""
+        return self is CustomerType.PUBLIC
+
+    @property
     def label(self) -> str:
         return {
             CustomerType.PRIVATE: _l("Privato"),
@@ -341,8 +346,7 @@ class BillingProfile(db.Model):
 
     @property
     def split_payment(self) -> bool:
-        """Public administrations pay the net only (scissione dei pagamenti)."""
-        return self.customer_type is CustomerType.PUBLIC
+        return self.customer_type.split_payment
 
     @property
     def display_name(self) -> str:

@@ -1,0 +1,132 @@
+""" "I miei servizi" read as plain rows (webapp.renewals.rows): each row must say what its objects
+say, the price of the day in SQL must be shop.services.price_on's, and a customer sees only
+their own services and the cards they can still renew with."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from tests.unit.renewal_fakes import make_card, make_service
+from webapp.errors import NotFound
+from webapp.payments.models import SavedCard
+from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
+from webapp.renewals.rows import service_of, services_of
+from webapp.renewals.services import list_services, service_views
+from webapp.shop.models import BillingProfile, CustomerType, ProductPrice
+from webapp.shop.services import forget_prices, price_on
+
+EXPIRES = datetime(2027, 1, 20, 10, 0, tzinfo=UTC)
+TODAY = date(2026, 11, 30)
+
+
+@pytest.fixture
+def pec(db, catalogue, dummy_customer):
+    card = make_card(dummy_customer)
+    return make_service(
+        dummy_customer, catalogue["products"]["PEC-STD"], expires_at=EXPIRES, card=card
+    )
+
+
+def test_a_row_says_what_its_objects_say(db, pec, dummy_customer, now):
+    db.session.add(
+        Renewal(
+            service_id=pec.id,
+            period_expires_at=pec.expires_at,
+            status=RenewalStatus.FAILED,
+            attempts=1,
+            last_attempt_at=now,
+            next_attempt_at=now + timedelta(days=2),
+            failure_code="insufficient_funds",
+            failure_reason="Fondi insufficienti.",
+        )
+    )
+    db.session.commit()
+    read, cards = service_of(pec.id, dummy_customer.id, TODAY)
+    row, service = read.service, db.session.get(Service, pec.id)
+    assert (row.id, row.status, row.expires_at, row.auto_renew, row.frequency_years) == (
+        service.id,
+        service.status,
+        service.expires_at,
+        service.auto_renew,
+        service.frequency_years,
+    )
+    assert (row.renewable, row.active, row.renews) == (True, True, True)
+    assert row.product.name == service.product.name and row.product.kind is service.product.kind
+    assert row.product.allowed_years == service.product.allowed_years == [1, 2, 3, 4, 5]
+    assert row.saved_card.masked == service.saved_card.masked == "Visa •••• 4242"
+    assert [card.id for card in cards] == [service.saved_card_id]
+    assert read.renewal.status is RenewalStatus.FAILED
+    assert read.renewal.failure_reason == "Fondi insufficienti."
+    (view,) = service_views([read], now)
+    assert view.failed and view.card_ok
+    assert view.price.total_cents == 610  # 5,00 + 22% IVA
+
+
+def test_the_price_of_the_day_is_price_on(db, pec, dummy_customer):
+    product = pec.product
+    for day, cents in ((date(2026, 6, 1), 600), (date(2027, 1, 1), 800)):
+        db.session.add(
+            ProductPrice(product_id=product.id, effective_from=day, yearly_price_cents=cents)
+        )
+    db.session.commit()
+    days = [date(2026, 5, 31), date(2026, 6, 1), date(2026, 12, 31), date(2027, 1, 1)]
+    for day in days:
+        forget_prices()
+        expected = price_on(product, day)
+        assert service_of(pec.id, dummy_customer.id, day)[0].yearly_cents == expected
+        assert services_of(dummy_customer.id, day)[0][0].yearly_cents == expected
+    assert [price_on(product, day) for day in days] == [500, 600, 600, 800]
+
+
+def test_a_public_administration_is_charged_the_net(db, pec, dummy_customer, now):
+    (private,) = service_views([service_of(pec.id, dummy_customer.id, TODAY)[0]], now)
+    db.session.execute(
+        update(BillingProfile)
+        .where(BillingProfile.customer_id == dummy_customer.id)
+        .values(customer_type=CustomerType.PUBLIC)
+    )
+    db.session.commit()
+    read = service_of(pec.id, dummy_customer.id, TODAY)[0]
+    (public,) = service_views([read], now)
+    assert (private.price.split_payment, private.price.total_cents) == (False, 610)
+    assert read.split_payment and (public.price.total_cents, public.price.vat_cents) == (500, 110)
+
+
+def test_removed_and_expired_cards_are_not_offered(db, pec, dummy_customer, now):
+    expired = make_card(dummy_customer, last4="1111", exp_month=1, exp_year=2026)
+    spare = make_card(dummy_customer, last4="2222")
+    db.session.execute(
+        update(SavedCard).where(SavedCard.id == pec.saved_card_id).values(removed_at=now)
+    )
+    db.session.commit()
+    read, cards = service_of(pec.id, dummy_customer.id, TODAY)
+    assert read.service.saved_card is None  # a removed card renews nothing
+    assert [card.id for card in cards] == [spare.id]
+    assert expired.id not in [card.id for card in services_of(dummy_customer.id, TODAY)[1]]
+    (view,) = service_views([read], now)
+    assert not view.card_ok
+
+
+def test_another_customers_service_is_not_found(pec, create_customer):
+    other = create_customer(email="luigi@example.it", name="Luigi Verdi")
+    with pytest.raises(NotFound):
+        service_of(pec.id, other.id, TODAY)
+    assert services_of(other.id, TODAY) == ([], [])
+
+
+def test_services_are_listed_as_list_services_lists_them(db, pec, catalogue, dummy_customer):
+    products = catalogue["products"]
+    soon = make_service(dummy_customer, products["SPID-PF"], expires_at=EXPIRES - timedelta(days=9))
+    gone = make_service(dummy_customer, products["CONS-1"], expires_at=EXPIRES - timedelta(days=99))
+    db.session.execute(
+        update(Service).where(Service.id == gone.id).values(status=ServiceStatus.EXPIRED)
+    )
+    db.session.commit()
+    db.session.expire_all()
+    reads, _ = services_of(dummy_customer.id, TODAY)
+    assert [r.service.id for r in reads] == [s.id for s in list_services(dummy_customer.id)]
+    assert [r.service.id for r in reads] == [soon.id, pec.id, gone.id]
+    assert db.session.scalar(select(Service.status).where(Service.id == gone.id)) == "expired"
