@@ -1,9 +1,11 @@
 """HTMX fragment throughput against a bare Flask route, both under the production gunicorn config.
 
 Runs, side by side in one run and interleaved: a bare Flask route, the lean reference
-(bench/_lean.py: session + customer SELECT + cart SELECT + one template, Core) and four shop
+(bench/_lean.py: session + customer SELECT + cart SELECT + one template, Core), a lean POST
+reference (the same plus the CSRF check, a row, a guarded UPDATE and a commit) and four shop
 fragments (cart anonymous and logged in, the card picker, the renewal frequency), on SQLite and
-PostgreSQL. Prints requests/second, the ratio to the lean reference and the p99 ratio.
+PostgreSQL. Prints requests/second, the ratio to the lean reference and the p99 ratio; for the
+two POST fragments, also the ratio to the lean POST reference.
 Not a test: figures only.
 Usage: .venv/bin/python bench/fragments.py [--seconds 3] [--rounds 2] [--db sqlite postgresql]
 """
@@ -226,6 +228,12 @@ def targets(shop: str, bare: str, lean: str, data: dict) -> list[tuple]:
     return [
         ("bare Flask route", f"{bare}/bare", {"User-Agent": USER_AGENT}, None),
         ("lean reference", f"{lean}/lean", {**hx, "Cookie": data["logged"]}, None),
+        (
+            "lean POST reference",
+            f"{lean}/lean-post/{data['service_id']}",
+            logged,
+            "frequency_years=1",
+        ),
         ("cart fragment, anonymous", f"{shop}/carrello", {**hx, "Cookie": data["anon"]}, None),
         ("cart fragment, logged in", f"{shop}/carrello", logged, None),
         (
@@ -245,7 +253,8 @@ def targets(shop: str, bare: str, lean: str, data: dict) -> list[tuple]:
     ]
 
 
-REFERENCES = ("bare Flask route", "lean reference")
+REFERENCES = ("bare Flask route", "lean reference", "lean POST reference")
+POST_FRAGMENTS = ("card picker (POST scelta)", "renewal frequency (POST)")
 
 
 def preflight(routes: list[tuple], data: dict) -> None:
@@ -301,10 +310,12 @@ def run_db(name: str, db_url: str, args) -> list[tuple]:
             p.wait(10)
     lean_rates = [r[0] for r in runs["lean reference"]]
     lean_p99 = [r[1] for r in runs["lean reference"]]
+    post_rates = [r[0] for r in runs["lean POST reference"]]
     rows = []
     for label, results in runs.items():
         ratios = [r[0] / lr for r, lr in zip(results, lean_rates, strict=True)]
         p99s = [r[1] / lp for r, lp in zip(results, lean_p99, strict=True)]
+        to_post = [r[0] / pr for r, pr in zip(results, post_rates, strict=True)]
         rows.append(
             (
                 name,
@@ -318,6 +329,7 @@ def run_db(name: str, db_url: str, args) -> list[tuple]:
                 min(p99s),
                 max(p99s),
                 sum(r[2] for r in results),
+                statistics.median(to_post) if label in POST_FRAGMENTS else None,
             )
         )
     return rows
@@ -345,11 +357,14 @@ def main() -> None:
         f"{args.rounds} interleaved rounds; ratios to the lean reference of the same round: "
         "median (min-max)"
     )
-    print(f"{'db':10} {'route':28} {'req/s':>7} {'ratio':>17} {'p99 ms':>7} {'p99 ratio':>17} err")
-    for db_name, label, rate, med, lo, hi, p99, pmed, plo, phi, bad in rows:
+    print(
+        f"{'db':10} {'route':28} {'req/s':>7} {'ratio':>17} {'p99 ms':>7} {'p99 ratio':>17} "
+        "err  vs lean POST"
+    )
+    for db_name, label, rate, med, lo, hi, p99, pmed, plo, phi, bad, post in rows:
         print(
             f"{db_name:10} {label:28} {rate:7.0f} {med:5.2f} ({lo:4.2f}-{hi:<4.2f}) {p99:7.1f} "
-            f"{pmed:5.2f} ({plo:4.2f}-{phi:<4.2f}) {bad}"
+            f"{pmed:5.2f} ({plo:4.2f}-{phi:<4.2f}) {bad:<4} {'' if post is None else f'{post:.2f}'}"
         )
 
 

@@ -71,9 +71,10 @@ def test_a_code_refused_at_confirm_gives_the_checkout_back(
 # --- the customer area's page asked by htmx ------------------------------------------------
 
 
-def test_services_page_for_htmx_without_a_row_is_the_page(client, dummy_customer):
+@pytest.mark.parametrize("headers", [{**HX, "HX-Boosted": "true"}, HX])
+def test_services_page_for_htmx_without_a_row_is_the_page(client, dummy_customer, headers):
     login(client)
-    r = client.get("/area-clienti/", headers={**HX, "HX-Boosted": "true"})
+    r = client.get("/area-clienti/", headers=headers)
     assert r.status_code == 200
     assert "I miei servizi" in r.text
     assert "HX-Request" in r.headers["Vary"]

@@ -73,7 +73,7 @@ def _services_page(
     if fragment:
         one, cards = read or rows.service_of(focus, current_user.id, rome_date(now))
         reads = [one]
-    else:  # without a focus (the page itself, e.g. boosted) htmx gets the page too
+    else:
         reads, cards = rows.services_of(current_user.id, rome_date(now))
     views = renewals.service_views(reads, now)
     context = dict(
@@ -88,7 +88,9 @@ def _services_page(
         # A row shows nothing but these values: asked for again, it is not rendered again.
         key = (views[0], tuple(cards), message, error, card_needed)
         return render_cached("area/services.html", "area/_service.html", key, **context)
-    return render("area/services.html", "area/_service.html", status=status, **context)
+    # The page itself (no focus) is the page for htmx too (e.g. boosted): it has no one row.
+    fragment_template = "area/_service.html" if fragment else "area/services.html"
+    return render("area/services.html", fragment_template, status=status, **context)
 
 
 @bp.get("/")
