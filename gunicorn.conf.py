@@ -21,7 +21,10 @@ keepalive = 5
 preload_app = True
 max_requests = 20000
 max_requests_jitter = 2000
-accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+# The app writes one access line per request itself, with its request id (webapp/logs.py):
+# gunicorn's own line would be a second one, and costs each request as much again.
+# GUNICORN_ACCESSLOG=- (or a file) turns it on.
+accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 errorlog = "-"
 # Behind a reverse proxy that terminates TLS: trust its X-Forwarded-* headers.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")

@@ -59,8 +59,6 @@ def gunicorn(app_spec: str, port: int, workers: int, env: dict) -> subprocess.Po
             f"127.0.0.1:{port}",
             "--workers",
             str(workers),
-            "--access-logfile",
-            "/dev/null",
             "--chdir",
             str(ROOT),
             app_spec,
@@ -71,8 +69,34 @@ def gunicorn(app_spec: str, port: int, workers: int, env: dict) -> subprocess.Po
     )
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()  # the fields after "(comm)"
+
+
+def server_cpu(master: int) -> float:
+    """CPU seconds (user + system) the gunicorn master's workers have used: the live ones, plus
+    the ones it reaped (recycled workers), which the kernel adds to the master's children's.
+    Time stolen by other machines' load is not in it, unlike wall-clock throughput."""
+    fields = _stat(master)
+    total = int(fields[13]) + int(fields[14])  # cutime, cstime
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = _stat(int(entry))
+            except OSError:  # gone meanwhile
+                continue
+            if int(fields[1]) == master:  # ppid
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _TICK
+
+
 def wrk(url: str, seconds: int, headers: dict[str, str], body: str | None = None) -> tuple:
-    """(requests/s, p99 ms, non-2xx answers) of `seconds` of wrk; a POST when `body` is given."""
+    """(requests/s, p99 ms, non-2xx answers, requests) of `seconds` of wrk; a POST when `body`
+    is given."""
     cmd = ["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency"]
     for k, v in headers.items():
         cmd += ["-H", f"{k}: {v}"]
@@ -89,7 +113,8 @@ def wrk(url: str, seconds: int, headers: dict[str, str], body: str | None = None
     value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", out).groups()
     p99 = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return rate, p99, int(bad.group(1)) if bad else 0
+    done = int(re.search(r"(\d+) requests in", out).group(1))
+    return rate, p99, int(bad.group(1)) if bad else 0, done
 
 
 # wrk and the test client that made the cookies present themselves alike, as one browser does:
@@ -284,52 +309,66 @@ def refuse_failed_reference(db_name: str, label: str, result: tuple) -> None:
 def run_db(name: str, db_url: str, args) -> list[tuple]:
     data = prepare_shop(db_url)
     env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)}
-    shop_port, bare_port, lean_port = free_port(), free_port(), free_port()
-    procs = [
-        gunicorn("wsgi:app", shop_port, args.workers, env),
-        gunicorn("bench._bare:app", bare_port, args.workers, env),
-        gunicorn("bench._lean:app", lean_port, args.workers, env),
-    ]
-    base = "http://127.0.0.1:{}"
+    ports = {"shop": free_port(), "bare": free_port(), "lean": free_port()}
+    procs = {
+        "shop": gunicorn("wsgi:app", ports["shop"], args.workers, env),
+        "bare": gunicorn("bench._bare:app", ports["bare"], args.workers, env),
+        "lean": gunicorn("bench._lean:app", ports["lean"], args.workers, env),
+    }
+    base = {server: f"http://127.0.0.1:{port}" for server, port in ports.items()}
     try:
-        wait_up(base.format(shop_port) + "/")
-        wait_up(base.format(bare_port) + "/bare")
-        wait_up(base.format(lean_port) + "/lean")
-        routes = targets(
-            base.format(shop_port), base.format(bare_port), base.format(lean_port), data
-        )
+        wait_up(base["shop"] + "/")
+        wait_up(base["bare"] + "/bare")
+        wait_up(base["lean"] + "/lean")
+        routes = targets(base["shop"], base["bare"], base["lean"], data)
         preflight(routes, data)
-        runs: dict[str, list] = {r[0]: [] for r in routes}
-        for _ in range(args.rounds):  # interleaved: the machine's load hits every route alike
-            for label, url, headers, body in routes:
-                runs[label].append(wrk(url, args.seconds, headers, body))
-                refuse_failed_reference(name, label, runs[label][-1])
+        runs = measure(name, routes, {base[s]: p.pid for s, p in procs.items()}, args)
     finally:
-        for p in procs:
+        for p in procs.values():
             p.terminate()
             p.wait(10)
-    lean_rates = [r[0] for r in runs["lean reference"]]
-    lean_p99 = [r[1] for r in runs["lean reference"]]
-    post_rates = [r[0] for r in runs["lean POST reference"]]
+    return summarise(name, runs)
+
+
+def measure(name: str, routes: list[tuple], masters: dict[str, int], args) -> dict[str, list]:
+    """Each route's (requests/s, p99 ms, non-2xx, requests, server CPU ms per request) per
+    round; the rounds are interleaved, so the machine's load hits every route alike."""
+    runs: dict[str, list] = {r[0]: [] for r in routes}
+    for _ in range(args.rounds):
+        for label, url, headers, body in routes:
+            master = next(pid for server, pid in masters.items() if url.startswith(server))
+            cpu = server_cpu(master)
+            result = wrk(url, args.seconds, headers, body)
+            cpu_ms = (server_cpu(master) - cpu) * 1000 / max(result[3], 1)
+            runs[label].append((*result, cpu_ms))
+            refuse_failed_reference(name, label, result)
+    return runs
+
+
+def _spread(values: list[float]) -> tuple[float, float, float]:
+    return statistics.median(values), min(values), max(values)
+
+
+def summarise(name: str, runs: dict[str, list]) -> list[tuple]:
+    """Per route: median rate; rate, p99 and CPU ratios to the lean reference of the same round
+    (median, min, max); errors; the median rate ratio to the lean POST reference."""
+    lean, post = runs["lean reference"], runs["lean POST reference"]
     rows = []
     for label, results in runs.items():
-        ratios = [r[0] / lr for r, lr in zip(results, lean_rates, strict=True)]
-        p99s = [r[1] / lp for r, lp in zip(results, lean_p99, strict=True)]
-        to_post = [r[0] / pr for r, pr in zip(results, post_rates, strict=True)]
+        pairs = list(zip(results, lean, strict=True))
+        to_post = [r[0] / p[0] for r, p in zip(results, post, strict=True)]
         rows.append(
             (
                 name,
                 label,
                 statistics.median(r[0] for r in results),
-                statistics.median(ratios),
-                min(ratios),
-                max(ratios),
+                *_spread([r[0] / ref[0] for r, ref in pairs]),
                 statistics.median(r[1] for r in results),
-                statistics.median(p99s),
-                min(p99s),
-                max(p99s),
+                *_spread([r[1] / ref[1] for r, ref in pairs]),
                 sum(r[2] for r in results),
                 statistics.median(to_post) if label in POST_FRAGMENTS else None,
+                statistics.median(r[4] for r in results),
+                *_spread([ref[4] / r[4] for r, ref in pairs]),
             )
         )
     return rows
@@ -358,13 +397,21 @@ def main() -> None:
         "median (min-max)"
     )
     print(
-        f"{'db':10} {'route':28} {'req/s':>7} {'ratio':>17} {'p99 ms':>7} {'p99 ratio':>17} "
-        "err  vs lean POST"
+        "CPU: the server's CPU time per request (user + system, all workers); its ratio is the "
+        "lean reference's over the route's, so it reads like the throughput ratio"
     )
-    for db_name, label, rate, med, lo, hi, p99, pmed, plo, phi, bad, post in rows:
+    print(
+        f"{'db':10} {'route':28} {'req/s':>7} {'ratio':>17} {'p99 ms':>7} {'p99 ratio':>17} "
+        f"{'err':>3} {'vs POST':>7} {'CPU ms':>6} {'CPU ratio':>17}"
+    )
+    for row in rows:
+        db_name, label, rate, med, lo, hi, p99, pmed, plo, phi, bad, post = row[:12]
+        cpu, cmed, clo, chi = row[12:]
         print(
             f"{db_name:10} {label:28} {rate:7.0f} {med:5.2f} ({lo:4.2f}-{hi:<4.2f}) {p99:7.1f} "
-            f"{pmed:5.2f} ({plo:4.2f}-{phi:<4.2f}) {bad:<4} {'' if post is None else f'{post:.2f}'}"
+            f"{pmed:5.2f} ({plo:4.2f}-{phi:<4.2f}) {bad:3} "
+            f"{'' if post is None else f'{post:.2f}':>7} {cpu:6.3f} "
+            f"{cmed:5.2f} ({clo:4.2f}-{chi:<4.2f})"
         )
 
 

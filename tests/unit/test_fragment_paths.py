@@ -155,6 +155,14 @@ def test_frequency_is_one_update_and_the_reads_of_its_row(client, shopper):
     # The customer, then the row (service, product, card, renewal, billing data, price of the
     # day and the card menu) in one statement, then the UPDATE: nothing read again after it.
     assert sent == ["SELECT", "SELECT", "UPDATE"]
+    with statements() as again:  # the value it has now: nothing to write
+        r = client.post(
+            f"/area-clienti/servizi/{shopper['service']}/frequenza",
+            data={"frequency_years": "3"},
+            headers=HX,
+        )
+    assert r.status_code == 200 and '<option value="3" selected>' in r.text
+    assert again == ["SELECT", "SELECT"]
     db.session.expire_all()
     from webapp.renewals.models import Service
 

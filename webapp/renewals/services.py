@@ -313,12 +313,14 @@ def set_frequency(read: ServiceRead, years: int) -> ServiceRead:
     it now is.
 
     One UPDATE, which writes only a value that differs: twins (a double click, two tabs) set the
-    same state, and posting the current value again writes nothing.
+    same state. The value the service already had when read is not written again (no write
+    transaction for a repeated post); were it changed meanwhile, this post came first.
     """
     service = read.service
     _check_manageable(service)
     years = valid_years(service.product, years)
-    db.session.execute(_SET_FREQUENCY, {"service": service.id, "years": years})
+    if years != service.frequency_years:
+        db.session.execute(_SET_FREQUENCY, {"service": service.id, "years": years})
     return replace(read, service=replace(service, frequency_years=years))
 
 
