@@ -22,7 +22,7 @@ preload_app = True
 max_requests = 20000
 max_requests_jitter = 2000
 # The app writes one access line per request itself, with its request id (webapp/logs.py):
-# gunicorn's own line would be a second one, and costs each request as much again.
+# gunicorn's own line would be a second one, formatted and written on every request too.
 # GUNICORN_ACCESSLOG=- (or a file) turns it on.
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 errorlog = "-"
