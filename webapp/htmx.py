@@ -33,24 +33,24 @@ def is_boosted() -> bool:
 def render(page: str, fragment: str, status: int = 200, **context) -> Response:
     """Render the whole page, or only the fragment for htmx; the answer varies on HX-Request."""
     template = fragment if is_htmx() else page
-    response = make_response(render_template(template, **context), status)
-    response.vary.add("HX-Request")
-    response.vary.add("HX-Boosted")
-    return response
+    return _varying(render_template(template, **context), status)
 
 
-def render_cached(page: str, fragment: str, key: Hashable, **context) -> Response:
+def render_cached(
+    page: str, fragment: str, key: Hashable, status: int = 200, **context
+) -> Response:
     """`render`, with the htmx fragment kept per process and served again while `key` (every
     value the fragment shows) is the same: a cart asked for again renders nothing.
 
     The cached markup holds a CSRF token signed for this session's token, so the session's
-    token is part of the key, and a session without one yet is not cached. Off when
-    FRAGMENT_CACHE_SIZE is 0, in debug, and when CSRF tokens expire (WTF_CSRF_TIME_LIMIT).
+    token is part of the key, and a session without one yet is not cached. Only 200 answers
+    are kept (an error answers one request). Off when FRAGMENT_CACHE_SIZE is 0, in debug, and
+    when CSRF tokens expire (WTF_CSRF_TIME_LIMIT).
     """
     cache = _fragment_cache()
     token = session.get(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"))
-    if cache is None or not is_htmx() or token is None:
-        return render(page, fragment, **context)
+    if cache is None or status != 200 or not is_htmx() or token is None:
+        return render(page, fragment, status, **context)
     full_key = (fragment, key, token, str(get_locale()), request.script_root)
     html = cache.get(full_key)
     if html is None:
@@ -58,7 +58,12 @@ def render_cached(page: str, fragment: str, key: Hashable, **context) -> Respons
         if len(cache) >= current_app.config["FRAGMENT_CACHE_SIZE"]:
             cache.clear()  # simple and thread-safe bound: a full cache starts over
         cache[full_key] = html
-    response = make_response(html)
+    return _varying(html, status)
+
+
+def _varying(html: str, status: int) -> Response:
+    """The answer, marked as varying with the htmx headers that chose page or fragment."""
+    response = make_response(html, status)
     response.vary.add("HX-Request")
     response.vary.add("HX-Boosted")
     return response

@@ -84,13 +84,12 @@ def _services_page(
         errors={focus: error} if error else {},
         card_needed={focus} if card_needed else set(),
     )
-    if fragment and status == 200:
+    if fragment:
         # A row shows nothing but these values: asked for again, it is not rendered again.
         key = (views[0], tuple(cards), message, error, card_needed)
-        return render_cached("area/services.html", "area/_service.html", key, **context)
+        return render_cached("area/services.html", "area/_service.html", key, status, **context)
     # The page itself (no focus) is the page for htmx too (e.g. boosted): it has no one row.
-    fragment_template = "area/_service.html" if fragment else "area/services.html"
-    return render("area/services.html", fragment_template, status=status, **context)
+    return render("area/services.html", "area/services.html", status=status, **context)
 
 
 @bp.get("/")

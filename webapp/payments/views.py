@@ -149,10 +149,12 @@ def _portal(
         attempt=(attempt or secrets.token_urlsafe(16))[:40],
         new_card=NEW_CARD,
     )
-    if status == 200 and isinstance(order, picker.OrderTotal):
+    if isinstance(order, picker.OrderTotal):
         # Plain rows (the htmx picker): the fragment shows nothing but these values.
         key = (order, tuple(cards), usable, choice, error, context["attempt"])
-        return render_cached("payments/portal.html", "payments/_card_picker.html", key, **context)
+        return render_cached(
+            "payments/portal.html", "payments/_card_picker.html", key, status, **context
+        )
     return render("payments/portal.html", "payments/_card_picker.html", status=status, **context)
 
 
