@@ -12,14 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy import and_, bindparam, select
 
 from webapp.errors import NotFound
 from webapp.extensions import db
 from webapp.payments.models import SavedCard
 from webapp.payments.picker import CardRow
 from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
-from webapp.shop.models import BillingProfile, CustomerType, Product, ProductPrice, ServiceKind
+from webapp.shop.models import BillingProfile, CustomerType, Product, ServiceKind
+from webapp.shop.services import price_on_day_sql
 
 
 @dataclass(frozen=True)
@@ -75,19 +76,9 @@ class ServiceRead:
 
 
 _service, _product, _card = Service.__table__, Product.__table__, SavedCard.__table__
-_renewal, _billing, _price = Renewal.__table__, BillingProfile.__table__, ProductPrice.__table__
+_renewal, _billing = Renewal.__table__, BillingProfile.__table__
 _other_card = _card.alias("other_card")
 _CARD_COLUMNS = ("id", "brand", "last4", "exp_month", "exp_year", "holder")
-
-# price_on in SQL: the latest change in force on the day, else the product's own price.
-_PRICE_OF_THE_DAY = func.coalesce(
-    select(_price.c.yearly_price_cents)
-    .where(_price.c.product_id == _product.c.id, _price.c.effective_from <= bindparam("today"))
-    .order_by(_price.c.effective_from.desc())
-    .limit(1)
-    .scalar_subquery(),
-    _product.c.yearly_price_cents,
-)
 
 _SERVICES = (
     select(
@@ -95,7 +86,7 @@ _SERVICES = (
         *(_product.c[name].label(f"product_{name}") for name in ProductRow.__annotations__),
         *(_card.c[name].label(f"card_{name}") for name in _CARD_COLUMNS),
         *(_renewal.c[name].label(f"renewal_{name}") for name in RenewalRow.__annotations__),
-        _PRICE_OF_THE_DAY.label("yearly_cents"),
+        price_on_day_sql().label("yearly_cents"),
         _billing.c.customer_type,
     )
     .select_from(
@@ -165,7 +156,7 @@ def _usable(cards: list[CardRow], today: date) -> list[CardRow]:
 def services_of(customer_id: int, today: date) -> tuple[list[ServiceRead], list[CardRow]]:
     """The customer's services (active first, soonest expiry first) and the cards valid today
     (newest first), in two statements."""
-    params = {"customer": customer_id, "today": today}
+    params = {"customer": customer_id, "day": today}
     reads = [_read(row) for row in db.session.execute(_SERVICES, params)]
     cards = [CardRow(*row) for row in db.session.execute(_CARDS, params)]
     reads.sort(key=lambda r: (not r.service.active, r.service.expires_at, r.service.id))
@@ -175,7 +166,7 @@ def services_of(customer_id: int, today: date) -> tuple[list[ServiceRead], list[
 def service_of(service_id: int, customer_id: int, today: date) -> tuple[ServiceRead, list[CardRow]]:
     """One service of the customer (another customer's is not found) and the cards valid today,
     in one statement."""
-    params = {"customer": customer_id, "service": service_id, "today": today}
+    params = {"customer": customer_id, "service": service_id, "day": today}
     rows = db.session.execute(_ONE_SERVICE, params).all()
     if not rows:
         raise NotFound("Servizio non trovato.")

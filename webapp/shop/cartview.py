@@ -10,19 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import Date, bindparam, func, select
+from sqlalchemy import bindparam, select
 
 from webapp.extensions import db
-from webapp.shop.models import Cart, CartLine, DiscountCode, Product, ProductPrice, ServiceKind
+from webapp.shop.models import Cart, CartLine, DiscountCode, Product, ServiceKind
 from webapp.shop.pricing import PriceLine, Quote, QuoteLine, quote
-from webapp.shop.services import terms_of
+from webapp.shop.services import price_on_day_sql, terms_of
 
-_cart, _line, _product, _price = (
-    Cart.__table__,
-    CartLine.__table__,
-    Product.__table__,
-    ProductPrice.__table__,
-)
+_cart, _line, _product = Cart.__table__, CartLine.__table__, Product.__table__
 
 
 @dataclass(frozen=True)
@@ -57,21 +52,6 @@ class CartRows:
         return not self.rows
 
 
-def _price_on_day():
-    """The product's yearly price on :day: the latest scheduled change in force, else its own."""
-    scheduled = (
-        select(_price.c.yearly_price_cents)
-        .where(
-            _price.c.product_id == _product.c.id,
-            _price.c.effective_from <= bindparam("day", type_=Date),
-        )
-        .order_by(_price.c.effective_from.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    return func.coalesce(scheduled, _product.c.yearly_price_cents)
-
-
 def _statement(owner):
     return (
         select(
@@ -81,7 +61,7 @@ def _statement(owner):
             _product.c.id.label("product_id"),
             _product.c.name,
             _product.c.kind,
-            _price_on_day().label("price"),
+            price_on_day_sql().label("price"),
         )
         .select_from(
             _cart.outerjoin(_line, _line.c.cart_id == _cart.c.id).outerjoin(

@@ -8,7 +8,7 @@ from datetime import date, datetime
 
 from flask_babel import gettext as _
 from flask_sqlalchemy.session import Session as FlaskSession
-from sqlalchemy import event, func, select, update
+from sqlalchemy import Date, bindparam, event, func, select, update
 from sqlalchemy.orm import selectinload
 
 from webapp.clock import format_day, now_utc, rome_date
@@ -87,6 +87,23 @@ def list_price_on(product_id: int, own_price_cents: int, day: date) -> int:
             break
         price = cents
     return price
+
+
+def price_on_day_sql():
+    """price_on in SQL, for a statement that reads `product`, at the day bound as :day: the
+    latest scheduled change in force that day, else the product's own price."""
+    product, price = Product.__table__, ProductPrice.__table__
+    scheduled = (
+        select(price.c.yearly_price_cents)
+        .where(
+            price.c.product_id == product.c.id,
+            price.c.effective_from <= bindparam("day", type_=Date),
+        )
+        .order_by(price.c.effective_from.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return func.coalesce(scheduled, product.c.yearly_price_cents)
 
 
 def price_changes(product: Product) -> list[tuple[date, int]]:
