@@ -7,7 +7,7 @@ an Order and its SavedCards through the ORM.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from flask_babel import gettext as _
 from sqlalchemy import and_, bindparam, select
@@ -44,17 +44,12 @@ class CardRow:
     expiry_label = SavedCard.expiry_label
 
 
+# The saved_card columns a CardRow holds, in its fields' order.
+CARD_COLUMNS = tuple(field.name for field in fields(CardRow))
+
 _order, _card = Order.__table__, SavedCard.__table__
 _STATEMENT = (  # built once: a request binds the order and the customer
-    select(
-        _order.c.total_cents,
-        _card.c.id,
-        _card.c.brand,
-        _card.c.last4,
-        _card.c.exp_month,
-        _card.c.exp_year,
-        _card.c.holder,
-    )
+    select(_order.c.total_cents, *(_card.c[name] for name in CARD_COLUMNS))
     .select_from(
         _order.outerjoin(
             _card, and_(_card.c.customer_id == _order.c.customer_id, _card.c.removed_at.is_(None))
@@ -73,3 +68,15 @@ def order_and_cards(order_id: int, customer_id: int) -> tuple[OrderTotal, list[C
         raise NotFound(_("Ordine non trovato."))
     cards = [CardRow(*row[1:]) for row in rows if row.id is not None]
     return OrderTotal(order_id, rows[0].total_cents), cards
+
+
+_CARDS = (
+    select(*(_card.c[name] for name in CARD_COLUMNS))
+    .where(_card.c.customer_id == bindparam("customer"), _card.c.removed_at.is_(None))
+    .order_by(_card.c.id.desc())
+)
+
+
+def card_rows(customer_id: int) -> list[CardRow]:
+    """The customer's saved cards as rows, listed as payments.services.list_cards lists them."""
+    return [CardRow(*row) for row in db.session.execute(_CARDS, {"customer": customer_id})]

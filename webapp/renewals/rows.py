@@ -17,7 +17,7 @@ from sqlalchemy import and_, bindparam, select
 from webapp.errors import NotFound
 from webapp.extensions import db
 from webapp.payments.models import SavedCard
-from webapp.payments.picker import CardRow
+from webapp.payments.picker import CARD_COLUMNS, CardRow, card_rows
 from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
 from webapp.shop.models import BillingProfile, CustomerType, Product, ServiceKind
 from webapp.shop.services import price_on_day_sql
@@ -78,13 +78,12 @@ class ServiceRead:
 _service, _product, _card = Service.__table__, Product.__table__, SavedCard.__table__
 _renewal, _billing = Renewal.__table__, BillingProfile.__table__
 _other_card = _card.alias("other_card")
-_CARD_COLUMNS = ("id", "brand", "last4", "exp_month", "exp_year", "holder")
 
 _SERVICES = (
     select(
         *(_service.c[name] for name in ServiceRow.__annotations__ if name in _service.c),
         *(_product.c[name].label(f"product_{name}") for name in ProductRow.__annotations__),
-        *(_card.c[name].label(f"card_{name}") for name in _CARD_COLUMNS),
+        *(_card.c[name].label(f"card_{name}") for name in CARD_COLUMNS),
         *(_renewal.c[name].label(f"renewal_{name}") for name in RenewalRow.__annotations__),
         price_on_day_sql().label("yearly_cents"),
         _billing.c.customer_type,
@@ -109,7 +108,7 @@ _SERVICES = (
 
 # One service, with the customer's saved cards (its card menu) joined: one statement in all.
 _ONE_SERVICE = (
-    _SERVICES.add_columns(*(_other_card.c[name].label(f"other_{name}") for name in _CARD_COLUMNS))
+    _SERVICES.add_columns(*(_other_card.c[name].label(f"other_{name}") for name in CARD_COLUMNS))
     .outerjoin(
         _other_card,
         and_(
@@ -119,12 +118,6 @@ _ONE_SERVICE = (
     )
     .where(_service.c.id == bindparam("service"))
     .order_by(_other_card.c.id.desc())
-)
-
-_CARDS = (
-    select(*(_card.c[name] for name in _CARD_COLUMNS))
-    .where(_card.c.customer_id == bindparam("customer"), _card.c.removed_at.is_(None))
-    .order_by(_card.c.id.desc())
 )
 
 
@@ -137,7 +130,7 @@ def _read(row) -> ServiceRead:
     service = ServiceRow(
         *(getattr(row, name) for name in ServiceRow.__annotations__ if name in _service.c),
         product=ProductRow(*_part(row, "product_", ProductRow.__annotations__)),
-        saved_card=CardRow(*_part(row, "card_", _CARD_COLUMNS)) if card_id is not None else None,
+        saved_card=CardRow(*_part(row, "card_", CARD_COLUMNS)) if card_id is not None else None,
     )
     renewal = None
     if row.renewal_status is not None:
@@ -158,7 +151,7 @@ def services_of(customer_id: int, today: date) -> tuple[list[ServiceRead], list[
     (newest first), in two statements."""
     params = {"customer": customer_id, "day": today}
     reads = [_read(row) for row in db.session.execute(_SERVICES, params)]
-    cards = [CardRow(*row) for row in db.session.execute(_CARDS, params)]
+    cards = card_rows(customer_id)
     reads.sort(key=lambda r: (not r.service.active, r.service.expires_at, r.service.id))
     return reads, _usable(cards, today)
 
@@ -171,6 +164,6 @@ def service_of(service_id: int, customer_id: int, today: date) -> tuple[ServiceR
     if not rows:
         raise NotFound("Servizio non trovato.")
     cards = [
-        CardRow(*_part(row, "other_", _CARD_COLUMNS)) for row in rows if row.other_id is not None
+        CardRow(*_part(row, "other_", CARD_COLUMNS)) for row in rows if row.other_id is not None
     ]
     return _read(rows[0]), _usable(cards, today)
