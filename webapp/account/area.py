@@ -64,18 +64,20 @@ def _services_page(
     message: str | None = None,
     error: str | None = None,
     card_needed: bool = False,
-    read: tuple[rows.ServiceRead, list[CardRow]] | None = None,
+    shown: tuple[list[renewals.ServiceView], list[CardRow]] | None = None,
 ):
-    """The services page, or (for htmx) the row of service `focus` with its message (`read`:
-    the row and the valid cards, when the caller holds them as they now are)."""
+    """The services page, or (for htmx) the row of service `focus` with its message (`shown`:
+    the row's view and the valid cards, when the caller built them as they now are)."""
     now = now_utc()
     fragment = focus is not None and is_htmx()
-    if fragment:
-        one, cards = read or rows.service_of(focus, current_user.id, rome_date(now))
-        reads = [one]
+    if fragment and shown is not None:
+        views, cards = shown
+    elif fragment:
+        read, cards = rows.service_of(focus, current_user.id, rome_date(now))
+        views = renewals.service_views([read], now)
     else:
         reads, cards = rows.services_of(current_user.id, rome_date(now))
-    views = renewals.service_views(reads, now)
+        views = renewals.service_views(reads, now)
     context = dict(
         views=views,
         view=views[0] if fragment else None,
@@ -129,22 +131,21 @@ def _switch_message(enabled: bool, changed: bool) -> str:
 @bp.post("/servizi/<int:service_id>/frequenza")
 def set_frequency(service_id: int):
     """Frequenza di rinnovo: how many years each automatic renewal buys."""
-    read, cards = rows.service_of(service_id, current_user.id, rome_date(now_utc()))
+    now = now_utc()
+    read, cards = rows.service_of(service_id, current_user.id, rome_date(now))
     try:
         read = renewals.set_frequency(read, FrequencyForm().frequency_years.data)
     except DomainError as exc:
         rollback()
-        return _services_page(service_id, 422, error=exc.message, read=(read, cards))
+        return _services_page(service_id, 422, error=exc.message)
     commit()
-    years = read.service.frequency_years
-    vat_rate = renewals.settings().vat_rate
-    price = renewals.RenewalPrice.of(read.yearly_cents, years, vat_rate, read.split_payment)
+    views = renewals.service_views([read], now)  # the row as it now is, shown as it is
     message = _(
         "Frequenza di rinnovo aggiornata: ogni %(years)s, %(total)s IVA inclusa.",
-        years=years_label(years),
-        total=format_eur(price.total_cents),
+        years=years_label(views[0].price.years),
+        total=format_eur(views[0].price.total_cents),
     )
-    return _services_page(service_id, message=message, read=(read, cards))
+    return _services_page(service_id, message=message, shown=(views, cards))
 
 
 @bp.post("/servizi/<int:service_id>/carta")
