@@ -138,6 +138,29 @@ def test_frequency_options_show_their_price(client, catalogue, dummy_customer):
     assert f"1 anno · {format_eur(yearly)} + IVA" in page
 
 
+def test_frequency_options_quote_the_price_in_force(client, db, catalogue, dummy_customer, now):
+    """A scheduled price in force is what the checkout's and the customer area's frequency
+    menus quote (and what the cart and the renewal charge), not the product's base price."""
+    from datetime import date, timedelta
+
+    from tests.unit.renewal_fakes import make_card, make_service
+    from webapp.shop.models import ProductPrice
+
+    pec = catalogue["products"]["PEC-STD"]  # 5,00 a year before the change
+    db.session.add(
+        ProductPrice(product_id=pec.id, yearly_price_cents=700, effective_from=date(2020, 1, 1))
+    )
+    make_service(
+        dummy_customer, pec, expires_at=now + timedelta(days=200), card=make_card(dummy_customer)
+    )
+    add(client, pec)
+    login(client)
+    choose_method(client, "card")
+    for page in (client.get("/checkout").text, client.get("/area-clienti/").text):
+        assert "1 anno · € 7,00 + IVA" in page and "3 anni · € 21,00 + IVA" in page
+        assert "€ 5,00 + IVA" not in page and "€ 15,00 + IVA" not in page
+
+
 def test_portal_note_only_for_orders_with_signatures(client, catalogue, dummy_customer):
     add(client, catalogue["products"]["FIRMA-R"])
     add(client, catalogue["products"]["PEC-STD"])

@@ -192,6 +192,7 @@ class ServiceView:
     service: ServiceRow
     renewal: RenewalRow | None  # the current period's, while open
     price: RenewalPrice
+    yearly_cents: int  # the list price of one year today (the frequency menu quotes it)
     renew_on: datetime  # the first instant of the renewal day in Italy (the row shows the day)
     card_ok: bool  # the card will still be valid on the renewal date
 
@@ -213,6 +214,7 @@ def service_views(reads: list[ServiceRead], now: datetime) -> list[ServiceView]:
                 service=service,
                 renewal=renewal if service.active and renewal and renewal.open else None,
                 price=RenewalPrice.of(read.yearly_cents, years, cfg.vat_rate, read.split_payment),
+                yearly_cents=read.yearly_cents,
                 renew_on=rome_midnight(day),
                 card_ok=card_usable(service.saved_card, day),
             )

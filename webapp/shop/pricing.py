@@ -33,6 +33,7 @@ class DiscountTerms:
 class QuoteLine:
     list_cents: int
     discount_cents: int
+    yearly_cents: int  # the list price of one year it was priced with (what a menu quotes)
 
     @property
     def net_cents(self) -> int:
@@ -111,7 +112,10 @@ def quote(
     else:
         discounts = _allocate(min(discount.amount_cents or 0, sum(eligible)), eligible)
     return Quote(
-        lines=tuple(QuoteLine(a, d) for a, d in zip(list_amounts, discounts, strict=True)),
+        lines=tuple(
+            QuoteLine(a, d, line.yearly_price_cents)
+            for a, d, line in zip(list_amounts, discounts, lines, strict=True)
+        ),
         vat_rate_percent=vat_rate_percent,
         split_payment=split_payment,
     )
