@@ -91,7 +91,7 @@ def run_command(as_of: str | None, worker: str | None) -> None:
 
 
 def pass_line(report: PassReport) -> str:
-    """ "Passata rinnovi al 10/11/2027 12:00: promemoria 0, …": what the CLI prints."""
+    """The line the CLI prints: "Passata rinnovi al 10/11/2027 12:00: promemoria 0, …"."""
     return _(
         "Passata rinnovi al %(when)s: %(report)s",
         when=report.now.astimezone(ROME).strftime("%d/%m/%Y %H:%M"),
