@@ -243,3 +243,24 @@ def test_staff_for_a_test_gets_a_fresh_account_and_its_secret(api):
     assert other["email"] != answer.json["email"]
     wrong = api.post("/sandbox/staff", json={"role": "capo"}, headers=AUTH)
     assert wrong.status_code == 400 and "Ruolo non valido" in wrong.json["errore"]
+
+
+# --- make run: a QA deployment -------------------------------------------------------------
+
+
+def test_make_run_turns_the_sandbox_on_with_a_kept_token_but_not_in_production(
+    tmp_path, monkeypatch
+):
+    from webapp import devserver
+
+    monkeypatch.delenv("SANDBOX_TOKEN", raising=False)
+    monkeypatch.delenv("SANDBOX", raising=False)
+    monkeypatch.setattr(devserver, "INSTANCE_DIR", tmp_path)
+    monkeypatch.setattr(devserver.sandbox_token, "__defaults__", (tmp_path,))
+    first = devserver.qa_settings()
+    assert first["SANDBOX"] == "1" and len(first["SANDBOX_TOKEN"]) >= 24
+    assert devserver.qa_settings() == first  # the same token after a restart
+    monkeypatch.setenv("SANDBOX_TOKEN", "scelto-da-qa")
+    assert devserver.qa_settings()["SANDBOX_TOKEN"] == "scelto-da-qa"
+    monkeypatch.setenv("APP_ENV", "production")
+    assert devserver.qa_settings() == {}
