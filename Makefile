@@ -38,7 +38,7 @@ e2e: $(VENV)/.installed
 # smoke, QA_WORKERS at a time, with an HTML report linking each failure's trace, screenshot
 # and pages: make qa BASE_URL=http://127.0.0.1:5000 BANK_URL=http://127.0.0.1:5001 SANDBOX_TOKEN=…
 QA_WORKERS ?= 2
-QA_REPORT ?= test-results/report.html
+QA_REPORT ?= qa-report/report.html
 qa: $(VENV)/.installed
 	@if [ -z "$(BASE_URL)" ] || [ -z "$(SANDBOX_TOKEN)" ]; then \
 	  echo "Uso: make qa BASE_URL=http://127.0.0.1:5000 BANK_URL=http://127.0.0.1:5001 SANDBOX_TOKEN=… (make run stampa il token)"; exit 2; fi

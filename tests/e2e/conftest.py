@@ -47,7 +47,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     """On failure keep each open page's HTML next to pytest-playwright's trace and screenshot,
-    and link the three from the HTML report (pytest-html, `make qa`)."""
+    and link them from the HTML report (pytest-html, `make qa`)."""
     outcome = yield
     report = outcome.get_result()
     if report.when == "call" and report.failed:
@@ -90,7 +90,8 @@ def _link_artifacts(item: pytest.Item, report: pytest.TestReport) -> None:
     from pytest_html import extras
 
     base = Path(html_path).absolute().parent
-    kinds = (("trace", "*.zip"), ("screenshot", "*.png"), ("pagina", "page-*.html"))
+    # pytest-playwright links the trace itself ("Trace"); the screenshots and pages are ours.
+    kinds = (("screenshot", "*.png"), ("pagina", "page-*.html"))
     links = [
         extras.url(os.path.relpath(found, base), name=f"{label}: {found.name}")
         for label, pattern in kinds
