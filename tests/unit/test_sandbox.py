@@ -4,6 +4,7 @@ without the token, and what it answers: the test clock, the e-mails, orders and 
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pyotp
@@ -23,12 +24,22 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 EXPIRES = datetime(2027, 1, 20, 10, 0, tzinfo=UTC)
 
 
+@contextmanager
+def built(app, **overrides):
+    """Another app on the test app's database; its connections closed at the end."""
+    other = create_app(TestConfig, {**app.config, **overrides})
+    try:
+        yield other
+    finally:
+        with other.app_context():
+            db.engine.dispose()
+
+
 @pytest.fixture
 def sandbox(app):
     """The test app with the sandbox on (the factory decides at start, so build it again)."""
-    app.config.update(SANDBOX=True, SANDBOX_TOKEN=TOKEN)
-    on = create_app(TestConfig, {**app.config, "SANDBOX": True, "SANDBOX_TOKEN": TOKEN})
-    return on
+    with built(app, SANDBOX=True, SANDBOX_TOKEN=TOKEN) as on:
+        yield on
 
 
 @pytest.fixture
@@ -55,6 +66,7 @@ def sandbox_urls(flask_app) -> list[tuple[str, str]]:
 
 
 def bank_app(tmp_path, **config):
+    """The mock bank on a file of tmp_path (SQLite: nothing left open on a server)."""
     return create_bank_app(
         {
             "TESTING": True,
@@ -79,20 +91,15 @@ def test_off_by_default_every_url_is_404(app, sandbox):
 
 
 def test_production_never_has_the_sandbox_even_when_asked(app, sandbox, tmp_path):
-    production = create_app(
-        TestConfig,
-        {
-            **app.config,
-            "ENV_NAME": "production",
-            "SECRET_KEY": "a-real-secret-of-production",
-            "BANK_SHARED_SECRET": "a-real-bank-secret",
-            "SANDBOX": True,
-            "SANDBOX_TOKEN": TOKEN,
-        },
-    )
-    client = production.test_client()
-    for method, url in sandbox_urls(sandbox):
-        assert client.open(url, method=method, headers=AUTH).status_code == 404, url
+    production = {
+        "ENV_NAME": "production",
+        "SECRET_KEY": "a-real-secret-of-production",
+        "BANK_SHARED_SECRET": "a-real-bank-secret",
+    }
+    with built(app, SANDBOX=True, SANDBOX_TOKEN=TOKEN, **production) as shop:
+        client = shop.test_client()
+        for method, url in sandbox_urls(sandbox):
+            assert client.open(url, method=method, headers=AUTH).status_code == 404, url
 
     bank_on = bank_app(tmp_path)
     bank_prod = bank_app(tmp_path, APP_ENV="production")
@@ -116,8 +123,8 @@ def test_a_token_is_needed_on_every_url(api, sandbox, tmp_path):
 
 
 def test_a_sandbox_without_a_token_is_off(app):
-    half = create_app(TestConfig, {**app.config, "SANDBOX": True, "SANDBOX_TOKEN": ""})
-    assert half.test_client().get("/sandbox/", headers=AUTH).status_code == 404
+    with built(app, SANDBOX=True, SANDBOX_TOKEN="") as half:
+        assert half.test_client().get("/sandbox/", headers=AUTH).status_code == 404
 
 
 # --- the test clock ------------------------------------------------------------------------
