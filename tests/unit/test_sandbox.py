@@ -237,6 +237,13 @@ def test_emails_to_an_address_since_a_moment_with_their_links(api, dummy_custome
         "/sandbox/email", query_string={"to": "mario@example.it", "since": later}, headers=AUTH
     )
     assert since.json["emails"] == []
+    today = api.get(f"/sandbox/email?to=mario@example.it&since={now_utc():%Y-%m-%d}", headers=AUTH)
+    assert [m["subject"] for m in today.json["emails"]] == [mail["subject"]]
+    wrong = api.get("/sandbox/email?to=mario@example.it&since=ieri", headers=AUTH)
+    assert (wrong.status_code, wrong.json["errore"]) == (
+        400,
+        "since: usa il formato AAAA-MM-GG oppure AAAA-MM-GGTHH:MM.",
+    )
     assert api.get("/sandbox/email", headers=AUTH).status_code == 400
     assert api.get("/sandbox/ordini/999999", headers=AUTH).json == {"errore": "Ordine non trovato."}
 

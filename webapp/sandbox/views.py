@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask_babel import gettext as _
@@ -138,8 +138,18 @@ def emails() -> Response:
     address = request.args.get("to", "").strip().lower()
     if not address:
         raise Refused(400, _("Indica l'indirizzo: ?to=<e-mail>."))
-    since = _instant(request.args["since"], "since") if request.args.get("since") else None
-    return jsonify(emails=state.emails_to(address, since))
+    return jsonify(emails=state.emails_to(address, _since(request.args.get("since", ""))))
+
+
+def _since(value: str) -> datetime | None:
+    """An ISO instant (Italian time unless it says its offset), or a day: from its midnight."""
+    if not value.strip():
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise Refused(400, _("since: usa il formato AAAA-MM-GG oppure AAAA-MM-GGTHH:MM.")) from None
+    return parsed.replace(tzinfo=parsed.tzinfo or ROME).astimezone(UTC)
 
 
 @bp.get("/ordini/<int:order_id>")
