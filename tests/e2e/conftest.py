@@ -156,7 +156,6 @@ class Live:
     app: Flask | None = None
     bank_app: Flask | None = None
     errors: list[str] = field(default_factory=list)
-    remote: bool = False
 
 
 def _free_port() -> int:
@@ -185,7 +184,7 @@ def _deployment(base_url: str) -> Live:
     except Exception as exc:
         message = f"the deployment's sandbox does not answer (SANDBOX=1, SANDBOX_TOKEN?): {exc}"
         pytest.fail(message, False)
-    return Live(shop_url, bank_url, sandbox, remote=True)
+    return Live(shop_url, bank_url, sandbox)
 
 
 @pytest.fixture(scope="session")
