@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 FLASK := $(PY) -m flask --app wsgi
 PYTHON ?= python3
 
-.PHONY: run test unit e2e lint screenshots
+.PHONY: run test unit e2e qa lint screenshots
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,12 +26,27 @@ test: $(VENV)/.installed
 unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit -p no:cacheprovider
 
-# Browser tests. Against a deployment: make e2e BASE_URL=http://127.0.0.1:5000 BANK_URL=http://127.0.0.1:5001
-# (MAIL_DIR=instance/mail to check e-mails). On failure: trace, screenshot and page HTML in test-results/.
+# Browser tests on servers they start (the default), or against a deployment:
+# make e2e BASE_URL=http://127.0.0.1:5000 BANK_URL=http://127.0.0.1:5001 SANDBOX_TOKEN=…
+# On failure: trace, screenshot and page HTML in test-results/.
 E2E_FLAGS := --tracing retain-on-failure --screenshot only-on-failure --output test-results
 e2e: $(VENV)/.installed
 	VENV=$(VENV) bash scripts/ensure-browser.sh
-	BANK_URL=$(BANK_URL) MAIL_DIR=$(MAIL_DIR) $(PY) -m pytest tests/e2e -p no:cacheprovider $(E2E_FLAGS) $(if $(BASE_URL),--base-url $(BASE_URL))
+	BANK_URL=$(BANK_URL) SANDBOX_TOKEN=$(SANDBOX_TOKEN) $(PY) -m pytest tests/e2e -p no:cacheprovider $(E2E_FLAGS) $(if $(BASE_URL),--base-url $(BASE_URL))
+
+# QA against a deployment (make run is one): every browser test, the axe checks and the twin
+# smoke, QA_WORKERS at a time, with an HTML report linking each failure's trace, screenshot
+# and pages: make qa BASE_URL=http://127.0.0.1:5000 BANK_URL=http://127.0.0.1:5001 SANDBOX_TOKEN=…
+QA_WORKERS ?= 2
+QA_REPORT ?= qa-report/report.html
+qa: $(VENV)/.installed
+	@if [ -z "$(BASE_URL)" ] || [ -z "$(SANDBOX_TOKEN)" ]; then \
+	  echo "Uso: make qa BASE_URL=http://127.0.0.1:5000 BANK_URL=http://127.0.0.1:5001 SANDBOX_TOKEN=… (make run stampa il token)"; exit 2; fi
+	VENV=$(VENV) bash scripts/ensure-browser.sh
+	BASE_URL=$(BASE_URL) BANK_URL=$(BANK_URL) SANDBOX_TOKEN=$(SANDBOX_TOKEN) \
+	  $(PY) -m pytest tests/e2e -p no:cacheprovider $(E2E_FLAGS) --base-url $(BASE_URL) \
+	  -n $(QA_WORKERS) --html $(QA_REPORT) --self-contained-html; \
+	  status=$$?; echo "Rapporto: $(QA_REPORT)"; exit $$status
 
 screenshots: $(VENV)/.installed
 	$(PY) scripts/screenshots.py

@@ -190,6 +190,7 @@ def register_blueprints(app: Flask) -> None:
     from webapp.legal import bp as legal_bp
     from webapp.payments.views import bp as payments_bp
     from webapp.payments.views import portal_bp
+    from webapp.sandbox import register_sandbox
     from webapp.shop.views import bp as shop_bp
 
     app.register_blueprint(shop_bp)
@@ -204,6 +205,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(invoices_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(legal_bp)
+    register_sandbox(app)  # only when SANDBOX=1 with a token, never in production
 
 
 def register_errorhandlers(app: Flask) -> None:

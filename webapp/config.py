@@ -120,6 +120,11 @@ class Config:
     COMPRESS_BR_LEVEL = 5
     STATIC_IMMUTABLE_MAX_AGE = 31_536_000
 
+    # The sandbox API for QA (webapp.sandbox: test clock, e-mails, order states): on only with
+    # SANDBOX=1 and a SANDBOX_TOKEN (the bearer token), and never with APP_ENV=production.
+    SANDBOX = _bool("SANDBOX", False)
+    SANDBOX_TOKEN = os.environ.get("SANDBOX_TOKEN", "")
+
     BABEL_DEFAULT_LOCALE = "it"
     BABEL_DEFAULT_TIMEZONE = "Europe/Rome"
 

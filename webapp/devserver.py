@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from webapp.config import INSTANCE_DIR
 from webapp.mailsink import MailSink
@@ -19,7 +21,26 @@ BANK_PORT = int(os.environ.get("BANK_PORT", "5001"))
 MAIL_PORT = int(os.environ.get("MAIL_PORT", "8025"))
 
 
+def sandbox_token(folder: Path = INSTANCE_DIR) -> str:
+    """SANDBOX_TOKEN, or the development token kept in instance/sandbox-token (made once)."""
+    if os.environ.get("SANDBOX_TOKEN"):
+        return os.environ["SANDBOX_TOKEN"]
+    path = folder / "sandbox-token"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(24))
+    return path.read_text().strip()
+
+
+def qa_settings() -> dict[str, str]:
+    """The sandbox for QA's browser suite (make qa), on in development, never in production."""
+    if os.environ.get("APP_ENV", "development") == "production":
+        return {}
+    return {"SANDBOX": os.environ.get("SANDBOX", "1"), "SANDBOX_TOKEN": sandbox_token()}
+
+
 def main() -> None:
+    qa = qa_settings()
     env = {
         **os.environ,
         "FLASK_APP": "wsgi",
@@ -28,6 +49,7 @@ def main() -> None:
         "MAIL_PORT": str(MAIL_PORT),
         # A local demo that QA's browser suite may run against (make e2e BASE_URL=...).
         "LOGIN_RATE_LIMIT": os.environ.get("LOGIN_RATE_LIMIT", "300 per minute"),
+        **qa,
     }
     sink = MailSink(port=MAIL_PORT, folder=INSTANCE_DIR / "mail", echo=True).start()
     python = sys.executable
@@ -43,6 +65,13 @@ def main() -> None:
         "Ctrl-C per fermare tutto.\n",
         flush=True,
     )
+    if qa:
+        print(
+            f"Sandbox QA attivo, token: {qa['SANDBOX_TOKEN']}\n"
+            f"  make qa BASE_URL=http://127.0.0.1:{SHOP_PORT} BANK_URL=http://127.0.0.1:{BANK_PORT}"
+            f" SANDBOX_TOKEN={qa['SANDBOX_TOKEN']}\n",
+            flush=True,
+        )
     try:
         while all(process.poll() is None for process in processes.values()):
             time.sleep(0.5)

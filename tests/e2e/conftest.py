@@ -1,4 +1,6 @@
-"""The live system for the browser tests: mail sink, mock bank and shop on loopback servers."""
+"""The system under test: a deployment (BASE_URL, BANK_URL, SANDBOX_TOKEN), or the mail sink,
+mock bank and shop that this file starts on loopback servers. Either way the tests drive it
+through the browser and read its state only through pages and the sandbox APIs."""
 
 from __future__ import annotations
 
@@ -17,23 +19,16 @@ from playwright.sync_api import BrowserContext, Page, expect
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from tests.conftest import PG_URL
-from tests.e2e.deployment import DEMO, DirSink, NoSink, register_customer
+from tests.e2e.deployment import DEMO, Sandbox, register_customer
 from webapp.mailsink import MailSink
 
 CHROMIUM = Path("/usr/bin/chromium")
 BANK_SECRET = "e2e-bank-secret"
 MERCHANT_ID = "pec-shop"
+SANDBOX_TOKEN = "e2e-sandbox-token"
 TIMEOUT_MS = 10_000
 
 expect.set_options(timeout=TIMEOUT_MS)
-
-
-# Modules that drive the renewal clock or read both databases throughout: not against a deployment.
-LOCAL_ONLY = {
-    "test_renewal_pass.py": "drives the renewal clock (flask renewals run --as-of)",
-    "test_area_auto_renew.py": "drives the renewal clock and reads the shop's database",
-    "test_double_click.py": "counts charges in the bank's and the shop's databases",
-}
 
 
 def deployment_url(config: pytest.Config) -> str | None:
@@ -42,28 +37,39 @@ def deployment_url(config: pytest.Config) -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Every test under tests/e2e is a browser test; some need the local servers."""
+    """Every test under tests/e2e is a browser test."""
     here = Path(__file__).parent
-    remote = deployment_url(config)
     for item in items:
         if here in Path(item.path).parents:
             item.add_marker(pytest.mark.e2e)
-            why = LOCAL_ONLY.get(Path(item.path).name)
-            if remote and why:
-                item.add_marker(pytest.mark.skip(reason=f"against a deployment: this test {why}"))
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    """On failure keep each open page's HTML next to pytest-playwright's trace and screenshot."""
+    """On failure keep each open page's HTML next to pytest-playwright's trace and screenshot,
+    and link them from the HTML report (pytest-html, `make qa`)."""
     outcome = yield
     report = outcome.get_result()
-    if report.when != "call" or not report.failed:
-        return
+    if report.when == "call" and report.failed:
+        item.stash[FAILED] = True
+        _save_pages(item)
+    elif report.when == "teardown" and item.stash.get(FAILED, False):
+        # pytest-playwright writes the trace and the screenshot when its fixtures end.
+        _link_artifacts(item, report)
+
+
+FAILED = pytest.StashKey[bool]()
+
+
+def _artifacts_folder(item: pytest.Item) -> Path:
     from pytest_playwright.pytest_playwright import _truncate_file_name, slugify
 
     folder = Path(item.config.getoption("--output")).absolute()
-    folder = folder / _truncate_file_name(slugify(item.nodeid))
+    return folder / _truncate_file_name(slugify(item.nodeid))
+
+
+def _save_pages(item: pytest.Item) -> None:
+    folder = _artifacts_folder(item)
     pages = [v for v in getattr(item, "funcargs", {}).values() if isinstance(v, Page)]
     for index, page in enumerate(pages):
         for number, open_page in enumerate(p for p in page.context.pages if not p.is_closed()):
@@ -74,6 +80,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             folder.mkdir(parents=True, exist_ok=True)
             name = re.sub(r"[^a-z0-9]+", "-", open_page.url.lower()).strip("-")[-60:]
             (folder / f"page-{index}-{number}-{name}.html").write_text(html, encoding="utf-8")
+
+
+def _link_artifacts(item: pytest.Item, report: pytest.TestReport) -> None:
+    html_path = getattr(item.config.option, "htmlpath", None)
+    folder = _artifacts_folder(item)
+    if not html_path or not folder.is_dir():
+        return
+    from pytest_html import extras
+
+    base = Path(html_path).absolute().parent
+    # pytest-playwright links the trace itself ("Trace"); the screenshots and pages are ours.
+    kinds = (("screenshot", "*.png"), ("pagina", "page-*.html"))
+    links = [
+        extras.url(os.path.relpath(found, base), name=f"{label}: {found.name}")
+        for label, pattern in kinds
+        for found in sorted(folder.glob(pattern))
+    ]
+    report.extras = [*getattr(report, "extras", []), *links]
 
 
 @pytest.fixture(scope="session")
@@ -123,15 +147,15 @@ class _Deferred:
 
 @dataclass
 class Live:
-    """The running system: URLs, the mail sink, and both apps for assertions on their data."""
+    """The running system: its URLs and sandbox; the apps themselves only when started here
+    (to fail a test on a server error), never for reading state."""
 
     shop_url: str
     bank_url: str
-    sink: MailSink | DirSink | NoSink
-    app: Flask | None
-    bank_app: Flask | None
+    sandbox: Sandbox
+    app: Flask | None = None
+    bank_app: Flask | None = None
     errors: list[str] = field(default_factory=list)
-    remote: bool = False
 
 
 def _free_port() -> int:
@@ -147,19 +171,32 @@ def _serve(app) -> tuple[BaseWSGIServer, threading.Thread]:
     return server, thread
 
 
+def _deployment(base_url: str) -> Live:
+    """A deployment set up for QA: its bank's URL and the sandboxes' token from the env."""
+    shop_url = base_url.rstrip("/")
+    bank_url = os.environ.get("BANK_URL", "http://127.0.0.1:5001").rstrip("/")
+    token = os.environ.get("SANDBOX_TOKEN", "")
+    if not token:
+        pytest.fail("against a deployment set SANDBOX_TOKEN (make run prints it)", False)
+    sandbox = Sandbox(shop_url, bank_url, token)
+    try:
+        sandbox.check()
+    except Exception as exc:
+        message = f"the deployment's sandbox does not answer (SANDBOX=1, SANDBOX_TOKEN?): {exc}"
+        pytest.fail(message, False)
+    return Live(shop_url, bank_url, sandbox)
+
+
 @pytest.fixture(scope="session")
 def live(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[Live]:
     """One live system per session: tests use fresh customers, so they do not interfere.
 
-    With --base-url (make e2e BASE_URL=... BANK_URL=...) nothing is started: the tests drive
-    that deployment, its demo data, and read e-mails from MAIL_DIR if given.
+    With --base-url (make qa BASE_URL=... BANK_URL=... SANDBOX_TOKEN=...) nothing is started:
+    the tests drive that deployment and read its state through its sandbox APIs.
     """
     remote = deployment_url(pytestconfig)
     if remote:
-        bank_url = os.environ.get("BANK_URL", "http://127.0.0.1:5001").rstrip("/")
-        mail_dir = os.environ.get("MAIL_DIR")
-        sink = DirSink(Path(mail_dir)) if mail_dir else NoSink()
-        yield Live(remote.rstrip("/"), bank_url, sink, None, None, remote=True)
+        yield _deployment(remote)
         return
     from webapp import create_app
     from webapp.bank import create_bank_app
@@ -179,6 +216,8 @@ def live(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) 
             "BANK_MERCHANT_ID": MERCHANT_ID,
             "SECRET_KEY": "e2e-bank-session",
             "BANK_NOTIFY_ENABLED": True,
+            "SANDBOX": True,
+            "SANDBOX_TOKEN": SANDBOX_TOKEN,
         }
     )
     bank_server, bank_thread = _serve(bank_app)
@@ -201,6 +240,8 @@ def live(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) 
             "BANK_MERCHANT_ID": MERCHANT_ID,
             "WTF_CSRF_ENABLED": True,
             "RATELIMIT_ENABLED": False,
+            "SANDBOX": True,
+            "SANDBOX_TOKEN": SANDBOX_TOKEN,
         },
     )
     with app.app_context():
@@ -211,7 +252,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) 
         db.session.commit()
     deferred.app = app
 
-    system = Live(shop_url, bank_url, sink, app, bank_app)
+    system = Live(shop_url, bank_url, Sandbox(shop_url, bank_url, SANDBOX_TOKEN), app, bank_app)
 
     def record(sender: Flask, exception: BaseException, **_) -> None:
         system.errors.append(f"{sender.name}: {exception!r}")
@@ -247,36 +288,22 @@ def no_server_errors(live: Live) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Customer:
-    id: int
     email: str
     password: str
     name: str
+    mail_floor: int = 0  # the e-mails up to this outbox id came with the registration
 
 
 @pytest.fixture
 def make_customer(live: Live) -> Callable[..., Customer]:
-    """Create fresh customers (no cart, no cards, no orders) in the shop's database."""
-    from webapp.extensions import db
-    from webapp.shop.models import Customer as CustomerModel
+    """Fresh customers (no cart, no cards, no orders), registered through the shop's pages."""
 
     def make(name: str = "Mario Rossi", billing: bool = True) -> Customer:
-        from tests.conftest import add_private_billing
-
         email = f"cliente-{uuid.uuid4().hex[:10]}@example.it"
         password = "password123"
-        if live.remote:  # a deployment: register through its own form, as a customer would
-            register_customer(live.shop_url, name, email, password)
-            return Customer(None, email, password, name)  # type: ignore[arg-type]
-        assert live.app is not None
-        with live.app.app_context():
-            customer = CustomerModel(email=email, name=name, tax_code="RSSMRA85T10A562S")
-            customer.set_password(password)
-            db.session.add(customer)
-            db.session.flush()
-            if billing:  # past the checkout's billing data step; test_invoice_e2e fills it
-                add_private_billing(customer)
-            db.session.commit()
-            return Customer(customer.id, email, password, customer.name)
+        register_customer(live.sandbox, name, email, password, billing)
+        floor = max((m["id"] for m in live.sandbox.emails(email)), default=0)
+        return Customer(email, password, name, floor)
 
     return make
 
@@ -284,7 +311,7 @@ def make_customer(live: Live) -> Callable[..., Customer]:
 @pytest.fixture
 def demo_customer() -> Customer:
     """The demo account that `flask seed-demo` creates (see the README)."""
-    return Customer(None, *DEMO)  # type: ignore[arg-type]
+    return Customer(*DEMO)
 
 
 @pytest.fixture

@@ -1,67 +1,119 @@
-"""Running the browser tests against a deployment: registration over HTTP, e-mails from a folder."""
+"""How the browser tests reach a deployment besides the browser: its pages over HTTP and the
+sandbox APIs of the shop and of the bank (webapp.sandbox, webapp.bank.sandbox).
+
+The same for a staging (make qa BASE_URL=… BANK_URL=… SANDBOX_TOKEN=…) and for the servers
+`make test` starts: no test opens a database file or a mail folder. Customers are created in
+one place, `register_customer`, as a person would, through "Registrati".
+"""
 
 from __future__ import annotations
 
 import re
-from email import policy
-from email.message import EmailMessage
-from email.parser import BytesParser
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Any
 
-import pytest
 import requests
-
-from webapp.mailsink import MailSink
 
 DEMO = ("demo@pecshop.test", "demo12345", "Mario Rossi")
 TAX_CODE = "RSSMRA85T10A562S"
 CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+HTTP_TIMEOUT = 60  # a renewal pass answers after the bank has been asked
 
 
-def register_customer(shop_url: str, name: str, email: str, password: str) -> None:
-    """Create a fresh customer through the deployment's "Registrati" form."""
+class SandboxError(AssertionError):
+    """The sandbox refused a call: its status and Italian message say why."""
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """The sandbox APIs of the shop and the bank, with the deployment's bearer token."""
+
+    shop_url: str
+    bank_url: str
+    token: str
+
+    def _call(self, method: str, url: str, **kw) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        response = requests.request(method, url, headers=headers, timeout=HTTP_TIMEOUT, **kw)
+        if response.status_code != 200:
+            raise SandboxError(f"{method} {url}: {response.status_code} {response.text[:300]}")
+        return response.json()
+
+    def shop(self, method: str, path: str, **kw) -> Any:
+        return self._call(method, f"{self.shop_url}/sandbox{path}", **kw)
+
+    def check(self) -> None:
+        """Both sandboxes answer with this token (else the deployment is not set up for QA)."""
+        self.shop("GET", "/")
+        self.movements(order_ref="ORD-0")
+
+    def order(self, order_id: int) -> dict[str, Any]:
+        return self.shop("GET", f"/ordini/{order_id}")
+
+    def customer(self, email: str) -> dict[str, Any]:
+        return self.shop("GET", "/clienti", params={"email": email})
+
+    def emails(self, to: str) -> list[dict[str, Any]]:
+        return self.shop("GET", "/email", params={"to": to})["emails"]
+
+    def renewal_pass(self, as_of: str | None = None) -> dict[str, Any]:
+        return self.shop("POST", "/orologio/passata", json={"as_of": as_of} if as_of else {})
+
+    def move(self, email: str, days: int) -> dict[str, Any]:
+        return self.shop("POST", "/orologio/sposta", json={"email": email, "days": days})
+
+    def staff(self, role: str = "operatore") -> dict[str, Any]:
+        return self.shop("POST", "/staff", json={"role": role})
+
+    def movements(self, order_ref: str | None = None, payment: str | None = None) -> dict:
+        params = {"ordine": order_ref} if order_ref else {"pagamento": payment}
+        return self._call("GET", f"{self.bank_url}/sandbox/api/movimenti", params=params)
+
+
+def register_customer(
+    sandbox: Sandbox, name: str, email: str, password: str, billing: bool
+) -> None:
+    """Create a fresh customer through "Registrati" (and "Dati di fatturazione" if asked).
+
+    The one place the tests register: a registration confirmed by e-mail would follow the
+    link of the sandbox's last e-mail to `email` here, before the billing data.
+    """
+    shop_url = sandbox.shop_url
     with requests.Session() as http:
-        form = http.get(f"{shop_url}/registrati", timeout=10)
-        form.raise_for_status()
-        token = CSRF.search(form.text)
-        data = {
-            "name": name,
-            "email": email,
-            "tax_code": TAX_CODE,
-            "password": password,
-            "password2": password,
-            "csrf_token": token.group(1) if token else "",
-        }
-        done = http.post(f"{shop_url}/registrati", data=data, timeout=10, allow_redirects=False)
-        assert done.status_code in (302, 303), f"registration refused: {done.status_code}"
-
-
-class DirSink:
-    """The e-mails that `make run` saves as .eml files (instance/mail), read like MailSink."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    @property
-    def messages(self) -> list[EmailMessage]:
-        files = sorted(self.folder.glob("*.eml"), key=lambda f: f.stat().st_mtime)
-        parser = BytesParser(policy=policy.default)
-        return [parser.parsebytes(f.read_bytes()) for f in files]  # type: ignore[misc]
-
-    def to(self, address: str) -> list[EmailMessage]:
-        return [m for m in self.messages if address in str(m["To"])]
-
-    @staticmethod
-    def text(message: EmailMessage) -> str:
-        return MailSink.text(message)
-
-
-class NoSink:
-    """No way to read the deployment's e-mails: a test that checks one is skipped."""
-
-    messages: list[EmailMessage] = []
-
-    def to(self, address: str) -> list[EmailMessage]:
-        pytest.skip(
-            "against a deployment, e-mail checks need MAIL_DIR (make run saves to instance/mail)"
+        _post_form(
+            http,
+            f"{shop_url}/registrati",
+            {
+                "name": name,
+                "email": email,
+                "tax_code": TAX_CODE,
+                "password": password,
+                "password2": password,
+            },
         )
+        if billing:  # past the checkout's billing step, as most tests want
+            first, _, last = name.partition(" ")
+            _post_form(
+                http,
+                f"{shop_url}/area-clienti/fatturazione",
+                {
+                    "customer_type": "private",
+                    "first_name": first,
+                    "last_name": last or first,
+                    "tax_code": TAX_CODE,
+                    "address": "Via Garibaldi 10",
+                    "postal_code": "20121",
+                    "city": "Milano",
+                    "province": "MI",
+                    "country": "IT",
+                },
+            )
+
+
+def _post_form(http: requests.Session, url: str, data: dict[str, str]) -> None:
+    form = http.get(url, timeout=HTTP_TIMEOUT)
+    form.raise_for_status()
+    token = CSRF.search(form.text)
+    data = {**data, "csrf_token": token.group(1) if token else ""}
+    done = http.post(url, data=data, timeout=HTTP_TIMEOUT, allow_redirects=False)
+    assert done.status_code in (302, 303), f"{url} refused: {done.status_code} {done.text[:300]}"

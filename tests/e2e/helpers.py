@@ -2,34 +2,23 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from email.message import EmailMessage
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pytest
-import requests
 from playwright.sync_api import Page, expect
 
-from webapp.signing import sign_request
-
 if TYPE_CHECKING:
-    from tests.e2e.conftest import Live
+    from tests.e2e.conftest import Customer, Live
 
 ORDER_URL = re.compile(r"/ordini/(\d+)$")
 PORTAL_URL = re.compile(r"/portale-pagamenti/ordini/\d+$")
 BANK_CARD_URL = re.compile(r"/pay/(pay_[^/?#]+)$")
 WAIT_S = 10.0
-PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
 # --- shop steps ------------------------------------------------------------------------------
@@ -205,13 +194,7 @@ def pay_first_card(page: Page, number: str = "4242424242424242") -> int:
     return order_id
 
 
-# --- looking at the data ---------------------------------------------------------------------
-
-
-def require_local(live: Live, what: str) -> None:
-    """Against a deployment (--base-url) the tests cannot look inside it: skip, saying why."""
-    if live.remote:
-        pytest.skip(f"against a deployment ({live.shop_url}) the test cannot {what}")
+# --- looking at the data: only through the sandbox APIs ------------------------------------
 
 
 @dataclass(frozen=True)
@@ -229,39 +212,23 @@ class OrderState:
     total_cents: int
     payments: list[tuple[str, str]]  # (channel, status)
     services: list[ServiceRow]
+    raw: dict[str, Any]
 
 
 def order_state(live: Live, order_id: int) -> OrderState:
-    """The order as the shop's database has it now."""
-    require_local(live, "read the shop's database")
-    from sqlalchemy import select
-
-    from webapp.extensions import db
-    from webapp.payments.models import Payment
-    from webapp.renewals.services import services_of_order
-    from webapp.shop.models import Order
-
-    with live.app.app_context():
-        order = db.session.get(Order, order_id)
-        payments = db.session.scalars(
-            select(Payment).where(Payment.order_id == order_id).order_by(Payment.id)
-        ).all()
-        services = [
-            ServiceRow(
-                s.product.sku,
-                s.auto_renew,
-                s.frequency_years,
-                s.saved_card.last4 if s.saved_card else None,
-            )
-            for s in sorted(services_of_order(order), key=lambda s: s.id)
-        ]
-        return OrderState(
-            order.number,
-            order.status.value,
-            order.total_cents,
-            [(p.channel.value, p.status.value) for p in payments],
-            services,
-        )
+    """The order as the back office sees it now (the shop's sandbox)."""
+    order = live.sandbox.order(order_id)
+    return OrderState(
+        order["number"],
+        order["status"],
+        order["total_cents"],
+        [(p["channel"], p["status"]) for p in order["payments"]],
+        [
+            ServiceRow(s["sku"], s["auto_renew"], s["frequency_years"], s["card_last4"])
+            for s in order["services"]
+        ],
+        order,
+    )
 
 
 @dataclass(frozen=True)
@@ -275,76 +242,63 @@ class ServiceInfo:
     card_last4: str | None
 
 
-def customer_services(live: Live, customer_id: int) -> dict[str, ServiceInfo]:
-    """The customer's services by product SKU, as the shop's database has them now."""
-    require_local(live, "read the shop's database")
-    from webapp.renewals.services import list_services
-
-    with live.app.app_context():
-        return {
-            s.product.sku: ServiceInfo(
-                s.id,
-                s.product.sku,
-                s.status.value,
-                s.expires_at,
-                s.auto_renew,
-                s.frequency_years,
-                s.saved_card.last4 if s.saved_card else None,
-            )
-            for s in list_services(customer_id)
-        }
-
-
-def renewal_orders(live: Live, customer_id: int) -> dict[int, OrderState]:
-    """The customer's renewal orders by id (oldest first), with their payments."""
-    require_local(live, "read the shop's database")
-    from sqlalchemy import select
-
-    from webapp.extensions import db
-    from webapp.shop.models import Order, OrderKind
-
-    with live.app.app_context():
-        ids = db.session.scalars(
-            select(Order.id)
-            .where(Order.customer_id == customer_id, Order.kind == OrderKind.RENEWAL)
-            .order_by(Order.id)
-        ).all()
-    return {order_id: order_state(live, order_id) for order_id in ids}
-
-
-def saved_cards(live: Live, customer_id: int) -> list[tuple[int, str, str]]:
-    """The customer's saved cards: (id, brand, last4), newest first."""
-    require_local(live, "read the shop's database")
-    from webapp.extensions import db
-    from webapp.payments.services import list_cards
-
-    with live.app.app_context():
-        result = [(c.id, c.brand, c.last4) for c in list_cards(customer_id)]
-        db.session.remove()
-        return result
-
-
-def bank_api(live: Live, method: str, path: str, body: dict[str, Any] | None = None):
-    """A signed call to the bank's API, as the shop's gateway client makes it."""
-    require_local(live, "sign calls to the bank's API")
-    raw = b"" if body is None else json.dumps(body).encode()
-    headers = sign_request(
-        live.app.config["BANK_SHARED_SECRET"],
-        live.app.config["BANK_MERCHANT_ID"],
-        method,
-        path,
-        raw,
-        int(time.time()),
+def service_info(row: dict[str, Any]) -> ServiceInfo:
+    return ServiceInfo(
+        row["id"],
+        row["sku"],
+        row["status"],
+        datetime.fromisoformat(row["expires_at"]),
+        row["auto_renew"],
+        row["frequency_years"],
+        row["card_last4"],
     )
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-    return requests.request(method, live.bank_url + path, data=raw, headers=headers, timeout=10)
 
 
-def bank_stats(live: Live) -> dict[str, int]:
-    response = bank_api(live, "GET", "/api/stats")
-    assert response.status_code == 200, response.text
-    return response.json()
+def customer_services(live: Live, customer: Customer) -> dict[str, ServiceInfo]:
+    """The customer's services by product SKU."""
+    return {
+        row["sku"]: service_info(row) for row in live.sandbox.customer(customer.email)["services"]
+    }
+
+
+def order_ids(live: Live, customer: Customer, kind: str | None = None) -> list[int]:
+    """The customer's orders (of a kind: purchase, renewal), oldest first."""
+    orders = live.sandbox.customer(customer.email)["orders"]
+    return sorted(o["id"] for o in orders if kind in (None, o["kind"]))
+
+
+def renewal_orders(live: Live, customer: Customer) -> dict[int, OrderState]:
+    """The customer's renewal orders by id (oldest first), with their payments."""
+    return {i: order_state(live, i) for i in order_ids(live, customer, "renewal")}
+
+
+def saved_cards(live: Live, customer: Customer) -> list[tuple[int, str, str]]:
+    """The customer's saved cards: (id, brand, last4), newest first."""
+    cards = live.sandbox.customer(customer.email)["cards"]
+    return [(c["id"], c["brand"], c["last4"]) for c in cards]
+
+
+@dataclass(frozen=True)
+class AtTheBank:
+    """An order's movements as the bank recorded them."""
+
+    payments: list[dict[str, Any]]  # hosted payments, any state
+    charges: list[dict[str, Any]]  # saved-card and renewal charges
+    refunds: list[dict[str, Any]]
+
+    def charged(self) -> list[int]:
+        """The amounts of the charges that succeeded."""
+        return [c["amount_cents"] for c in self.charges if c["status"] == "succeeded"]
+
+    def authorised(self) -> list[int]:
+        return [p["amount_cents"] for p in self.payments if p["status"] == "authorised"]
+
+
+def at_the_bank(live: Live, order_id: int) -> AtTheBank:
+    """The order's payments, charges and refunds at the bank (by the shop's reference)."""
+    ref = live.sandbox.order(order_id)["bank_ref"]
+    found = live.sandbox.movements(order_ref=ref)
+    return AtTheBank(found["payments"], found["charges"], found["refunds"])
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = WAIT_S, what: str = "") -> Any:
@@ -362,51 +316,68 @@ def wait_until(predicate: Callable[[], Any], timeout: float = WAIT_S, what: str 
 
 def bank_notified(live: Live, bank_payment_id: str) -> None:
     """Wait until the bank has delivered its notification of this payment to the shop."""
-    require_local(live, "read the bank's database")
-    from sqlalchemy import select
-
-    from webapp.bank.extensions import db as bank_db
-    from webapp.bank.models import Notification
 
     def delivered() -> bool:
-        with live.bank_app.app_context():
-            rows = bank_db.session.scalars(
-                select(Notification).where(Notification.payment_id == bank_payment_id)
-            ).all()
-            return bool(rows) and all(n.delivered_at is not None for n in rows)
+        found = live.sandbox.movements(payment=bank_payment_id)
+        [payment] = [p for p in found["payments"] if p["id"] == bank_payment_id]
+        notes = payment["notifications"]
+        return bool(notes) and all(n["delivered_at"] for n in notes)
 
     wait_until(delivered, what=f"bank notification of {bank_payment_id}")
 
 
-def mails_for_order(live: Live, email: str, number: str) -> list[EmailMessage]:
-    return [m for m in live.sink.to(email) if number in str(m["Subject"])]
+@dataclass(frozen=True)
+class Mail:
+    """An e-mail as the sandbox shows it (from the shop's outbox)."""
+
+    id: int
+    subject: str
+    text: str
+    links: list[str]
 
 
-def one_mail_for_order(live: Live, email: str, number: str) -> EmailMessage:
+def mails_to(live: Live, customer: Customer) -> list[Mail]:
+    """The e-mails to the customer since the registration, oldest first."""
+    return [
+        Mail(m["id"], m["subject"], m["text"], m["links"])
+        for m in live.sandbox.emails(customer.email)
+        if m["id"] > customer.mail_floor
+    ]
+
+
+def mails_for_order(live: Live, customer: Customer, number: str) -> list[Mail]:
+    return [m for m in mails_to(live, customer) if number in m.subject]
+
+
+def one_mail_for_order(live: Live, customer: Customer, number: str) -> Mail:
     """Wait for the order's confirmation e-mail and check it is the only one."""
-    wait_until(lambda: mails_for_order(live, email, number), what=f"e-mail for order {number}")
-    mails = mails_for_order(live, email, number)
-    assert len(mails) == 1, [m["Subject"] for m in mails]
+    wait_until(lambda: mails_for_order(live, customer, number), what=f"e-mail for {number}")
+    mails = mails_for_order(live, customer, number)
+    assert len(mails) == 1, [m.subject for m in mails]
     return mails[0]
 
 
-def verify_card(page: Page, number: str) -> None:
-    """On "Carte di pagamento": "Aggiungi una carta", the bank's zero-amount check, back."""
+def verify_card(page: Page, number: str) -> str:
+    """On "Carte di pagamento": "Aggiungi una carta", the bank's zero-amount check, back;
+    returns the bank's payment id of the check."""
     page.get_by_role("button", name="Aggiungi una carta").click()
-    enter_card(page, number)
+    payment_id = enter_card(page, number)
     if number == "4111111111111111":
         enter_otp(page)
     expect(page.locator("#payment-result h1")).to_have_text("Carta verificata")
     expect(page.locator("#payment-summary")).to_contain_text("€ 0,00")
     page.get_by_role("link", name="torna al negozio").click()
     expect(page.locator("#flash")).to_contain_text(f"•••• {number[-4:]} aggiunta.")
+    return payment_id
 
 
-def add_card_in_area(page: Page, number: str) -> None:
-    """Customer area → Carte di pagamento → "Aggiungi una carta": a zero-amount verification."""
+def add_card_in_area(page: Page, number: str) -> str:
+    """Customer area → Carte di pagamento → "Aggiungi una carta": a zero-amount verification;
+    returns the bank's payment id of the check."""
     page.goto("/area-clienti/carte")
-    verify_card(page, number)
+    payment_id = verify_card(page, number)
     expect(page.locator(f"#card-list [data-last4='{number[-4:]}']")).to_be_visible()
+    return payment_id
 
 
 def open_my_services(page: Page) -> None:
@@ -440,16 +411,16 @@ def day(value: datetime | date) -> str:
     return (rome_date(value) if isinstance(value, datetime) else value).strftime("%d/%m/%Y")
 
 
-def mails_about(live: Live, email: str, subject: str) -> list[EmailMessage]:
-    """The e-mails to an address whose subject contains `subject`."""
-    return [m for m in live.sink.to(email) if subject in str(m["Subject"])]
+def mails_about(live: Live, customer: Customer, subject: str) -> list[Mail]:
+    """The e-mails to the customer whose subject contains `subject`."""
+    return [m for m in mails_to(live, customer) if subject in m.subject]
 
 
-def one_mail_about(live: Live, email: str, subject: str) -> EmailMessage:
+def one_mail_about(live: Live, customer: Customer, subject: str) -> Mail:
     """Wait for an e-mail with this subject and check it is the only one."""
-    wait_until(lambda: mails_about(live, email, subject), what=f"e-mail «{subject}»")
-    mails = mails_about(live, email, subject)
-    assert len(mails) == 1, [m["Subject"] for m in mails]
+    wait_until(lambda: mails_about(live, customer, subject), what=f"e-mail «{subject}»")
+    mails = mails_about(live, customer, subject)
+    assert len(mails) == 1, [m.subject for m in mails]
     return mails[0]
 
 
@@ -470,43 +441,43 @@ def choose_on_portal(page: Page, label: str) -> None:
     expect(page.locator("#card-picker label.card-option.selected")).to_contain_text(label)
 
 
-# --- the renewal pass, as an operator runs it ----------------------------------------------------
+# --- the test clock ----------------------------------------------------------------------------
 
 
-def run_renewal_pass(live: Live, as_of: date) -> str:
-    """`flask renewals run --as-of` in its own process, on the live shop's database and bank."""
-    require_local(live, "drive the renewal clock")
-    config = live.app.config
-    env = {
-        **os.environ,
-        "APP_ENV": "testing",
-        "DATABASE_URL": config["SQLALCHEMY_DATABASE_URI"],
-        "BANK_API_URL": live.bank_url,
-        "BANK_MERCHANT_ID": config["BANK_MERCHANT_ID"],
-        "BANK_SHARED_SECRET": config["BANK_SHARED_SECRET"],
-        "MAIL_SERVER": "127.0.0.1",
-        "MAIL_PORT": str(live.sink.port),
-        "MAIL_SUPPRESS_SEND": "0",
-        "SHOP_BASE_URL": live.shop_url,
-    }
-    command = [sys.executable, "-m", "flask", "--app", "wsgi", "renewals", "run"]
-    result = subprocess.run(
-        [*command, "--as-of", as_of.isoformat()],
-        cwd=PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+@dataclass(frozen=True)
+class ClockPass:
+    """A renewal pass of the sandbox's test clock: when, what it counted, the CLI's line."""
+
+    as_of: datetime
+    report: dict[str, int]
+    text: str
+    moved: dict[str, ServiceInfo]  # the customer's services after the move, before the pass
+
+
+def _clock_pass(found: dict[str, Any], moved: list[dict[str, Any]]) -> ClockPass:
+    result = ClockPass(
+        datetime.fromisoformat(found["as_of"]),
+        found["report"],
+        found["text"],
+        {row["sku"]: service_info(row) for row in moved},
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"Passata rinnovi al {as_of:%d/%m/%Y} 12:00" in result.stdout, result.stdout
-    assert report_count(result.stdout, "errori") == 0, result.stdout + result.stderr
-    return result.stdout
+    assert result.report["errors"] == 0, result.text
+    return result
 
 
-def report_count(output: str, label: str) -> int:
-    """One counter of the pass's report line, e.g. "addebitati"."""
-    found = re.search(rf"{label} (\d+)", output)
-    assert found, output
-    return int(found.group(1))
+def renewal_pass(live: Live, as_of: str | None = None) -> ClockPass:
+    """A pass of the whole shop as of `as_of` (default now), as the scheduler runs it."""
+    return _clock_pass(live.sandbox.renewal_pass(as_of), [])
+
+
+def days_pass_for(live: Live, customer: Customer, days: int) -> ClockPass:
+    """`days` go by for this customer alone (their services' dates move), then a pass now."""
+    found = live.sandbox.move(customer.email, days)
+    return _clock_pass(found["pass"], found["moved"])
+
+
+def days_until(expiry: datetime, days_before: int) -> int:
+    """How many days must go by for `expiry` to be `days_before` days away (Italian days)."""
+    from webapp.clock import now_utc, rome_date
+
+    return (rome_date(expiry) - rome_date(now_utc())).days - days_before

@@ -12,6 +12,7 @@ from tests.e2e.helpers import (
     customer_services,
     day,
     mails_about,
+    mails_to,
     mark_document,
     one_mail_about,
     open_my_services,
@@ -34,8 +35,8 @@ def test_switch_off_and_on_mails_each_change_and_frequency_changes_in_place(
     login(page, new_customer)
     buy_by_card(page, "PEC-STD", "FIRMA-R")
     pay_first_card(page, "4242424242424242")
-    pec = customer_services(live, new_customer.id)["PEC-STD"]
-    [(card_id, _, _)] = saved_cards(live, new_customer.id)
+    pec = customer_services(live, new_customer)["PEC-STD"]
+    [(card_id, _, _)] = saved_cards(live, new_customer)
     expiry, renew_on = day(pec.expires_at), day(pec.expires_at - WINDOW)
 
     open_my_services(page)
@@ -70,14 +71,14 @@ def test_switch_off_and_on_mails_each_change_and_frequency_changes_in_place(
         f"Il rinnovo automatico è disattivato: il servizio scadrà il {expiry}."
     )
     assert same_document(page)
-    text = live.sink.text(one_mail_about(live, new_customer.email, OFF_MAIL))
+    text = one_mail_about(live, new_customer, OFF_MAIL).text
     assert (
         f"hai disattivato il Rinnovo automatico di {PEC}: non addebiteremo nulla "
         f"e il servizio scadrà il {expiry}." in text
     )
     assert f"{live.shop_url}/area-clienti" in text
-    assert mails_about(live, new_customer.email, ON_MAIL) == []
-    assert customer_services(live, new_customer.id)["PEC-STD"].auto_renew is False
+    assert mails_about(live, new_customer, ON_MAIL) == []
+    assert customer_services(live, new_customer)["PEC-STD"].auto_renew is False
 
     # Persisted: a reload shows it off.
     page.reload()
@@ -94,13 +95,13 @@ def test_switch_off_and_on_mails_each_change_and_frequency_changes_in_place(
         "Rinnovo automatico attivato. Ti abbiamo inviato una e-mail di conferma."
     )
     expect(summary).to_contain_text(f"Il {renew_on} addebiteremo € 6,10 (IVA inclusa) per 1 anno")
-    text = live.sink.text(one_mail_about(live, new_customer.email, ON_MAIL))
+    text = one_mail_about(live, new_customer, ON_MAIL).text
     assert f"hai attivato il Rinnovo automatico di {PEC}." in text
     assert (
         f"Il {renew_on} addebiteremo € 6,10 (IVA inclusa) per 1 anno sulla carta Visa •••• 4242; "
         f"il servizio oggi scade il {expiry}." in text
     )
-    assert len(mails_about(live, new_customer.email, OFF_MAIL)) == 1
+    assert len(mails_about(live, new_customer, OFF_MAIL)) == 1
 
     # Frequency: 3 years, priced at the list price, shown in place and kept.
     frequency = row.get_by_label("Frequenza di rinnovo")
@@ -114,11 +115,11 @@ def test_switch_off_and_on_mails_each_change_and_frequency_changes_in_place(
     page.reload()
     expect(frequency).to_have_value("3")
     expect(switch).to_be_checked()
-    pec_now = customer_services(live, new_customer.id)["PEC-STD"]
+    pec_now = customer_services(live, new_customer)["PEC-STD"]
     assert (pec_now.auto_renew, pec_now.frequency_years, pec_now.card_last4) == (True, 3, "4242")
     assert pec_now.expires_at == pec.expires_at
     # The order confirmation, one "disattivato" and one "attivato": nothing for the frequency.
-    assert len(live.sink.to(new_customer.email)) == 3
+    assert len(mails_to(live, new_customer)) == 3
 
 
 def test_turning_on_without_a_valid_card_says_how_to_add_one(
@@ -127,20 +128,20 @@ def test_turning_on_without_a_valid_card_says_how_to_add_one(
     login(page, new_customer)
     buy_by_card(page, "PEC-STD")
     pay_first_card(page, "4242424242424242")
-    pec = customer_services(live, new_customer.id)["PEC-STD"]
+    pec = customer_services(live, new_customer)["PEC-STD"]
     open_my_services(page)
     row = service_row(page, PEC)
     switch = row.get_by_role("switch", name="Rinnovo automatico")
     switch.click()
     expect(row).to_have_attribute("data-auto-renew", "off")
-    one_mail_about(live, new_customer.email, OFF_MAIL)
+    one_mail_about(live, new_customer, OFF_MAIL)
 
     # Auto-renewal off: its only card can go.
     page.locator("#area-nav").get_by_role("link", name="Carte di pagamento").click()
     page.get_by_role("button", name="Rimuovi la carta Visa •••• 4242").click()
     expect(page.locator("#card-list-message")).to_have_text("Carta Visa •••• 4242 rimossa.")
     expect(page.locator("#no-cards")).to_have_text("Non hai carte salvate.")
-    assert saved_cards(live, new_customer.id) == []
+    assert saved_cards(live, new_customer) == []
 
     page.locator("#area-nav").get_by_role("link", name="I miei servizi").click()
     expect(row.locator(f"#card-{pec.id}")).to_have_text("Nessuna carta valida. Aggiungi una carta")
@@ -154,8 +155,8 @@ def test_turning_on_without_a_valid_card_says_how_to_add_one(
     expect(row).to_have_attribute("data-auto-renew", "off")
     expect(switch).not_to_be_checked()
     assert same_document(page)
-    assert customer_services(live, new_customer.id)["PEC-STD"].auto_renew is False
-    assert mails_about(live, new_customer.email, ON_MAIL) == []
+    assert customer_services(live, new_customer)["PEC-STD"].auto_renew is False
+    assert mails_about(live, new_customer, ON_MAIL) == []
 
     # The message's link leads to where a card is added.
     error.get_by_role("link", name="Aggiungi una carta").click()

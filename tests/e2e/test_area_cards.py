@@ -36,7 +36,7 @@ def test_a_card_renewing_a_service_is_removed_only_after_switching(
     paid_id = buy_by_card(page, "PEC-STD")
     pay_first_card(page, "4242424242424242")
     add_card_in_area(page, OTHER_VISA)
-    ids = {last4: card_id for card_id, _, last4 in saved_cards(live, new_customer.id)}
+    ids = {last4: card_id for card_id, _, last4 in saved_cards(live, new_customer)}
     expiry = f"12/{time.gmtime().tm_year + 3}"
 
     # The list: newest first, with expiry, holder and what each card renews.
@@ -59,7 +59,7 @@ def test_a_card_renewing_a_service_is_removed_only_after_switching(
         "carta per il servizio o disattiva il rinnovo automatico, poi rimuovila."
     )
     expect(rows).to_have_count(2)
-    assert len(saved_cards(live, new_customer.id)) == 2
+    assert len(saved_cards(live, new_customer)) == 2
 
     # The service switches to the other card; then the first one can go.
     go_to(page, "I miei servizi")
@@ -75,7 +75,7 @@ def test_a_card_renewing_a_service_is_removed_only_after_switching(
     expect(page.locator("#card-list-message")).to_have_text("Carta Visa •••• 4242 rimossa.")
     expect(rows).to_have_count(1)
     expect(first).to_have_count(0)
-    assert [c[2] for c in saved_cards(live, new_customer.id)] == ["1881"]
+    assert [c[2] for c in saved_cards(live, new_customer)] == ["1881"]
 
     # The last card renews the service: refused until auto-renewal is off.
     page.get_by_role("button", name="Rimuovi la carta Visa •••• 1881").click()
@@ -87,8 +87,8 @@ def test_a_card_renewing_a_service_is_removed_only_after_switching(
     page.get_by_role("button", name="Rimuovi la carta Visa •••• 1881").click()
     expect(page.locator("#card-list-message")).to_have_text("Carta Visa •••• 1881 rimossa.")
     expect(page.locator("#no-cards")).to_have_text("Non hai carte salvate.")
-    assert saved_cards(live, new_customer.id) == []
-    pec = customer_services(live, new_customer.id)["PEC-STD"]
+    assert saved_cards(live, new_customer) == []
+    pec = customer_services(live, new_customer)["PEC-STD"]
     assert (pec.auto_renew, pec.card_last4) == (False, None)
 
     # Orders: the paid one with its receipt, an unpaid one to pay.

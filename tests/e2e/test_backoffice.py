@@ -11,40 +11,28 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.helpers import (
     add_to_cart,
-    bank_api,
+    at_the_bank,
     buy_by_card,
     confirm_order,
+    customer_services,
     one_mail_for_order,
     order_state,
     pay_first_card,
 )
 
-STAFF_PASSWORD = "password-operatore"
-
-
-def make_operator(live, role: str = "operatore") -> tuple[str, str]:
-    """A fresh staff account in the live shop; returns (e-mail, TOTP secret)."""
-    from webapp.backoffice.auth import create_staff
-    from webapp.extensions import db
-
-    email = f"staff-{uuid.uuid4().hex[:8]}@pecshop.test"
-    with live.app.app_context():
-        staff = create_staff(email, "Olga Operatrice", role, STAFF_PASSWORD)
-        db.session.commit()
-        return email, staff.totp_secret
-
 
 def staff_login(browser: Browser, live) -> Page:
-    """A separate browser (no customer cookie): password, then the code of the authenticator."""
-    email, secret = make_operator(live)
+    """A fresh operator (the sandbox makes one per test) logs in from a browser of its own (no
+    customer cookie): password, then the code of the authenticator enrolled at the first login."""
+    staff = live.sandbox.staff("operatore")
     page = browser.new_context(base_url=live.shop_url, locale="it-IT").new_page()
     page.goto("/backoffice/")
     expect(page.get_by_role("heading", name="Accesso staff")).to_be_visible()
-    page.get_by_label("E-mail").fill(email)
-    page.get_by_label("Password").fill(STAFF_PASSWORD)
+    page.get_by_label("E-mail").fill(staff["email"])
+    page.get_by_label("Password").fill(staff["password"])
     page.get_by_role("button", name="Continua").click()
     expect(page.get_by_role("img", name="Codice QR per l'app di autenticazione")).to_be_visible()
-    page.get_by_label("Codice a 6 cifre").fill(pyotp.TOTP(secret).now())
+    page.get_by_label("Codice a 6 cifre").fill(pyotp.TOTP(staff["totp_secret"]).now())
     page.get_by_role("button", name="Accedi").click()
     expect(page.get_by_role("heading", name="Cruscotto")).to_be_visible()
     return page
@@ -92,7 +80,7 @@ def test_operator_records_a_bank_transfer(page: Page, browser: Browser, live, ne
     assert state.status == "paid"
     assert state.payments == [("bank_transfer", "succeeded")]
     assert [(s.sku, s.auto_renew) for s in state.services] == [("PEC-STD", False)]
-    one_mail_for_order(live, new_customer.email, number)
+    one_mail_for_order(live, new_customer, number)
     page.goto(f"/ordini/{order_id}")
     expect(page.locator("#order-status")).to_have_attribute("data-status", "paid")
     expect(page.locator("#order-services")).to_contain_text("PEC Standard: attivo fino al")
@@ -115,18 +103,12 @@ def test_operator_refunds_a_card_payment(page: Page, browser: Browser, live, new
     )
     expect(staff.locator("#timeline")).to_contain_text("rimborso richiesto")
 
-    from sqlalchemy import select
-
-    from webapp.extensions import db
-    from webapp.payments.models import Payment
-
-    with live.app.app_context():
-        payment = db.session.scalar(select(Payment).where(Payment.order_id == order_id))
-        assert payment.refunded_cents == 1000
-        bank_ref = payment.gateway_ref
-    response = bank_api(live, "GET", f"/api/payments/{bank_ref}")
-    assert response.status_code == 200, response.text
-    assert response.json().get("refunded_cents") == 1000, response.json()
+    [payment] = order_state(live, order_id).raw["payments"]
+    assert payment["refunded_cents"] == 1000
+    bank = at_the_bank(live, order_id)
+    [captured] = [p for p in bank.payments if p["id"] == payment["gateway_ref"]]
+    assert captured["refunded_cents"] == 1000, bank
+    assert [(r["target"], r["amount_cents"]) for r in bank.refunds] == [(captured["id"], 1000)]
 
 
 def test_customer_withdraws_within_14_days(page: Page, live, new_customer, login):
@@ -141,21 +123,9 @@ def test_customer_withdraws_within_14_days(page: Page, live, new_customer, login
 
     state = order_state(live, order_id)
     assert [(s.sku, s.auto_renew) for s in state.services] == [("PEC-STD", False)]
-    from sqlalchemy import select
-
-    from webapp.extensions import db
-    from webapp.payments.models import Payment, Refund
-    from webapp.renewals.models import Service
-
-    with live.app.app_context():
-        payment = db.session.scalar(select(Payment).where(Payment.order_id == order_id))
-        refunds = db.session.scalars(select(Refund).where(Refund.payment_id == payment.id)).all()
-        assert [(r.kind.value, r.amount_cents) for r in refunds] == [
-            ("withdrawal", payment.amount_cents)
-        ]
-        services = db.session.scalars(
-            select(Service).where(Service.customer_id == new_customer.id)
-        ).all()
-        assert [s.status.value for s in services] == ["cancelled"]
+    [payment] = state.raw["payments"]
+    refunds = [(r["kind"], r["payment_id"], r["amount_cents"]) for r in state.raw["refunds"]]
+    assert refunds == [("withdrawal", payment["id"], payment["amount_cents"])]
+    assert [s.status for s in customer_services(live, new_customer).values()] == ["cancelled"]
     page.goto(f"/area-clienti/ordini/{order_id}/recesso")
     expect(page.locator("#withdrawal-refused")).to_contain_text("già stato rimborsato")

@@ -12,6 +12,8 @@ from tests.e2e.helpers import (
     add_to_cart,
     choose_card_method,
     confirm_order,
+    mails_to,
+    order_state,
     pay_first_card,
     wait_until,
 )
@@ -58,7 +60,7 @@ def test_public_administration_pays_net_and_downloads_its_invoice(
     expect(page.locator("#checkout-billing")).to_contain_text("Comune di Esempio")
     expect(page.locator("#checkout-totals [data-total=total]")).to_have_text(NET)
 
-    confirm_order(page)
+    order_id = confirm_order(page)
     expect(page.locator("#order-total")).to_have_text(NET)
     pay_first_card(page)
 
@@ -85,6 +87,10 @@ def test_public_administration_pays_net_and_downloads_its_invoice(
     expect(page.locator("#courtesy-copy")).to_contain_text("Comune di Esempio")
     expect(page.locator("#invoice-paid")).to_have_text(NET)
     number = page.locator("#invoice-number").inner_text()
-    mails = wait_until(lambda: live.sink.to(customer.email), what="the payment e-mail")
-    mail_text = "\n".join(live.sink.text(m) for m in mails)
+    mails = wait_until(lambda: mails_to(live, customer), what="the payment e-mail")
+    mail_text = "\n".join(m.text for m in mails)
     assert f"Fattura n. {number}" in mail_text
+    # The invoice as the back office sees it; "sdi" is its state at the SdI once transmitted.
+    [invoice] = order_state(live, order_id).raw["invoices"]
+    assert (invoice["kind"], invoice["number"], invoice["paid_cents"]) == ("TD01", number, 5000)
+    assert "sdi" in invoice

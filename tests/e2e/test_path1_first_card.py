@@ -17,6 +17,7 @@ from tests.e2e.helpers import (
     enter_card,
     enter_otp,
     mails_for_order,
+    mails_to,
     one_mail_for_order,
     order_state,
     return_to_shop,
@@ -84,11 +85,11 @@ def test_first_card_pays_saves_card_and_mails_once(
     masked = f"{brand} •••• {card[-4:]}"
     expect_paid_order_page(page, masked)
     number = assert_paid(live, order_id, card[-4:])
-    assert [c[1:] for c in saved_cards(live, new_customer.id)] == [(brand.lower(), card[-4:])]
+    assert [c[1:] for c in saved_cards(live, new_customer)] == [(brand.lower(), card[-4:])]
 
-    mail = one_mail_for_order(live, new_customer.email, number)
-    text = live.sink.text(mail)
-    assert f"ordine {number}" in str(mail["Subject"])
+    mail = one_mail_for_order(live, new_customer, number)
+    text = mail.text
+    assert f"ordine {number}" in mail.subject
     assert "Rinnovo automatico attivato per:" in text
     assert "- PEC Standard: scade il" in text
     assert f"si rinnoverà ogni 1 anno sulla carta {masked}" in text
@@ -102,7 +103,7 @@ def test_first_card_pays_saves_card_and_mails_once(
     assert response is not None and response.ok
     expect(page.locator("#order-status")).to_have_attribute("data-status", "paid")
     assert assert_paid(live, order_id, card[-4:]) == number
-    assert len(live.sink.to(new_customer.email)) == 1
+    assert len(mails_to(live, new_customer)) == 1
 
 
 def test_declined_card_leaves_order_payable(page: Page, live, new_customer, login) -> None:
@@ -128,8 +129,8 @@ def test_declined_card_leaves_order_payable(page: Page, live, new_customer, logi
         [("hosted_page", "declined")],
         [],
     )
-    assert saved_cards(live, new_customer.id) == []
-    assert live.sink.to(new_customer.email) == []
+    assert saved_cards(live, new_customer) == []
+    assert mails_to(live, new_customer) == []
 
     # Still payable: another card goes through, on a new bank payment.
     click_pay_now(page)
@@ -139,7 +140,7 @@ def test_declined_card_leaves_order_payable(page: Page, live, new_customer, logi
     expect(page.locator("#order-status")).to_have_attribute("data-status", "paid")
     state = order_state(live, order_id)
     assert state.payments == [("hosted_page", "declined"), ("hosted_page", "succeeded")]
-    one_mail_for_order(live, new_customer.email, state.number)
+    one_mail_for_order(live, new_customer, state.number)
 
 
 def test_wrong_otp_three_times_fails_3ds(page: Page, live, new_customer, login) -> None:
@@ -166,7 +167,7 @@ def test_wrong_otp_three_times_fails_3ds(page: Page, live, new_customer, login) 
     bank_notified(live, payment_id)
     state = order_state(live, order_id)
     assert (state.status, state.payments) == ("pending_payment", [("hosted_page", "failed")])
-    assert live.sink.to(new_customer.email) == []
+    assert mails_to(live, new_customer) == []
 
 
 def _forge(url: str, **changes: str) -> str:
@@ -201,6 +202,6 @@ def test_forged_return_url_is_refused(page: Page, live, new_customer, login) -> 
         [("hosted_page", "declined")],
         [],
     )
-    assert mails_for_order(live, new_customer.email, state.number) == []
+    assert mails_for_order(live, new_customer, state.number) == []
     page.goto(f"/ordini/{order_id}")
     expect(page.locator("#order-status")).to_have_attribute("data-status", "pending_payment")

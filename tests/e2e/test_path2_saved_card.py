@@ -7,12 +7,14 @@ from playwright.sync_api import Page, expect
 from tests.e2e.helpers import (
     ORDER_URL,
     PORTAL_URL,
+    AtTheBank,
     ServiceRow,
     add_card_in_area,
-    bank_stats,
+    at_the_bank,
     buy_by_card,
     choose_on_portal,
     mails_for_order,
+    mails_to,
     one_mail_for_order,
     open_portal,
     order_state,
@@ -52,7 +54,6 @@ def test_saved_card_pays_the_next_order(page: Page, live, new_customer, login) -
     expect(page.locator("#picker-summary")).to_contain_text(
         "Addebiteremo € 127,98 sulla carta Visa •••• 4242"
     )
-    before = bank_stats(live)
     page.get_by_role("button", name="Procedi").click()
 
     expect(page).to_have_url(ORDER_URL)
@@ -61,9 +62,8 @@ def test_saved_card_pays_the_next_order(page: Page, live, new_customer, login) -
     expect(page.locator("#order-services li", has_text="PEC Pro")).to_contain_text(
         "Rinnovo automatico attivo ogni 2 anni sulla carta Visa •••• 4242"
     )
-    after = bank_stats(live)
-    assert after["charges_succeeded"] == before["charges_succeeded"] + 1
-    assert after["payments_authorised"] == before["payments_authorised"]
+    bank = at_the_bank(live, order_id)
+    assert (bank.charged(), bank.payments) == ([12798], [])  # one charge, no bank page
 
     state = order_state(live, order_id)
     assert (state.status, state.total_cents) == ("paid", 12798)
@@ -73,25 +73,24 @@ def test_saved_card_pays_the_next_order(page: Page, live, new_customer, login) -
         ServiceRow("FIRMA-R", False, 1, None),
         ServiceRow("MARCHE-50", False, 1, None),
     ]
-    text = live.sink.text(one_mail_for_order(live, new_customer.email, state.number))
+    text = one_mail_for_order(live, new_customer, state.number).text
     assert "si rinnoverà ogni 2 anni sulla carta Visa •••• 4242" in text
     assert "- Marche temporali (50): il rinnovo automatico non è disponibile." in text
-    assert len(live.sink.to(new_customer.email)) == 2  # the first order's and this one
+    assert len(mails_to(live, new_customer)) == 2  # the first order's and this one
 
 
 def test_insufficient_funds_then_another_card(page: Page, live, new_customer, login) -> None:
     paid_once(page, login, new_customer)
-    before_saving = bank_stats(live)
     # It cannot pay a first order, but a zero-amount verification saves it (no money moves).
-    add_card_in_area(page, INSUFFICIENT_FUNDS_CARD)
-    assert bank_stats(live)["charges_succeeded"] == before_saving["charges_succeeded"]
-    assert [c[2] for c in saved_cards(live, new_customer.id)] == ["9995", "4242"]
+    check = live.sandbox.movements(payment=add_card_in_area(page, INSUFFICIENT_FUNDS_CARD))
+    assert [(p["status"], p["amount_cents"]) for p in check["payments"]] == [("authorised", 0)]
+    assert check["charges"] == []
+    assert [c[2] for c in saved_cards(live, new_customer)] == ["9995", "4242"]
     order_id = buy_by_card(page, "SPID-PF")  # 9,90 + IVA 2,18
 
     open_portal(page)
     expect(page.locator("#card-picker label.card-option")).to_have_count(3)
     choose_on_portal(page, "Visa •••• 9995")
-    before = bank_stats(live)
     page.get_by_role("button", name="Procedi").click()
 
     expect(page.locator("#card-picker").get_by_role("alert")).to_have_text(
@@ -100,8 +99,8 @@ def test_insufficient_funds_then_another_card(page: Page, live, new_customer, lo
     expect(page).to_have_url(PORTAL_URL)
     state = order_state(live, order_id)
     assert (state.status, state.payments) == ("pending_payment", [("saved_card", "declined")])
-    assert bank_stats(live) == before
-    assert mails_for_order(live, new_customer.email, state.number) == []
+    assert at_the_bank(live, order_id).charged() == []
+    assert mails_for_order(live, new_customer, state.number) == []
 
     choose_on_portal(page, "Visa •••• 4242")
     page.get_by_role("button", name="Procedi").click()
@@ -111,8 +110,10 @@ def test_insufficient_funds_then_another_card(page: Page, live, new_customer, lo
     assert (state.status, state.total_cents) == ("paid", 1208)
     assert state.payments == [("saved_card", "declined"), ("saved_card", "succeeded")]
     assert state.services == [ServiceRow("SPID-PF", True, 1, "4242")]
-    assert bank_stats(live)["charges_succeeded"] == before["charges_succeeded"] + 1
-    one_mail_for_order(live, new_customer.email, state.number)
+    bank = at_the_bank(live, order_id)
+    assert [c["status"] for c in bank.charges] == ["declined", "succeeded"]
+    assert bank.charged() == [1208]
+    one_mail_for_order(live, new_customer, state.number)
 
 
 def test_another_customers_card_is_refused(
@@ -123,7 +124,7 @@ def test_another_customers_card_is_refused(
         other_page = other_context.new_page()
         login(other_page, other)
         add_card_in_area(other_page, OTHER_VISA)
-    [(other_card, _, _)] = saved_cards(live, other.id)
+    [(other_card, _, _)] = saved_cards(live, other)
     paid_once(page, login, customer)
     order_id = buy_by_card(page, "PEC-STD")
 
@@ -131,15 +132,14 @@ def test_another_customers_card_is_refused(
     own = page.locator("#card-picker label.card-option", has_text="Visa •••• 4242")
     # A tampered form: the radio now carries the id of someone else's card.
     own.get_by_role("radio").evaluate("(el, value) => { el.value = value }", str(other_card))
-    before = bank_stats(live)
     page.get_by_role("button", name="Procedi").click()
 
     expect(page.locator("#card-picker").get_by_role("alert")).to_have_text("Carta non trovata.")
     expect(page.locator("#card-picker")).not_to_contain_text("1881")
-    assert bank_stats(live) == before
+    assert at_the_bank(live, order_id) == AtTheBank([], [], [])  # nothing asked of the bank
     state = order_state(live, order_id)
     assert (state.status, state.payments) == ("pending_payment", [])
-    assert live.sink.to(other.email) == []
+    assert mails_to(live, other) == []
 
     # The order is still payable with the customer's own card.
     choose_on_portal(page, "Visa •••• 4242")
@@ -148,4 +148,4 @@ def test_another_customers_card_is_refused(
     state = order_state(live, order_id)
     assert (state.status, state.payments) == ("paid", [("saved_card", "succeeded")])
     assert state.services == [ServiceRow("PEC-STD", True, 1, "4242")]
-    one_mail_for_order(live, customer.email, state.number)
+    one_mail_for_order(live, customer, state.number)

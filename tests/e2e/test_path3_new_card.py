@@ -14,6 +14,7 @@ from tests.e2e.helpers import (
     decide_in_app,
     enter_card,
     enter_otp,
+    mails_to,
     one_mail_for_order,
     open_portal,
     order_state,
@@ -61,11 +62,11 @@ def test_new_card_from_portal(
         ServiceRow("CONS-1", True, 3, number[-4:]),
         ServiceRow("FPA-100", True, 1, number[-4:]),
     ]
-    text = live.sink.text(one_mail_for_order(live, new_customer.email, state.number))
+    text = one_mail_for_order(live, new_customer, state.number).text
     assert f"si rinnoverà ogni 3 anni sulla carta {masked}" in text
     bank_notified(live, payment_id)
-    assert len(live.sink.to(new_customer.email)) == 2
-    assert [c[2] for c in saved_cards(live, new_customer.id)] == [number[-4:], "4242"]
+    assert len(mails_to(live, new_customer)) == 2
+    assert [c[2] for c in saved_cards(live, new_customer)] == [number[-4:], "4242"]
 
     # The next order's portal offers both cards, the newest first and preselected.
     buy_by_card(page, "PEC-STD")

@@ -1,8 +1,9 @@
-"""Issue 5: `flask renewals run --as-of`, as an operator runs it, seen in the customer area.
+"""Issue 5: the renewal pass, driven by the sandbox's test clock, seen in the customer area.
 
-The pass is a real CLI process on the live shop's database, bank and mail server. It renews
-every service due that day, those of earlier tests' customers too: the assertions are about
-this test's customer, and bank counters are compared with what the pass reports.
+Time goes by for this test's customer alone (the test clock moves their services' dates), then
+a pass runs as of now through the scheduler's code: other tests' customers on the same
+deployment are not touched, so the assertions are about this customer's orders, e-mails and
+movements at the bank.
 """
 
 from __future__ import annotations
@@ -14,24 +15,24 @@ from playwright.sync_api import Page, expect
 
 from tests.e2e.helpers import (
     add_card_in_area,
-    bank_stats,
+    at_the_bank,
     buy_by_card,
     customer_services,
     day,
+    days_pass_for,
+    days_until,
     mails_about,
     one_mail_about,
     open_my_services,
     order_state,
     pay_first_card,
     renewal_orders,
-    report_count,
-    run_renewal_pass,
+    renewal_pass,
     saved_cards,
     service_row,
     verify_card,
 )
 from webapp.clock import add_years, rome_date, rome_midnight
-from webapp.renewals.scheduler import parse_as_of
 
 PEC = "PEC Standard"
 FRICTIONLESS_CARD = "4242424242424242"
@@ -49,29 +50,30 @@ def test_renewal_pass_extends_the_service_and_sends_the_receipt(
     pay_first_card(page, FRICTIONLESS_CARD)
     purchase = order_state(live, order_id)
     assert (purchase.status, purchase.total_cents) == ("paid", 4930)
-    pec = customer_services(live, new_customer.id)["PEC-STD"]
+    pec = customer_services(live, new_customer)["PEC-STD"]
     assert (pec.auto_renew, pec.frequency_years, pec.card_last4) == (True, 1, "4242")
-    old, new = pec.expires_at, add_years(pec.expires_at, 1)
-    as_of = rome_date(old) - timedelta(days=10)
 
-    before = bank_stats(live)
-    output = run_renewal_pass(live, as_of)
-    charged = report_count(output, "addebitati")
-    assert charged >= 1, output
-    after = bank_stats(live)
-    assert after["charges_succeeded"] == before["charges_succeeded"] + charged
-    assert after["payments_authorised"] == before["payments_authorised"]
+    # A year goes by, less 10 days: the service expires in 10 days and is in its window.
+    clock = days_pass_for(live, new_customer, days_until(pec.expires_at, 10))
+    old = clock.moved["PEC-STD"].expires_at
+    new, as_of = add_years(old, 1), rome_date(clock.as_of)
+    assert rome_date(old) - as_of == timedelta(days=10)
 
     # The list price for one year plus VAT: the first order's discount is not carried over.
-    [(renewal_id, renewal)] = renewal_orders(live, new_customer.id).items()
+    [(renewal_id, renewal)] = renewal_orders(live, new_customer).items()
     assert (renewal.status, renewal.total_cents) == ("paid", 610)
     assert renewal.payments == [("renewal", "succeeded")]
-    services = customer_services(live, new_customer.id)
+    # At the bank: one merchant-initiated charge for the renewal, nothing more for the purchase.
+    charged = at_the_bank(live, renewal_id)
+    assert (charged.charged(), [c["initiator"] for c in charged.charges]) == ([610], ["merchant"])
+    purchased = at_the_bank(live, order_id)
+    assert (purchased.authorised(), purchased.charges) == ([4930], [])
+    services = customer_services(live, new_customer)
     assert services["PEC-STD"].expires_at == new
-    assert services["FIRMA-R"].expires_at == old  # not renewable: untouched
+    assert services["FIRMA-R"].expires_at == clock.moved["FIRMA-R"].expires_at  # not renewable
 
     subject = f"Rinnovo effettuato: {PEC} fino al {day(new)}"
-    text = live.sink.text(one_mail_about(live, new_customer.email, subject))
+    text = one_mail_about(live, new_customer, subject).text
     assert f"in scadenza il {day(old)}, ora scade il {day(new)}." in text
     assert f"Ricevuta del rinnovo n. {renewal.number} del {day(as_of)}" in text
     assert f"- {PEC}, 1 anno x € 5,00: € 5,00" in text
@@ -116,14 +118,12 @@ def test_renewal_pass_extends_the_service_and_sends_the_receipt(
         "Addebito automatico con carta Visa •••• 4242"
     )
 
-    # The same pass again: nothing is due any more, nothing is charged or sent.
-    again = run_renewal_pass(live, as_of)
-    assert report_count(again, "addebitati") == 0
-    assert report_count(again, "rinnovi aperti") == 0
-    assert bank_stats(live) == after
-    assert len(renewal_orders(live, new_customer.id)) == 1
-    assert customer_services(live, new_customer.id)["PEC-STD"].expires_at == new
-    assert len(mails_about(live, new_customer.email, "Rinnovo effettuato")) == 1
+    # A pass again (as the scheduler's next one): nothing is due, nothing charged or sent.
+    renewal_pass(live)
+    assert at_the_bank(live, renewal_id) == charged
+    assert len(renewal_orders(live, new_customer)) == 1
+    assert customer_services(live, new_customer)["PEC-STD"].expires_at == new
+    assert len(mails_about(live, new_customer, "Rinnovo effettuato")) == 1
 
 
 def test_failed_renewal_is_retried_at_once_with_a_new_card(
@@ -134,36 +134,30 @@ def test_failed_renewal_is_retried_at_once_with_a_new_card(
     pay_first_card(page, FRICTIONLESS_CARD)
     # Saved with a zero-amount verification, then chosen for the service.
     add_card_in_area(page, INSUFFICIENT_FUNDS_CARD)
-    cards = {last4: card_id for card_id, _, last4 in saved_cards(live, new_customer.id)}
-    pec = customer_services(live, new_customer.id)["PEC-STD"]
+    cards = {last4: card_id for card_id, _, last4 in saved_cards(live, new_customer)}
+    pec = customer_services(live, new_customer)["PEC-STD"]
     open_my_services(page)
     row = service_row(page, PEC)
     row.get_by_label("Carta per il rinnovo").select_option(str(cards["9995"]))
     expect(row.get_by_role("status")).to_have_text(
         "I prossimi rinnovi useranno la carta Visa •••• 9995."
     )
-    assert customer_services(live, new_customer.id)["PEC-STD"].card_last4 == "9995"
+    assert customer_services(live, new_customer)["PEC-STD"].card_last4 == "9995"
 
-    old, new = pec.expires_at, add_years(pec.expires_at, 1)
-    as_of = rome_date(old) - timedelta(days=10)
-    when = parse_as_of(as_of.isoformat())
+    clock = days_pass_for(live, new_customer, days_until(pec.expires_at, 10))
+    old = clock.moved["PEC-STD"].expires_at
+    new, as_of, when = add_years(old, 1), rome_date(clock.as_of), clock.as_of
     # Retries fall on calendar days: the first retry day after the day of this pass.
     retry_days = (rome_midnight(rome_date(old) - timedelta(days=d)) for d in RETRY_DAYS)
     retry_on = min(p for p in retry_days if p > when)
-    before = bank_stats(live)
-    output = run_renewal_pass(live, as_of)
-    assert report_count(output, "non riusciti") >= 1, output
-    failed_pass = bank_stats(live)
-    assert failed_pass["charges_succeeded"] == (
-        before["charges_succeeded"] + report_count(output, "addebitati")
-    )
-    [renewal] = renewal_orders(live, new_customer.id).values()
+    [(renewal_id, renewal)] = renewal_orders(live, new_customer).items()
     assert (renewal.status, renewal.total_cents) == ("pending_payment", 610)
     assert renewal.payments == [("renewal", "declined")]
-    assert customer_services(live, new_customer.id)["PEC-STD"].expires_at == old
+    assert [c["status"] for c in at_the_bank(live, renewal_id).charges] == ["declined"]
+    assert customer_services(live, new_customer)["PEC-STD"].expires_at == old
 
     # The e-mail says why and how to fix it, with the link to add a card.
-    text = live.sink.text(one_mail_about(live, new_customer.email, f"Rinnovo non riuscito: {PEC}"))
+    text = one_mail_about(live, new_customer, f"Rinnovo non riuscito: {PEC}").text
     assert (
         f"non siamo riusciti a rinnovare automaticamente {PEC} (in scadenza il {day(old)}): "
         "La carta non ha fondi sufficienti." in text
@@ -194,17 +188,17 @@ def test_failed_renewal_is_retried_at_once_with_a_new_card(
     )
     expect(row.locator(f"#service-{pec.id}-expiry")).to_have_text(day(new))
     expect(row.locator(f"#service-{pec.id}-failure")).to_have_count(0)
-    [(new_card, _, last4), *_] = saved_cards(live, new_customer.id)
+    [(new_card, _, last4), *_] = saved_cards(live, new_customer)
     assert last4 == "4242" and new_card not in cards.values()
     expect(row.get_by_label("Carta per il rinnovo")).to_have_value(str(new_card))
 
-    assert bank_stats(live)["charges_succeeded"] == failed_pass["charges_succeeded"] + 1
-    [renewal] = renewal_orders(live, new_customer.id).values()
+    assert at_the_bank(live, renewal_id).charged() == [610]
+    [renewal] = renewal_orders(live, new_customer).values()
     assert (renewal.status, renewal.total_cents) == ("paid", 610)
     assert renewal.payments == [("renewal", "declined"), ("renewal", "succeeded")]
-    pec_now = customer_services(live, new_customer.id)["PEC-STD"]
+    pec_now = customer_services(live, new_customer)["PEC-STD"]
     assert (pec_now.expires_at, pec_now.card_last4) == (new, "4242")
-    text = live.sink.text(
-        one_mail_about(live, new_customer.email, f"Rinnovo effettuato: {PEC} fino al {day(new)}")
-    )
+    text = (
+        one_mail_about(live, new_customer, f"Rinnovo effettuato: {PEC} fino al {day(new)}")
+    ).text
     assert "Totale addebitato: € 6,10" in text

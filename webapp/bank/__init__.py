@@ -53,8 +53,16 @@ def _settings(config: dict[str, Any] | None) -> dict[str, Any]:
         # Shop and bank may share a host (ports do not separate cookies): keep the cookie apart.
         "SESSION_COOKIE_NAME": "bank_session",
         "SESSION_COOKIE_SAMESITE": "Lax",
+        # The JSON sandbox for QA (webapp.bank.sandbox): SANDBOX=1 with a token, not production.
+        "APP_ENV": "development",
+        "SANDBOX": False,
+        "SANDBOX_TOKEN": "",
     }
-    casts = {"BANK_OTP_MAX_ATTEMPTS": int, "BANK_NOTIFY_ENABLED": _env_bool}
+    casts = {
+        "BANK_OTP_MAX_ATTEMPTS": int,
+        "BANK_NOTIFY_ENABLED": _env_bool,
+        "SANDBOX": _env_bool,
+    }
     for key in (
         "BANK_DATABASE_URL",
         "BANK_MERCHANT_ID",
@@ -64,6 +72,9 @@ def _settings(config: dict[str, Any] | None) -> dict[str, Any]:
         "BANK_OTP_MAX_ATTEMPTS",
         "BANK_NOTIFY_ENABLED",
         "BANK_PUBLIC_URL",
+        "APP_ENV",
+        "SANDBOX",
+        "SANDBOX_TOKEN",
     ):
         if key in os.environ:
             settings[key] = casts.get(key, str)(os.environ[key])
@@ -127,6 +138,19 @@ def _register_blueprints(app: Flask) -> None:
     csrf.exempt(api)  # HMAC-authenticated, no browser session involved
     app.register_blueprint(api)
     app.register_blueprint(pages)
+    if sandbox_enabled(app.config):
+        from .sandbox import sandbox
+
+        app.register_blueprint(sandbox)
+
+
+def sandbox_enabled(config: Any) -> bool:
+    """The JSON sandbox: SANDBOX=1 and a token, never with APP_ENV=production (then 404)."""
+    return bool(
+        config.get("SANDBOX")
+        and config.get("SANDBOX_TOKEN")
+        and config.get("APP_ENV") != "production"
+    )
 
 
 def _register_handlers(app: Flask) -> None:

@@ -104,10 +104,19 @@ def render_stored(session: Session, email: OutboxEmail) -> None:
     """Render an e-mail queued as template + context (once: the bodies are kept on the row)."""
     if email.body_text is not None or email.template is None:
         return
+    email.body_text, email.body_html = bodies(session, email)
+
+
+def bodies(session: Session, email: OutboxEmail) -> tuple[str, str]:
+    """The e-mail's text and HTML: as stored, or rendered now (the row is left as it is)."""
+    if email.body_text is not None or email.template is None:
+        return email.body_text or "", email.body_html or ""
     loader = _context_loaders.get(email.template)
     context = loader(session, email.context or {}) if loader else dict(email.context or {})
-    email.body_text = render_template(f"email/{email.template}.txt", **context)
-    email.body_html = render_template(f"email/{email.template}.html", **context)
+    return (
+        render_template(f"email/{email.template}.txt", **context),
+        render_template(f"email/{email.template}.html", **context),
+    )
 
 
 @event.listens_for(FlaskSession, "after_commit")

@@ -39,6 +39,11 @@ class RenewalReport:
         except ValueError:
             raise AttributeError(name) from None
 
+    def counts(self) -> dict[str, int]:
+        """Every counter by name (reminders, warnings, opened, charged, failed, ...)."""
+        fixed = {"reminders": self.reminders, "warnings": self.warnings, "opened": self.opened}
+        return fixed | {outcome.value: self.outcomes[outcome] for outcome in RenewalOutcome}
+
     def __str__(self) -> str:
         return _(
             "promemoria %(reminders)s, avvisi carta %(warnings)s, "

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, time
 
 import click
@@ -24,6 +25,7 @@ from webapp.extensions import db
 from webapp.outbox.services import send_outbox
 from webapp.payments.flows import reconcile
 from webapp.renewals.engine import run_renewals
+from webapp.renewals.outcomes import RenewalReport
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +35,14 @@ renewals_cli = AppGroup("renewals", help="Rinnovi automatici: passata singola e 
 def parse_as_of(value: str) -> datetime:
     """`2027-11-20` (noon in Italy that day) or `2027-11-20T08:30` (Italian time), as UTC."""
     try:
-        parsed = datetime.fromisoformat(value.strip())
+        return parse_instant(value)
     except ValueError:
         raise click.BadParameter(_("usa il formato AAAA-MM-GG oppure AAAA-MM-GGTHH:MM")) from None
+
+
+def parse_instant(value: str) -> datetime:
+    """parse_as_of's rule, raising ValueError (the sandbox's test clock reads it from JSON)."""
+    parsed = datetime.fromisoformat(value.strip())
     if len(value.strip()) == 10:
         parsed = datetime.combine(parsed.date(), time(12, 0))
     if parsed.tzinfo is None:
@@ -43,14 +50,35 @@ def parse_as_of(value: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def renewal_pass(now: datetime | None = None, worker: str | None = None) -> str:
-    """One engine pass, then the reconciliation of payments and refunds left open."""
+@dataclass(frozen=True)
+class PassReport:
+    """What one pass did: the engine's report and the payments or refunds reconciled."""
+
+    now: datetime
+    renewals: RenewalReport
+    reconciled: int
+
+    def __str__(self) -> str:
+        return _(
+            "%(report)s, pagamenti riconciliati %(reconciled)s",
+            report=self.renewals,
+            reconciled=self.reconciled,
+        )
+
+
+def run_pass(now: datetime | None = None, worker: str | None = None) -> PassReport:
+    """One engine pass, then the reconciliation of payments and refunds left open.
+
+    The scheduler, `flask renewals run [--as-of]` and the sandbox's test clock all call this.
+    """
     now = now or now_utc()
     report = run_renewals(now, worker)
-    reconciled = reconcile(now)
-    return _(
-        "%(report)s, pagamenti riconciliati %(reconciled)s", report=report, reconciled=reconciled
-    )
+    return PassReport(now, report, reconcile(now))
+
+
+def renewal_pass(now: datetime | None = None, worker: str | None = None) -> str:
+    """One pass (run_pass), as the line the scheduler logs and the CLI prints."""
+    return str(run_pass(now, worker))
 
 
 @renewals_cli.command("run")
@@ -59,13 +87,15 @@ def renewal_pass(now: datetime | None = None, worker: str | None = None) -> str:
 def run_command(as_of: str | None, worker: str | None) -> None:
     """Run one renewal pass now, or as of the given date."""
     now = parse_as_of(as_of) if as_of else now_utc()
-    report = renewal_pass(now, worker)
-    click.echo(
-        _(
-            "Passata rinnovi al %(when)s: %(report)s",
-            when=now.astimezone(ROME).strftime("%d/%m/%Y %H:%M"),
-            report=report,
-        )
+    click.echo(pass_line(run_pass(now, worker)))
+
+
+def pass_line(report: PassReport) -> str:
+    """The line the CLI prints: "Passata rinnovi al 10/11/2027 12:00: promemoria 0, …"."""
+    return _(
+        "Passata rinnovi al %(when)s: %(report)s",
+        when=report.now.astimezone(ROME).strftime("%d/%m/%Y %H:%M"),
+        report=report,
     )
 
 
