@@ -73,20 +73,24 @@ def test_requests_are_counted_by_route_not_by_path(app, client):
     before = client.get("/metrics").get_data(as_text=True)
     route = "/area-clienti/ordini/<int:order_id>"
     try:
-        start = _value(before, "pecshop_http_requests_total", route=route, method="GET", status="303")
+        start = _value(
+            before, "pecshop_http_requests_total", route=route, method="GET", status="303"
+        )
     except AssertionError:
         start = 0.0
     for order_id in (1, 2, 3):  # three paths, one route: one series
         client.get(f"/area-clienti/ordini/{order_id}")
     client.get("/nothing-here-1")
     text = client.get("/metrics").get_data(as_text=True)
-    assert _value(
-        text, "pecshop_http_requests_total", route=route, method="GET", status="303"
-    ) == start + 3
+    assert (
+        _value(text, "pecshop_http_requests_total", route=route, method="GET", status="303")
+        == start + 3
+    )
     assert "nothing-here" not in text
-    assert _value(
-        text, "pecshop_http_requests_total", route="unmatched", method="GET", status="404"
-    ) >= 1
+    assert (
+        _value(text, "pecshop_http_requests_total", route="unmatched", method="GET", status="404")
+        >= 1
+    )
 
 
 def test_business_gauges_read_the_database(app, db, client, create_customer, now):
