@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 FLASK := $(PY) -m flask --app wsgi
 PYTHON ?= python3
 
-.PHONY: run test unit e2e lint screenshots
+.PHONY: run test unit e2e lint screenshots cluster
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,17 @@ run: $(VENV)/.installed
 	$(FLASK) seed-demo
 	$(PY) -m webapp.devserver
 
+# The production shape on one machine: PostgreSQL (DATABASE_URL, or a throwaway one), Redis, two
+# gunicorn nodes behind HAProxy on CLUSTER_PORT (8080), two schedulers, the mock bank, a mail sink.
+cluster: $(VENV)/.installed
+	@bash scripts/ensure-cluster-tools.sh
+	@if [ -n "$(DATABASE_URL)" ]; then $(PY) -m webapp.cluster; \
+	else bash scripts/with-postgres.sh $(PY) -m webapp.cluster; fi
+
 # Unit, e2e and reliability tests on SQLite; unit and reliability again on a throwaway PostgreSQL.
 test: $(VENV)/.installed
 	VENV=$(VENV) bash scripts/ensure-browser.sh
+	bash scripts/ensure-cluster-tools.sh
 	bash scripts/run-tests.sh $(PY)
 
 unit: $(VENV)/.installed
