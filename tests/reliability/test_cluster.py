@@ -211,9 +211,9 @@ def test_a_node_killed_during_payments_loses_no_order_and_pays_none_twice(cluste
         total = cluster.total(order_id)  # read here: the threads below have no app context
         payers.append((browser, order_id, card_id, attempt, email, total))
 
-    stop, before, after = threading.Event(), Counter(), Counter()
+    stop, seen = threading.Event(), Counter()
     visitors = [
-        threading.Thread(target=_traffic, args=(cluster, stop, before, loopback_address()))
+        threading.Thread(target=_traffic, args=(cluster, stop, seen, loopback_address()))
         for _ in range(3)
     ]
     for thread in visitors:
@@ -255,12 +255,12 @@ def test_a_node_killed_during_payments_loses_no_order_and_pays_none_twice(cluste
 
     # Routed around: the visitors' pages after the kill are all served, by node2.
     assert _served_by(cluster.url + "/", 6) == Counter({"node2": 6})
-    assert all(isinstance(k, int) and k < 500 for k in list(before)), before
+    assert all(isinstance(k, int) and k < 500 for k in list(seen)), seen
     for _, order_id, _, _, email, _ in payers:
         assert outcomes.get(order_id, (0,))[0] == 303, (order_id, tries[order_id])
         assert urlsplit(outcomes[order_id][1]).path == f"/ordini/{order_id}"
         _assert_paid_once_by_card(cluster, email, order_id, services=1)
-    TALLY.lines.append(f"[cluster] node1 killed: payment tries {tries}; visitors saw {before}")
+    TALLY.lines.append(f"[cluster] node1 killed: payment tries {tries}; visitors saw {seen}")
     # node1 back: the balancer sends it requests again.
     cluster.nodes[0].start()
     _wait_for_both_nodes(cluster.url)
