@@ -223,6 +223,10 @@ def main() -> None:  # pragma: no cover - the README's `make cluster`, run by ha
         "RATELIMIT_STORAGE_URI": redis.url,
         "TRUSTED_PROXY_HOPS": "1",
     }
+    # What `make loadtest` reads to check the money after a run against the cluster.
+    (folder / "env").write_text(
+        f"DATABASE_URL={database_url}\nBANK_DATABASE_URL={env['BANK_DATABASE_URL']}\n"
+    )
     flask = [sys.executable, "-m", "flask"]
     subprocess.run([*flask, "db", "upgrade"], cwd=PROJECT_DIR, env=env, check=True)
     subprocess.run([*flask, "seed-demo"], cwd=PROJECT_DIR, env=env, check=True)
