@@ -49,7 +49,7 @@ backend nodes
     balance roundrobin
     option httpchk GET /healthz
     http-check expect status 200
-    default-server inter 500ms fall 2 rise 2
+    default-server inter 1s fall 2 rise 2
 {servers}
 """
 
@@ -201,7 +201,8 @@ def main() -> None:  # pragma: no cover - the README's `make cluster`, run by ha
     if not database_url:
         sys.exit("Set DATABASE_URL (PostgreSQL), or run through `make cluster`.")
     port = int(os.environ.get("CLUSTER_PORT", "8080"))
-    node_ports = [int(os.environ.get(f"NODE{i}_PORT", str(port + i))) for i in (1, 2)]
+    count = int(os.environ.get("CLUSTER_NODES", "2"))  # 1 to compare one node with two
+    node_ports = [int(os.environ.get(f"NODE{i}_PORT", str(port + i))) for i in range(1, count + 1)]
     bank_port = int(os.environ.get("CLUSTER_BANK_PORT", "8090"))
     mail_port = int(os.environ.get("CLUSTER_MAIL_PORT", "8026"))
     folder = INSTANCE_DIR / "cluster"
@@ -244,7 +245,8 @@ def main() -> None:  # pragma: no cover - the README's `make cluster`, run by ha
     processes += [bank, *nodes]
     for node, p in zip(nodes, node_ports, strict=True):
         wait_for_port(p, 60, node.proc)
-    haproxy = HAProxy(port, dict(zip(("node1", "node2"), node_ports, strict=True)), folder).start()
+    backends = {f"node{i}": p for i, p in enumerate(node_ports, start=1)}
+    haproxy = HAProxy(port, backends, folder).start()
     schedulers = [
         Process(
             f"scheduler{i}", [*flask, "renewals", "scheduler"], env, folder / f"sched{i}.log"
@@ -253,8 +255,8 @@ def main() -> None:  # pragma: no cover - the README's `make cluster`, run by ha
     ]
     processes += [haproxy, *schedulers]
     print(
-        f"\nShop (HAProxy):  {shop_url}  (X-Served-By: node1 | node2)\n"
-        f"Nodes:           http://127.0.0.1:{node_ports[0]}  http://127.0.0.1:{node_ports[1]}\n"
+        f"\nShop (HAProxy):  {shop_url}  (X-Served-By: {' | '.join(backends)})\n"
+        f"Nodes:           {'  '.join(f'http://127.0.0.1:{p}' for p in node_ports)}\n"
         f"Bank:            http://127.0.0.1:{bank_port}\n"
         f"Metrics:         {shop_url}/metrics (from loopback)\n"
         f"Redis:           {redis.url}\nDatabase:        {database_url}\n"
