@@ -248,7 +248,7 @@ def test_a_node_killed_during_payments_loses_no_order_and_pays_none_twice(cluste
             cluster.nodes[0].kill()  # node1 dies with payments in flight
     for thread in payments:
         thread.join(120)
-    time.sleep(2)  # the health checks have marked node1 down by now (2 x 500 ms)
+    time.sleep(2.5)  # the health checks have marked node1 down by now (2 x 1 s)
     stop.set()
     for thread in visitors:
         thread.join(30)
