@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 FLASK := $(PY) -m flask --app wsgi
 PYTHON ?= python3
 
-.PHONY: run test unit e2e qa lint screenshots
+.PHONY: run test unit e2e qa lint screenshots cluster loadtest
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,23 @@ run: $(VENV)/.installed
 	$(FLASK) seed-demo
 	$(PY) -m webapp.devserver
 
+# The production shape on one machine: PostgreSQL (DATABASE_URL, or a throwaway one), Redis, two
+# gunicorn nodes behind HAProxy on CLUSTER_PORT (8080), two schedulers, the mock bank, a mail sink.
+cluster: $(VENV)/.installed
+	@bash scripts/ensure-cluster-tools.sh
+	@if [ -n "$(DATABASE_URL)" ]; then $(PY) -m webapp.cluster; \
+	else bash scripts/with-postgres.sh $(PY) -m webapp.cluster; fi
+
+# Locust against the cluster (default) or LOAD_URL=http://127.0.0.1:5000 (make run); USERS,
+# SPAWN_RATE, DURATION; then the money check. Reports in loadtest/ (scripts/loadtest.sh).
+loadtest: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[load]'
+	bash scripts/loadtest.sh $(PY)
+
 # Unit, e2e and reliability tests on SQLite; unit and reliability again on a throwaway PostgreSQL.
 test: $(VENV)/.installed
 	VENV=$(VENV) bash scripts/ensure-browser.sh
+	bash scripts/ensure-cluster-tools.sh
 	bash scripts/run-tests.sh $(PY)
 
 unit: $(VENV)/.installed

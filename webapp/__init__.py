@@ -10,6 +10,7 @@ from flask_compress import Compress
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import NotFound as HTTPNotFound
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from webapp.assets import cache_static, static_url
@@ -58,7 +59,11 @@ def create_app(config: type[Config] = Config, overrides: Mapping | None = None) 
     _refuse_default_secrets(app)
     (PROJECT_DIR / "instance").mkdir(exist_ok=True)
 
-    configure_logging(app, SECURITY_HEADERS)
+    from webapp.metrics import observe
+
+    # Every answer says which node served it (several app servers behind one balancer).
+    configure_logging(app, (*SECURITY_HEADERS, ("X-Served-By", app.config["NODE_NAME"])), observe)
+    _trust_proxies(app)
     register_extensions(app)
     register_subscribers()
     register_blueprints(app)
@@ -79,6 +84,18 @@ class IdConverter(IntegerConverter):
     def __init__(self, url_map, *args, **kwargs) -> None:
         kwargs.setdefault("max", MAX_ID)
         super().__init__(url_map, *args, **kwargs)
+
+
+def _trust_proxies(app: Flask) -> None:
+    """Behind TRUSTED_PROXY_HOPS balancers, the client is the address they forwarded.
+
+    Rate limits key on the client's address: without this, behind HAProxy every customer would
+    be the balancer's one address (and share one login limit). Only as many hops as are really
+    in front are trusted, or a client could pick its own address with X-Forwarded-For.
+    """
+    hops = app.config["TRUSTED_PROXY_HOPS"]
+    if hops > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
 
 
 def _refuse_default_secrets(app: Flask) -> None:
@@ -188,6 +205,7 @@ def register_blueprints(app: Flask) -> None:
     from webapp.account.withdrawal import bp as withdrawal_bp
     from webapp.backoffice.views import bp as backoffice_bp
     from webapp.legal import bp as legal_bp
+    from webapp.metrics import bp as metrics_bp
     from webapp.payments.views import bp as payments_bp
     from webapp.payments.views import portal_bp
     from webapp.sandbox import register_sandbox
@@ -205,6 +223,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(invoices_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(legal_bp)
+    app.register_blueprint(metrics_bp)
     register_sandbox(app)  # only when SANDBOX=1 with a token, never in production
 
 

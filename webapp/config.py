@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -95,10 +96,29 @@ class Config:
     FRAGMENT_CACHE_SIZE = int(os.environ.get("FRAGMENT_CACHE_SIZE", "1000"))
 
     RATELIMIT_ENABLED = _bool("RATELIMIT_ENABLED", True)
+    # memory:// counts per process (make run: one process); several nodes share the counts in
+    # Redis (RATELIMIT_STORAGE_URI=redis://host:6379/0). When Redis does not answer, each
+    # process falls back to counting in its own memory until Redis is back (limits stay on, per
+    # process, never a 500), asking Redis again at most every few seconds.
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    RATELIMIT_SWALLOW_ERRORS = True  # should the fallback itself fail: no limit, never a 500
+    RATELIMIT_STORAGE_OPTIONS = (
+        {"socket_timeout": 0.3, "socket_connect_timeout": 0.3}
+        if RATELIMIT_STORAGE_URI.startswith("redis")
+        else {}
+    )
     RATELIMIT_HEADERS_ENABLED = True
     # Login attempts per client address (make run raises it: the e2e suite logs in often).
     LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10 per minute")
+
+    # Which node answered (the X-Served-By header), and how many reverse proxies in front of
+    # the app are trusted for the client's address and scheme (X-Forwarded-For/-Proto): 0 when
+    # the app is reached directly, 1 behind one balancer.
+    NODE_NAME = os.environ.get("NODE_NAME") or socket.gethostname()
+    TRUSTED_PROXY_HOPS = int(os.environ.get("TRUSTED_PROXY_HOPS", "0"))
+    # /metrics: with a token, only `Authorization: Bearer <token>`; without, only from loopback.
+    METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
     # One line per request (method, path, status, duration, request id); json for log shippers.
     LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")

@@ -6,10 +6,12 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 
 from flask import Flask
 
 ACCESS_LOG = "webapp.access"
+Observer = Callable[[dict, int, float], None]
 
 
 class JsonFormatter(logging.Formatter):
@@ -30,11 +32,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure_logging(app: Flask, headers: tuple[tuple[str, str], ...] = ()) -> None:
+def configure_logging(
+    app: Flask, headers: tuple[tuple[str, str], ...] = (), observe: Observer | None = None
+) -> None:
     """Root handler once per process (LOG_LEVEL, LOG_FORMAT=json|text) and the access line.
 
     The access line and the fixed response `headers` (security headers, added when the app did
     not set them) come from a WSGI wrapper around the app: plain lists, no request hooks.
+    `observe(environ, status, seconds)`, when given, is told of every answered request (metrics).
     """
     root = logging.getLogger()
     if not any(getattr(h, "_webapp", False) for h in root.handlers):
@@ -50,15 +55,18 @@ def configure_logging(app: Flask, headers: tuple[tuple[str, str], ...] = ()) -> 
         root.setLevel(app.config.get("LOG_LEVEL", "INFO"))
     # The access line below replaces werkzeug's own.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    app.wsgi_app = AccessLog(app.wsgi_app, headers)
+    app.wsgi_app = AccessLog(app.wsgi_app, headers, observe)
 
 
 class AccessLog:
     """WSGI wrapper: a request id (X-Request-ID), fixed headers, one access line per request."""
 
-    def __init__(self, wsgi_app, headers: tuple[tuple[str, str], ...]) -> None:
+    def __init__(
+        self, wsgi_app, headers: tuple[tuple[str, str], ...], observe: Observer | None = None
+    ) -> None:
         self.wsgi_app = wsgi_app
         self.headers = headers
+        self.observe = observe
         self.log = logging.getLogger(ACCESS_LOG)
 
     def __call__(self, environ: dict, start_response):
@@ -72,9 +80,14 @@ class AccessLog:
             if "x-request-id" not in names:
                 headers.append(("X-Request-ID", request_id))
             status.append(code)
+            # The matched URL rule, while the request is still there (Flask clears it after).
+            request = environ.get("werkzeug.request")
+            environ["webapp.url_rule"] = getattr(request, "url_rule", None)
             return start_response(code, headers, exc_info)
 
         body = self.wsgi_app(environ, start)
+        if status and self.observe is not None:
+            self.observe(environ, int(status[0][:3]), time.perf_counter() - started)
         if status and self.log.isEnabledFor(logging.INFO):
             self._line(environ, int(status[0][:3]), started, request_id)
         return body

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import signal
 import subprocess
@@ -88,7 +89,8 @@ class Answer:
 class ShopServer:
     """The shop under gunicorn (`wsgi:app`, gthread workers), reaching the bank process."""
 
-    def __init__(self, database_url: str, bank_url: str, log: Path):
+    def __init__(self, database_url: str, bank_url: str, log: Path, **extra_env: object):
+        self.extra_env = extra_env  # e.g. a cluster node's NODE_NAME and shared limits
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.database_url = database_url
@@ -109,6 +111,7 @@ class ShopServer:
             MAIL_SUPPRESS_SEND=1,
             GUNICORN_ACCESSLOG=str(self.log.with_suffix(".access.log")),
         )
+        env.update((k, str(v)) for k, v in self.extra_env.items())
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [
@@ -127,6 +130,7 @@ class ShopServer:
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # kill() takes the master and its workers
             )
         wait_until(self._ready, 60, f"gunicorn on port {self.port}")
         return self
@@ -148,6 +152,13 @@ class ShopServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL to gunicorn's master and workers at once: a server that dies."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
         self.proc = None
 
     def errors_in_log(self) -> list[str]:
