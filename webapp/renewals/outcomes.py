@@ -27,6 +27,7 @@ class RenewalReport:
     reminders: int = 0
     warnings: int = 0
     opened: int = 0
+    ceased: int = 0  # services whose grace window ended ("Cessato")
     outcomes: Counter[RenewalOutcome] = field(default_factory=Counter)
 
     def count(self, outcome: RenewalOutcome) -> None:
@@ -44,7 +45,7 @@ class RenewalReport:
             "promemoria %(reminders)s, avvisi carta %(warnings)s, "
             "rinnovi aperti %(opened)s, addebitati %(charged)s, "
             "non riusciti %(failed)s, esito da verificare %(unknown)s, "
-            "scaduti %(expired)s, saltati %(skipped)s, errori %(errors)s",
+            "scaduti %(expired)s, cessati %(ceased)s, saltati %(skipped)s, errori %(errors)s",
             reminders=self.reminders,
             warnings=self.warnings,
             opened=self.opened,
@@ -52,6 +53,7 @@ class RenewalReport:
             failed=self.failed,
             unknown=self.unknown,
             expired=self.expired,
+            ceased=self.ceased,
             skipped=self.skipped,
             errors=self.errors,
         )
