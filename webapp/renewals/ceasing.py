@@ -61,7 +61,7 @@ def _step(service: Service, today: date, now: datetime, report: RenewalReport) -
             ceased=False,
             grace_ends=rome_midnight(life.grace_ends),
         )
-        report.reminders += sent is not None
+        report.due_reminders += sent is not None
 
 
 def cease(service: Service, last_day: date, now: datetime) -> bool:

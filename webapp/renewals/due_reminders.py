@@ -56,7 +56,7 @@ def send_due_reminders(now: datetime, report: RenewalReport) -> None:
         if days_left not in days or not life_of(service, today).renewable:
             continue
         try:
-            report.reminders += remind(service, days_left, today)
+            report.due_reminders += remind(service, days_left, today)
             commit()
         except IntegrityError:
             rollback()  # a twin pass queued today's reminder first

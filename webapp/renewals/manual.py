@@ -84,7 +84,7 @@ def period_taken(service_id: int, period: datetime) -> bool:
 
 
 @order_payable.connect
-def refuse_renewed_periods(order: Order, *, today: date, **_) -> None:
+def refuse_renewed_periods(order: Order, *, today: date, **kwargs) -> None:
     """Before the bank: a renewal line whose period is no longer to renew refuses the payment."""
     for line in _renewal_lines(order):
         service = db.session.get(Service, line.service_id)

@@ -27,6 +27,7 @@ class RenewalReport:
     reminders: int = 0
     warnings: int = 0
     opened: int = 0
+    due_reminders: int = 0  # "Rinnova ora" reminders and notices (services without auto-renewal)
     ceased: int = 0  # services whose grace window ended ("Cessato")
     outcomes: Counter[RenewalOutcome] = field(default_factory=Counter)
 
@@ -42,11 +43,13 @@ class RenewalReport:
 
     def __str__(self) -> str:
         return _(
-            "promemoria %(reminders)s, avvisi carta %(warnings)s, "
+            "promemoria %(reminders)s, promemoria rinnovo manuale %(due)s, "
+            "avvisi carta %(warnings)s, "
             "rinnovi aperti %(opened)s, addebitati %(charged)s, "
             "non riusciti %(failed)s, esito da verificare %(unknown)s, "
             "scaduti %(expired)s, cessati %(ceased)s, saltati %(skipped)s, errori %(errors)s",
             reminders=self.reminders,
+            due=self.due_reminders,
             warnings=self.warnings,
             opened=self.opened,
             charged=self.charged,
