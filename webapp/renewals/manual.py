@@ -77,10 +77,16 @@ def _renewal_lines(order: Order) -> list[OrderLine]:
 
 def period_taken(service_id: int, period: datetime) -> bool:
     """Another payment has renewed this period, or the automatic pass is charging it now."""
-    renewal = db.session.scalar(
-        select(Renewal).where(Renewal.service_id == service_id, Renewal.period_expires_at == period)
+    return (
+        db.session.scalar(
+            select(Renewal.id).where(
+                Renewal.service_id == service_id,
+                Renewal.period_expires_at == period,
+                (Renewal.status == RenewalStatus.SUCCEEDED) | CHARGE_IN_FLIGHT,
+            )
+        )
+        is not None
     )
-    return renewal is not None and renewal.status is RenewalStatus.SUCCEEDED
 
 
 @order_payable.connect
