@@ -307,3 +307,20 @@ def test_invoice_line_has_the_renewed_period_and_is_valid(fake, dummy_customer, 
     detail = tree.find(".//DettaglioLinee", NS)
     assert detail.findtext("DataInizioPeriodo") == "2027-01-21"
     assert detail.findtext("DataFinePeriodo") == "2029-01-20"
+
+
+def test_payment_refused_before_the_bank_while_the_automatic_charge_is_in_flight(
+    fake, dummy_customer, products
+):
+    card = make_card(dummy_customer)
+    pec = service_of(dummy_customer, products["PEC-STD"], auto_renew=True, card=card)
+    order = renewal_order(dummy_customer, pec, 1, after(-16))
+    fake.mode = "timeout_after_charge"  # charged, the answer lost: the outcome is to be asked
+    run_renewals(after(-15))
+    with pytest.raises(InvalidTransition, match="in corso presso la banca"):
+        payable_order(_db.session.get(Order, order.id), rome_date(after(-15)))
+    fake.mode = "ok"
+    run_renewals(after(-14))  # the pass asks the bank: the automatic charge renewed the period
+    assert fresh(pec).expires_at == add_years(EXPIRES, 1)
+    with pytest.raises(InvalidTransition, match="già stato rinnovato"):
+        payable_order(_db.session.get(Order, order.id), rome_date(after(-14)))

@@ -22,7 +22,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from webapp.clock import add_years, format_day, rome_date
+from webapp.clock import format_day, rome_date
 from webapp.errors import DomainError, InvalidChoice, InvalidTransition
 from webapp.extensions import db
 from webapp.payments import refunds
@@ -75,18 +75,15 @@ def _renewal_lines(order: Order) -> list[OrderLine]:
     return [line for line in order.lines if line.service_id is not None and line.renews_from]
 
 
-def period_taken(service_id: int, period: datetime) -> bool:
-    """Another payment has renewed this period, or the automatic pass is charging it now."""
-    return (
-        db.session.scalar(
-            select(Renewal.id).where(
-                Renewal.service_id == service_id,
-                Renewal.period_expires_at == period,
-                (Renewal.status == RenewalStatus.SUCCEEDED) | CHARGE_IN_FLIGHT,
-            )
+def period_state(service_id: int, period: datetime) -> str | None:
+    """ "renewed" (another payment renewed this period), "charging" (the automatic pass is
+    charging it now) or None (free to renew)."""
+    renewed, charging = db.session.execute(
+        select(Renewal.status == RenewalStatus.SUCCEEDED, CHARGE_IN_FLIGHT).where(
+            Renewal.service_id == service_id, Renewal.period_expires_at == period
         )
-        is not None
-    )
+    ).first() or (False, False)
+    return "renewed" if renewed else "charging" if charging else None
 
 
 @order_payable.connect
@@ -94,13 +91,22 @@ def refuse_renewed_periods(order: Order, *, today: date, **kwargs) -> None:
     """Before the bank: a renewal line whose period is no longer to renew refuses the payment."""
     for line in _renewal_lines(order):
         service = db.session.get(Service, line.service_id)
-        if service.expires_at != line.renews_from or period_taken(service.id, line.renews_from):
+        state = period_state(service.id, line.renews_from)
+        if service.expires_at != line.renews_from or state == "renewed":
             raise InvalidTransition(
                 _(
                     "%(name)s è già stato rinnovato: ora scade il %(day)s. Questo ordine non "
                     "viene addebitato; per un altro periodo usa di nuovo «Rinnova».",
                     name=line.product_name,
                     day=format_day(service.expires_at),
+                )
+            )
+        if state == "charging":
+            raise InvalidTransition(
+                _(
+                    "Il rinnovo automatico di %(name)s è in corso presso la banca: "
+                    "attendi l'esito prima di pagare questo ordine.",
+                    name=line.product_name,
                 )
             )
         check_renewable(service, today)
@@ -151,6 +157,8 @@ def _take_period(line: OrderLine, service: Service, now: datetime) -> bool:
             Renewal.service_id == service.id, Renewal.period_expires_at == line.renews_from
         )
     )
+    if open_row is None:  # cannot happen once the conflicting insert committed; be safe
+        return False
     taken = db.session.execute(
         update(Renewal)
         .where(
@@ -233,7 +241,3 @@ def _refund_line(
         except DomainError as exc:  # a bank transfer is given back by an operator
             detail += f", rimborso a cura di un operatore ({exc.message})"
     record_event(service.id, RENEWAL, detail, now)
-
-
-def new_expiry(service, years: int) -> datetime:
-    return add_years(service.expires_at, years)
