@@ -121,5 +121,8 @@ def test_back_office_service_page_and_grace_list(client, fake, dummy_customer, c
     assert "rinnovabile fino al" in page
     assert re.search(r'data-kind="state">.*?Scaduto', page)
     assert re.search(r'data-kind="email">.*?Servizio scaduto: PEC Standard', page)
+    customer = client.get(f"/backoffice/clienti/{dummy_customer.id}").get_data(as_text=True)
+    assert 'data-status="expired">Scaduto<' in customer
+    assert f'href="/backoffice/servizi/{pec.id}"' in customer
     grace = client.get("/backoffice/servizi/in-periodo-di-grazia").get_data(as_text=True)
     assert f'id="grace-{pec.id}"' in grace and "Mario Rossi" in grace
