@@ -126,3 +126,23 @@ def test_back_office_service_page_and_grace_list(client, fake, dummy_customer, c
     assert f'href="/backoffice/servizi/{pec.id}"' in customer
     grace = client.get("/backoffice/servizi/in-periodo-di-grazia").get_data(as_text=True)
     assert f'id="grace-{pec.id}"' in grace and "Mario Rossi" in grace
+
+
+def test_the_life_after_expiry_is_edited_in_the_back_office(client, fake, catalogue):
+    pec = catalogue["products"]["PEC-STD"]
+    assert (pec.renewable_by_hand, pec.renew_before_days, pec.grace_days) == (True, None, 90)
+    assert catalogue["products"]["FIRMA-R"].renew_before_days == 90
+    assert not catalogue["products"]["MARCHE-50"].renewable_by_hand
+    staff_session(client, make_staff())
+    form = {"name": pec.name, "active": "1", "life": "1", "grace_days": "45"}
+    form |= {"renewable_by_hand": "1", "renew_before_days": "60"}
+    answer = client.post(f"/backoffice/catalogo/{pec.id}", data=form)
+    assert answer.status_code == 303
+    db.session.expire_all()
+    assert (pec.renew_before_days, pec.grace_days) == (60, 45)
+    page = client.get(f"/backoffice/catalogo/{pec.id}").get_data(as_text=True)
+    assert 'name="grace_days" inputmode="numeric" value="45"' in page
+    bad = client.post(f"/backoffice/catalogo/{pec.id}", data=form | {"grace_days": "-3"})
+    assert bad.status_code == 422
+    db.session.expire_all()
+    assert pec.grace_days == 45
