@@ -324,3 +324,17 @@ def test_payment_refused_before_the_bank_while_the_automatic_charge_is_in_flight
     assert fresh(pec).expires_at == add_years(EXPIRES, 1)
     with pytest.raises(InvalidTransition, match="già stato rinnovato"):
         payable_order(_db.session.get(Order, order.id), rome_date(after(-14)))
+
+
+def test_a_payment_settled_after_the_service_ceased_is_refunded(fake, dummy_customer, products):
+    pec = service_of(dummy_customer, products["PEC-STD"])
+    run_renewals(after(1))
+    order = renewal_order(dummy_customer, fresh(pec), 1, after(90))  # the window's last day
+    run_renewals(after(91))  # "Cessato" before the bank's answer is settled
+    payment = pay(_db.session.get(Order, order.id), after(91))
+    _db.session.commit()
+    service = fresh(pec)
+    assert (service.status, service.expires_at) == (ServiceStatus.CEASED, EXPIRES)
+    [refund] = _db.session.scalars(select(Refund).where(Refund.payment_id == payment.id)).all()
+    assert refund.amount_cents == payment.amount_cents
+    assert _db.session.scalar(select(Renewal).where(Renewal.service_id == pec.id)) is None

@@ -121,7 +121,13 @@ def apply_renewal_lines(order: Order, payment: Payment, now: datetime) -> list[S
     extended = []
     for line in _renewal_lines(order):
         service = db.session.get(Service, line.service_id)
-        if _take_period(line, service, now) and _extend(line, service):
+        db.session.refresh(service)  # its status now: the compare-and-sets below check it
+        was = service.status
+        won = _extend(line, service, was)
+        if won and not _take_period(line, service, now):
+            _restore(line, service, was)  # the period was taken by another payment
+            won = False
+        if won:
             record_event(
                 service.id,
                 RENEWAL,
@@ -137,8 +143,6 @@ def apply_renewal_lines(order: Order, payment: Payment, now: datetime) -> list[S
 
 def _take_period(line: OrderLine, service: Service, now: datetime) -> bool:
     """Take the (service, period) renewal row for this line: the guard."""
-    if service.status not in (ServiceStatus.ACTIVE, ServiceStatus.EXPIRED):
-        return False
     values = dict(
         status=RenewalStatus.SUCCEEDED,
         manual=True,
@@ -191,23 +195,34 @@ def _insert_period(service_id: int, period: datetime, now: datetime, values: dic
     return inserted == 1
 
 
-def _extend(line: OrderLine, service: Service) -> bool:
-    """The service runs to the line's new expiry: a compare-and-set on the renewed expiry."""
+def _extend(line: OrderLine, service: Service, was: ServiceStatus) -> bool:
+    """The service runs to the line's new expiry: a compare-and-set on the renewed expiry and
+    the status read (a service ceased or cancelled meanwhile is not revived: refunded)."""
+    if was not in (ServiceStatus.ACTIVE, ServiceStatus.EXPIRED):
+        return False
     moved = db.session.execute(
         update(Service)
         .where(
             Service.id == service.id,
             Service.expires_at == line.renews_from,
-            Service.status.in_([ServiceStatus.ACTIVE, ServiceStatus.EXPIRED]),
+            Service.status == was,
         )
         .values(expires_at=line.renews_to, status=ServiceStatus.ACTIVE)
         .execution_options(synchronize_session=False)
     ).rowcount
     db.session.refresh(service)
-    if moved != 1:
-        # The renewal row is the lock on the period, so only a cancelled service gets here.
-        raise InvalidTransition("Servizio cambiato durante il rinnovo.")
-    return True
+    return moved == 1
+
+
+def _restore(line: OrderLine, service: Service, was: ServiceStatus) -> None:
+    """Undo this transaction's extension (its row lock kept anyone else from seeing it)."""
+    db.session.execute(
+        update(Service)
+        .where(Service.id == service.id, Service.expires_at == line.renews_to)
+        .values(expires_at=line.renews_from, status=was)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.refresh(service)
 
 
 def _line_share(order: Order, line: OrderLine, payment: Payment) -> int:
