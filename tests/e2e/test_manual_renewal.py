@@ -78,7 +78,9 @@ def test_reminder_rinnova_ora_renews_two_years_on_the_hosted_page(
     expect(page.locator("#checkout-items")).to_contain_text(period)
     expect(page.locator("#checkout-totals [data-total=total]")).to_have_text("€ 12,20")
     order_id = confirm_order(page)
-    expect(page.locator(".renewal-period")).to_contain_text(period)  # before paying
+    expect(page.locator(".renewal-period")).to_have_text(  # the order page, before paying
+        f"Rinnovo: dalla scadenza del {day(old)} alla nuova scadenza del {day(new)}"
+    )
 
     # Paga ora → the portal → Nuova carta di pagamento → the bank's page, SMS OTP, back.
     open_portal(page)

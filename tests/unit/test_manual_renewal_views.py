@@ -78,14 +78,12 @@ def test_order_page_shows_the_renewed_period(client, auth, fake, dummy_customer,
     auth.login()
     page = client.get(f"/ordini/{order.id}").get_data(as_text=True)
     new = format_day(add_years(pec_service.expires_at, 1))
-    assert (
-        f"Rinnovo: scadenza attuale {format_day(pec_service.expires_at)}, nuova scadenza {new}"
-        in page
-    )
+    old = format_day(pec_service.expires_at)
+    assert f"Rinnovo: dalla scadenza del {old} alla nuova scadenza del {new}" in page
     pay(db.session.get(Order, order.id), now)
     db.session.commit()
     receipt = client.get(f"/area-clienti/ordini/{order.id}").get_data(as_text=True)
-    assert f"nuova scadenza {new}" in receipt
+    assert f"alla nuova scadenza del {new}" in receipt
 
 
 def test_a_service_of_another_customer_is_not_found(client, auth, fake, create_customer, catalogue):
