@@ -74,6 +74,12 @@ class Config:
     RENEWAL_WINDOW_DAYS = int(os.environ.get("RENEWAL_WINDOW_DAYS", "15"))
     RENEWAL_RETRY_DAYS = _int_list("RENEWAL_RETRY_DAYS", "10,5,1")
     RENEWAL_REMINDER_DAYS = int(os.environ.get("RENEWAL_REMINDER_DAYS", "30"))
+    # Renewal by hand (issue 28): reminders to services without auto-renewal this many days
+    # before expiry (0: the day itself), "In scadenza" from this many days before, and the
+    # notice before a service in its grace window ceases.
+    RENEWAL_DUE_REMINDER_DAYS = _int_list("RENEWAL_DUE_REMINDER_DAYS", "60,30,7,0")
+    SERVICE_EXPIRING_DAYS = int(os.environ.get("SERVICE_EXPIRING_DAYS", "30"))
+    CEASE_NOTICE_DAYS = int(os.environ.get("CEASE_NOTICE_DAYS", "7"))
     SCHEDULER_INTERVAL_MINUTES = float(os.environ.get("SCHEDULER_INTERVAL_MINUTES", "5"))
     # How long a worker's claim on a renewal lasts: a killed worker's rows wait this long.
     RENEWAL_CLAIM_SECONDS = int(os.environ.get("RENEWAL_CLAIM_SECONDS", "300"))

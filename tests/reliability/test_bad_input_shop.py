@@ -72,6 +72,8 @@ ENDPOINTS = [
     Endpoint("POST", "/area-clienti/servizi/{id}/rinnovo-automatico", ("auto_renew",)),
     Endpoint("POST", "/area-clienti/servizi/{id}/frequenza", ("frequency_years",)),
     Endpoint("POST", "/area-clienti/servizi/{id}/carta", ("card_id",)),
+    Endpoint("GET", "/area-clienti/servizi/{id}/rinnova"),
+    Endpoint("POST", "/area-clienti/servizi/{id}/rinnova", ("years",)),
     Endpoint("POST", "/area-clienti/carte/{id}/rimuovi"),
     Endpoint("POST", "/area-clienti/carte/nuova"),
     Endpoint("GET", "/area-clienti/carte/aggiunta", RETURN_FIELDS, query=True),
@@ -206,6 +208,11 @@ FOREIGN = {
     "frequency": lambda w, i: (
         f"/area-clienti/servizi/{i}/frequenza",
         {"frequency_years": "2"},
+        "service",
+    ),
+    "renew their service": lambda w, i: (
+        f"/area-clienti/servizi/{i}/rinnova",
+        {"years": "1"},
         "service",
     ),
     "their service, my card": lambda w, i: (

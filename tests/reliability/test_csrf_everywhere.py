@@ -105,6 +105,7 @@ FORMS: dict[str, Callable[[dict], tuple[str, dict]]] = {
         f"/area-clienti/servizi/{m['pec'].id}/frequenza",
         {"frequency_years": "3"},
     ),
+    "rinnova": lambda m: (f"/area-clienti/servizi/{m['pec'].id}/rinnova", {"years": "1"}),
     "service card": lambda m: (
         f"/area-clienti/servizi/{m['pec'].id}/carta",
         {"card_id": str(m["good"].id)},

@@ -819,3 +819,80 @@ def test_two_renewal_passes_on_a_retry_day_attempt_each_failed_renewal_once(worl
         f"{reports[0]['non riusciti']}/{reports[1]['non riusciti']}, {n} declined charges, "
         f"{n} e-mails, {elapsed:.1f} s"
     )
+
+
+# --- 11. Renewal by hand and the automatic pass at once (issue 28) --------------------------------
+
+
+def _renewal_order(world, browser: Browser, service_id: int) -> int:
+    """ "Rinnova" in I miei servizi → the checkout → Conferma e completa l'ordine, over HTTP."""
+    browser.get(f"/area-clienti/servizi/{service_id}/rinnova")
+    response = browser.post(f"/area-clienti/servizi/{service_id}/rinnova", {"years": "1"})
+    assert response.status_code == 303, response.text[:300]
+    response = browser.post("/checkout/metodo", {"payment_method": "card"}, htmx=True)
+    assert response.status_code == 200, response.text[:300]
+    token = browser.token_of("/checkout", "checkout_token")
+    response = browser.post("/checkout/conferma", {"checkout_token": token, "terms": "1"})
+    assert response.status_code == 303, response.text[:300]
+    return int(urlsplit(response.headers["Location"]).path.rsplit("/", 1)[1])
+
+
+@pytest.mark.parametrize("pass_first", [False, True], ids=["together", "pass-charging"])
+def test_renewal_by_hand_from_two_tabs_and_the_automatic_pass_renew_once(world, pass_first):
+    from webapp.renewals.models import Renewal, RenewalStatus, Service
+
+    customer_id, email = world.customer()
+    card_id = world.card(customer_id)
+    day = rome_date(now_utc()).isoformat()
+    old = parse_as_of(day) + timedelta(days=10)  # in the window: the pass charges it today
+    service_id = _service(world, customer_id, card_id, "PEC-STD", old)
+    browser = world.browser(email)
+    orders = [_renewal_order(world, browser, service_id) for _ in range(2)]  # two tabs
+    portal = "/portale-pagamenti/ordini/{}"
+    attempts = {o: browser.token_of(portal.format(o), "attempt") for o in orders}
+    sends = []
+    for i in range(TWINS):
+        order_id = orders[i % 2]
+        form = {
+            "csrf_token": browser.csrf,
+            "choice": str(card_id),
+            "attempt": attempts[order_id],
+            "amount_cents": str(world.total(order_id)),
+        }
+        sends.append(
+            (browser.twin_session, post(f"{world.url}{portal.format(order_id)}/procedi", form))
+        )
+
+    automatic = world.system.renewals("twin-manual", day)  # the pass, at the same instant:
+    opened = select(Renewal.id).where(Renewal.service_id == service_id)
+    deadline = time.monotonic() + 30
+    while pass_first and not world.shop_rows(opened) and time.monotonic() < deadline:
+        time.sleep(0.02)  # fire once the pass has opened the period and is about to charge it
+    answers = fire(sends, world.url)
+    report = world.system.finish(automatic)
+
+    assert_no_5xx(answers)
+    assert report["errori"] == 0
+    [(expires_at,)] = world.shop_rows(select(Service.expires_at).where(Service.id == service_id))
+    assert expires_at == add_years(old, 1), "the period was not extended exactly once"
+    rows = world.shop_rows(
+        select(Renewal.status, Renewal.manual, Renewal.order_id).where(
+            Renewal.service_id == service_id
+        )
+    )
+    assert [str(s) for s, _, _ in rows] == [str(RenewalStatus.SUCCEEDED)], rows
+    [(_, manual, auto_order)] = rows
+    charged = refunded = 0
+    for order_id in [*orders, *([auto_order] if auto_order else [])]:
+        bank = world.at_bank(order_id)
+        charged += sum(bank["succeeded"]) + sum(bank["captures"])
+        refunded += sum(bank["refunds"])
+    price = world.total(orders[0])  # € 6,10: one year, list price + VAT, either way
+    assert charged - refunded == price, f"kept {charged - refunded}, one period is {price}"
+    world.note(
+        f"Rinnova (two tabs) + automatic pass ({'pass charging' if pass_first else 'together'})",
+        answers,
+        winner="by hand" if manual else "automatic",
+        charged=charged,
+        refunded=refunded,
+    )

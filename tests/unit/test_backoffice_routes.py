@@ -48,6 +48,7 @@ def ids(db, catalogue, dummy_customer, now):
         "code_id": catalogue["codes"]["PEC5"].id,
         "staff_id": other.id,
         "customer_id": dummy_customer.id,
+        "service_id": service.id,
         "_admin": admin,
     }
 

@@ -487,7 +487,7 @@ def test_renewal_orders_cannot_be_paid_by_the_customer(fake, service):
     order = _db.session.get(Order, renewal_of(service).order_id)
     assert order.status is OrderStatus.PENDING_PAYMENT
     with pytest.raises(InvalidTransition):
-        payable_order(order)
+        payable_order(order, datetime.now(UTC).date())
 
 
 def test_saved_card_charge_left_unknown_is_reconciled(fake, dummy_customer, pec, card, now):

@@ -14,8 +14,8 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from webapp.account.forms import AutoRenewForm, FrequencyForm, ServiceCardForm
-from webapp.clock import format_day, now_utc, rome_date
+from webapp.account.forms import AutoRenewForm, FrequencyForm, RenewForm, ServiceCardForm
+from webapp.clock import add_years, format_day, now_utc, rome_date
 from webapp.errors import DomainError, InvalidTransition
 from webapp.extensions import db
 from webapp.htmx import is_htmx, redirect_to, render, render_cached
@@ -27,14 +27,15 @@ from webapp.payments.gateway import GatewayRefused, GatewayUnavailable
 from webapp.payments.models import Payment, PaymentStatus
 from webapp.payments.picker import CardRow
 from webapp.payments.refunds import refunds_of_orders
-from webapp.renewals import rows
+from webapp.renewals import manual, rows
 from webapp.renewals import services as renewals
 from webapp.renewals.engine import RenewalOutcome, default_worker, retry_renewal, use_new_card
+from webapp.renewals.lifecycle import life_of
 from webapp.renewals.models import Renewal, RenewalStatus, Service
 from webapp.shop.models import OrderKind, OrderStatus
-from webapp.shop.services import get_order, list_orders
+from webapp.shop.services import get_or_create_cart, get_order, list_orders
 from webapp.signing import BadSignature
-from webapp.transaction import commit, rollback
+from webapp.transaction import commit, once_more_after_conflict, rollback
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,55 @@ def _retry_message(service: Service, outcome: str) -> str:
     if outcome == "skipped":
         return _("Il rinnovo di %(name)s è già in corso.", name=name)
     return _("Riproveremo a breve il rinnovo di %(name)s.", name=name)
+
+
+# --- Rinnova (renewal by hand) -------------------------------------------------------------------
+
+
+def _renew_page(service: Service, status: int = 200, error: str | None = None):
+    """The renewal of one service: its state, and the years to choose with the new expiry."""
+    now = now_utc()
+    life = life_of(service, rome_date(now))
+    price = renewals.renewal_price(service, day=rome_date(now))
+    options = [
+        (years, add_years(service.expires_at, years), price.yearly_net_cents * years)
+        for years in manual.renewal_years(service)
+    ]
+    return render(
+        "area/renew.html",
+        "area/renew.html",
+        status=status,
+        service=service,
+        life=life,
+        options=options,
+        chosen=service.frequency_years,
+        error=error,
+    )
+
+
+@bp.get("/servizi/<int:service_id>/rinnova")
+def renew_service(service_id: int):
+    """ "Rinnova" in I miei servizi and "Rinnova ora" in the e-mails land here."""
+    return _renew_page(_own_service(service_id))
+
+
+@bp.post("/servizi/<int:service_id>/rinnova")
+def add_renewal(service_id: int):
+    """Put the renewal in the cart and go to the checkout (twins update the same line)."""
+    service = _own_service(service_id)
+    years = RenewForm().years.data
+
+    def add() -> None:
+        cart = get_or_create_cart(current_user.id, None)
+        manual.add_to_cart(cart, service, years, now_utc())
+        commit()
+
+    try:
+        once_more_after_conflict(add)
+    except DomainError as exc:
+        rollback()
+        return _renew_page(service, 422, exc.message)
+    return redirect_to(url_for("shop.checkout"))
 
 
 # --- saved cards ---------------------------------------------------------------------------------

@@ -95,6 +95,12 @@ class FrequencyForm(InputForm):
     frequency_years = StringField(filters=[to_int])
 
 
+class RenewForm(InputForm):
+    """ "Rinnova": how many years the renewal by hand buys (the service's product says which)."""
+
+    years = StringField(filters=[to_int])
+
+
 class ServiceCardForm(InputForm):
     card_id = StringField(
         validators=[

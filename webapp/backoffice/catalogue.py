@@ -40,6 +40,9 @@ PRODUCT_FIELDS = (
     "yearly_price_cents",
     "promotional",
     "active",
+    "renewable_by_hand",
+    "renew_before_days",
+    "grace_days",
 )
 CODE_FIELDS = (
     "code",
@@ -80,6 +83,8 @@ def _product_values(form, creating: bool) -> dict:
     }
     if not values["name"]:
         raise InvalidChoice(_("Il nome del prodotto è obbligatorio."))
+    if form.get("life") == "1":  # the form's "Dopo la scadenza" fields (issue 28)
+        values |= _life_values(form)
     if creating:
         sku = (form.get("sku") or "").strip().upper()[:40]
         if not sku:
@@ -93,6 +98,17 @@ def _product_values(form, creating: bool) -> dict:
         values["sku"] = sku
         values["yearly_price_cents"] = parse_cents(form.get("price"), _("Prezzo annuale"))
     return values
+
+
+def _life_values(form) -> dict:
+    """Renewable by hand, from how many days before the expiry, and the grace window after it."""
+    before = optional_int(form.get("renew_before_days"), _("Giorni prima della scadenza"), 0, 3660)
+    grace = optional_int(form.get("grace_days"), _("Giorni dopo la scadenza"), 0, 3660) or 0
+    return {
+        "renewable_by_hand": form.get("renewable_by_hand") == "1",
+        "renew_before_days": before,
+        "grace_days": grace,
+    }
 
 
 def save_product(product: Product | None, form, staff: StaffUser, rid: str) -> Product:

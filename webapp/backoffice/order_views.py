@@ -9,12 +9,13 @@ from webapp.backoffice import operations as ops
 from webapp.backoffice import services as bo
 from webapp.backoffice.blueprint import act, bp, current_staff, get_or_404, page, request_id
 from webapp.backoffice.forms import parse_cents, parse_day, reason_of
-from webapp.clock import now_utc
+from webapp.clock import now_utc, rome_date
 from webapp.htmx import render
 from webapp.money import format_eur
 from webapp.payments import flows
 from webapp.payments.models import Payment, Refund, RefundStatus
 from webapp.payments.withdrawal import withdrawal_deadline
+from webapp.renewals.lifecycle import life_of
 from webapp.shop.models import Customer, Order
 
 
@@ -125,4 +126,7 @@ def settle_payment(payment_id: int):
 def view_customer(customer_id: int):
     """A customer: details, orders, services."""
     customer = get_or_404(Customer, customer_id)
-    return page("backoffice/customer.html", c=bo.customer_file(customer))
+    file = bo.customer_file(customer)
+    today = rome_date(now_utc())
+    lives = {s.id: life_of(s, today) for s in file.services}  # "Attivo" … "Cessato"
+    return page("backoffice/customer.html", c=file, lives=lives)

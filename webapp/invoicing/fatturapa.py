@@ -212,6 +212,9 @@ def _line(number: int, line: dict, rate: str):
     ]
     if line.get("unit"):
         parts.append(E.UnitaMisura(line["unit"]))
+    if line.get("period_start") and line.get("period_end"):  # a renewal's period (issue 28)
+        parts.append(E.DataInizioPeriodo(line["period_start"]))
+        parts.append(E.DataFinePeriodo(line["period_end"]))
     parts += [
         E.PrezzoUnitario(amount(line["unit_price_cents"])),
     ]

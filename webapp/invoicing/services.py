@@ -145,8 +145,12 @@ def lines_of(kind: OrderKind, discount_code: str | None, order_lines) -> list[di
     lines = []
     for line in order_lines:
         years = "1 anno" if line.years == 1 else f"{line.years} anni"
-        what = "Rinnovo" if kind is OrderKind.RENEWAL else "Servizio"
+        period = _period_of(line)
+        what = "Rinnovo" if kind is OrderKind.RENEWAL or period else "Servizio"
         description = f"{what} {line.product_name} ({line.kind.label}), {years}"
+        if period:
+            start, end = (date.fromisoformat(day) for day in period.values())
+            description += f", dal {start:%d/%m/%Y} al {end:%d/%m/%Y}"
         if line.discount_cents and discount_code:
             description += f", codice sconto {discount_code}"
         lines.append(
@@ -157,9 +161,21 @@ def lines_of(kind: OrderKind, discount_code: str | None, order_lines) -> list[di
                 "unit_price_cents": line.yearly_price_cents,
                 "discount_cents": line.discount_cents,
                 "net_cents": line.net_cents,
+                **period,
             }
         )
     return lines
+
+
+def _period_of(line) -> dict:
+    """A renewal line's period (FatturaPA DataInizioPeriodo/DataFinePeriodo): from the day
+    after the renewed expiry (a service is valid through its expiry day) to the new expiry day."""
+    renews_from = getattr(line, "renews_from", None)
+    renews_to = getattr(line, "renews_to", None)
+    if renews_from is None or renews_to is None:
+        return {}
+    start = rome_date(renews_from) + timedelta(days=1)
+    return {"period_start": start.isoformat(), "period_end": rome_date(renews_to).isoformat()}
 
 
 def invoice_of_order(order_id: int, session: Session | None = None) -> Invoice | None:

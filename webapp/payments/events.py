@@ -28,6 +28,12 @@ order_paid = _signals.signal("order-paid")
 #: batch_settled=True, but only when a receiver of it is not marked `@handles_orders_paid`.
 orders_paid = _signals.signal("orders-paid")
 
+#: A payment is about to be started for an order (before the bank is asked). sender: the Order;
+#: kwargs: today (date, in Italy). A receiver that finds the order no longer payable (e.g. a
+#: renewal line whose period another payment has already renewed) raises a DomainError with the
+#: reason: nothing is recorded and the bank is not asked.
+order_payable = _signals.signal("order-payable")
+
 #: A payment attempt ended without money taken. sender: the Payment; kwargs: now.
 payment_failed = _signals.signal("payment-failed")
 

@@ -196,8 +196,9 @@ def settle_hosted_payment(gateway_ref: str, now: datetime) -> PaymentResult:
 
 
 def _refund_if_duplicate(payment: Payment, now: datetime) -> PaymentResult:
-    """A duplicate capture is refunded at once (the reconciliation job retries what fails)."""
-    if payment.status is PaymentStatus.DUPLICATE:
+    """A duplicate capture is refunded at once (the reconciliation job retries what fails), and
+    so is a refund the settlement recorded (a renewal line whose period was already renewed)."""
+    if payment.status is PaymentStatus.DUPLICATE or payment.refunded_cents:
         execute_open_refunds(payment, now)
     return result_of(payment)
 

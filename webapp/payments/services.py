@@ -8,16 +8,17 @@ move payment and order with compare-and-set transitions (see webapp.statemachine
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import func, select, update
 
+from webapp.clock import rome_date
 from webapp.dbtypes import MAX_ID
 from webapp.errors import InvalidChoice, InvalidTransition, NotFound, PaymentError
 from webapp.extensions import db
-from webapp.payments.events import duplicate_captured, order_paid, payment_failed
+from webapp.payments.events import duplicate_captured, order_paid, order_payable, payment_failed
 from webapp.payments.gateway import (
     CardDetails,
     ChargeResult,
@@ -121,7 +122,7 @@ def save_card(customer_id: int, details: CardDetails) -> SavedCard:
 # --- starting payments ------------------------------------------------------------------------
 
 
-def payable_order(order: Order) -> None:
+def payable_order(order: Order, today: date) -> None:
     """Refuse to start a payment for an order that cannot be paid by card now."""
     if order.status is OrderStatus.PAID:
         raise InvalidTransition(_("L'ordine è già stato pagato."))
@@ -137,6 +138,7 @@ def payable_order(order: Order) -> None:
         )
     if order.payment_method is not PaymentMethod.CARD:
         raise InvalidChoice(_("Questo ordine si paga con bonifico bancario."))
+    order_payable.send(order, today=today)  # the packages above may refuse, with the reason
 
 
 def _hosted_slot(order: Order, now: datetime) -> tuple[Payment | None, int]:
@@ -177,7 +179,7 @@ def start_hosted_payment(
     rerun then reuses the winner's page. So the twins share one bank page, and the bank (which
     honours the key too) never opens a second one.
     """
-    payable_order(order)
+    payable_order(order, rome_date(now))
     reusable, number = _hosted_slot(order, now)
     if reusable is not None and reusable.redirect_url:
         # A double click or a reload of "Paga ora" goes back to the same bank page.
@@ -256,7 +258,7 @@ def begin_saved_card_payment(
     )
     if joined is not None:
         return joined  # this very form again (whatever its outcome), or the charge in flight
-    payable_order(order)
+    payable_order(order, today)
     card = get_card(card_id, customer_id)
     if card.is_expired(today):
         raise InvalidChoice(_("La carta %(card)s è scaduta: scegline un'altra.", card=card.masked))

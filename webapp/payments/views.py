@@ -75,7 +75,7 @@ def pay_order(order_id: int):
     """Paga ora su server sicuro: to the portal when there are saved cards, else to the bank."""
     order = get_order(order_id, current_user.id)
     try:
-        services.payable_order(order)
+        services.payable_order(order, rome_date(now_utc()))
     except DomainError as exc:
         return _to_order(order, exc.message)
     if services.list_cards(current_user.id):

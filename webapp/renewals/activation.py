@@ -17,6 +17,7 @@ from webapp.extensions import db
 from webapp.payments.events import order_paid
 from webapp.payments.models import Payment, SavedCard
 from webapp.renewals.events import service_renewed, services_activated
+from webapp.renewals.manual import apply_renewal_lines
 from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
 from webapp.renewals.services import RENEWAL_TRANSITIONS
 from webapp.shop.models import Order, OrderKind
@@ -42,6 +43,7 @@ def on_order_paid(
         renewal_paid(order, payment, now)
         return
     services = activate_order(order, card, now)
+    apply_renewal_lines(order, payment, now)  # renewal lines (by hand) extend their services
     services_activated.send(order, payment=payment, card=card, services=services, now=now)
 
 
@@ -51,6 +53,8 @@ def activate_order(order: Order, card: SavedCard | None, now: datetime) -> list[
         return []
     services = []
     for line in order.lines:
+        if line.service_id is not None:
+            continue  # a renewal line extends its service (renewals.manual)
         renews = line.auto_renew and card is not None
         service = Service(
             customer_id=order.customer_id,

@@ -14,8 +14,8 @@ from sqlalchemy import or_, select, update
 from webapp.extensions import db
 from webapp.payments.events import payment_refunded
 from webapp.payments.models import Payment, PaymentStatus, Refund
-from webapp.renewals.models import Service, ServiceStatus
-from webapp.shop.models import Order
+from webapp.renewals.models import Renewal, Service, ServiceStatus
+from webapp.shop.models import Order, OrderKind
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,13 @@ def cancel_order_services(order: Order, now: datetime) -> list[Service]:
     """Cancel the services a purchase started (or a renewal extended): auto-renewal off."""
     line_ids = [line.id for line in order.lines]
     renewed = [line.service_id for line in order.lines if line.service_id is not None]
+    if order.kind is not OrderKind.RENEWAL and renewed:
+        # A renewal line by hand counts only if it took its period (a refunded twin did not).
+        renewed = list(
+            db.session.scalars(
+                select(Renewal.service_id).where(Renewal.order_line_id.in_(line_ids))
+            )
+        )
     services = list(
         db.session.scalars(
             select(Service).where(

@@ -24,8 +24,10 @@ from webapp.clock import now_utc
 from webapp.extensions import db
 from webapp.payments.models import SavedCard
 from webapp.renewals.batch import batch_supported, run_batches
+from webapp.renewals.ceasing import after_expiry
 from webapp.renewals.charging import due_renewals, open_renewals, process
 from webapp.renewals.claims import default_worker
+from webapp.renewals.due_reminders import send_due_reminders
 from webapp.renewals.expiry import expire, expired_services
 from webapp.renewals.models import Renewal, RenewalStatus, Service
 from webapp.renewals.outcomes import RenewalOutcome, RenewalReport
@@ -55,6 +57,7 @@ def run_renewals(
     cfg = settings()
     report = RenewalReport()
     send_reminders(now, cfg, report)
+    send_due_reminders(now, report)  # services without auto-renewal: "Rinnova ora"
     open_renewals(now, cfg, report)
     if batch_supported():  # PostgreSQL: claim, record, charge and settle n at a time
         run_batches(now, worker, cfg, lease_clock, report)
@@ -63,6 +66,7 @@ def run_renewals(
             report.count(process(renewal_id, now, worker, cfg, lease_clock))
     for service_id in expired_services(now):
         report.count(expire(service_id, now, worker, cfg, lease_clock))
+    after_expiry(now, report)  # the grace window's notice, then "Cessato"
     return report
 
 

@@ -16,9 +16,11 @@ from webapp.extensions import db
 from webapp.payments.services import execute_card_charge
 from webapp.renewals.charging import after_charge, in_flight_charge
 from webapp.renewals.claims import claim, release, snapshot_ids, unclaim
+from webapp.renewals.lifecycle import life_of
 from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
 from webapp.renewals.outcomes import RenewalOutcome
 from webapp.renewals.services import RENEWAL_TRANSITIONS, RenewalSettings, queue_customer_email
+from webapp.renewals.timeline import STATE, record_event
 from webapp.shop.models import OrderStatus
 from webapp.shop.services import cancel_order
 from webapp.statemachine import transition
@@ -111,6 +113,16 @@ def _expire_claimed(
     if moved != 1:
         raise InvalidTransition("Servizio già rinnovato o scaduto.")
     db.session.refresh(service)
+    _tell_expired(service, period, now, was_renewing, renewal)
+    return RenewalOutcome.EXPIRED
+
+
+def _tell_expired(
+    service: Service, period: datetime, now: datetime, was_renewing: bool, renewal
+) -> None:
+    """The timeline's "Scaduto" and the e-mail ("Rinnova ora" while the grace window lasts)."""
+    record_event(service.id, STATE, "Scaduto", now)
+    life = life_of(service, rome_date(now))
     queue_customer_email(
         service,
         _("Servizio scaduto: %(name)s", name=service.product.name),
@@ -119,5 +131,5 @@ def _expire_claimed(
         expired_at=period,
         was_renewing=was_renewing,
         reason=renewal.failure_reason if renewal is not None else None,
+        grace_ends=rome_midnight(life.grace_ends) if life.renewable and life.grace_ends else None,
     )
-    return RenewalOutcome.EXPIRED

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from webapp.clock import now_utc
@@ -19,6 +19,7 @@ class ServiceStatus(enum.StrEnum):
     ACTIVE = "active"
     EXPIRED = "expired"
     CANCELLED = "cancelled"  # the order was refunded in full (withdrawal or staff refund)
+    CEASED = "ceased"  # "Cessato": the grace window after the expiry ended unrenewed (issue 28)
 
 
 class Service(db.Model):
@@ -101,6 +102,9 @@ class Renewal(db.Model):
     claimed_by: Mapped[str | None] = mapped_column(String(120))
     # One renewal order (kind RENEWAL) per renewal; each attempt is a Payment of it.
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), unique=True)
+    # A renewal by hand (issue 28): the paid renewal line of a purchase that took this period.
+    manual: Mapped[bool] = mapped_column(default=False, server_default=false())
+    order_line_id: Mapped[int | None] = mapped_column(ForeignKey("order_line.id"), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -110,3 +114,17 @@ class Renewal(db.Model):
     @property
     def open(self) -> bool:
         return self.status in OPEN_RENEWAL_STATUSES
+
+
+class ServiceEvent(db.Model):
+    """One entry of a service's timeline in the back office: a state change or an e-mail.
+
+    Renewals (automatic and by hand) are read from `renewal` itself; this table adds what has no
+    row of its own (issue 28).
+    """
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("service.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    kind: Mapped[str] = mapped_column(String(40))  # state / email / renewal
+    detail: Mapped[str] = mapped_column(String(300))

@@ -27,6 +27,8 @@ class RenewalReport:
     reminders: int = 0
     warnings: int = 0
     opened: int = 0
+    due_reminders: int = 0  # "Rinnova ora" reminders and notices (services without auto-renewal)
+    ceased: int = 0  # services whose grace window ended ("Cessato")
     outcomes: Counter[RenewalOutcome] = field(default_factory=Counter)
 
     def count(self, outcome: RenewalOutcome) -> None:
@@ -46,17 +48,20 @@ class RenewalReport:
 
     def __str__(self) -> str:
         return _(
-            "promemoria %(reminders)s, avvisi carta %(warnings)s, "
+            "promemoria %(reminders)s, promemoria rinnovo manuale %(due)s, "
+            "avvisi carta %(warnings)s, "
             "rinnovi aperti %(opened)s, addebitati %(charged)s, "
             "non riusciti %(failed)s, esito da verificare %(unknown)s, "
-            "scaduti %(expired)s, saltati %(skipped)s, errori %(errors)s",
+            "scaduti %(expired)s, cessati %(ceased)s, saltati %(skipped)s, errori %(errors)s",
             reminders=self.reminders,
+            due=self.due_reminders,
             warnings=self.warnings,
             opened=self.opened,
             charged=self.charged,
             failed=self.failed,
             unknown=self.unknown,
             expired=self.expired,
+            ceased=self.ceased,
             skipped=self.skipped,
             errors=self.errors,
         )

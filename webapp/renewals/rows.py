@@ -30,6 +30,9 @@ class ProductRow:
     name: str
     yearly_price_cents: int
     promotional: bool
+    renewable_by_hand: bool
+    renew_before_days: int | None
+    grace_days: int
 
     auto_renewable = Product.auto_renewable
     allowed_years = Product.allowed_years

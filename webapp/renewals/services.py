@@ -22,10 +22,12 @@ from webapp.extensions import db
 from webapp.money import vat_cents
 from webapp.outbox.services import queue_email
 from webapp.payments.models import SavedCard
+from webapp.renewals.lifecycle import Life, life_of
 from webapp.renewals.models import (
     Renewal,
     RenewalStatus,
     Service,
+    ServiceEvent,
     ServiceStatus,
 )
 from webapp.renewals.rows import RenewalRow, ServiceRead, ServiceRow
@@ -119,6 +121,10 @@ class RenewalPrice:
         return cls(years, net, vat_cents(net, vat_rate), split_payment)
 
     @property
+    def yearly_net_cents(self) -> int:
+        return self.net_cents // self.years
+
+    @property
     def total_cents(self) -> int:
         """What the card is charged."""
         return self.net_cents if self.split_payment else self.net_cents + self.vat_cents
@@ -195,6 +201,8 @@ class ServiceView:
     yearly_cents: int  # the list price of one year today (the frequency menu quotes it)
     renew_on: datetime  # the first instant of the renewal day in Italy (the row shows the day)
     card_ok: bool  # the card will still be valid on the renewal date
+    life: Life | None = None  # "Attivo", "In scadenza", "Scaduto", "Cessato"; "Rinnova" or not
+    auto_failed: bool = False  # the automatic renewal of this period failed (banner)
 
     @property
     def failed(self) -> bool:
@@ -217,9 +225,19 @@ def service_views(reads: list[ServiceRead], now: datetime) -> list[ServiceView]:
                 yearly_cents=read.yearly_cents,
                 renew_on=rome_midnight(day),
                 card_ok=card_usable(service.saved_card, day),
+                life=life_of(service, rome_date(now)),
+                auto_failed=_auto_failed(renewal),
             )
         )
     return views
+
+
+def _auto_failed(renewal: RenewalRow | None) -> bool:
+    """The automatic renewal of the current period failed (and may have given up at expiry)."""
+    return renewal is not None and (
+        renewal.status is RenewalStatus.FAILED
+        or (renewal.status is RenewalStatus.ABANDONED and renewal.failure_code is not None)
+    )
 
 
 def _check_manageable(service: Service) -> None:
@@ -423,7 +441,7 @@ def queue_customer_email(
     """Queue an e-mail about a service to its owner, with the links to the customer area."""
     customer = db.session.get(Customer, service.customer_id)
     shop_url = current_app.config["SHOP_BASE_URL"]
-    return queue_email(
+    sent = queue_email(
         customer.email,
         subject,
         template,
@@ -433,5 +451,9 @@ def queue_customer_email(
         shop_url=shop_url,
         area_url=f"{shop_url}/area-clienti",
         cards_url=f"{shop_url}/area-clienti/carte",
+        renew_url=f"{shop_url}/area-clienti/servizi/{service.id}/rinnova",  # "Rinnova ora"
         **context,
     )
+    if sent is not None:  # the back office's timeline of the service
+        db.session.add(ServiceEvent(service_id=service.id, kind="email", detail=subject[:300]))
+    return sent

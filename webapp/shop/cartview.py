@@ -8,7 +8,7 @@ rows. Checkout and every change to the cart still work on the ORM cart (shop.ser
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from sqlalchemy import bindparam, select
 
@@ -34,6 +34,9 @@ class LineRow:
     id: int
     years: int
     product: ProductRow
+    renews_from: datetime | None = None  # a renewal line: the expiry it renews from
+
+    renews_to = CartLine.renews_to
 
     @property
     def product_id(self) -> int:
@@ -58,6 +61,7 @@ def _statement(owner):
             _cart.c.discount_code_id,
             _line.c.id,
             _line.c.years,
+            _line.c.renews_from,
             _product.c.id.label("product_id"),
             _product.c.name,
             _product.c.kind,
@@ -86,7 +90,7 @@ def cart_rows(customer_id: int | None, anon_token: str | None, day: date) -> Car
     owner = customer_id if customer_id is not None else anon_token
     rows = db.session.execute(statement, {"owner": owner, "day": day}).all()
     lines = [
-        LineRow(r.id, r.years, ProductRow(r.product_id, r.name, r.kind))
+        LineRow(r.id, r.years, ProductRow(r.product_id, r.name, r.kind), r.renews_from)
         for r in rows
         if r.id is not None
     ]

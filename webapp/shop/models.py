@@ -8,11 +8,21 @@ from datetime import date, datetime
 from flask import current_app
 from flask_babel import gettext as _
 from flask_login import UserMixin
-from sqlalchemy import Column, Date, ForeignKey, Integer, String, Table, UniqueConstraint, false
+from sqlalchemy import (
+    Column,
+    Date,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    UniqueConstraint,
+    false,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from webapp.clock import now_utc
+from webapp.clock import add_years, now_utc
 from webapp.dbtypes import UTCDateTime, enum_column
 from webapp.extensions import db
 from webapp.i18n import lazy_gettext as _l
@@ -75,6 +85,17 @@ _LABELS = {
 MAX_YEARS = 5
 MAX_YEARS_PROMO = 2
 
+#: The life after expiry of a new product, by service (README, "The life of a service after its
+#: expiry"); the back office edits each product's own values.
+LIFE_DEFAULTS: dict[ServiceKind, dict] = {
+    ServiceKind.PEC: {"grace_days": 90},
+    ServiceKind.CONSERVAZIONE: {"grace_days": 90},
+    ServiceKind.SPID: {"grace_days": 30},
+    ServiceKind.FATTURAZIONE_PA: {"grace_days": 30},
+    ServiceKind.FIRMA_DIGITALE: {"renew_before_days": 90, "grace_days": 0},
+    ServiceKind.MARCA_TEMPORALE: {"renewable_by_hand": False, "grace_days": 0},
+}
+
 
 class Product(db.Model):
     """A sellable product; the price is per year, in cents, net of VAT."""
@@ -87,6 +108,18 @@ class Product(db.Model):
     yearly_price_cents: Mapped[int] = mapped_column(Integer)
     promotional: Mapped[bool] = mapped_column(default=False)
     active: Mapped[bool] = mapped_column(default=True)
+    # The life after expiry (issue 28; defaults per service in the README, editable in the back
+    # office). Renewal by hand: allowed at all (a Marca Temporale is consumed, not renewed), from
+    # how many days before the expiry (None: any time; Firma Digitale 90), and for how many days
+    # after it (the grace window, "Scaduto": PEC and Conservazione 90; then "Cessato").
+    renewable_by_hand: Mapped[bool] = mapped_column(default=True, server_default=true())
+    renew_before_days: Mapped[int | None] = mapped_column()
+    grace_days: Mapped[int] = mapped_column(default=0, server_default="0")
+
+    def __init__(self, **kwargs) -> None:
+        for name, value in LIFE_DEFAULTS.get(kwargs.get("kind"), {}).items():
+            kwargs.setdefault(name, value)
+        super().__init__(**kwargs)
 
     @property
     def auto_renewable(self) -> bool:
@@ -145,15 +178,28 @@ class Cart(db.Model):
 
 
 class CartLine(db.Model):
-    """One product in a cart; each line becomes one service."""
+    """One product in a cart; each line becomes one service, or renews one (a renewal line)."""
+
+    # One renewal line per service in a cart: a second "Rinnova" changes the same line.
+    __table_args__ = (UniqueConstraint("cart_id", "service_id", name="uq_cart_line_service"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     cart_id: Mapped[int] = mapped_column(ForeignKey("cart.id", ondelete="CASCADE"), index=True)
     product_id: Mapped[int] = mapped_column(ForeignKey("product.id"))
     years: Mapped[int] = mapped_column(default=1)
+    # A renewal line (issue 28): the service it renews and the expiry it renews from.
+    service_id: Mapped[int | None] = mapped_column(
+        ForeignKey("service.id", use_alter=True, name="fk_cart_line_service_id_service")
+    )
+    renews_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     cart: Mapped[Cart] = relationship(back_populates="lines")
     product: Mapped[Product] = relationship(lazy="joined")
+
+    @property
+    def renews_to(self) -> datetime | None:
+        """The new expiry the renewal line buys (from the current one, whatever the day)."""
+        return add_years(self.renews_from, self.years) if self.renews_from else None
 
 
 class DiscountKind(enum.StrEnum):
@@ -270,10 +316,14 @@ class OrderLine(db.Model):
     discount_cents: Mapped[int] = mapped_column(default=0)
     net_cents: Mapped[int] = mapped_column()
     auto_renew: Mapped[bool] = mapped_column(default=False)
-    # For a renewal order: the service this line renews.
+    # For a renewal order, or a renewal line of a purchase (issue 28): the service it renews.
     service_id: Mapped[int | None] = mapped_column(
         ForeignKey("service.id", use_alter=True, name="fk_order_line_service_id_service")
     )
+    # The period a renewal line buys: from the renewed expiry to the new one (the invoice line's
+    # DataInizioPeriodo/DataFinePeriodo, the order page's "dal … al …").
+    renews_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    renews_to: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     order: Mapped[Order] = relationship(back_populates="lines")
     product: Mapped[Product] = relationship()

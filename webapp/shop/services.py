@@ -165,6 +165,24 @@ def add_product(cart: Cart, product_id: int) -> CartLine:
     return line
 
 
+def add_renewal_line(
+    cart: Cart, product: Product, service_id: int, renews_from: datetime, years: int
+) -> CartLine:
+    """Put the renewal of a service in the cart (issue 28): a line that extends that service
+    from `renews_from` instead of starting a new one. The renewals package checks first that
+    the service can be renewed; a second "Rinnova" updates the same line (unique per service).
+    """
+    years = valid_years(product, years)
+    line = next((ln for ln in cart.lines if ln.service_id == service_id), None)
+    if line is None:
+        line = CartLine(product=product, service_id=service_id)
+        cart.lines.append(line)
+    line.years, line.renews_from = years, renews_from
+    _cart_changed(cart)
+    db.session.flush()
+    return line
+
+
 def _line_of(cart: Cart, line_id: int) -> CartLine:
     for line in cart.lines:
         if line.id == line_id:
@@ -227,7 +245,8 @@ def claim_anonymous_cart(anon_token: str | None, customer_id: int) -> None:
     cart = get_or_create_cart(customer_id, None)
     for line in list(anon.lines):
         anon.lines.remove(line)
-        cart.lines.append(CartLine(product_id=line.product_id, years=line.years))
+        if line.service_id is None:  # a renewal line is only ever a customer's
+            cart.lines.append(CartLine(product_id=line.product_id, years=line.years))
     db.session.delete(anon)
     _cart_changed(cart)
     db.session.flush()
@@ -473,7 +492,11 @@ def _order_of(cart: Cart, customer_id: int, checkout_token: str, now: datetime) 
                 list_cents=amounts.list_cents,
                 discount_cents=amounts.discount_cents,
                 net_cents=amounts.net_cents,
-                auto_renew=card and line.product.auto_renewable,
+                # A renewal line keeps the service's own Rinnovo automatico setting.
+                auto_renew=card and line.product.auto_renewable and line.service_id is None,
+                service_id=line.service_id,
+                renews_from=line.renews_from,
+                renews_to=line.renews_to,
             )
         )
     return order

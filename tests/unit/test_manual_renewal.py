@@ -1,0 +1,340 @@
+"""Issue 28: renewal by hand and the life of a service after its expiry, with the time-travel
+pass (`run_renewals(as_of)`) and a fake bank: each product's window, reminders to services
+without auto-renewal, "Cessato", and one period renewed once whoever pays it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.unit.invoicing_helpers import NS, hosted_payment, pay, xml_tree
+from tests.unit.renewal_fakes import FakeGateway, make_card, make_service
+from webapp.clock import add_years, rome_date
+from webapp.errors import InvalidChoice, InvalidTransition
+from webapp.extensions import db as _db
+from webapp.invoicing.models import Invoice
+from webapp.invoicing.xsd import schema_errors
+from webapp.outbox.models import OutboxEmail
+from webapp.payments.models import Refund
+from webapp.payments.services import payable_order, succeed_payment
+from webapp.renewals import manual
+from webapp.renewals.engine import run_renewals
+from webapp.renewals.lifecycle import LifeState, life_of
+from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
+from webapp.shop import services as shop
+from webapp.shop.models import Order, OrderKind, OrderStatus, PaymentMethod
+
+EXPIRES = datetime(2027, 1, 20, 10, 0, tzinfo=UTC)  # valid through 20/01/2027
+DAY = timedelta(days=1)
+
+
+def after(days: int) -> datetime:
+    """Noon-ish of the day `days` after the expiry day (negative: before it)."""
+    return EXPIRES + days * DAY
+
+
+@pytest.fixture
+def fake(app) -> FakeGateway:
+    gateway = FakeGateway()
+    app.extensions["gateway"] = gateway
+    return gateway
+
+
+@pytest.fixture
+def products(catalogue):
+    return catalogue["products"]
+
+
+def service_of(customer, product, auto_renew=False, card=None) -> Service:
+    return make_service(customer, product, expires_at=EXPIRES, auto_renew=auto_renew, card=card)
+
+
+def fresh(service: Service) -> Service:
+    _db.session.expire_all()
+    return _db.session.get(Service, service.id)
+
+
+def renewal_order(customer, service: Service, years: int, now: datetime) -> Order:
+    """ "Rinnova" → the cart → Conferma e completa l'ordine (card), as the views do."""
+    cart = shop.get_or_create_cart(customer.id, None)
+    manual.add_to_cart(cart, service, years, now)
+    shop.set_payment_method(cart, PaymentMethod.CARD)
+    order = shop.confirm_order(cart, customer.id, cart.checkout_token, True, now)
+    _db.session.commit()
+    return order
+
+
+def renew_by_hand(customer, service: Service, years: int, now: datetime) -> Order:
+    order = renewal_order(customer, service, years, now)
+    payable_order(order, rome_date(now))  # the check made before the bank is asked
+    pay(order, now)
+    _db.session.commit()
+    return order
+
+
+def mails(subject: str) -> list[OutboxEmail]:
+    _db.session.expire_all()
+    return list(
+        _db.session.scalars(
+            select(OutboxEmail)
+            .where(OutboxEmail.subject.contains(subject))
+            .order_by(OutboxEmail.id)
+        )
+    )
+
+
+# --- PEC: a grace window of 90 days ----------------------------------------------------------
+
+
+def test_pec_renewed_40_days_after_expiry_keeps_its_identity(fake, dummy_customer, products):
+    pec = service_of(dummy_customer, products["PEC-STD"])
+    run_renewals(after(1))
+    assert fresh(pec).status is ServiceStatus.EXPIRED
+    [expired] = mails("Servizio scaduto")
+    assert f"/area-clienti/servizi/{pec.id}/rinnova" in expired.body_text
+    assert "Puoi ancora rinnovarlo fino al 20/04/2027" in expired.body_text
+
+    now = after(40)
+    assert life_of(fresh(pec), rome_date(now)).state is LifeState.EXPIRED  # "Scaduto"
+    order = renew_by_hand(dummy_customer, fresh(pec), 2, now)
+
+    renewed = fresh(pec)
+    assert renewed.id == pec.id and renewed.order_line_id == pec.order_line_id
+    assert renewed.status is ServiceStatus.ACTIVE
+    assert renewed.expires_at == add_years(EXPIRES, 2)  # from the old expiry, not from today
+    count = _db.session.scalar(
+        select(func.count(Service.id)).where(Service.customer_id == dummy_customer.id)
+    )
+    assert count == 1  # no new service: the same box, the same address
+    [line] = _db.session.get(Order, order.id).lines
+    assert (line.service_id, line.renews_from, line.renews_to) == (
+        pec.id,
+        EXPIRES,
+        add_years(EXPIRES, 2),
+    )
+    renewal = _db.session.scalar(select(Renewal).where(Renewal.service_id == pec.id))
+    assert (renewal.status, renewal.manual, renewal.order_line_id) == (
+        RenewalStatus.SUCCEEDED,
+        True,
+        line.id,
+    )
+    assert life_of(renewed, rome_date(now)).state is LifeState.ACTIVE
+
+
+def test_pec_on_day_91_is_ceased_and_cannot_be_renewed(
+    fake, dummy_customer, products, client, auth
+):
+    pec = service_of(dummy_customer, products["PEC-STD"])
+    run_renewals(after(1))
+    run_renewals(after(83))  # a week before the window's last day (20/04/2027)
+    [notice] = mails("Ultimi giorni per rinnovare")
+    assert "lo conserviamo fino al 20/04/2027" in notice.body_text
+    assert f"/area-clienti/servizi/{pec.id}/rinnova" in notice.body_text
+    run_renewals(after(83))
+    assert len(mails("Ultimi giorni per rinnovare")) == 1  # once
+
+    report = run_renewals(after(90))  # the window's last day: still "Scaduto"
+    assert report.ceased == 0
+    assert life_of(fresh(pec), rome_date(after(90))).renewable
+
+    report = run_renewals(after(91))
+    assert report.ceased == 1
+    service = fresh(pec)
+    assert service.status is ServiceStatus.CEASED
+    life = life_of(service, rome_date(after(91)))
+    assert (life.state, life.renewable, life.label) == (LifeState.CEASED, False, "Cessato")
+    assert len(mails("Servizio cessato")) == 1
+    cart = shop.get_or_create_cart(dummy_customer.id, None)
+    with pytest.raises(InvalidChoice, match="cessato"):
+        manual.add_to_cart(cart, service, 1, after(91))
+
+    auth.login()
+    page = client.get("/area-clienti/").get_data(as_text=True)
+    assert f'id="service-{pec.id}-status">Cessato<' in page
+    assert f'id="service-{pec.id}-renew"' not in page  # no "Rinnova"
+    answer = client.post(f"/area-clienti/servizi/{pec.id}/rinnova", data={"years": "1"})
+    assert answer.status_code == 422
+
+
+# --- Firma Digitale: only in the 90 days before expiry; Marca Temporale: never ---------------
+
+
+def test_firma_digitale_renews_only_in_the_90_days_before_expiry(fake, dummy_customer, products):
+    firma = service_of(dummy_customer, products["FIRMA-R"])
+    early = life_of(firma, rome_date(after(-91)))
+    assert not early.renewable and "solo nei 90 giorni prima della scadenza" in early.reason
+    assert early.renew_from == rome_date(EXPIRES) - timedelta(days=90)
+    assert life_of(firma, rome_date(after(-90))).renewable
+    assert life_of(firma, rome_date(EXPIRES)).renewable  # the expiry day itself
+
+    run_renewals(after(1))
+    expired = fresh(firma)
+    life = life_of(expired, rome_date(after(1)))
+    assert (life.state, life.renewable) == (LifeState.CEASED, False)
+    cart = shop.get_or_create_cart(dummy_customer.id, None)
+    with pytest.raises(InvalidChoice):
+        manual.add_to_cart(cart, expired, 1, after(1))
+
+
+def test_firma_renewal_paid_after_expiry_is_refused_before_the_bank(fake, dummy_customer, products):
+    firma = service_of(dummy_customer, products["FIRMA-R"])
+    order = renewal_order(dummy_customer, firma, 1, after(-5))  # in the cart before expiry
+    with pytest.raises(InvalidChoice, match="cessato"):
+        payable_order(order, rome_date(after(1)))  # paid the day after: refused
+
+
+def test_marca_temporale_is_never_renewable(fake, dummy_customer, products):
+    marca = service_of(dummy_customer, products["MARCHE-50"])
+    life = life_of(marca, rome_date(after(-10)))
+    assert not life.renewable and "non si rinnova" in life.reason
+
+
+# --- never twice -------------------------------------------------------------------------------
+
+
+def test_service_renewed_by_hand_is_not_charged_by_the_automatic_pass(
+    fake, dummy_customer, products
+):
+    card = make_card(dummy_customer)
+    pec = service_of(dummy_customer, products["PEC-STD"], auto_renew=True, card=card)
+    renew_by_hand(dummy_customer, pec, 1, after(-20))  # "Rinnova" with auto-renew on
+    assert fresh(pec).expires_at == add_years(EXPIRES, 1)
+    for days in (-15, -10, -5, -1, 0, 1):
+        run_renewals(after(days))
+    assert fake.calls == []  # the card was never charged for the period renewed by hand
+    renewals = _db.session.scalar(
+        select(func.count(Order.id)).where(Order.kind == OrderKind.RENEWAL)
+    )
+    assert renewals == 0
+    assert fresh(pec).expires_at == add_years(EXPIRES, 1)
+    assert fresh(pec).auto_renew  # the next period renews automatically as before
+
+
+def test_failed_automatic_renewal_then_renewed_by_hand_is_not_retried(
+    fake, dummy_customer, products, client, auth
+):
+    card = make_card(dummy_customer)
+    pec = service_of(dummy_customer, products["PEC-STD"], auto_renew=True, card=card)
+    fake.mode = "insufficient_funds"
+    run_renewals(after(-15))
+    assert len(fake.calls) == 1
+    auth.login()
+    page = client.get("/area-clienti/").get_data(as_text=True)
+    assert "Il rinnovo automatico non è riuscito" in page
+    assert f'href="/area-clienti/servizi/{pec.id}/rinnova">Rinnova ora</a>' in page
+
+    fake.mode = "ok"
+    renew_by_hand(dummy_customer, fresh(pec), 1, after(-12))
+    renewal = _db.session.scalar(select(Renewal).where(Renewal.service_id == pec.id))
+    assert (renewal.status, renewal.manual) == (RenewalStatus.SUCCEEDED, True)
+    assert _db.session.get(Order, renewal.order_id).status is OrderStatus.CANCELLED
+    run_renewals(after(-10))  # a retry day of the failed automatic renewal
+    assert len(fake.calls) == 1  # not charged again
+    assert fresh(pec).expires_at == add_years(EXPIRES, 1)
+
+
+def test_two_renewal_orders_for_one_period_extend_once(fake, dummy_customer, products):
+    pec = service_of(dummy_customer, products["PEC-STD"])
+    now = after(-10)
+    first = renewal_order(dummy_customer, pec, 1, now)
+    second = renewal_order(dummy_customer, fresh(pec), 1, now)  # a second tab
+    pay(first, now)
+    _db.session.commit()
+    with pytest.raises(InvalidTransition, match="già stato rinnovato"):
+        payable_order(_db.session.get(Order, second.id), rome_date(now))  # before the bank
+
+    # Paid anyway (both bank pages open at once): refunded at once, extended once.
+    payment = hosted_payment(_db.session.get(Order, second.id))
+    succeed_payment(payment, None, now)
+    _db.session.commit()
+    assert fresh(pec).expires_at == add_years(EXPIRES, 1)
+    [refund] = _db.session.scalars(select(Refund).where(Refund.payment_id == payment.id)).all()
+    assert refund.amount_cents == payment.amount_cents
+    count = _db.session.scalar(select(func.count(Renewal.id)).where(Renewal.service_id == pec.id))
+    assert count == 1
+    assert fresh(pec).status is ServiceStatus.ACTIVE  # the refund does not cancel the service
+
+
+# --- reminders to services without auto-renewal ------------------------------------------------
+
+
+def test_reminders_60_30_7_and_0_days_before_with_rinnova_ora(fake, dummy_customer, products):
+    pec = service_of(dummy_customer, products["PEC-STD"])
+    sent = []
+    for days in range(-62, 1):
+        report = run_renewals(after(days) - timedelta(hours=1))
+        run_renewals(after(days))  # a second pass the same day sends nothing more
+        if report.due_reminders:
+            sent.append(-days)
+    assert sent == [60, 30, 7, 0]
+    reminders = mails("Promemoria: PEC Standard scade il 20/01/2027")
+    assert len(reminders) == 3
+    assert len(mails("PEC Standard scade oggi")) == 1
+    text = reminders[1].body_text  # the 30-day one
+    assert "tra 30 giorni" in text
+    assert "Rinnovarlo per 1 anno costa € 6,10 (IVA inclusa)" in text
+    assert "scadrà il 20/01/2028" in text
+    assert f"/area-clienti/servizi/{pec.id}/rinnova" in text.split("Rinnova ora: ")[1]
+    keys = {m.dedupe_key for m in reminders}
+    assert f"renew-due-{pec.id}-{rome_date(after(-30)).isoformat()}" in keys
+
+
+def test_no_reminder_after_renewal_nor_to_auto_renewing_services(fake, dummy_customer, products):
+    card = make_card(dummy_customer)
+    pec = service_of(dummy_customer, products["PEC-STD"])
+    service_of(dummy_customer, products["PEC-PRO"], auto_renew=True, card=card)
+    renew_by_hand(dummy_customer, pec, 1, after(-45))
+    for days in (-30, -7, 0):
+        assert run_renewals(after(days)).due_reminders == 0
+
+
+# --- the invoice line carries the period ---------------------------------------------------------
+
+
+def test_invoice_line_has_the_renewed_period_and_is_valid(fake, dummy_customer, products):
+    pec = service_of(dummy_customer, products["PEC-STD"])
+    order = renew_by_hand(dummy_customer, pec, 2, after(-10))
+    invoice = _db.session.scalar(select(Invoice).where(Invoice.order_id == order.id))
+    assert invoice is not None
+    [line] = invoice.lines
+    assert line["period_start"] == "2027-01-21" and line["period_end"] == "2029-01-20"
+    assert "dal 21/01/2027 al 20/01/2029" in line["description"]
+    xml = invoice.xml
+    assert schema_errors(xml) == []
+    tree = xml_tree(xml)
+    detail = tree.find(".//DettaglioLinee", NS)
+    assert detail.findtext("DataInizioPeriodo") == "2027-01-21"
+    assert detail.findtext("DataFinePeriodo") == "2029-01-20"
+
+
+def test_payment_refused_before_the_bank_while_the_automatic_charge_is_in_flight(
+    fake, dummy_customer, products
+):
+    card = make_card(dummy_customer)
+    pec = service_of(dummy_customer, products["PEC-STD"], auto_renew=True, card=card)
+    order = renewal_order(dummy_customer, pec, 1, after(-16))
+    fake.mode = "timeout_after_charge"  # charged, the answer lost: the outcome is to be asked
+    run_renewals(after(-15))
+    with pytest.raises(InvalidTransition, match="in corso presso la banca"):
+        payable_order(_db.session.get(Order, order.id), rome_date(after(-15)))
+    fake.mode = "ok"
+    run_renewals(after(-14))  # the pass asks the bank: the automatic charge renewed the period
+    assert fresh(pec).expires_at == add_years(EXPIRES, 1)
+    with pytest.raises(InvalidTransition, match="già stato rinnovato"):
+        payable_order(_db.session.get(Order, order.id), rome_date(after(-14)))
+
+
+def test_a_payment_settled_after_the_service_ceased_is_refunded(fake, dummy_customer, products):
+    pec = service_of(dummy_customer, products["PEC-STD"])
+    run_renewals(after(1))
+    order = renewal_order(dummy_customer, fresh(pec), 1, after(90))  # the window's last day
+    run_renewals(after(91))  # "Cessato" before the bank's answer is settled
+    payment = pay(_db.session.get(Order, order.id), after(91))
+    _db.session.commit()
+    service = fresh(pec)
+    assert (service.status, service.expires_at) == (ServiceStatus.CEASED, EXPIRES)
+    [refund] = _db.session.scalars(select(Refund).where(Refund.payment_id == payment.id)).all()
+    assert refund.amount_cents == payment.amount_cents
+    assert _db.session.scalar(select(Renewal).where(Renewal.service_id == pec.id)) is None
