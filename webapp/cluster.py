@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from webapp.config import INSTANCE_DIR, PROJECT_DIR
@@ -194,22 +195,31 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "WERKZEUG_"))}
 
 
-def main() -> None:  # pragma: no cover - the README's `make cluster`, run by hand
-    from webapp.mailsink import MailSink
+@dataclass(frozen=True)
+class Ports:
+    front: int
+    nodes: list[int]
+    bank: int
+    mail: int
+    redis: int
 
-    database_url = os.environ.get("DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
-    if not database_url:
-        sys.exit("Set DATABASE_URL (PostgreSQL), or run through `make cluster`.")
-    port = int(os.environ.get("CLUSTER_PORT", "8080"))
-    count = int(os.environ.get("CLUSTER_NODES", "2"))  # 1 to compare one node with two
-    node_ports = [int(os.environ.get(f"NODE{i}_PORT", str(port + i))) for i in range(1, count + 1)]
-    bank_port = int(os.environ.get("CLUSTER_BANK_PORT", "8090"))
-    mail_port = int(os.environ.get("CLUSTER_MAIL_PORT", "8026"))
-    folder = INSTANCE_DIR / "cluster"
-    folder.mkdir(parents=True, exist_ok=True)
-    redis = RedisServer(int(os.environ.get("CLUSTER_REDIS_PORT", "6390")), folder).start()
-    shop_url = f"http://127.0.0.1:{port}"
-    env = {
+    @classmethod
+    def from_env(cls) -> Ports:
+        front = int(os.environ.get("CLUSTER_PORT", "8080"))
+        count = int(os.environ.get("CLUSTER_NODES", "2"))  # 1 to compare one node with two
+        nodes = [int(os.environ.get(f"NODE{i}_PORT", str(front + i))) for i in range(1, count + 1)]
+        return cls(
+            front=front,
+            nodes=nodes,
+            bank=int(os.environ.get("CLUSTER_BANK_PORT", "8090")),
+            mail=int(os.environ.get("CLUSTER_MAIL_PORT", "8026")),
+            redis=int(os.environ.get("CLUSTER_REDIS_PORT", "6390")),
+        )
+
+
+def cluster_env(database_url: str, ports: Ports, redis_url: str, folder: Path) -> dict[str, str]:
+    """The settings every process of the cluster shares."""
+    return {
         **_env(),
         "APP_ENV": os.environ.get("APP_ENV", "development"),
         "FLASK_APP": "wsgi",
@@ -217,56 +227,70 @@ def main() -> None:  # pragma: no cover - the README's `make cluster`, run by ha
         # One secret for every node: a session made on one node is read on the other.
         "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_hex(32),
         "BANK_SHARED_SECRET": os.environ.get("BANK_SHARED_SECRET") or secrets.token_hex(16),
-        "BANK_API_URL": f"http://127.0.0.1:{bank_port}",
+        "BANK_API_URL": f"http://127.0.0.1:{ports.bank}",
         "BANK_DATABASE_URL": os.environ.get("BANK_DATABASE_URL", f"sqlite:///{folder / 'bank.db'}"),
-        "SHOP_BASE_URL": shop_url,
-        "MAIL_PORT": str(mail_port),
-        "RATELIMIT_STORAGE_URI": redis.url,
+        "SHOP_BASE_URL": f"http://127.0.0.1:{ports.front}",
+        "MAIL_PORT": str(ports.mail),
+        "RATELIMIT_STORAGE_URI": redis_url,
         "TRUSTED_PROXY_HOPS": "1",
     }
+
+
+def start_cluster(ports: Ports, env: dict[str, str], folder: Path) -> list[Process]:
+    """The bank, the nodes, HAProxy once the nodes listen, and two schedulers."""
+    python = sys.executable
+    bank_args = [python, "-m", "webapp.bank", "--port", str(ports.bank)]
+    processes = [Process("bank", bank_args, env, folder / "bank.log").start()]
+    nodes = [app_node(f"node{i}", p, env, folder).start() for i, p in enumerate(ports.nodes, 1)]
+    for node, port in zip(nodes, ports.nodes, strict=True):
+        wait_for_port(port, 60, node.proc)
+    backends = {node.name: port for node, port in zip(nodes, ports.nodes, strict=True)}
+    processes += [*nodes, HAProxy(ports.front, backends, folder).start()]
+    scheduler = [python, "-m", "flask", "renewals", "scheduler"]
+    processes += [
+        Process(f"scheduler{i}", scheduler, env, folder / f"sched{i}.log").start() for i in (1, 2)
+    ]
+    return processes
+
+
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> None:  # pragma: no cover - the README's `make cluster`, run by hand
+    from webapp.mailsink import MailSink
+
+    database_url = os.environ.get("DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
+    if not database_url:
+        sys.exit("Set DATABASE_URL (PostgreSQL), or run through `make cluster`.")
+    ports = Ports.from_env()
+    folder = INSTANCE_DIR / "cluster"
+    folder.mkdir(parents=True, exist_ok=True)
+    redis = RedisServer(ports.redis, folder).start()
+    env = cluster_env(database_url, ports, redis.url, folder)
     # What `make loadtest` reads to check the money after a run against the cluster.
     (folder / "env").write_text(
         f"DATABASE_URL={database_url}\nBANK_DATABASE_URL={env['BANK_DATABASE_URL']}\n"
     )
-    flask = [sys.executable, "-m", "flask"]
-    subprocess.run([*flask, "db", "upgrade"], cwd=PROJECT_DIR, env=env, check=True)
-    subprocess.run([*flask, "seed-demo"], cwd=PROJECT_DIR, env=env, check=True)
-    sink = MailSink(port=mail_port, folder=folder / "mail", echo=True).start()
-    processes = [redis]
-    bank = Process(
-        "bank",
-        [sys.executable, "-m", "webapp.bank", "--port", str(bank_port)],
-        env,
-        folder / "bank.log",
-    ).start()
-    nodes = [
-        app_node(f"node{i}", p, env, folder).start() for i, p in enumerate(node_ports, start=1)
-    ]
-    processes += [bank, *nodes]
-    for node, p in zip(nodes, node_ports, strict=True):
-        wait_for_port(p, 60, node.proc)
-    backends = {f"node{i}": p for i, p in enumerate(node_ports, start=1)}
-    haproxy = HAProxy(port, backends, folder).start()
-    schedulers = [
-        Process(
-            f"scheduler{i}", [*flask, "renewals", "scheduler"], env, folder / f"sched{i}.log"
-        ).start()
-        for i in (1, 2)
-    ]
-    processes += [haproxy, *schedulers]
+    for command in (["db", "upgrade"], ["seed-demo"]):
+        subprocess.run(
+            [sys.executable, "-m", "flask", *command], cwd=PROJECT_DIR, env=env, check=True
+        )
+    sink = MailSink(port=ports.mail, folder=folder / "mail", echo=True).start()
+    processes = [redis, *start_cluster(ports, env, folder)]
+    front = f"http://127.0.0.1:{ports.front}"
     print(
-        f"\nShop (HAProxy):  {shop_url}  (X-Served-By: {' | '.join(backends)})\n"
-        f"Nodes:           {'  '.join(f'http://127.0.0.1:{p}' for p in node_ports)}\n"
-        f"Bank:            http://127.0.0.1:{bank_port}\n"
-        f"Metrics:         {shop_url}/metrics (from loopback)\n"
+        f"\nShop (HAProxy):  {front}  (X-Served-By: node1 .. node{len(ports.nodes)})\n"
+        f"Nodes:           {'  '.join(f'http://127.0.0.1:{p}' for p in ports.nodes)}\n"
+        f"Bank:            http://127.0.0.1:{ports.bank}\n"
+        f"Metrics:         {front}/metrics (from loopback)\n"
         f"Redis:           {redis.url}\nDatabase:        {database_url}\n"
         f"Logs and mail:   {folder}\n"
         "Demo login: demo@pecshop.test / demo12345 (staff logins printed above)\n"
         "Ctrl-C stops everything.\n",
         flush=True,
     )
-    # `kill`/a process manager's SIGTERM stops everything too, like Ctrl-C.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)  # a process manager's stop, like Ctrl-C
     try:
         while all(p.alive() for p in processes):
             time.sleep(0.5)

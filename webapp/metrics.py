@@ -78,7 +78,6 @@ class BusinessCollector:
 
     def _families(self, now: datetime):
         from webapp.outbox.models import OutboxEmail
-        from webapp.payments.models import Payment, Refund, RefundKind, RefundStatus
         from webapp.renewals.models import OPEN_RENEWAL_STATUSES, Renewal, RenewalStatus
 
         oldest_due = db.session.scalar(
@@ -117,17 +116,24 @@ class BusinessCollector:
             _age(oldest_unsent, now),
         )
         yield from _invoice_families(now)
-        duplicates = db.session.scalar(
-            select(func.count())
-            .select_from(Refund)
-            .join(Payment, Payment.id == Refund.payment_id)
-            .where(Refund.kind == RefundKind.DUPLICATE, Refund.status == RefundStatus.SUCCEEDED)
-        )
-        yield _gauge(
-            "pecshop_duplicate_captures_refunded",
-            "Second captures of an already paid order, refunded automatically.",
-            duplicates,
-        )
+        yield from _payment_families()
+
+
+def _payment_families():
+    """Second captures refunded: each one a customer charged twice for a moment."""
+    from webapp.payments.models import Payment, Refund, RefundKind, RefundStatus
+
+    duplicates = db.session.scalar(
+        select(func.count())
+        .select_from(Refund)
+        .join(Payment, Payment.id == Refund.payment_id)
+        .where(Refund.kind == RefundKind.DUPLICATE, Refund.status == RefundStatus.SUCCEEDED)
+    )
+    yield _gauge(
+        "pecshop_duplicate_captures_refunded",
+        "Second captures of an already paid order, refunded automatically.",
+        duplicates,
+    )
 
 
 def _invoice_families(now: datetime):
