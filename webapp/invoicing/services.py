@@ -22,6 +22,7 @@ from webapp.errors import NotFound
 from webapp.extensions import db
 from webapp.invoicing import fatturapa
 from webapp.invoicing.models import DocumentKind, Invoice, InvoiceCounter
+from webapp.invoicing.sdi_states import SdiState
 from webapp.invoicing.xsd import schema_errors
 from webapp.money import round_half_up_div, vat_cents
 from webapp.payments.models import Payment, Refund, RefundStatus
@@ -125,6 +126,12 @@ def snapshot_of(
         data["customer_type"] = profile.customer_type.value
     data["email"] = email
     return data
+
+
+def initial_state(snapshot: dict) -> SdiState:
+    """A document whose buyer gave no billing data is "Dati mancanti": it is never sent invalid
+    (the customer is asked, and it is rebuilt with the same number once the data is given)."""
+    return SdiState.TO_SEND if snapshot.get("address") else SdiState.MISSING_DATA
 
 
 def display_name(snapshot: dict) -> str:
@@ -266,6 +273,7 @@ def _credited(invoice: Invoice, refunded: int, order: Order) -> tuple[int, int, 
 def _finish(document: Invoice, order: Order) -> Invoice:
     """Give the document its id, file name and XML (checked against the XSD: a failure is
     logged, never raised, since it must not undo the payment)."""
+    document.sdi_state = initial_state(document.customer)
     db.session.add(document)
     db.session.flush()
     seller = seller_from_config()

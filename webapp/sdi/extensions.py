@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from flask import current_app
 from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import text
 from sqlalchemy.orm import DeclarativeBase
 
 
@@ -27,6 +28,7 @@ def sdi_now() -> datetime:
     clock = current_app.config.get("SDI_CLOCK")
     if clock:
         return clock()
-    from .models import Setting
-
-    return now_utc() + timedelta(seconds=Setting.get_int("clock_offset_seconds"))
+    offset = db.session.execute(
+        text("SELECT value FROM sdi_setting WHERE key = 'clock_offset_seconds'")
+    ).scalar()
+    return now_utc() + timedelta(seconds=offset or 0)

@@ -107,7 +107,7 @@ def build(
         outcome.append(E.Esito(esito or "EC01"))
         if esito == "EC02":
             outcome.append(E.Descrizione("Fattura rifiutata dall'amministrazione destinataria"))
-        parts.append(E.EsitoCommittente(*outcome))
+        parts.append(E.EsitoCommittente(*outcome, versione="1.0"))
     elif kind == "DT":
         parts.insert(
             1,
