@@ -136,4 +136,10 @@ def audit_log():
     return render("backoffice/audit.html", "backoffice/_audit.html", log=log)
 
 
-from webapp.backoffice import admin_views, export_views, order_views, queue_views  # noqa: E402, F401
+from webapp.backoffice import (  # noqa: E402, F401
+    admin_views,
+    export_views,
+    order_views,
+    queue_views,
+    sdi_views,
+)

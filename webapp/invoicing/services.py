@@ -21,7 +21,7 @@ from webapp.clock import ROME, rome_date
 from webapp.errors import NotFound
 from webapp.extensions import db
 from webapp.invoicing import fatturapa
-from webapp.invoicing.models import DocumentKind, Invoice, InvoiceCounter
+from webapp.invoicing.models import DocumentKind, Invoice, InvoiceCounter, Transmission
 from webapp.invoicing.sdi_states import SdiState
 from webapp.invoicing.xsd import schema_errors
 from webapp.money import round_half_up_div, vat_cents
@@ -355,6 +355,23 @@ def get_invoice(invoice_id: int, customer_id: int) -> Invoice:
     return invoice
 
 
+def legal_copy(invoice: Invoice) -> tuple[str, bytes]:
+    """The file name and XML the SdI took for this document (its delivered attempt), or the
+    document as issued while none was delivered."""
+    delivered = [
+        attempt
+        for attempt in db.session.scalars(
+            select(Transmission)
+            .where(Transmission.invoice_id == invoice.id)
+            .order_by(Transmission.id.desc())
+        )
+        if attempt.state.issued
+    ]
+    if delivered:
+        return delivered[0].file_name, delivered[0].xml
+    return invoice.file_name, invoice.xml
+
+
 def documents_between(date_from: date, date_to: date) -> list[Invoice]:
     """Documents issued on these Italian calendar days (both included), in number order."""
     start = datetime.combine(date_from, time.min, ROME)
@@ -373,9 +390,10 @@ def export_zip(date_from: date, date_to: date) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for invoice in documents_between(date_from, date_to):
-            info = zipfile.ZipInfo(invoice.file_name, date_time=_zip_time(invoice.issued_at))
+            name, xml = legal_copy(invoice)
+            info = zipfile.ZipInfo(name, date_time=_zip_time(invoice.issued_at))
             info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, invoice.xml)
+            archive.writestr(info, xml)
     return buffer.getvalue()
 
 
