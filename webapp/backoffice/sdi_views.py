@@ -97,20 +97,21 @@ def resend_invoice(invoice_id: int):
     """Reinvia: after the fix, a new attempt (new file name, same number), sent by the next pass."""
     invoice = get_or_404(Invoice, invoice_id)
 
-    def action():
-        attempt = resend(invoice.id, now_utc())
-        record(
-            current_staff(),
-            "fattura reinviata allo SdI",
-            "invoice",
-            invoice.id,
-            after={"file_name": attempt.file_name},
-            request_id=request_id(),
-        )
-        return attempt
-
     def done(attempt):
         flash(_("Nuovo invio preparato: %(name)s.", name=attempt.file_name), "success")
         return redirect_to(url_for("backoffice.view_sdi_invoice", invoice_id=invoice.id))
 
-    return act(action, lambda message: invoice_page(invoice, 422, message), done)
+    return act(lambda: _resend(invoice), lambda message: invoice_page(invoice, 422, message), done)
+
+
+def _resend(invoice: Invoice):
+    attempt = resend(invoice.id, now_utc())
+    record(
+        current_staff(),
+        "fattura reinviata allo SdI",
+        "invoice",
+        invoice.id,
+        after={"file_name": attempt.file_name},
+        request_id=request_id(),
+    )
+    return attempt

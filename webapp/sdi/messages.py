@@ -97,47 +97,13 @@ def build(
     """The signed XML of one notification (kind: RC NS MC NE AT DT)."""
     parts: list = [E.IdentificativoSdI(sdi_id), E.NomeFile(file_name[:50])]
     if kind == "NE":
-        outcome = [E.IdentificativoSdI(sdi_id)]
-        if reference:
-            outcome.append(
-                E.RiferimentoFattura(
-                    E.NumeroFattura(reference[0][:20]), E.AnnoFattura(str(reference[1]))
-                )
-            )
-        outcome.append(E.Esito(esito or "EC01"))
-        if esito == "EC02":
-            outcome.append(E.Descrizione("Fattura rifiutata dall'amministrazione destinataria"))
-        parts.append(E.EsitoCommittente(*outcome, versione="1.0"))
+        parts.append(_esito(sdi_id, esito or "EC01", reference))
     elif kind == "DT":
-        parts.insert(
-            1,
-            E.RiferimentoFattura(
-                E.NumeroFattura(reference[0][:20]), E.AnnoFattura(str(reference[1]))
-            ),
-        )
+        parts.insert(1, _reference(reference or ("0", now.year)))
         parts.append(E.Descrizione("Decorsi 15 giorni senza esito del committente"))
     else:
         parts.append(E.DataOraRicezione(_when(received_at)))
-    if kind == "RC":
-        parts += [E.DataOraConsegna(_when(now)), _recipient(recipient or "0000000")]
-    elif kind == "NS":
-        parts.append(
-            E.ListaErrori(
-                *[
-                    E.Errore(E.Codice(code), E.Descrizione(text[:255]))
-                    for code, text in errors or []
-                ]
-            )
-        )
-    elif kind == "MC":
-        parts.append(
-            E.Descrizione(
-                "Il destinatario non è raggiungibile: fattura a disposizione"
-                " nell'area riservata del cessionario/committente"
-            )
-        )
-    elif kind == "AT":
-        parts.append(_recipient(recipient or "000000"))
+    parts += _body(kind, now, recipient, errors)
     parts.append(E.MessageId(message_id))
     if kind == "AT":
         parts.append(E.HashFileOriginale(file_hash or ""))
@@ -146,6 +112,42 @@ def build(
         root.append(part)
     _sign(root, secret)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def _reference(reference: tuple[str, int]) -> etree._Element:
+    return E.RiferimentoFattura(
+        E.NumeroFattura(reference[0][:20]), E.AnnoFattura(str(reference[1]))
+    )
+
+
+def _esito(sdi_id: str, esito: str, reference: tuple[str, int] | None) -> etree._Element:
+    """The office's answer (EsitoCommittente) that the SdI forwards in its NE."""
+    outcome = [E.IdentificativoSdI(sdi_id)]
+    if reference:
+        outcome.append(_reference(reference))
+    outcome.append(E.Esito(esito))
+    if esito == "EC02":
+        outcome.append(E.Descrizione("Fattura rifiutata dall'amministrazione destinataria"))
+    return E.EsitoCommittente(*outcome, versione="1.0")
+
+
+def _body(kind: str, now: datetime, recipient: str | None, errors) -> list:
+    if kind == "RC":
+        return [E.DataOraConsegna(_when(now)), _recipient(recipient or "0000000")]
+    if kind == "NS":
+        listed = [
+            E.Errore(E.Codice(code), E.Descrizione(text[:255])) for code, text in errors or []
+        ]
+        return [E.ListaErrori(*listed)]
+    if kind == "MC":
+        text = (
+            "Il destinatario non è raggiungibile: fattura a disposizione"
+            " nell'area riservata del cessionario/committente"
+        )
+        return [E.Descrizione(text)]
+    if kind == "AT":
+        return [_recipient(recipient or "000000")]
+    return []
 
 
 def _sign(root: etree._Element, secret: str) -> None:
