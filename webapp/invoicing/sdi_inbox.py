@@ -16,6 +16,8 @@ from datetime import datetime
 from flask import current_app
 from lxml import etree
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from webapp.extensions import db
@@ -211,14 +213,22 @@ def _courtesy_copy(invoice: Invoice) -> None:
     )
 
 
+def _cursor() -> SdiCursor:
+    """The feed's cursor row. Guard: INSERT ... ON CONFLICT DO NOTHING, so two first passes
+    at once both find the one row."""
+    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    db.session.execute(
+        insert(SdiCursor)
+        .values(name="feed", position=0)
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+    return db.session.get(SdiCursor, "feed")
+
+
 def fetch_feed(now: datetime, sdi: SdiGateway | None = None, pages: int = 10) -> int:
     """Read the intermediary's feed from the stored cursor; returns how many were applied."""
     sdi = sdi or gateway()
-    cursor = db.session.get(SdiCursor, "feed")
-    if cursor is None:
-        cursor = SdiCursor(name="feed", position=0)
-        db.session.add(cursor)
-        db.session.flush()
+    cursor = _cursor()
     applied = 0
     for _ in range(pages):
         items = sdi.notifications(cursor.position)
