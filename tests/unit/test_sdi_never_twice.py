@@ -210,3 +210,28 @@ def test_missing_billing_data_holds_the_document_until_given(sdi, create_custome
     db.session.refresh(invoice)
     assert invoice.number_label == number
     assert invoice.sdi_state is SdiState.NOT_DELIVERED
+
+
+def test_the_sandbox_retries_its_webhook_with_backoff(sdi, create_customer, products, now):
+    from webapp.sdi.extensions import db as sdi_db
+    from webapp.sdi.models import Notification
+
+    invoice = _invoice(create_customer, products, now)
+    transmit_pass_only = run(sdi, now, push=False)
+    assert transmit_pass_only.sent == 1
+    sdi.webhook.down = True
+    assert sdi.push() == 0
+    with sdi.app_context():
+        note = sdi_db.session.scalars(sdi_db.select(Notification)).one()
+        assert note.attempts == 1 and note.next_attempt_at > sdi.clock()
+        first_retry = note.next_attempt_at
+    sdi.clock.now = first_retry
+    assert sdi.push() == 0  # still down: the next wait is longer
+    with sdi.app_context():
+        note = sdi_db.session.scalars(sdi_db.select(Notification)).one()
+        assert note.attempts == 2 and note.next_attempt_at - first_retry > first_retry - now
+        sdi.clock.now = note.next_attempt_at
+    sdi.webhook.down = False
+    assert sdi.push() == 1
+    db.session.expire_all()
+    assert sdi_state(invoice.id) is SdiState.DELIVERED

@@ -16,6 +16,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from flask import current_app
+from flask_babel import gettext as _
 from sqlalchemy import exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
@@ -173,7 +174,7 @@ def record_receipt(attempt: Transmission, sdi_id: str, now: datetime) -> None:
 def move(attempt: Transmission, learnt: SdiState, **values) -> bool:
     """Apply what was learnt to the attempt, if it moves the story on. Guard: compare-and-set on
     the state read, retried after a concurrent change (a webhook racing the feed)."""
-    for _ in range(3):
+    for _round in range(3):
         new = advance(attempt.state, learnt)
         if new is None:
             return False
@@ -214,14 +215,14 @@ def resend(invoice_id: int, now: datetime) -> Transmission:
     invoice = db.session.get(Invoice, invoice_id)
     latest = latest_attempt(invoice_id)
     if invoice is None or invoice.sdi_state is not SdiState.REJECTED or latest is None:
-        raise DomainError("Questa fattura non è da reinviare.")
+        raise DomainError(_("Questa fattura non è da reinviare."))
     if latest.reconciled or "00404" in latest.error_codes:
-        raise DomainError("Fattura già consegnata (scarto 00404): non va reinviata.")
+        raise DomainError(_("Fattura già consegnata (scarto 00404): non va reinviata."))
     # The SdI never took this document: its buyer data may still be corrected.
     invoice.customer = customer_snapshot(db.session.get(Customer, invoice.customer_id))
     attempt = open_attempt(invoice, now)
     if attempt is None:
-        raise DomainError("Un invio di questa fattura è già in corso.")
+        raise DomainError(_("Un invio di questa fattura è già in corso."))
     return attempt
 
 
