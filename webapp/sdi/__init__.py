@@ -17,6 +17,7 @@ from typing import Any
 from flask import Flask, jsonify, request
 from sqlalchemy import event
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 from werkzeug.wrappers import Response
 
 from .extensions import db
@@ -60,6 +61,7 @@ def create_sdi_app(config: dict[str, Any] | None = None) -> Flask:
         static_folder=str(PROJECT_ROOT / "static"),
         instance_path=str(PROJECT_ROOT / "instance"),
     )
+    app.url_map.converters["int"] = _IdConverter  # before any route is added
     app.config.update(_settings(config))
     app.config["SQLALCHEMY_DATABASE_URI"] = app.config["SDI_DATABASE_URL"]
     if app.config["SDI_DATABASE_URL"].startswith("sqlite:///"):
@@ -84,6 +86,14 @@ def create_sdi_app(config: dict[str, Any] | None = None) -> Flask:
 
         start_notifier(app)
     return app
+
+
+class _IdConverter(IntegerConverter):
+    """`<int:...>` ids: a number no id column holds is simply not found (404), not a 500."""
+
+    def __init__(self, url_map, *args, **kwargs) -> None:
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
