@@ -120,3 +120,13 @@ def test_the_notifications_also_arrive_by_the_feed_alone(sdi, create_customer, p
     assert [n.kind for n in attempt.notifications] == ["RC", "NE"]
     assert set(sdi.webhook.answers) == {200}
     assert sandbox_files(sdi)[0][2] == ["RC", "NE"]
+
+
+def test_flask_invoices_transmit_does_a_pass_now(app, sdi, create_customer, products, now):
+    invoice = paid_invoice(
+        buyer_with_code(create_customer, "TESTRC1", "cli@example.it"), products, now
+    )
+    result = app.test_cli_runner().invoke(args=["invoices", "transmit"])
+    assert result.exit_code == 0, result.output
+    assert "1 preparate, 1 inviate, 0 in attesa" in result.output
+    assert _state(invoice) is SdiState.DELIVERED  # the same pass read the feed
