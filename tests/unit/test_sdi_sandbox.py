@@ -215,3 +215,15 @@ def test_the_home_page_lists_files_notifications_and_test_codes(sandbox):
     page = sandbox.test_client().get("/").get_data(as_text=True)
     assert f"{SELLER}_00001.xml" in page and "RC" in page
     assert "Codici destinatario di prova" in page and "PAEC02" in page and "0000000" in page
+
+
+def test_the_sandbox_importing_the_shop_breaks_a_contract(tmp_path):
+    from tests.unit.test_layers import _copy, _lint
+
+    tree = _copy(tmp_path)
+    services = tree / "webapp" / "sdi" / "services.py"
+    services.write_text(services.read_text() + "\nimport webapp.invoicing.models  # noqa\n")
+    result = _lint(tree)
+    assert result.returncode != 0
+    assert "The mock SdI intermediary imports nothing of the shop" in result.stdout
+    assert "BROKEN" in result.stdout
