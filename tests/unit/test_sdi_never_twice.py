@@ -11,7 +11,9 @@ from datetime import timedelta
 
 import pytest
 from lxml import etree
+from sqlalchemy import select
 
+from tests.conftest import PG_URL
 from tests.unit.invoicing_helpers import PROFILES
 from tests.unit.sdi_helpers import attempts, buyer_with_code, paid_invoice, run, sandbox_files
 from webapp.extensions import db
@@ -235,3 +237,28 @@ def test_the_sandbox_retries_its_webhook_with_backoff(sdi, create_customer, prod
     assert sdi.push() == 1
     db.session.expire_all()
     assert sdi_state(invoice.id) is SdiState.DELIVERED
+
+
+@pytest.mark.skipif(not PG_URL, reason="the set-based batch issue is PostgreSQL's")
+def test_the_batch_renewals_invoices_go_the_same_way(sdi, create_customer, products, now):
+    from tests.unit.invoicing_helpers import confirmed_order, hosted_payment
+    from webapp.invoicing.batch import issue_invoices
+    from webapp.invoicing.models import Invoice
+    from webapp.payments.events import PaidOrder
+
+    paid = []
+    for i, code in enumerate(("TESTRC1", None)):
+        customer = buyer_with_code(create_customer, code, f"batch{i}@example.it")
+        order = confirmed_order(customer, products, now)
+        paid.append(PaidOrder(order.id, hosted_payment(order).id))
+    old = create_customer(email="old-batch@example.it", billing=False)
+    order = confirmed_order(old, products, now)
+    from webapp.shop.models import BillingProfile
+
+    db.session.query(BillingProfile).filter_by(customer_id=old.id).delete()
+    paid.append(PaidOrder(order.id, hosted_payment(order).id))
+    assert issue_invoices(paid, now) == 3
+    db.session.commit()
+    run(sdi, now)
+    states = db.session.scalars(select(Invoice.sdi_state).order_by(Invoice.order_id)).all()
+    assert [s.label for s in states] == ["Consegnata", "Non consegnata", "Dati mancanti"]
