@@ -219,7 +219,10 @@ def resend(invoice_id: int, now: datetime) -> Transmission:
     if latest.reconciled or "00404" in latest.error_codes:
         raise DomainError(_("Fattura già consegnata (scarto 00404): non va reinviata."))
     # The SdI never took this document: its buyer data may still be corrected.
-    invoice.customer = customer_snapshot(db.session.get(Customer, invoice.customer_id))
+    snapshot = customer_snapshot(db.session.get(Customer, invoice.customer_id))
+    if initial_state(snapshot) is not SdiState.TO_SEND:
+        raise DomainError(_("Mancano i dati di fatturazione del cliente: non si può reinviare."))
+    invoice.customer = snapshot
     attempt = open_attempt(invoice, now)
     if attempt is None:
         raise DomainError(_("Un invio di questa fattura è già in corso."))
