@@ -12,7 +12,7 @@ import pytest
 from tests.unit.backoffice_world import make_staff, staff_session
 from tests.unit.invoicing_helpers import PROFILES, confirmed_order, pay
 from tests.unit.sdi_helpers import attempts, buyer_with_code, paid_invoice, run
-from webapp.clock import now_utc
+from webapp.clock import ROME, now_utc
 from webapp.extensions import db
 from webapp.invoicing.sdi_states import SdiState
 from webapp.shop.billing import save_profile
@@ -70,8 +70,9 @@ def test_a_rejection_waits_in_the_queue_and_reinvia_sends_it_again(
     run(sdi, now)
     queue = staff_client.get("/backoffice/fatture/da-correggere").get_data(as_text=True)
     assert invoice.number_label in queue and "00311" in queue
-    deadline = (now + timedelta(days=5)).astimezone().strftime("%d/%m/%Y")
-    assert deadline[:5] in queue
+    (attempt,) = attempts(invoice.id)
+    deadline = (attempt.outcome_at + timedelta(days=5)).astimezone(ROME).strftime("%d/%m/%Y %H:%M")
+    assert deadline in queue
     save_profile(customer.id, replace(PROFILES["business_code"], sdi_code="TESTRC1"))
     db.session.commit()
     answer = staff_client.post(f"/backoffice/fatture/{invoice.id}/reinvia")
