@@ -225,3 +225,84 @@ def bank(app, tmp_path):
     with bank_app.app_context():
         bank_db.session.remove()
         bank_db.engine.dispose()
+
+
+class SdiWebhook:
+    """The sandbox's webhook POSTs delivered into the shop's test client (no sockets)."""
+
+    def __init__(self, shop_app):
+        self.client = shop_app.test_client()
+        self.answers: list[int] = []
+        self.down = False
+
+    def __call__(self, url, data, headers, timeout):
+        from types import SimpleNamespace
+        from urllib.parse import urlsplit
+
+        if self.down:
+            raise ConnectionError("shop unreachable (simulated)")
+        resp = self.client.post(urlsplit(url).path, data=data, headers=headers)
+        self.answers.append(resp.status_code)
+        return SimpleNamespace(status_code=resp.status_code)
+
+
+@pytest.fixture
+def sdi(app, tmp_path):
+    """The SdI · Sandbox on its own database, wired to the shop's SdI gateway client; its
+    clock is `sdi.clock` (move it with `sdi.clock.advance(days)`), its webhooks are delivered
+    by `sdi.push()` into the shop."""
+    from webapp.sdi import create_sdi_app
+
+    clock = SdiClock(FIXED_NOW)
+    sdi_app = create_sdi_app(
+        {
+            "TESTING": True,
+            "SDI_DATABASE_URL": f"sqlite:///{tmp_path / 'sdi.db'}",
+            "SDI_SHARED_SECRET": app.config["SDI_SHARED_SECRET"],
+            "SDI_CLIENT_ID": app.config["SDI_CLIENT_ID"],
+            "SDI_NOTIFY_ENABLED": False,
+            "SDI_WEBHOOK_URL": "http://shop.test/sdi/notifiche",
+            "SDI_CLOCK": clock,
+        }
+    )
+    transport = WSGITransport(sdi_app)
+    webhook = SdiWebhook(app)
+    sdi_app.config["SDI_NOTIFY_POST"] = webhook
+    app.extensions["sdi_gateway"].transport = transport
+    sdi_app.transport = transport
+    sdi_app.webhook = webhook
+    sdi_app.clock = clock
+
+    def push() -> int:
+        """Run the sandbox's notifier once (deadlines, then webhooks), as its thread would."""
+        from webapp.sdi.extensions import db as sdi_db
+        from webapp.sdi.notifier import deliver_due
+        from webapp.sdi.services import tick
+
+        with sdi_app.app_context():
+            tick(clock())
+            sdi_db.session.commit()
+            return deliver_due(clock())
+
+    sdi_app.push = push
+    yield sdi_app
+    from webapp.sdi.extensions import db as sdi_db
+
+    with sdi_app.app_context():
+        sdi_db.session.remove()
+        sdi_db.engine.dispose()
+
+
+class SdiClock:
+    """The sandbox's clock in tests: fixed, moved forward by `advance(days)`."""
+
+    def __init__(self, start):
+        self.now = start
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, days: float) -> None:
+        from datetime import timedelta
+
+        self.now += timedelta(days=days)

@@ -14,7 +14,13 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from webapp.assets import cache_static, static_url
-from webapp.config import DEFAULT_BANK_SECRET, DEFAULT_SECRET_KEY, PROJECT_DIR, Config
+from webapp.config import (
+    DEFAULT_BANK_SECRET,
+    DEFAULT_SDI_SECRET,
+    DEFAULT_SECRET_KEY,
+    PROJECT_DIR,
+    Config,
+)
 from webapp.dbtypes import MAX_ID
 from webapp.errors import NotFound
 from webapp.extensions import (
@@ -107,6 +113,8 @@ def _refuse_default_secrets(app: Flask) -> None:
         "",
     ):
         raise RuntimeError("In production set SECRET_KEY and BANK_SHARED_SECRET to real secrets.")
+    if app.config["SDI_SHARED_SECRET"] in (DEFAULT_SDI_SECRET, ""):
+        raise RuntimeError("In production set SDI_SHARED_SECRET (the intermediary's) too.")
 
 
 @event.listens_for(Engine, "connect")
@@ -121,6 +129,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def register_extensions(app: Flask) -> None:
+    from webapp.invoicing.sdi_gateway import HttpSdiGateway
     from webapp.payments.gateway import HttpGateway
 
     db.init_app(app)
@@ -139,6 +148,15 @@ def register_extensions(app: Flask) -> None:
             merchant_id=app.config["BANK_MERCHANT_ID"],
             secret=app.config["BANK_SHARED_SECRET"],
             timeout=app.config["BANK_TIMEOUT_SECONDS"],
+        ),
+    )
+    app.extensions.setdefault(
+        "sdi_gateway",
+        HttpSdiGateway(
+            api_url=app.config["SDI_API_URL"],
+            client_id=app.config["SDI_CLIENT_ID"],
+            secret=app.config["SDI_SHARED_SECRET"],
+            timeout=app.config["SDI_TIMEOUT_SECONDS"],
         ),
     )
     login_manager.login_view = "account.login"
@@ -204,6 +222,7 @@ def register_blueprints(app: Flask) -> None:
     from webapp.account.views import bp as account_bp
     from webapp.account.withdrawal import bp as withdrawal_bp
     from webapp.backoffice.views import bp as backoffice_bp
+    from webapp.invoicing.webhook import bp as sdi_webhook_bp
     from webapp.legal import bp as legal_bp
     from webapp.metrics import bp as metrics_bp
     from webapp.payments.views import bp as payments_bp
@@ -225,6 +244,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(legal_bp)
     app.register_blueprint(metrics_bp)
     register_sandbox(app)  # only when SANDBOX=1 with a token, never in production
+    csrf.exempt(sdi_webhook_bp)  # signed by the intermediary, no browser session involved
+    app.register_blueprint(sdi_webhook_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -12,8 +12,9 @@ from webapp.clock import now_utc
 from webapp.demo import DEMO_EMAIL, DEMO_PASSWORD, seed
 from webapp.extensions import db
 from webapp.invoicing.cli import invoices_cli
+from webapp.invoicing.sdi_jobs import transmit_pass
 from webapp.outbox.services import send_outbox
-from webapp.renewals.scheduler import renewals_cli
+from webapp.renewals.scheduler import MINUTE_JOBS, renewals_cli
 
 outbox_cli = AppGroup("outbox", help="The e-mail outbox.")
 
@@ -33,6 +34,12 @@ def seed_demo_command() -> None:
     seed_demo_staff()
 
 
+def transmit_invoices() -> str:
+    """The scheduler's job: documents to the SdI, and its notifications back."""
+    return str(transmit_pass(now_utc()))
+
+
 def register(app: Flask) -> None:
+    MINUTE_JOBS["fatture"] = transmit_invoices
     for command in (seed_demo_command, staff_cli, outbox_cli, renewals_cli, invoices_cli):
         app.cli.add_command(command)

@@ -10,6 +10,7 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 INSTANCE_DIR = PROJECT_DIR / "instance"
 DEFAULT_SECRET_KEY = "dev-secret-key-change-me"
 DEFAULT_BANK_SECRET = "dev-bank-secret-change-me"
+DEFAULT_SDI_SECRET = "dev-sdi-secret-change-me"
 
 
 def _bool(name: str, default: bool) -> bool:
@@ -42,6 +43,15 @@ class Config:
     BANK_MERCHANT_ID = os.environ.get("BANK_MERCHANT_ID", "pec-shop")
     BANK_SHARED_SECRET = os.environ.get("BANK_SHARED_SECRET", DEFAULT_BANK_SECRET)
     BANK_TIMEOUT_SECONDS = float(os.environ.get("BANK_TIMEOUT_SECONDS", "10"))
+
+    # The accredited intermediary that takes the invoices to the Sistema di Interscambio: its
+    # API, the shop's credentials there, and its name as the back office shows it. `make run`
+    # points them at the SdI · Sandbox (webapp.sdi); a real intermediary replaces it here.
+    SDI_API_URL = os.environ.get("SDI_API_URL", "http://127.0.0.1:5002")
+    SDI_CLIENT_ID = os.environ.get("SDI_CLIENT_ID", "pec-shop")
+    SDI_SHARED_SECRET = os.environ.get("SDI_SHARED_SECRET", DEFAULT_SDI_SECRET)
+    SDI_TIMEOUT_SECONDS = float(os.environ.get("SDI_TIMEOUT_SECONDS", "10"))
+    SDI_INTERMEDIARY = os.environ.get("SDI_INTERMEDIARY", "SdI · Sandbox")
 
     MAIL_SERVER = os.environ.get("MAIL_SERVER", "127.0.0.1")
     MAIL_PORT = int(os.environ.get("MAIL_PORT", "8025"))
@@ -166,6 +176,7 @@ class TestConfig(Config):
     MAIL_SUPPRESS_SEND = True
     RATELIMIT_ENABLED = False
     BANK_SHARED_SECRET = "test-bank-secret"
+    SDI_SHARED_SECRET = "test-sdi-secret"
     SERVER_NAME = None
     # Hashing strength is not under test; scrypt's cost would dominate the suite's time.
     PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"

@@ -1,4 +1,4 @@
-"""Run the whole system for development: shop, mock bank, renewal scheduler and a mail sink.
+"""Run the whole system for development: shop, mock bank, SdI sandbox, scheduler, mail sink.
 
 `python -m webapp.devserver` (the README's `make run` calls it after migrating and seeding).
 """
@@ -18,6 +18,7 @@ from webapp.mailsink import MailSink
 
 SHOP_PORT = int(os.environ.get("SHOP_PORT", "5000"))
 BANK_PORT = int(os.environ.get("BANK_PORT", "5001"))
+SDI_PORT = int(os.environ.get("SDI_PORT", "5002"))
 MAIL_PORT = int(os.environ.get("MAIL_PORT", "8025"))
 
 
@@ -46,6 +47,9 @@ def main() -> None:
         "FLASK_APP": "wsgi",
         "SHOP_BASE_URL": f"http://127.0.0.1:{SHOP_PORT}",
         "BANK_API_URL": f"http://127.0.0.1:{BANK_PORT}",
+        "SDI_API_URL": f"http://127.0.0.1:{SDI_PORT}",
+        # The sandbox pushes its notifications to the shop's webhook (and keeps them in its feed).
+        "SDI_WEBHOOK_URL": f"http://127.0.0.1:{SHOP_PORT}/sdi/notifiche",
         "MAIL_PORT": str(MAIL_PORT),
         # A local demo that QA's browser suite may run against (make e2e BASE_URL=...).
         "LOGIN_RATE_LIMIT": os.environ.get("LOGIN_RATE_LIMIT", "300 per minute"),
@@ -55,12 +59,14 @@ def main() -> None:
     python = sys.executable
     commands = {
         "banca": [python, "-m", "webapp.bank", "--port", str(BANK_PORT)],
+        "sdi": [python, "-m", "webapp.sdi", "--port", str(SDI_PORT)],
         "negozio": [python, "-m", "flask", "run", "--port", str(SHOP_PORT), "--no-reload"],
         "scheduler": [python, "-m", "flask", "renewals", "scheduler"],
     }
     processes = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
     print(
         f"\nNegozio:  http://127.0.0.1:{SHOP_PORT}\nBanca:    http://127.0.0.1:{BANK_PORT}\n"
+        f"SdI:      http://127.0.0.1:{SDI_PORT}\n"
         f"E-mail:   salvate in {INSTANCE_DIR / 'mail'} (SMTP su 127.0.0.1:{MAIL_PORT})\n"
         "Ctrl-C per fermare tutto.\n",
         flush=True,

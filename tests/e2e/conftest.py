@@ -24,6 +24,7 @@ from webapp.mailsink import MailSink
 
 CHROMIUM = Path("/usr/bin/chromium")
 BANK_SECRET = "e2e-bank-secret"
+SDI_SECRET = "e2e-sdi-secret"
 MERCHANT_ID = "pec-shop"
 SANDBOX_TOKEN = "e2e-sandbox-token"
 TIMEOUT_MS = 10_000
@@ -156,6 +157,8 @@ class Live:
     app: Flask | None = None
     bank_app: Flask | None = None
     errors: list[str] = field(default_factory=list)
+    sdi_url: str = ""
+    sdi_app: Flask | None = None
 
 
 def _free_port() -> int:
@@ -196,7 +199,9 @@ def live(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) 
     """
     remote = deployment_url(pytestconfig)
     if remote:
-        yield _deployment(remote)
+        deployment = _deployment(remote)
+        deployment.sdi_url = os.environ.get("SDI_URL", "http://127.0.0.1:5002").rstrip("/")
+        yield deployment
         return
     from webapp import create_app
     from webapp.bank import create_bank_app
@@ -205,6 +210,8 @@ def live(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) 
     from webapp.config import TestConfig
     from webapp.demo import seed
     from webapp.extensions import db
+    from webapp.sdi import create_sdi_app
+    from webapp.sdi.extensions import db as sdi_db
 
     folder = tmp_path_factory.mktemp("e2e")
     sink = MailSink(port=_free_port()).start()
@@ -226,6 +233,18 @@ def live(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) 
     deferred = _Deferred()
     shop_server, shop_thread = _serve(deferred)
     shop_url = f"http://127.0.0.1:{shop_server.server_port}"
+    # The SdI · Sandbox, its notifications pushed to the shop's webhook (and read by cursor).
+    sdi_app = create_sdi_app(
+        {
+            "SDI_DATABASE_URL": f"sqlite:///{folder / 'sdi.db'}",
+            "SDI_SHARED_SECRET": SDI_SECRET,
+            "SDI_CLIENT_ID": MERCHANT_ID,
+            "SDI_WEBHOOK_URL": f"{shop_url}/sdi/notifiche",
+            "SDI_NOTIFY_ENABLED": True,
+        }
+    )
+    sdi_server, sdi_thread = _serve(sdi_app)
+    sdi_url = f"http://127.0.0.1:{sdi_server.server_port}"
     app = create_app(
         TestConfig,
         {
@@ -238,6 +257,9 @@ def live(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) 
             "BANK_API_URL": bank_url,
             "BANK_SHARED_SECRET": BANK_SECRET,
             "BANK_MERCHANT_ID": MERCHANT_ID,
+            "SDI_API_URL": sdi_url,
+            "SDI_SHARED_SECRET": SDI_SECRET,
+            "SDI_CLIENT_ID": MERCHANT_ID,
             "WTF_CSRF_ENABLED": True,
             "RATELIMIT_ENABLED": False,
             "SANDBOX": True,
@@ -252,30 +274,72 @@ def live(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) 
         db.session.commit()
     deferred.app = app
 
-    system = Live(shop_url, bank_url, Sandbox(shop_url, bank_url, SANDBOX_TOKEN), app, bank_app)
+    sandbox = Sandbox(shop_url, bank_url, SANDBOX_TOKEN)
+    system = Live(shop_url, bank_url, sandbox, app, bank_app, sdi_url=sdi_url, sdi_app=sdi_app)
 
     def record(sender: Flask, exception: BaseException, **_) -> None:
         system.errors.append(f"{sender.name}: {exception!r}")
 
     got_request_exception.connect(record, app)
     got_request_exception.connect(record, bank_app)
+    got_request_exception.connect(record, sdi_app)
     yield system
 
     got_request_exception.disconnect(record, app)
     got_request_exception.disconnect(record, bank_app)
-    for server, thread in ((shop_server, shop_thread), (bank_server, bank_thread)):
+    got_request_exception.disconnect(record, sdi_app)
+    servers = ((shop_server, shop_thread), (bank_server, bank_thread), (sdi_server, sdi_thread))
+    for server, thread in servers:
         server.shutdown()
         server.server_close()
         thread.join(5)
-    notifier = bank_app.extensions.get("bank_notifier")
-    if notifier is not None:
-        notifier.stop()
-        notifier.join(5)
+    for notifier in (
+        bank_app.extensions.get("bank_notifier"),
+        sdi_app.extensions.get("sdi_notifier"),
+    ):
+        if notifier is not None:
+            notifier.stop()
+            notifier.join(5)
     sink.stop()
     with app.app_context():
         db.engine.dispose()
     with bank_app.app_context():
         bank_db.engine.dispose()
+    with sdi_app.app_context():
+        sdi_db.engine.dispose()
+
+
+@pytest.fixture
+def sdi_scheduler(live: Live) -> Iterator[None]:
+    """The scheduler's invoice job (`flask invoices transmit`) every half second, for the test.
+
+    Against a deployment its own scheduler does it (every minute): nothing is started.
+    """
+    if live.remote:
+        yield
+        return
+    from webapp.clock import now_utc
+    from webapp.extensions import db
+    from webapp.invoicing.sdi_jobs import transmit_pass
+
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            with live.app.app_context():
+                try:
+                    transmit_pass(now_utc())
+                except Exception as exc:  # a failing pass fails the test that caused it
+                    live.errors.append(f"transmit_pass: {exc!r}")
+                finally:
+                    db.session.remove()
+            stop.wait(0.5)
+
+    thread = threading.Thread(target=loop, name="e2e-sdi-scheduler", daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join(10)
 
 
 @pytest.fixture(autouse=True)

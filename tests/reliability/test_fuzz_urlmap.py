@@ -52,6 +52,9 @@ SHOP_TABLES = (
     "refund",
     "service",
     "renewal",
+    "invoice",
+    "sdi_transmission",
+    "sdi_notification",
 )
 BANK_TABLES = ("bank_card", "bank_charge", "bank_payment", "bank_notification")
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}

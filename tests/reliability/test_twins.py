@@ -23,6 +23,7 @@ from werkzeug.security import generate_password_hash
 
 from tests.reliability.conftest import (
     GOOD_PAN,
+    MERCHANT,
     PG,
     System,
     requires_postgres,
@@ -896,3 +897,72 @@ def test_renewal_by_hand_from_two_tabs_and_the_automatic_pass_renew_once(world, 
         charged=charged,
         refunded=refunded,
     )
+
+
+# --- SdI: one notification delivered by webhook 8 times at once -----------------------------------
+
+
+def _sent_invoice(world) -> tuple[int, str, str, str]:
+    """A paid order's invoice (a private buyer: MC) whose attempt the intermediary took:
+    (invoice id, buyer e-mail, IdentificativoSdI, file name)."""
+    from tests.unit.invoicing_helpers import confirmed_order, pay
+    from webapp.clock import now_utc
+    from webapp.extensions import db
+    from webapp.invoicing.models import Invoice
+    from webapp.invoicing.transmission import open_attempt, record_receipt
+    from webapp.shop.models import Customer, Product
+
+    customer_id, email = world.customer()
+    now = now_utc()
+    products = {p.sku: p for p in db.session.scalars(select(Product))}
+    order = confirmed_order(db.session.get(Customer, customer_id), products, now)
+    pay(order, now)
+    invoice = db.session.scalar(select(Invoice).where(Invoice.order_id == order.id))
+    attempt = open_attempt(invoice, now)
+    sdi_id = str(4_100_000_000 + attempt.id)
+    record_receipt(attempt, sdi_id, now)
+    db.session.commit()
+    return invoice.id, email, sdi_id, attempt.file_name
+
+
+def test_sdi_notification_twins_are_stored_and_applied_once(world):
+    from webapp.clock import now_utc
+    from webapp.config import DEFAULT_SDI_SECRET
+    from webapp.invoicing.models import Invoice, SdiNotification
+    from webapp.sdi.messages import build
+    from webapp.signing import sign_request
+
+    invoice_id, email, sdi_id, file_name = _sent_invoice(world)
+    now = now_utc()
+    xml = build(
+        "MC",
+        sdi_id=sdi_id,
+        file_name=file_name,
+        message_id="77",
+        received_at=now,
+        now=now,
+        secret=DEFAULT_SDI_SECRET,
+    )
+    path = "/sdi/notifiche"
+
+    def send(session: requests.Session) -> requests.Response:
+        # The shop under gunicorn runs with the development intermediary secret.
+        headers = sign_request(DEFAULT_SDI_SECRET, MERCHANT, "POST", path, xml, int(time.time()))
+        headers["Content-Type"] = "application/xml"
+        return session.post(world.url + path, data=xml, headers=headers, timeout=30)
+
+    answers = fire([(requests.Session, send)] * TWINS)
+
+    assert_no_5xx(answers)
+    assert {a.status for a in answers} == {200}, [(a.status, a.text[:200]) for a in answers]
+    texts = Counter(a.text.strip() for a in answers)
+    assert texts == {"applicata": 1, "duplicata": TWINS - 1}, texts
+    stored = world.count(
+        select(func.count(SdiNotification.id)).where(SdiNotification.sdi_id == sdi_id)
+    )
+    assert stored == 1
+    [(state,)] = world.shop_rows(select(Invoice.sdi_state).where(Invoice.id == invoice_id))
+    assert str(state) == "non_consegnata"
+    courtesy = [k for k, _ in world.emails(email) if k and k.startswith("sdi-courtesy")]
+    assert courtesy == [f"sdi-courtesy-{invoice_id}"]
+    world.note("SdI notification (webhook)", answers, stored=stored, emails=len(courtesy))

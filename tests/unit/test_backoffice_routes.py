@@ -36,6 +36,7 @@ def ids(db, catalogue, dummy_customer, now):
     )
     db.session.add(renewal)
     email = db.session.scalar(select(OutboxEmail))
+    invoice, attempt, note = _sdi_rows(db, order.id, now)
     admin = make_staff()
     other = make_staff("altro@pecshop.test", "operatore")
     db.session.commit()
@@ -49,8 +50,27 @@ def ids(db, catalogue, dummy_customer, now):
         "staff_id": other.id,
         "customer_id": dummy_customer.id,
         "service_id": service.id,
+        "invoice_id": invoice.id,
+        "attempt_id": attempt.id,
+        "notification_id": note.id,
         "_admin": admin,
     }
+
+
+def _sdi_rows(db, order_id: int, now):
+    """The paid order's invoice, an attempt to send it and a notification about it."""
+    from webapp.invoicing.models import SdiNotification
+    from webapp.invoicing.services import invoice_of_order
+    from webapp.invoicing.transmission import open_attempt
+
+    invoice = invoice_of_order(order_id)
+    attempt = open_attempt(invoice, now)
+    note = SdiNotification(
+        transmission_id=attempt.id, sdi_id="1", message_id="1", kind="RC", xml=b"<x/>"
+    )
+    db.session.add(note)
+    db.session.flush()
+    return invoice, attempt, note
 
 
 def backoffice_requests(app, ids) -> list[tuple[str, str, str]]:

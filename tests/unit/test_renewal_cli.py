@@ -68,13 +68,15 @@ def test_scheduler_runs_the_pass_and_the_outbox_once_at_a_time(app):
     app.config["SCHEDULER_INTERVAL_MINUTES"] = 7
     scheduler = build_scheduler(app)
     jobs = {job.id: job for job in scheduler.get_jobs()}
-    assert set(jobs) == {"renewals", "outbox"}
+    # the invoices' transmission to the SdI (webapp.cli adds it) runs every minute too
+    assert set(jobs) == {"renewals", "outbox", "fatture"}
     for job in jobs.values():
         assert job.max_instances == 1
         assert job.coalesce is True
         assert isinstance(job.trigger, IntervalTrigger)
     assert jobs["renewals"].trigger.interval.total_seconds() == 7 * 60
     assert jobs["outbox"].trigger.interval.total_seconds() == 60
+    assert jobs["fatture"].trigger.interval.total_seconds() == 60
 
 
 def test_scheduler_job_runs_a_pass_in_its_own_app_context(app, fake, dummy_customer, catalogue):

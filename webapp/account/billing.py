@@ -10,6 +10,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from webapp.htmx import redirect_to, render
+from webapp.invoicing.transmission import complete_missing_data
 from webapp.shop import billing
 from webapp.shop.forms import BillingForm
 from webapp.transaction import commit
@@ -40,6 +41,10 @@ def save_billing():
     if not form.validate():
         return _page(form, 422)
     billing.save_profile(current_user.id, form.billing_data())
+    # Documents held back for missing data are rebuilt now, with the same number.
+    completed = complete_missing_data(current_user.id)
     commit()
     flash(_("Dati di fatturazione salvati: valgono per le prossime fatture."), "success")
+    if completed:
+        flash(_("Le fatture in attesa dei tuoi dati saranno ora inviate allo SdI."), "success")
     return redirect_to(url_for("billing.edit_billing"))

@@ -9,6 +9,7 @@ from flask import Blueprint, Response, render_template
 from flask_login import current_user, login_required
 
 from webapp.invoicing import services as invoicing
+from webapp.invoicing.sdi_states import SdiState
 from webapp.shop.services import get_order
 
 bp = Blueprint("invoices", __name__, url_prefix="/area-clienti/fatture")
@@ -17,7 +18,9 @@ bp = Blueprint("invoices", __name__, url_prefix="/area-clienti/fatture")
 @bp.get("")
 @login_required
 def list_invoices():
-    return render_template("area/invoices.html", invoices=invoicing.list_invoices(current_user.id))
+    invoices = invoicing.list_invoices(current_user.id)
+    missing = any(invoice.sdi_state is SdiState.MISSING_DATA for invoice in invoices)
+    return render_template("area/invoices.html", invoices=invoices, missing_data=missing)
 
 
 @bp.get("/<int:invoice_id>")
@@ -37,10 +40,11 @@ def view_invoice(invoice_id: int):
 @bp.get("/<int:invoice_id>/xml")
 @login_required
 def download_xml(invoice_id: int):
-    """The FatturaPA file as it was issued."""
+    """The FatturaPA file as the SdI took it (as issued, until it is delivered)."""
     invoice = invoicing.get_invoice(invoice_id, current_user.id)
+    name, xml = invoicing.legal_copy(invoice)
     return Response(
-        invoice.xml,
+        xml,
         mimetype="application/xml",
-        headers={"Content-Disposition": f'attachment; filename="{invoice.file_name}"'},
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

@@ -22,11 +22,16 @@ from webapp.account.services import authenticate, end_sessions, register_custome
 from webapp.clock import now_utc
 from webapp.extensions import limiter
 from webapp.i18n import lazy_gettext as _l
+from webapp.invoicing.transmission import has_missing_data
 from webapp.shop.services import claim_anonymous_cart
 from webapp.transaction import commit, once_more_after_conflict
 
 bp = Blueprint("account", __name__)
 
+_MISSING_BILLING = _l(
+    "Mancano i tuoi dati di fatturazione: inseriscili in Area clienti › Dati di fatturazione "
+    "per ricevere le fatture dei tuoi ordini."
+)
 CHECK_YOUR_MAIL = _l(
     "Controlla la tua casella di posta: ti abbiamo inviato un messaggio per continuare."
 )
@@ -91,6 +96,8 @@ def login():
         customer = authenticate(form.email.data, form.password.data)
         if customer is not None:
             _log_in(customer, remember=form.remember.data)
+            if has_missing_data(customer.id):
+                flash(str(_MISSING_BILLING), "info")
             return redirect(_safe_next(url_for("shop.catalogue")), code=303)
         error = _("E-mail o password non corretti.")
     status = 422 if request.method == "POST" else 200

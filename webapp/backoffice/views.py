@@ -142,4 +142,5 @@ from webapp.backoffice import (  # noqa: E402, F401
     order_views,
     queue_views,
     service_views,
+    sdi_views,
 )

@@ -35,6 +35,7 @@ from webapp.invoicing import fatturapa
 from webapp.invoicing.models import DocumentKind, Invoice
 from webapp.invoicing.services import (
     PAYMENT_CODES,
+    initial_state,
     lines_of,
     progressive,
     seller_from_config,
@@ -220,5 +221,6 @@ def _insert(
             issued_at=("timestamptz", [now] * n),
             file_name=("varchar", [fatturapa.file_name(seller, progressive(i)) for i in ids]),
             xml=("bytea", xml),
+            sdi_state=("varchar", [initial_state(d.customer).value for d in drafts]),
         ),
     )

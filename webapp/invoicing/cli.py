@@ -1,4 +1,5 @@
-"""`flask invoices export --from 2026-01-01 --to 2026-12-31 [--out file.zip]`."""
+"""`flask invoices export --from 2026-01-01 --to 2026-12-31 [--out file.zip]` and
+`flask invoices transmit` (one transmission pass to the SdI now, as the scheduler's)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 import click
 from flask.cli import AppGroup
 
+from webapp.clock import now_utc
+from webapp.invoicing.sdi_jobs import transmit_pass
 from webapp.invoicing.services import documents_between, export_zip
 
 invoices_cli = AppGroup("invoices", help="Fatture elettroniche (FatturaPA).")
@@ -25,3 +28,9 @@ def export_command(date_from, date_to, out: Path | None) -> None:
     out.write_bytes(export_zip(start, end))
     count = len(documents_between(start, end))
     click.echo(f"{count} documenti esportati in {out}")
+
+
+@invoices_cli.command("transmit")
+def transmit_command() -> None:
+    """Send the documents waiting for the SdI and read its notifications, now."""
+    click.echo(f"Trasmissione allo SdI: {transmit_pass(now_utc())}")

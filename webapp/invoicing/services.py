@@ -21,7 +21,8 @@ from webapp.clock import ROME, rome_date
 from webapp.errors import NotFound
 from webapp.extensions import db
 from webapp.invoicing import fatturapa
-from webapp.invoicing.models import DocumentKind, Invoice, InvoiceCounter
+from webapp.invoicing.models import DocumentKind, Invoice, InvoiceCounter, Transmission
+from webapp.invoicing.sdi_states import SdiState
 from webapp.invoicing.xsd import schema_errors
 from webapp.money import round_half_up_div, vat_cents
 from webapp.payments.models import Payment, Refund, RefundStatus
@@ -125,6 +126,12 @@ def snapshot_of(
         data["customer_type"] = profile.customer_type.value
     data["email"] = email
     return data
+
+
+def initial_state(snapshot: dict) -> SdiState:
+    """A document whose buyer gave no billing data is "Dati mancanti": it is never sent invalid
+    (the customer is asked, and it is rebuilt with the same number once the data is given)."""
+    return SdiState.TO_SEND if snapshot.get("address") else SdiState.MISSING_DATA
 
 
 def display_name(snapshot: dict) -> str:
@@ -282,6 +289,7 @@ def _credited(invoice: Invoice, refunded: int, order: Order) -> tuple[int, int, 
 def _finish(document: Invoice, order: Order) -> Invoice:
     """Give the document its id, file name and XML (checked against the XSD: a failure is
     logged, never raised, since it must not undo the payment)."""
+    document.sdi_state = initial_state(document.customer)
     db.session.add(document)
     db.session.flush()
     seller = seller_from_config()
@@ -363,6 +371,23 @@ def get_invoice(invoice_id: int, customer_id: int) -> Invoice:
     return invoice
 
 
+def legal_copy(invoice: Invoice) -> tuple[str, bytes]:
+    """The file name and XML the SdI took for this document (its delivered attempt), or the
+    document as issued while none was delivered."""
+    delivered = [
+        attempt
+        for attempt in db.session.scalars(
+            select(Transmission)
+            .where(Transmission.invoice_id == invoice.id)
+            .order_by(Transmission.id.desc())
+        )
+        if attempt.state.issued
+    ]
+    if delivered:
+        return delivered[0].file_name, delivered[0].xml
+    return invoice.file_name, invoice.xml
+
+
 def documents_between(date_from: date, date_to: date) -> list[Invoice]:
     """Documents issued on these Italian calendar days (both included), in number order."""
     start = datetime.combine(date_from, time.min, ROME)
@@ -381,9 +406,10 @@ def export_zip(date_from: date, date_to: date) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for invoice in documents_between(date_from, date_to):
-            info = zipfile.ZipInfo(invoice.file_name, date_time=_zip_time(invoice.issued_at))
+            name, xml = legal_copy(invoice)
+            info = zipfile.ZipInfo(name, date_time=_zip_time(invoice.issued_at))
             info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, invoice.xml)
+            archive.writestr(info, xml)
     return buffer.getvalue()
 
 

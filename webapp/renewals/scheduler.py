@@ -113,8 +113,14 @@ def _job(app: Flask, fn: Callable[[], object]) -> Callable[[], None]:
     return run
 
 
+#: Other packages' jobs run every minute by the same scheduler process (name -> function);
+#: webapp.cli adds them (renewals may not import its sibling packages, e.g. invoicing).
+MINUTE_JOBS: dict[str, Callable[[], object]] = {}
+
+
 def build_scheduler(app: Flask) -> BlockingScheduler:
-    """The renewal pass every SCHEDULER_INTERVAL_MINUTES, and the outbox every minute."""
+    """The renewal pass every SCHEDULER_INTERVAL_MINUTES, the outbox and MINUTE_JOBS every
+    minute."""
     scheduler = BlockingScheduler(timezone=UTC)
     start = datetime.now(UTC)
     scheduler.add_job(
@@ -137,6 +143,17 @@ def build_scheduler(app: Flask) -> BlockingScheduler:
         max_instances=1,
         coalesce=True,
     )
+    for name, fn in MINUTE_JOBS.items():
+        scheduler.add_job(
+            _job(app, fn),
+            "interval",
+            id=name,
+            name=name,
+            next_run_time=start,
+            minutes=1,
+            max_instances=1,
+            coalesce=True,
+        )
     return scheduler
 
 
