@@ -315,7 +315,7 @@ def sdi_scheduler(live: Live) -> Iterator[None]:
 
     Against a deployment its own scheduler does it (every minute): nothing is started.
     """
-    if live.remote:
+    if live.app is None:  # a deployment: its own scheduler transmits
         yield
         return
     from webapp.clock import now_utc
