@@ -99,6 +99,11 @@ class Config:
     RATELIMIT_HEADERS_ENABLED = True
     # Login attempts per client address (make run raises it: the e2e suite logs in often).
     LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10 per minute")
+    # Password dimenticata?: per client address, and per e-mail address asked (any address).
+    RESET_RATE_LIMIT_IP = os.environ.get("RESET_RATE_LIMIT_IP", "20 per hour")
+    RESET_RATE_LIMIT_ADDRESS = os.environ.get("RESET_RATE_LIMIT_ADDRESS", "3 per hour")
+    # "Invia di nuovo" of the confirmation link, per client address.
+    CONFIRM_RESEND_RATE_LIMIT = os.environ.get("CONFIRM_RESEND_RATE_LIMIT", "10 per hour")
 
     # One line per request (method, path, status, duration, request id); json for log shippers.
     LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")

@@ -17,7 +17,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from tests.conftest import PG_URL
-from tests.e2e.deployment import DEMO, DirSink, NoSink, register_customer
+from tests.e2e.deployment import DEMO, DirSink, NoSink, confirm_address, register_customer
 from webapp.mailsink import MailSink
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -261,15 +261,19 @@ def make_customer(live: Live) -> Callable[..., Customer]:
 
     def make(name: str = "Mario Rossi", billing: bool = True) -> Customer:
         from tests.conftest import add_private_billing
+        from webapp.clock import now_utc
 
         email = f"cliente-{uuid.uuid4().hex[:10]}@example.it"
         password = "password123"
         if live.remote:  # a deployment: register through its own form, as a customer would
             register_customer(live.shop_url, name, email, password)
+            confirm_address(live.sink, email)  # orders need a confirmed address
             return Customer(None, email, password, name)  # type: ignore[arg-type]
         assert live.app is not None
         with live.app.app_context():
-            customer = CustomerModel(email=email, name=name, tax_code="RSSMRA85T10A562S")
+            customer = CustomerModel(
+                email=email, name=name, tax_code="RSSMRA85T10A562S", email_confirmed_at=now_utc()
+            )
             customer.set_password(password)
             db.session.add(customer)
             db.session.flush()

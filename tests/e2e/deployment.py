@@ -36,6 +36,31 @@ def register_customer(shop_url: str, name: str, email: str, password: str) -> No
         assert done.status_code in (302, 303), f"registration refused: {done.status_code}"
 
 
+LINK = re.compile(r"https?://\S+/conferma-email/[A-Za-z0-9_-]+")
+
+
+def wait_for_link(sink, email: str, pattern: re.Pattern = LINK, seen: int = 0) -> str:
+    """The newest link matching `pattern` in the e-mails to `email` after the first `seen`."""
+    from tests.e2e.helpers import wait_until
+
+    def newest() -> str | None:
+        for message in reversed(sink.to(email)[seen:]):
+            found = pattern.search(sink.text(message))
+            if found:
+                return found.group(0)
+        return None
+
+    return wait_until(newest, what=f"a link e-mailed to {email}")
+
+
+def confirm_address(sink, email: str) -> None:
+    """Follow the confirmation link the shop e-mailed at registration."""
+    link = wait_for_link(sink, email)
+    with requests.Session() as http:
+        done = http.get(link, timeout=10)
+    assert "Indirizzo confermato" in done.text, done.text[:300]
+
+
 class DirSink:
     """The e-mails that `make run` saves as .eml files (instance/mail), read like MailSink."""
 
