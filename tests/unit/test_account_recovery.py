@@ -117,7 +117,12 @@ def test_reset_link_sets_a_new_password_and_works_once(client, db, dummy_custome
     assert done.status_code == 303 and done.headers["Location"] == "/accedi"
     login(client, password="nuova-password-1")
     client.post("/esci")
-    assert client.post("/accedi", data={"email": "mario@example.it", "password": "password123"}).status_code == 422
+    assert (
+        client.post(
+            "/accedi", data={"email": "mario@example.it", "password": "password123"}
+        ).status_code
+        == 422
+    )
     assert len(mails(db, "mario@example.it", "password è stata cambiata")) == 1
 
     again = client.get(link, follow_redirects=True)
@@ -170,9 +175,7 @@ def test_a_double_click_sends_one_link(client, db, dummy_customer, clock):
     assert len(mails(db, "mario@example.it", "Reimposta")) == 1
 
 
-def test_a_token_for_one_customer_does_nothing_for_another(
-    client, db, create_customer, clock
-):
+def test_a_token_for_one_customer_does_nothing_for_another(client, db, create_customer, clock):
     mario = create_customer()
     giulia = create_customer(email="giulia@example.it", name="Giulia Bianchi")
     ask_reset(client, "mario@example.it")
@@ -182,9 +185,7 @@ def test_a_token_for_one_customer_does_nothing_for_another(
     assert not db.session.get(Customer, mario.id).check_password("password123")
 
 
-@pytest.mark.parametrize(
-    "token", ["x", "A" * 43, "..", "%00", "é" * 30, "a" * 500, "A-_" * 15]
-)
+@pytest.mark.parametrize("token", ["x", "A" * 43, "..", "%00", "é" * 30, "a" * 500, "A-_" * 15])
 def test_a_made_up_token_is_the_used_or_expired_page(client, db, dummy_customer, token):
     response = client.get(f"/password/nuova/{token}", follow_redirects=True)
     assert response.status_code == 410
