@@ -118,12 +118,15 @@ def test_confirmation_link_twins_confirm_once(tw):
         "password2": PASSWORD,
     }
     assert browser.post("/registrati", registration).status_code == 303
+    browser.get("/")  # the welcome message is read here, not by the twins
     link = link_in(tw, email, CONFIRM_LINK)
 
     answers = fire(twins_of(browser, get(link)), tw.url)
 
     assert_no_5xx(answers)
     assert {(a.status, a.landed) for a in answers} == {(303, "/conferma-email")}
+    # Each twin is told the address is confirmed, by itself or by a twin a moment before.
+    assert {a.flashes for a in answers} == {(("success", "Il tuo indirizzo e-mail è confermato."),)}
     [(customer_id, confirmed_at)] = tw.shop_rows(
         select(Customer.id, Customer.email_confirmed_at).where(Customer.email == email)
     )

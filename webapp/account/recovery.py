@@ -91,6 +91,8 @@ def confirm_email(token: str):
     """A confirmation link (registration or a new address): confirms once."""
     outcome, _customer = accounts.follow_confirmation(token, now_utc())
     commit()
+    if outcome in (Followed.CONFIRMED, Followed.ALREADY):  # twins read the same words
+        flash(_("Il tuo indirizzo e-mail è confermato."), "success")
     session["confirm_outcome"] = outcome.value
     return redirect_to(url_for("recovery.confirmed"))
 

@@ -130,7 +130,8 @@ def follow_confirmation(raw: str | None, now: datetime) -> tuple[Followed, Custo
     if customer is None or customer.closed_at is not None:
         return Followed.INVALID, None
     if not tokens.spend(token, now):
-        db.session.refresh(token)
+        db.session.refresh(token)  # a twin spent it: read what it did
+        db.session.refresh(customer)
         used = token.spent_how == "used" and token.purpose is TokenPurpose.CONFIRM
         if used and customer.email_confirmed_at is not None:
             return Followed.ALREADY, customer

@@ -92,7 +92,10 @@ def issue(
         )
         if recent is not None:
             return None
-    revoke(customer_id, now, purpose, how="superseded")
+    # Only links older than the interval are superseded: a twin's link committed since the
+    # SELECT above stays live, and our INSERT then meets it in the live index.
+    older_than = now - min_interval if min_interval is not None else None
+    revoke(customer_id, now, purpose, how="superseded", older_than=older_than)
     raw = secrets.token_urlsafe(32)
     token = AccountToken(
         customer_id=customer_id,
@@ -142,14 +145,20 @@ def spend(token: AccountToken, now: datetime) -> bool:
 
 
 def revoke(
-    customer_id: int, now: datetime, purpose: TokenPurpose | None = None, how: str = "revoked"
+    customer_id: int,
+    now: datetime,
+    purpose: TokenPurpose | None = None,
+    how: str = "revoked",
+    older_than: datetime | None = None,
 ) -> None:
-    """Spend the customer's live links (of one purpose, or all)."""
+    """Spend the customer's live links (of one purpose, or all; made before `older_than`)."""
     stmt = update(AccountToken).where(
         AccountToken.customer_id == customer_id, AccountToken.spent_at.is_(None)
     )
     if purpose is not None:
         stmt = stmt.where(AccountToken.purpose == purpose)
+    if older_than is not None:
+        stmt = stmt.where(AccountToken.created_at <= older_than)
     db.session.execute(
         stmt.values(spent_at=now, spent_how=how).execution_options(synchronize_session=False)
     )
