@@ -98,6 +98,7 @@ def test_the_reset_mail_is_sent_after_the_answer_not_before(app, client, db, dum
     from webapp.outbox import services as outbox
 
     email_id = None
+    app.config["MAIL_SEND_IN_BACKGROUND"] = True  # as in production (the test commits nothing)
     with app.test_request_context():
         email_id = accounts.request_password_reset("mario@example.it", FIXED_NOW)
         outbox.send_in_background(email_id)
