@@ -46,6 +46,7 @@ def seed_shopper(email: str, lines: int, services: int, now: datetime) -> Shoppe
     auto-renewable service has a failed renewal (the page shows it) and renews with one of the
     customer's two cards, in turn a valid and an expired one. Needs the demo catalogue; commits.
     """
+    from webapp.clock import now_utc
     from webapp.payments.models import SavedCard
     from webapp.renewals.models import Renewal, RenewalStatus, Service
     from webapp.shop.models import (
@@ -62,6 +63,7 @@ def seed_shopper(email: str, lines: int, services: int, now: datetime) -> Shoppe
 
     products = db.session.scalars(select(Product).order_by(Product.id)).all()
     customer = Customer(email=email, name="Cliente Prova", tax_code="RSSMRA85T10A562S")
+    customer.email_confirmed_at = now_utc()
     customer.set_password(PASSWORD)
     db.session.add(customer)
     db.session.flush()

@@ -110,7 +110,9 @@ def create_customer(db):
     from webapp.shop.models import Customer
 
     def make(email="mario@example.it", name="Mario Rossi", password="password123", billing=True):
-        customer = Customer(email=email, name=name, tax_code="RSSMRA85T10A562S")
+        customer = Customer(
+            email=email, name=name, tax_code="RSSMRA85T10A562S", email_confirmed_at=FIXED_NOW
+        )
         customer.set_password(password)
         db.session.add(customer)
         db.session.flush()

@@ -219,6 +219,8 @@ def register_blueprints(app: Flask) -> None:
     from webapp.account.billing import bp as billing_bp
     from webapp.account.invoices import bp as invoices_bp
     from webapp.account.orders import bp as orders_bp
+    from webapp.account.profile import bp as profile_bp
+    from webapp.account.recovery import bp as recovery_bp
     from webapp.account.views import bp as account_bp
     from webapp.account.withdrawal import bp as withdrawal_bp
     from webapp.backoffice.views import bp as backoffice_bp
@@ -232,6 +234,8 @@ def register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(shop_bp)
     app.register_blueprint(account_bp)
+    app.register_blueprint(recovery_bp)
+    app.register_blueprint(profile_bp)
     app.register_blueprint(payments_bp)
     app.register_blueprint(portal_bp)
     app.register_blueprint(area_bp)

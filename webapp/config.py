@@ -62,6 +62,8 @@ class Config:
     MAIL_SUPPRESS_SEND = _bool("MAIL_SUPPRESS_SEND", False)
     # Send an e-mail right after the commit that queued it (the outbox job retries failures).
     MAIL_SEND_AFTER_COMMIT = _bool("MAIL_SEND_AFTER_COMMIT", True)
+    # The password reset's e-mail leaves from a thread after the answer (its time tells nothing).
+    MAIL_SEND_IN_BACKGROUND = _bool("MAIL_SEND_IN_BACKGROUND", True)
 
     VAT_RATE_PERCENT = 22
 
@@ -127,6 +129,11 @@ class Config:
     RATELIMIT_HEADERS_ENABLED = True
     # Login attempts per client address (make run raises it: the e2e suite logs in often).
     LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10 per minute")
+    # Password dimenticata?: per client address, and per e-mail address asked (any address).
+    RESET_RATE_LIMIT_IP = os.environ.get("RESET_RATE_LIMIT_IP", "20 per hour")
+    RESET_RATE_LIMIT_ADDRESS = os.environ.get("RESET_RATE_LIMIT_ADDRESS", "3 per hour")
+    # "Invia di nuovo" of the confirmation link, per client address.
+    CONFIRM_RESEND_RATE_LIMIT = os.environ.get("CONFIRM_RESEND_RATE_LIMIT", "10 per hour")
 
     # Which node answered (the X-Served-By header), and how many reverse proxies in front of
     # the app are trusted for the client's address and scheme (X-Forwarded-For/-Proto): 0 when
@@ -174,6 +181,7 @@ class TestConfig(Config):
     SQLALCHEMY_DATABASE_URI = "sqlite://"
     WTF_CSRF_ENABLED = False
     MAIL_SUPPRESS_SEND = True
+    MAIL_SEND_IN_BACKGROUND = False  # no thread outliving a test's database
     RATELIMIT_ENABLED = False
     BANK_SHARED_SECRET = "test-bank-secret"
     SDI_SHARED_SECRET = "test-sdi-secret"

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
+from webapp.clock import now_utc
 from webapp.extensions import db
 from webapp.shop.models import (
     BillingProfile,
@@ -156,6 +157,8 @@ def _seed_customer() -> Customer:
         customer = Customer(email=DEMO_EMAIL, name="Mario Rossi", tax_code=DEMO_TAX_CODE)
         customer.set_password(DEMO_PASSWORD)
         db.session.add(customer)
+    if customer.email_confirmed_at is None:  # the demo account's address is confirmed
+        customer.email_confirmed_at = customer.created_at or now_utc()
     db.session.flush()
     if db.session.scalar(
         select(BillingProfile.id).where(BillingProfile.customer_id == customer.id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -58,6 +59,16 @@ def configure_logging(
     app.wsgi_app = AccessLog(app.wsgi_app, headers, observe)
 
 
+# Paths that carry a one-time token (a password reset or an address confirmation link): the
+# log keeps the route, never the token, which opens the account until it is used.
+_SECRET_PATHS = re.compile(r"^(/password/nuova/|/conferma-email/)(?!invia$)[^/]+")
+
+
+def redact(path: str) -> str:
+    """The path as the access log prints it: a link's token replaced by [redatto]."""
+    return _SECRET_PATHS.sub(r"\1[redatto]", path)
+
+
 class AccessLog:
     """WSGI wrapper: a request id (X-Request-ID), fixed headers, one access line per request."""
 
@@ -97,6 +108,7 @@ class AccessLog:
         method = environ.get("REQUEST_METHOD", "")
         # WSGI passes the path as latin-1 characters of its bytes: back to the UTF-8 text.
         path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+        path = redact(path)
         self.log.info(
             "%s %s %s %.1fms [%s]",
             method,

@@ -63,6 +63,10 @@ def visit_every_page(page: Page, bank_url: str, login: Callable, customer, check
     """Walk the three payment paths and the customer area, checking each page on the way."""
     page.goto("/accedi")
     check(page, "0-accedi")
+    page.goto("/registrati")
+    check(page, "0-registrati")
+    page.goto("/password-dimenticata")
+    check(page, "0-password-dimenticata")
     login(page, customer)
 
     # Path 1: the first card, with the SMS OTP challenge.
@@ -132,6 +136,8 @@ def visit_every_page(page: Page, bank_url: str, login: Callable, customer, check
     page.locator("#orders").get_by_role("link", name="Ricevuta").first.click()
     expect(page.locator("#receipt")).to_be_visible()
     check(page, "4-area-ricevuta")
+    page.goto("/area-clienti/profilo/")
+    check(page, "4-area-profilo")
     for path, name in (("/privacy", "5-privacy"), ("/cookie", "5-cookie"), ("/sconti", "5-sconti")):
         page.goto(path)
         check(page, name)

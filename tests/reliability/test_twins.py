@@ -78,6 +78,7 @@ class TwinWorld:
             name="Mario Gemelli",
             tax_code="RSSMRA85T10A562S",
             password_hash=generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000"),
+            email_confirmed_at=now_utc(),
         )
         db.session.add(customer)
         db.session.flush()

@@ -82,7 +82,9 @@ def test_a_new_registration_still_logs_in(client, db):
     r = client.post("/registrati", data={**NEW, "email": "giulia@example.it"})
     assert r.status_code == 303
     assert _logged_in(client)
-    assert db.session.scalar(select(func.count(OutboxEmail.id))) == 0
+    # One e-mail, as for a taken address: the confirmation link (issue 21).
+    subjects = db.session.scalars(select(OutboxEmail.subject)).all()
+    assert subjects == ["Conferma il tuo indirizzo e-mail"]
 
 
 # --- SameSite on every cookie ------------------------------------------------------------------

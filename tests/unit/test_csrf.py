@@ -39,7 +39,10 @@ def csrf_app(tmp_path):
         db.create_all()
         seed(FIXED_NOW)
         customer = Customer(
-            email="mario@example.it", name="Mario Rossi", tax_code="RSSMRA85T10A562S"
+            email="mario@example.it",
+            name="Mario Rossi",
+            tax_code="RSSMRA85T10A562S",
+            email_confirmed_at=FIXED_NOW,
         )
         customer.set_password("password123")
         db.session.add(customer)

@@ -28,13 +28,31 @@ def _strip(value: str | None) -> str | None:
     return value.strip() if isinstance(value, str) else value
 
 
-class RegisterForm(BrowserForm):
-    name = StringField(
-        _l("Nome e cognome o ragione sociale"),
-        validators=[InputRequired(_l("Inserisci il nome.")), Length(max=200)],
+PASSWORD_RULE = _l("Almeno 8 caratteri (al massimo 128).")
+
+
+def _new_password(label=None) -> PasswordField:
+    """A new password as the registration asks it (the rule is shown before the first error)."""
+    return PasswordField(
+        label or _l("Password"),
+        description=PASSWORD_RULE,
+        validators=[
+            InputRequired(_l("Scegli una password.")),
+            Length(min=8, max=128, message=_l("La password deve avere almeno 8 caratteri.")),
+        ],
     )
-    email = EmailField(
-        _l("E-mail"),
+
+
+def _repeat_password() -> PasswordField:
+    return PasswordField(
+        _l("Ripeti la password"),
+        validators=[EqualTo("password", message=_l("Le due password non coincidono."))],
+    )
+
+
+def _email_field(label=None) -> EmailField:
+    return EmailField(
+        label or _l("E-mail"),
         filters=[_strip],  # a pasted address often ends with a space
         validators=[
             InputRequired(_l("Inserisci l'indirizzo e-mail.")),
@@ -42,21 +60,20 @@ class RegisterForm(BrowserForm):
             Length(max=254),
         ],
     )
+
+
+class RegisterForm(BrowserForm):
+    name = StringField(
+        _l("Nome e cognome o ragione sociale"),
+        validators=[InputRequired(_l("Inserisci il nome.")), Length(max=200)],
+    )
+    email = _email_field()
     tax_code = StringField(
         _l("Codice fiscale o partita IVA"),
         validators=[InputRequired(_l("Inserisci il codice fiscale o la partita IVA."))],
     )
-    password = PasswordField(
-        _l("Password"),
-        validators=[
-            InputRequired(_l("Scegli una password.")),
-            Length(min=8, max=128, message=_l("La password deve avere almeno 8 caratteri.")),
-        ],
-    )
-    password2 = PasswordField(
-        _l("Ripeti la password"),
-        validators=[EqualTo("password", message=_l("Le due password non coincidono."))],
-    )
+    password = _new_password()
+    password2 = _repeat_password()
 
     def validate_tax_code(self, field) -> None:
         try:
@@ -73,6 +90,40 @@ class LoginForm(BrowserForm):
         _l("Password"), validators=[InputRequired(_l("Inserisci la password."))]
     )
     remember = BooleanField(_l("Ricordami"))
+
+
+class ForgotPasswordForm(BrowserForm):
+    email = _email_field()
+
+
+class NewPasswordForm(BrowserForm):
+    password = _new_password(_l("Nuova password"))
+    password2 = _repeat_password()
+
+
+class ChangePasswordForm(BrowserForm):
+    current = PasswordField(
+        _l("Password attuale"), validators=[InputRequired(_l("Inserisci la password attuale."))]
+    )
+    password = _new_password(_l("Nuova password"))
+    password2 = _repeat_password()
+
+
+class ChangeEmailForm(BrowserForm):
+    email = _email_field(_l("Nuovo indirizzo e-mail"))
+    current = PasswordField(
+        _l("Password attuale"),
+        id="email-current",  # three forms on the profile page: unique ids
+        validators=[InputRequired(_l("Inserisci la password attuale."))],
+    )
+
+
+class CloseAccountForm(BrowserForm):
+    current = PasswordField(
+        _l("Password"),
+        id="close-current",
+        validators=[InputRequired(_l("Inserisci la password per confermare."))],
+    )
 
 
 class AutoRenewForm(InputForm):

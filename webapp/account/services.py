@@ -8,12 +8,13 @@ from functools import lru_cache
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import select, update
+from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from webapp.clock import rome_date
 from webapp.extensions import db
 from webapp.outbox.services import queue_email
+from webapp.shop import accounts
 from webapp.shop.models import Customer
 
 
@@ -44,6 +45,7 @@ def register_customer(
     customer.set_password(password)
     db.session.add(customer)
     db.session.flush()
+    accounts.send_confirmation(customer, now, min_interval=None)
     return customer
 
 
@@ -76,9 +78,4 @@ def authenticate(email: str, password: str) -> Customer | None:
 
 def end_sessions(customer_id: int) -> None:
     """Invalidate every session and remember-me cookie of the customer ("Esci")."""
-    db.session.execute(
-        update(Customer)
-        .where(Customer.id == customer_id)
-        .values(session_version=Customer.session_version + 1)
-        .execution_options(synchronize_session=False)
-    )
+    accounts.end_sessions(customer_id)

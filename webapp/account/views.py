@@ -37,9 +37,9 @@ CHECK_YOUR_MAIL = _l(
 )
 
 
-def _safe_next(default: str) -> str:
-    """`next` if it is a path on this site, else `default`: never an open redirect."""
-    target = request.args.get("next") or ""
+def _safe_next(default: str, target: str | None = None) -> str:
+    """`next` (or `target`) if it is a path on this site, else `default`: no open redirect."""
+    target = (target if target is not None else request.args.get("next")) or ""
     # Browsers read "\\" as "/" and drop tabs and newlines ("/\t/evil" is "//evil"); a CR/LF
     # would also break the Location header (500). Control characters: refused.
     if not target.startswith("/") or target.startswith("//") or "\\" in target:

@@ -25,7 +25,8 @@ from webapp.payments.transfers import record_bank_transfer
 from webapp.renewals.charging import next_retry
 from webapp.renewals.models import Renewal, RenewalStatus, Service
 from webapp.renewals.services import settings
-from webapp.shop.models import Order
+from webapp.shop import accounts
+from webapp.shop.models import Customer, Order
 
 PAYMENT_FIELDS = ("status", "amount_cents", "refunded_cents", "failure_code", "failure_message")
 MAX_GRACE_DAYS = 30
@@ -206,3 +207,27 @@ def _move_expiry(renewal: Renewal, old: datetime, new: datetime, retry_at: datet
         raise InvalidTransition(
             _("Il servizio o il rinnovo sono cambiati nel frattempo: ricarica.")
         )
+
+
+def send_account_link(
+    customer: Customer, kind: str, staff: StaffUser, rid: str, now: datetime
+) -> None:
+    """An operator sends the customer a confirmation or password reset link (audited).
+
+    The link goes only to the customer's address; staff never see it, nor any password.
+    """
+    if customer.closed_at is not None:
+        raise InvalidChoice(_("L'account è chiuso."))
+    if kind == "confirm":
+        if customer.email_confirmed_at is not None:
+            raise InvalidChoice(_("L'indirizzo e-mail è già confermato."))
+        sent = accounts.send_confirmation(customer, now)
+        action = "link di conferma e-mail inviato"
+    else:
+        sent = accounts.send_reset_link(customer, now) is not None
+        action = "link di reimpostazione password inviato"
+    if not sent:
+        raise InvalidChoice(
+            _("Un link è stato inviato meno di un minuto fa: attendi prima di inviarne un altro.")
+        )
+    record(staff, action, "customer", customer.id, after={"to": customer.email}, request_id=rid)

@@ -122,11 +122,45 @@ def settle_payment(payment_id: int):
     )
 
 
-@bp.get("/clienti/<int:customer_id>")
-def view_customer(customer_id: int):
-    """A customer: details, orders, services."""
-    customer = get_or_404(Customer, customer_id)
+def customer_page(customer: Customer, status: int = 200, **context):
     file = bo.customer_file(customer)
     today = rome_date(now_utc())
     lives = {s.id: life_of(s, today) for s in file.services}  # "Attivo" … "Cessato"
-    return page("backoffice/customer.html", c=file, lives=lives)
+    return page("backoffice/customer.html", status, c=file, lives=lives, **context)
+
+
+@bp.get("/clienti/<int:customer_id>")
+def view_customer(customer_id: int):
+    """A customer: details (address confirmed or not), orders, services."""
+    return customer_page(get_or_404(Customer, customer_id))
+
+
+@bp.post("/clienti/<int:customer_id>/conferma-email")
+def resend_confirmation(customer_id: int):
+    """E-mail the customer a new confirmation link (the operator never sees it)."""
+    customer = get_or_404(Customer, customer_id)
+    return act(
+        lambda: ops.send_account_link(
+            customer, "confirm", current_staff(), request_id(), now_utc()
+        ),
+        lambda error: customer_page(customer, 422, error=error),
+        lambda _sent: customer_page(
+            customer, message=_("Link di conferma inviato a %(email)s.", email=customer.email)
+        ),
+    )
+
+
+@bp.post("/clienti/<int:customer_id>/reimposta-password")
+def send_reset_link(customer_id: int):
+    """E-mail the customer a password reset link: staff never see or set a password."""
+    customer = get_or_404(Customer, customer_id)
+    return act(
+        lambda: ops.send_account_link(customer, "reset", current_staff(), request_id(), now_utc()),
+        lambda error: customer_page(customer, 422, error=error),
+        lambda _sent: customer_page(
+            customer,
+            message=_(
+                "Link per reimpostare la password inviato a %(email)s.", email=customer.email
+            ),
+        ),
+    )

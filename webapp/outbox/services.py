@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +24,7 @@ from webapp.outbox.models import OutboxEmail
 log = logging.getLogger(__name__)
 
 _SESSION_KEY = "outbox_ids"
+_BACKGROUND_KEY = "outbox_background_ids"
 CLAIM_SECONDS = 120
 MAX_BACKOFF_SECONDS = 3600
 
@@ -119,11 +121,38 @@ def bodies(session: Session, email: OutboxEmail) -> tuple[str, str]:
     )
 
 
+def send_in_background(email_id: int) -> None:
+    """Send this queued e-mail after the commit from a thread, not before the answer.
+
+    For answers that must take the same time whether an e-mail was queued or not (the
+    password reset form says nothing about which addresses have an account).
+    """
+    if not current_app.config["MAIL_SEND_IN_BACKGROUND"]:
+        return  # the tests: sent right after the commit, as every other e-mail
+    ids = db.session.info.get(_SESSION_KEY, [])
+    if email_id in ids:
+        ids.remove(email_id)
+    db.session.info.setdefault(_BACKGROUND_KEY, []).append(email_id)
+
+
+def _send_from_thread(app, ids: list[int]) -> None:
+    with app.app_context(), Session(db.engine) as fresh:
+        send_outbox(ids=ids, session=fresh)
+
+
 @event.listens_for(FlaskSession, "after_commit")
 def _send_after_commit(session) -> None:
     """Send what the committed transaction queued, whoever committed it (view, engine, CLI)."""
     ids = session.info.pop(_SESSION_KEY, None)
-    if ids and has_app_context() and current_app.config["MAIL_SEND_AFTER_COMMIT"]:
+    later = session.info.pop(_BACKGROUND_KEY, None)
+    if not (ids or later) or not has_app_context():
+        return
+    if not current_app.config["MAIL_SEND_AFTER_COMMIT"]:
+        return
+    if later:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        threading.Thread(target=_send_from_thread, args=(app, later), daemon=True).start()
+    if ids:
         # The committed session cannot run SQL inside its own hook: send from a fresh one.
         with Session(db.engine) as fresh:
             send_outbox(ids=ids, session=fresh)
@@ -132,6 +161,7 @@ def _send_after_commit(session) -> None:
 @event.listens_for(FlaskSession, "after_rollback")
 def _forget_after_rollback(session) -> None:
     session.info.pop(_SESSION_KEY, None)
+    session.info.pop(_BACKGROUND_KEY, None)
 
 
 def _backoff(attempts: int) -> timedelta:

@@ -20,7 +20,12 @@ from webapp.shop.models import Customer
 
 _TABLE = Customer.__table__  # Core: no ORM compile or identity map for a read-only row
 _BY_ID = select(  # built once: a request only binds the id
-    _TABLE.c.id, _TABLE.c.name, _TABLE.c.email, _TABLE.c.tax_code, _TABLE.c.session_version
+    _TABLE.c.id,
+    _TABLE.c.name,
+    _TABLE.c.email,
+    _TABLE.c.tax_code,
+    _TABLE.c.session_version,
+    _TABLE.c.email_confirmed_at.is_not(None),
 ).where(_TABLE.c.id == bindparam("id"))
 
 
@@ -33,6 +38,7 @@ class SessionCustomer(UserMixin):
     email: str
     tax_code: str
     session_version: int
+    email_confirmed: bool  # the address was confirmed by its link (needed to confirm orders)
 
     def get_id(self) -> str:
         """As Customer.get_id: id and session version."""
@@ -57,4 +63,4 @@ def load_session_customer(user_id: str) -> SessionCustomer | None:
     row = db.session.execute(_BY_ID, {"id": parsed[0]}).first()
     if row is None or row.session_version != parsed[1]:
         return None
-    return SessionCustomer(*row)
+    return SessionCustomer(*row[:5], bool(row[5]))

@@ -40,6 +40,10 @@ class Customer(UserMixin, db.Model):
     # Part of the session's user id: "Esci" increments it, so a copied session or remember-me
     # cookie no longer opens the account (webapp.account.services.end_sessions).
     session_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Set when the customer followed the confirmation link (webapp.shop.accounts): an order
+    # can be confirmed only then. Closed accounts keep their row, anonymised (closed_at).
+    email_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     def get_id(self) -> str:
         """What Flask-Login keeps in the session and the remember-me cookie: id and version."""

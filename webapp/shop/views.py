@@ -18,7 +18,7 @@ from flask_login import current_user, login_required
 from webapp.clock import now_utc, rome_date
 from webapp.errors import CheckoutError, DiscountRefused, InvalidChoice, NotFound
 from webapp.htmx import is_htmx, redirect_to, render, render_cached
-from webapp.shop import billing, services
+from webapp.shop import accounts, billing, services
 from webapp.shop.cartview import cart_rows
 from webapp.shop.forms import (
     BillingForm,
@@ -222,6 +222,7 @@ def confirm_order():
 
 def _place_order(token: str, accepted: bool, immediate: bool):
     """The order of the cart as confirmed (billing data first), committed."""
+    accounts.require_confirmed(current_user.id)
     billing.require_profile(current_user.id)
     cart = _cart(create=True)
     now = now_utc()
