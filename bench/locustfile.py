@@ -6,7 +6,9 @@ test card 4242 4242 4242 4242 (the card is saved), every later one with the save
 payment portal ("Procedi"). Requests are named by step, so the report reads per step. After the
 run, bench/loadtest_check.py checks the money (scripts/loadtest.sh runs both).
 
-Settings (environment): LOAD_RUN_ID tags the customers (`load-<run>-<n>@example.it`).
+Settings (environment): LOAD_RUN_ID tags the customers (`load-<run>-<n>@example.it`);
+SANDBOX_TOKEN lets a customer read its confirmation e-mail through the sandbox API (make run and
+make cluster turn the sandbox on in development and keep its token in instance/).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from urllib.parse import urlsplit
 from locust import HttpUser, between, task
 
 RUN_ID = os.environ.get("LOAD_RUN_ID", "run")
+SANDBOX_TOKEN = os.environ.get("SANDBOX_TOKEN", "")  # to read the confirmation e-mail
 PASSWORD = "carico-12345"
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 HX_CSRF_RE = re.compile(r'hx-headers=\'\{"X-CSRFToken": "([^"]+)"\}\'')
@@ -72,6 +75,7 @@ class Customer(HttpUser):
             "privacy": "y",
         }
         self._post("/registrati", "register", form)
+        self._confirm_address()
         self._get("/area-clienti/fatturazione", "billing: page")
         billing = {
             "customer_type": "private",
@@ -86,6 +90,23 @@ class Customer(HttpUser):
         }
         self._post("/area-clienti/fatturazione", "billing", billing)
         self.products = PRODUCT_RE.findall(self._get("/", "catalogue").text)[:4]
+
+    def _confirm_address(self) -> None:
+        """Orders need a confirmed address: the link of the e-mail, read through the sandbox."""
+        mails = self.client.get(
+            "/sandbox/email",
+            params={"to": self.email},
+            headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"},
+            name="sandbox: e-mails",
+        )
+        links = [
+            link
+            for mail in (mails.json().get("emails", []) if mails.ok else [])
+            for link in mail["links"]
+            if "/conferma-email/" in link
+        ]
+        if links:
+            self.client.get(links[-1], name="register: confirm address")
 
     # --- the journey
     @task

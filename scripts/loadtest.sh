@@ -13,7 +13,12 @@ if [ -z "${SHOP_DB:-}" ] && [ -f instance/cluster/env ] && [ "$url" = "http://12
   # shellcheck disable=SC1091
   . instance/cluster/env
   SHOP_DB=$DATABASE_URL BANK_DB=$BANK_DATABASE_URL
+  export SANDBOX_TOKEN=${SANDBOX_TOKEN:-}
 fi
+if [ -z "${SANDBOX_TOKEN:-}" ] && [ -f instance/sandbox-token ]; then
+  SANDBOX_TOKEN=$(cat instance/sandbox-token)  # make run's development token
+fi
+export SANDBOX_TOKEN=${SANDBOX_TOKEN:-}
 shop_db=${SHOP_DB:-sqlite:///$PWD/instance/shop.db}
 bank_db=${BANK_DB:-sqlite:///$PWD/instance/bank.db}
 run_id=$(date -u +%Y%m%d%H%M%S)

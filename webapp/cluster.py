@@ -200,6 +200,7 @@ class Ports:
     front: int
     nodes: list[int]
     bank: int
+    sdi: int
     mail: int
     redis: int
 
@@ -212,6 +213,7 @@ class Ports:
             front=front,
             nodes=nodes,
             bank=int(os.environ.get("CLUSTER_BANK_PORT", "8090")),
+            sdi=int(os.environ.get("CLUSTER_SDI_PORT", "8091")),
             mail=int(os.environ.get("CLUSTER_MAIL_PORT", "8026")),
             redis=int(os.environ.get("CLUSTER_REDIS_PORT", "6390")),
         )
@@ -219,8 +221,12 @@ class Ports:
 
 def cluster_env(database_url: str, ports: Ports, redis_url: str, folder: Path) -> dict[str, str]:
     """The settings every process of the cluster shares."""
+    from webapp.devserver import qa_settings
+
+    front = f"http://127.0.0.1:{ports.front}"
     return {
         **_env(),
+        **qa_settings(),  # the sandbox API for QA and the load test (never in production)
         "APP_ENV": os.environ.get("APP_ENV", "development"),
         "FLASK_APP": "wsgi",
         "DATABASE_URL": database_url,
@@ -229,7 +235,10 @@ def cluster_env(database_url: str, ports: Ports, redis_url: str, folder: Path) -
         "BANK_SHARED_SECRET": os.environ.get("BANK_SHARED_SECRET") or secrets.token_hex(16),
         "BANK_API_URL": f"http://127.0.0.1:{ports.bank}",
         "BANK_DATABASE_URL": os.environ.get("BANK_DATABASE_URL", f"sqlite:///{folder / 'bank.db'}"),
-        "SHOP_BASE_URL": f"http://127.0.0.1:{ports.front}",
+        "SHOP_BASE_URL": front,
+        "SDI_API_URL": f"http://127.0.0.1:{ports.sdi}",
+        "SDI_DATABASE_URL": os.environ.get("SDI_DATABASE_URL", f"sqlite:///{folder / 'sdi.db'}"),
+        "SDI_WEBHOOK_URL": f"{front}/sdi/notifiche",
         "MAIL_PORT": str(ports.mail),
         "RATELIMIT_STORAGE_URI": redis_url,
         "TRUSTED_PROXY_HOPS": "1",
@@ -240,7 +249,11 @@ def start_cluster(ports: Ports, env: dict[str, str], folder: Path) -> list[Proce
     """The bank, the nodes, HAProxy once the nodes listen, and two schedulers."""
     python = sys.executable
     bank_args = [python, "-m", "webapp.bank", "--port", str(ports.bank)]
-    processes = [Process("bank", bank_args, env, folder / "bank.log").start()]
+    sdi_args = [python, "-m", "webapp.sdi", "--port", str(ports.sdi)]
+    processes = [
+        Process("bank", bank_args, env, folder / "bank.log").start(),
+        Process("sdi", sdi_args, env, folder / "sdi.log").start(),
+    ]
     nodes = [app_node(f"node{i}", p, env, folder).start() for i, p in enumerate(ports.nodes, 1)]
     for node, port in zip(nodes, ports.nodes, strict=True):
         wait_for_port(port, 60, node.proc)
@@ -271,6 +284,7 @@ def main() -> None:  # pragma: no cover - the README's `make cluster`, run by ha
     # What `make loadtest` reads to check the money after a run against the cluster.
     (folder / "env").write_text(
         f"DATABASE_URL={database_url}\nBANK_DATABASE_URL={env['BANK_DATABASE_URL']}\n"
+        f"SANDBOX_TOKEN={env.get('SANDBOX_TOKEN', '')}\n"
     )
     for command in (["db", "upgrade"], ["seed-demo"]):
         subprocess.run(
@@ -283,6 +297,8 @@ def main() -> None:  # pragma: no cover - the README's `make cluster`, run by ha
         f"\nShop (HAProxy):  {front}  (X-Served-By: node1 .. node{len(ports.nodes)})\n"
         f"Nodes:           {'  '.join(f'http://127.0.0.1:{p}' for p in ports.nodes)}\n"
         f"Bank:            http://127.0.0.1:{ports.bank}\n"
+        f"SdI sandbox:     http://127.0.0.1:{ports.sdi}\n"
+        f"Sandbox token:   {env.get('SANDBOX_TOKEN', '(off)')}\n"
         f"Metrics:         {front}/metrics (from loopback)\n"
         f"Redis:           {redis.url}\nDatabase:        {database_url}\n"
         f"Logs and mail:   {folder}\n"
