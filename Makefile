@@ -12,6 +12,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
+# APP_ENV=development: the only way the development secrets and the demo data are accepted.
+run: export APP_ENV := $(or $(APP_ENV),development)
 run: $(VENV)/.installed
 	mkdir -p instance
 	$(FLASK) db upgrade

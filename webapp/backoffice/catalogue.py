@@ -20,6 +20,7 @@ from webapp.backoffice.forms import (
 from webapp.backoffice.models import StaffUser
 from webapp.errors import DomainError, InvalidChoice
 from webapp.extensions import db
+from webapp.queryargs import whole_number
 from webapp.shop.models import (
     DiscountCode,
     DiscountKind,
@@ -185,7 +186,7 @@ def save_code(code: DiscountCode | None, form, staff: StaffUser, rid: str) -> Di
     """Create or edit a codice sconto: window, products, percent or amount, limits."""
     before = snapshot(code, *CODE_FIELDS) if code else None
     values = _code_values(form, code is None)
-    product_ids = [int(x) for x in form.getlist("product_ids") if x.isdigit()]
+    product_ids = [n for n in map(whole_number, form.getlist("product_ids")) if n is not None]
     products = (
         list(db.session.scalars(select(Product).where(Product.id.in_(product_ids))))
         if product_ids

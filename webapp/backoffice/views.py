@@ -16,6 +16,7 @@ from webapp.backoffice.models import StaffUser
 from webapp.clock import now_utc
 from webapp.extensions import db, limiter
 from webapp.htmx import redirect_to, render
+from webapp.queryargs import clamped_int
 from webapp.transaction import commit
 
 PENDING_SECONDS = 300
@@ -109,8 +110,8 @@ def dashboard():
 def search():
     """Find customers, orders, payments and services; filters and paging are htmx fragments."""
     q, kind = request.args.get("q", ""), request.args.get("tipo", "")
-    page = request.args.get("pagina", "1")
-    results = bo.search(q, kind, int(page) if page.isdigit() else 1)
+    page = clamped_int(request.args.get("pagina"), 1, 1, bo.MAX_PAGE)
+    results = bo.search(q, kind, page)
     customers = bo.customers_by_id(
         getattr(item, "customer_id", None)
         or getattr(getattr(item, "order", None), "customer_id", 0)
@@ -131,8 +132,7 @@ def search():
 @bp.get("/registro")
 def audit_log():
     """The audit log: read-only here (no route edits or deletes a row)."""
-    page = request.args.get("pagina", "1")
-    log = bo.audit_log(int(page) if page.isdigit() else 1)
+    log = bo.audit_log(clamped_int(request.args.get("pagina"), 1, 1, bo.MAX_PAGE))
     return render("backoffice/audit.html", "backoffice/_audit.html", log=log)
 
 
