@@ -30,6 +30,7 @@ def make_operator(live, role: str = "operatore") -> tuple[str, str]:
     email = f"staff-{uuid.uuid4().hex[:8]}@pecshop.test"
     with live.app.app_context():
         staff = create_staff(email, "Olga Operatrice", role, STAFF_PASSWORD)
+        staff.totp_confirmed = True  # enrolled (the one-time link has its own test)
         db.session.commit()
         return email, staff.totp_secret
 
@@ -43,7 +44,8 @@ def staff_login(browser: Browser, live) -> Page:
     page.get_by_label("E-mail").fill(email)
     page.get_by_label("Password").fill(STAFF_PASSWORD)
     page.get_by_role("button", name="Continua").click()
-    expect(page.get_by_role("img", name="Codice QR per l'app di autenticazione")).to_be_visible()
+    expect(page.get_by_role("heading", name="Codice di verifica")).to_be_visible()
+    expect(page.get_by_role("img", name="Codice QR per l'app di autenticazione")).to_have_count(0)
     page.get_by_label("Codice a 6 cifre").fill(pyotp.TOTP(secret).now())
     page.get_by_role("button", name="Accedi").click()
     expect(page.get_by_role("heading", name="Cruscotto")).to_be_visible()

@@ -13,7 +13,7 @@ from tests.unit.backoffice_world import make_order, make_staff, paid_by_card, st
 from tests.unit.helpers import login
 
 LOGIN_URL = "/backoffice/accesso"
-PUBLIC = {"backoffice.login", "backoffice.login_code"}
+PUBLIC = {"backoffice.login", "backoffice.login_code", "backoffice.open_link", "backoffice.use_link"}
 TOKEN = re.compile(r"""hx-headers='\{"X-CSRFToken": "([^"]+)"\}'""")
 
 
@@ -48,6 +48,7 @@ def ids(db, catalogue, dummy_customer, now):
         "code_id": catalogue["codes"]["PEC5"].id,
         "staff_id": other.id,
         "customer_id": dummy_customer.id,
+        "token": "not-a-real-token",
         "_admin": admin,
     }
 

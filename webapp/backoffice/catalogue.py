@@ -234,8 +234,8 @@ def list_staff() -> list[StaffUser]:
 
 
 def create_staff(form, staff: StaffUser, rid: str) -> StaffUser:
-    """A new staff account (its TOTP is enrolled at the first login), with its audit row."""
-    fields = [form.get(name, "") for name in ("email", "name", "role", "password")]
+    """A new staff account (password and TOTP set by the member's activation link), audited."""
+    fields = [form.get(name, "") for name in ("email", "name", "role")]
     member = auth.create_staff(*fields)
     record(
         staff,
@@ -254,6 +254,8 @@ def set_staff_active(target: StaffUser, active: bool, staff: StaffUser, rid: str
     before = snapshot(target, "active")
     target.active = active
     db.session.flush()
+    if not active:
+        auth.end_sessions(target.id)  # a deactivated member's open sessions end now
     action = "account staff riattivato" if active else "account staff disattivato"
     record(
         staff, action, "staff", target.id, before=before, after={"active": active}, request_id=rid
