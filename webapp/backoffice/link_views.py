@@ -50,13 +50,13 @@ def use_link():
     """Set the password and/or enrol the authenticator (QR code and secret shown only here)."""
     try:
         link = links.find_link(session.get(SESSION_KEY), now_utc())
-    except links.LinkUnusable as exc:
+        if request.method == "GET":
+            return _link_page(link)
+        links.complete_link(link, request.form, now_utc(), request_id())
+    except links.LinkUnusable as exc:  # also the twin that lost the compare-and-set
+        rollback()
         session.pop(SESSION_KEY, None)
         return render_template("backoffice/link.html", link=None, error=exc.message), 410
-    if request.method == "GET":
-        return _link_page(link)
-    try:
-        links.complete_link(link, request.form, now_utc(), request_id())
     except DomainError as exc:
         rollback()
         return _link_page(link, exc.message, 422)
