@@ -7,8 +7,9 @@ from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 INSTANCE_DIR = PROJECT_DIR / "instance"
-DEFAULT_SECRET_KEY = "dev-secret-key-change-me"
-DEFAULT_BANK_SECRET = "dev-bank-secret-change-me"
+# Development defaults, refused at start-up unless APP_ENV is development or testing.
+DEFAULT_SECRET_KEY = "dev-secret-key-change-me"  # nosec B105 # refused outside development
+DEFAULT_BANK_SECRET = "dev-bank-secret-change-me"  # nosec B105 # refused outside development
 #: The only APP_ENV values under which the development secrets and `flask seed-demo` are allowed.
 DEV_ENVIRONMENTS = frozenset({"development", "testing"})
 
@@ -88,7 +89,7 @@ class Config:
     RENEWAL_BATCH_SIZE = int(os.environ.get("RENEWAL_BATCH_SIZE", "500"))
     RENEWAL_BANK_THREADS = int(os.environ.get("RENEWAL_BANK_THREADS", "8"))
 
-    PASSWORD_HASH_METHOD = "scrypt"
+    PASSWORD_HASH_METHOD = "scrypt"  # nosec B105 # the name of a hash function
 
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
@@ -150,12 +151,12 @@ class TestConfig(Config):
 
     TESTING = True
     ENV_NAME = "testing"
-    SECRET_KEY = "test-secret"
+    SECRET_KEY = "test-secret"  # nosec B105 # the test suite's (ENV_NAME testing)
     SQLALCHEMY_DATABASE_URI = "sqlite://"
     WTF_CSRF_ENABLED = False
     MAIL_SUPPRESS_SEND = True
     RATELIMIT_ENABLED = False
-    BANK_SHARED_SECRET = "test-bank-secret"
+    BANK_SHARED_SECRET = "test-bank-secret"  # nosec B105 # the test suite's
     SERVER_NAME = None
     # Hashing strength is not under test; scrypt's cost would dominate the suite's time.
-    PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
+    PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"  # nosec B105 # a hash method, tests only

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
+import subprocess  # nosec B404 # starts this project's own processes
 import sys
 import time
 
@@ -36,7 +36,8 @@ def main() -> None:
         "negozio": [python, "-m", "flask", "run", "--port", str(SHOP_PORT), "--no-reload"],
         "scheduler": [python, "-m", "flask", "renewals", "scheduler"],
     }
-    processes = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
+    # B603: fixed argument lists (this Python, its own modules), no shell.
+    processes = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}  # nosec
     print(
         f"\nNegozio:  http://127.0.0.1:{SHOP_PORT}\nBanca:    http://127.0.0.1:{BANK_PORT}\n"
         f"E-mail:   salvate in {INSTANCE_DIR / 'mail'} (SMTP su 127.0.0.1:{MAIL_PORT})\n"

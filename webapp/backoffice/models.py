@@ -64,7 +64,7 @@ class StaffUser(db.Model):
 
 class StaffLinkPurpose(enum.StrEnum):
     ACTIVATION = "attivazione"  # a new account: password and authenticator
-    PASSWORD = "password"  # a forgotten password
+    PASSWORD = "password"  # nosec B105 # the link's purpose (a forgotten password), no secret
     TOTP = "totp"  # a lost phone: a new authenticator
 
     @property
