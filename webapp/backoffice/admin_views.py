@@ -166,19 +166,19 @@ def list_staff():
     return staff_page()
 
 
+def _create_member() -> StaffUser:
+    member = cat.create_staff(request.form, current_staff(), request_id())
+    issue_and_send(member, StaffLinkPurpose.ACTIVATION)
+    return member
+
+
 @bp.post("/staff")
 @admin_required
 def create_staff():
     """A new staff account: its password and authenticator are set by the member, through the
     activation link e-mailed now (the administrator never knows either)."""
-
-    def create() -> StaffUser:
-        member = cat.create_staff(request.form, current_staff(), request_id())
-        issue_and_send(member, StaffLinkPurpose.ACTIVATION)
-        return member
-
     return act(
-        create,
+        _create_member,
         lambda error: staff_page(422, error),
         lambda member: saved(
             _(
@@ -204,36 +204,40 @@ def toggle_staff(staff_id: int):
     )
 
 
+LINK_PURPOSES = {"password": StaffLinkPurpose.PASSWORD, "totp": StaffLinkPurpose.TOTP}
+
+
+def _send_link(member: StaffUser) -> StaffUser:
+    """Issue and e-mail the link the form asks for, with its audit row (never its token)."""
+    purpose = LINK_PURPOSES.get(request.form.get("purpose", ""))
+    if purpose is None or not member.active:
+        raise DomainError(_("Scegli un account attivo e il tipo di link da inviare."))
+    issue_and_send(member, purpose)
+    record(
+        current_staff(),
+        f"link inviato: {purpose.value}",
+        "staff",
+        member.id,
+        after={"email": member.email, "purpose": purpose.value},
+        request_id=request_id(),
+    )
+    return member
+
+
 @bp.post("/staff/<int:staff_id>/link")
 @admin_required
 def send_staff_link(staff_id: int):
     """An administrator sends a member a link: a new password, or a new authenticator."""
     member = get_or_404(StaffUser, staff_id)
-    purposes = {"password": StaffLinkPurpose.PASSWORD, "totp": StaffLinkPurpose.TOTP}
-
-    def send() -> StaffUser:
-        purpose = purposes.get(request.form.get("purpose", ""))
-        if purpose is None or not member.active:
-            raise DomainError(_("Scegli un account attivo e il tipo di link da inviare."))
-        issue_and_send(member, purpose)
-        record(
-            current_staff(),
-            f"link inviato: {purpose.value}",
-            "staff",
-            member.id,
-            after={"email": member.email, "purpose": purpose.value},
-            request_id=request_id(),
-        )
-        return member
-
+    hours = int(current_app.config["STAFF_LINK_HOURS"])
     return act(
-        send,
+        lambda: _send_link(member),
         lambda error: staff_page(422, error),
         lambda m: saved(
             _(
                 "Link inviato per e-mail a %(email)s (valido %(hours)d ore).",
                 email=m.email,
-                hours=int(current_app.config["STAFF_LINK_HOURS"]),
+                hours=hours,
             ),
             "backoffice.list_staff",
         ),

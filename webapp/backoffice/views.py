@@ -57,13 +57,8 @@ def login():
     email = request.form.get("email", "")
     staff = auth.check_password(email, request.form.get("password", ""))
     refused = _refusal(staff)
-    record(
-        staff,
-        "accesso: password",
-        reason=refused or ("corretta" if staff else "errata"),
-        request_id=request_id(),
-        email=email[:254],
-    )
+    reason = refused or ("corretta" if staff else "errata")
+    record(staff, "accesso: password", reason=reason, request_id=request_id(), email=email[:254])
     commit()
     if staff is None:
         return _login_page(_("E-mail o password errate."), email)
@@ -100,17 +95,7 @@ def login_code():
         return redirect_to(url_for("backoffice.login"))
     if request.method == "GET":
         return _code_page()
-    now = now_utc()
-    ok = auth.check_totp(staff, request.form.get("code", ""), now)
-    if not ok:
-        auth.record_totp_failure(staff, now, current_app.config["STAFF_TOTP_LOCK_FAILURES"])
-    record(
-        staff,
-        "accesso: codice TOTP",
-        reason="corretto" if ok else "errato",
-        request_id=request_id(),
-    )
-    commit()
+    ok = _checked_code(staff)
     if ok:
         db.session.refresh(staff)
         log_in(staff)
@@ -120,6 +105,18 @@ def login_code():
         flash(_("Troppi codici errati: accedi di nuovo."), "error")
         return redirect_to(url_for("backoffice.login"))
     return _code_page(refused=True)
+
+
+def _checked_code(staff: StaffUser) -> bool:
+    """Check the typed code, count a wrong one on the account, audit; committed."""
+    now = now_utc()
+    ok = auth.check_totp(staff, request.form.get("code", ""), now)
+    if not ok:
+        auth.record_totp_failure(staff, now, current_app.config["STAFF_TOTP_LOCK_FAILURES"])
+    reason = "corretto" if ok else "errato"
+    record(staff, "accesso: codice TOTP", reason=reason, request_id=request_id())
+    commit()
+    return ok
 
 
 def _code_page(refused: bool = False):
