@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import time
 
 from flask import Flask
 
+#: Paths whose last part is a secret (a staff member's one-time link): logged without it.
+SECRET_PATHS = re.compile(r"^(/backoffice/link/)[^/]+$")
 ACCESS_LOG = "webapp.access"
 
 
@@ -84,6 +87,7 @@ class AccessLog:
         method = environ.get("REQUEST_METHOD", "")
         # WSGI passes the path as latin-1 characters of its bytes: back to the UTF-8 text.
         path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+        path = SECRET_PATHS.sub(r"\1…", path)  # a one-time link's token is never logged
         self.log.info(
             "%s %s %s %.1fms [%s]",
             method,

@@ -328,3 +328,17 @@ def test_seed_demo_enrols_the_demo_staff_with_the_printed_secrets(app, client, d
     staff = db.session.scalar(select(StaffUser).where(StaffUser.email == email))
     full_login(client, staff, password)
     assert client.get("/backoffice/").status_code == 200
+
+
+def test_the_access_log_never_prints_a_links_token(client, db, now, caplog):
+    from webapp.backoffice.links import issue_link
+    from webapp.backoffice.models import StaffLinkPurpose
+
+    member = make_staff("op@pecshop.test", "operatore")
+    token = issue_link(member, StaffLinkPurpose.PASSWORD, now, timedelta(hours=24))
+    db.session.commit()
+    with caplog.at_level("INFO", logger="webapp.access"):
+        client.get(f"/backoffice/link/{token}")
+    lines = [r.getMessage() for r in caplog.records if r.name == "webapp.access"]
+    assert lines and all(token not in line for line in lines)
+    assert any("/backoffice/link/…" in line for line in lines)
