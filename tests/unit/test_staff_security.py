@@ -342,3 +342,12 @@ def test_the_access_log_never_prints_a_links_token(client, db, now, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "webapp.access"]
     assert lines and all(token not in line for line in lines)
     assert any("/backoffice/link/…" in line for line in lines)
+
+
+def test_an_audit_row_keeps_no_nul_byte_of_a_typed_email(app, db):
+    """A refused login's row holds the e-mail as typed: PostgreSQL stores no NUL (a 500)."""
+    from webapp.backoffice.audit import record
+
+    entry = record(None, "rifiutata: backoffice.login", email="a\x00b", reason="x\x00y")
+    db.session.commit()
+    assert (entry.staff_email, entry.reason) == ("ab", "xy")
