@@ -285,3 +285,18 @@ def test_the_csp_limits_form_action_to_the_shop_and_the_bank(app, client):
 def test_static_files_keep_their_cache(client):
     with client.get("/static/app.css") as response:
         assert "no-store" not in response.headers.get("Cache-Control", "")
+
+
+def test_logging_in_keeps_the_cart_within_the_cap(app, client, catalogue, dummy_customer):
+    from tests.unit.helpers import customer_cart
+
+    app.config["CART_MAX_LINES"] = 2
+    product = catalogue["products"]["PEC-STD"]
+    login(client)
+    add(client, product, htmx=True)
+    client.post("/esci")
+    visitor = app.test_client()
+    for _ in range(2):
+        add(visitor, product, htmx=True)
+    login(visitor)
+    assert len(customer_cart(dummy_customer.id).lines) == 2

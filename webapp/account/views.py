@@ -50,7 +50,9 @@ def _safe_next(default: str) -> str:
 
 def _log_in(customer, remember: bool = False) -> None:
     login_user(customer, remember=remember)
-    claim_anonymous_cart(session.pop("cart_token", None), customer.id)
+    claim_anonymous_cart(
+        session.pop("cart_token", None), customer.id, current_app.config["CART_MAX_LINES"]
+    )
     commit()
 
 
