@@ -141,6 +141,7 @@ def _bench_app(db_url: str):
         # The cookies are read over plain HTTP here: the test client must send them back.
         {
             "SQLALCHEMY_DATABASE_URI": db_url,
+            "ENV_NAME": "development",  # the development secrets: a local benchmark
             "RATELIMIT_ENABLED": False,
             "SESSION_COOKIE_SECURE": False,
         },
@@ -308,7 +309,7 @@ def refuse_failed_reference(db_name: str, label: str, result: tuple) -> None:
 
 def run_db(name: str, db_url: str, args) -> list[tuple]:
     data = prepare_shop(db_url)
-    env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT), "APP_ENV": "development"}
     ports = {"shop": free_port(), "bare": free_port(), "lean": free_port()}
     procs = {
         "shop": gunicorn("wsgi:app", ports["shop"], args.workers, env),

@@ -297,7 +297,14 @@ def make_app(url: str):
     from webapp import create_app
     from webapp.config import Config
 
-    return create_app(Config, {"SQLALCHEMY_DATABASE_URI": url, "MAIL_SEND_AFTER_COMMIT": False})
+    return create_app(
+        Config,
+        {
+            "SQLALCHEMY_DATABASE_URI": url,
+            "MAIL_SEND_AFTER_COMMIT": False,
+            "ENV_NAME": "development",
+        },
+    )
 
 
 def prepare(n: int, url: str) -> float:

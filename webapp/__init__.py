@@ -13,11 +13,13 @@ from werkzeug.exceptions import NotFound as HTTPNotFound
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
+from webapp import security
 from webapp.assets import cache_static, static_url
 from webapp.config import (
     DEFAULT_BANK_SECRET,
     DEFAULT_SDI_SECRET,
     DEFAULT_SECRET_KEY,
+    DEV_ENVIRONMENTS,
     PROJECT_DIR,
     Config,
 )
@@ -37,14 +39,11 @@ from webapp.health import bp as health_bp
 from webapp.htmx import is_htmx, redirect_to
 from webapp.i18n import lazy_gettext as _l
 from webapp.logs import configure_logging
+from webapp.security import content_security_policy
 
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
-)
-# On every response unless the view set its own (added by the WSGI wrapper in webapp.logs).
+# On every response unless the view set its own (added by the WSGI wrapper in webapp.logs),
+# after the Content-Security-Policy (webapp.security: it names the configured bank).
 SECURITY_HEADERS = (
-    ("Content-Security-Policy", CSP),
     ("X-Frame-Options", "DENY"),
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "same-origin"),
@@ -67,8 +66,10 @@ def create_app(config: type[Config] = Config, overrides: Mapping | None = None) 
 
     from webapp.metrics import observe
 
-    # Every answer says which node served it (several app servers behind one balancer).
-    configure_logging(app, (*SECURITY_HEADERS, ("X-Served-By", app.config["NODE_NAME"])), observe)
+    csp = content_security_policy(app.config.get("BANK_PUBLIC_URL") or app.config["BANK_API_URL"])
+    # Every answer also says which node served it (several app servers behind one balancer).
+    served_by = ("X-Served-By", app.config["NODE_NAME"])
+    configure_logging(app, (("Content-Security-Policy", csp), *SECURITY_HEADERS, served_by), observe)
     _trust_proxies(app)
     register_extensions(app)
     register_subscribers()
@@ -78,6 +79,7 @@ def create_app(config: type[Config] = Config, overrides: Mapping | None = None) 
     register_commands(app)
     register_template_helpers(app)
     app.before_request(_refuse_nul_bytes)
+    security.install(app)  # the body limits run first of all before_request hooks
     # after_request hooks run last-registered first: cache_static, then Flask-Compress.
     Compress(app)
     app.after_request(cache_static)
@@ -105,16 +107,21 @@ def _trust_proxies(app: Flask) -> None:
 
 
 def _refuse_default_secrets(app: Flask) -> None:
-    """In production the development secrets would let anyone forge sessions or bank results."""
-    if app.config["ENV_NAME"] != "production":
+    """The development secrets would let anyone forge sessions or bank results: outside an
+    APP_ENV explicitly `development` or `testing` (unset is production) the app refuses them."""
+    if app.config["ENV_NAME"] in DEV_ENVIRONMENTS:
         return
-    if app.config["SECRET_KEY"] == DEFAULT_SECRET_KEY or app.config["BANK_SHARED_SECRET"] in (
-        DEFAULT_BANK_SECRET,
-        "",
-    ):
-        raise RuntimeError("In production set SECRET_KEY and BANK_SHARED_SECRET to real secrets.")
-    if app.config["SDI_SHARED_SECRET"] in (DEFAULT_SDI_SECRET, ""):
-        raise RuntimeError("In production set SDI_SHARED_SECRET (the intermediary's) too.")
+    weak = {"", None, DEFAULT_SECRET_KEY, DEFAULT_BANK_SECRET}
+    if app.config["SECRET_KEY"] in weak or app.config["BANK_SHARED_SECRET"] in weak:
+        raise RuntimeError(
+            f"APP_ENV={app.config['ENV_NAME']!r}: set SECRET_KEY and BANK_SHARED_SECRET to real "
+            "secrets (the development defaults are accepted only with APP_ENV=development or "
+            "testing)."
+        )
+    if app.config["SDI_SHARED_SECRET"] in weak | {DEFAULT_SDI_SECRET}:
+        raise RuntimeError(
+            f"APP_ENV={app.config['ENV_NAME']!r}: set SDI_SHARED_SECRET (the intermediary's) too."
+        )
 
 
 @event.listens_for(Engine, "connect")
@@ -258,7 +265,7 @@ def register_errorhandlers(app: Flask) -> None:
         template = "_error.html" if is_htmx() else "error.html"
         return render_template(template, code=code, error=error), code
 
-    for code in (400, 403, 404, 405, 422, 429, 500):
+    for code in (400, 403, 404, 405, 413, 422, 429, 500):
         app.register_error_handler(code, render_error)
     # A domain NotFound (another customer's order, an unknown card) is a 404, page or fragment.
     app.register_error_handler(NotFound, lambda error: render_error(HTTPNotFound()))

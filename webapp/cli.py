@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from webapp.backoffice.cli import seed_demo_staff, staff_cli
 from webapp.clock import now_utc
+from webapp.config import DEV_ENVIRONMENTS
 from webapp.demo import DEMO_EMAIL, DEMO_PASSWORD, seed
 from webapp.extensions import db
 from webapp.invoicing.cli import invoices_cli
@@ -27,7 +28,16 @@ def send_outbox_command() -> None:
 
 @click.command("seed-demo")
 def seed_demo_command() -> None:
-    """Load demo products, discount codes, the demo customer and staff (idempotent)."""
+    """Load demo products, discount codes, the demo customer and staff (idempotent).
+
+    Only with APP_ENV=development or testing: the demo logins are printed in the README.
+    """
+    env = current_app.config["ENV_NAME"]
+    if env not in DEV_ENVIRONMENTS:
+        raise click.ClickException(
+            f"seed-demo rifiutato con APP_ENV={env!r}: i dati demo (con password note) si "
+            "caricano solo con APP_ENV=development o testing."
+        )
     seed(now_utc())
     db.session.commit()
     click.echo(f"Dati demo pronti. Accesso demo: {DEMO_EMAIL} / {DEMO_PASSWORD}")

@@ -8,9 +8,12 @@ from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 INSTANCE_DIR = PROJECT_DIR / "instance"
-DEFAULT_SECRET_KEY = "dev-secret-key-change-me"
-DEFAULT_BANK_SECRET = "dev-bank-secret-change-me"
-DEFAULT_SDI_SECRET = "dev-sdi-secret-change-me"
+# Development defaults, refused at start-up unless APP_ENV is development or testing.
+DEFAULT_SECRET_KEY = "dev-secret-key-change-me"  # nosec B105 # refused outside development
+DEFAULT_BANK_SECRET = "dev-bank-secret-change-me"  # nosec B105 # refused outside development
+DEFAULT_SDI_SECRET = "dev-sdi-secret-change-me"  # nosec B105 # refused outside development
+#: The only APP_ENV values under which the development secrets and `flask seed-demo` are allowed.
+DEV_ENVIRONMENTS = frozenset({"development", "testing"})
 
 
 def _bool(name: str, default: bool) -> bool:
@@ -25,7 +28,9 @@ def _int_list(name: str, default: str) -> list[int]:
 class Config:
     """Settings read from environment variables, with development defaults."""
 
-    ENV_NAME = os.environ.get("APP_ENV", "development")
+    # Unset means production: the development secrets are refused unless APP_ENV is
+    # explicitly one of DEV_ENVIRONMENTS (`make run` sets development, the tests testing).
+    ENV_NAME = os.environ.get("APP_ENV", "production").strip().lower() or "production"
     SECRET_KEY = os.environ.get("SECRET_KEY", DEFAULT_SECRET_KEY)
     SQLALCHEMY_DATABASE_URI = os.environ.get(
         "DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'shop.db'}"
@@ -40,6 +45,9 @@ class Config:
     SHOP_BASE_URL = os.environ.get("SHOP_BASE_URL", "http://127.0.0.1:5000")
     # The bank's API as the shop server reaches it, and its shared secret.
     BANK_API_URL = os.environ.get("BANK_API_URL", "http://127.0.0.1:5001")
+    # Where the customer's browser reaches the bank's hosted page, if not at BANK_API_URL (the
+    # Content-Security-Policy's form-action allows it).
+    BANK_PUBLIC_URL = os.environ.get("BANK_PUBLIC_URL", "")
     BANK_MERCHANT_ID = os.environ.get("BANK_MERCHANT_ID", "pec-shop")
     BANK_SHARED_SECRET = os.environ.get("BANK_SHARED_SECRET", DEFAULT_BANK_SECRET)
     BANK_TIMEOUT_SECONDS = float(os.environ.get("BANK_TIMEOUT_SECONDS", "10"))
@@ -100,14 +108,28 @@ class Config:
     RENEWAL_BATCH_SIZE = int(os.environ.get("RENEWAL_BATCH_SIZE", "500"))
     RENEWAL_BANK_THREADS = int(os.environ.get("RENEWAL_BANK_THREADS", "8"))
 
-    PASSWORD_HASH_METHOD = "scrypt"
+    PASSWORD_HASH_METHOD = "scrypt"  # nosec B105 # the name of a hash function
 
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
-    SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", ENV_NAME == "production")
+    SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", ENV_NAME not in DEV_ENVIRONMENTS)
     REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
     REMEMBER_COOKIE_HTTPONLY = True
     REMEMBER_COOKIE_SAMESITE = "Lax"  # like the session: not sent on cross-site posts
+    # Staff sessions: 30 minutes idle (webapp.backoffice.blueprint) and this absolute lifetime.
+    STAFF_SESSION_MAX_HOURS = float(os.environ.get("STAFF_SESSION_MAX_HOURS", "12"))
+    # Wrong TOTP codes per account: the pending login ends after the first number, the account
+    # locks (e-mail to its owner, audit row) after the second; one-time staff links live this long.
+    STAFF_TOTP_PENDING_FAILURES = int(os.environ.get("STAFF_TOTP_PENDING_FAILURES", "5"))
+    STAFF_TOTP_LOCK_FAILURES = int(os.environ.get("STAFF_TOTP_LOCK_FAILURES", "10"))
+    STAFF_LINK_HOURS = float(os.environ.get("STAFF_LINK_HOURS", "24"))
+
+    # Request bodies: the forms need a few kilobytes; the bank's notifications (signed, small)
+    # far less, read before the signature is checked (webapp.limits). Larger: 413.
+    MAX_CONTENT_LENGTH = int(os.environ.get("MAX_CONTENT_LENGTH", str(256 * 1024)))
+    WEBHOOK_MAX_CONTENT_LENGTH = int(os.environ.get("WEBHOOK_MAX_CONTENT_LENGTH", str(16 * 1024)))
+    # Lines in one cart (a real order has a handful).
+    CART_MAX_LINES = int(os.environ.get("CART_MAX_LINES", "30"))
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session: pages stay open long
     # Rendered htmx fragments kept per process by what they show (webapp.htmx.render_cached);
     # 0 turns the cache off.
@@ -177,14 +199,14 @@ class TestConfig(Config):
 
     TESTING = True
     ENV_NAME = "testing"
-    SECRET_KEY = "test-secret"
+    SECRET_KEY = "test-secret"  # nosec B105 # the test suite's (ENV_NAME testing)
     SQLALCHEMY_DATABASE_URI = "sqlite://"
     WTF_CSRF_ENABLED = False
     MAIL_SUPPRESS_SEND = True
     MAIL_SEND_IN_BACKGROUND = False  # no thread outliving a test's database
     RATELIMIT_ENABLED = False
-    BANK_SHARED_SECRET = "test-bank-secret"
-    SDI_SHARED_SECRET = "test-sdi-secret"
+    BANK_SHARED_SECRET = "test-bank-secret"  # nosec B105 # the test suite's
+    SDI_SHARED_SECRET = "test-sdi-secret"  # nosec B105 # the test suite's
     SERVER_NAME = None
     # Hashing strength is not under test; scrypt's cost would dominate the suite's time.
-    PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
+    PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"  # nosec B105 # a hash method, tests only

@@ -19,7 +19,7 @@ from webapp.shop.models import (
 )
 
 DEMO_EMAIL = "demo@pecshop.test"
-DEMO_PASSWORD = "demo12345"
+DEMO_PASSWORD = "demo12345"  # nosec B105 # demo data: seed-demo refuses outside development
 DEMO_TAX_CODE = "RSSMRA85T10A562S"
 
 PRODUCTS = [

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import subprocess
+import subprocess  # nosec B404 # starts this project's own processes
 import sys
 import time
 from pathlib import Path
@@ -63,7 +63,8 @@ def main() -> None:
         "negozio": [python, "-m", "flask", "run", "--port", str(SHOP_PORT), "--no-reload"],
         "scheduler": [python, "-m", "flask", "renewals", "scheduler"],
     }
-    processes = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
+    # B603: fixed argument lists (this Python, its own modules), no shell.
+    processes = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}  # nosec
     print(
         f"\nNegozio:  http://127.0.0.1:{SHOP_PORT}\nBanca:    http://127.0.0.1:{BANK_PORT}\n"
         f"SdI:      http://127.0.0.1:{SDI_PORT}\n"

@@ -6,10 +6,11 @@ from functools import cache
 
 from babel import support
 from flask import current_app, request
-from flask_babel import get_locale
+from flask_babel import get_locale, gettext
 from flask_wtf import FlaskForm
 from wtforms import Field
 from wtforms.i18n import messages_path
+from wtforms.validators import StopValidation
 
 
 @cache
@@ -78,3 +79,19 @@ class ValuesField(Field):
 
     def process_formdata(self, valuelist: list[str]) -> None:
         self.data = list(valuelist)
+
+
+class MaxLength:
+    """The first validator of a text field: a longer value stops the chain (no other validator,
+    pattern or library reads it), unlike WTForms' Length, after which the others still run."""
+
+    def __init__(self, limit: int, message: str | None = None) -> None:
+        self.limit = limit
+        self.message = message
+
+    def __call__(self, form, field) -> None:
+        data = field.data
+        if isinstance(data, str) and len(data) > self.limit:
+            raise StopValidation(
+                str(self.message or gettext("Massimo %(num)d caratteri.", num=self.limit))
+            )

@@ -59,9 +59,12 @@ def configure_logging(
     app.wsgi_app = AccessLog(app.wsgi_app, headers, observe)
 
 
-# Paths that carry a one-time token (a password reset or an address confirmation link): the
+# Paths that carry a one-time token (a password reset, an address confirmation, a staff
+# member's enrolment or reset link): the
 # log keeps the route, never the token, which opens the account until it is used.
-_SECRET_PATHS = re.compile(r"^(/password/nuova/|/conferma-email/)(?!invia$)[^/]+")
+_SECRET_PATHS = re.compile(
+    r"^(/password/nuova/|/conferma-email/|/backoffice/link/)(?!invia$)[^/]+"
+)
 
 
 def redact(path: str) -> str:
@@ -108,7 +111,7 @@ class AccessLog:
         method = environ.get("REQUEST_METHOD", "")
         # WSGI passes the path as latin-1 characters of its bytes: back to the UTF-8 text.
         path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
-        path = redact(path)
+        path = redact(path)  # a one-time link's token is never logged
         self.log.info(
             "%s %s %s %.1fms [%s]",
             method,

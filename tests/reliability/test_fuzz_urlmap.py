@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -298,6 +299,61 @@ def test_fuzz_the_shop_from_its_url_map(world: World, mode: str) -> None:
     assert not tally.errors and not tally.changed, _report(tally)
 
 
+# --- long and pathological values, timed ----------------------------------------------------
+
+SLOW_SECONDS = 1.0
+
+
+def timed(client: FlaskClient, draw: urlmap.Draw, tally: urlmap.Tally) -> tuple[int, float]:
+    """Status and duration of one request (in process: the server's own time).
+
+    The duration is the larger of the wall time and this thread's CPU time; the CPU time does
+    not grow when the machine is busy with other work, the wall time catches a request that
+    waits (a lock, a sleep). The caller asks twice before calling a request slow.
+    """
+    wall, cpu = time.perf_counter(), time.thread_time()
+    status = fire(client, draw, tally)
+    return status, max(time.perf_counter() - wall, time.thread_time() - cpu)
+
+
+def run_long_values(app: Flask, client: FlaskClient, draws, settle=None) -> urlmap.Tally:
+    """Every draw once (retried once if slow); a slow one is an error of the tally."""
+    tally = urlmap.Tally()
+    for draw in draws:
+        status, took = timed(client, draw, tally)
+        db.session.rollback()
+        if took > SLOW_SECONDS:  # once more before failing: the machine may be loaded
+            status, took_again = timed(client, draw, tally)
+            db.session.rollback()
+            if min(took, took_again) > SLOW_SECONDS:
+                tally.errors.append((str(draw), f"slow: {took:.2f} s, then {took_again:.2f} s"))
+        tally.by_rule[(draw.rule, draw.method, status)] += 1
+        if settle is not None:
+            settle(status)
+    return tally
+
+
+def test_long_values_answer_within_a_second_and_never_5xx(world: World) -> None:
+    """Tens of kilobytes of letters, dots, spaces, digits and e-mail-like text in each field of
+    each route, as the customer (every route) and as a visitor (login, registration, staff)."""
+    fz = ShopFuzz(world, member=True, with_token=False, seed=SEED)
+    app, visitor = fz.app, fz.app.test_client()
+    fz.settle_mode(200)
+    fields = urlmap.harvest_fields(app, world.client, urlmap.sample_paths(app, fz.ids()))
+    for path in ("/accedi", "/registrati", "/backoffice/accesso"):
+        fields.harvest(app, visitor.get(path).get_data(as_text=True))
+    rng = random.Random(SEED)
+    draws = list(urlmap.long_value_draws(app, fields, fz.ids(), rng))
+    public = [d for d in draws if d.rule.startswith(("account.", "backoffice."))]
+    # The back office answers a customer 404 before reading anything: the visitor's part.
+    member = [d for d in draws if not d.rule.startswith("backoffice.")]
+    tally = run_long_values(app, fz.client, member, fz.settle_mode)
+    tally.add(run_long_values(app, visitor, public))
+    urlmap.TALLIES["negozio, valori lunghi"] = tally
+    assert any(d.rule == "billing.save_billing" for d in draws)
+    assert not tally.errors, _report(tally)
+
+
 # --- the bank -------------------------------------------------------------------------------
 
 
@@ -406,3 +462,23 @@ def test_fuzz_the_bank_from_its_url_map(bank_world) -> None:
         if not any(known(request, error) for known in KNOWN_BANK_5XX)
     ]
     assert not unknown and not tally.changed, _report(tally)
+
+
+def test_long_values_at_the_bank_answer_within_a_second(bank_world) -> None:
+    """The mock bank's forms (card data, OTP, app approval) with the same long values."""
+    from webapp.bank.extensions import db as bank_db
+
+    bank_app, ids = bank_world
+    browser = bank_app.test_client()
+    fields = urlmap.harvest_fields(
+        bank_app, browser, [f"/pay/{i}" for i in ids] + [f"/app/{i}" for i in ids]
+    )
+    draws = urlmap.long_value_draws(
+        bank_app, fields, {"payment_id": ids, "*": ids}, random.Random(SEED)
+    )
+    bank_app.config["WTF_CSRF_ENABLED"] = False
+    with bank_app.app_context():
+        tally = run_long_values(bank_app, browser, draws)
+        bank_db.session.remove()
+    urlmap.TALLIES["banca, valori lunghi"] = tally
+    assert not tally.errors, _report(tally)

@@ -967,3 +967,71 @@ def test_sdi_notification_twins_are_stored_and_applied_once(world):
     courtesy = [k for k, _ in world.emails(email) if k and k.startswith("sdi-courtesy")]
     assert courtesy == [f"sdi-courtesy-{invoice_id}"]
     world.note("SdI notification (webhook)", answers, stored=stored, emails=len(courtesy))
+
+
+# --- staff: a one-time link, the lock after too many wrong codes (issue 19) --------------------
+
+
+def _staff(world, email: str, failures: int = 0):
+    from webapp.backoffice.auth import create_staff
+    from webapp.extensions import db
+
+    member = create_staff(email, "Gemella Staff", "operatore", PASSWORD)
+    member.totp_confirmed, member.totp_failures = True, failures
+    db.session.commit()
+    return member
+
+
+def test_staff_link_twins_complete_it_once(world):
+    from webapp.backoffice.links import issue_link
+    from webapp.backoffice.models import AuditEntry, StaffLinkPurpose
+    from webapp.extensions import db
+
+    member = _staff(world, f"twin-staff-{uuid.uuid4().hex[:8]}@pecshop.test")
+    token = issue_link(member, StaffLinkPurpose.PASSWORD, now_utc(), timedelta(hours=1))
+    db.session.commit()
+    browser = Browser(world.url)
+    world.browsers.append(browser)
+    assert browser.get(f"/backoffice/link/{token}").url.endswith("/backoffice/link")
+    form = {"csrf_token": browser.csrf, "password": "twin-new-pass", "password2": "twin-new-pass"}
+
+    answers = fire(twins_of(browser, post(world.url + "/backoffice/link", form)))
+
+    assert_no_5xx(answers)
+    used = world.shop_rows(
+        select(AuditEntry.id).where(
+            AuditEntry.staff_id == member.id, AuditEntry.action == "link usato: password"
+        )
+    )
+    assert len(used) == 1, used
+    assert sorted(a.status for a in answers) == [303] + [410] * (TWINS - 1)
+    world.note("staff: link monouso", answers, completed=len(used))
+
+
+def test_wrong_code_twins_lock_the_account_once(world):
+    from webapp.backoffice.models import AuditEntry, StaffUser
+
+    member = _staff(world, f"twin-lock-{uuid.uuid4().hex[:8]}@pecshop.test", failures=9)
+    browser = Browser(world.url)
+    world.browsers.append(browser)
+    browser.get("/backoffice/accesso")
+    response = browser.post("/backoffice/accesso", {"email": member.email, "password": PASSWORD})
+    assert response.status_code == 303, response.text[:300]
+    form = {"csrf_token": browser.csrf, "code": "000000"}
+
+    answers = fire(twins_of(browser, post(world.url + "/backoffice/accesso/codice", form)))
+
+    assert_no_5xx(answers)
+    [(locked_at, failures)] = world.shop_rows(
+        select(StaffUser.locked_at, StaffUser.totp_failures).where(StaffUser.id == member.id)
+    )
+    # Each twin that read the pending login before the lock counted its code; none after it.
+    assert locked_at is not None and 10 <= failures <= 9 + TWINS
+    locks = world.shop_rows(
+        select(AuditEntry.id).where(
+            AuditEntry.staff_id == member.id, AuditEntry.action == "account staff bloccato"
+        )
+    )
+    mails = [s for _, s in world.emails(member.email) if "bloccato" in s]
+    assert len(locks) == 1 and len(mails) == 1, (locks, mails)
+    world.note("staff: blocco dopo codici errati", answers, locks=len(locks), emails=len(mails))

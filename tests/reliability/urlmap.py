@@ -16,7 +16,7 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
@@ -67,6 +67,18 @@ HOSTILE: dict[str, list[str]] = {
     "latin/odd": ["è", "ß", "ǅ", "İ", "\U0010fffd"],
 }
 HOSTILE_VALUES = [v for values in HOSTILE.values() for v in values]
+
+# Long and pathological values (issue 19: a PEC pattern took 18 s on 60,000 dots): each is sent
+# alone in one field of one route, the route's other fields keeping the values its form renders.
+LONG = 40_000
+PATHOLOGICAL: dict[str, str] = {
+    "letters": "a" * LONG,
+    "dots": "a" + "." * LONG + "a",
+    "spaces": "a" + " " * LONG + "a",
+    "digits": "9" * LONG,
+    "e-mail-like": "a@" + "." * LONG + "@",
+    "e-mails": "a.b@c.it " * (LONG // 9),
+}
 
 # Names the apps read (request.form / request.args / JSON) that a rendered page may not show.
 KNOWN_FIELDS = (
@@ -124,6 +136,7 @@ class _FormParser(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.by_action: dict[str, set[str]] = {}
         self.all: set[str] = set()
+        self.values: dict[str, str] = {}  # what the page fills in (a checked radio wins)
         self._actions: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -136,6 +149,8 @@ class _FormParser(HTMLParser):
             self.by_action.setdefault(urlsplit(target).path, set())
         if tag in ("input", "select", "textarea", "button") and a.get("name"):
             self.all.add(a["name"])
+            if a.get("value") and (a["name"] not in self.values or "checked" in a):
+                self.values[a["name"]] = a["value"]
             for action in self._actions[-1:]:
                 self.by_action[urlsplit(action).path].add(a["name"])
 
@@ -150,11 +165,14 @@ class Fields:
 
     by_rule: dict[str, set[str]] = field(default_factory=dict)
     pool: set[str] = field(default_factory=lambda: set(KNOWN_FIELDS))
+    values: dict[str, str] = field(default_factory=dict)
 
     def harvest(self, app: Flask, html: str) -> None:
         parser = _FormParser()
         parser.feed(html)
         self.pool |= parser.all
+        for name, value in parser.values.items():
+            self.values.setdefault(name, value)
         adapter = app.url_map.bind("localhost")
         for path, names in parser.by_action.items():
             if not path:
@@ -389,6 +407,40 @@ class Generator:
                 except ValueError:
                     body[name] = v
         return json.dumps(body)
+
+
+# --- long values, one field at a time ---------------------------------------------------------
+
+
+def long_value_draws(
+    app: Flask,
+    fields: Fields,
+    ids: dict[str, Sequence[Any]],
+    rng: random.Random,
+    values: dict[str, str] = PATHOLOGICAL,
+) -> Iterator[Draw]:
+    """Every rule and method; each field of its forms in turn (a route without a form: three
+    of the known names at once) with each long value, the others as the page fills them."""
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        if rule.endpoint == "static":
+            continue
+        try:
+            path = rule.build(_real_args(rule, ids), append_unknown=False)[1]
+        except Exception:  # noqa: BLE001,S112 - an argument the rule does not take
+            continue
+        own = sorted(fields.by_rule.get(rule.endpoint, set()) - {"csrf_token"})
+        groups = [[name] for name in own] or [rng.sample(sorted(KNOWN_FIELDS), 3)]
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            for group in groups:
+                for label, value in values.items():
+                    form = {name: [fields.values.get(name, "")] for name in own}
+                    form.update({name: [value] for name in group})
+                    d = Draw(method, path, rule.endpoint, headers={"X-Long-Value": label})
+                    if method in ("GET", "DELETE"):
+                        d.query = form
+                    else:
+                        d.data = form
+                    yield d
 
 
 # --- fingerprints ---------------------------------------------------------------------------

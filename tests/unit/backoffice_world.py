@@ -16,6 +16,7 @@ def make_staff(email: str = "admin@pecshop.test", role: str = "amministratore"):
     from webapp.backoffice.auth import create_staff
 
     staff = create_staff(email, "Staff Prova", role, STAFF_PASSWORD)
+    staff.totp_confirmed = True  # as if enrolled through its link (links have their tests)
     db.session.commit()
     return staff
 
@@ -24,9 +25,12 @@ def staff_session(client: FlaskClient, staff, now: datetime | None = None) -> No
     """Log staff in by the session keys the back office reads (the login flow has its tests)."""
     from webapp.clock import now_utc
 
+    at = (now or now_utc()).timestamp()
     with client.session_transaction() as session:
         session["staff_id"] = staff.id
-        session["staff_seen"] = (now or now_utc()).timestamp()
+        session["staff_version"] = staff.session_version
+        session["staff_since"] = at
+        session["staff_seen"] = at
 
 
 def totp_now(staff) -> str:

@@ -37,7 +37,7 @@ def outbox_count(db) -> int:
 # --- login ------------------------------------------------------------------------------------
 
 
-def test_login_needs_password_then_totp_and_shows_the_qr_code_once(client, db):
+def test_login_needs_password_then_totp_and_never_shows_the_secret(client, db):
     staff = make_staff()
     assert (
         client.post("/backoffice/accesso", data={"email": staff.email, "password": "x"}).status_code
@@ -48,20 +48,16 @@ def test_login_needs_password_then_totp_and_shows_the_qr_code_once(client, db):
     )
     assert response.headers["Location"].endswith("/backoffice/accesso/codice")
     page = client.get("/backoffice/accesso/codice").text
-    assert 'src="data:image/svg+xml' in page and "totp-secret" in page
+    assert "data:image/svg+xml" not in page and staff.totp_secret not in page
     assert client.get("/backoffice/").status_code == 303  # not yet
     assert client.post("/backoffice/accesso/codice", data={"code": "000000"}).status_code == 422
     code = pyotp.TOTP(staff.totp_secret).now()
     response = client.post("/backoffice/accesso/codice", data={"code": code})
     assert response.headers["Location"].endswith("/backoffice/")
     assert client.get("/backoffice/").status_code == 200
-    db.session.refresh(staff)
-    assert staff.totp_confirmed
 
     client.post("/backoffice/esci")
     client.post("/backoffice/accesso", data={"email": staff.email, "password": STAFF_PASSWORD})
-    page = client.get("/backoffice/accesso/codice").text
-    assert "data:image/svg+xml" not in page  # enrolled: no QR code any more
     # The same code a second time is refused (replay).
     assert client.post("/backoffice/accesso/codice", data={"code": code}).status_code == 422
 
@@ -86,23 +82,29 @@ def test_operators_are_refused_admin_pages(client):
     assert client.get("/backoffice/cerca").status_code == 200
 
 
-def test_staff_create_command_prints_the_totp_secret(app, db):
-    result = app.test_cli_runner().invoke(
-        args=[
-            "staff",
-            "create",
-            "--email",
-            "capo@pecshop.test",
-            "--name",
-            "Capo",
-            "--role",
-            "amministratore",
-            "--password",
-            "unapasswordlunga",
-        ]
-    )
+def test_staff_create_command_prints_a_one_time_link_not_the_secret(app, db):
+    from webapp.backoffice.models import StaffUser
+
+    with app.app_context():
+        result = app.test_cli_runner().invoke(
+            args=[
+                "staff",
+                "create",
+                "--email",
+                "capo@pecshop.test",
+                "--name",
+                "Capo",
+                "--role",
+                "amministratore",
+                "--password",
+                "unapasswordlunga",
+            ]
+        )
     assert result.exit_code == 0, result.output
-    assert "Segreto TOTP:" in result.output and "otpauth://totp/" in result.output
+    assert "/backoffice/link/" in result.output and "Link monouso" in result.output
+    staff = db.session.scalar(select(StaffUser).where(StaffUser.email == "capo@pecshop.test"))
+    assert staff.totp_secret not in result.output and "otpauth://" not in result.output
+    assert not staff.totp_confirmed
 
 
 # --- bank transfers ---------------------------------------------------------------------------

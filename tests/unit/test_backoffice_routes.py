@@ -13,7 +13,12 @@ from tests.unit.backoffice_world import make_order, make_staff, paid_by_card, st
 from tests.unit.helpers import login
 
 LOGIN_URL = "/backoffice/accesso"
-PUBLIC = {"backoffice.login", "backoffice.login_code"}
+PUBLIC = {
+    "backoffice.login",
+    "backoffice.login_code",
+    "backoffice.open_link",
+    "backoffice.use_link",
+}
 TOKEN = re.compile(r"""hx-headers='\{"X-CSRFToken": "([^"]+)"\}'""")
 
 
@@ -53,6 +58,7 @@ def ids(db, catalogue, dummy_customer, now):
         "invoice_id": invoice.id,
         "attempt_id": attempt.id,
         "notification_id": note.id,
+        "token": "not-a-real-token",
         "_admin": admin,
     }
 

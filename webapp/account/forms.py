@@ -6,7 +6,7 @@ from stdnum.it import codicefiscale, iva
 from wtforms import BooleanField, EmailField, PasswordField, StringField
 from wtforms.validators import Email, EqualTo, InputRequired, Length, Regexp, ValidationError
 
-from webapp.forms import BrowserForm, InputForm, ValuesField, to_int
+from webapp.forms import BrowserForm, InputForm, MaxLength, ValuesField, to_int
 from webapp.i18n import lazy_gettext as _l
 
 AUTO_RENEW_MESSAGE = _l(
@@ -37,8 +37,10 @@ def _new_password(label=None) -> PasswordField:
         label or _l("Password"),
         description=PASSWORD_RULE,
         validators=[
+            # The length first: no other validator reads a longer value.
+            MaxLength(128, message=_l("La password può avere al massimo 128 caratteri.")),
             InputRequired(_l("Scegli una password.")),
-            Length(min=8, max=128, message=_l("La password deve avere almeno 8 caratteri.")),
+            Length(min=8, message=_l("La password deve avere almeno 8 caratteri.")),
         ],
     )
 
@@ -46,7 +48,10 @@ def _new_password(label=None) -> PasswordField:
 def _repeat_password() -> PasswordField:
     return PasswordField(
         _l("Ripeti la password"),
-        validators=[EqualTo("password", message=_l("Le due password non coincidono."))],
+        validators=[
+            MaxLength(128, message=_l("Le due password non coincidono.")),
+            EqualTo("password", message=_l("Le due password non coincidono.")),
+        ],
     )
 
 
@@ -55,9 +60,10 @@ def _email_field(label=None) -> EmailField:
         label or _l("E-mail"),
         filters=[_strip],  # a pasted address often ends with a space
         validators=[
+            # The length first: no other validator reads a longer value.
+            MaxLength(254, message=_l("Indirizzo e-mail troppo lungo.")),
             InputRequired(_l("Inserisci l'indirizzo e-mail.")),
             Email(_l("Indirizzo e-mail non valido."), check_deliverability=False),
-            Length(max=254),
         ],
     )
 
@@ -65,12 +71,15 @@ def _email_field(label=None) -> EmailField:
 class RegisterForm(BrowserForm):
     name = StringField(
         _l("Nome e cognome o ragione sociale"),
-        validators=[InputRequired(_l("Inserisci il nome.")), Length(max=200)],
+        validators=[MaxLength(200), InputRequired(_l("Inserisci il nome."))],
     )
     email = _email_field()
     tax_code = StringField(
         _l("Codice fiscale o partita IVA"),
-        validators=[InputRequired(_l("Inserisci il codice fiscale o la partita IVA."))],
+        validators=[
+            MaxLength(32, message=_l("Codice fiscale o partita IVA non valido.")),
+            InputRequired(_l("Inserisci il codice fiscale o la partita IVA.")),
+        ],
     )
     password = _new_password()
     password2 = _repeat_password()
@@ -84,10 +93,18 @@ class RegisterForm(BrowserForm):
 
 class LoginForm(BrowserForm):
     email = EmailField(
-        _l("E-mail"), validators=[InputRequired(_l("Inserisci l'indirizzo e-mail."))]
+        _l("E-mail"),
+        validators=[
+            MaxLength(254, message=_l("E-mail o password errate.")),
+            InputRequired(_l("Inserisci l'indirizzo e-mail.")),
+        ],
     )
     password = PasswordField(
-        _l("Password"), validators=[InputRequired(_l("Inserisci la password."))]
+        _l("Password"),
+        validators=[
+            MaxLength(128, message=_l("E-mail o password errate.")),
+            InputRequired(_l("Inserisci la password.")),
+        ],
     )
     remember = BooleanField(_l("Ricordami"))
 
@@ -155,6 +172,7 @@ class RenewForm(InputForm):
 class ServiceCardForm(InputForm):
     card_id = StringField(
         validators=[
+            MaxLength(10, CARD_MESSAGE),
             InputRequired(CARD_MESSAGE),
             Regexp(r"^[0-9]{1,10}$", message=CARD_MESSAGE),
         ]

@@ -55,7 +55,9 @@ def _safe_next(default: str, target: str | None = None) -> str:
 
 def _log_in(customer, remember: bool = False) -> None:
     login_user(customer, remember=remember)
-    claim_anonymous_cart(session.pop("cart_token", None), customer.id)
+    claim_anonymous_cart(
+        session.pop("cart_token", None), customer.id, current_app.config["CART_MAX_LINES"]
+    )
     commit()
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import request, url_for
+from flask import current_app, request, url_for
 from flask_babel import gettext as _
 
 from webapp.backoffice import catalogue as cat
+from webapp.backoffice.audit import record
 from webapp.backoffice.blueprint import (
     act,
     admin_required,
@@ -19,8 +20,10 @@ from webapp.backoffice.blueprint import (
     request_id,
     saved,
 )
-from webapp.backoffice.models import StaffRole, StaffUser
+from webapp.backoffice.link_views import issue_and_send
+from webapp.backoffice.models import StaffLinkPurpose, StaffRole, StaffUser
 from webapp.clock import now_utc, rome_date
+from webapp.errors import DomainError
 from webapp.htmx import redirect_to
 from webapp.shop.models import DiscountCode, DiscountKind, Product, ServiceKind
 from webapp.shop.services import price_changes, price_on
@@ -147,7 +150,7 @@ def disable_code(code_id: int):
 # --- staff -----------------------------------------------------------------------------------
 
 
-def _staff_page(status: int = 200, error: str | None = None):
+def staff_page(status: int = 200, error: str | None = None):
     return page(
         "backoffice/staff.html",
         status=status,
@@ -160,19 +163,27 @@ def _staff_page(status: int = 200, error: str | None = None):
 @bp.get("/staff")
 @admin_required
 def list_staff():
-    return _staff_page()
+    return staff_page()
+
+
+def _create_member() -> StaffUser:
+    member = cat.create_staff(request.form, current_staff(), request_id())
+    issue_and_send(member, StaffLinkPurpose.ACTIVATION)
+    return member
 
 
 @bp.post("/staff")
 @admin_required
 def create_staff():
-    """A new staff account; the TOTP is enrolled with the QR code at its first login."""
+    """A new staff account: its password and authenticator are set by the member, through the
+    activation link e-mailed now (the administrator never knows either)."""
     return act(
-        lambda: cat.create_staff(request.form, current_staff(), request_id()),
-        lambda error: _staff_page(422, error),
+        _create_member,
+        lambda error: staff_page(422, error),
         lambda member: saved(
             _(
-                "Account %(email)s creato: al primo accesso configurerà il codice TOTP.",
+                "Account %(email)s creato: gli abbiamo inviato per e-mail il link per scegliere "
+                "la password e configurare il codice TOTP.",
                 email=member.email,
             ),
             "backoffice.list_staff",
@@ -188,6 +199,46 @@ def toggle_staff(staff_id: int):
         lambda: cat.set_staff_active(
             member, request.form.get("active") == "1", current_staff(), request_id()
         ),
-        lambda error: _staff_page(422, error),
+        lambda error: staff_page(422, error),
         lambda _none: redirect_to(url_for("backoffice.list_staff")),
+    )
+
+
+LINK_PURPOSES = {"password": StaffLinkPurpose.PASSWORD, "totp": StaffLinkPurpose.TOTP}
+
+
+def _send_link(member: StaffUser) -> StaffUser:
+    """Issue and e-mail the link the form asks for, with its audit row (never its token)."""
+    purpose = LINK_PURPOSES.get(request.form.get("purpose", ""))
+    if purpose is None or not member.active:
+        raise DomainError(_("Scegli un account attivo e il tipo di link da inviare."))
+    issue_and_send(member, purpose)
+    record(
+        current_staff(),
+        f"link inviato: {purpose.value}",
+        "staff",
+        member.id,
+        after={"email": member.email, "purpose": purpose.value},
+        request_id=request_id(),
+    )
+    return member
+
+
+@bp.post("/staff/<int:staff_id>/link")
+@admin_required
+def send_staff_link(staff_id: int):
+    """An administrator sends a member a link: a new password, or a new authenticator."""
+    member = get_or_404(StaffUser, staff_id)
+    hours = int(current_app.config["STAFF_LINK_HOURS"])
+    return act(
+        lambda: _send_link(member),
+        lambda error: staff_page(422, error),
+        lambda m: saved(
+            _(
+                "Link inviato per e-mail a %(email)s (valido %(hours)d ore).",
+                email=m.email,
+                hours=hours,
+            ),
+            "backoffice.list_staff",
+        ),
     )

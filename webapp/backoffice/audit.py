@@ -45,13 +45,14 @@ def record(
     """Append an audit row (flushes; committed with the action it reports)."""
     entry = AuditEntry(
         staff_id=staff.id if staff else None,
-        staff_email=(staff.email if staff else email or "")[:254],
+        # The e-mail typed at a refused login is the visitor's text: no NUL (PostgreSQL refuses).
+        staff_email=(staff.email if staff else email or "")[:254].replace("\x00", ""),
         action=action[:80],
         object_type=obj_type,
         object_id=None if obj_id is None else str(obj_id),
         before=jsonable(before),
         after=jsonable(after),
-        reason=(reason or "")[:500],
+        reason=(reason or "")[:500].replace("\x00", ""),
         request_id=request_id,
     )
     db.session.add(entry)

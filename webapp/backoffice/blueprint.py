@@ -1,8 +1,11 @@
 """The back-office blueprint and its guards: staff session, idle expiry, roles, audit per POST.
 
-The staff identity lives in its own session keys (`staff_id`, `staff_seen`), never in
-Flask-Login's (which is the customers'). A customer session gets 404 on every back-office URL;
-an anonymous visitor is sent to the staff login; 30 minutes without a request end the session.
+The staff identity lives in its own session keys (`staff_id`, `staff_version`, `staff_since`,
+`staff_seen`), never in Flask-Login's (which is the customers'). A customer session gets 404 on
+every back-office URL; an anonymous visitor is sent to the staff login. A session ends after 30
+minutes without a request, STAFF_SESSION_MAX_HOURS after the login whatever its use, and when
+the member's `session_version` moves on (logout, deactivation, lock, a password or TOTP reset):
+the cookie alone, even saved before, opens nothing then.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ from datetime import timedelta
 from functools import wraps
 from typing import TypeVar
 
-from flask import Blueprint, Response, abort, flash, g, request, session, url_for
+from flask import Blueprint, Response, abort, current_app, flash, g, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
 from webapp.backoffice import audit
 from webapp.backoffice.models import StaffUser
 from webapp.clock import ROME, as_utc, now_utc
+from webapp.dbtypes import MAX_ID
 from webapp.errors import DomainError
 from webapp.extensions import db
 from webapp.htmx import redirect_to, render
@@ -28,7 +32,13 @@ from webapp.transaction import commit, rollback
 bp = Blueprint("backoffice", __name__, url_prefix="/backoffice")
 
 IDLE_LIMIT = timedelta(minutes=30)
-PUBLIC_ENDPOINTS = {"backoffice.login", "backoffice.login_code"}
+PUBLIC_ENDPOINTS = {
+    "backoffice.login",
+    "backoffice.login_code",
+    "backoffice.open_link",
+    "backoffice.use_link",
+}
+SESSION_KEYS = ("staff_id", "staff_version", "staff_since", "staff_seen", "staff_pending")
 
 T = TypeVar("T")
 
@@ -77,27 +87,55 @@ def request_id() -> str:
 
 
 def log_in(staff: StaffUser) -> None:
+    now = now_utc().timestamp()
     session.pop("staff_pending", None)
     session["staff_id"] = staff.id
-    session["staff_seen"] = now_utc().timestamp()
+    session["staff_version"] = staff.session_version
+    session["staff_since"] = now
+    session["staff_seen"] = now
 
 
 def log_out() -> None:
-    for key in ("staff_id", "staff_seen", "staff_pending"):
+    """Forget the staff keys of this cookie (the caller ends the other sessions if it must)."""
+    for key in SESSION_KEYS:
         session.pop(key, None)
 
 
+def _expired(now: float) -> str | None:
+    """Why this session is over by time, if it is: idle too long, or older than the maximum."""
+    try:
+        seen, since = float(session.get("staff_seen")), float(session.get("staff_since"))
+    except (TypeError, ValueError):
+        return _("Sessione scaduta: accedi di nuovo.")
+    if now - seen > IDLE_LIMIT.total_seconds():
+        return _("Sessione scaduta per inattività: accedi di nuovo.")
+    max_age = timedelta(hours=current_app.config["STAFF_SESSION_MAX_HOURS"])
+    if now - since > max_age.total_seconds():
+        return _(
+            "Sessione scaduta: dopo %(hours)d ore si accede di nuovo.",
+            hours=max_age // timedelta(hours=1),
+        )
+    return None
+
+
 def _staff_from_session() -> StaffUser | None:
-    staff_id, seen = session.get("staff_id"), session.get("staff_seen")
+    staff_id = session.get("staff_id")
     if staff_id is None:
         return None
     now = now_utc().timestamp()
-    if seen is None or now - float(seen) > IDLE_LIMIT.total_seconds():
+    expired = _expired(now)
+    if expired:
         log_out()
-        flash(_("Sessione scaduta per inattività: accedi di nuovo."), "info")
+        flash(expired, "info")
         return None
-    staff = db.session.get(StaffUser, staff_id)
-    if staff is None or not staff.active:
+    known = isinstance(staff_id, int) and 0 < staff_id <= MAX_ID
+    staff = db.session.get(StaffUser, staff_id) if known else None
+    if (
+        staff is None
+        or not staff.active
+        or staff.locked_at is not None
+        or session.get("staff_version") != staff.session_version
+    ):
         log_out()
         return None
     session["staff_seen"] = now

@@ -20,6 +20,7 @@ from webapp.backoffice.forms import (
 from webapp.backoffice.models import StaffUser
 from webapp.errors import DomainError, InvalidChoice
 from webapp.extensions import db
+from webapp.queryargs import whole_number
 from webapp.shop.models import (
     DiscountCode,
     DiscountKind,
@@ -201,7 +202,7 @@ def save_code(code: DiscountCode | None, form, staff: StaffUser, rid: str) -> Di
     """Create or edit a codice sconto: window, products, percent or amount, limits."""
     before = snapshot(code, *CODE_FIELDS) if code else None
     values = _code_values(form, code is None)
-    product_ids = [int(x) for x in form.getlist("product_ids") if x.isdigit()]
+    product_ids = [n for n in map(whole_number, form.getlist("product_ids")) if n is not None]
     products = (
         list(db.session.scalars(select(Product).where(Product.id.in_(product_ids))))
         if product_ids
@@ -249,8 +250,8 @@ def list_staff() -> list[StaffUser]:
 
 
 def create_staff(form, staff: StaffUser, rid: str) -> StaffUser:
-    """A new staff account (its TOTP is enrolled at the first login), with its audit row."""
-    fields = [form.get(name, "") for name in ("email", "name", "role", "password")]
+    """A new staff account (password and TOTP set by the member's activation link), audited."""
+    fields = [form.get(name, "") for name in ("email", "name", "role")]
     member = auth.create_staff(*fields)
     record(
         staff,
@@ -269,6 +270,8 @@ def set_staff_active(target: StaffUser, active: bool, staff: StaffUser, rid: str
     before = snapshot(target, "active")
     target.active = active
     db.session.flush()
+    if not active:
+        auth.end_sessions(target.id)  # a deactivated member's open sessions end now
     action = "account staff riattivato" if active else "account staff disattivato"
     record(
         staff, action, "staff", target.id, before=before, after={"active": active}, request_id=rid

@@ -8,10 +8,10 @@ from flask import Response, render_template, request
 from flask_babel import gettext as _
 
 from webapp.backoffice.blueprint import bp
-from webapp.backoffice.forms import parse_day
 from webapp.clock import now_utc, rome_date
 from webapp.errors import DomainError
 from webapp.invoicing.services import export_zip
+from webapp.queryargs import parse_day
 
 
 @bp.get("/fatture")
@@ -20,12 +20,14 @@ def export_invoices():
     if "dal" not in request.args:
         today = rome_date(now_utc())
         return render_template("backoffice/invoices.html", dal=today.replace(day=1), al=today)
+    # Only the two fields, as typed (never request.args whole: its keys are the visitor's).
+    dal, al = request.args.get("dal", "")[:10], request.args.get("al", "")[:10]
     try:
-        start, end = parse_day(request.args["dal"], _("Dal")), parse_day(request.args.get("al"))
+        start, end = parse_day(dal, _("Dal")), parse_day(al, _("Al"))
         if start > end:
             raise DomainError(_("La data iniziale viene dopo quella finale."))
     except DomainError as exc:
-        page = render_template("backoffice/invoices.html", error=exc.message, **request.args)
+        page = render_template("backoffice/invoices.html", error=exc.message, dal=dal, al=al)
         return page, 422
     return _zip(start, end)
 

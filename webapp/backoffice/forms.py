@@ -10,13 +10,16 @@ from flask_babel import gettext as _
 from webapp.clock import ROME
 from webapp.errors import InvalidChoice
 from webapp.i18n import lazy_gettext as _l
+from webapp.queryargs import parse_day, whole_number
+
+__all__ = ["parse_cents", "parse_day", "parse_int", "optional_int", "reason_of", "start_of_day"]
 
 AMOUNT_RE = re.compile(r"^\d{1,7}(?:[.,]\d{1,2})?$")
 
 
 def parse_cents(raw: str | None, label: str = _l("Importo")) -> int:
     """'12,20', '12.20', '1.234,56' or '€ 12' → cents; anything else is refused."""
-    text = (raw or "").replace("€", "").replace(" ", "").strip()
+    text = (raw or "")[:40].replace("€", "").replace(" ", "").strip()  # no amount is longer
     if re.fullmatch(r"\d{1,3}(\.\d{3})+(,\d{1,2})?", text):
         text = text.replace(".", "")  # thousands separators, Italian style
     if not AMOUNT_RE.match(text):
@@ -25,29 +28,18 @@ def parse_cents(raw: str | None, label: str = _l("Importo")) -> int:
     return int(euros) * 100 + int((cents + "00")[:2])
 
 
-def parse_day(raw: str | None, label: str = _l("Data")) -> date:
-    """An ISO date (the browser's date input) or dd/mm/yyyy."""
-    text = (raw or "").strip()
-    for fmt in ("%Y-%m-%d", "%d/%m/%Y"):
-        try:
-            return datetime.strptime(text, fmt).date()
-        except ValueError:
-            continue
-    raise InvalidChoice(_("%(label)s non valida: usa il formato gg/mm/aaaa.", label=label))
-
-
 def start_of_day(day: date) -> datetime:
     """Midnight in Italy of `day`, as an aware datetime (stored in UTC)."""
     return datetime(day.year, day.month, day.day, tzinfo=ROME)
 
 
 def parse_int(raw: str | None, label: str, low: int, high: int) -> int:
-    text = (raw or "").strip()
-    if not text.isdigit() or not low <= int(text) <= high:
+    value = whole_number(raw)
+    if value is None or not low <= value <= high:
         raise InvalidChoice(
             _("%(label)s: scrivi un numero da %(low)d a %(high)d.", label=label, low=low, high=high)
         )
-    return int(text)
+    return value
 
 
 def optional_int(raw: str | None, label: str, low: int, high: int) -> int | None:

@@ -42,6 +42,13 @@ class StaffUser(db.Model):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Sessions carry it; logout, deactivation and a password or TOTP reset add one, so every
+    # session issued before ends (the customers' session_version, for staff).
+    session_version: Mapped[int] = mapped_column(default=1, server_default="1")
+    # Wrong TOTP codes since the last right one (UPDATE … + 1); at the lock threshold
+    # `locked_at` is set once (compare-and-set) and only a one-time link clears it.
+    totp_failures: Mapped[int] = mapped_column(default=0, server_default="0")
+    locked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     def set_password(self, password: str) -> None:
         method = current_app.config.get("PASSWORD_HASH_METHOD", "scrypt")
@@ -53,6 +60,38 @@ class StaffUser(db.Model):
     @property
     def is_admin(self) -> bool:
         return self.role is StaffRole.AMMINISTRATORE
+
+
+class StaffLinkPurpose(enum.StrEnum):
+    ACTIVATION = "attivazione"  # a new account: password and authenticator
+    PASSWORD = "password"  # nosec B105 # the link's purpose (a forgotten password), no secret
+    TOTP = "totp"  # a lost phone: a new authenticator
+
+    @property
+    def sets_password(self) -> bool:
+        return self is not StaffLinkPurpose.TOTP
+
+    @property
+    def sets_totp(self) -> bool:
+        return self is not StaffLinkPurpose.PASSWORD
+
+
+class StaffLink(db.Model):
+    """A one-time link an administrator sends to a staff member (never shown to the admin).
+
+    Only the SHA-256 of the token is stored; a newer link of the same member makes the older
+    ones useless; `used_at` is set by a compare-and-set UPDATE (a link works once).
+    """
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"), index=True)
+    purpose: Mapped[StaffLinkPurpose] = mapped_column(enum_column(StaffLinkPurpose))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The authenticator's new secret (shown only to whoever opens the link).
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class AuditEntry(db.Model):

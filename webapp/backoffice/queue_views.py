@@ -12,11 +12,13 @@ from webapp.backoffice.blueprint import act, bp, current_staff, get_or_404, page
 from webapp.backoffice.forms import parse_int, reason_of
 from webapp.backoffice.order_views import order_page
 from webapp.clock import format_day, now_utc
+from webapp.dbtypes import MAX_ID
 from webapp.extensions import db
 from webapp.htmx import render
 from webapp.i18n import lazy_gettext as _l
 from webapp.outbox.models import OutboxEmail
 from webapp.outbox.services import send_outbox
+from webapp.queryargs import whole_number
 from webapp.renewals.engine import RenewalOutcome, default_worker, retry_renewal
 from webapp.renewals.models import Renewal
 from webapp.shop.models import Order
@@ -122,7 +124,7 @@ def resend_email(email_id: int):
     message = (
         _("E-mail inviata.") if sent else _("E-mail in coda: il server di posta non risponde.")
     )
-    order_id = request.form.get("order_id", "")
-    if order_id.isdigit() and (order := db.session.get(Order, int(order_id))):
+    order_id = whole_number(request.form.get("order_id"))
+    if order_id is not None and order_id <= MAX_ID and (order := db.session.get(Order, order_id)):
         return order_page(order, message=message)
     return outbox_page(message=message)

@@ -31,6 +31,7 @@ from webapp.renewals.services import renewal_price, settings
 from webapp.shop.models import Customer, Order, OrderStatus, Product
 
 PAGE_SIZE = 20
+MAX_PAGE = 100_000  # far beyond any list here; keeps OFFSET inside a 64-bit integer
 STUCK_AFTER = timedelta(minutes=30)
 KINDS = {
     "clienti": _l("Clienti"),

@@ -5,7 +5,7 @@ The other routes are in order_views, queue_views and admin_views, on the same bl
 
 from __future__ import annotations
 
-from flask import flash, render_template, request, session, url_for
+from flask import current_app, flash, render_template, request, session, url_for
 from flask_babel import gettext as _
 
 from webapp.backoffice import auth
@@ -14,85 +14,124 @@ from webapp.backoffice.audit import record
 from webapp.backoffice.blueprint import bp, current_staff, log_in, log_out, request_id
 from webapp.backoffice.models import StaffUser
 from webapp.clock import now_utc
+from webapp.dbtypes import MAX_ID
 from webapp.extensions import db, limiter
 from webapp.htmx import redirect_to, render
+from webapp.queryargs import clamped_int
 from webapp.transaction import commit
 
 PENDING_SECONDS = 300
 
 
 def _pending() -> StaffUser | None:
-    """The staff member who typed the right password and still has to type the code."""
+    """The staff member who typed the right password and still has to type the code.
+
+    `staff_pending` is [id, when, the account's failures then]: the pending login ends after
+    STAFF_TOTP_PENDING_FAILURES wrong codes counted on the account (a cookie saved before and
+    sent again does not start the count afresh), or when the account is locked.
+    """
     pending = session.get("staff_pending")
-    if not pending or now_utc().timestamp() - pending[1] > PENDING_SECONDS:
+    try:
+        staff_id, since, failures_then = int(pending[0]), float(pending[1]), int(pending[2])
+    except (TypeError, ValueError, IndexError):
         return None
-    staff = db.session.get(StaffUser, pending[0])
-    return staff if staff is not None and staff.active else None
+    if now_utc().timestamp() - since > PENDING_SECONDS or not 0 < staff_id <= MAX_ID:
+        return None
+    staff = db.session.get(StaffUser, staff_id)
+    if staff is None or not staff.active or staff.locked_at is not None:
+        return None
+    limit = current_app.config["STAFF_TOTP_PENDING_FAILURES"]
+    return None if staff.totp_failures - failures_then >= limit else staff
+
+
+def _login_page(error: str, email: str = ""):
+    return render_template("backoffice/login.html", error=error, email=email[:254]), 422
 
 
 @bp.route("/accesso", methods=["GET", "POST"])
 @limiter.limit("10/minute", methods=["POST"])
 def login():
-    """Step 1: e-mail and password."""
+    """Step 1: e-mail and password (an account locked or not yet enrolled stops here)."""
     if request.method == "GET":
         return render_template("backoffice/login.html")
     email = request.form.get("email", "")
     staff = auth.check_password(email, request.form.get("password", ""))
-    record(
-        staff,
-        "accesso: password",
-        reason="corretta" if staff else "errata",
-        request_id=request_id(),
-        email=email,
-    )
+    refused = _refusal(staff)
+    reason = refused or ("corretta" if staff else "errata")
+    record(staff, "accesso: password", reason=reason, request_id=request_id(), email=email[:254])
     commit()
     if staff is None:
-        return render_template(
-            "backoffice/login.html", error=_("E-mail o password errate."), email=email
-        ), 422
-    session["staff_pending"] = [staff.id, now_utc().timestamp()]
+        return _login_page(_("E-mail o password errate."), email)
+    if refused:
+        return _login_page(refused, email)
+    session["staff_pending"] = [staff.id, now_utc().timestamp(), staff.totp_failures]
     return redirect_to(url_for("backoffice.login_code"))
+
+
+def _refusal(staff: StaffUser | None) -> str | None:
+    """Why a member with the right password still cannot log in, if so."""
+    if staff is None:
+        return None
+    if staff.locked_at is not None:
+        return _(
+            "Account bloccato dopo troppi codici errati: chiedi a un amministratore un link "
+            "per configurare di nuovo il codice TOTP o la password."
+        )
+    if not staff.totp_confirmed:
+        return _(
+            "Il codice TOTP di questo account non è configurato: usa il link che ti ha inviato "
+            "un amministratore, o chiedine uno nuovo."
+        )
+    return None
 
 
 @bp.route("/accesso/codice", methods=["GET", "POST"])
 @limiter.limit("10/minute", methods=["POST"])
 def login_code():
-    """Step 2: the TOTP code; at the first login the QR code to enrol the authenticator app."""
+    """Step 2: the TOTP code; wrong codes are counted on the account."""
     staff = _pending()
     if staff is None:
+        session.pop("staff_pending", None)
         return redirect_to(url_for("backoffice.login"))
-    ok = request.method == "POST" and auth.check_totp(
-        staff, request.form.get("code", ""), now_utc()
-    )
-    if request.method == "POST":
-        record(
-            staff,
-            "accesso: codice TOTP",
-            reason="corretto" if ok else "errato",
-            request_id=request_id(),
-        )
-        commit()
+    if request.method == "GET":
+        return _code_page()
+    ok = _checked_code(staff)
     if ok:
+        db.session.refresh(staff)
         log_in(staff)
         return redirect_to(url_for("backoffice.dashboard"))
-    return _code_page(staff, refused=request.method == "POST")
+    if _pending() is None:
+        session.pop("staff_pending", None)
+        flash(_("Troppi codici errati: accedi di nuovo."), "error")
+        return redirect_to(url_for("backoffice.login"))
+    return _code_page(refused=True)
 
 
-def _code_page(staff: StaffUser, refused: bool):
-    """The code form; the QR code only until the first correct code (enrolment)."""
-    uri = None if staff.totp_confirmed else auth.provisioning_uri(staff)
+def _checked_code(staff: StaffUser) -> bool:
+    """Check the typed code, count a wrong one on the account, audit; committed."""
+    now = now_utc()
+    ok = auth.check_totp(staff, request.form.get("code", ""), now)
+    if not ok:
+        auth.record_totp_failure(staff, now, current_app.config["STAFF_TOTP_LOCK_FAILURES"])
+    reason = "corretto" if ok else "errato"
+    record(staff, "accesso: codice TOTP", reason=reason, request_id=request_id())
+    commit()
+    return ok
+
+
+def _code_page(refused: bool = False):
+    """The code form (never a secret or a QR code: enrolment is by one-time link only)."""
     return render_template(
-        "backoffice/login_code.html",
-        pending=staff,
-        qr=auth.qr_data_uri(uri) if uri else None,
-        uri=uri,
-        error=_("Codice non valido.") if refused else None,
+        "backoffice/login_code.html", error=_("Codice non valido.") if refused else None
     ), (422 if refused else 200)
 
 
 @bp.post("/esci")
 def logout():
-    record(current_staff(), "uscita", request_id=request_id())
+    """Log out here and everywhere: the member's session version moves on."""
+    staff = current_staff()
+    record(staff, "uscita", request_id=request_id())
+    auth.end_sessions(staff.id)
     commit()
     log_out()
     flash(_("Sei uscito dal back office."), "info")
@@ -109,8 +148,8 @@ def dashboard():
 def search():
     """Find customers, orders, payments and services; filters and paging are htmx fragments."""
     q, kind = request.args.get("q", ""), request.args.get("tipo", "")
-    page = request.args.get("pagina", "1")
-    results = bo.search(q, kind, int(page) if page.isdigit() else 1)
+    page = clamped_int(request.args.get("pagina"), 1, 1, bo.MAX_PAGE)
+    results = bo.search(q, kind, page)
     customers = bo.customers_by_id(
         getattr(item, "customer_id", None)
         or getattr(getattr(item, "order", None), "customer_id", 0)
@@ -131,14 +170,14 @@ def search():
 @bp.get("/registro")
 def audit_log():
     """The audit log: read-only here (no route edits or deletes a row)."""
-    page = request.args.get("pagina", "1")
-    log = bo.audit_log(int(page) if page.isdigit() else 1)
+    log = bo.audit_log(clamped_int(request.args.get("pagina"), 1, 1, bo.MAX_PAGE))
     return render("backoffice/audit.html", "backoffice/_audit.html", log=log)
 
 
 from webapp.backoffice import (  # noqa: E402, F401
     admin_views,
     export_views,
+    link_views,
     order_views,
     queue_views,
     service_views,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from wtforms import IntegerField, StringField
-from wtforms.validators import InputRequired, Length, Regexp
+from wtforms.validators import InputRequired, Regexp
 
-from webapp.forms import InputForm
+from webapp.forms import InputForm, MaxLength
 from webapp.i18n import lazy_gettext as _l
 
 NEW_CARD = "new"
@@ -17,6 +17,7 @@ class CardChoiceForm(InputForm):
 
     choice = StringField(
         validators=[
+            MaxLength(10, CHOICE_MESSAGE),
             InputRequired(CHOICE_MESSAGE),
             Regexp(rf"^({NEW_CARD}|[0-9]{{1,10}})$", message=CHOICE_MESSAGE),
         ]
@@ -26,7 +27,7 @@ class CardChoiceForm(InputForm):
 class ProceedForm(CardChoiceForm):
     """Procedi: the choice, the form's attempt token and the amount the customer saw."""
 
-    attempt = StringField(validators=[Length(max=40)])
+    attempt = StringField(validators=[MaxLength(40)])
     amount_cents = IntegerField(
         validators=[InputRequired(_l("Importo mancante: ricarica la pagina."))]
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, fields
 
+from email_validator import EmailNotValidError, validate_email
 from flask_babel import gettext as _
 from sqlalchemy import select
 from stdnum.exceptions import ValidationError
@@ -34,8 +35,26 @@ _OFFICE_CODE = re.compile(r"[A-Z0-9]{6}")
 _CIG = re.compile(r"[A-Z0-9]{10}")
 _CUP = re.compile(r"[A-Z0-9]{15}")
 _COUNTRY = re.compile(r"[A-Z]{2}")
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 NO_CODE = "0000000"
+#: The longest value each field may have as typed, checked before anything else reads it
+#: (the form's Length validators use the same numbers); codes leave room for spaces and dots.
+MAX_LENGTH = {
+    "customer_type": 20,
+    "first_name": 60,
+    "last_name": 60,
+    "company_name": 80,
+    "tax_code": 32,
+    "vat_number": 32,
+    "address": 60,
+    "postal_code": 16,
+    "city": 60,
+    "province": 8,
+    "country": 8,
+    "sdi_code": 16,
+    "pec": 254,
+    "cig": 24,
+    "cup": 32,
+}
 
 
 class BillingInvalid(DomainError):
@@ -93,8 +112,31 @@ def clean(data: BillingData) -> BillingData:
     return out
 
 
+def too_long(data: BillingData) -> dict[str, str]:
+    """The fields longer than MAX_LENGTH allows, by field: checked first, on the raw values."""
+    return {
+        name: _("Massimo %(num)d caratteri.", num=limit)
+        for name, limit in MAX_LENGTH.items()
+        if len(getattr(data, name) or "") > limit
+    }
+
+
+def valid_email(value: str) -> bool:
+    """An e-mail address (a PEC too), by email-validator: no pattern that can backtrack."""
+    if len(value) > MAX_LENGTH["pec"]:
+        return False
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return True
+
+
 def check(data: BillingData) -> dict[str, str]:
     """The errors of already cleaned data, by field (empty: the data is acceptable)."""
+    long_fields = too_long(data)
+    if long_fields:
+        return long_fields
     try:
         kind = CustomerType(data.customer_type)
     except ValueError:
@@ -168,7 +210,7 @@ def _check_address(data: BillingData, kind: CustomerType, errors: dict[str, str]
 
 def _check_delivery(data: BillingData, kind: CustomerType, errors: dict[str, str]) -> None:
     """Where SdI delivers the invoice: PEC, codice destinatario, or the PA's office (IPA)."""
-    if data.pec and not _EMAIL.fullmatch(data.pec):
+    if data.pec and not valid_email(data.pec):
         errors["pec"] = _("Indirizzo PEC non valido.")
     if kind is CustomerType.BUSINESS and data.sdi_code and not _SDI_CODE.fullmatch(data.sdi_code):
         errors["sdi_code"] = _("Il codice destinatario ha 7 caratteri (lettere e cifre).")
@@ -244,10 +286,10 @@ def save_profile(customer_id: int, data: BillingData) -> BillingProfile:
 
     Only future documents use it: issued invoices keep their own copy of the data.
     """
-    data = clean(data)
-    errors = check(data)
+    errors = too_long(data) or check(clean(data))
     if errors:
         raise BillingInvalid(errors)
+    data = clean(data)
     kind = CustomerType(data.customer_type)
     profile = get_profile(customer_id)
     if profile is None:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from wtforms import BooleanField, RadioField, StringField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import Length, ValidationError
+from wtforms.validators import ValidationError
 
-from webapp.forms import BrowserForm, InputForm, to_int
+from webapp.forms import BrowserForm, InputForm, MaxLength, to_int
 from webapp.i18n import lazy_gettext as _l
-from webapp.shop.billing import BillingData, check, clean
+from webapp.shop.billing import MAX_LENGTH, BillingData, check, clean
 from webapp.shop.models import BillingProfile, CustomerType, PaymentMethod
 
 
@@ -37,14 +37,18 @@ class YearsForm(InputForm):
 
 
 class DiscountForm(InputForm):
-    code = StringField(filters=[lambda value: (value or "").strip()], validators=[Length(max=200)])
+    code = StringField(filters=[lambda value: (value or "").strip()], validators=[MaxLength(200)])
 
 
 class ConfirmForm(InputForm):
-    checkout_token = StringField(validators=[Length(max=64)])
+    checkout_token = StringField(validators=[MaxLength(64)])
     terms = BooleanField(false_values=("", "0", "false", "off", "n", "no"))
     # "Voglio che il servizio inizi subito" and the acknowledged loss of the right of withdrawal.
     immediate_start = BooleanField(false_values=("", "0", "false", "off", "n", "no"))
+
+
+def _longest(name: str) -> MaxLength:
+    return MaxLength(MAX_LENGTH[name])
 
 
 class BillingForm(BrowserForm):
@@ -56,20 +60,24 @@ class BillingForm(BrowserForm):
         default=CustomerType.PRIVATE.value,
         validate_choice=False,  # `check` answers with the message in Italian
     )
-    first_name = StringField(_l("Nome"))
-    last_name = StringField(_l("Cognome"))
-    company_name = StringField(_l("Denominazione o ragione sociale"))
-    tax_code = StringField(_l("Codice fiscale"))
-    vat_number = StringField(_l("Partita IVA"))
-    address = StringField(_l("Indirizzo (via e numero civico)"))
-    postal_code = StringField(_l("CAP"))
-    city = StringField(_l("Comune"))
-    province = StringField(_l("Provincia (sigla)"))
-    country = StringField(_l("Nazione (sigla)"), default="IT")
-    sdi_code = StringField(_l("Codice destinatario SdI / codice univoco ufficio"))
-    pec = StringField(_l("PEC per le fatture"))
-    cig = StringField(_l("CIG (facoltativo)"))
-    cup = StringField(_l("CUP (facoltativo)"))
+    first_name = StringField(_l("Nome"), validators=[_longest("first_name")])
+    last_name = StringField(_l("Cognome"), validators=[_longest("last_name")])
+    company_name = StringField(
+        _l("Denominazione o ragione sociale"), validators=[_longest("company_name")]
+    )
+    tax_code = StringField(_l("Codice fiscale"), validators=[_longest("tax_code")])
+    vat_number = StringField(_l("Partita IVA"), validators=[_longest("vat_number")])
+    address = StringField(_l("Indirizzo (via e numero civico)"), validators=[_longest("address")])
+    postal_code = StringField(_l("CAP"), validators=[_longest("postal_code")])
+    city = StringField(_l("Comune"), validators=[_longest("city")])
+    province = StringField(_l("Provincia (sigla)"), validators=[_longest("province")])
+    country = StringField(_l("Nazione (sigla)"), default="IT", validators=[_longest("country")])
+    sdi_code = StringField(
+        _l("Codice destinatario SdI / codice univoco ufficio"), validators=[_longest("sdi_code")]
+    )
+    pec = StringField(_l("PEC per le fatture"), validators=[_longest("pec")])
+    cig = StringField(_l("CIG (facoltativo)"), validators=[_longest("cig")])
+    cup = StringField(_l("CUP (facoltativo)"), validators=[_longest("cup")])
 
     @classmethod
     def for_profile(cls, profile: BillingProfile | None) -> BillingForm:
@@ -82,7 +90,10 @@ class BillingForm(BrowserForm):
         return BillingData.from_mapping({name: field.data for name, field in self._fields.items()})
 
     def validate(self, extra_validators=None) -> bool:
-        valid = super().validate(extra_validators)
+        """The lengths first (the fields' validators); only short values reach `check`."""
+        if not super().validate(extra_validators):
+            return False
+        valid = True
         for name, message in check(clean(self.billing_data())).items():
             self[name].errors = [*self[name].errors, message]
             valid = False

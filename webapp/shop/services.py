@@ -153,11 +153,30 @@ def get_or_create_cart(customer_id: int | None, anon_token: str | None) -> Cart:
     return cart
 
 
-def add_product(cart: Cart, product_id: int) -> CartLine:
-    """Add one product (each line becomes one service) with the shortest duration."""
+class CartFull(InvalidChoice):
+    """The cart already has as many lines as one order may have."""
+
+
+DEFAULT_MAX_LINES = 30
+
+
+def add_product(cart: Cart, product_id: int, max_lines: int = DEFAULT_MAX_LINES) -> CartLine:
+    """Add one product (each line becomes one service) with the shortest duration.
+
+    At most `max_lines` lines (CartFull beyond): a real order has a handful, and every line is
+    a row on each page of the checkout.
+    """
     product = db.session.get(Product, product_id)
     if product is None or not product.active:
         raise NotFound(_("Prodotto non trovato."))
+    if len(cart.lines) >= max_lines:
+        raise CartFull(
+            _(
+                "Il carrello può contenere al massimo %(num)d prodotti: completa questo ordine "
+                "o togline qualcuno prima di aggiungerne altri.",
+                num=max_lines,
+            )
+        )
     line = CartLine(product=product, years=1)
     cart.lines.append(line)
     _cart_changed(cart)
@@ -237,15 +256,18 @@ def _cart_changed(cart: Cart) -> None:
     cart.checkout_token = _new_token()
 
 
-def claim_anonymous_cart(anon_token: str | None, customer_id: int) -> None:
-    """After login, the visitor's cart lines move into the customer's cart."""
+def claim_anonymous_cart(
+    anon_token: str | None, customer_id: int, max_lines: int = DEFAULT_MAX_LINES
+) -> None:
+    """After login, the visitor's cart lines move into the customer's cart (up to the cap)."""
     anon = get_cart(None, anon_token) if anon_token else None
     if anon is None or not anon.lines:
         return
     cart = get_or_create_cart(customer_id, None)
     for line in list(anon.lines):
         anon.lines.remove(line)
-        if line.service_id is None:  # a renewal line is only ever a customer's
+        # a renewal line is only ever a customer's; the cart keeps its line cap
+        if line.service_id is None and len(cart.lines) < max_lines:
             cart.lines.append(CartLine(product_id=line.product_id, years=line.years))
     db.session.delete(anon)
     _cart_changed(cart)

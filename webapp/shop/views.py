@@ -6,6 +6,7 @@ from contextlib import suppress
 
 from flask import (
     Blueprint,
+    current_app,
     flash,
     make_response,
     render_template,
@@ -78,7 +79,11 @@ def view_cart():
 @bp.post("/carrello/aggiungi/<int:product_id>")
 def add_item(product_id: int):
     cart = _cart(create=True)
-    line = services.add_product(cart, product_id)
+    try:
+        line = services.add_product(cart, product_id, current_app.config["CART_MAX_LINES"])
+    except services.CartFull as exc:
+        rollback()
+        return _cart_full(product_id, exc.message)
     commit()
     if not is_htmx():
         flash(_("%(name)s aggiunto al carrello.", name=line.product.name), "success")
@@ -87,6 +92,18 @@ def add_item(product_id: int):
         render_template("shop/_added.html", product=line.product, cart_count=len(cart.lines))
     )
     response.vary.add("HX-Request")  # the same URL redirects a plain request
+    return response
+
+
+def _cart_full(product_id: int, message: str):
+    """422: the message where the button was (htmx), or on the cart page."""
+    if not is_htmx():
+        flash(message, "error")
+        return redirect_to(url_for("shop.view_cart"))
+    response = make_response(
+        render_template("shop/_cart_full.html", product_id=product_id, message=message), 422
+    )
+    response.vary.add("HX-Request")
     return response
 
 
