@@ -22,6 +22,7 @@ run: $(VENV)/.installed
 
 # The production shape on one machine: PostgreSQL (DATABASE_URL, or a throwaway one), Redis, two
 # gunicorn nodes behind HAProxy on CLUSTER_PORT (8080), two schedulers, the mock bank, a mail sink.
+cluster: export APP_ENV := $(or $(APP_ENV),development)
 cluster: $(VENV)/.installed
 	@bash scripts/ensure-cluster-tools.sh
 	@if [ -n "$(DATABASE_URL)" ]; then $(PY) -m webapp.cluster; \

@@ -40,9 +40,9 @@ def qa_settings() -> dict[str, str]:
     return {"SANDBOX": os.environ.get("SANDBOX", "1"), "SANDBOX_TOKEN": sandbox_token()}
 
 
-def main() -> None:
-    qa = qa_settings()
-    env = {
+def system_env(qa: dict[str, str]) -> dict[str, str]:
+    """The settings the shop, the bank, the SdI sandbox and the scheduler share."""
+    return {
         **os.environ,
         "FLASK_APP": "wsgi",
         "SHOP_BASE_URL": f"http://127.0.0.1:{SHOP_PORT}",
@@ -55,6 +55,27 @@ def main() -> None:
         "LOGIN_RATE_LIMIT": os.environ.get("LOGIN_RATE_LIMIT", "300 per minute"),
         **qa,
     }
+
+
+def _banner(qa: dict[str, str]) -> str:
+    text = (
+        f"\nNegozio:  http://127.0.0.1:{SHOP_PORT}\nBanca:    http://127.0.0.1:{BANK_PORT}\n"
+        f"SdI:      http://127.0.0.1:{SDI_PORT}\n"
+        f"E-mail:   salvate in {INSTANCE_DIR / 'mail'} (SMTP su 127.0.0.1:{MAIL_PORT})\n"
+        "Ctrl-C per fermare tutto.\n"
+    )
+    if qa:
+        text += (
+            f"Sandbox QA attivo, token: {qa['SANDBOX_TOKEN']}\n"
+            f"  make qa BASE_URL=http://127.0.0.1:{SHOP_PORT} BANK_URL=http://127.0.0.1:{BANK_PORT}"
+            f" SANDBOX_TOKEN={qa['SANDBOX_TOKEN']}\n"
+        )
+    return text
+
+
+def main() -> None:
+    qa = qa_settings()
+    env = system_env(qa)
     sink = MailSink(port=MAIL_PORT, folder=INSTANCE_DIR / "mail", echo=True).start()
     python = sys.executable
     commands = {
@@ -63,22 +84,10 @@ def main() -> None:
         "negozio": [python, "-m", "flask", "run", "--port", str(SHOP_PORT), "--no-reload"],
         "scheduler": [python, "-m", "flask", "renewals", "scheduler"],
     }
-    # B603: fixed argument lists (this Python, its own modules), no shell.
-    processes = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}  # nosec
-    print(
-        f"\nNegozio:  http://127.0.0.1:{SHOP_PORT}\nBanca:    http://127.0.0.1:{BANK_PORT}\n"
-        f"SdI:      http://127.0.0.1:{SDI_PORT}\n"
-        f"E-mail:   salvate in {INSTANCE_DIR / 'mail'} (SMTP su 127.0.0.1:{MAIL_PORT})\n"
-        "Ctrl-C per fermare tutto.\n",
-        flush=True,
-    )
-    if qa:
-        print(
-            f"Sandbox QA attivo, token: {qa['SANDBOX_TOKEN']}\n"
-            f"  make qa BASE_URL=http://127.0.0.1:{SHOP_PORT} BANK_URL=http://127.0.0.1:{BANK_PORT}"
-            f" SANDBOX_TOKEN={qa['SANDBOX_TOKEN']}\n",
-            flush=True,
-        )
+    processes = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
+    print(_banner(qa), flush=True)
+    # A process manager's SIGTERM stops everything too, like Ctrl-C.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         while all(process.poll() is None for process in processes.values()):
             time.sleep(0.5)
@@ -96,6 +105,10 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 process.kill()
         sink.stop()
+
+
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
