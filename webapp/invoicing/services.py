@@ -25,8 +25,8 @@ from webapp.invoicing.models import DocumentKind, Invoice, InvoiceCounter
 from webapp.invoicing.xsd import schema_errors
 from webapp.money import round_half_up_div, vat_cents
 from webapp.payments.models import Payment, Refund, RefundStatus
-from webapp.shop.billing import get_profile
-from webapp.shop.models import BillingProfile, Customer, Order, OrderKind, PaymentMethod
+from webapp.shop.billing import buyer_now
+from webapp.shop.models import Customer, Order, OrderKind, PaymentMethod
 
 log = logging.getLogger(__name__)
 
@@ -81,50 +81,16 @@ def progressive(invoice_id: int) -> str:
 
 # --- the buyer's data --------------------------------------------------------------------------
 
-_SNAPSHOT_FIELDS = (
-    "first_name",
-    "last_name",
-    "company_name",
-    "tax_code",
-    "vat_number",
-    "address",
-    "postal_code",
-    "city",
-    "province",
-    "country",
-    "sdi_code",
-    "pec",
-    "cig",
-    "cup",
-)
-
-
 def customer_snapshot(customer: Customer) -> dict:
     """The buyer's billing data now, copied into the document (later edits do not change it)."""
-    return snapshot_of(customer.name, customer.tax_code, customer.email, get_profile(customer.id))
+    return buyer_now(customer)
 
 
-def snapshot_of(
-    name: str, tax_code: str | None, email: str, profile: BillingProfile | None
-) -> dict:
-    """customer_snapshot from values already read (the batch issue reads them set-based)."""
-    if profile is None:
-        # Customers from before billing data was asked: name and tax code only. The XML will
-        # lack the address (the issue logs it); the checkout asks everyone else first.
-        first, _, last = name.rpartition(" ")
-        data = dict.fromkeys(_SNAPSHOT_FIELDS, "")
-        data.update(
-            first_name=first or name,
-            last_name=last or name,
-            tax_code=tax_code or "",
-            country="IT",
-        )
-        data["customer_type"] = "private"
-    else:
-        data = {field: getattr(profile, field) or "" for field in _SNAPSHOT_FIELDS}
-        data["customer_type"] = profile.customer_type.value
-    data["email"] = email
-    return data
+def buyer_of(order: Order) -> dict:
+    """The order's buyer: the copy made at confirm; older orders, the billing data now."""
+    if order.buyer:
+        return dict(order.buyer)
+    return customer_snapshot(db.session.get(Customer, order.customer_id))
 
 
 def display_name(snapshot: dict) -> str:
@@ -183,7 +149,7 @@ def issue_invoice(order: Order, payment: Payment, now: datetime) -> Invoice:
         customer_id=order.customer_id,
         order_id=order.id,
         payment_id=payment.id,
-        customer=customer_snapshot(db.session.get(Customer, order.customer_id)),
+        customer=buyer_of(order),
         lines=_order_lines(order),
         net_cents=order.net_cents,
         vat_cents=order.vat_cents,

@@ -44,7 +44,9 @@ from webapp.renewals.services import (
     queue_customer_email,
     renewal_price,
 )
+from webapp.shop.billing import fix_buyer
 from webapp.shop.models import (
+    Customer,
     Order,
     OrderKind,
     OrderLine,
@@ -342,6 +344,7 @@ def _renewal_order(
     order.discount_code = None
     order.vat_cents = price.vat_cents
     order.total_cents = price.total_cents
+    fix_buyer(order, db.session.get(Customer, service.customer_id))
     order.split_payment = price.split_payment
     db.session.flush()
     renewal.order_id = order.id

@@ -8,7 +8,17 @@ from datetime import date, datetime
 from flask import current_app
 from flask_babel import gettext as _
 from flask_login import UserMixin
-from sqlalchemy import Column, Date, ForeignKey, Integer, String, Table, UniqueConstraint, false
+from sqlalchemy import (
+    JSON,
+    Column,
+    Date,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -190,6 +200,27 @@ class DiscountCode(db.Model):
     products: Mapped[list[Product]] = relationship(secondary=discount_code_product)
 
 
+class CustomerType(enum.StrEnum):
+    """Who the invoice is made out to: it decides the data asked and the FatturaPA format."""
+
+    PRIVATE = "private"
+    BUSINESS = "business"
+    PUBLIC = "public"
+
+    @property
+    def split_payment(self) -> bool:
+        """Public administrations pay the net only (scissione dei pagamenti)."""
+        return self is CustomerType.PUBLIC
+
+    @property
+    def label(self) -> str:
+        return {
+            CustomerType.PRIVATE: _l("Privato"),
+            CustomerType.BUSINESS: _l("Azienda o professionista"),
+            CustomerType.PUBLIC: _l("Pubblica amministrazione"),
+        }[self]
+
+
 class OrderStatus(enum.StrEnum):
     PENDING_PAYMENT = "pending_payment"
     PAID = "paid"
@@ -228,6 +259,11 @@ class Order(db.Model):
     # payment, art. 17-ter DPR 633/72: the administration pays the VAT to the State itself).
     total_cents: Mapped[int] = mapped_column()
     split_payment: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # One buyer per order: the billing data (type included) copied at confirm. Split payment,
+    # the invoice, the diritto di recesso and the e-mails read it; a later edit of the billing
+    # data changes later orders only. NULL for orders confirmed before the copy existed.
+    buyer_type: Mapped[CustomerType | None] = mapped_column(enum_column(CustomerType))
+    buyer: Mapped[dict | None] = mapped_column(JSON)
     currency: Mapped[str] = mapped_column(String(3), default="EUR")
     checkout_token: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
@@ -298,27 +334,6 @@ class DiscountRedemption(db.Model):
     # The customer's n-th use of a code limited per customer; NULL (no limit) never clashes.
     slot: Mapped[int | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
-
-
-class CustomerType(enum.StrEnum):
-    """Who the invoice is made out to: it decides the data asked and the FatturaPA format."""
-
-    PRIVATE = "private"
-    BUSINESS = "business"
-    PUBLIC = "public"
-
-    @property
-    def split_payment(self) -> bool:
-        """Public administrations pay the net only (scissione dei pagamenti)."""
-        return self is CustomerType.PUBLIC
-
-    @property
-    def label(self) -> str:
-        return {
-            CustomerType.PRIVATE: _l("Privato"),
-            CustomerType.BUSINESS: _l("Azienda o professionista"),
-            CustomerType.PUBLIC: _l("Pubblica amministrazione"),
-        }[self]
 
 
 class BillingProfile(db.Model):

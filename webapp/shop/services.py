@@ -15,11 +15,13 @@ from webapp.clock import format_day, now_utc, rome_date
 from webapp.errors import CheckoutError, DiscountRefused, InvalidChoice, NotFound
 from webapp.extensions import db
 from webapp.i18n import lazy_gettext as _l
-from webapp.shop.billing import split_payment_for
+from webapp.shop.billing import buyer_now
 from webapp.shop.models import (
     ORDER_TRANSITIONS,
     Cart,
     CartLine,
+    Customer,
+    CustomerType,
     DiscountCode,
     DiscountKind,
     DiscountRedemption,
@@ -442,10 +444,12 @@ def _check_confirmable(
 
 
 def _order_of(cart: Cart, customer_id: int, checkout_token: str, now: datetime) -> Order:
-    """The order of the cart, priced on the server with the list prices of today."""
-    split = split_payment_for(customer_id)
+    """The order of the cart, priced on the server with the list prices of today, for the
+    buyer of the billing data now (copied onto the order: one buyer per order)."""
+    buyer = buyer_now(db.session.get(Customer, customer_id))
+    buyer_type = CustomerType(buyer["customer_type"])
     today = rome_date(now)
-    priced = price_cart(cart, today, split)
+    priced = price_cart(cart, today, buyer_type.split_payment)
     q = priced.quote
     code = cart.discount_code
     card = cart.payment_method is PaymentMethod.CARD
@@ -458,7 +462,9 @@ def _order_of(cart: Cart, customer_id: int, checkout_token: str, now: datetime) 
         net_cents=q.net_cents,
         vat_cents=q.vat_cents,
         total_cents=q.total_cents,
-        split_payment=split,
+        split_payment=buyer_type.split_payment,
+        buyer=buyer,
+        buyer_type=buyer_type,
         checkout_token=checkout_token,
         created_at=now,
     )
