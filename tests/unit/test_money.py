@@ -115,9 +115,7 @@ def test_add_years_on_the_italian_calendar_day():
     assert add_years(just_after_midnight, 4) == datetime(2032, 2, 29, 0, 30, tzinfo=ROME)
     # Across a DST change the Italian wall-clock time is kept.
     summer = datetime(2026, 7, 1, 0, 15, tzinfo=ROME).astimezone(UTC)
-    assert add_years(summer, 1).astimezone(ROME).replace(tzinfo=None) == datetime(
-        2027, 7, 1, 0, 15
-    )
+    assert add_years(summer, 1).astimezone(ROME).replace(tzinfo=None) == datetime(2027, 7, 1, 0, 15)
 
 
 def test_add_years_keeps_day_time_and_zone():

@@ -11,7 +11,6 @@ from sqlalchemy import select
 from tests.unit.invoicing_helpers import confirmed_order, give_billing
 from tests.unit.money_world import pay_by_card
 from tests.unit.renewal_fakes import FakeGateway
-from webapp.extensions import db
 from webapp.invoicing.models import Invoice
 from webapp.invoicing.services import invoice_of_order
 from webapp.payments.withdrawal import withdraw, withdrawal_refusal
@@ -46,9 +45,7 @@ def test_a_public_administration_cannot_withdraw(db, dummy_customer, catalogue, 
     assert "consumatori" in withdrawal_refusal(order, dummy_customer, now)
 
 
-def test_a_p_iva_registration_billed_as_a_person_can_withdraw(
-    db, dummy_customer, catalogue, now
-):
+def test_a_p_iva_registration_billed_as_a_person_can_withdraw(db, dummy_customer, catalogue, now):
     dummy_customer.tax_code = "00743110157"  # registered with a partita IVA
     give_billing(dummy_customer, "private")
     order = confirmed_order(dummy_customer, catalogue["products"], now)

@@ -81,6 +81,7 @@ def progressive(invoice_id: int) -> str:
 
 # --- the buyer's data --------------------------------------------------------------------------
 
+
 def customer_snapshot(customer: Customer) -> dict:
     """The buyer's billing data now, copied into the document (later edits do not change it)."""
     return buyer_now(customer)
