@@ -11,6 +11,14 @@ from webapp.payments.models import Payment, PaymentChannel, SavedCard
 from webapp.payments.services import succeed_payment
 
 
+def card_order(customer, products, now: datetime, skus=("PEC-STD",), years=1):
+    """An order confirmed through the shop's confirm, paid by card (auto-renewal on)."""
+    from tests.unit.invoicing_helpers import confirmed_order
+    from webapp.shop.models import PaymentMethod
+
+    return confirmed_order(customer, products, now, skus, years, PaymentMethod.CARD)
+
+
 def card_of(customer, now: datetime) -> SavedCard:
     card = SavedCard(
         customer_id=customer.id,
@@ -49,3 +57,50 @@ def _customer(order):
     from webapp.shop.models import Customer
 
     return db.session.get(Customer, order.customer_id)
+
+
+def service_of_order(order):
+    from sqlalchemy import select
+
+    from webapp.renewals.models import Service
+
+    return db.session.scalar(select(Service).where(Service.order_line_id == order.lines[0].id))
+
+
+def renew_once(service, fake) -> Payment:
+    """Run the renewal pass on the service's window day (the fake bank accepts): the payment."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from webapp.clock import rome_date
+    from webapp.renewals.engine import run_renewals
+    from webapp.renewals.models import Renewal
+    from webapp.renewals.scheduler import parse_as_of
+
+    day = rome_date(service.expires_at)
+    report = run_renewals(parse_as_of((day - timedelta(days=15)).isoformat()))
+    assert report.charged == 1, report
+    db.session.expire_all()
+    renewal = db.session.scalar(
+        select(Renewal).where(Renewal.service_id == service.id).order_by(Renewal.id.desc())
+    )
+    return db.session.scalar(select(Payment).where(Payment.order_id == renewal.order_id))
+
+
+def refund_in_full(payment: Payment, now: datetime):
+    """A staff refund of the whole payment, executed at the (fake) bank and committed."""
+    from webapp.payments.models import RefundKind
+    from webapp.payments.refunds import execute_refund, refund_payment
+
+    refund = refund_payment(
+        payment,
+        payment.amount_cents - payment.refunded_cents,
+        kind=RefundKind.OPERATOR,
+        reason="test",
+        now=now,
+    )
+    db.session.commit()
+    execute_refund(refund, now)
+    db.session.commit()
+    return refund

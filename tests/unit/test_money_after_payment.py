@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.unit.invoicing_helpers import confirmed_order, give_billing
-from tests.unit.money_world import pay_by_card
+from tests.unit.money_world import card_order, pay_by_card
 from tests.unit.renewal_fakes import FakeGateway
 from webapp.invoicing.models import Invoice
 from webapp.invoicing.services import invoice_of_order
@@ -30,7 +30,7 @@ def fake_bank(app) -> FakeGateway:
 def test_a_person_billed_as_a_business_cannot_withdraw(db, dummy_customer, catalogue, now):
     assert len(dummy_customer.tax_code) == 16  # registered with a personal codice fiscale
     give_billing(dummy_customer, "business_code")
-    order = confirmed_order(dummy_customer, catalogue["products"], now)
+    order = card_order(dummy_customer, catalogue["products"], now)
     pay_by_card(order, now)
     assert order.buyer_type is CustomerType.BUSINESS
     assert "consumatori" in withdrawal_refusal(order, dummy_customer, now + timedelta(days=1))
@@ -40,7 +40,7 @@ def test_a_person_billed_as_a_business_cannot_withdraw(db, dummy_customer, catal
 
 def test_a_public_administration_cannot_withdraw(db, dummy_customer, catalogue, now):
     give_billing(dummy_customer, "public")
-    order = confirmed_order(dummy_customer, catalogue["products"], now)
+    order = card_order(dummy_customer, catalogue["products"], now)
     pay_by_card(order, now)
     assert "consumatori" in withdrawal_refusal(order, dummy_customer, now)
 
@@ -48,14 +48,14 @@ def test_a_public_administration_cannot_withdraw(db, dummy_customer, catalogue, 
 def test_a_p_iva_registration_billed_as_a_person_can_withdraw(db, dummy_customer, catalogue, now):
     dummy_customer.tax_code = "00743110157"  # registered with a partita IVA
     give_billing(dummy_customer, "private")
-    order = confirmed_order(dummy_customer, catalogue["products"], now)
+    order = card_order(dummy_customer, catalogue["products"], now)
     pay_by_card(order, now)
     assert withdrawal_refusal(order, dummy_customer, now + timedelta(days=1)) is None
 
 
 def test_the_buyer_at_confirm_decides_not_a_later_edit(db, dummy_customer, catalogue, now):
     give_billing(dummy_customer, "private")
-    order = confirmed_order(dummy_customer, catalogue["products"], now)
+    order = card_order(dummy_customer, catalogue["products"], now)
     give_billing(dummy_customer, "business_code")  # changed after confirm: later orders only
     pay_by_card(order, now)
     assert withdrawal_refusal(order, dummy_customer, now) is None
@@ -93,3 +93,70 @@ def test_a_private_order_paid_after_switching_to_pa_is_charged_vat_and_invoiced_
     invoice = db.session.scalar(select(Invoice).where(Invoice.order_id == order.id))
     assert invoice.customer["customer_type"] == "private" and not invoice.split_payment
     assert invoice.paid_cents == invoice.total_cents == order.total_cents
+
+
+# --- 3. a refund undoes exactly the period it paid -------------------------------------------------
+
+
+def _renewed_service(dummy_customer, catalogue, now, fake_bank):
+    from tests.unit.money_world import renew_once, service_of_order
+    from webapp.clock import add_years
+    from webapp.extensions import db
+
+    give_billing(dummy_customer, "private")
+    order = card_order(dummy_customer, catalogue["products"], now)
+    first = pay_by_card(order, now)
+    service = service_of_order(order)
+    start = service.started_at
+    renewal_payment = renew_once(service, fake_bank)
+    db.session.refresh(service)
+    assert service.expires_at == add_years(start, 2)
+    return service, start, first, renewal_payment
+
+
+def test_refunding_the_purchase_keeps_the_renewed_period(
+    db, dummy_customer, catalogue, now, fake_bank
+):
+    from tests.unit.money_world import refund_in_full
+    from webapp.clock import add_years
+
+    service, start, first, renewal_payment = _renewed_service(
+        dummy_customer, catalogue, now, fake_bank
+    )
+    refund_in_full(first, now + timedelta(days=350))
+    db.session.refresh(service)
+    assert service.status.value == "active" and service.auto_renew
+    assert service.expires_at == add_years(start, 1)  # one year paid: the renewal's
+    assert renewal_payment.refunded_cents == 0
+
+
+def test_refunding_a_renewal_rolls_the_expiry_back_not_the_service(
+    db, dummy_customer, catalogue, now, fake_bank
+):
+    from tests.unit.money_world import refund_in_full
+    from webapp.clock import add_years
+
+    service, start, _first, renewal_payment = _renewed_service(
+        dummy_customer, catalogue, now, fake_bank
+    )
+    refund_in_full(renewal_payment, now + timedelta(days=352))
+    db.session.refresh(service)
+    assert service.status.value == "active"  # the first year is paid
+    assert service.auto_renew  # as the customer had it
+    assert service.expires_at == add_years(start, 1)
+
+
+def test_a_withdrawal_cancels_what_nothing_else_pays(db, dummy_customer, catalogue, now):
+    from tests.unit.money_world import service_of_order
+    from webapp.payments.refunds import execute_refund
+
+    give_billing(dummy_customer, "private")
+    order = card_order(dummy_customer, catalogue["products"], now)
+    pay_by_card(order, now)
+    refund = withdraw(order, dummy_customer, now + timedelta(days=2))
+    db.session.commit()
+    execute_refund(refund, now + timedelta(days=2))
+    db.session.commit()
+    service = service_of_order(order)
+    assert service.status.value == "cancelled" and not service.auto_renew
+    assert service.expires_at == service.started_at  # nothing paid any more
