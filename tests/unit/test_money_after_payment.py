@@ -95,7 +95,7 @@ def test_a_private_order_paid_after_switching_to_pa_is_charged_vat_and_invoiced_
     assert invoice.paid_cents == invoice.total_cents == order.total_cents
 
 
-# --- 3. a refund undoes exactly the period it paid -------------------------------------------------
+# --- 3. a refund undoes exactly the period it paid ----------------------------------------------
 
 
 def _renewed_service(dummy_customer, catalogue, now, fake_bank):

@@ -96,10 +96,9 @@ def remove_period(period: Period, refunded: Payment, now: datetime) -> None:
     """Move the service's expiry back by the period; cancel it when nothing else is paid."""
     service = period.service
     old = as_utc(service.expires_at)
-    if old == period.ends_at:
-        new = period.starts_at  # the last period: back to the expiry it renewed
-    else:
-        new = add_years(old, -period.years)  # a period with later ones paid after it
+    # The last period: back to the expiry it renewed; one with later periods after it: back
+    # by its years (the later ones keep their length).
+    new = period.starts_at if old == period.ends_at else add_years(old, -period.years)
     values: dict = {"expires_at": new}
     if service.status is not ServiceStatus.CANCELLED and not still_paid(service, refunded):
         values.update(status=ServiceStatus.CANCELLED, auto_renew=False, cancelled_at=now)
