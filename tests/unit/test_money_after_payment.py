@@ -3,7 +3,7 @@ charged price, a refund undoes what it paid, one state shown everywhere, strict 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -11,6 +11,7 @@ from sqlalchemy import select
 from tests.unit.invoicing_helpers import confirmed_order, give_billing
 from tests.unit.money_world import card_order, pay_by_card
 from tests.unit.renewal_fakes import FakeGateway
+from webapp.extensions import db
 from webapp.invoicing.models import Invoice
 from webapp.invoicing.services import invoice_of_order
 from webapp.payments.withdrawal import withdraw, withdrawal_refusal
@@ -160,3 +161,97 @@ def test_a_withdrawal_cancels_what_nothing_else_pays(db, dummy_customer, catalog
     service = service_of_order(order)
     assert service.status.value == "cancelled" and not service.auto_renew
     assert service.expires_at == service.started_at  # nothing paid any more
+
+
+# --- 4. the announced price is the charged price ------------------------------------------------
+
+EXPIRES = datetime(2027, 1, 20, 10, 0, tzinfo=UTC)  # reminder 21/12, window 5/1
+
+
+def _at(days_before: int) -> datetime:
+    return EXPIRES - timedelta(days=days_before)
+
+
+def _mails(text: str) -> list:
+    from webapp.outbox.models import OutboxEmail
+
+    db.session.expire_all()
+    return list(
+        db.session.scalars(
+            select(OutboxEmail).where(OutboxEmail.body_text.contains(text)).order_by(OutboxEmail.id)
+        )
+    )
+
+
+@pytest.fixture
+def renewing(dummy_customer, catalogue):
+    from tests.unit.renewal_fakes import make_card, make_service
+
+    card = make_card(dummy_customer)
+    pec = catalogue["products"]["PEC-STD"]  # € 5,00 a year
+    return make_service(dummy_customer, pec, expires_at=EXPIRES, card=card)
+
+
+def _price_from(product, cents: int, day) -> None:
+    from webapp.shop.models import ProductPrice
+
+    db.session.add(
+        ProductPrice(product_id=product.id, yearly_price_cents=cents, effective_from=day)
+    )
+    db.session.commit()
+
+
+def test_the_reminder_announces_the_price_of_the_renewal_day(renewing, fake_bank):
+    from webapp.renewals.engine import run_renewals
+
+    # A change effective before the renewal day (5/1) but after the reminder (21/12).
+    _price_from(renewing.product, 600, date(2027, 1, 1))
+    assert run_renewals(_at(30)).reminders == 1
+    assert _mails("addebiteremo € 7,32")  # 6,00 + IVA, not today's 6,10
+    assert not _mails("addebiteremo € 6,10")
+    assert run_renewals(_at(15)).charged == 1
+    assert fake_bank.calls[-1]["amount_cents"] == 732
+    assert len(_mails("addebiteremo")) == 1  # nothing new to announce
+
+
+def test_a_frequency_changed_after_the_reminder_is_announced_before_the_charge(
+    client, renewing, fake_bank
+):
+    from tests.unit.helpers import login
+    from webapp.renewals.engine import run_renewals
+
+    assert run_renewals(_at(30)).reminders == 1
+    login(client)
+    response = client.post(
+        f"/area-clienti/servizi/{renewing.id}/frequenza", data={"frequency_years": "2"}
+    )
+    assert response.status_code == 200, response.text
+    [notice] = _mails("addebiteremo € 12,20")
+    assert "2 anni" in notice.body_text
+    assert run_renewals(_at(15)).charged == 1
+    assert fake_bank.calls[-1]["amount_cents"] == 1220
+
+
+def test_a_price_change_after_the_reminder_is_announced_before_any_charge(renewing, fake_bank):
+    from webapp.renewals.engine import run_renewals
+
+    assert run_renewals(_at(30)).reminders == 1
+    assert _mails("addebiteremo € 6,10")
+    _price_from(renewing.product, 700, date(2027, 1, 1))  # scheduled after the reminder
+    report = run_renewals(_at(15))  # the window opens: the new amount is announced first
+    assert report.charged == 0 and fake_bank.calls == []
+    assert _mails("addebiteremo € 8,54")
+    assert run_renewals(_at(14)).charged == 1
+    assert fake_bank.calls[-1]["amount_cents"] == 854
+
+
+def test_the_customer_area_quotes_the_renewal_day_price(client, renewing, fake_bank, monkeypatch):
+    import webapp.account.area as area
+    from tests.unit.helpers import login
+
+    _price_from(renewing.product, 600, date(2027, 1, 1))
+    monkeypatch.setattr(area, "now_utc", lambda: _at(30))
+    login(client)
+    page = client.get("/area-clienti/")
+    assert page.status_code == 200
+    assert "€ 7,32" in page.text and "€ 6,10" not in page.text

@@ -38,7 +38,7 @@ CEILING = {
     "carrello (frammento htmx)": 4,
     "checkout": 8,
     "ordine": 6,
-    "area clienti: servizi": 4,
+    "area clienti: servizi": 5,
     "area clienti: carte": 4,
     "area clienti: ordini": 5,
 }

@@ -27,7 +27,7 @@ from webapp.payments.gateway import GatewayRefused, GatewayUnavailable
 from webapp.payments.models import Payment, PaymentStatus
 from webapp.payments.picker import CardRow
 from webapp.payments.refunds import refunds_of_orders
-from webapp.renewals import rows
+from webapp.renewals import notices, rows
 from webapp.renewals import services as renewals
 from webapp.renewals.engine import RenewalOutcome, default_worker, retry_renewal, use_new_card
 from webapp.renewals.models import Renewal, RenewalStatus, Service
@@ -138,6 +138,7 @@ def set_frequency(service_id: int):
     except DomainError as exc:
         rollback()
         return _services_page(service_id, 422, error=exc.message)
+    notices.notify_change(_own_service(service_id), now, renewals.settings())
     commit()
     views = renewals.service_views([read], now)  # the row as it now is, shown as it is
     message = _(
@@ -162,6 +163,7 @@ def set_card(service_id: int):
     except DomainError as exc:
         rollback()
         return _services_page(service_id, 422, error=exc.message)
+    notices.notify_change(service, now, renewals.settings())
     commit()
     message = _("I prossimi rinnovi useranno la carta %(card)s.", card=card.masked)
     outcome = retry_renewal(service, now, _worker())

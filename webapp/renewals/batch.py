@@ -57,6 +57,7 @@ from webapp.payments.events import PaidOrder, order_paid, orders_paid
 from webapp.payments.gateway import ChargeResult, GatewayRefused, GatewayUnavailable
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus, SavedCard
 from webapp.payments.services import apply_charge_result, gateway
+from webapp.renewals import notices
 from webapp.renewals.activation import on_order_paid
 from webapp.renewals.charging import (
     RENEWABLE_KINDS,
@@ -172,8 +173,10 @@ def split(ids: list[int], now: datetime, worker: str, cfg: RenewalSettings) -> t
     public = split_payment_customers(sorted({row.customer_id for row in rows}))
     jobs, others = [], []
     for row in rows:
-        if _plain(row, today):
-            jobs.append(_job_of(row, today, cfg, row.customer_id in public))
+        job = _job_of(row, today, cfg, row.customer_id in public) if _plain(row, today) else None
+        # Not the amount last announced: the per-row path sends the new notice first.
+        if job is not None and notices.matches(row, job.total_cents, job.years):
+            jobs.append(job)
         else:
             others.append(row.renewal_id)
     return jobs, others
@@ -194,6 +197,10 @@ def _claimed_rows(ids: list[int], worker: str) -> list:
             Service.auto_renew,
             Service.expires_at,
             Service.frequency_years.label("years"),
+            Service.announced_period,
+            Service.announced_cents,
+            Service.announced_years,
+            Service.announced_card_id,
             Product.id.label("product_id"),
             Product.kind,
             Product.name,

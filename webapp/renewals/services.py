@@ -151,6 +151,18 @@ def renewal_price(
     return RenewalPrice.of(yearly, service.frequency_years, rate, split)
 
 
+def announced_price(
+    service: Service | ServiceRow,
+    now: datetime,
+    cfg: RenewalSettings,
+    split_payment: bool | None = None,
+) -> RenewalPrice:
+    """The one price of a coming renewal, for the reminder, "I miei servizi" and the charge:
+    the list price in force on the renewal day (today once in the window) x the frequency."""
+    day = rome_date(renewal_date(service, now, cfg.window))
+    return renewal_price(service, cfg.vat_rate, day, split_payment)
+
+
 def renewal_date(service: Service, now: datetime, window: timedelta) -> datetime:
     """When the card will be charged: the first day of the window, or now if already in it."""
     first_day = rome_date(service.expires_at) - timedelta(days=window.days)
@@ -192,7 +204,7 @@ class ServiceView:
     service: ServiceRow
     renewal: RenewalRow | None  # the current period's, while open
     price: RenewalPrice
-    yearly_cents: int  # the list price of one year today (the frequency menu quotes it)
+    yearly_cents: int  # the list price of one year on the renewal day (the frequency menu)
     renew_on: datetime  # the first instant of the renewal day in Italy (the row shows the day)
     card_ok: bool  # the card will still be valid on the renewal date
 
@@ -208,13 +220,14 @@ def service_views(reads: list[ServiceRead], now: datetime) -> list[ServiceView]:
     for read in reads:
         service, renewal = read.service, read.renewal
         day = rome_date(renewal_date(service, now, cfg.window))
-        years = service.frequency_years
+        # Priced on the renewal day, as the reminder and the charge (announced_price).
+        price = announced_price(service, now, cfg, read.split_payment)
         views.append(
             ServiceView(
                 service=service,
                 renewal=renewal if service.active and renewal and renewal.open else None,
-                price=RenewalPrice.of(read.yearly_cents, years, cfg.vat_rate, read.split_payment),
-                yearly_cents=read.yearly_cents,
+                price=price,
+                yearly_cents=price.net_cents // price.years,
                 renew_on=rome_midnight(day),
                 card_ok=card_usable(service.saved_card, day),
             )
