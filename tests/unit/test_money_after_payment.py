@@ -255,3 +255,70 @@ def test_the_customer_area_quotes_the_renewal_day_price(client, renewing, fake_b
     page = client.get("/area-clienti/")
     assert page.status_code == 200
     assert "€ 7,32" in page.text and "€ 6,10" not in page.text
+
+
+# --- 8. one state after a refund or a withdrawal, shown the same everywhere ----------------------
+
+
+def _withdrawn(client, dummy_customer, catalogue, now, monkeypatch):
+    import webapp.account.withdrawal as views
+    from tests.unit.helpers import login
+
+    give_billing(dummy_customer, "private")
+    order = card_order(dummy_customer, catalogue["products"], now)
+    pay_by_card(order, now)
+    later = now + timedelta(days=2)
+    monkeypatch.setattr(views, "now_utc", lambda: later)
+    login(client)
+    assert client.post(f"/area-clienti/ordini/{order.id}/recesso").status_code == 303
+    return order
+
+
+def test_after_a_withdrawal_every_page_says_so(client, dummy_customer, catalogue, now, monkeypatch):
+    from tests.unit.backoffice_world import make_staff, staff_session
+
+    order = _withdrawn(client, dummy_customer, catalogue, now, monkeypatch)
+    label = "Annullato: recesso del 27/11/2026"
+    page = client.get(f"/ordini/{order.id}").text
+    assert label in page and 'data-state="withdrawn"' in page
+    assert "Attivo, ogni" not in page and "attivo fino al" not in page
+    assert "annullato il 27/11/2026" in page
+    orders = client.get("/area-clienti/ordini").text
+    assert label in orders and "/recesso" not in orders
+    services = client.get("/area-clienti/").text
+    assert "Annullato" in services and "Scaduto" not in services
+    staff = client.application.test_client()  # a customer session gets 404 there
+    staff_session(staff, make_staff())
+    office = staff.get(f"/backoffice/ordini/{order.id}").text
+    assert label in office and "Recesso possibile" not in office
+
+
+def test_a_partial_refund_says_so_and_keeps_the_recesso_out(client, dummy_customer, catalogue, now):
+    from tests.unit.helpers import login
+    from webapp.payments.models import RefundKind
+    from webapp.payments.refunds import execute_refund, refund_payment
+
+    give_billing(dummy_customer, "private")
+    order = card_order(dummy_customer, catalogue["products"], now)
+    payment = pay_by_card(order, now)
+    refund = refund_payment(payment, 100, kind=RefundKind.OPERATOR, reason="x", now=now)
+    db.session.commit()
+    execute_refund(refund, now)
+    db.session.commit()
+    login(client)
+    orders = client.get("/area-clienti/ordini").text
+    assert "Rimborsato in parte (€ 1,00)" in orders
+    assert "Rimborsato in parte (€ 1,00)" in client.get(f"/ordini/{order.id}").text
+
+
+def test_businesses_are_not_offered_the_recesso(client, dummy_customer, catalogue, now):
+    from tests.unit.helpers import add, choose_method, login
+
+    give_billing(dummy_customer, "business_code")
+    order = card_order(dummy_customer, catalogue["products"], now)
+    pay_by_card(order, now)
+    login(client)
+    assert "/recesso" not in client.get("/area-clienti/ordini").text
+    add(client, catalogue["products"]["PEC-STD"])
+    choose_method(client)
+    assert "perdo il diritto di recesso" not in client.get("/checkout").text

@@ -37,8 +37,8 @@ CEILING = {
     "carrello (pagina)": 5,
     "carrello (frammento htmx)": 4,
     "checkout": 8,
-    "ordine": 6,
-    "area clienti: servizi": 5,
+    "ordine": 7,
+    "area clienti: servizi": 4,
     "area clienti: carte": 4,
     "area clienti: ordini": 5,
 }

@@ -19,9 +19,16 @@ from webapp.errors import DomainError
 from webapp.extensions import db
 from webapp.i18n import lazy_gettext as _l
 from webapp.payments import refunds
-from webapp.payments.models import Payment, PaymentChannel, PaymentStatus, Refund, RefundKind
+from webapp.payments.models import (
+    Payment,
+    PaymentChannel,
+    PaymentStatus,
+    Refund,
+    RefundKind,
+    RefundStatus,
+)
 from webapp.shop.billing import is_consumer_order
-from webapp.shop.models import Customer, Order, OrderKind, OrderStatus
+from webapp.shop.models import Customer, Order, OrderKind, OrderStatus, PaymentMethod
 
 WITHDRAWAL_DAYS = 14
 CARD_CHANNELS = {PaymentChannel.HOSTED_PAGE, PaymentChannel.SAVED_CARD}
@@ -67,6 +74,22 @@ def withdrawal_refusal(order: Order, customer: Customer, now: datetime) -> str |
     if payment.refunded_cents:
         return _("Questo ordine è già stato rimborsato.")
     return None
+
+
+def may_withdraw(order: Order, refunds: list[Refund], now: datetime) -> bool:
+    """withdrawal_refusal(...) is None, from the order and its refunds already read (for the
+    orders list, without a statement per order): where "Recesso" is offered."""
+    deadline = withdrawal_deadline(order)
+    return (
+        order.kind is OrderKind.PURCHASE
+        and order.status is OrderStatus.PAID
+        and order.immediate_start_at is None
+        and deadline is not None
+        and now <= deadline
+        and order.payment_method is PaymentMethod.CARD
+        and all(r.status is RefundStatus.FAILED for r in refunds)
+        and is_consumer_order(order)
+    )
 
 
 def withdraw(order: Order, customer: Customer, now: datetime) -> Refund:

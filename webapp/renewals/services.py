@@ -156,9 +156,17 @@ def announced_price(
     now: datetime,
     cfg: RenewalSettings,
     split_payment: bool | None = None,
+    yearly_cents: int | None = None,
 ) -> RenewalPrice:
     """The one price of a coming renewal, for the reminder, "I miei servizi" and the charge:
-    the list price in force on the renewal day (today once in the window) x the frequency."""
+    the list price in force on the renewal day (today once in the window) x the frequency.
+
+    `yearly_cents`: that list price when the caller has it already (a row read with no price
+    change scheduled after today: today's price is the renewal day's).
+    """
+    if yearly_cents is not None:
+        split = split_payment_for(service.customer_id) if split_payment is None else split_payment
+        return RenewalPrice.of(yearly_cents, service.frequency_years, cfg.vat_rate, split)
     day = rome_date(renewal_date(service, now, cfg.window))
     return renewal_price(service, cfg.vat_rate, day, split_payment)
 
@@ -221,7 +229,8 @@ def service_views(reads: list[ServiceRead], now: datetime) -> list[ServiceView]:
         service, renewal = read.service, read.renewal
         day = rome_date(renewal_date(service, now, cfg.window))
         # Priced on the renewal day, as the reminder and the charge (announced_price).
-        price = announced_price(service, now, cfg, read.split_payment)
+        known = None if read.price_changes_ahead else read.yearly_cents
+        price = announced_price(service, now, cfg, read.split_payment, known)
         views.append(
             ServiceView(
                 service=service,

@@ -108,6 +108,19 @@ def price_on_day_sql():
     return func.coalesce(scheduled, product.c.yearly_price_cents)
 
 
+def price_changes_after_day_sql():
+    """For a statement that reads `product`: is a price change scheduled after :day?"""
+    product, price = Product.__table__, ProductPrice.__table__
+    return (
+        select(func.count(price.c.id))
+        .where(
+            price.c.product_id == product.c.id,
+            price.c.effective_from > bindparam("day", type_=Date),
+        )
+        .scalar_subquery()
+    ) > 0
+
+
 def price_changes(product: Product) -> list[tuple[date, int]]:
     return list(_price_changes().get(product.id, []))
 
