@@ -322,3 +322,51 @@ def test_businesses_are_not_offered_the_recesso(client, dummy_customer, catalogu
     add(client, catalogue["products"]["PEC-STD"])
     choose_method(client)
     assert "perdo il diritto di recesso" not in client.get("/checkout").text
+
+
+# --- 5. amounts typed by people: one strict parser ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("typed", "cents"),
+    [
+        ("12,20", 1220),
+        ("12.20", 1220),
+        ("€ 12", 1200),
+        ("1.234,56", 123456),
+        ("1.000", 100000),
+        ("0,5", 50),
+        ("0,01", 1),
+        (" 7 ", 700),
+    ],
+)
+def test_typed_amounts_are_read_the_italian_way(typed, cents):
+    from webapp.money import parse_amount_cents
+
+    assert parse_amount_cents(typed) == cents
+
+
+@pytest.mark.parametrize(
+    "typed",
+    ["0.001", "0.500", "0,001", "1,234.56", "1.23.4", "-5", "12,2x", "", "1e3", "12.345,678"],
+)
+def test_ambiguous_or_wrong_amounts_are_refused(typed):
+    from webapp.money import AmountInvalid, parse_amount_cents
+
+    with pytest.raises(AmountInvalid):
+        parse_amount_cents(typed)
+
+
+def test_a_refund_of_0_001_is_refused_not_one_euro(client, dummy_customer, catalogue, now):
+    from tests.unit.backoffice_world import make_staff, staff_session
+
+    give_billing(dummy_customer, "private")
+    order = card_order(dummy_customer, catalogue["products"], now)
+    payment = pay_by_card(order, now)
+    staff_session(client, make_staff())
+    url = f"/backoffice/pagamenti/{payment.id}/rimborso"
+    for typed in ("0.001", "0.500"):
+        response = client.post(url, data={"amount": typed, "reason": "Reclamo"})
+        assert response.status_code == 422 and "non valido" in response.text
+    db.session.refresh(payment)
+    assert payment.refunded_cents == 0
