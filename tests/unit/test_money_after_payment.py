@@ -370,3 +370,36 @@ def test_a_refund_of_0_001_is_refused_not_one_euro(client, dummy_customer, catal
         assert response.status_code == 422 and "non valido" in response.text
     db.session.refresh(payment)
     assert payment.refunded_cents == 0
+
+
+# --- 6. credit notes that complete a refund match the invoice to the cent ------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "skus", "parts"),
+    [
+        ("private", ("PEC-STD",), (203, 203, 204)),  # € 6,10 in three refunds
+        ("private", ("PEC-PRO",), (1, 1, None)),
+        ("private", ("PEC-STD",), (1,) * 12 + (None,)),
+        ("public", ("PEC-PRO",), (333, 333, None)),
+        ("private", ("CONS-1", "PEC-STD"), (999, 7, 13, None)),
+    ],
+)
+def test_refunds_adding_up_to_the_payment_credit_exactly_the_invoice(
+    dummy_customer, catalogue, now, kind, skus, parts
+):
+    from tests.unit.invoicing_helpers import pay, refund
+
+    give_billing(dummy_customer, kind)
+    order = confirmed_order(dummy_customer, catalogue["products"], now, skus=skus)
+    payment = pay(order, now)
+    for part in parts:
+        refund(payment, part or payment.amount_cents - payment.refunded_cents, now)
+    invoice = invoice_of_order(order.id)
+    notes = db.session.scalars(select(Invoice).where(Invoice.related_invoice_id == invoice.id))
+    notes = list(notes)
+    assert len(notes) == len(parts)
+    assert sum(n.paid_cents for n in notes) == invoice.paid_cents == payment.amount_cents
+    assert sum(n.net_cents for n in notes) == invoice.net_cents
+    assert sum(n.vat_cents for n in notes) == invoice.vat_cents
+    assert all(n.net_cents >= 0 and n.vat_cents >= 0 for n in notes)

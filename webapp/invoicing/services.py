@@ -12,7 +12,7 @@ import zipfile
 from datetime import date, datetime, time, timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -208,17 +208,41 @@ def issue_credit_note(refund: Refund, now: datetime) -> Invoice | None:
 
 
 def _credited(invoice: Invoice, refunded: int, order: Order) -> tuple[int, int, list[dict]]:
-    """Net, VAT and lines credited for a refund of `refunded` cents of what the buyer paid."""
+    """Net, VAT and lines credited for a refund of `refunded` cents of what the buyer paid.
+
+    The refund that completes the payment credits what the invoice still has (its net and VAT
+    minus the earlier credit notes'), so the notes add up to the invoice to the cent."""
     if refunded == invoice.paid_cents:
         return invoice.net_cents, invoice.vat_cents, [dict(line) for line in invoice.lines]
+    paid, net_before, vat_before = _credited_before(invoice)
     rate = invoice.vat_rate_percent
-    if invoice.split_payment:
-        net = refunded  # the buyer paid the net only: the VAT is credited on top
-        vat = vat_cents(net, rate)
+    total = paid + refunded  # rounded on the running total, so no note drifts
+    if total == invoice.paid_cents:
+        net_after, vat_after = invoice.net_cents, invoice.vat_cents
+    elif invoice.split_payment:
+        net_after = total  # the buyer paid the net only: the VAT is credited on top
+        vat_after = min(vat_cents(net_after, rate), invoice.vat_cents)
     else:
-        net = round_half_up_div(refunded * 100, 100 + rate)
-        vat = refunded - net
-    line = {
+        net_after = min(round_half_up_div(total * 100, 100 + rate), invoice.net_cents)
+        vat_after = total - net_after
+    net, vat = net_after - net_before, vat_after - vat_before
+    return net, vat, [_credit_line(invoice, order, net)]
+
+
+def _credited_before(invoice: Invoice) -> tuple[int, int, int]:
+    """What the invoice's earlier credit notes gave back: paid, net and VAT."""
+    paid, net, vat = db.session.execute(
+        select(
+            func.coalesce(func.sum(Invoice.paid_cents), 0),
+            func.coalesce(func.sum(Invoice.net_cents), 0),
+            func.coalesce(func.sum(Invoice.vat_cents), 0),
+        ).where(Invoice.related_invoice_id == invoice.id, Invoice.kind == DocumentKind.CREDIT_NOTE)
+    ).one()
+    return int(paid), int(net), int(vat)
+
+
+def _credit_line(invoice: Invoice, order: Order, net: int) -> dict:
+    return {
         "description": f"Rimborso parziale dell'ordine {order.number}, "
         f"fattura n. {invoice.number_label}",
         "quantity": 1,
@@ -227,7 +251,6 @@ def _credited(invoice: Invoice, refunded: int, order: Order) -> tuple[int, int, 
         "discount_cents": 0,
         "net_cents": net,
     }
-    return net, vat, [line]
 
 
 def _finish(document: Invoice, order: Order) -> Invoice:
