@@ -403,3 +403,59 @@ def test_refunds_adding_up_to_the_payment_credit_exactly_the_invoice(
     assert sum(n.net_cents for n in notes) == invoice.net_cents
     assert sum(n.vat_cents for n in notes) == invoice.vat_cents
     assert all(n.net_cents >= 0 and n.vat_cents >= 0 for n in notes)
+
+
+# --- 7. the checkout token binds the quoted total ---------------------------------------------
+
+
+def _confirm_form(page: str) -> dict:
+    import re
+
+    token = re.search(r'name="checkout_token" value="([^"]+)"', page).group(1)
+    total = re.search(r'name="quoted_total" value="(\d+)"', page).group(1)
+    return {"checkout_token": token, "quoted_total": total, "terms": "1"}
+
+
+@pytest.mark.parametrize("htmx", [False, True])
+def test_a_code_edited_before_confirm_answers_422_with_the_new_total(
+    client, dummy_customer, catalogue, now, monkeypatch, htmx
+):
+    import html
+
+    from tests.unit.helpers import HX, add, freeze_views, login, orders_of
+    from webapp.shop.models import DiscountCode
+
+    freeze_views(monkeypatch, now)
+    add(client, catalogue["products"]["PEC-PRO"])
+    login(client)
+    client.post("/checkout/metodo", data={"payment_method": "card"})
+    assert client.post("/checkout/sconto", data={"code": "BENVENUTO10"}).status_code == 200
+    shown = _confirm_form(client.get("/checkout").text)
+    code = db.session.scalar(select(DiscountCode).where(DiscountCode.code == "BENVENUTO10"))
+    code.percent = 5  # edited in the back office meanwhile
+    db.session.commit()
+
+    r = client.post("/checkout/conferma", data=shown, headers=HX if htmx else {})
+    assert r.status_code == 422
+    again = _confirm_form(r.text)
+    assert again["checkout_token"] != shown["checkout_token"]
+    assert again["quoted_total"] != shown["quoted_total"]
+    new_total = int(again["quoted_total"])
+    assert "Il totale è cambiato" in html.unescape(r.text)
+    assert orders_of(dummy_customer.id) == []
+
+    assert client.post("/checkout/conferma", data=again).status_code == 303
+    [order] = orders_of(dummy_customer.id)
+    assert order.total_cents == new_total
+
+
+def test_an_unchanged_total_confirms_as_before(client, dummy_customer, catalogue):
+    from tests.unit.helpers import add, choose_method, login, orders_of
+
+    add(client, catalogue["products"]["PEC-STD"])
+    login(client)
+    choose_method(client)
+    shown = _confirm_form(client.get("/checkout").text)
+    assert client.post("/checkout/conferma", data=shown).status_code == 303
+    [order] = orders_of(dummy_customer.id)
+    assert order.total_cents == int(shown["quoted_total"])

@@ -15,6 +15,7 @@ from webapp.clock import format_day, now_utc, rome_date
 from webapp.errors import CheckoutError, DiscountRefused, InvalidChoice, NotFound
 from webapp.extensions import db
 from webapp.i18n import lazy_gettext as _l
+from webapp.money import format_eur
 from webapp.shop.billing import buyer_now
 from webapp.shop.models import (
     ORDER_TRANSITIONS,
@@ -398,18 +399,41 @@ IMMEDIATE_START_TEXT = _l(
 )
 
 
+class QuoteChanged(CheckoutError):
+    """The total computed now is not the one the page showed with this token."""
+
+    def __init__(self, total_cents: int):
+        super().__init__(
+            _(
+                "Il totale è cambiato: ora è %(total)s. Controlla l'ordine e conferma di nuovo.",
+                total=format_eur(total_cents),
+            )
+        )
+        self.total_cents = total_cents
+
+
 def confirm_order(
-    cart: Cart, customer_id: int, checkout_token: str, terms_accepted: bool, now: datetime
+    cart: Cart,
+    customer_id: int,
+    checkout_token: str,
+    terms_accepted: bool,
+    now: datetime,
+    quoted_total_cents: int | None = None,
 ) -> Order:
     """Turn the cart into an order with amounts computed here and now; idempotent per token.
 
-    A resubmitted form (same checkout token) returns the order the first submit created.
+    A resubmitted form (same checkout token) returns the order the first submit created. The
+    token binds the total the page quoted with it (`quoted_total_cents`, when the form sends
+    it): a total changed meanwhile (a discount code edited, a price changed) raises
+    QuoteChanged, and the caller gives the cart a new token with the new total.
     """
     existing = order_for_token(customer_id, checkout_token)
     if existing is not None:
         return existing
     _check_confirmable(cart, customer_id, checkout_token, terms_accepted, now)
     order = _order_of(cart, customer_id, checkout_token, now)
+    if quoted_total_cents is not None and order.total_cents != quoted_total_cents:
+        raise QuoteChanged(order.total_cents)
     db.session.add(order)
     db.session.flush()
     if cart.discount_code is not None:
@@ -496,6 +520,12 @@ def _order_of(cart: Cart, customer_id: int, checkout_token: str, now: datetime) 
             )
         )
     return order
+
+
+def renew_token(cart: Cart) -> None:
+    """A new checkout token for the cart: what the page shows now must be confirmed again."""
+    _cart_changed(cart)
+    db.session.flush()
 
 
 def ask_immediate_start(order: Order, now: datetime) -> None:
