@@ -819,3 +819,35 @@ def test_two_renewal_passes_on_a_retry_day_attempt_each_failed_renewal_once(worl
         f"{reports[0]['non riusciti']}/{reports[1]['non riusciti']}, {n} declined charges, "
         f"{n} e-mails, {elapsed:.1f} s"
     )
+
+
+# --- 11. A frequency changed after the reminder: one new notice (issue 20) ----------------------
+
+
+def test_frequency_twins_after_the_reminder_send_one_new_notice(world):
+    from webapp.extensions import db
+    from webapp.renewals.models import Service
+
+    customer_id, email = world.customer()
+    card_id = world.card(customer_id)
+    expires_at = now_utc() + timedelta(days=25)  # reminded, not yet in the window
+    service_id = _service(world, customer_id, card_id, "PEC-STD", expires_at)
+    service = db.session.get(Service, service_id)
+    service.announced_period, service.announced_years = service.expires_at, 1
+    service.announced_cents, service.announced_card_id = 610, card_id  # the reminder's
+    db.session.commit()
+    browser = world.browser(email)
+    browser.get("/area-clienti/")
+    hx = {"HX-Request": "true", "X-CSRFToken": browser.csrf}
+    form = {"csrf_token": browser.csrf, "frequency_years": "2"}
+    url = f"{world.url}/area-clienti/servizi/{service_id}/frequenza"
+    answers = fire(twins_of(browser, post(url, form, headers=hx)))
+    assert_no_5xx(answers)
+    assert {a.status for a in answers} == {200}
+    notices = [k for k, _ in world.emails(email) if k and k.startswith(f"notice-{service_id}-")]
+    assert len(notices) == 1, f"{len(notices)} notices for one change of frequency"
+    [row] = world.shop_rows(
+        select(Service.announced_cents, Service.announced_years).where(Service.id == service_id)
+    )
+    assert tuple(row) == (1220, 2)
+    world.note("frequency after the reminder: new notice", answers, notices=1)
