@@ -41,7 +41,7 @@ import logging
 from array import array
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from blinker import ANY
@@ -128,6 +128,7 @@ class Job:
     payment_id: int = 0
     order_number: str = ""
     split_payment: bool = False  # a public administration pays the net only
+    announce: bool = False  # never announced for the period: the notice goes with the record
 
     @property
     def total_cents(self) -> int:
@@ -174,11 +175,13 @@ def split(ids: list[int], now: datetime, worker: str, cfg: RenewalSettings) -> t
     jobs, others = [], []
     for row in rows:
         job = _job_of(row, today, cfg, row.customer_id in public) if _plain(row, today) else None
-        # Not the amount last announced: the per-row path sends the new notice first.
-        if job is not None and notices.matches(row, job.total_cents, job.years):
-            jobs.append(job)
-        else:
+        # Never announced: the notice is queued with the record's commit, before the bank is
+        # asked. Announced otherwise: the per-row path sends the new notice and waits a day.
+        verdict = notices.batch_verdict(row, job.total_cents, job.years) if job else "no"
+        if verdict == "no":
             others.append(row.renewal_id)
+        else:
+            jobs.append(replace(job, announce=verdict == "announce"))
     return jobs, others
 
 
@@ -661,6 +664,8 @@ def charge_batch(
     """Record the claimed batch's attempts (one commit) and ask the bank for each."""
     jobs, others = split(ids, now, worker, cfg)
     db.session.rollback()  # end the read transaction (nothing written yet)
+    # The notices of renewals never announced: committed with the record, before the bank.
+    notices.announce_jobs([j for j in jobs if j.announce], now, cfg)
     outcomes: list[RenewalOutcome] = []
     if jobs:
         try:

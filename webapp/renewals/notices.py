@@ -160,11 +160,19 @@ def next_day(now: datetime) -> datetime:
     return rome_midnight(rome_date(now) + timedelta(days=1))
 
 
-def matches(row, total_cents: int, years: int) -> bool:
-    """For the engine's batch rows: is this charge what was last announced for the period?"""
-    return (
-        row.announced_period is not None
-        and as_utc(row.announced_period) == as_utc(row.expires_at)
-        and (row.announced_cents, row.announced_years, row.announced_card_id)
-        == (total_cents, years, row.card_id)
-    )
+def batch_verdict(row, total_cents: int, years: int) -> str:
+    """For a claimed row of the engine's batch path, priced: "charge" (announced as it is),
+    "announce" (never announced for the period: queue the notice with the batch's record, before
+    the bank is asked, and charge) or "no" (announced otherwise: the per-row path decides)."""
+    if row.announced_period is None or as_utc(row.announced_period) != as_utc(row.expires_at):
+        return "announce"
+    last = (row.announced_cents, row.announced_years, row.announced_card_id)
+    return "charge" if last == (total_cents, years, row.card_id) else "no"
+
+
+def announce_jobs(jobs, now: datetime, cfg: RenewalSettings) -> None:
+    """The notices of the batch's renewals never announced (flushed; the record commits)."""
+    for job in jobs:
+        service = db.session.get(Service, job.service_id)
+        price = RenewalPrice(job.years, job.net_cents, job.vat_cents, job.split_payment)
+        _announce(service, price, now, cfg)
