@@ -713,7 +713,7 @@ def test_auto_renew_switch_and_frequency_twins_change_once(world):
 
 def _failed_renewal(world, service_id: int, expires_at, attempts: int, next_attempt_at) -> int:
     from webapp.extensions import db
-    from webapp.renewals.models import Renewal, RenewalStatus
+    from webapp.renewals.models import Renewal, RenewalStatus, Service
 
     renewal = Renewal(
         service_id=service_id,
@@ -727,8 +727,18 @@ def _failed_renewal(world, service_id: int, expires_at, attempts: int, next_atte
         created_at=now_utc(),
     )
     db.session.add(renewal)
+    _announced_as_charged(db.session.get(Service, service_id))  # as the first attempt did
     db.session.commit()
     return renewal.id
+
+
+def _announced_as_charged(service) -> None:
+    """The service's last notice: the amount its renewal is charged (issue 20's notices)."""
+    from webapp.renewals.services import renewal_price
+
+    price = renewal_price(service, day=rome_date(now_utc()))
+    service.announced_period, service.announced_cents = service.expires_at, price.total_cents
+    service.announced_years, service.announced_card_id = price.years, service.saved_card_id
 
 
 def test_card_added_twins_retry_the_failed_renewal_once(world):
@@ -770,7 +780,10 @@ def test_card_added_twins_retry_the_failed_renewal_once(world):
         select(func.count(SavedCard.id)).where(SavedCard.customer_id == customer_id)
     )
     assert cards == 2, f"{cards} cards: the new card was saved more than once"
-    assert [k for k, _ in world.emails(email)] == [f"renewal-paid-{renewal_id}"]
+    # The new card is announced once (issue 20: a change of card gets a new notice), then paid.
+    keys = [k for k, _ in world.emails(email)]
+    assert keys[-1:] == [f"renewal-paid-{renewal_id}"], keys
+    assert [k.split("-")[:2] for k in keys[:-1]] == [["notice", str(service_id)]], keys
     world.note("Card added + renewal retry", answers, charges=len(bank["charges"]))
 
 
