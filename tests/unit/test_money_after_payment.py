@@ -74,6 +74,11 @@ def test_a_pa_order_paid_after_switching_to_private_is_invoiced_to_the_pa(
     give_billing(dummy_customer, "private")
     payment = pay_by_card(order, now)
     invoice = invoice_of_order(order.id)
+    from webapp.outbox.models import OutboxEmail
+
+    mail = db.session.scalar(select(OutboxEmail).where(OutboxEmail.dedupe_key.like("order-paid-%")))
+    assert "Intestatario della fattura: Comune di Esempio" in mail.body_text
+    assert "scissione dei pagamenti" in mail.body_text
     assert invoice.customer["customer_type"] == "public"
     assert invoice.customer["company_name"] == "Comune di Esempio"
     assert invoice.split_payment and b"<EsigibilitaIVA>S</EsigibilitaIVA>" in invoice.xml

@@ -287,6 +287,14 @@ class Order(db.Model):
         return any(line.auto_renew for line in self.lines)
 
     @property
+    def buyer_name(self) -> str:
+        """Whom the order is invoiced to, as copied at confirm ("" for older orders)."""
+        buyer = self.buyer or {}
+        if buyer.get("customer_type") == CustomerType.PRIVATE.value:
+            return f"{buyer.get('first_name', '')} {buyer.get('last_name', '')}".strip()
+        return buyer.get("company_name", "")
+
+    @property
     def document_total_cents(self) -> int:
         """The invoice's total (net + VAT), whoever pays the VAT."""
         return self.net_cents + self.vat_cents
