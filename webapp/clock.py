@@ -20,10 +20,14 @@ def as_utc(value: datetime) -> datetime:
 
 
 def add_years(value: datetime, years: int) -> datetime:
-    """The same day and time `years` later; 29 February becomes 28 February."""
-    target = value.year + years
-    day = min(value.day, calendar.monthrange(target, value.month)[1])
-    return value.replace(year=target, day=day)
+    """The same Italian calendar day and wall-clock time `years` later, as UTC; 29 February
+    becomes 28 February. Years are added to the date the customer reads (Europe/Rome), not to
+    the UTC instant: 29/02 00:30 in Rome is 28/02 in UTC, and must not end on 01/03."""
+    local = as_utc(value).astimezone(ROME)
+    target = local.year + years
+    day = min(local.day, calendar.monthrange(target, local.month)[1])
+    moved = local.replace(tzinfo=None, year=target, day=day).replace(tzinfo=ROME)
+    return moved.astimezone(UTC)
 
 
 def rome_date(value: datetime) -> date:

@@ -715,7 +715,7 @@ def test_auto_renew_switch_and_frequency_twins_change_once(world):
 
 def _failed_renewal(world, service_id: int, expires_at, attempts: int, next_attempt_at) -> int:
     from webapp.extensions import db
-    from webapp.renewals.models import Renewal, RenewalStatus
+    from webapp.renewals.models import Renewal, RenewalStatus, Service
 
     renewal = Renewal(
         service_id=service_id,
@@ -729,8 +729,18 @@ def _failed_renewal(world, service_id: int, expires_at, attempts: int, next_atte
         created_at=now_utc(),
     )
     db.session.add(renewal)
+    _announced_as_charged(db.session.get(Service, service_id))  # as the first attempt did
     db.session.commit()
     return renewal.id
+
+
+def _announced_as_charged(service) -> None:
+    """The service's last notice: the amount its renewal is charged (issue 20's notices)."""
+    from webapp.renewals.services import renewal_price
+
+    price = renewal_price(service, day=rome_date(now_utc()))
+    service.announced_period, service.announced_cents = service.expires_at, price.total_cents
+    service.announced_years, service.announced_card_id = price.years, service.saved_card_id
 
 
 def test_card_added_twins_retry_the_failed_renewal_once(world):
@@ -772,7 +782,10 @@ def test_card_added_twins_retry_the_failed_renewal_once(world):
         select(func.count(SavedCard.id)).where(SavedCard.customer_id == customer_id)
     )
     assert cards == 2, f"{cards} cards: the new card was saved more than once"
-    assert [k for k, _ in world.emails(email)] == [f"renewal-paid-{renewal_id}"]
+    # The new card is announced once (issue 20: a change of card gets a new notice), then paid.
+    keys = [k for k, _ in world.emails(email)]
+    assert keys[-1:] == [f"renewal-paid-{renewal_id}"], keys
+    assert [k.split("-")[:2] for k in keys[:-1]] == [["notice", str(service_id)]], keys
     world.note("Card added + renewal retry", answers, charges=len(bank["charges"]))
 
 
@@ -1035,3 +1048,35 @@ def test_wrong_code_twins_lock_the_account_once(world):
     mails = [s for _, s in world.emails(member.email) if "bloccato" in s]
     assert len(locks) == 1 and len(mails) == 1, (locks, mails)
     world.note("staff: blocco dopo codici errati", answers, locks=len(locks), emails=len(mails))
+
+
+# --- 11. A frequency changed after the reminder: one new notice (issue 20) ----------------------
+
+
+def test_frequency_twins_after_the_reminder_send_one_new_notice(world):
+    from webapp.extensions import db
+    from webapp.renewals.models import Service
+
+    customer_id, email = world.customer()
+    card_id = world.card(customer_id)
+    expires_at = now_utc() + timedelta(days=25)  # reminded, not yet in the window
+    service_id = _service(world, customer_id, card_id, "PEC-STD", expires_at)
+    service = db.session.get(Service, service_id)
+    service.announced_period, service.announced_years = service.expires_at, 1
+    service.announced_cents, service.announced_card_id = 610, card_id  # the reminder's
+    db.session.commit()
+    browser = world.browser(email)
+    browser.get("/area-clienti/")
+    hx = {"HX-Request": "true", "X-CSRFToken": browser.csrf}
+    form = {"csrf_token": browser.csrf, "frequency_years": "2"}
+    url = f"{world.url}/area-clienti/servizi/{service_id}/frequenza"
+    answers = fire(twins_of(browser, post(url, form, headers=hx)))
+    assert_no_5xx(answers)
+    assert {a.status for a in answers} == {200}
+    notices = [k for k, _ in world.emails(email) if k and k.startswith(f"notice-{service_id}-")]
+    assert len(notices) == 1, f"{len(notices)} notices for one change of frequency"
+    [row] = world.shop_rows(
+        select(Service.announced_cents, Service.announced_years).where(Service.id == service_id)
+    )
+    assert tuple(row) == (1220, 2)
+    world.note("frequency after the reminder: new notice", answers, notices=1)

@@ -258,8 +258,10 @@ def test_withdrawal_is_refused_late_for_businesses_and_after_immediate_start(
     order.immediate_start_at = now
     assert "attivazione immediata" in withdrawal_refusal(order, dummy_customer, now)
     order.immediate_start_at = None
-    dummy_customer.tax_code = "01234567890"
-    assert "partita IVA" in withdrawal_refusal(order, dummy_customer, now)
+    from webapp.shop.models import CustomerType
+
+    order.buyer_type = CustomerType.BUSINESS  # invoiced to a business (copied at confirm)
+    assert "consumatori" in withdrawal_refusal(order, dummy_customer, now)
 
 
 def test_checkout_records_the_immediate_start_text_and_time(

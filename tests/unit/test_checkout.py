@@ -416,14 +416,14 @@ def test_simultaneous_double_submit_finds_the_order_of_the_other_request(
     real = services.confirm_order
     calls = []
 
-    def racing(cart, customer_id, checkout_token, terms_accepted, now):
+    def racing(cart, customer_id, checkout_token, terms_accepted, now, quoted=None):
         calls.append(checkout_token)
         if len(calls) == 1:
             # The other request commits its order first; this one's INSERT then collides.
-            real(cart, customer_id, checkout_token, terms_accepted, now)
+            real(cart, customer_id, checkout_token, terms_accepted, now, quoted)
             db.session.commit()
             raise IntegrityError("INSERT INTO orders", {}, Exception("UNIQUE constraint failed"))
-        return real(cart, customer_id, checkout_token, terms_accepted, now)
+        return real(cart, customer_id, checkout_token, terms_accepted, now, quoted)
 
     monkeypatch.setattr(services, "confirm_order", racing)
     r = confirm(client, token)
@@ -444,8 +444,8 @@ def test_twin_submit_that_sees_the_cart_already_spent_shows_the_order(
     token = checkout_token(client)
     real = services.confirm_order
 
-    def racing(cart, customer_id, checkout_token, terms_accepted, now):
-        real(cart, customer_id, checkout_token, terms_accepted, now)
+    def racing(cart, customer_id, checkout_token, terms_accepted, now, quoted=None):
+        real(cart, customer_id, checkout_token, terms_accepted, now, quoted)
         db.session.commit()
         raise CheckoutError("Il carrello è vuoto.")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
@@ -10,7 +10,7 @@ from flask import render_template_string
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webapp.clock import add_years, as_utc, rome_date
+from webapp.clock import ROME, add_years, as_utc, rome_date
 from webapp.money import format_eur, round_half_up_div, vat_cents
 
 
@@ -103,6 +103,19 @@ def test_add_years_on_29_february():
     assert add_years(leap, 1) == datetime(2025, 2, 28, 9, 30, tzinfo=UTC)
     assert add_years(leap, 4) == datetime(2028, 2, 29, 9, 30, tzinfo=UTC)
     assert add_years(leap, 5) == datetime(2029, 2, 28, 9, 30, tzinfo=UTC)
+
+
+def test_add_years_on_the_italian_calendar_day():
+    """Issue 20, bug 9: two services both expiring on Italian 29/02/2028 end on the same day."""
+    # As stored: UTC instants (the first is 28/02 23:30 in UTC).
+    just_after_midnight = datetime(2028, 2, 29, 0, 30, tzinfo=ROME).astimezone(UTC)
+    at_noon = datetime(2028, 2, 29, 12, 0, tzinfo=ROME).astimezone(UTC)
+    ends = {rome_date(add_years(v, 5)) for v in (just_after_midnight, at_noon)}
+    assert ends == {date(2033, 2, 28)}
+    assert add_years(just_after_midnight, 4) == datetime(2032, 2, 29, 0, 30, tzinfo=ROME)
+    # Across a DST change the Italian wall-clock time is kept.
+    summer = datetime(2026, 7, 1, 0, 15, tzinfo=ROME).astimezone(UTC)
+    assert add_years(summer, 1).astimezone(ROME).replace(tzinfo=None) == datetime(2027, 7, 1, 0, 15)
 
 
 def test_add_years_keeps_day_time_and_zone():

@@ -37,7 +37,7 @@ CEILING = {
     "carrello (pagina)": 5,
     "carrello (frammento htmx)": 4,
     "checkout": 8,
-    "ordine": 6,
+    "ordine": 7,
     "area clienti: servizi": 4,
     "area clienti: carte": 4,
     "area clienti: ordini": 5,

@@ -265,7 +265,13 @@ def test_a_retry_takes_the_new_frequency_and_price(fake, service):
     service.frequency_years = 3
     _db.session.commit()
     fake.mode = "ok"
-    assert run_renewals(days_before(10)).charged == 1
+    # Not what the first attempt announced: a new notice with the new amount first (issue 20),
+    # the charge the next day.
+    assert run_renewals(days_before(10)).charged == 0
+    assert len(fake.calls) == 1
+    [notice] = emails("addebiteremo € 18,30")
+    assert "3 anni" in notice.body_text
+    assert run_renewals(days_before(9)).charged == 1
     assert fake.calls[-1]["amount_cents"] == 1500 + 330
     assert fresh(service).expires_at == datetime(2030, 1, 20, 10, 0, tzinfo=UTC)
 

@@ -27,7 +27,9 @@ from webapp.payments.gateway import GatewayRefused, GatewayUnavailable
 from webapp.payments.models import Payment, PaymentStatus
 from webapp.payments.picker import CardRow
 from webapp.payments.refunds import refunds_of_orders
-from webapp.renewals import manual, rows
+from webapp.payments.states import order_state
+from webapp.payments.withdrawal import may_withdraw
+from webapp.renewals import manual, notices, rows
 from webapp.renewals import services as renewals
 from webapp.renewals.engine import RenewalOutcome, default_worker, retry_renewal, use_new_card
 from webapp.renewals.lifecycle import life_of
@@ -139,6 +141,8 @@ def set_frequency(service_id: int):
     except DomainError as exc:
         rollback()
         return _services_page(service_id, 422, error=exc.message)
+    if read.service.announced_period is not None:  # told already: tell the new amount
+        notices.notify_change(_own_service(service_id), now, renewals.settings())
     commit()
     views = renewals.service_views([read], now)  # the row as it now is, shown as it is
     message = _(
@@ -163,6 +167,7 @@ def set_card(service_id: int):
     except DomainError as exc:
         rollback()
         return _services_page(service_id, 422, error=exc.message)
+    notices.notify_change(service, now, renewals.settings())
     commit()
     message = _("I prossimi rinnovi useranno la carta %(card)s.", card=card.masked)
     outcome = retry_renewal(service, now, _worker())
@@ -329,7 +334,12 @@ def orders():
         if o.kind is OrderKind.PURCHASE or o.status is OrderStatus.PAID
     ]
     refunds = refunds_of_orders([o.id for o in shown])
-    return render_template("area/orders.html", orders=shown, refunds=refunds)
+    now = now_utc()
+    states = {o.id: order_state(o, refunds[o.id]) for o in shown}
+    withdrawable = {o.id for o in shown if may_withdraw(o, refunds[o.id], now)}
+    return render_template(
+        "area/orders.html", orders=shown, refunds=refunds, states=states, withdrawable=withdrawable
+    )
 
 
 @bp.get("/ordini/<int:order_id>")

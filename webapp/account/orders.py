@@ -10,6 +10,7 @@ from flask_login import current_user, login_required
 
 from webapp.clock import now_utc, rome_date
 from webapp.payments.services import usable_cards
+from webapp.payments.states import order_states
 from webapp.renewals.services import services_of_order
 from webapp.shop.services import get_order
 
@@ -24,6 +25,7 @@ def view_order(order_id: int):
     return render_template(
         "shop/order.html",
         order=order,
+        state=order_states([order])[order.id],
         services=services_of_order(order),
         has_cards=bool(usable_cards(current_user.id, rome_date(now_utc()))),
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime
 
 from flask_babel import gettext as _
@@ -10,22 +9,21 @@ from flask_babel import gettext as _
 from webapp.clock import ROME
 from webapp.errors import InvalidChoice
 from webapp.i18n import lazy_gettext as _l
+from webapp.money import AmountInvalid, parse_amount_cents
 from webapp.queryargs import parse_day, whole_number
 
 __all__ = ["parse_cents", "parse_day", "parse_int", "optional_int", "reason_of", "start_of_day"]
 
-AMOUNT_RE = re.compile(r"^\d{1,7}(?:[.,]\d{1,2})?$")
-
 
 def parse_cents(raw: str | None, label: str = _l("Importo")) -> int:
-    """'12,20', '12.20', '1.234,56' or '€ 12' → cents; anything else is refused."""
-    text = (raw or "")[:40].replace("€", "").replace(" ", "").strip()  # no amount is longer
-    if re.fullmatch(r"\d{1,3}(\.\d{3})+(,\d{1,2})?", text):
-        text = text.replace(".", "")  # thousands separators, Italian style
-    if not AMOUNT_RE.match(text):
-        raise InvalidChoice(_("%(label)s non valido: scrivi ad esempio 12,20.", label=label))
-    euros, _sep, cents = text.replace(",", ".").partition(".")
-    return int(euros) * 100 + int((cents + "00")[:2])
+    """'12,20', '12.20', '1.234,56' or '€ 12' → cents, by the one strict parser of typed
+    amounts (money.parse_amount_cents); '0.001', '0.500' and anything else are refused."""
+    try:
+        return parse_amount_cents(raw)
+    except AmountInvalid:
+        raise InvalidChoice(
+            _("%(label)s non valido: scrivi ad esempio 12,20 o 1.234,56.", label=label)
+        ) from None
 
 
 def start_of_day(day: date) -> datetime:

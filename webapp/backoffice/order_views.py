@@ -10,11 +10,13 @@ from webapp.backoffice import services as bo
 from webapp.backoffice.blueprint import act, bp, current_staff, get_or_404, page, request_id
 from webapp.backoffice.forms import parse_cents, parse_day, reason_of
 from webapp.clock import now_utc, rome_date
+from webapp.extensions import db
 from webapp.htmx import render
 from webapp.money import format_eur
 from webapp.payments import flows
 from webapp.payments.models import Payment, Refund, RefundStatus
-from webapp.payments.withdrawal import withdrawal_deadline
+from webapp.payments.states import order_states
+from webapp.payments.withdrawal import withdrawal_deadline, withdrawal_refusal
 from webapp.renewals.lifecycle import life_of
 from webapp.shop.models import Customer, Order
 
@@ -24,12 +26,18 @@ def order_page(
 ):
     """The order page, or (htmx) its #order-file fragment with the outcome of an action."""
     file = bo.order_file(order)
+    now = now_utc()
+    customer = db.session.get(Customer, order.customer_id)
     return render(
         "backoffice/order.html",
         "backoffice/_order_file.html",
         status=status,
         f=file,
-        deadline=withdrawal_deadline(order),
+        state=order_states([order])[order.id],
+        # "Recesso possibile" only while it can be used (consumer, in time, not yet refunded).
+        deadline=withdrawal_deadline(order)
+        if withdrawal_refusal(order, customer, now) is None
+        else None,
         message=message,
         error=error,
         today=now_utc().date().isoformat(),

@@ -7,7 +7,7 @@ costs four reads, one counter update and one multi-row INSERT, whatever its size
 - the orders not invoiced yet (a replay, or an order invoiced per row, is skipped): the unique
   index `uq_invoice_one_per_order` stays the guard, a twin's insert would fail the batch;
 - their lines, buyers and billing data, read set-based into the same snapshot the per-row issue
-  takes (services.snapshot_of, services.lines_of);
+  takes (shop.billing.snapshot_of, services.lines_of);
 - the XML of each document, built and checked against the XSD as `_finish` does, with a
   stand-in for its number;
 - the numbers: one `UPDATE invoice_counter SET last = last + n RETURNING last`
@@ -39,11 +39,11 @@ from webapp.invoicing.services import (
     lines_of,
     progressive,
     seller_from_config,
-    snapshot_of,
     take_numbers,
 )
 from webapp.invoicing.xsd import schema_errors
 from webapp.payments.events import PaidOrder
+from webapp.shop.billing import snapshot_of
 from webapp.shop.models import BillingProfile, Customer, Order, OrderLine
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def _drafts(paid: Sequence[PaidOrder]) -> list[Draft]:
             order_number=f"{o.created_at.year}-{o.id:06d}",  # Order.number
             payment_id=payment_of[o.id],
             customer_id=o.customer_id,
-            customer=buyers[o.customer_id],
+            customer=dict(o.buyer) if o.buyer else buyers[o.customer_id],
             lines=lines_of(o.kind, o.discount_code, lines[o.id]),
             net_cents=o.net_cents,
             vat_cents=o.vat_cents,

@@ -12,7 +12,7 @@ import zipfile
 from datetime import date, datetime, time, timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -26,8 +26,8 @@ from webapp.invoicing.sdi_states import SdiState
 from webapp.invoicing.xsd import schema_errors
 from webapp.money import round_half_up_div, vat_cents
 from webapp.payments.models import Payment, Refund, RefundStatus
-from webapp.shop.billing import get_profile
-from webapp.shop.models import BillingProfile, Customer, Order, OrderKind, PaymentMethod
+from webapp.shop.billing import buyer_now
+from webapp.shop.models import Customer, Order, OrderKind, PaymentMethod
 
 log = logging.getLogger(__name__)
 
@@ -82,50 +82,17 @@ def progressive(invoice_id: int) -> str:
 
 # --- the buyer's data --------------------------------------------------------------------------
 
-_SNAPSHOT_FIELDS = (
-    "first_name",
-    "last_name",
-    "company_name",
-    "tax_code",
-    "vat_number",
-    "address",
-    "postal_code",
-    "city",
-    "province",
-    "country",
-    "sdi_code",
-    "pec",
-    "cig",
-    "cup",
-)
-
 
 def customer_snapshot(customer: Customer) -> dict:
     """The buyer's billing data now, copied into the document (later edits do not change it)."""
-    return snapshot_of(customer.name, customer.tax_code, customer.email, get_profile(customer.id))
+    return buyer_now(customer)
 
 
-def snapshot_of(
-    name: str, tax_code: str | None, email: str, profile: BillingProfile | None
-) -> dict:
-    """customer_snapshot from values already read (the batch issue reads them set-based)."""
-    if profile is None:
-        # Customers from before billing data was asked: name and tax code only. The XML will
-        # lack the address (the issue logs it); the checkout asks everyone else first.
-        first, _, last = name.rpartition(" ")
-        data = dict.fromkeys(_SNAPSHOT_FIELDS, "")
-        data.update(
-            first_name=first or name,
-            last_name=last or name,
-            tax_code=tax_code or "",
-            country="IT",
-        )
-        data["customer_type"] = "private"
-    else:
-        data = {field: getattr(profile, field) or "" for field in _SNAPSHOT_FIELDS}
-        data["customer_type"] = profile.customer_type.value
-    data["email"] = email
-    return data
+def buyer_of(order: Order) -> dict:
+    """The order's buyer: the copy made at confirm; older orders, the billing data now."""
+    if order.buyer:
+        return dict(order.buyer)
+    return customer_snapshot(db.session.get(Customer, order.customer_id))
 
 
 def initial_state(snapshot: dict) -> SdiState:
@@ -206,7 +173,7 @@ def issue_invoice(order: Order, payment: Payment, now: datetime) -> Invoice:
         customer_id=order.customer_id,
         order_id=order.id,
         payment_id=payment.id,
-        customer=customer_snapshot(db.session.get(Customer, order.customer_id)),
+        customer=buyer_of(order),
         lines=_order_lines(order),
         net_cents=order.net_cents,
         vat_cents=order.vat_cents,
@@ -264,17 +231,41 @@ def issue_credit_note(refund: Refund, now: datetime) -> Invoice | None:
 
 
 def _credited(invoice: Invoice, refunded: int, order: Order) -> tuple[int, int, list[dict]]:
-    """Net, VAT and lines credited for a refund of `refunded` cents of what the buyer paid."""
+    """Net, VAT and lines credited for a refund of `refunded` cents of what the buyer paid.
+
+    The refund that completes the payment credits what the invoice still has (its net and VAT
+    minus the earlier credit notes'), so the notes add up to the invoice to the cent."""
     if refunded == invoice.paid_cents:
         return invoice.net_cents, invoice.vat_cents, [dict(line) for line in invoice.lines]
+    paid, net_before, vat_before = _credited_before(invoice)
     rate = invoice.vat_rate_percent
-    if invoice.split_payment:
-        net = refunded  # the buyer paid the net only: the VAT is credited on top
-        vat = vat_cents(net, rate)
+    total = paid + refunded  # rounded on the running total, so no note drifts
+    if total == invoice.paid_cents:
+        net_after, vat_after = invoice.net_cents, invoice.vat_cents
+    elif invoice.split_payment:
+        net_after = total  # the buyer paid the net only: the VAT is credited on top
+        vat_after = min(vat_cents(net_after, rate), invoice.vat_cents)
     else:
-        net = round_half_up_div(refunded * 100, 100 + rate)
-        vat = refunded - net
-    line = {
+        net_after = min(round_half_up_div(total * 100, 100 + rate), invoice.net_cents)
+        vat_after = total - net_after
+    net, vat = net_after - net_before, vat_after - vat_before
+    return net, vat, [_credit_line(invoice, order, net)]
+
+
+def _credited_before(invoice: Invoice) -> tuple[int, int, int]:
+    """What the invoice's earlier credit notes gave back: paid, net and VAT."""
+    paid, net, vat = db.session.execute(
+        select(
+            func.coalesce(func.sum(Invoice.paid_cents), 0),
+            func.coalesce(func.sum(Invoice.net_cents), 0),
+            func.coalesce(func.sum(Invoice.vat_cents), 0),
+        ).where(Invoice.related_invoice_id == invoice.id, Invoice.kind == DocumentKind.CREDIT_NOTE)
+    ).one()
+    return int(paid), int(net), int(vat)
+
+
+def _credit_line(invoice: Invoice, order: Order, net: int) -> dict:
+    return {
         "description": f"Rimborso parziale dell'ordine {order.number}, "
         f"fattura n. {invoice.number_label}",
         "quantity": 1,
@@ -283,7 +274,6 @@ def _credited(invoice: Invoice, refunded: int, order: Order) -> tuple[int, int, 
         "discount_cents": 0,
         "net_cents": net,
     }
-    return net, vat, [line]
 
 
 def _finish(document: Invoice, order: Order) -> Invoice:

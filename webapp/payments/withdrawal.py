@@ -1,6 +1,7 @@
 """Diritto di recesso: a consumer may withdraw from a purchase within 14 days of payment.
 
-Not a consumer (a P.IVA of 11 digits instead of a codice fiscale of 16 characters), past the
+Not a consumer (the order was invoiced to a business or a public administration: the buyer
+copied onto the order at confirm, not the registration's tax code), past the
 14 days, or having asked at checkout for the services to start at once and acknowledged losing
 the right: refused, with the reason. A withdrawal is a full refund of kind WITHDRAWAL; the
 services are cancelled by renewals' `payment_refunded` subscriber, the e-mail by notify's.
@@ -18,8 +19,16 @@ from webapp.errors import DomainError
 from webapp.extensions import db
 from webapp.i18n import lazy_gettext as _l
 from webapp.payments import refunds
-from webapp.payments.models import Payment, PaymentChannel, PaymentStatus, Refund, RefundKind
-from webapp.shop.models import Customer, Order, OrderKind, OrderStatus
+from webapp.payments.models import (
+    Payment,
+    PaymentChannel,
+    PaymentStatus,
+    Refund,
+    RefundKind,
+    RefundStatus,
+)
+from webapp.shop.billing import is_consumer_order
+from webapp.shop.models import Customer, Order, OrderKind, OrderStatus, PaymentMethod
 
 WITHDRAWAL_DAYS = 14
 CARD_CHANNELS = {PaymentChannel.HOSTED_PAGE, PaymentChannel.SAVED_CARD}
@@ -28,11 +37,6 @@ WITHDRAWAL_REASON = _l("Diritto di recesso esercitato dal cliente")
 
 class WithdrawalRefused(DomainError):
     """The order cannot be withdrawn from; the message says why."""
-
-
-def is_consumer(customer: Customer) -> bool:
-    """A codice fiscale (16 characters) is a person; an 11-digit P.IVA is a business."""
-    return len((customer.tax_code or "").strip()) == 16
 
 
 def withdrawal_deadline(order: Order) -> datetime | None:
@@ -51,8 +55,11 @@ def withdrawal_refusal(order: Order, customer: Customer, now: datetime) -> str |
     """Why this order cannot be withdrawn from now, or None when it can."""
     if order.kind is not OrderKind.PURCHASE or order.status is not OrderStatus.PAID:
         return _("Il recesso è possibile solo per un acquisto pagato.")
-    if not is_consumer(customer):
-        return _("Il diritto di recesso spetta ai consumatori, non a chi acquista con partita IVA.")
+    if not is_consumer_order(order):
+        return _(
+            "Il diritto di recesso spetta ai consumatori: questo ordine è intestato a "
+            "un'azienda o a un ente."
+        )
     if order.immediate_start_at is not None:
         return _(
             "All'acquisto hai chiesto l'attivazione immediata dei servizi e hai accettato "
@@ -67,6 +74,22 @@ def withdrawal_refusal(order: Order, customer: Customer, now: datetime) -> str |
     if payment.refunded_cents:
         return _("Questo ordine è già stato rimborsato.")
     return None
+
+
+def may_withdraw(order: Order, refunds: list[Refund], now: datetime) -> bool:
+    """withdrawal_refusal(...) is None, from the order and its refunds already read (for the
+    orders list, without a statement per order): where "Recesso" is offered."""
+    deadline = withdrawal_deadline(order)
+    return (
+        order.kind is OrderKind.PURCHASE
+        and order.status is OrderStatus.PAID
+        and order.immediate_start_at is None
+        and deadline is not None
+        and now <= deadline
+        and order.payment_method is PaymentMethod.CARD
+        and all(r.status is RefundStatus.FAILED for r in refunds)
+        and is_consumer_order(order)
+    )
 
 
 def withdraw(order: Order, customer: Customer, now: datetime) -> Refund:

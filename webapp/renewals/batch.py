@@ -41,7 +41,7 @@ import logging
 from array import array
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from blinker import ANY
@@ -57,6 +57,7 @@ from webapp.payments.events import PaidOrder, order_paid, orders_paid
 from webapp.payments.gateway import ChargeResult, GatewayRefused, GatewayUnavailable
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus, SavedCard
 from webapp.payments.services import apply_charge_result, gateway
+from webapp.renewals import notices
 from webapp.renewals.activation import on_order_paid
 from webapp.renewals.charging import (
     RENEWABLE_KINDS,
@@ -127,6 +128,7 @@ class Job:
     payment_id: int = 0
     order_number: str = ""
     split_payment: bool = False  # a public administration pays the net only
+    announce: bool = False  # never announced for the period: the notice goes with the record
 
     @property
     def total_cents(self) -> int:
@@ -172,10 +174,14 @@ def split(ids: list[int], now: datetime, worker: str, cfg: RenewalSettings) -> t
     public = split_payment_customers(sorted({row.customer_id for row in rows}))
     jobs, others = [], []
     for row in rows:
-        if _plain(row, today):
-            jobs.append(_job_of(row, today, cfg, row.customer_id in public))
-        else:
+        job = _job_of(row, today, cfg, row.customer_id in public) if _plain(row, today) else None
+        # Never announced: the notice is queued with the record's commit, before the bank is
+        # asked. Announced otherwise: the per-row path sends the new notice and waits a day.
+        verdict = notices.batch_verdict(row, job.total_cents, job.years) if job else "no"
+        if verdict == "no":
             others.append(row.renewal_id)
+        else:
+            jobs.append(replace(job, announce=verdict == "announce"))
     return jobs, others
 
 
@@ -194,6 +200,10 @@ def _claimed_rows(ids: list[int], worker: str) -> list:
             Service.auto_renew,
             Service.expires_at,
             Service.frequency_years.label("years"),
+            Service.announced_period,
+            Service.announced_cents,
+            Service.announced_years,
+            Service.announced_card_id,
             Product.id.label("product_id"),
             Product.kind,
             Product.name,
@@ -654,6 +664,8 @@ def charge_batch(
     """Record the claimed batch's attempts (one commit) and ask the bank for each."""
     jobs, others = split(ids, now, worker, cfg)
     db.session.rollback()  # end the read transaction (nothing written yet)
+    # The notices of renewals never announced: committed with the record, before the bank.
+    notices.announce_jobs([j for j in jobs if j.announce], now, cfg)
     outcomes: list[RenewalOutcome] = []
     if jobs:
         try:

@@ -24,6 +24,7 @@ from webapp.extensions import db
 from webapp.i18n import lazy_gettext as _l
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
 from webapp.payments.services import execute_card_charge
+from webapp.renewals import notices
 from webapp.renewals.claims import (
     IN_FLIGHT,
     claim,
@@ -39,12 +40,10 @@ from webapp.renewals.models import (
     ServiceStatus,
 )
 from webapp.renewals.outcomes import RenewalOutcome, RenewalReport
-from webapp.renewals.services import (
-    RenewalSettings,
-    queue_customer_email,
-    renewal_price,
-)
+from webapp.renewals.services import RenewalSettings, card_usable, queue_customer_email
+from webapp.shop.billing import fix_buyer
 from webapp.shop.models import (
+    Customer,
     Order,
     OrderKind,
     OrderLine,
@@ -223,6 +222,11 @@ def _attempt(renewal: Renewal, now: datetime, cfg: RenewalSettings) -> RenewalOu
     ):
         renewal.next_attempt_at = None  # nothing to do until the customer turns it back on
         return RenewalOutcome.SKIPPED
+    if card_usable(service.saved_card, rome_date(now)) and not notices.announce_before_charge(
+        service, notices.announced_price(service, now, cfg), now, cfg
+    ):
+        renewal.next_attempt_at = notices.next_day(now)  # the new notice goes out first
+        return RenewalOutcome.SKIPPED
     renewal.attempts += 1
     renewal.last_attempt_at = now
     card = service.saved_card
@@ -295,7 +299,7 @@ def _failed(
         reason=renewal.failure_reason,
         fix=FIXES.get(code, DEFAULT_FIX),
         card=service.saved_card,
-        price=renewal_price(service, cfg.vat_rate),
+        price=notices.announced_price(service, now, cfg),
     )
 
 
@@ -313,7 +317,7 @@ def _renewal_order(
     renewal: Renewal, service: Service, now: datetime, cfg: RenewalSettings
 ) -> Order:
     """The renewal's order, priced now: list price x frequency + VAT, without any discount."""
-    price = renewal_price(service, cfg.vat_rate, rome_date(now))
+    price = notices.announced_price(service, now, cfg)  # what the customer was told
     order = renewal.order
     if order is None:
         order = Order(
@@ -342,6 +346,7 @@ def _renewal_order(
     order.discount_code = None
     order.vat_cents = price.vat_cents
     order.total_cents = price.total_cents
+    fix_buyer(order, db.session.get(Customer, service.customer_id))
     order.split_payment = price.split_payment
     db.session.flush()
     renewal.order_id = order.id

@@ -40,6 +40,12 @@ class Service(db.Model):
     saved_card_id: Mapped[int | None] = mapped_column(ForeignKey("saved_card.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The last renewal notice sent (reminder or new notice): the period, the amount, the years
+    # and the card announced. A charge that would differ is announced again first (notices).
+    announced_period: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    announced_cents: Mapped[int | None] = mapped_column()
+    announced_years: Mapped[int | None] = mapped_column()
+    announced_card_id: Mapped[int | None] = mapped_column()
 
     product: Mapped[Product] = relationship(lazy="joined")
     saved_card: Mapped[SavedCard | None] = relationship()

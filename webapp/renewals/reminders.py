@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from webapp.clock import expiring_by, format_day, rome_date
 from webapp.extensions import db
+from webapp.renewals import notices
 from webapp.renewals.claims import snapshot_ids
 from webapp.renewals.models import Service, ServiceStatus
 from webapp.renewals.outcomes import RenewalReport
@@ -18,7 +19,6 @@ from webapp.renewals.services import (
     card_usable,
     queue_customer_email,
     renewal_date,
-    renewal_price,
 )
 from webapp.transaction import commit, rollback
 
@@ -49,9 +49,14 @@ def send_reminders(now: datetime, cfg: RenewalSettings, report: RenewalReport) -
 
 def _remind(service: Service, now: datetime, cfg: RenewalSettings, report: RenewalReport) -> None:
     """Queue the reminder, and the card warning if the card will have expired by then."""
+    if notices.last_announcement(service) is not None:
+        notices.notify_change(service, now, cfg)  # reminded already: a new notice if it changed
+        return
     renew_on = renewal_date(service, now, cfg.window)  # the window's first calendar day
     card = service.saved_card
-    context = {"price": renewal_price(service, cfg.vat_rate), "card": card, "renew_on": renew_on}
+    price = notices.announced_price(service, now, cfg)
+    notices.record(service, notices.announcement_of(service, price))
+    context = {"price": price, "card": card, "renew_on": renew_on}
     name = service.product.name
     subject = _("Promemoria: il %(day)s rinnoviamo %(name)s", day=format_day(renew_on), name=name)
     report.reminders += _queue(service, "reminder", subject, "renewal_reminder", context)

@@ -20,7 +20,7 @@ from webapp.payments.models import SavedCard
 from webapp.payments.picker import CARD_COLUMNS, CardRow, card_rows
 from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
 from webapp.shop.models import BillingProfile, CustomerType, Product, ServiceKind
-from webapp.shop.services import price_on_day_sql
+from webapp.shop.services import price_changes_after_day_sql, price_on_day_sql
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,8 @@ class ServiceRow:
     auto_renew: bool
     frequency_years: int
     saved_card_id: int | None
+    cancelled_at: datetime | None
+    announced_period: datetime | None
     product: ProductRow
     saved_card: CardRow | None
 
@@ -76,6 +78,9 @@ class ServiceRead:
     renewal: RenewalRow | None
     yearly_cents: int  # the list price in force on the day read (shop.services.price_on)
     split_payment: bool
+    # A price change is scheduled after the day read: the renewal day's price must be looked up
+    # (otherwise it is `yearly_cents`, with no further statement).
+    price_changes_ahead: bool = False
 
 
 _service, _product, _card = Service.__table__, Product.__table__, SavedCard.__table__
@@ -89,6 +94,7 @@ _SERVICES = (
         *(_card.c[name].label(f"card_{name}") for name in CARD_COLUMNS),
         *(_renewal.c[name].label(f"renewal_{name}") for name in RenewalRow.__annotations__),
         price_on_day_sql().label("yearly_cents"),
+        price_changes_after_day_sql().label("price_changes_ahead"),
         _billing.c.customer_type,
     )
     .select_from(
@@ -138,7 +144,13 @@ def _read(row) -> ServiceRead:
     renewal = None
     if row.renewal_status is not None:
         renewal = RenewalRow(*_part(row, "renewal_", RenewalRow.__annotations__))
-    return ServiceRead(service, renewal, row.yearly_cents, _split(row.customer_type))
+    return ServiceRead(
+        service,
+        renewal,
+        row.yearly_cents,
+        _split(row.customer_type),
+        bool(row.price_changes_ahead),
+    )
 
 
 def _split(customer_type: CustomerType | None) -> bool:

@@ -157,6 +157,26 @@ def renewal_price(
     return RenewalPrice.of(yearly, service.frequency_years, rate, split)
 
 
+def announced_price(
+    service: Service | ServiceRow,
+    now: datetime,
+    cfg: RenewalSettings,
+    split_payment: bool | None = None,
+    yearly_cents: int | None = None,
+) -> RenewalPrice:
+    """The one price of a coming renewal, for the reminder, "I miei servizi" and the charge:
+    the list price in force on the renewal day (today once in the window) x the frequency.
+
+    `yearly_cents`: that list price when the caller has it already (a row read with no price
+    change scheduled after today: today's price is the renewal day's).
+    """
+    if yearly_cents is not None:
+        split = split_payment_for(service.customer_id) if split_payment is None else split_payment
+        return RenewalPrice.of(yearly_cents, service.frequency_years, cfg.vat_rate, split)
+    day = rome_date(renewal_date(service, now, cfg.window))
+    return renewal_price(service, cfg.vat_rate, day, split_payment)
+
+
 def renewal_date(service: Service, now: datetime, window: timedelta) -> datetime:
     """When the card will be charged: the first day of the window, or now if already in it."""
     first_day = rome_date(service.expires_at) - timedelta(days=window.days)
@@ -198,7 +218,7 @@ class ServiceView:
     service: ServiceRow
     renewal: RenewalRow | None  # the current period's, while open
     price: RenewalPrice
-    yearly_cents: int  # the list price of one year today (the frequency menu quotes it)
+    yearly_cents: int  # the list price of one year on the renewal day (the frequency menu)
     renew_on: datetime  # the first instant of the renewal day in Italy (the row shows the day)
     card_ok: bool  # the card will still be valid on the renewal date
     life: Life | None = None  # "Attivo", "In scadenza", "Scaduto", "Cessato"; "Rinnova" or not
@@ -216,13 +236,15 @@ def service_views(reads: list[ServiceRead], now: datetime) -> list[ServiceView]:
     for read in reads:
         service, renewal = read.service, read.renewal
         day = rome_date(renewal_date(service, now, cfg.window))
-        years = service.frequency_years
+        # Priced on the renewal day, as the reminder and the charge (announced_price).
+        known = None if read.price_changes_ahead else read.yearly_cents
+        price = announced_price(service, now, cfg, read.split_payment, known)
         views.append(
             ServiceView(
                 service=service,
                 renewal=renewal if service.active and renewal and renewal.open else None,
-                price=RenewalPrice.of(read.yearly_cents, years, cfg.vat_rate, read.split_payment),
-                yearly_cents=read.yearly_cents,
+                price=price,
+                yearly_cents=price.net_cents // price.years,
                 renew_on=rome_midnight(day),
                 card_ok=card_usable(service.saved_card, day),
                 life=life_of(service, rome_date(now)),

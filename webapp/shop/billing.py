@@ -17,7 +17,7 @@ from stdnum.it import codicefiscale, iva
 
 from webapp.errors import CheckoutError, DomainError
 from webapp.extensions import db
-from webapp.shop.models import BillingProfile, CustomerType
+from webapp.shop.models import BillingProfile, Customer, CustomerType, Order
 
 #: The sigle automobilistiche of the Italian provinces and metropolitan cities (ISTAT), with
 #: the Sardinian ones still found on addresses (CI, OG, OT, VS) and EE for "estero".
@@ -259,6 +259,75 @@ def require_profile(customer_id: int) -> BillingProfile:
             _("Inserisci i dati di fatturazione: servono per emettere la fattura dell'ordine.")
         )
     return profile
+
+
+#: The billing fields copied into an order (at confirm) and into its documents.
+SNAPSHOT_FIELDS = (
+    "first_name",
+    "last_name",
+    "company_name",
+    "tax_code",
+    "vat_number",
+    "address",
+    "postal_code",
+    "city",
+    "province",
+    "country",
+    "sdi_code",
+    "pec",
+    "cig",
+    "cup",
+)
+
+
+def snapshot_of(
+    name: str, tax_code: str | None, email: str, profile: BillingProfile | None
+) -> dict:
+    """The buyer's data as a plain dict (type included), from values already read."""
+    if profile is None:
+        # Customers from before billing data was asked: name and tax code only. The XML will
+        # lack the address (the issue logs it); the checkout asks everyone else first.
+        first, _sep, last = name.rpartition(" ")
+        data = dict.fromkeys(SNAPSHOT_FIELDS, "")
+        data.update(
+            first_name=first or name, last_name=last or name, tax_code=tax_code or "", country="IT"
+        )
+        data["customer_type"] = CustomerType.PRIVATE.value
+    else:
+        data = {field: getattr(profile, field) or "" for field in SNAPSHOT_FIELDS}
+        data["customer_type"] = profile.customer_type.value
+    data["email"] = email
+    return data
+
+
+def buyer_now(customer: Customer) -> dict:
+    """The customer's billing data as they are now (what an order confirmed now copies)."""
+    return snapshot_of(customer.name, customer.tax_code, customer.email, get_profile(customer.id))
+
+
+def fix_buyer(order: Order, customer: Customer) -> None:
+    """One buyer per order: copy the billing data (type included) onto the order and price
+    split payment from it. Called when the order's amounts are fixed (confirm, renewal)."""
+    order.buyer = buyer_now(customer)
+    order.buyer_type = CustomerType(order.buyer["customer_type"])
+    order.split_payment = order.buyer_type.split_payment
+
+
+def buyer_type_of(order: Order) -> CustomerType:
+    """Whom the order is invoiced to. Orders from before the copy: split payment says a public
+    administration; otherwise the tax code (16 characters: a person) as it was then read."""
+    if order.buyer_type is not None:
+        return order.buyer_type
+    if order.split_payment:
+        return CustomerType.PUBLIC
+    customer = db.session.get(Customer, order.customer_id)
+    person = len((customer.tax_code or "").strip()) == 16
+    return CustomerType.PRIVATE if person else CustomerType.BUSINESS
+
+
+def is_consumer_order(order: Order) -> bool:
+    """The diritto di recesso is a consumer's: an order invoiced to a private person."""
+    return buyer_type_of(order) is CustomerType.PRIVATE
 
 
 def split_payment_for(customer_id: int) -> bool:

@@ -42,6 +42,8 @@ class DiscountForm(InputForm):
 
 class ConfirmForm(InputForm):
     checkout_token = StringField(validators=[MaxLength(64)])
+    # The total the page showed with this token: confirming another total is refused (422).
+    quoted_total = StringField(validators=[MaxLength(12)])
     terms = BooleanField(false_values=("", "0", "false", "off", "n", "no"))
     # "Voglio che il servizio inizi subito" and the acknowledged loss of the right of withdrawal.
     immediate_start = BooleanField(false_values=("", "0", "false", "off", "n", "no"))

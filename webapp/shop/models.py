@@ -9,6 +9,7 @@ from flask import current_app
 from flask_babel import gettext as _
 from flask_login import UserMixin
 from sqlalchemy import (
+    JSON,
     Column,
     Date,
     ForeignKey,
@@ -240,6 +241,27 @@ class DiscountCode(db.Model):
     products: Mapped[list[Product]] = relationship(secondary=discount_code_product)
 
 
+class CustomerType(enum.StrEnum):
+    """Who the invoice is made out to: it decides the data asked and the FatturaPA format."""
+
+    PRIVATE = "private"
+    BUSINESS = "business"
+    PUBLIC = "public"
+
+    @property
+    def split_payment(self) -> bool:
+        """Public administrations pay the net only (scissione dei pagamenti)."""
+        return self is CustomerType.PUBLIC
+
+    @property
+    def label(self) -> str:
+        return {
+            CustomerType.PRIVATE: _l("Privato"),
+            CustomerType.BUSINESS: _l("Azienda o professionista"),
+            CustomerType.PUBLIC: _l("Pubblica amministrazione"),
+        }[self]
+
+
 class OrderStatus(enum.StrEnum):
     PENDING_PAYMENT = "pending_payment"
     PAID = "paid"
@@ -278,6 +300,11 @@ class Order(db.Model):
     # payment, art. 17-ter DPR 633/72: the administration pays the VAT to the State itself).
     total_cents: Mapped[int] = mapped_column()
     split_payment: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # One buyer per order: the billing data (type included) copied at confirm. Split payment,
+    # the invoice, the diritto di recesso and the e-mails read it; a later edit of the billing
+    # data changes later orders only. NULL for orders confirmed before the copy existed.
+    buyer_type: Mapped[CustomerType | None] = mapped_column(enum_column(CustomerType))
+    buyer: Mapped[dict | None] = mapped_column(JSON)
     currency: Mapped[str] = mapped_column(String(3), default="EUR")
     checkout_token: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
@@ -299,6 +326,14 @@ class Order(db.Model):
     @property
     def has_auto_renew(self) -> bool:
         return any(line.auto_renew for line in self.lines)
+
+    @property
+    def buyer_name(self) -> str:
+        """Whom the order is invoiced to, as copied at confirm ("" for older orders)."""
+        buyer = self.buyer or {}
+        if buyer.get("customer_type") == CustomerType.PRIVATE.value:
+            return f"{buyer.get('first_name', '')} {buyer.get('last_name', '')}".strip()
+        return buyer.get("company_name", "")
 
     @property
     def document_total_cents(self) -> int:
@@ -352,27 +387,6 @@ class DiscountRedemption(db.Model):
     # The customer's n-th use of a code limited per customer; NULL (no limit) never clashes.
     slot: Mapped[int | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
-
-
-class CustomerType(enum.StrEnum):
-    """Who the invoice is made out to: it decides the data asked and the FatturaPA format."""
-
-    PRIVATE = "private"
-    BUSINESS = "business"
-    PUBLIC = "public"
-
-    @property
-    def split_payment(self) -> bool:
-        """Public administrations pay the net only (scissione dei pagamenti)."""
-        return self is CustomerType.PUBLIC
-
-    @property
-    def label(self) -> str:
-        return {
-            CustomerType.PRIVATE: _l("Privato"),
-            CustomerType.BUSINESS: _l("Azienda o professionista"),
-            CustomerType.PUBLIC: _l("Pubblica amministrazione"),
-        }[self]
 
 
 class BillingProfile(db.Model):

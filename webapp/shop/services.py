@@ -15,11 +15,14 @@ from webapp.clock import format_day, now_utc, rome_date
 from webapp.errors import CheckoutError, DiscountRefused, InvalidChoice, NotFound
 from webapp.extensions import db
 from webapp.i18n import lazy_gettext as _l
-from webapp.shop.billing import split_payment_for
+from webapp.money import format_eur
+from webapp.shop.billing import buyer_now
 from webapp.shop.models import (
     ORDER_TRANSITIONS,
     Cart,
     CartLine,
+    Customer,
+    CustomerType,
     DiscountCode,
     DiscountKind,
     DiscountRedemption,
@@ -104,6 +107,19 @@ def price_on_day_sql():
         .scalar_subquery()
     )
     return func.coalesce(scheduled, product.c.yearly_price_cents)
+
+
+def price_changes_after_day_sql():
+    """For a statement that reads `product`: is a price change scheduled after :day?"""
+    product, price = Product.__table__, ProductPrice.__table__
+    return (
+        select(func.count(price.c.id))
+        .where(
+            price.c.product_id == product.c.id,
+            price.c.effective_from > bindparam("day", type_=Date),
+        )
+        .scalar_subquery()
+    ) > 0
 
 
 def price_changes(product: Product) -> list[tuple[date, int]]:
@@ -424,18 +440,41 @@ IMMEDIATE_START_TEXT = _l(
 )
 
 
+class QuoteChanged(CheckoutError):
+    """The total computed now is not the one the page showed with this token."""
+
+    def __init__(self, total_cents: int):
+        super().__init__(
+            _(
+                "Il totale è cambiato: ora è %(total)s. Controlla l'ordine e conferma di nuovo.",
+                total=format_eur(total_cents),
+            )
+        )
+        self.total_cents = total_cents
+
+
 def confirm_order(
-    cart: Cart, customer_id: int, checkout_token: str, terms_accepted: bool, now: datetime
+    cart: Cart,
+    customer_id: int,
+    checkout_token: str,
+    terms_accepted: bool,
+    now: datetime,
+    quoted_total_cents: int | None = None,
 ) -> Order:
     """Turn the cart into an order with amounts computed here and now; idempotent per token.
 
-    A resubmitted form (same checkout token) returns the order the first submit created.
+    A resubmitted form (same checkout token) returns the order the first submit created. The
+    token binds the total the page quoted with it (`quoted_total_cents`, when the form sends
+    it): a total changed meanwhile (a discount code edited, a price changed) raises
+    QuoteChanged, and the caller gives the cart a new token with the new total.
     """
     existing = order_for_token(customer_id, checkout_token)
     if existing is not None:
         return existing
     _check_confirmable(cart, customer_id, checkout_token, terms_accepted, now)
     order = _order_of(cart, customer_id, checkout_token, now)
+    if quoted_total_cents is not None and order.total_cents != quoted_total_cents:
+        raise QuoteChanged(order.total_cents)
     db.session.add(order)
     db.session.flush()
     if cart.discount_code is not None:
@@ -483,10 +522,12 @@ def _check_confirmable(
 
 
 def _order_of(cart: Cart, customer_id: int, checkout_token: str, now: datetime) -> Order:
-    """The order of the cart, priced on the server with the list prices of today."""
-    split = split_payment_for(customer_id)
+    """The order of the cart, priced on the server with the list prices of today, for the
+    buyer of the billing data now (copied onto the order: one buyer per order)."""
+    buyer = buyer_now(db.session.get(Customer, customer_id))
+    buyer_type = CustomerType(buyer["customer_type"])
     today = rome_date(now)
-    priced = price_cart(cart, today, split)
+    priced = price_cart(cart, today, buyer_type.split_payment)
     q = priced.quote
     code = cart.discount_code
     card = cart.payment_method is PaymentMethod.CARD
@@ -499,7 +540,9 @@ def _order_of(cart: Cart, customer_id: int, checkout_token: str, now: datetime) 
         net_cents=q.net_cents,
         vat_cents=q.vat_cents,
         total_cents=q.total_cents,
-        split_payment=split,
+        split_payment=buyer_type.split_payment,
+        buyer=buyer,
+        buyer_type=buyer_type,
         checkout_token=checkout_token,
         created_at=now,
     )
@@ -522,6 +565,12 @@ def _order_of(cart: Cart, customer_id: int, checkout_token: str, now: datetime) 
             )
         )
     return order
+
+
+def renew_token(cart: Cart) -> None:
+    """A new checkout token for the cart: what the page shows now must be confirmed again."""
+    _cart_changed(cart)
+    db.session.flush()
 
 
 def ask_immediate_start(order: Order, now: datetime) -> None:

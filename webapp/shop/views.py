@@ -224,9 +224,10 @@ def confirm_order():
     form = ConfirmForm()
     token, accepted = form.checkout_token.data or "", form.terms.data
     immediate = form.immediate_start.data
+    quoted = _quoted_total(form.quoted_total.data)
     try:
         # The same form submitted twice at once: the second run finds the twin's order.
-        order = once_more_after_conflict(lambda: _place_order(token, accepted, immediate))
+        order = once_more_after_conflict(lambda: _place_order(token, accepted, immediate, quoted))
     except (CheckoutError, DiscountRefused) as exc:
         rollback()
         # A twin submit may have spent the cart (or the once-per-customer code) between our
@@ -237,13 +238,19 @@ def confirm_order():
     return redirect_to(url_for("orders.view_order", order_id=order.id))
 
 
-def _place_order(token: str, accepted: bool, immediate: bool):
+def _quoted_total(raw: str | None) -> int | None:
+    """The total the confirm form was rendered with (None: a form without it)."""
+    text = (raw or "").strip()
+    return int(text) if text.isdigit() and len(text) <= 12 else (None if not text else -1)
+
+
+def _place_order(token: str, accepted: bool, immediate: bool, quoted: int | None = None):
     """The order of the cart as confirmed (billing data first), committed."""
     accounts.require_confirmed(current_user.id)
     billing.require_profile(current_user.id)
     cart = _cart(create=True)
     now = now_utc()
-    order = services.confirm_order(cart, current_user.id, token, accepted, now)
+    order = services.confirm_order(cart, current_user.id, token, accepted, now, quoted)
     if immediate:
         services.ask_immediate_start(order, now)
     commit()
@@ -252,6 +259,9 @@ def _place_order(token: str, accepted: bool, immediate: bool):
 
 def _confirm_refused(exc: CheckoutError | DiscountRefused, accepted: bool, immediate: bool):
     message = exc.message
+    if isinstance(exc, services.QuoteChanged):
+        services.renew_token(_cart(create=True))  # the new total, with a new token
+        commit()
     if isinstance(exc, DiscountRefused):
         # Valid when applied, not now (expired, used up meanwhile): take it off the cart, so
         # the page shows the real total and a new token, and the customer confirms again.
