@@ -62,9 +62,7 @@ def configure_logging(
 # Paths that carry a one-time token (a password reset, an address confirmation, a staff
 # member's enrolment or reset link): the
 # log keeps the route, never the token, which opens the account until it is used.
-_SECRET_PATHS = re.compile(
-    r"^(/password/nuova/|/conferma-email/|/backoffice/link/)(?!invia$)[^/]+"
-)
+_SECRET_PATHS = re.compile(r"^(/password/nuova/|/conferma-email/|/backoffice/link/)(?!invia$)[^/]+")
 
 
 def redact(path: str) -> str:

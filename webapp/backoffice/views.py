@@ -180,6 +180,6 @@ from webapp.backoffice import (  # noqa: E402, F401
     link_views,
     order_views,
     queue_views,
-    service_views,
     sdi_views,
+    service_views,
 )

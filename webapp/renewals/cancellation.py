@@ -97,9 +97,7 @@ def still_paid(service: Service, refunded: Payment) -> bool:
     renewal_orders = select(Renewal.order_id).where(*paid, Renewal.order_id.is_not(None))
     # Renewals by hand: the order of the renewal line that took the period.
     by_hand = (
-        select(OrderLine.order_id)
-        .join(Renewal, Renewal.order_line_id == OrderLine.id)
-        .where(*paid)
+        select(OrderLine.order_id).join(Renewal, Renewal.order_line_id == OrderLine.id).where(*paid)
     )
     purchase_order = select(Order.id).where(Order.lines.any(id=service.order_line_id))
     covering = db.session.scalar(
