@@ -8,14 +8,29 @@ import pytest
 
 from webapp import create_app
 from webapp.config import TestConfig
+from webapp.extensions import db
 
 
-def _app(database_url: str, **overrides):
-    return create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, **overrides})
+@pytest.fixture
+def make_app(app, database_url):
+    """Apps with their own settings on the test database (`app` made its schema); their
+    connections are closed after the test."""
+    made = []
+
+    def make(**overrides):
+        app = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, **overrides})
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
 
 
-def test_every_answer_names_the_node_that_served_it(database_url):
-    client = _app(database_url, NODE_NAME="node-7").test_client()
+def test_every_answer_names_the_node_that_served_it(make_app):
+    client = make_app(NODE_NAME="node-7").test_client()
     assert client.get("/healthz").headers["X-Served-By"] == "node-7"
     assert client.get("/no-such-page").headers["X-Served-By"] == "node-7"
 
@@ -27,23 +42,23 @@ def _remote_addr_seen(app, headers: dict) -> str:
     return seen[0]
 
 
-def test_the_client_address_is_the_balancers_forward_only_for_trusted_hops(database_url):
+def test_the_client_address_is_the_balancers_forward_only_for_trusted_hops(make_app):
     forwarded = {"X-Forwarded-For": "203.0.113.5"}
     # Behind one balancer: the address it forwarded is the client.
-    assert _remote_addr_seen(_app(database_url, TRUSTED_PROXY_HOPS=1), forwarded) == "203.0.113.5"
+    assert _remote_addr_seen(make_app(TRUSTED_PROXY_HOPS=1), forwarded) == "203.0.113.5"
     # Reached directly: a client cannot choose its address with the header.
-    assert _remote_addr_seen(_app(database_url, TRUSTED_PROXY_HOPS=0), forwarded) == "10.9.9.9"
+    assert _remote_addr_seen(make_app(TRUSTED_PROXY_HOPS=0), forwarded) == "10.9.9.9"
     # One hop trusted, two claimed: only the last (the balancer's own view) counts.
     two = {"X-Forwarded-For": "6.6.6.6, 203.0.113.5"}
-    assert _remote_addr_seen(_app(database_url, TRUSTED_PROXY_HOPS=1), two) == "203.0.113.5"
+    assert _remote_addr_seen(make_app(TRUSTED_PROXY_HOPS=1), two) == "203.0.113.5"
 
 
-def test_metrics_answer_only_the_loopback_or_the_token(database_url):
-    client = _app(database_url).test_client()
+def test_metrics_answer_only_the_loopback_or_the_token(make_app):
+    client = make_app().test_client()
     assert client.get("/metrics", environ_base={"REMOTE_ADDR": "192.0.2.1"}).status_code == 404
     assert client.get("/metrics").status_code == 200  # the test client is 127.0.0.1
 
-    client = _app(database_url, METRICS_TOKEN="s3cret").test_client()
+    client = make_app(METRICS_TOKEN="s3cret").test_client()
     assert client.get("/metrics").status_code == 404  # loopback is not enough with a token
     wrong = client.get("/metrics", headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 404
@@ -117,10 +132,9 @@ def test_business_gauges_read_the_database(app, db, client, create_customer, now
 
 
 @pytest.mark.parametrize("uri", ["redis://127.0.0.1:1/0"])
-def test_login_limit_with_redis_down_falls_back_per_process_and_never_500(database_url, uri):
+def test_login_limit_with_redis_down_falls_back_per_process_and_never_500(make_app, uri):
     """Redis unreachable: the login limit is counted in the process's memory, no 5xx."""
-    app = _app(
-        database_url,
+    app = make_app(
         RATELIMIT_ENABLED=True,
         RATELIMIT_STORAGE_URI=uri,
         RATELIMIT_STORAGE_OPTIONS={"socket_timeout": 0.2, "socket_connect_timeout": 0.2},
