@@ -209,7 +209,7 @@ PAYMENT_LABELS = {
     PaymentStatus.SUCCEEDED: _l("riuscito"),
     PaymentStatus.DECLINED: _l("rifiutato"),
     PaymentStatus.FAILED: _l("non riuscito"),
-    PaymentStatus.UNKNOWN: _l("da verificare: esito sconosciuto, lo chiediamo alla banca"),
+    PaymentStatus.UNKNOWN: _l("Da verificare: esito sconosciuto, lo chiediamo alla banca"),
     PaymentStatus.DUPLICATE: _l("duplicato"),
     PaymentStatus.TO_VERIFY: _l("Da verificare"),
 }
@@ -217,7 +217,7 @@ REFUND_LABELS = {
     RefundStatus.PENDING: _l("in corso"),
     RefundStatus.SUCCEEDED: _l("eseguito"),
     RefundStatus.FAILED: _l("rifiutato dalla banca"),
-    RefundStatus.UNKNOWN: _l("da verificare: esito sconosciuto, lo chiediamo alla banca"),
+    RefundStatus.UNKNOWN: _l("Da verificare: esito sconosciuto, lo chiediamo alla banca"),
     RefundStatus.TO_VERIFY: _l("Da verificare"),
 }
 CHANNEL_LABELS = {
