@@ -354,3 +354,34 @@ def test_a_renewal_answer_that_does_not_match_is_held_and_never_retried(
         run_renewals(rome_midnight(rome_date(EXPIRES) - timedelta(days=days)) + timedelta(hours=1))
     assert _at_bank(bank)["charges"] == 1
     _back_office_shows(client, payment.order, differs, row=f"to-verify-{payment.id}")
+
+
+def test_a_notification_with_another_amount_is_held_too(client, db, bank, shopper, order_for):
+    """The bank's signed notification (the customer closed the tab) goes through the check."""
+    from webapp.bank.notifier import deliver_due
+
+    order = order_for(shopper)
+    response = client.post(f"/ordini/{order.id}/paga")
+    BankBrowser(bank).pay(response.headers["Location"], WRONG_AMOUNT)
+
+    def post(url, data, headers, timeout):
+        return client.post(urlsplit(url).path, data=data, headers=headers)
+
+    with bank.app_context():
+        assert deliver_due(now_utc() + timedelta(minutes=1), post=post) == 1
+    payment = _payment(db, order)
+    assert payment.status is PaymentStatus.TO_VERIFY
+    assert payment.order.status is OrderStatus.PENDING_PAYMENT
+    bank_state = _at_bank(bank)
+    assert bank_state["taken"] == bank_state["given"] == order.total_cents + 100
+
+
+def test_an_answer_for_another_merchant_is_held(client, db, bank, shopper, order_for, monkeypatch):
+    from webapp.bank import api
+
+    monkeypatch.setattr(api, "_with_merchant", lambda body: {**body, "merchant_id": "altro"})
+    order = order_for(shopper)
+    _pay_on_bank_page(client, bank, order, EASY_CARD)
+    payment = _payment(db, order)
+    assert payment.status is PaymentStatus.TO_VERIFY and "esercente" in payment.failure_message
+    assert payment.order.status is OrderStatus.PENDING_PAYMENT
