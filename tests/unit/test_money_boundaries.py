@@ -1,0 +1,234 @@
+"""Boundaries and refusals a mutation review found unpinned (issue 29): the withdrawal's 14 days
+counted from the payment, the stuck-payment sweep's age limits, the renewal window's first and
+last day (the expiry day), periods already ended or extended, removed or foreign cards,
+cancelled orders and the duplicate's refund key."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.unit.backoffice_world import make_order, paid_by_card
+from tests.unit.renewal_fakes import FakeGateway, make_card, make_service
+from webapp.clock import rome_date, rome_midnight
+from webapp.errors import DomainError, InvalidTransition, NotFound
+from webapp.extensions import db as _db
+from webapp.payments import refunds
+from webapp.payments import services as pay
+from webapp.payments.models import Payment, PaymentChannel, PaymentStatus, Refund
+from webapp.payments.withdrawal import withdrawal_deadline, withdrawal_refusal
+from webapp.renewals.engine import run_renewals
+from webapp.renewals.models import Renewal
+from webapp.renewals.services import set_card
+from webapp.shop.models import OrderKind, OrderStatus
+
+EXPIRES = datetime(2027, 1, 20, 10, 0, tzinfo=UTC)  # expiry day 20/01/2027 (Italy)
+
+
+@pytest.fixture(autouse=True)
+def fake(app) -> FakeGateway:
+    gateway = FakeGateway()
+    app.extensions["gateway"] = gateway
+    return gateway
+
+
+@pytest.fixture
+def pec(catalogue):
+    return catalogue["products"]["PEC-STD"]
+
+
+def _day(days_from_expiry: int, hour: int = 1) -> datetime:
+    """`hour` o'clock (Italy) on the day `days_from_expiry` days from the expiry day."""
+    return rome_midnight(rome_date(EXPIRES) + timedelta(days=days_from_expiry)) + timedelta(
+        hours=hour
+    )
+
+
+# --- withdrawal: 14 days from the payment (the conclusion of the contract) --------------------
+
+
+def test_withdrawal_counts_14_days_from_the_payment_not_from_the_order(
+    db, catalogue, dummy_customer, now
+):
+    order, _, _ = paid_by_card(dummy_customer, catalogue["products"]["PEC-STD"], now)
+    order.created_at = now - timedelta(days=5)  # confirmed days before it was paid
+    db.session.commit()
+    assert withdrawal_deadline(order) == order.paid_at + timedelta(days=14)
+    # The 14th day, to its last instant: allowed; the 15th day: refused.
+    assert withdrawal_refusal(order, dummy_customer, now + timedelta(days=13, hours=23)) is None
+    assert withdrawal_refusal(order, dummy_customer, now + timedelta(days=14)) is None
+    late = withdrawal_refusal(order, dummy_customer, now + timedelta(days=14, seconds=1))
+    assert "scaduto" in late
+
+
+def test_withdrawal_is_refused_for_renewals_and_unpaid_orders(db, catalogue, dummy_customer, now):
+    order, _, _ = paid_by_card(dummy_customer, catalogue["products"]["PEC-STD"], now)
+    order.kind = OrderKind.RENEWAL
+    assert "solo per un acquisto pagato" in withdrawal_refusal(order, dummy_customer, now)
+    unpaid = make_order(dummy_customer, catalogue["products"]["PEC-STD"], "card", now)
+    assert unpaid.status is OrderStatus.PENDING_PAYMENT
+    assert "solo per un acquisto pagato" in withdrawal_refusal(unpaid, dummy_customer, now)
+
+
+# --- the stuck-payment sweep ---------------------------------------------------------------
+
+
+def _card_payment(db, order, status, created_at, channel=PaymentChannel.SAVED_CARD) -> Payment:
+    payment = Payment(
+        order_id=order.id,
+        channel=channel,
+        status=status,
+        amount_cents=order.total_cents,
+        idempotency_key=f"k-{order.id}-{channel}-{status}",
+        gateway_ref=f"pay_{order.id}" if channel is PaymentChannel.HOSTED_PAGE else None,
+        created_at=created_at,
+    )
+    db.session.add(payment)
+    db.session.commit()
+    return payment
+
+
+def test_the_sweep_leaves_a_charge_in_flight_alone_until_10_minutes(
+    db, catalogue, dummy_customer, now
+):
+    order = make_order(dummy_customer, catalogue["products"]["PEC-STD"], "card", now)
+    charge = _card_payment(db, order, PaymentStatus.PENDING, now - pay.CHARGE_STUCK_AFTER)
+    assert timedelta(minutes=10) == pay.CHARGE_STUCK_AFTER
+    assert pay.stuck_payments(now - timedelta(seconds=1)) == []  # 9:59 old: still in flight
+    assert pay.stuck_payments(now) == [charge.id]  # 10:00 old: asked about
+
+
+def test_the_sweep_asks_about_unknown_charges_at_once_and_hosted_pages_after_30_minutes(
+    db, catalogue, dummy_customer, now
+):
+    order = make_order(dummy_customer, catalogue["products"]["PEC-STD"], "card", now)
+    unknown = _card_payment(db, order, PaymentStatus.UNKNOWN, now)
+    assert pay.stuck_payments(now) == [unknown.id]
+    other = make_order(dummy_customer, catalogue["products"]["PEC-STD"], "card", now)
+    hosted = _card_payment(
+        db, other, PaymentStatus.PENDING, now - pay.HOSTED_PAYMENT_REUSE, PaymentChannel.HOSTED_PAGE
+    )
+    assert timedelta(minutes=30) == pay.HOSTED_PAYMENT_REUSE
+    assert pay.stuck_payments(now - timedelta(seconds=1)) == [unknown.id]
+    assert pay.stuck_payments(now) == [unknown.id, hosted.id]
+
+
+def test_a_pending_charge_the_bank_never_saw_is_released_one_it_saw_is_settled(
+    db, catalogue, dummy_customer, now, fake
+):
+    card = make_card(dummy_customer)
+    order = make_order(dummy_customer, catalogue["products"]["PEC-STD"], "card", now)
+    payment = _card_payment(db, order, PaymentStatus.PENDING, now - timedelta(minutes=11))
+    payment.saved_card_id = card.id
+    db.session.commit()
+    pay.settle_stuck_payment(payment, now)
+    assert payment.status is PaymentStatus.FAILED and payment.failure_code == "abandoned"
+    assert fake.calls == []  # asked, never charged
+
+
+# --- the duplicate's refund ----------------------------------------------------------------
+
+
+def test_a_duplicates_refund_is_recorded_once(db, catalogue, dummy_customer, now):
+    order, payment, _ = paid_by_card(dummy_customer, catalogue["products"]["PEC-STD"], now)
+    payment.status = PaymentStatus.DUPLICATE
+    db.session.commit()
+    first = refunds.refund_duplicate(payment, now)
+    again = refunds.refund_duplicate(payment, now)
+    assert again.id == first.id and first.idempotency_key == f"duplicate-{payment.id}"
+    assert first.amount_cents == payment.amount_cents
+    assert db.session.scalar(select(func.count(Refund.id))) == 1
+
+
+# --- orders and cards that must not be charged -----------------------------------------------
+
+
+def test_a_cancelled_order_is_never_paid(db, catalogue, dummy_customer, now):
+    order = make_order(dummy_customer, catalogue["products"]["PEC-STD"], "card", now)
+    card = make_card(dummy_customer)
+    order.status = OrderStatus.CANCELLED
+    db.session.commit()
+    with pytest.raises(InvalidTransition):
+        pay.payable_order(order)
+    with pytest.raises(DomainError):
+        pay.begin_saved_card_payment(order, dummy_customer.id, card.id, "a", now.date())
+    assert db.session.scalar(select(func.count(Payment.id))) == 0
+
+
+def test_a_removed_card_is_never_charged(db, catalogue, dummy_customer, pec, now, fake):
+    card = make_card(dummy_customer)
+    card.removed_at = now
+    db.session.commit()
+    with pytest.raises(NotFound):
+        pay.get_card(card.id, dummy_customer.id)
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=card)
+    assert run_renewals(_day(-15)).failed == 1
+    assert fake.calls == []
+    renewal = _db.session.scalar(select(Renewal).where(Renewal.service_id == service.id))
+    assert renewal.failure_code == "no_card"
+
+
+def test_another_customers_card_is_refused_by_the_card_setter(
+    db, catalogue, dummy_customer, create_customer, pec, now
+):
+    other = create_customer("luigi@example.it", "Luigi Verdi")
+    foreign = make_card(other, last4="1111")
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=None)
+    with pytest.raises(NotFound):
+        set_card(service, foreign, now)
+    assert service.saved_card_id is None
+    mine = make_card(dummy_customer)
+    set_card(service, mine, now)
+    assert service.saved_card_id == mine.id
+
+
+# --- renewal window and periods --------------------------------------------------------------
+
+
+def test_the_window_opens_on_its_first_day_and_the_expiry_day_is_its_last(
+    db, dummy_customer, pec, fake
+):
+    card = make_card(dummy_customer)
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=card, auto_renew=False)
+    assert run_renewals(_day(-16, hour=23)).opened == 0
+    # Auto-renewal turned on late: the expiry day itself still charges (valid through it).
+    service.auto_renew = True
+    _db.session.commit()
+    assert run_renewals(_day(0, hour=0)).charged == 1
+    assert len(fake.calls) == 1
+
+
+def test_no_charge_the_day_after_the_expiry_day(db, dummy_customer, pec, fake):
+    card = make_card(dummy_customer)
+    make_service(dummy_customer, pec, expires_at=EXPIRES, card=card)
+    assert run_renewals(_day(1, hour=0)).charged == 0
+    assert fake.calls == []
+
+
+def test_a_period_already_ended_is_not_charged_even_if_its_renewal_is_due(
+    db, dummy_customer, pec, fake
+):
+    card = make_card(dummy_customer)
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=card)
+    fake.mode = "insufficient_funds"
+    run_renewals(_day(-15))
+    fake.mode = "ok"
+    renewal = _db.session.scalar(select(Renewal).where(Renewal.service_id == service.id))
+    renewal.next_attempt_at = _day(1, hour=0)  # due only after the expiry day
+    _db.session.commit()
+    assert run_renewals(_day(1)).charged == 0
+    assert len(fake.calls) == 1
+
+
+def test_an_old_period_is_not_charged_after_the_service_was_extended(db, dummy_customer, pec, fake):
+    card = make_card(dummy_customer)
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=card)
+    fake.mode = "insufficient_funds"
+    run_renewals(_day(-15))
+    fake.mode = "ok"
+    service.expires_at = EXPIRES + timedelta(days=365)  # extended meanwhile (another way)
+    _db.session.commit()
+    assert run_renewals(_day(-10)).charged == 0
+    assert len(fake.calls) == 1
