@@ -385,3 +385,23 @@ def test_an_answer_for_another_merchant_is_held(client, db, bank, shopper, order
     payment = _payment(db, order)
     assert payment.status is PaymentStatus.TO_VERIFY and "esercente" in payment.failure_message
     assert payment.order.status is OrderStatus.PENDING_PAYMENT
+
+
+def test_a_saved_card_charge_for_less_than_the_order_total_is_held(
+    client, db, bank, shopper, order_for
+):
+    """A charge recorded for another amount than the order's total (e.g. without VAT) is never
+    taken as paying the order, even when the bank's answer matches the charge."""
+    card = _bank_card(db, bank, shopper, EASY_CARD)
+    order = order_for(shopper)
+    payment = pay.begin_saved_card_payment(order, shopper.id, card.id, "a1", now_utc().date())
+    payment.amount_cents = order.net_cents
+    db.session.commit()
+    pay.execute_card_charge(payment, now_utc())
+    db.session.commit()
+    payment = _payment(db, order)
+    assert payment.status is PaymentStatus.TO_VERIFY and "totale" in payment.failure_message
+    assert payment.order.status is OrderStatus.PENDING_PAYMENT
+    flows.execute_open_refunds(payment, now_utc())
+    bank_state = _at_bank(bank)
+    assert bank_state["taken"] == bank_state["given"] == order.net_cents

@@ -12,6 +12,7 @@ from webapp.payments.gateway import (
     RefundResult,
 )
 from webapp.payments.models import Payment, Refund
+from webapp.shop.models import Order
 
 MERCHANT = "pec-shop"  # TestConfig's BANK_MERCHANT_ID
 
@@ -19,7 +20,9 @@ MERCHANT = "pec-shop"  # TestConfig's BANK_MERCHANT_ID
 @pytest.fixture
 def payment(app):
     with app.test_request_context():
-        yield Payment(amount_cents=1220, currency="EUR", gateway_ref="ch_1")
+        payment = Payment(amount_cents=1220, currency="EUR", gateway_ref="ch_1")
+        payment.order = Order(total_cents=1220)
+        yield payment
 
 
 def _charge(**changes) -> ChargeResult:
@@ -110,3 +113,10 @@ def test_money_taken_is_what_an_authorised_or_succeeded_answer_says():
     assert verify.money_taken(GatewayStatus.SUCCEEDED, 0) == 0
     for status in (GatewayStatus.PENDING, GatewayStatus.DECLINED, GatewayStatus.FAILED):
         assert verify.money_taken(status, 1320) == 0
+
+
+def test_a_payment_for_another_total_than_the_orders_is_a_difference(payment):
+    payment.order.total_cents = 1000  # e.g. the net amount, without VAT
+    [said] = verify.charge_differences(payment, "ORD-7", _charge())
+    assert said == "totale dell'ordine: € 10,00, il pagamento era di € 12,20"
+    assert verify.payment_differences(payment, "ORD-7", _info()) == [said]

@@ -436,8 +436,6 @@ def settle_hosted_payment(gateway_ref: str, now: datetime) -> Payment:
     if info.status in verify.NOT_YET and info.payment_id == gateway_ref:
         return payment  # the customer is still on the bank's page
     found = verify.payment_differences(payment, order_ref(order), info)
-    if payment.amount_cents != order.total_cents:
-        found.append(_("il totale dell'ordine è cambiato dopo l'avvio del pagamento"))
     if found:  # nothing is paid; money taken is refunded (flows, after the commit)
         verify.hold(
             payment,

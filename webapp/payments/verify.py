@@ -110,6 +110,7 @@ def payment_differences(payment: Payment, order_ref: str, info: PaymentStatusInf
     """A hosted payment's status (return, notification, reconciliation) against the payment."""
     answer = Answer(info.amount_cents, info.currency, info.order_ref, info.merchant_id, info.status)
     found = differences(_asked(payment, order_ref), answer, FINAL["payment"])
+    found += total_differences(payment, payment.order.total_cents)
     if info.payment_id != payment.gateway_ref:
         found.append(_("pagamento: la banca risponde di un altro (%(ref)s)", ref=info.payment_id))
     return found
@@ -117,7 +118,22 @@ def payment_differences(payment: Payment, order_ref: str, info: PaymentStatusInf
 
 def charge_differences(payment: Payment, order_ref: str, result: ChargeResult) -> list[str]:
     """A card charge's answer (saved card, renewal) against the payment."""
-    return charge_answer_differences(payment.amount_cents, payment.currency, order_ref, result)
+    return charge_answer_differences(
+        payment.amount_cents, payment.currency, order_ref, result
+    ) + total_differences(payment, payment.order.total_cents)
+
+
+def total_differences(payment: Payment, total_cents: int) -> list[str]:
+    """The payment must be for the order's total (VAT included), as the order says now."""
+    if payment.amount_cents == total_cents:
+        return []
+    return [
+        _(
+            "totale dell'ordine: %(total)s, il pagamento era di %(amount)s",
+            total=format_eur(total_cents),
+            amount=format_eur(payment.amount_cents),
+        )
+    ]
 
 
 def charge_answer_differences(
