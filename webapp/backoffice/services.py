@@ -213,10 +213,8 @@ PAYMENT_LABELS = {
     PaymentStatus.DUPLICATE: _l("duplicato"),
     PaymentStatus.TO_VERIFY: _l("Da verificare"),
 }
+#: The refund states an operator must act on; the others show their value.
 REFUND_LABELS = {
-    RefundStatus.PENDING: _l("in corso"),
-    RefundStatus.SUCCEEDED: _l("eseguito"),
-    RefundStatus.FAILED: _l("rifiutato dalla banca"),
     RefundStatus.UNKNOWN: _l("Da verificare: esito sconosciuto, lo chiediamo alla banca"),
     RefundStatus.TO_VERIFY: _l("Da verificare"),
 }
@@ -348,7 +346,11 @@ def _refund_event(r: Refund) -> Event:
     return Event(
         r.completed_at or r.created_at,
         "refund",
-        _("Rimborso %(kind)s (%(status)s)", kind=r.kind.value, status=REFUND_LABELS[r.status]),
+        _(
+            "Rimborso %(kind)s (%(status)s)",
+            kind=r.kind.value,
+            status=REFUND_LABELS.get(r.status, r.status.value),
+        ),
         f"{r.reason}{bank}",
         r,
     )
