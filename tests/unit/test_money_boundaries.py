@@ -232,3 +232,28 @@ def test_an_old_period_is_not_charged_after_the_service_was_extended(db, dummy_c
     _db.session.commit()
     assert run_renewals(_day(-10)).charged == 0
     assert len(fake.calls) == 1
+
+
+# --- prices in force ---------------------------------------------------------------------------
+
+
+def test_order_lines_take_the_price_in_force_not_the_base_price(db, catalogue, dummy_customer):
+    """A price change in force today: the order line's unit price times its years is its list
+    amount (the invoice's PrezzoUnitario x Quantita = PrezzoTotale), never the base price."""
+    from webapp.clock import now_utc
+    from webapp.shop import services as shop
+    from webapp.shop.models import PaymentMethod, ProductPrice
+
+    pec = catalogue["products"]["PEC-STD"]
+    today = rome_date(now_utc())
+    db.session.add(ProductPrice(product_id=pec.id, yearly_price_cents=700, effective_from=today))
+    db.session.commit()
+    cart = shop.get_or_create_cart(dummy_customer.id, None)
+    line = shop.add_product(cart, pec.id)
+    shop.set_years(cart, line.id, 2)
+    shop.set_payment_method(cart, PaymentMethod.CARD)
+    order = shop.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, now_utc())
+    [ordered] = order.lines
+    assert pec.yearly_price_cents == 500
+    assert ordered.yearly_price_cents == 700
+    assert ordered.yearly_price_cents * ordered.years == ordered.list_cents == 1400
