@@ -21,7 +21,7 @@ from webapp.clock import rome_date
 from webapp.errors import DomainError, InvalidTransition, NotFound, PaymentError
 from webapp.extensions import db
 from webapp.money import format_eur
-from webapp.payments import refunds, services
+from webapp.payments import refunds, services, verify
 from webapp.payments.gateway import GatewayRefused, GatewayStatus, GatewayUnavailable
 from webapp.payments.models import Payment, PaymentStatus, Refund, RefundStatus, SavedCard
 from webapp.shop.models import Order, OrderStatus
@@ -351,7 +351,7 @@ def finish_card_verification(params: dict[str, str], customer_id: int) -> SavedC
         ) from exc
     except GatewayRefused as exc:
         raise NotFound(_("Verifica della carta non trovata.")) from exc
-    if info.order_ref != ref or info.amount_cents != 0:
+    if info.order_ref != ref or info.amount_cents != 0 or info.merchant_id != verify.merchant_id():
         raise NotFound(_("Verifica della carta non trovata."))
     if info.status is not GatewayStatus.AUTHORISED or info.card is None:
         if info.final:
