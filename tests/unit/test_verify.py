@@ -120,3 +120,82 @@ def test_a_payment_for_another_total_than_the_orders_is_a_difference(payment):
     [said] = verify.charge_differences(payment, "ORD-7", _charge())
     assert said == "totale dell'ordine: € 10,00, il pagamento era di € 12,20"
     assert verify.payment_differences(payment, "ORD-7", _info()) == [said]
+
+
+def test_money_taken_counts_even_one_cent():
+    assert verify.money_taken(GatewayStatus.SUCCEEDED, 1) == 1
+
+
+def _open_payment(db, order, ref: str | None) -> Payment:
+    from webapp.payments.models import PaymentChannel
+
+    payment = Payment(
+        order_id=order.id,
+        channel=PaymentChannel.SAVED_CARD,
+        amount_cents=order.total_cents,
+        idempotency_key=f"k-{ref}",
+        gateway_ref=ref,
+    )
+    db.session.add(payment)
+    db.session.commit()
+    return payment
+
+
+def test_hold_marks_the_payment_to_verify_and_refunds_what_was_taken(
+    db, catalogue, dummy_customer, now, caplog
+):
+    import logging
+
+    from tests.unit.backoffice_world import make_order
+    from webapp.payments.models import PaymentStatus, RefundKind, RefundStatus
+    from webapp.payments.services import PAYMENT_TRANSITIONS
+
+    order = make_order(dummy_customer, catalogue["products"]["PEC-STD"], "card", now)
+    payment = _open_payment(db, order, "ch_held")
+    with caplog.at_level(logging.ERROR, logger="webapp.payments.verify"):
+        refund = verify.hold(
+            payment,
+            ["a" * 200, "b" * 200],
+            taken_cents=1,
+            currency="EUR",
+            now=now,
+            allowed=PAYMENT_TRANSITIONS,
+        )
+    assert [r.levelname for r in caplog.records] == ["ERROR"]
+    assert payment.status is PaymentStatus.TO_VERIFY and payment.failure_code == "to_verify"
+    assert payment.completed_at == now
+    assert len(payment.failure_message) == 300
+    assert payment.failure_message.startswith("Da verificare: " + "a" * 200 + "; b")
+    assert (refund.kind, refund.status) == (RefundKind.MISMATCH, RefundStatus.PENDING)
+    assert (refund.amount_cents, refund.currency) == (1, "EUR") and refund.payment_id == payment.id
+    assert refund.idempotency_key == f"mismatch-{payment.id}" and refund.created_at == now
+    assert payment.refunded_cents == 1
+
+
+def test_hold_refunds_nothing_when_nothing_was_taken_or_nothing_can_be_named(
+    db, catalogue, dummy_customer, now
+):
+    from tests.unit.backoffice_world import make_order
+    from webapp.payments.services import PAYMENT_TRANSITIONS
+
+    order = make_order(dummy_customer, catalogue["products"]["PEC-STD"], "card", now)
+    nothing_taken = _open_payment(db, order, "ch_0")
+    assert (
+        verify.hold(
+            nothing_taken,
+            ["x"],
+            taken_cents=0,
+            currency="EUR",
+            now=now,
+            allowed=PAYMENT_TRANSITIONS,
+        )
+        is None
+    )
+    no_ref = _open_payment(db, order, None)
+    assert (
+        verify.hold(
+            no_ref, ["x"], taken_cents=500, currency="EUR", now=now, allowed=PAYMENT_TRANSITIONS
+        )
+        is None
+    )
+    assert nothing_taken.refunded_cents == no_ref.refunded_cents == 0
