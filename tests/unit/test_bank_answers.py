@@ -246,7 +246,9 @@ def test_saved_card_without_answer_is_looked_up_never_charged_again(
 ):
     card = _bank_card(db, bank, shopper, NO_ANSWER)
     order = order_for(shopper)
+    before = len(bank.transport.calls)
     assert _pay_with(db, order, card).outcome is flows.Outcome.UNKNOWN
+    assert bank.transport.calls[before:] == [("POST", "/api/charges")]
     payment = _payment(db, order)
     assert payment.status is PaymentStatus.UNKNOWN
     assert payment.order.status is OrderStatus.PENDING_PAYMENT
@@ -304,7 +306,9 @@ def test_a_refund_without_answer_is_looked_up_never_sent_again(
     client, db, bank, shopper, order_for
 ):
     order, payment = _paid_order(client, db, bank, shopper, order_for, NO_ANSWER)
+    before = len(bank.transport.calls)
     refund = _refund_all(payment)
+    assert bank.transport.calls[before:] == [("POST", "/api/refunds")]  # a new one: just sent
     assert refund.status is RefundStatus.UNKNOWN
     assert _invoices(db, DocumentKind.CREDIT_NOTE) == 0
     _back_office_shows(client, order, "Da verificare: esito sconosciuto")

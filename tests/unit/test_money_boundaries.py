@@ -257,3 +257,70 @@ def test_order_lines_take_the_price_in_force_not_the_base_price(db, catalogue, d
     assert pec.yearly_price_cents == 500
     assert ordered.yearly_price_cents == 700
     assert ordered.yearly_price_cents * ordered.years == ordered.list_cents == 1400
+
+
+# --- refunds: what may be given back, and when an open one is asked about again ----------------
+
+
+def test_refundable_is_what_a_captured_card_payment_has_left(db, catalogue, dummy_customer, now):
+    from webapp.payments.models import PaymentChannel
+
+    order, payment, _ = paid_by_card(dummy_customer, catalogue["products"]["PEC-STD"], now)
+    payment.refunded_cents = 100
+    assert refunds.refundable_cents(payment) == payment.amount_cents - 100
+    payment.status = PaymentStatus.DUPLICATE
+    assert refunds.refundable_cents(payment) == payment.amount_cents - 100
+    payment.status = PaymentStatus.TO_VERIFY  # held: its money goes back by its own refund
+    assert refunds.refundable_cents(payment) == 0
+    payment.status = PaymentStatus.SUCCEEDED
+    payment.channel = PaymentChannel.BANK_TRANSFER
+    assert refunds.refundable_cents(payment) == 0
+
+
+@pytest.mark.parametrize("amount", [0, -1, 1.5, "100"])
+def test_a_refund_of_nothing_or_of_no_integer_is_refused(
+    db, catalogue, dummy_customer, now, amount
+):
+    from webapp.errors import InvalidChoice
+    from webapp.payments.models import RefundKind
+
+    _, payment, _ = paid_by_card(dummy_customer, catalogue["products"]["PEC-STD"], now)
+    with pytest.raises(InvalidChoice):
+        refunds.refund_payment(payment, amount, kind=RefundKind.OPERATOR, reason="r", now=now)
+    assert payment.refunded_cents == 0
+
+
+def test_a_refund_records_who_when_why_and_reserves_its_amount(db, catalogue, dummy_customer, now):
+    from webapp.payments.models import RefundKind, RefundStatus
+
+    _, payment, _ = paid_by_card(dummy_customer, catalogue["products"]["PEC-STD"], now)
+    refund = refunds.refund_payment(
+        payment, 1, kind=RefundKind.OPERATOR, reason="x" * 400, now=now, requested_by="op@x.it"
+    )
+    assert (refund.amount_cents, refund.currency, refund.status) == (1, "EUR", RefundStatus.PENDING)
+    assert refund.reason == "x" * 300 and refund.requested_by == "op@x.it"
+    assert refund.created_at == now and refund.kind is RefundKind.OPERATOR
+    assert refund.idempotency_key.startswith(f"refund-{payment.id}-")
+    assert payment.refunded_cents == 1
+    rest = refunds.refund_payment(
+        payment, payment.amount_cents - 1, kind=RefundKind.OPERATOR, reason="r", now=now
+    )
+    assert rest.idempotency_key != refund.idempotency_key
+    assert payment.refunded_cents == payment.amount_cents
+
+
+def test_an_open_refund_is_asked_about_again_after_2_minutes(db, catalogue, dummy_customer, now):
+    from webapp.payments.models import RefundKind, RefundStatus
+
+    _, payment, _ = paid_by_card(dummy_customer, catalogue["products"]["PEC-STD"], now)
+    refund = refunds.refund_payment(payment, 100, kind=RefundKind.OPERATOR, reason="r", now=now)
+    db.session.commit()
+    assert timedelta(minutes=2) == refunds.STUCK_AFTER
+    assert refunds.open_refunds(now + timedelta(minutes=2) - timedelta(seconds=1)) == []
+    assert refunds.open_refunds(now + timedelta(minutes=2)) == [refund.id]
+    refund.status = RefundStatus.UNKNOWN
+    db.session.commit()
+    assert refunds.open_refunds(now + timedelta(minutes=2)) == [refund.id]
+    refund.status = RefundStatus.TO_VERIFY  # an operator's now: never asked again by the job
+    db.session.commit()
+    assert refunds.open_refunds(now + timedelta(days=1)) == []
