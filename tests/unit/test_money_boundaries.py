@@ -134,11 +134,12 @@ def test_a_pending_charge_the_bank_never_saw_is_released_one_it_saw_is_settled(
 def test_a_duplicates_refund_is_recorded_once(db, catalogue, dummy_customer, now):
     order, payment, _ = paid_by_card(dummy_customer, catalogue["products"]["PEC-STD"], now)
     payment.status = PaymentStatus.DUPLICATE
+    payment.refunded_cents = 100  # an operator gave part of it back already
     db.session.commit()
     first = refunds.refund_duplicate(payment, now)
     again = refunds.refund_duplicate(payment, now)
     assert again.id == first.id and first.idempotency_key == f"duplicate-{payment.id}"
-    assert first.amount_cents == payment.amount_cents
+    assert first.amount_cents == payment.amount_cents - 100 and first.created_at == now
     assert db.session.scalar(select(func.count(Refund.id))) == 1
 
 
@@ -294,13 +295,16 @@ def test_a_refund_records_who_when_why_and_reserves_its_amount(db, catalogue, du
     from webapp.payments.models import RefundKind, RefundStatus
 
     _, payment, _ = paid_by_card(dummy_customer, catalogue["products"]["PEC-STD"], now)
+    payment.currency = "CHF"  # the refund is in the payment's currency, whatever it is
     refund = refunds.refund_payment(
         payment, 1, kind=RefundKind.OPERATOR, reason="x" * 400, now=now, requested_by="op@x.it"
     )
-    assert (refund.amount_cents, refund.currency, refund.status) == (1, "EUR", RefundStatus.PENDING)
+    assert (refund.amount_cents, refund.currency, refund.status) == (1, "CHF", RefundStatus.PENDING)
+    assert refund.payment_id == payment.id
     assert refund.reason == "x" * 300 and refund.requested_by == "op@x.it"
     assert refund.created_at == now and refund.kind is RefundKind.OPERATOR
     assert refund.idempotency_key.startswith(f"refund-{payment.id}-")
+    assert len(refund.idempotency_key) == len(f"refund-{payment.id}-") + 12
     assert payment.refunded_cents == 1
     rest = refunds.refund_payment(
         payment, payment.amount_cents - 1, kind=RefundKind.OPERATOR, reason="r", now=now
@@ -324,3 +328,43 @@ def test_an_open_refund_is_asked_about_again_after_2_minutes(db, catalogue, dumm
     refund.status = RefundStatus.TO_VERIFY  # an operator's now: never asked again by the job
     db.session.commit()
     assert refunds.open_refunds(now + timedelta(days=1)) == []
+
+
+@pytest.mark.parametrize(("code", "recorded"), [("amount_exceeds_captured", None), ("", "refused")])
+def test_a_refused_refund_says_why_and_gives_its_reservation_back(
+    db, catalogue, dummy_customer, now, fake, monkeypatch, code, recorded
+):
+    from webapp.payments.gateway import GatewayRefused
+    from webapp.payments.models import RefundKind, RefundStatus
+
+    def refuse(*args, **kwargs):
+        raise GatewayRefused(code, 422)
+
+    monkeypatch.setattr(fake, "refund", refuse)
+    _, payment, _ = paid_by_card(dummy_customer, catalogue["products"]["PEC-STD"], now)
+    refund = refunds.refund_payment(payment, 100, kind=RefundKind.OPERATOR, reason="r", now=now)
+    db.session.commit()
+    refunds.execute_refund(refund, now)
+    assert refund.status is RefundStatus.FAILED and refund.completed_at == now
+    assert refund.failure_code == (recorded or code)
+    assert refund.failure_message == "La banca ha rifiutato il rimborso."
+    db.session.commit()
+    db.session.expire_all()
+    assert db.session.get(Payment, payment.id).refunded_cents == 0
+
+
+def test_the_refunds_of_orders_are_each_orders_own_in_order(db, catalogue, dummy_customer, now):
+    from webapp.payments.models import RefundKind
+
+    pec = catalogue["products"]["PEC-STD"]
+    first, first_payment, _ = paid_by_card(dummy_customer, pec, now)
+    second, second_payment, _ = paid_by_card(dummy_customer, pec, now, last4="1111")
+    made = [
+        refunds.refund_payment(p, 10, kind=RefundKind.OPERATOR, reason="r", now=now)
+        for p in (second_payment, first_payment, second_payment)
+    ]
+    db.session.commit()
+    found = refunds.refunds_of_orders([first.id, second.id])
+    assert [r.id for r in found[first.id]] == [made[1].id]
+    assert [r.id for r in found[second.id]] == [made[0].id, made[2].id]
+    assert refunds.refunds_of_orders([]) == {}
