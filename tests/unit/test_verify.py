@@ -110,7 +110,7 @@ def test_a_refund_answer_must_be_this_payments_amount_currency_and_merchant(paym
 def test_money_taken_is_what_an_authorised_or_succeeded_answer_says():
     assert verify.money_taken(GatewayStatus.AUTHORISED, 1320) == 1320
     assert verify.money_taken(GatewayStatus.SUCCEEDED, 1320) == 1320
-    assert verify.money_taken(GatewayStatus.SUCCEEDED, 0) == 0
+    assert verify.money_taken(GatewayStatus.SUCCEEDED, 0) == 0  # a card verification
     for status in (GatewayStatus.PENDING, GatewayStatus.DECLINED, GatewayStatus.FAILED):
         assert verify.money_taken(status, 1320) == 0
 
@@ -157,7 +157,7 @@ def test_hold_marks_the_payment_to_verify_and_refunds_what_was_taken(
             payment,
             ["a" * 200, "b" * 200],
             taken_cents=1,
-            currency="EUR",
+            currency="USD",
             now=now,
             allowed=PAYMENT_TRANSITIONS,
         )
@@ -167,7 +167,8 @@ def test_hold_marks_the_payment_to_verify_and_refunds_what_was_taken(
     assert len(payment.failure_message) == 300
     assert payment.failure_message.startswith("Da verificare: " + "a" * 200 + "; b")
     assert (refund.kind, refund.status) == (RefundKind.MISMATCH, RefundStatus.PENDING)
-    assert (refund.amount_cents, refund.currency) == (1, "EUR") and refund.payment_id == payment.id
+    assert (refund.amount_cents, refund.currency) == (1, "USD") and refund.payment_id == payment.id
+    assert refund.payment is payment
     assert refund.idempotency_key == f"mismatch-{payment.id}" and refund.created_at == now
     assert payment.refunded_cents == 1
 
@@ -199,3 +200,29 @@ def test_hold_refunds_nothing_when_nothing_was_taken_or_nothing_can_be_named(
         is None
     )
     assert nothing_taken.refunded_cents == no_ref.refunded_cents == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "given", "refunded"),
+    [(GatewayStatus.SUCCEEDED, 250, 250), (GatewayStatus.PENDING, 250, 0)],
+)
+def test_hold_refund_records_what_the_bank_gave_back(
+    db, catalogue, dummy_customer, now, status, given, refunded
+):
+    from tests.unit.backoffice_world import paid_by_card
+    from webapp.payments import refunds
+    from webapp.payments.models import RefundKind, RefundStatus
+
+    _, payment, _ = paid_by_card(dummy_customer, catalogue["products"]["PEC-STD"], now)
+    refund = refunds.refund_payment(payment, 500, kind=RefundKind.OPERATOR, reason="r", now=now)
+    answer = RefundResult("re_short", payment.gateway_ref, status, given, "EUR", "r", MERCHANT)
+    found = verify.refund_differences(refund, answer)
+    verify.hold_refund(refund, answer, found, now, refunds.REFUND_TRANSITIONS)
+    assert refund.status is RefundStatus.TO_VERIFY and refund.failure_code == "to_verify"
+    assert (refund.gateway_ref, refund.completed_at) == ("re_short", now)
+    assert payment.refunded_cents == refunded
+    # An answer about another payment, or in another currency, moves nothing.
+    other = refunds.refund_payment(payment, 100, kind=RefundKind.OPERATOR, reason="r", now=now)
+    elsewhere = RefundResult("re_x", "pay_other", GatewayStatus.SUCCEEDED, 1, "EUR", "r", MERCHANT)
+    verify.hold_refund(other, elsewhere, ["x"], now, refunds.REFUND_TRANSITIONS)
+    assert payment.refunded_cents == refunded + 100

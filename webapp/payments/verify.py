@@ -60,9 +60,9 @@ class Answer:
 
     amount_cents: int
     currency: str
-    reference: str
+    reference: str | None
     merchant_id: str | None
-    status: GatewayStatus
+    status: GatewayStatus | None = None  # what the bank says; a request states none
 
 
 def merchant_id() -> str:
@@ -101,9 +101,7 @@ def differences(asked: Answer, answer: Answer, final: frozenset[GatewayStatus]) 
 
 
 def _asked(payment: Payment, order_ref: str) -> Answer:
-    return Answer(
-        payment.amount_cents, payment.currency, order_ref, merchant_id(), GatewayStatus.SUCCEEDED
-    )
+    return Answer(payment.amount_cents, payment.currency, order_ref, merchant_id())
 
 
 def payment_differences(payment: Payment, order_ref: str, info: PaymentStatusInfo) -> list[str]:
@@ -140,7 +138,7 @@ def charge_answer_differences(
     amount_cents: int, currency: str, order_ref: str, result: ChargeResult
 ) -> list[str]:
     """A card charge's answer against the charge asked (the renewal batch has no model)."""
-    asked = Answer(amount_cents, currency, order_ref, merchant_id(), GatewayStatus.SUCCEEDED)
+    asked = Answer(amount_cents, currency, order_ref, merchant_id())
     answer = Answer(
         result.amount_cents, result.currency, result.order_ref, result.merchant_id, result.status
     )
@@ -149,13 +147,7 @@ def charge_answer_differences(
 
 def refund_differences(refund: Refund, result: RefundResult) -> list[str]:
     """A refund's answer against the refund asked (of this payment, this amount)."""
-    asked = Answer(
-        refund.amount_cents,
-        refund.currency,
-        refund.payment.gateway_ref or "",
-        merchant_id(),
-        GatewayStatus.SUCCEEDED,
-    )
+    asked = Answer(refund.amount_cents, refund.currency, refund.payment.gateway_ref, merchant_id())
     answer = Answer(
         result.amount_cents, result.currency, result.payment_ref, result.merchant_id, result.status
     )
@@ -165,7 +157,7 @@ def refund_differences(refund: Refund, result: RefundResult) -> list[str]:
 def money_taken(status: GatewayStatus, amount_cents: int) -> int:
     """What the bank says it took with this answer (an authorised payment or succeeded charge)."""
     taken = status in (GatewayStatus.AUTHORISED, GatewayStatus.SUCCEEDED)
-    return amount_cents if taken and amount_cents > 0 else 0
+    return amount_cents if taken else 0
 
 
 def hold(
@@ -205,7 +197,6 @@ def hold(
         idempotency_key=f"mismatch-{payment.id}",
         created_at=now,
     )
-    refund.payment = payment
     db.session.add(refund)
     payment.refunded_cents = taken_cents
     db.session.flush()
