@@ -292,6 +292,7 @@ def test_a_refund_of_less_than_asked_is_not_done_and_the_money_stays_right(
     refund = _refund_all(payment)
     db.session.expire_all()
     assert refund.status is RefundStatus.TO_VERIFY and "importo" in refund.failure_message
+    assert refund.completed_at is not None and refund.gateway_ref.startswith("re_")
     # What the bank gave back is what the shop records: half, not the whole.
     given = _at_bank(bank)["given"]
     assert given == payment.amount_cents // 2

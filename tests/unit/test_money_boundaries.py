@@ -330,7 +330,10 @@ def test_an_open_refund_is_asked_about_again_after_2_minutes(db, catalogue, dumm
     assert refunds.open_refunds(now + timedelta(days=1)) == []
 
 
-@pytest.mark.parametrize(("code", "recorded"), [("amount_exceeds_captured", None), ("", "refused")])
+@pytest.mark.parametrize(
+    ("code", "recorded"),
+    [("amount_exceeds_captured", None), ("", "refused"), ("x" * 50, "x" * 40)],
+)
 def test_a_refused_refund_says_why_and_gives_its_reservation_back(
     db, catalogue, dummy_customer, now, fake, monkeypatch, code, recorded
 ):

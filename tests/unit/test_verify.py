@@ -224,5 +224,6 @@ def test_hold_refund_records_what_the_bank_gave_back(
     # An answer about another payment, or in another currency, moves nothing.
     other = refunds.refund_payment(payment, 100, kind=RefundKind.OPERATOR, reason="r", now=now)
     elsewhere = RefundResult("re_x", "pay_other", GatewayStatus.SUCCEEDED, 1, "EUR", "r", MERCHANT)
-    verify.hold_refund(other, elsewhere, ["x"], now, refunds.REFUND_TRANSITIONS)
+    verify.hold_refund(other, elsewhere, ["x", "y"], now, refunds.REFUND_TRANSITIONS)
     assert payment.refunded_cents == refunded + 100
+    assert other.failure_message == "Da verificare: x; y"
