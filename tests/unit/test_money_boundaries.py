@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from tests.unit.backoffice_world import make_order, paid_by_card
 from tests.unit.renewal_fakes import FakeGateway, make_card, make_service
-from webapp.clock import rome_date, rome_midnight
+from webapp.clock import ROME, rome_date, rome_midnight
 from webapp.errors import DomainError, InvalidTransition, NotFound
 from webapp.extensions import db as _db
 from webapp.payments import refunds
@@ -371,3 +371,87 @@ def test_the_refunds_of_orders_are_each_orders_own_in_order(db, catalogue, dummy
     assert [r.id for r in found[first.id]] == [made[1].id]
     assert [r.id for r in found[second.id]] == [made[0].id, made[2].id]
     assert refunds.refunds_of_orders([]) == {}
+
+
+def test_a_pending_charge_the_bank_saw_is_settled_by_asking_not_charging(
+    db, catalogue, dummy_customer, now, fake
+):
+    card = make_card(dummy_customer)
+    order = make_order(dummy_customer, catalogue["products"]["PEC-STD"], "card", now)
+    payment = _card_payment(db, order, PaymentStatus.PENDING, now - timedelta(minutes=11))
+    payment.saved_card_id = card.id
+    db.session.commit()
+    fake.charge_token(  # the request reached the bank, then the shop's worker died
+        token=card.gateway_token,
+        amount_cents=payment.amount_cents,
+        currency="EUR",
+        order_ref=pay.order_ref(order),
+        description="x",
+        initiator="customer",
+        idempotency_key=payment.idempotency_key,
+    )
+    pay.settle_stuck_payment(payment, now)
+    assert payment.status is PaymentStatus.SUCCEEDED
+    assert order.status is OrderStatus.PAID
+    assert len(fake.calls) == 1 and fake.finds == [payment.idempotency_key] * len(fake.finds)
+
+
+def test_payable_orders_are_the_customers_own_card_purchases_newest_first(
+    db, catalogue, dummy_customer, create_customer, now
+):
+    pec = catalogue["products"]["PEC-STD"]
+    other = create_customer("luigi@example.it", "Luigi Verdi")
+    older = make_order(dummy_customer, pec, "card", now)
+    newer = make_order(dummy_customer, pec, "card", now)
+    make_order(other, pec, "card", now)
+    make_order(dummy_customer, pec, "bank_transfer", now)
+    paid, _, _ = paid_by_card(dummy_customer, pec, now)
+    renewal = make_order(dummy_customer, pec, "card", now)
+    renewal.kind = OrderKind.RENEWAL
+    db.session.commit()
+    assert [o.id for o in pay.payable_orders(dummy_customer.id)] == [newer.id, older.id]
+
+
+# --- withdrawal: which payment, and what it records -------------------------------------------
+
+
+def test_withdrawal_refunds_this_orders_paying_payment_in_full(db, catalogue, dummy_customer, now):
+    from webapp.payments.models import RefundKind
+    from webapp.payments.withdrawal import deadline_label, paying_payment, withdraw
+
+    pec = catalogue["products"]["PEC-STD"]
+    first, first_payment, _ = paid_by_card(dummy_customer, pec, now)
+    order, payment, _ = paid_by_card(dummy_customer, pec, now, last4="1111")
+    declined = Payment(
+        order_id=order.id,
+        channel=PaymentChannel.SAVED_CARD,
+        status=PaymentStatus.DECLINED,
+        amount_cents=order.total_cents,
+        idempotency_key="declined-first",
+    )
+    db.session.add(declined)
+    db.session.commit()
+    assert paying_payment(order).id == payment.id
+    assert paying_payment(first).id == first_payment.id
+    refund = withdraw(order, dummy_customer, now)
+    assert (refund.payment_id, refund.amount_cents) == (payment.id, payment.amount_cents)
+    assert refund.kind is RefundKind.WITHDRAWAL and refund.requested_by is None
+    assert refund.reason == "Diritto di recesso esercitato dal cliente"
+    assert refund.created_at == now
+    deadline = (order.paid_at + timedelta(days=14)).astimezone(ROME)
+    assert deadline_label(order) == f"{deadline:%d/%m/%Y}"
+
+
+def test_withdrawal_is_refused_with_its_reason(db, catalogue, dummy_customer, now):
+    from webapp.payments.withdrawal import WithdrawalRefused, deadline_label, withdraw
+
+    pec = catalogue["products"]["PEC-STD"]
+    order, payment, _ = paid_by_card(dummy_customer, pec, now)
+    payment.channel = PaymentChannel.BANK_TRANSFER
+    db.session.commit()
+    assert "bonifico" in withdrawal_refusal(order, dummy_customer, now)
+    with pytest.raises(WithdrawalRefused, match="bonifico"):
+        withdraw(order, dummy_customer, now)
+    assert db.session.scalar(select(func.count(Refund.id))) == 0
+    unpaid = make_order(dummy_customer, pec, "card", now)
+    assert deadline_label(unpaid) == ""
