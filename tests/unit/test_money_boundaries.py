@@ -125,6 +125,7 @@ def test_a_pending_charge_the_bank_never_saw_is_released_one_it_saw_is_settled(
     db.session.commit()
     pay.settle_stuck_payment(payment, now)
     assert payment.status is PaymentStatus.FAILED and payment.failure_code == "abandoned"
+    assert payment.completed_at == now
     assert fake.calls == []  # asked, never charged
 
 
@@ -455,3 +456,38 @@ def test_withdrawal_is_refused_with_its_reason(db, catalogue, dummy_customer, no
     assert db.session.scalar(select(func.count(Refund.id))) == 0
     unpaid = make_order(dummy_customer, pec, "card", now)
     assert deadline_label(unpaid) == ""
+
+
+def test_a_decline_keeps_the_banks_code_and_message_within_their_columns(
+    db, catalogue, dummy_customer, now
+):
+    from webapp.payments.gateway import ChargeResult, GatewayStatus
+
+    card = make_card(dummy_customer)
+    order = make_order(dummy_customer, catalogue["products"]["PEC-STD"], "card", now)
+    payment = _card_payment(db, order, PaymentStatus.PENDING, now)
+    payment.saved_card_id = card.id
+    answer = ChargeResult(
+        "ch_d",
+        GatewayStatus.DECLINED,
+        payment.amount_cents,
+        "EUR",
+        pay.order_ref(order),
+        "c" * 50,
+        "m" * 400,
+        merchant_id="pec-shop",
+    )
+    pay.apply_charge_result(payment, answer, now)
+    assert payment.status is PaymentStatus.DECLINED and payment.completed_at == now
+    assert (payment.failure_code, payment.failure_message) == ("c" * 40, "m" * 300)
+
+
+def test_usable_cards_are_the_customers_own_unexpired_ones(
+    db, dummy_customer, create_customer, now
+):
+    from datetime import date
+
+    mine = make_card(dummy_customer, exp_month=12, exp_year=2030)
+    make_card(dummy_customer, exp_month=1, exp_year=2020, last4="0000")
+    make_card(create_customer("luigi@example.it", "Luigi Verdi"), last4="1111")
+    assert [c.id for c in pay.usable_cards(dummy_customer.id, date(2027, 1, 1))] == [mine.id]
