@@ -491,3 +491,47 @@ def test_usable_cards_are_the_customers_own_unexpired_ones(
     make_card(dummy_customer, exp_month=1, exp_year=2020, last4="0000")
     make_card(create_customer("luigi@example.it", "Luigi Verdi"), last4="1111")
     assert [c.id for c in pay.usable_cards(dummy_customer.id, date(2027, 1, 1))] == [mine.id]
+
+
+# --- the saved-card charge: which card, which order, a refusal ---------------------------------
+
+
+def test_get_card_finds_only_a_real_id_of_the_customers_own(db, dummy_customer):
+    card = make_card(dummy_customer)
+    assert pay.get_card(str(card.id), dummy_customer.id).id == card.id
+    for bad in ("abc", None, 0, -card.id):
+        with pytest.raises(NotFound):
+            pay.get_card(bad, dummy_customer.id)
+
+
+def test_a_saved_card_charge_is_this_orders_own(db, catalogue, dummy_customer, now):
+    """Another order of the same customer with its own charge in flight: this order gets its
+    own charge (never joins the other's), and its compare-and-set touches only this order."""
+    pec = catalogue["products"]["PEC-STD"]
+    card = make_card(dummy_customer)
+    other = make_order(dummy_customer, pec, "card", now)
+    in_flight = pay.begin_saved_card_payment(other, dummy_customer.id, card.id, "o", now.date())
+    db.session.commit()
+    order = make_order(dummy_customer, pec, "card", now)
+    payment = pay.begin_saved_card_payment(order, dummy_customer.id, card.id, "a" * 100, now.date())
+    assert payment.id != in_flight.id and payment.order_id == order.id
+    assert len(payment.idempotency_key) == 80
+
+
+def test_a_charge_the_bank_refuses_fails_with_its_code(
+    db, catalogue, dummy_customer, now, fake, monkeypatch
+):
+    from webapp.payments.gateway import GatewayRefused
+
+    def refuse(**kwargs):
+        raise GatewayRefused("unknown_token", 404)
+
+    monkeypatch.setattr(fake, "charge_token", refuse)
+    card = make_card(dummy_customer)
+    order = make_order(dummy_customer, catalogue["products"]["PEC-STD"], "card", now)
+    payment = pay.begin_saved_card_payment(order, dummy_customer.id, card.id, "a", now.date())
+    db.session.commit()
+    pay.execute_card_charge(payment, now)
+    assert payment.status is PaymentStatus.FAILED and payment.failure_code == "unknown_token"
+    assert payment.completed_at == now
+    assert order.status is OrderStatus.PENDING_PAYMENT
