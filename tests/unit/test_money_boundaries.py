@@ -535,3 +535,45 @@ def test_a_charge_the_bank_refuses_fails_with_its_code(
     assert payment.status is PaymentStatus.FAILED and payment.failure_code == "unknown_token"
     assert payment.completed_at == now
     assert order.status is OrderStatus.PENDING_PAYMENT
+
+
+# --- the hosted page: which open payment a new click reuses -----------------------------------
+
+
+def test_pay_now_reuses_only_this_orders_open_page_for_its_total_for_30_minutes(
+    db, catalogue, dummy_customer, now
+):
+    pec = catalogue["products"]["PEC-STD"]
+    order = make_order(dummy_customer, pec, "card", now)
+    other = make_order(dummy_customer, pec, "card", now)
+    db.session.commit()
+    first = pay.start_hosted_payment(order, return_url="http://x/r", notify_url=None, now=now)
+    assert first.created_at == now and first.currency == "EUR"
+    assert first.idempotency_key == pay.hosted_payment_key(order, 1)
+    # Another order never reuses it, and counts its own pages.
+    theirs = pay.start_hosted_payment(other, return_url="http://x/r", notify_url=None, now=now)
+    assert theirs.id != first.id and theirs.idempotency_key == pay.hosted_payment_key(other, 1)
+    # 29:59 later the same page; 30:00 later a new one (the order's second).
+    later = now + pay.HOSTED_PAYMENT_REUSE
+    same = pay.start_hosted_payment(
+        order, return_url="http://x/r", notify_url=None, now=later - timedelta(seconds=1)
+    )
+    assert same.id == first.id
+    fresh = pay.start_hosted_payment(order, return_url="http://x/r", notify_url=None, now=later)
+    assert fresh.id != first.id and fresh.idempotency_key == pay.hosted_payment_key(order, 2)
+    # A total changed since: never the page opened for the old amount.
+    order.total_cents += 100
+    changed = pay.start_hosted_payment(order, return_url="http://x/r", notify_url=None, now=later)
+    assert changed.id != fresh.id and changed.amount_cents == order.total_cents
+
+
+def test_a_capture_records_its_time_and_a_second_one_is_a_duplicate_with_its_time(
+    db, catalogue, dummy_customer, now
+):
+    order, payment, card = paid_by_card(dummy_customer, catalogue["products"]["PEC-STD"], now)
+    assert payment.completed_at == now and order.paid_at == now
+    second = _card_payment(db, order, PaymentStatus.PENDING, now)
+    pay.succeed_payment(second, card, now + timedelta(minutes=1))
+    assert second.status is PaymentStatus.DUPLICATE
+    assert second.completed_at == now + timedelta(minutes=1)
+    assert second.saved_card_id == card.id
