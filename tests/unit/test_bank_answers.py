@@ -410,3 +410,22 @@ def test_a_saved_card_charge_for_less_than_the_order_total_is_held(
     flows.execute_open_refunds(payment, now_utc())
     bank_state = _at_bank(bank)
     assert bank_state["taken"] == bank_state["given"] == order.net_cents
+
+
+def test_a_return_while_the_page_is_not_finished_changes_nothing(
+    client, db, bank, shopper, order_for
+):
+    order = order_for(shopper)
+    response = client.post(f"/ordini/{order.id}/paga")
+    assert response.status_code == 303
+    payment = _payment(db, order)
+    flows.settle_hosted_payment(payment.gateway_ref, now_utc())  # the card page is still open
+    payment = _payment(db, order)
+    assert payment.status is PaymentStatus.PENDING and payment.failure_code is None
+
+
+def test_a_declined_page_keeps_the_banks_decline_code(client, db, bank, shopper, order_for):
+    order = order_for(shopper)
+    _pay_on_bank_page(client, bank, order, "4000000000000002")
+    payment = _payment(db, order)
+    assert payment.status is PaymentStatus.DECLINED and payment.failure_code == "card_declined"

@@ -577,3 +577,29 @@ def test_a_capture_records_its_time_and_a_second_one_is_a_duplicate_with_its_tim
     assert second.status is PaymentStatus.DUPLICATE
     assert second.completed_at == now + timedelta(minutes=1)
     assert second.saved_card_id == card.id
+
+
+def test_money_taken_in_another_currency_is_refunded_in_that_currency(
+    db, catalogue, dummy_customer, now
+):
+    from webapp.payments.gateway import ChargeResult, GatewayStatus
+
+    card = make_card(dummy_customer)
+    order = make_order(dummy_customer, catalogue["products"]["PEC-STD"], "card", now)
+    payment = _card_payment(db, order, PaymentStatus.PENDING, now)
+    payment.saved_card_id = card.id
+    answer = ChargeResult(
+        "ch_usd",
+        GatewayStatus.SUCCEEDED,
+        payment.amount_cents,
+        "USD",
+        pay.order_ref(order),
+        None,
+        None,
+        merchant_id="pec-shop",
+    )
+    pay.apply_charge_result(payment, answer, now)
+    assert payment.status is PaymentStatus.TO_VERIFY and "valuta" in payment.failure_message
+    refund = db.session.scalar(select(Refund).where(Refund.payment_id == payment.id))
+    assert (refund.currency, refund.amount_cents) == ("USD", payment.amount_cents)
+    assert refund.created_at == now and payment.gateway_ref == "ch_usd"
