@@ -65,6 +65,7 @@ class InstantBank:
             order_ref,
             None,
             None,
+            merchant_id=os.environ.get("BANK_MERCHANT_ID", "pec-shop"),
         )
 
     def find_charge(self, idempotency_key: str) -> ChargeResult | None:

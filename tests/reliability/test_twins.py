@@ -430,12 +430,14 @@ def test_procedi_from_two_tabs_charges_the_card_once(world):
 # --- 5. The bank's return and notification together ----------------------------------------------
 
 
-def _hosted_page(world, browser: Browser, order_id: int) -> tuple[str, dict]:
+def _hosted_page(
+    world, browser: Browser, order_id: int, number: str = "4242424242424242"
+) -> tuple[str, dict]:
     """Paga ora with no saved card: the bank's page paid; its return URL and parameters."""
     response = browser.post(f"/ordini/{order_id}/paga")
     assert response.status_code == 303, response.text[:300]
     page = BankPage()
-    back = page.pay(response.headers["Location"])
+    back = page.pay(response.headers["Location"], number)
     page.close()
     return back, dict(parse_qsl(urlsplit(back).query))
 
@@ -484,6 +486,29 @@ def test_return_and_notification_together_pay_once(world):
     )
     assert cards == 1, "the card was saved more than once"
     world.note("Return + notification", answers, captures=len(bank["captures"]))
+
+
+def test_return_and_notification_of_a_wrong_answer_hold_once_and_refund_once(world):
+    """The bank's page answers another amount (test card 0101): whatever arrives first, the
+    payment is held once ("Da verificare"), never paid, and the money taken refunded once."""
+    customer_id, email = world.customer()
+    browser = world.browser(email)
+    order_id = world.order(browser, ["PEC-PRO"])
+    back, params = _hosted_page(world, browser, order_id, "4000000000000101")
+
+    half = TWINS // 2
+    sends = [(browser.twin_session, get(back))] * half
+    sends += [(requests.Session, _notification(world, order_id, params))] * (TWINS - half)
+    answers = fire(sends, world.url)
+
+    assert_no_5xx(answers)
+    assert world.payments(order_id) == {("hosted_page", "to_verify"): 1}
+    assert world.order_status(order_id) == "pending_payment"
+    assert world.services_of(order_id) == 0
+    bank = world.at_bank(order_id)
+    taken = world.total(order_id) + 100
+    assert bank["captures"] == [taken] and bank["refunds"] == [taken]
+    world.note("Wrong answer: return + notification", answers, refunds=len(bank["refunds"]))
 
 
 # --- 6. Cross-path: a hosted page completed after a saved card paid -------------------------------

@@ -22,6 +22,7 @@ from webapp.renewals.models import Service
 from webapp.shop.models import Order, OrderKind, OrderLine, OrderStatus, PaymentMethod
 
 FAKE_SECRET = "fake-gateway-secret"
+FAKE_MERCHANT = "pec-shop"  # TestConfig's BANK_MERCHANT_ID: the fake answers as that merchant
 DECLINE_MESSAGES = {
     "insufficient_funds": "Fondi insufficienti.",
     "card_declined": "Carta rifiutata dalla banca.",
@@ -82,6 +83,7 @@ class FakeGateway:
                     order_ref=order_ref,
                     decline_code=self.mode if declined else None,
                     decline_message=DECLINE_MESSAGES.get(self.mode),
+                    merchant_id=FAKE_MERCHANT,
                 )
                 self.charges[idempotency_key] = result
         if self.mode == "timeout_after_charge":
@@ -114,6 +116,7 @@ class FakeGateway:
                     amount_cents=amount_cents,
                     currency=currency,
                     reason=reason,
+                    merchant_id=FAKE_MERCHANT,
                 )
                 self.refunds[idempotency_key] = result
         return result
@@ -151,6 +154,7 @@ class FakeGateway:
             None,
             None,
             self.next_card,
+            merchant_id=FAKE_MERCHANT,
         )
         return HostedPayment(pid, f"http://bank.test/pay/{pid}")
 

@@ -166,7 +166,12 @@ def test_amount_mismatch_with_the_bank_is_never_paid(client, db, bank, shopper, 
     db.session.expire_all()
     assert order.status is OrderStatus.PENDING_PAYMENT
     payment = db.session.scalar(select(Payment).where(Payment.order_id == order.id))
-    assert payment.status is PaymentStatus.FAILED and payment.failure_code == "mismatch"
+    assert payment.status is PaymentStatus.TO_VERIFY and payment.failure_code == "to_verify"
+    assert "totale dell'ordine: € " in payment.failure_message
+    # The money the bank took for it is given back at once, in full.
+    [refund] = db.session.scalars(select(Refund).where(Refund.payment_id == payment.id))
+    assert refund.status is RefundStatus.SUCCEEDED
+    assert refund.amount_cents == payment.refunded_cents == payment.amount_cents
 
 
 def test_bank_down_on_return_then_settled_later(client, db, bank, shopper, order_for):

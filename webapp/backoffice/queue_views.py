@@ -34,9 +34,17 @@ RETRY_LABELS = {
 
 @bp.get("/pagamenti/anomalie")
 def list_payment_issues():
-    """Duplicate captures to refund and payments stuck for over 30 minutes, one click each."""
+    """Duplicate captures to refund, payments stuck for over 30 minutes, one click each, and
+    the bank answers that did not match ("Da verificare")."""
     duplicates, stuck = bo.payment_issues(now_utc())
-    return page("backoffice/payment_issues.html", duplicates=duplicates, stuck=stuck)
+    held, held_refunds = bo.to_verify()
+    return page(
+        "backoffice/payment_issues.html",
+        duplicates=duplicates,
+        stuck=stuck,
+        held=held,
+        held_refunds=held_refunds,
+    )
 
 
 def _queue_page(name: str, status: int, message: str | None, error: str | None, **queue):

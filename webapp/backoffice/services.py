@@ -210,8 +210,14 @@ PAYMENT_LABELS = {
     PaymentStatus.SUCCEEDED: _l("riuscito"),
     PaymentStatus.DECLINED: _l("rifiutato"),
     PaymentStatus.FAILED: _l("non riuscito"),
-    PaymentStatus.UNKNOWN: _l("esito sconosciuto"),
+    PaymentStatus.UNKNOWN: _l("Da verificare: esito sconosciuto, lo chiediamo alla banca"),
     PaymentStatus.DUPLICATE: _l("duplicato"),
+    PaymentStatus.TO_VERIFY: _l("Da verificare"),
+}
+#: The refund states an operator must act on; the others show their value.
+REFUND_LABELS = {
+    RefundStatus.UNKNOWN: _l("Da verificare: esito sconosciuto, lo chiediamo alla banca"),
+    RefundStatus.TO_VERIFY: _l("Da verificare"),
 }
 CHANNEL_LABELS = {
     PaymentChannel.HOSTED_PAGE: _l("pagina della banca"),
@@ -341,7 +347,11 @@ def _refund_event(r: Refund) -> Event:
     return Event(
         r.completed_at or r.created_at,
         "refund",
-        _("Rimborso %(kind)s (%(status)s)", kind=r.kind.value, status=r.status.value),
+        _(
+            "Rimborso %(kind)s (%(status)s)",
+            kind=r.kind.value,
+            status=REFUND_LABELS.get(r.status, r.status.value),
+        ),
         f"{r.reason}{bank}",
         r,
     )
@@ -475,6 +485,23 @@ def payment_issues(now: datetime) -> tuple[list[Payment], list[Payment]]:
         .order_by(Payment.id)
     ).all()
     return list(duplicates), list(stuck)
+
+
+def to_verify() -> tuple[list[Payment], list[Refund]]:
+    """Payments and refunds whose bank answer did not match ("Da verificare"), oldest first."""
+    payments = db.session.scalars(
+        select(Payment)
+        .where(Payment.status == PaymentStatus.TO_VERIFY)
+        .options(joinedload(Payment.order))
+        .order_by(Payment.id)
+    ).all()
+    refunds = db.session.scalars(
+        select(Refund)
+        .where(Refund.status == RefundStatus.TO_VERIFY)
+        .options(joinedload(Refund.payment).joinedload(Payment.order))
+        .order_by(Refund.id)
+    ).all()
+    return list(payments), list(refunds)
 
 
 def dunning_queue() -> list[Renewal]:

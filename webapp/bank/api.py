@@ -96,7 +96,9 @@ def _idempotent_create(
     except services.BankError as exc:
         db.session.rollback()
         return _refusal(exc)
-    response = jsonify(to_json(row))
+    if isinstance(row, Charge | Refund) and services.answer_lost(row):
+        return _error(504, "gateway_timeout")  # done and committed; only the answer is lost
+    response = jsonify(_with_merchant(to_json(row)))
     response.status_code = 201 if created else 200
     return response
 
@@ -147,7 +149,12 @@ def _create(
 
 def _found(row, to_dict) -> Response:
     """The row as JSON, or 404 `not_found`."""
-    return _error(404, "not_found") if row is None else jsonify(to_dict(row))
+    return _error(404, "not_found") if row is None else jsonify(_with_merchant(to_dict(row)))
+
+
+def _with_merchant(body: dict[str, Any]) -> dict[str, Any]:
+    """Every answer about a payment, charge or refund names the merchant it belongs to."""
+    return {**body, "merchant_id": current_app.config["BANK_MERCHANT_ID"]}
 
 
 @api.get("/payments/<payment_id>")

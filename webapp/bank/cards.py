@@ -19,6 +19,13 @@ class Behaviour(StrEnum):
     DECLINED = "declined"
     INSUFFICIENT_FUNDS = "insufficient_funds"
     EXPIRED = "expired"
+    # Wrong answers on purpose (like real sandboxes' magic values), for amounts > 0 only, so
+    # a zero-amount verification succeeds and the card can be saved (docs/bank-api.md).
+    WRONG_AMOUNT = "wrong_amount"  # takes, and answers, 1,00 EUR more than asked
+    WRONG_ORDER = "wrong_order"  # answers (and books) another order reference
+    PENDING = "pending"  # answers "pending": the issuer never confirms, no money taken
+    SHORT_REFUND = "short_refund"  # a refund of its payments gives back half of what is asked
+    NO_ANSWER = "no_answer"  # charges and refunds are made, the answer is lost (504)
 
 
 #: The documented test cards (docs/bank-api.md); any other Luhn-valid number is frictionless.
@@ -32,6 +39,11 @@ TEST_CARDS: dict[str, Behaviour] = {
     "4000000000000002": Behaviour.DECLINED,
     "4000000000009995": Behaviour.INSUFFICIENT_FUNDS,
     "4000000000000069": Behaviour.EXPIRED,
+    "4000000000000101": Behaviour.WRONG_AMOUNT,
+    "4000000000000200": Behaviour.WRONG_ORDER,
+    "4000000000000309": Behaviour.PENDING,
+    "4000000000000408": Behaviour.SHORT_REFUND,
+    "4000000000000507": Behaviour.NO_ANSWER,
 }
 
 #: What each behaviour does, as the sandbox's home page tells testers.
@@ -50,7 +62,36 @@ BEHAVIOUR_LABELS: dict[Behaviour, str] = {
     Behaviour.DECLINED: "Pagamento rifiutato dalla banca",
     Behaviour.INSUFFICIENT_FUNDS: "Fondi insufficienti (la verifica a importo zero riesce)",
     Behaviour.EXPIRED: "Carta scaduta",
+    Behaviour.WRONG_AMOUNT: "Risposta sbagliata: addebita e risponde € 1,00 in più del chiesto",
+    Behaviour.WRONG_ORDER: "Risposta sbagliata: risponde con un altro riferimento d'ordine",
+    Behaviour.PENDING: "Risposta sbagliata: lo stato resta «pending», nessun addebito",
+    Behaviour.SHORT_REFUND: "Risposta sbagliata: i rimborsi restituiscono la metà del chiesto",
+    Behaviour.NO_ANSWER: "Nessuna risposta: addebiti e rimborsi eseguiti, risposta persa (504)",
 }
+
+#: How much more the WRONG_AMOUNT card takes than it was asked for.
+WRONG_AMOUNT_EXTRA_CENTS = 100
+#: The prefix the WRONG_ORDER card puts before the order reference it was given.
+WRONG_ORDER_PREFIX = "ALTRO-"
+
+
+def answered_charge(
+    behaviour: Behaviour | None, amount_cents: int, order_ref: str
+) -> tuple[int, str]:
+    """The amount and order reference a charge of this card books and answers with."""
+    if amount_cents > 0 and behaviour is Behaviour.WRONG_AMOUNT:
+        return amount_cents + WRONG_AMOUNT_EXTRA_CENTS, order_ref
+    if amount_cents > 0 and behaviour is Behaviour.WRONG_ORDER:
+        return amount_cents, WRONG_ORDER_PREFIX + order_ref
+    return amount_cents, order_ref
+
+
+def answered_refund(behaviour: Behaviour | None, amount_cents: int) -> int:
+    """What a refund of a payment made with this card gives back (and answers)."""
+    if behaviour is Behaviour.SHORT_REFUND:
+        return max(amount_cents // 2, 1)
+    return amount_cents
+
 
 BRAND_LABELS = {"visa": "Visa", "mastercard": "Mastercard", "amex": "American Express"}
 

@@ -47,14 +47,18 @@ class PaymentStatus(StrEnum):
     AUTHORISED = "authorised"
     DECLINED = "declined"
     FAILED = "failed"
+    # The issuer never confirms (the PENDING test card): no money taken, and it stays so.
+    PENDING = "pending"
 
     @property
     def is_final(self) -> bool:
-        """Authorised, declined and failed never change again."""
+        """Authorised, declined and failed never change again (nor the sandbox's pending)."""
         return self in FINAL_STATUSES
 
 
-FINAL_STATUSES = frozenset({PaymentStatus.AUTHORISED, PaymentStatus.DECLINED, PaymentStatus.FAILED})
+FINAL_STATUSES = frozenset(
+    {PaymentStatus.AUTHORISED, PaymentStatus.DECLINED, PaymentStatus.FAILED, PaymentStatus.PENDING}
+)
 
 
 class ChargeStatus(StrEnum):
@@ -62,6 +66,7 @@ class ChargeStatus(StrEnum):
 
     SUCCEEDED = "succeeded"
     DECLINED = "declined"
+    PENDING = "pending"  # the PENDING test card: never confirmed, no money taken
 
 
 class RefundStatus(StrEnum):

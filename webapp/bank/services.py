@@ -60,12 +60,13 @@ REFUND_REFUSALS = {
 TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
     S.CREATED: frozenset({S.PENDING_CONFIRMATION}),
     S.PENDING_CONFIRMATION: frozenset(
-        {S.PENDING_CONFIRMATION, S.CHALLENGE, S.AUTHORISED, S.DECLINED}
+        {S.PENDING_CONFIRMATION, S.CHALLENGE, S.AUTHORISED, S.DECLINED, S.PENDING}
     ),
     S.CHALLENGE: frozenset({S.AUTHORISED, S.FAILED}),
     S.AUTHORISED: frozenset(),
     S.DECLINED: frozenset(),
     S.FAILED: frozenset(),
+    S.PENDING: frozenset(),
 }
 
 CHALLENGE_SMS = "sms"
@@ -229,6 +230,8 @@ def confirm_payment(payment: Payment, *, now: datetime) -> Payment:
     code = _test_card_decline(behaviour, payment.amount_cents)
     if code is not None:
         _finish(payment, S.DECLINED, now, code)
+    elif behaviour is Behaviour.PENDING and payment.amount_cents > 0:
+        _finish(payment, S.PENDING, now)  # a wrong answer on purpose: never confirmed
     elif behaviour in (Behaviour.SMS_OTP, Behaviour.SCA_REQUIRED, Behaviour.HW_TOKEN):
         transition(payment, S.CHALLENGE)
         payment.challenge_method = (
@@ -310,6 +313,11 @@ def _finish(
     payment.otp_code = None  # a used code is worthless; keep nothing secret around
     payment.decline_code = code
     payment.decline_message = DECLINE_MESSAGES[code] if code else None
+    if status == S.AUTHORISED:
+        # The wrong-answer test cards book (and answer) another amount or order reference.
+        payment.amount_cents, payment.order_ref = cards.answered_charge(
+            cards.behaviour_for(payment.pan or ""), payment.amount_cents, payment.order_ref
+        )
     if status == S.AUTHORISED and payment.save_card:
         payment.card = _save_card(payment, now)
     if payment.notify_url:
@@ -434,6 +442,8 @@ def charge_token(
     now: datetime,
 ) -> tuple[Charge, bool]:
     """Charge a saved card, or return the stored charge for a replayed key (created=False)."""
+    behaviour = _card_behaviour(token)
+    amount_cents, order_ref = cards.answered_charge(behaviour, amount_cents, order_ref)
     existing = _replayed(
         Charge,
         idempotency_key,
@@ -448,6 +458,9 @@ def charge_token(
     if card is None:
         raise UnknownToken(token)
     code = _charge_decline_code(card, amount_cents, initiator, now)
+    status = ChargeStatus.DECLINED if code else ChargeStatus.SUCCEEDED
+    if status is ChargeStatus.SUCCEEDED and behaviour is Behaviour.PENDING:
+        status = ChargeStatus.PENDING  # a wrong answer on purpose: nothing taken
     charge = Charge(
         id="ch_" + secrets.token_urlsafe(16),
         idempotency_key=idempotency_key,
@@ -457,7 +470,7 @@ def charge_token(
         order_ref=order_ref,
         description=description,
         initiator=initiator,
-        status=ChargeStatus.DECLINED if code else ChargeStatus.SUCCEEDED,
+        status=status,
         decline_code=code,
         decline_message=DECLINE_MESSAGES[code] if code else None,
         created_at=now,
@@ -465,6 +478,28 @@ def charge_token(
     db.session.add(charge)
     db.session.flush()  # the UNIQUE key decides a race between two identical requests
     return charge, True
+
+
+def _card_behaviour(token: str) -> Behaviour | None:
+    """The test-card behaviour behind a token (a deleted card's too), None if unknown."""
+    card = db.session.get(Card, token)
+    return None if card is None else cards.behaviour_for(card.pan)
+
+
+def _target_behaviour(target_id: str) -> Behaviour | None:
+    """The test-card behaviour of the card that paid a payment or charge, None if unknown."""
+    if target_id.startswith("ch_"):
+        charge = db.session.get(Charge, target_id)
+        return None if charge is None else _card_behaviour(charge.token)
+    payment = db.session.get(Payment, target_id)
+    return None if payment is None or payment.pan is None else cards.behaviour_for(payment.pan)
+
+
+def answer_lost(row: Charge | Refund) -> bool:
+    """The NO_ANSWER test card: the charge or refund is made, and its answer never arrives."""
+    if isinstance(row, Charge):
+        return _card_behaviour(row.token) is Behaviour.NO_ANSWER
+    return _target_behaviour(row.target_id) is Behaviour.NO_ANSWER
 
 
 def _test_card_decline(behaviour: Behaviour, amount_cents: int) -> str | None:
@@ -526,6 +561,8 @@ def refund(
     Raises NotFound, RefundRefused or IdempotencyConflict; on RefundRefused the caller rolls
     back (the refund row was already flushed).
     """
+    # The SHORT_REFUND test card gives back (and answers) less than asked.
+    amount_cents = cards.answered_refund(_target_behaviour(target_id), amount_cents)
     existing = _replayed(
         Refund,
         idempotency_key,

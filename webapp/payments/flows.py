@@ -21,7 +21,7 @@ from webapp.clock import rome_date
 from webapp.errors import DomainError, InvalidTransition, NotFound, PaymentError
 from webapp.extensions import db
 from webapp.money import format_eur
-from webapp.payments import refunds, services
+from webapp.payments import refunds, services, verify
 from webapp.payments.gateway import GatewayRefused, GatewayStatus, GatewayUnavailable
 from webapp.payments.models import Payment, PaymentStatus, Refund, RefundStatus, SavedCard
 from webapp.shop.models import Order, OrderStatus
@@ -44,6 +44,8 @@ class Outcome(enum.StrEnum):
     # money taken; the customer pays on the bank's page with 3-D Secure instead.
     AUTHENTICATION_REQUIRED = "authentication_required"
     PENDING = "pending"  # the bank's page is not finished yet
+    # The bank's answer did not match the payment: not paid, money taken is being refunded.
+    TO_VERIFY = "to_verify"
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,15 @@ def result_of(payment: Payment) -> PaymentResult:
         )
     if status is PaymentStatus.DUPLICATE:
         return PaymentResult(Outcome.DUPLICATE, payment, _duplicate_message(payment))
+    if status is PaymentStatus.TO_VERIFY:
+        return PaymentResult(
+            Outcome.TO_VERIFY,
+            payment,
+            _(
+                "La banca non ha confermato il pagamento come richiesto: l'ordine non risulta "
+                "pagato e l'eventuale addebito viene rimborsato. Lo verifichiamo noi."
+            ),
+        )
     if order.status is OrderStatus.PAID:
         return PaymentResult(Outcome.ALREADY_PAID, payment, _("Questo ordine risulta già pagato."))
     if status is PaymentStatus.UNKNOWN:
@@ -196,11 +207,27 @@ def settle_hosted_payment(gateway_ref: str, now: datetime) -> PaymentResult:
 
 
 def _refund_if_duplicate(payment: Payment, now: datetime) -> PaymentResult:
-    """A duplicate capture is refunded at once (the reconciliation job retries what fails), and
-    so is a refund the settlement recorded (a renewal line whose period was already renewed)."""
-    if payment.status is PaymentStatus.DUPLICATE or payment.refunded_cents:
+    """A duplicate capture, money taken by an answer held for verification, or a refund the
+    settlement recorded (a renewal line whose period was already renewed) is refunded at once
+    (the reconciliation job retries what fails)."""
+    if (
+        payment.status in (PaymentStatus.DUPLICATE, PaymentStatus.TO_VERIFY)
+        or payment.refunded_cents
+    ):
         execute_open_refunds(payment, now)
     return result_of(payment)
+
+
+def refund_held(order_id: int | None, now: datetime) -> None:
+    """Execute at once the refunds of the order's payments held for verification (a renewal
+    charge whose answer did not match: the engine commits the hold, then calls this)."""
+    held = db.session.scalars(
+        select(Payment).where(
+            Payment.order_id == order_id, Payment.status == PaymentStatus.TO_VERIFY
+        )
+    ).all()
+    for payment in held:
+        execute_open_refunds(payment, now)
 
 
 def execute_open_refunds(payment: Payment, now: datetime) -> None:
@@ -328,7 +355,7 @@ def finish_card_verification(params: dict[str, str], customer_id: int) -> SavedC
         ) from exc
     except GatewayRefused as exc:
         raise NotFound(_("Verifica della carta non trovata.")) from exc
-    if info.order_ref != ref or info.amount_cents != 0:
+    if info.order_ref != ref or info.amount_cents != 0 or info.merchant_id != verify.merchant_id():
         raise NotFound(_("Verifica della carta non trovata."))
     if info.status is not GatewayStatus.AUTHORISED or info.card is None:
         if info.final:

@@ -50,6 +50,8 @@ class GatewayStatus(StrEnum):
     FAILED = "failed"
     # token charges and refunds
     SUCCEEDED = "succeeded"
+    # Not final: the bank has not decided yet (the issuer did not confirm). Never authorised.
+    PENDING = "pending"
 
 
 #: A hosted payment in one of these never changes again.
@@ -85,6 +87,7 @@ class PaymentStatusInfo:
     decline_message: str | None
     card: CardDetails | None
     refunded_cents: int = 0
+    merchant_id: str | None = None  # whose payment the bank says this is
 
     @property
     def final(self) -> bool:
@@ -101,6 +104,7 @@ class ChargeResult:
     decline_code: str | None
     decline_message: str | None
     refunded_cents: int = 0
+    merchant_id: str | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -115,6 +119,7 @@ class RefundResult:
     amount_cents: int
     currency: str
     reason: str
+    merchant_id: str | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -295,6 +300,7 @@ class HttpGateway:
             if card
             else None,
             refunded_cents=int(data.get("refunded_cents", 0)),
+            merchant_id=_merchant(data),
         )
 
     @staticmethod
@@ -308,6 +314,7 @@ class HttpGateway:
             decline_code=data.get("decline_code"),
             decline_message=data.get("decline_message"),
             refunded_cents=int(data.get("refunded_cents", 0)),
+            merchant_id=_merchant(data),
         )
 
     def charge_token(self, **kw) -> ChargeResult:
@@ -327,6 +334,7 @@ class HttpGateway:
             amount_cents=int(data["amount_cents"]),
             currency=data["currency"],
             reason=data["reason"],
+            merchant_id=_merchant(data),
         )
 
     def refund(
@@ -374,3 +382,9 @@ def _status(value: object) -> GatewayStatus:
         return GatewayStatus(value)
     except ValueError as exc:
         raise GatewayUnavailable(f"bank answered an unknown status {value!r}") from exc
+
+
+def _merchant(data: dict) -> str | None:
+    """The merchant the answer names (None when it names none: then it matches no merchant)."""
+    value = data.get("merchant_id")
+    return value if isinstance(value, str) else None

@@ -22,6 +22,10 @@ class PaymentStatus(enum.StrEnum):
     UNKNOWN = "unknown"  # the bank did not answer: ask it, never charge again blindly
     # Captured by the bank for an order already paid by another payment: refunded in full.
     DUPLICATE = "duplicate"
+    # The bank's answer did not match what was asked (amount, currency, order, merchant, or a
+    # state that is not final): nothing is paid, any money taken is refunded at once, and the
+    # back office shows it as "Da verificare" with what differed (webapp.payments.verify).
+    TO_VERIFY = "to_verify"
 
 
 FINAL_PAYMENT_STATUSES = {
@@ -29,6 +33,7 @@ FINAL_PAYMENT_STATUSES = {
     PaymentStatus.DECLINED,
     PaymentStatus.FAILED,
     PaymentStatus.DUPLICATE,
+    PaymentStatus.TO_VERIFY,
 }
 #: The statuses in which the bank holds the payment's money (what a refund may give back).
 CAPTURED_STATUSES = {PaymentStatus.SUCCEEDED, PaymentStatus.DUPLICATE}
@@ -134,12 +139,17 @@ class RefundStatus(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # the bank refused it: the amount is released for another refund
     UNKNOWN = "unknown"  # the bank did not answer: ask it by idempotency key, never again blindly
+    # The bank answered with another amount, currency, payment or merchant: not done, what the
+    # bank did give back is what the payment records; "Da verificare" in the back office.
+    TO_VERIFY = "to_verify"
 
 
 class RefundKind(enum.StrEnum):
     DUPLICATE = "duplicate"  # automatic: a second capture for an order already paid
     OPERATOR = "operator"  # decided by staff in the back office
     WITHDRAWAL = "withdrawal"  # the consumer's diritto di recesso
+    # automatic: money taken by a charge whose answer did not match (webapp.payments.verify)
+    MISMATCH = "mismatch"
 
 
 class Refund(db.Model):

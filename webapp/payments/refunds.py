@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from webapp.errors import InvalidChoice, InvalidTransition
 from webapp.extensions import db
 from webapp.money import format_eur
+from webapp.payments import verify
 from webapp.payments.events import duplicate_captured, payment_refunded
 from webapp.payments.gateway import GatewayRefused, GatewayUnavailable, find_or_send
 from webapp.payments.models import (
@@ -37,8 +38,13 @@ from webapp.statemachine import transition
 log = logging.getLogger(__name__)
 
 REFUND_TRANSITIONS = {
-    RefundStatus.PENDING: {RefundStatus.SUCCEEDED, RefundStatus.FAILED, RefundStatus.UNKNOWN},
-    RefundStatus.UNKNOWN: {RefundStatus.SUCCEEDED, RefundStatus.FAILED},
+    RefundStatus.PENDING: {
+        RefundStatus.SUCCEEDED,
+        RefundStatus.FAILED,
+        RefundStatus.UNKNOWN,
+        RefundStatus.TO_VERIFY,
+    },
+    RefundStatus.UNKNOWN: {RefundStatus.SUCCEEDED, RefundStatus.FAILED, RefundStatus.TO_VERIFY},
 }
 OPEN_REFUND_STATUSES = (RefundStatus.PENDING, RefundStatus.UNKNOWN)
 # A refund recorded this long ago and still open is retried by the reconciliation job.
@@ -155,9 +161,9 @@ def execute_refund(refund: Refund, now: datetime) -> Refund:
     except GatewayRefused as exc:
         _refused(refund, exc.code, _("La banca ha rifiutato il rimborso."), now)
         return refund
-    if result.amount_cents != refund.amount_cents or result.currency != refund.currency:
-        log.error("bank refund %s does not match refund %s", result, refund.id)
-        _refused(refund, "mismatch", _("Esito del rimborso non coerente."), now)
+    found = verify.refund_differences(refund, result)
+    if found:  # another amount (less than asked), payment, currency or merchant: not refunded
+        verify.hold_refund(refund, result, found, now, REFUND_TRANSITIONS)
         return refund
     transition(
         refund,

@@ -18,6 +18,7 @@ from webapp.clock import rome_date
 from webapp.dbtypes import MAX_ID
 from webapp.errors import InvalidChoice, InvalidTransition, NotFound, PaymentError
 from webapp.extensions import db
+from webapp.payments import verify
 from webapp.payments.events import duplicate_captured, order_paid, order_payable, payment_failed
 from webapp.payments.gateway import (
     CardDetails,
@@ -26,7 +27,6 @@ from webapp.payments.gateway import (
     GatewayRefused,
     GatewayStatus,
     GatewayUnavailable,
-    PaymentStatusInfo,
     find_or_send,
 )
 from webapp.payments.models import (
@@ -47,12 +47,14 @@ PAYMENT_TRANSITIONS = {
         PaymentStatus.DECLINED,
         PaymentStatus.FAILED,
         PaymentStatus.UNKNOWN,
+        PaymentStatus.TO_VERIFY,
     },
     PaymentStatus.UNKNOWN: {
         PaymentStatus.SUCCEEDED,
         PaymentStatus.DUPLICATE,
         PaymentStatus.DECLINED,
         PaymentStatus.FAILED,
+        PaymentStatus.TO_VERIFY,
     },
 }
 # A hosted payment left open this long is not reused for a new click on "Paga ora".
@@ -339,17 +341,18 @@ def apply_charge_result(
         )
         return payment
     result = outcome
-    order = payment.order
-    if (result.amount_cents, result.currency, result.order_ref) != (
-        payment.amount_cents,
-        payment.currency,
-        order_ref(order),
-    ):
-        _fail(
-            payment, PaymentStatus.FAILED, "mismatch", _("Esito del pagamento non coerente."), now
+    payment.gateway_ref = result.charge_id
+    found = verify.charge_differences(payment, order_ref(payment.order), result)
+    if found:  # another amount, currency, order or merchant, or not final: nothing is paid
+        verify.hold(
+            payment,
+            found,
+            taken_cents=verify.money_taken(result.status, result.amount_cents),
+            currency=result.currency,
+            now=now,
+            allowed=PAYMENT_TRANSITIONS,
         )
         return payment
-    payment.gateway_ref = result.charge_id
     if result.succeeded:
         succeed_payment(payment, payment.saved_card, now)
     else:
@@ -432,10 +435,17 @@ def settle_hosted_payment(gateway_ref: str, now: datetime) -> Payment:
         return payment
     info = gateway().get_payment(gateway_ref)
     order = payment.order
-    if not _matches(info, payment, order):
-        log.error("bank status does not match payment %s: %s", payment.id, info)
-        _fail(
-            payment, PaymentStatus.FAILED, "mismatch", _("Esito del pagamento non coerente."), now
+    if info.status in verify.NOT_YET and info.payment_id == gateway_ref:
+        return payment  # the customer is still on the bank's page
+    found = verify.payment_differences(payment, order_ref(order), info)
+    if found:  # nothing is paid; money taken is refunded (flows, after the commit)
+        verify.hold(
+            payment,
+            found,
+            taken_cents=verify.money_taken(info.status, info.amount_cents),
+            currency=info.currency,
+            now=now,
+            allowed=PAYMENT_TRANSITIONS,
         )
         return payment
     if info.status is GatewayStatus.AUTHORISED:
@@ -455,15 +465,6 @@ def settle_hosted_payment(gateway_ref: str, now: datetime) -> Payment:
             now,
         )
     return payment
-
-
-def _matches(info: PaymentStatusInfo, payment: Payment, order: Order) -> bool:
-    return (
-        info.payment_id == payment.gateway_ref
-        and info.amount_cents == payment.amount_cents == order.total_cents
-        and info.currency == payment.currency
-        and info.order_ref == order_ref(order)
-    )
 
 
 def _fail(payment: Payment, status: PaymentStatus, code: str | None, message: str, now) -> None:

@@ -53,7 +53,9 @@ from webapp.bulk import any_of, insert_unnest, next_ids
 from webapp.clock import add_years, rome_date
 from webapp.extensions import db
 from webapp.money import vat_cents
+from webapp.payments import verify
 from webapp.payments.events import PaidOrder, order_paid, orders_paid
+from webapp.payments.flows import refund_held
 from webapp.payments.gateway import ChargeResult, GatewayRefused, GatewayUnavailable
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus, SavedCard
 from webapp.payments.services import apply_charge_result, gateway
@@ -409,11 +411,11 @@ def charge_all(jobs: list[Job], pool: ThreadPoolExecutor) -> list[Answer]:
 
 
 def _paid(job: Job, answer: Answer) -> bool:
+    """A success that matches what was asked (anything else goes the per-row way: verify)."""
     return (
         isinstance(answer, ChargeResult)
         and answer.succeeded
-        and (answer.amount_cents, answer.currency, answer.order_ref)
-        == (job.total_cents, "EUR", job.order_ref)
+        and not verify.charge_answer_differences(job.total_cents, "EUR", job.order_ref, answer)
     )
 
 
@@ -434,6 +436,7 @@ def settle(
     """
     outcomes: dict[int, RenewalOutcome] = {}
     paid = []
+    held: set[int] = set()  # renewals whose answer did not match (verify.hold)
     for job, answer in zip(jobs, answers, strict=True):
         if _paid(job, answer):
             paid.append((job, answer))
@@ -441,22 +444,29 @@ def settle(
             log.error("renewal %s failed with an error: %r", job.renewal_id, answer)
             outcomes[job.renewal_id] = RenewalOutcome.ERRORS
         else:  # declined, refused, no answer
-            outcomes[job.renewal_id] = _settle_one(job, answer, now, cfg)
+            outcomes[job.renewal_id] = _settle_one(job, answer, now, cfg, held)
     won = _settle_paid(paid, now) if paid else set()
     for job, answer in paid:
         # Not won: a capture of an order paid already (the per-row path records the duplicate).
         charged = job.renewal_id in won
         outcomes[job.renewal_id] = (
-            RenewalOutcome.CHARGED if charged else _settle_one(job, answer, now, cfg)
+            RenewalOutcome.CHARGED if charged else _settle_one(job, answer, now, cfg, held)
         )
     commit()
+    for job in jobs:  # money taken by an answer that did not match is refunded at once
+        if job.renewal_id in held:
+            refund_held(job.order_id, now)
     return [outcomes[j.renewal_id] for j in jobs]
 
 
-def _settle_one(job: Job, answer: Answer, now: datetime, cfg: RenewalSettings) -> RenewalOutcome:
+def _settle_one(
+    job: Job, answer: Answer, now: datetime, cfg: RenewalSettings, held: set[int]
+) -> RenewalOutcome:
     """One outcome the batch does not settle set-based, with the per-row path's functions."""
     payment = db.session.get(Payment, job.payment_id)
     apply_charge_result(payment, answer, now)
+    if payment.status is PaymentStatus.TO_VERIFY:
+        held.add(job.renewal_id)
     renewal = db.session.get(Renewal, job.renewal_id, options=WITH_SERVICE_AND_CARD)
     return after_charge(renewal, payment, now, cfg)
 

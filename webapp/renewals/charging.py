@@ -22,6 +22,7 @@ from webapp.dbtypes import UTCDateTime
 from webapp.errors import InvalidTransition
 from webapp.extensions import db
 from webapp.i18n import lazy_gettext as _l
+from webapp.payments.flows import refund_held
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
 from webapp.payments.services import execute_card_charge
 from webapp.renewals import notices
@@ -177,6 +178,8 @@ def process_claimed(
         if not keep_claim:
             release(renewal)
         commit()
+        if outcome is RenewalOutcome.FAILED:
+            refund_held(renewal.order_id, now)  # money taken by an answer that did not match
     except InvalidTransition as exc:
         rollback()
         log.warning("renewal %s changed under us: %s", renewal_id, exc.message)
@@ -267,6 +270,13 @@ def after_charge(
         renewal.failure_reason = _reason("bank_unavailable")
         renewal.next_attempt_at = now  # ask again at the next pass
         return RenewalOutcome.UNKNOWN
+    if payment.status is PaymentStatus.TO_VERIFY:
+        # The bank's answer did not match: an operator checks it; never charged again meanwhile.
+        renewal.status = RenewalStatus.FAILED
+        renewal.failure_code = payment.failure_code
+        renewal.failure_reason = payment.failure_message
+        renewal.next_attempt_at = None
+        return RenewalOutcome.FAILED
     code = payment.failure_code or "card_declined"
     _failed(renewal, code, now, cfg, payment.failure_message)
     return RenewalOutcome.FAILED

@@ -118,6 +118,7 @@ def test_payment_status_of_new_payment(api, create_payment) -> None:
         "decline_message": None,
         "refunded_cents": 0,
         "card": None,
+        "merchant_id": "pec-shop",
     }
 
 

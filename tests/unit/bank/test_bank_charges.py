@@ -59,6 +59,7 @@ def test_charge_succeeds(app, api) -> None:
         "decline_code": None,
         "decline_message": None,
         "refunded_cents": 0,
+        "merchant_id": "pec-shop",
     }
     assert api.get("/api/stats").json["charges_succeeded"] == 1
 

@@ -62,6 +62,7 @@ def test_partial_then_full_refund_of_a_hosted_payment(api, paid) -> None:
         "amount_cents": 23456,
         "currency": "EUR",
         "reason": "Recesso entro 14 giorni",
+        "merchant_id": "pec-shop",
     }
     assert first.json["refund_id"].startswith("re_")
     assert api.get(f"/api/payments/{paid}").json["refunded_cents"] == 23456
