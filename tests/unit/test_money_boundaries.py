@@ -153,7 +153,7 @@ def test_a_cancelled_order_is_never_paid(db, catalogue, dummy_customer, now):
     order.status = OrderStatus.CANCELLED
     db.session.commit()
     with pytest.raises(InvalidTransition):
-        pay.payable_order(order)
+        pay.payable_order(order, now.date())
     with pytest.raises(DomainError):
         pay.begin_saved_card_payment(order, dummy_customer.id, card.id, "a", now.date())
     assert db.session.scalar(select(func.count(Payment.id))) == 0
