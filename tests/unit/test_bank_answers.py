@@ -429,3 +429,4 @@ def test_a_declined_page_keeps_the_banks_decline_code(client, db, bank, shopper,
     _pay_on_bank_page(client, bank, order, "4000000000000002")
     payment = _payment(db, order)
     assert payment.status is PaymentStatus.DECLINED and payment.failure_code == "card_declined"
+    assert payment.completed_at is not None

@@ -577,6 +577,30 @@ def test_a_capture_records_its_time_and_a_second_one_is_a_duplicate_with_its_tim
     assert second.status is PaymentStatus.DUPLICATE
     assert second.completed_at == now + timedelta(minutes=1)
     assert second.saved_card_id == card.id
+    refund = db.session.scalar(select(Refund).where(Refund.payment_id == second.id))
+    assert refund.created_at == now + timedelta(minutes=1)
+
+
+def test_the_paying_payment_is_the_successful_one_not_an_earlier_attempt(
+    db, catalogue, dummy_customer, now
+):
+    from webapp.payments.withdrawal import paying_payment
+
+    order = make_order(dummy_customer, catalogue["products"]["PEC-STD"], "card", now)
+    _card_payment(db, order, PaymentStatus.DECLINED, now)
+    card = make_card(dummy_customer)
+    paid = _card_payment(db, order, PaymentStatus.PENDING, now, PaymentChannel.HOSTED_PAGE)
+    pay.succeed_payment(paid, card, now)
+    assert paying_payment(order).id == paid.id
+
+
+def test_procedi_never_joins_a_bank_page_in_flight(db, catalogue, dummy_customer, now):
+    order = make_order(dummy_customer, catalogue["products"]["PEC-STD"], "card", now)
+    card = make_card(dummy_customer)
+    db.session.commit()
+    page = pay.start_hosted_payment(order, return_url="http://x/r", notify_url=None, now=now)
+    charge = pay.begin_saved_card_payment(order, dummy_customer.id, card.id, "a", now.date())
+    assert charge.id != page.id and charge.channel is PaymentChannel.SAVED_CARD
 
 
 def test_money_taken_in_another_currency_is_refunded_in_that_currency(
