@@ -34,6 +34,10 @@ defaults
     timeout connect 2s
     timeout client 60s
     timeout server 60s
+    # Requests over a node's capacity wait here, not in gunicorn: the health check is never
+    # stuck behind a flood (at 60 customers on one node it was, and the only node went DOWN).
+    timeout queue 30s
+    timeout check 3s
     option forwardfor
     # A node that dies mid-request: the request goes to the other node. Every action that moves
     # money or state is guarded in the database (README: "Never twice"), so a retried POST
@@ -50,7 +54,7 @@ backend nodes
     balance roundrobin
     option httpchk GET /healthz
     http-check expect status 200
-    default-server inter 1s fall 2 rise 2
+    default-server inter 1s fall 2 rise 2 maxconn {maxconn}
 {servers}
 """
 
@@ -159,12 +163,13 @@ class RedisServer(Process):
 class HAProxy(Process):
     """HAProxy in the foreground, round robin over `backends` with health checks on /healthz."""
 
-    def __init__(self, port: int, backends: dict[str, int], folder: Path) -> None:
+    def __init__(self, port: int, backends: dict[str, int], folder: Path, maxconn: int = 8) -> None:
+        """`maxconn`: requests one node serves at once (gunicorn's workers x threads)."""
         servers = "\n".join(
             f"    server {name} 127.0.0.1:{p} check" for name, p in backends.items()
         )
         config = folder / "haproxy.cfg"
-        config.write_text(HAPROXY_CFG.format(port=port, servers=servers))
+        config.write_text(HAPROXY_CFG.format(port=port, servers=servers, maxconn=maxconn))
         binary = require("haproxy", "haproxy")
         super().__init__(
             "haproxy", [binary, "-f", str(config), "-db"], dict(os.environ), folder / "haproxy.log"

@@ -27,7 +27,7 @@ from tests.reliability.test_twins import (
     _pay_by_saved_card,
     assert_landed_paid,
 )
-from tests.reliability.twins import TALLY, Browser, ShopServer, assert_no_5xx
+from tests.reliability.twins import TALLY, THREADS, WORKERS, Browser, ShopServer, assert_no_5xx
 from webapp.clock import now_utc
 from webapp.cluster import HAProxy, RedisServer
 
@@ -112,7 +112,7 @@ def cluster(tmp_path_factory):
                     node.bank_url = system.bank.url
                     node.start()
                 backends = {f"node{i}": node.port for i, node in enumerate(nodes, start=1)}
-                front = HAProxy(front_port, backends, folder).start()
+                front = HAProxy(front_port, backends, folder, WORKERS * THREADS).start()
                 world = ClusterWorld(system, front, nodes, redis)
                 _wait_for_both_nodes(front.url)
                 yield world
