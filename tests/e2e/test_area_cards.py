@@ -11,6 +11,7 @@ from tests.e2e.helpers import (
     add_card_in_area,
     buy_by_card,
     customer_services,
+    htmx_idle,
     order_state,
     pay_first_card,
     saved_cards,
@@ -27,6 +28,7 @@ def go_to(page: Page, tab: str) -> None:
     expect(page.locator("#area-nav").get_by_role("link", name=tab)).to_have_attribute(
         "aria-current", "page"
     )
+    htmx_idle(page)  # the new page's controls listen only once htmx has settled the swap
 
 
 def test_a_card_renewing_a_service_is_removed_only_after_switching(
