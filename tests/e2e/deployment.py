@@ -62,6 +62,9 @@ class Sandbox:
     def move(self, email: str, days: int) -> dict[str, Any]:
         return self.shop("POST", "/orologio/sposta", json={"email": email, "days": days})
 
+    def transmit_invoices(self) -> dict[str, Any]:
+        return self.shop("POST", "/fatture/trasmetti")
+
     def staff(self, role: str = "operatore") -> dict[str, Any]:
         return self.shop("POST", "/staff", json={"role": role})
 

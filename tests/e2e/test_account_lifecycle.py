@@ -141,6 +141,8 @@ def test_change_email_confirmed_by_link(page: Page, live, login, new_customer):
     one_mail_about(live, new_customer.email, "Il tuo indirizzo e-mail è stato cambiato")
 
     page.get_by_role("button", name=f"Esci ({new_customer.name})").click()
+    # Logged out before the login page is asked for (it sends a logged-in customer away).
+    expect(page.get_by_role("link", name="Accedi")).to_be_visible()
     log_in(page, new_email, new_customer.password)
     logged_in_as(page, new_customer.name)
 

@@ -278,3 +278,32 @@ def test_make_run_turns_the_sandbox_on_with_a_kept_token_but_not_in_production(
     assert devserver.qa_settings()["SANDBOX_TOKEN"] == "scelto-da-qa"
     monkeypatch.setenv("APP_ENV", "production")
     assert devserver.qa_settings() == {}
+
+
+def test_the_invoice_job_runs_now_through_the_sandbox(
+    app, sandbox, api, sdi, create_customer, catalogue
+):
+    """QA need not wait for the scheduler's minute: one pass of `flask invoices transmit`."""
+    from tests.unit.sdi_helpers import buyer_with_code, paid_invoice
+    from webapp.clock import now_utc
+
+    sandbox.extensions["sdi_gateway"] = app.extensions["sdi_gateway"]  # the sdi fixture's
+
+    invoice = paid_invoice(
+        buyer_with_code(create_customer, "TESTRC1", "rc@example.it"),
+        catalogue["products"],
+        now_utc(),
+    )
+    assert invoice.sdi_label == "Da inviare"
+    assert api.post("/sandbox/fatture/trasmetti").status_code == 401  # the token, as everywhere
+
+    answer = api.post("/sandbox/fatture/trasmetti", headers=AUTH)
+
+    assert answer.status_code == 200, answer.json
+    assert (answer.json["prepared"], answer.json["sent"]) == (1, 1)
+    assert "1 inviate" in answer.json["text"]
+    sdi.push()  # the sandbox's webhook: delivered
+    db.session.expire_all()
+    assert db.session.get(type(invoice), invoice.id).sdi_label == "Consegnata"
+    again = api.post("/sandbox/fatture/trasmetti", headers=AUTH)
+    assert again.json["sent"] == 0  # nothing sent twice

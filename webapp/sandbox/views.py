@@ -101,6 +101,22 @@ def clock_pass() -> Response:
     return jsonify(_pass_json(clock.run_clock_pass(now)))
 
 
+@bp.post("/fatture/trasmetti")
+def transmit_invoices() -> Response:
+    """One pass of the scheduler's invoice job now (prepare, send, read the notifications), so
+    QA need not wait for the minute: the same code as `flask invoices transmit`."""
+    from webapp.invoicing.sdi_jobs import transmit_pass
+
+    report = transmit_pass(now_utc())
+    return jsonify(
+        prepared=report.prepared,
+        sent=report.sent,
+        waiting=report.waiting,
+        notifications=report.notifications,
+        text=str(report),
+    )
+
+
 @bp.post("/orologio/sposta")
 def clock_move() -> Response:
     """One customer's services `days` earlier, then a pass as of now (or `as_of`)."""
