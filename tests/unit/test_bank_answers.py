@@ -130,6 +130,9 @@ def _back_office_shows(client, order, *texts: str, row: str | None = None) -> No
         assert text in timeline, text
     if row is not None:
         queue = staff.get("/backoffice/pagamenti/anomalie").get_data(as_text=True)
+        title = queue[queue.index("<title>") : queue.index("</title>")]
+        assert "<" not in title[len("<title>") :], title  # the page's title is words only
+        assert queue.count('id="to-verify"') == 1  # one section, not a copy in the <head>
         found = queue[queue.index(f'id="{row}"') :]
         found = found[: found.index("</tr>")]
         for text in (order.number, *texts):
