@@ -37,7 +37,7 @@ def _settings(config: dict[str, Any] | None) -> dict[str, Any]:
     settings: dict[str, Any] = {
         "SDI_DATABASE_URL": f"sqlite:///{PROJECT_ROOT / 'instance' / 'sdi.db'}",
         "SDI_CLIENT_ID": "pec-shop",
-        "SDI_SHARED_SECRET": "dev-sdi-secret-change-me",
+        "SDI_SHARED_SECRET": "dev-sdi-secret-change-me",  # nosec B105 # the mock's default
         "SDI_WEBHOOK_URL": None,  # the seller's webhook; None: the seller reads the feed only
         "SDI_NOTIFY_ENABLED": True,
         "SDI_NOTIFY_POST": None,  # tests: a callable standing in for requests.post
