@@ -59,12 +59,6 @@ backend nodes
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
     """Until something listens on the loopback port (or the process dies, or time runs out)."""
     deadline = time.monotonic() + timeout
