@@ -338,3 +338,65 @@ def test_a_payment_settled_after_the_service_ceased_is_refunded(fake, dummy_cust
     [refund] = _db.session.scalars(select(Refund).where(Refund.payment_id == payment.id)).all()
     assert refund.amount_cents == payment.amount_cents
     assert _db.session.scalar(select(Renewal).where(Renewal.service_id == pec.id)) is None
+
+
+# --- one lock order for every paying transaction (a deadlock otherwise) ------------------------
+
+
+def _statements_while(action) -> list[str]:
+    """The SQL sent to the database while `action()` runs, in order."""
+    from sqlalchemy import event
+
+    sent: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):
+        sent.append(" ".join(statement.split()))
+
+    engine = _db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        action()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    return sent
+
+
+def _first(sent: list[str], predicate) -> int:
+    return next(i for i, statement in enumerate(sent) if predicate(statement))
+
+
+def _locks_service_before_the_counter(sent: list[str], service_id: int, writes=True) -> None:
+    dialect = _db.engine.dialect.name
+    lock = _first(sent, lambda s: s.startswith("SELECT service.id FROM service"))
+    counter = _first(sent, lambda s: "invoice_counter" in s)
+    assert lock < counter, sent[: counter + 1]
+    if writes:  # the paying transaction's first write comes after the lock
+        assert lock < _first(sent, lambda s: s.startswith(("UPDATE", "INSERT"))), sent[:lock]
+    if dialect == "postgresql":
+        assert sent[lock].endswith("FOR UPDATE"), sent[lock]
+
+
+def test_a_renewal_by_hand_locks_its_service_before_the_order_and_the_invoice_counter(
+    fake, dummy_customer, products
+):
+    """The batch settlement locks the services, then numbers the invoices; a renewal by hand
+    paid at that instant used to number its invoice, then wait for the service: deadlock."""
+    pec = service_of(dummy_customer, products["PEC-STD"])
+    now = after(-10)
+    order = renewal_order(dummy_customer, pec, 1, now)
+    payment = hosted_payment(_db.session.get(Order, order.id))
+    sent = _statements_while(lambda: succeed_payment(payment, None, now))
+    _db.session.commit()
+    _locks_service_before_the_counter(sent, pec.id)
+    assert fresh(pec).expires_at == add_years(EXPIRES, 1)
+
+
+def test_an_automatic_renewal_settled_per_row_locks_its_service_first(
+    app, fake, dummy_customer, products
+):
+    app.config["RENEWAL_BATCH_SIZE"] = 0  # the per-row path (the batch's: test_renewal_batches)
+    card = make_card(dummy_customer)
+    pec = service_of(dummy_customer, products["PEC-STD"], auto_renew=True, card=card)
+    sent = _statements_while(lambda: run_renewals(after(-10)))
+    _locks_service_before_the_counter(sent, pec.id, writes=False)
+    assert fresh(pec).expires_at == add_years(EXPIRES, 1)

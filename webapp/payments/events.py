@@ -20,6 +20,16 @@ _signals = Namespace()
 #: the card that paid and that renewals will use), now (datetime).
 order_paid = _signals.signal("order-paid")
 
+#: Money is about to move on an order's record: it becomes paid, or a refund of it succeeded. Sent
+#: in that transaction before anything of it is written. sender: the Order; kwargs: none.
+#: Receivers lock, in id order, the rows of theirs that `order_paid`'s or `payment_refunded`'s
+#: receivers will change (renewals: the services). Every paying or refunding transaction thus
+#: takes its locks in one order: those rows first, then the order, the payment, the refund and
+#: the invoice counter, as the renewal engine's set-based settlement does. Without it a renewal
+#: by hand (invoice counter, then service) and the automatic pass of the same service (service,
+#: then invoice counter) deadlocked on PostgreSQL.
+order_settling = _signals.signal("order-settling")
+
 #: Many orders became paid at once, by a set-based settlement (the renewal engine's batches).
 #: sender: the name of the settling package; kwargs: paid (list[PaidOrder]: plain ids, no loaded
 #: objects), now. Sent inside the paying transaction: a subscriber adds its rows with set-based

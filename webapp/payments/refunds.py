@@ -22,7 +22,7 @@ from webapp.errors import InvalidChoice, InvalidTransition
 from webapp.extensions import db
 from webapp.money import format_eur
 from webapp.payments import verify
-from webapp.payments.events import duplicate_captured, payment_refunded
+from webapp.payments.events import duplicate_captured, order_settling, payment_refunded
 from webapp.payments.gateway import GatewayRefused, GatewayUnavailable, find_or_send
 from webapp.payments.models import (
     CAPTURED_STATUSES,
@@ -165,6 +165,7 @@ def execute_refund(refund: Refund, now: datetime) -> Refund:
     if found:  # another amount (less than asked), payment, currency or merchant: not refunded
         verify.hold_refund(refund, result, found, now, REFUND_TRANSITIONS)
         return refund
+    order_settling.send(payment.order)  # the rows payment_refunded's receivers change, first
     transition(
         refund,
         RefundStatus.SUCCEEDED,

@@ -19,7 +19,13 @@ from webapp.dbtypes import MAX_ID
 from webapp.errors import InvalidChoice, InvalidTransition, NotFound, PaymentError
 from webapp.extensions import db
 from webapp.payments import verify
-from webapp.payments.events import duplicate_captured, order_paid, order_payable, payment_failed
+from webapp.payments.events import (
+    duplicate_captured,
+    order_paid,
+    order_payable,
+    order_settling,
+    payment_failed,
+)
 from webapp.payments.gateway import (
     CardDetails,
     ChargeResult,
@@ -341,6 +347,7 @@ def apply_charge_result(
         )
         return payment
     result = outcome
+    order_settling.send(payment.order)  # before this transaction writes anything (events)
     payment.gateway_ref = result.charge_id
     found = verify.charge_differences(payment, order_ref(payment.order), result)
     if found:  # another amount, currency, order or merchant, or not final: nothing is paid
@@ -437,6 +444,7 @@ def settle_hosted_payment(gateway_ref: str, now: datetime) -> Payment:
     order = payment.order
     if info.status in verify.NOT_YET and info.payment_id == gateway_ref:
         return payment  # the customer is still on the bank's page
+    order_settling.send(order)  # before this transaction writes anything (events)
     found = verify.payment_differences(payment, order_ref(order), info)
     if found:  # nothing is paid; money taken is refunded (flows, after the commit)
         verify.hold(
@@ -491,6 +499,7 @@ def succeed_payment(payment: Payment, card: SavedCard | None, now: datetime) -> 
     """
     order = payment.order
     card_id = card.id if card else payment.saved_card_id
+    order_settling.send(order)  # the rows order_paid's receivers change, locked first (again)
     try:
         transition(
             order,

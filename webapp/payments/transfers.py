@@ -17,6 +17,7 @@ from sqlalchemy import select
 from webapp.errors import DomainError, InvalidChoice, InvalidTransition
 from webapp.extensions import db
 from webapp.money import format_eur
+from webapp.payments.events import order_settling
 from webapp.payments.models import Payment, PaymentChannel
 from webapp.payments.services import succeed_payment
 from webapp.shop.models import Order, OrderKind, OrderStatus, PaymentMethod
@@ -47,6 +48,7 @@ def record_bank_transfer(
     """
     reference = normalise_reference(reference)
     _check_transfer(order, amount_cents, value_date, reference, now)
+    order_settling.send(order)  # before this transaction writes anything (events)
     payment = Payment(
         order_id=order.id,
         channel=PaymentChannel.BANK_TRANSFER,

@@ -9,21 +9,42 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from webapp.clock import add_years
 from webapp.errors import InvalidTransition
 from webapp.extensions import db
-from webapp.payments.events import order_paid
+from webapp.payments.events import order_paid, order_settling
 from webapp.payments.models import Payment, SavedCard
 from webapp.renewals.events import service_renewed, services_activated
 from webapp.renewals.manual import apply_renewal_lines
 from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
 from webapp.renewals.services import RENEWAL_TRANSITIONS
-from webapp.shop.models import Order, OrderKind
+from webapp.shop.models import Order, OrderKind, OrderLine
 from webapp.statemachine import transition
 
 log = logging.getLogger(__name__)
+
+
+@order_settling.connect
+def lock_services(order: Order, **_) -> None:
+    """Lock, in id order, the services whose periods this order's money pays (those it started,
+    those its renewal lines or its renewal extend): first, before the order, the payment and
+    the invoice counter, the order the batch settlement takes (payments' events)."""
+    lines = select(OrderLine.id).where(OrderLine.order_id == order.id)
+    ours = or_(
+        Service.order_line_id.in_(lines),
+        Service.id.in_(
+            select(OrderLine.service_id).where(
+                OrderLine.order_id == order.id, OrderLine.service_id.is_not(None)
+            )
+        ),
+        Service.id.in_(select(Renewal.service_id).where(Renewal.order_id == order.id)),
+    )
+    with db.session.no_autoflush:  # the lock first: this transaction's own writes come after
+        db.session.execute(
+            select(Service.id).where(ours).order_by(Service.id).with_for_update()
+        ).all()
 
 
 @order_paid.connect

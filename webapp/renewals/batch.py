@@ -577,6 +577,13 @@ def _extend_services(jobs: list[Job]) -> list[datetime]:
     """Each service from the expiry of the period renewed, only if it still has it: a period
     is extended once, whoever settles the payment (activation.renewal_paid). The new expiries."""
     news = [add_years(j.period, j.years) for j in jobs]
+    ids = sorted(j.service_id for j in jobs)  # locked in id order, as every paying transaction
+    db.session.execute(
+        text(
+            "SELECT id FROM service WHERE id = ANY(CAST(:ids AS integer[])) ORDER BY id FOR UPDATE"
+        ),
+        dict(ids=ids),
+    ).all()
     extended = set(
         db.session.scalars(
             text(
