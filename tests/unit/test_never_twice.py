@@ -212,6 +212,50 @@ def test_twin_pay_now_clicks_share_one_hosted_payment(
     assert bank.transport.calls.count(("POST", "/api/payments")) == 1
 
 
+def test_a_twin_page_committed_between_the_slot_reads_is_reused_not_doubled(
+    db,
+    bank,
+    client,
+    shopper,  # noqa: F811
+    order_for,  # noqa: F811
+):
+    """The twin that wins commits its bank page while this click is between its two reads of
+    the order's hosted payments: this click must reuse that page, not open a second one."""
+    from sqlalchemy import event, insert
+
+    order = order_for(shopper)
+    now = now_utc()
+    winner = dict(
+        order_id=order.id,
+        channel=PaymentChannel.HOSTED_PAGE,
+        status=PaymentStatus.PENDING,
+        amount_cents=order.total_cents,
+        currency=order.currency,
+        idempotency_key=pay.hosted_payment_key(order, 1),
+        gateway_ref="pay_winner",
+        redirect_url="http://bank.test/pay/pay_winner",
+        created_at=now,
+        refunded_cents=0,
+    )
+    reads = []
+
+    def twin_commits_after_the_first_read(_conn, _cursor, statement, *_args):
+        if "FROM payment" in statement and not reads:
+            reads.append(statement)
+            with db.engine.connect() as other:  # the twin's own transaction
+                other.execute(insert(Payment.__table__).values(**winner))
+                other.commit()
+
+    event.listen(db.engine, "after_cursor_execute", twin_commits_after_the_first_read)
+    try:
+        urls = dict(return_url="http://shop.test/pagamenti/ritorno", notify_url=None, now=now)
+        payment = flows.start_hosted_payment(order, **urls)
+    finally:
+        event.remove(db.engine, "after_cursor_execute", twin_commits_after_the_first_read)
+    assert payment.redirect_url == winner["redirect_url"]
+    assert bank.transport.calls.count(("POST", "/api/payments")) == 0  # no second page
+
+
 def test_a_new_hosted_payment_after_a_declined_one_gets_the_next_key(
     db,
     bank,

@@ -150,7 +150,18 @@ def payable_order(order: Order, today: date) -> None:
 
 
 def _hosted_slot(order: Order, now: datetime) -> tuple[Payment | None, int]:
-    """The order's open hosted payment to reuse (if any), and the number of the next one."""
+    """The order's open hosted payment to reuse (if any), and the number of the next one.
+
+    Counted first, then looked for: a twin that commits its page between the two reads is then
+    either not counted (this one tries the same key and reruns on the conflict) or found and
+    reused. The other way round, a page committed in between was counted but not found, and
+    this click opened a second page under the next key.
+    """
+    started = db.session.scalar(
+        select(func.count(Payment.id)).where(
+            Payment.order_id == order.id, Payment.channel == PaymentChannel.HOSTED_PAGE
+        )
+    )
     reusable = db.session.scalar(
         select(Payment)
         .where(
@@ -161,11 +172,6 @@ def _hosted_slot(order: Order, now: datetime) -> tuple[Payment | None, int]:
             Payment.created_at > now - HOSTED_PAYMENT_REUSE,
         )
         .order_by(Payment.id.desc())
-    )
-    started = db.session.scalar(
-        select(func.count(Payment.id)).where(
-            Payment.order_id == order.id, Payment.channel == PaymentChannel.HOSTED_PAGE
-        )
     )
     return reusable, started + 1
 
@@ -362,14 +368,9 @@ def apply_charge_result(
         return payment
     if result.succeeded:
         succeed_payment(payment, payment.saved_card, now)
-    else:
-        _fail(
-            payment,
-            PaymentStatus.DECLINED,
-            result.decline_code,
-            result.decline_message or _("Pagamento rifiutato."),
-            now,
-        )
+        return payment
+    message = result.decline_message or _("Pagamento rifiutato.")
+    _fail(payment, PaymentStatus.DECLINED, result.decline_code, message, now)
     return payment
 
 
