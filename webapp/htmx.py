@@ -7,6 +7,15 @@ from urllib.parse import urlsplit
 
 from flask import Response, current_app, make_response, redirect, render_template, request, session
 from flask_babel import get_locale
+from prometheus_client import Counter
+
+#: On /metrics (webapp.metrics) with the other counters: what the fragment cache serves again.
+FRAGMENT_CACHE = Counter(
+    "pecshop_fragment_cache_total",
+    "htmx fragments asked of the per-process fragment cache (render_cached), by template and "
+    "result: hit (served again) or miss (rendered and kept).",
+    ["fragment", "result"],
+)
 
 
 def is_htmx() -> bool:
@@ -53,6 +62,7 @@ def render_cached(
         return render(page, fragment, status, **context)
     full_key = (fragment, key, token, str(get_locale()), request.script_root)
     html = cache.get(full_key)
+    FRAGMENT_CACHE.labels(fragment, "miss" if html is None else "hit").inc()
     if html is None:
         html = render_template(fragment, **context)
         if len(cache) >= current_app.config["FRAGMENT_CACHE_SIZE"]:
