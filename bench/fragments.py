@@ -4,10 +4,14 @@ Runs, side by side in one run and interleaved: a bare Flask route, the lean refe
 (bench/_lean.py: session + customer SELECT + cart SELECT + one template, Core), a lean POST
 reference (the same plus the CSRF check, a row, a guarded UPDATE and a commit) and four shop
 fragments (cart anonymous and logged in, the card picker, the renewal frequency), on SQLite and
-PostgreSQL. Prints requests/second, the ratio to the lean reference and the p99 ratio; for the
-two POST fragments, also the ratio to the lean POST reference.
+PostgreSQL. Prints, per route over at least three rounds, min, median and max of requests/second
+and of the ratios to its reference (a GET fragment: the lean reference; a POST fragment: the lean
+POST reference) for throughput, p99 and the server's CPU per request; the fragment cache's hit
+rate during the route's runs (from the shop's /metrics); the CPU the rest of the machine used
+before, during and after the run. Then a verdict per fragment against issue 25's targets, which
+it refuses to give when that load moved by more than one core.
 Not a test: figures only.
-Usage: .venv/bin/python bench/fragments.py [--seconds 3] [--rounds 2] [--db sqlite postgresql]
+Usage: .venv/bin/python bench/fragments.py [--seconds 4] [--rounds 3] [--db sqlite postgresql]
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -307,12 +312,15 @@ def refuse_failed_reference(db_name: str, label: str, result: tuple) -> None:
         )
 
 
-def run_db(name: str, db_url: str, args) -> list[tuple]:
+def run_db(name: str, db_url: str, args) -> dict:
     data = prepare_shop(db_url)
+    metrics_dir = tempfile.mkdtemp(prefix="bench-metrics-")
     env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT), "APP_ENV": "development"}
+    env.pop("METRICS_TOKEN", None)  # /metrics answers the loopback
     ports = {"shop": free_port(), "bare": free_port(), "lean": free_port()}
     procs = {
-        "shop": gunicorn("wsgi:app", ports["shop"], args.workers, env),
+        # The shop as in production: its workers' counters added up on /metrics.
+        "shop": gunicorn("wsgi:app", ports["shop"], args.workers, {**env, PROM_DIR: metrics_dir}),
         "bare": gunicorn("bench._bare:app", ports["bare"], args.workers, env),
         "lean": gunicorn("bench._lean:app", ports["lean"], args.workers, env),
     }
@@ -323,97 +331,224 @@ def run_db(name: str, db_url: str, args) -> list[tuple]:
         wait_up(base["lean"] + "/lean")
         routes = targets(base["shop"], base["bare"], base["lean"], data)
         preflight(routes, data)
-        runs = measure(name, routes, {base[s]: p.pid for s, p in procs.items()}, args)
+        masters = {base[s]: p.pid for s, p in procs.items()}
+        meter = LoadMeter(list(masters.values()))
+        before = meter.idle_sample(args.settle)
+        runs, during = measure(name, routes, masters, meter, base["shop"], args)
+        after = meter.idle_sample(args.settle)
     finally:
         for p in procs.values():
             p.terminate()
             p.wait(10)
-    return summarise(name, runs)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    return dict(name=name, rows=summarise(name, runs), load=(before, during, after))
 
 
-def measure(name: str, routes: list[tuple], masters: dict[str, int], args) -> dict[str, list]:
-    """Each route's (requests/s, p99 ms, non-2xx, requests, server CPU ms per request) per
-    round; the rounds are interleaved, so the machine's load hits every route alike."""
+PROM_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+class LoadMeter:
+    """What the rest of the machine does while the bench runs: the CPU time of every process
+    but the bench's own (its servers' workers, wrk and this script), in cores, from /proc."""
+
+    def __init__(self, masters: list[int]) -> None:
+        self.masters = masters
+
+    @staticmethod
+    def _machine_busy() -> float:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]
+        return (sum(ticks) - ticks[3] - ticks[4]) / _TICK  # all but idle and iowait
+
+    def _ours(self) -> float:
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk, once reaped
+        own = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+        return own + sum(server_cpu(m) for m in self.masters)
+
+    def snapshot(self) -> tuple[float, float, float]:
+        return time.monotonic(), self._machine_busy(), self._ours()
+
+    def foreign_cores(self, since: tuple[float, float, float]) -> float:
+        now, busy, ours = self.snapshot()
+        elapsed = max(now - since[0], 1e-6)
+        return max(0.0, (busy - since[1]) - (ours - since[2])) / elapsed
+
+    def idle_sample(self, seconds: float) -> float:
+        """The other processes' load, in cores, over `seconds` while the bench does nothing."""
+        start = self.snapshot()
+        time.sleep(seconds)
+        return self.foreign_cores(start)
+
+
+_CACHE_LINE = re.compile(
+    r'^pecshop_fragment_cache_total\{[^}]*result="(hit|miss)"[^}]*\} (\S+)$', re.M
+)
+
+
+def cache_counts(shop: str) -> tuple[float, float]:
+    """(hits, misses) of the shop's fragment caches so far, all workers (webapp.htmx)."""
+    text = requests.get(f"{shop}/metrics", timeout=10).text
+    counts = {"hit": 0.0, "miss": 0.0}
+    for result, value in _CACHE_LINE.findall(text):
+        counts[result] += float(value)
+    return counts["hit"], counts["miss"]
+
+
+def measure(name: str, routes: list[tuple], masters: dict[str, int], meter, shop, args):
+    """Each route's (requests/s, p99 ms, non-2xx, requests, server CPU ms per request, cache hit
+    rate) per round, and the other processes' load (cores) during each route's run. The rounds
+    are interleaved, so the machine's load hits every route alike."""
     runs: dict[str, list] = {r[0]: [] for r in routes}
+    during: list[float] = []
     for _ in range(args.rounds):
         for label, url, headers, body in routes:
             master = next(pid for server, pid in masters.items() if url.startswith(server))
+            hits, misses = cache_counts(shop)
             cpu = server_cpu(master)
+            start = meter.snapshot()
             result = wrk(url, args.seconds, headers, body)
+            during.append(meter.foreign_cores(start))
             cpu_ms = (server_cpu(master) - cpu) * 1000 / max(result[3], 1)
-            runs[label].append((*result, cpu_ms))
+            hits2, misses2 = cache_counts(shop)
+            asked = (hits2 - hits) + (misses2 - misses)
+            hit_rate = (hits2 - hits) / asked if asked else None
+            runs[label].append((*result, cpu_ms, hit_rate))
             refuse_failed_reference(name, label, result)
-    return runs
+    return runs, during
 
 
 def _spread(values: list[float]) -> tuple[float, float, float]:
     return statistics.median(values), min(values), max(values)
 
 
-def summarise(name: str, runs: dict[str, list]) -> list[tuple]:
-    """Per route: median rate; rate, p99 and CPU ratios to the lean reference of the same round
-    (median, min, max); errors; the median rate ratio to the lean POST reference."""
-    lean, post = runs["lean reference"], runs["lean POST reference"]
+def reference_of(label: str) -> str:
+    """A GET fragment is measured against the lean GET reference, a POST one against the lean
+    POST reference (the yardstick of issue 25)."""
+    return "lean POST reference" if label in POST_FRAGMENTS else "lean reference"
+
+
+def summarise(name: str, runs: dict[str, list]) -> list[dict]:
+    """Per route and against its reference, round by round: the throughput ratio, the p99
+    ratio and the CPU ratio (the reference's CPU per request over the route's), each as
+    (median, min, max); the cache hit rate; the errors."""
     rows = []
     for label, results in runs.items():
-        pairs = list(zip(results, lean, strict=True))
-        to_post = [r[0] / p[0] for r, p in zip(results, post, strict=True)]
+        ref = runs[reference_of(label)]
+        pairs = list(zip(results, ref, strict=True))
+        rates = [r[5] for r in results if r[5] is not None]
         rows.append(
-            (
-                name,
-                label,
-                statistics.median(r[0] for r in results),
-                *_spread([r[0] / ref[0] for r, ref in pairs]),
-                statistics.median(r[1] for r in results),
-                *_spread([r[1] / ref[1] for r, ref in pairs]),
-                sum(r[2] for r in results),
-                statistics.median(to_post) if label in POST_FRAGMENTS else None,
-                statistics.median(r[4] for r in results),
-                *_spread([ref[4] / r[4] for r, ref in pairs]),
+            dict(
+                db=name,
+                route=label,
+                reference=reference_of(label),
+                rate=_spread([r[0] for r in results]),
+                ratio=_spread([r[0] / f[0] for r, f in pairs]),
+                p99=statistics.median(r[1] for r in results),
+                p99_ratio=_spread([r[1] / f[1] for r, f in pairs]),
+                cpu=statistics.median(r[4] for r in results),
+                cpu_ratio=_spread([f[4] / r[4] for r, f in pairs]),
+                hit_rate=statistics.median(rates) if rates else None,
+                errors=sum(r[2] for r in results),
             )
         )
     return rows
 
 
+TARGET_RATIO = 0.8  # each fragment, in every round, against its reference
+TARGET_P99 = 2.0  # its p99 at most twice the reference's, in every round
+MAX_LOAD_SHIFT = 1.0  # cores: beyond, the rounds are not comparable and no verdict is given
+
+
+def verdict(run: dict) -> list[str]:
+    """One line per fragment: met or not, by its worst round; none if the load moved."""
+    before, during, after = run["load"]
+    samples = [before, *during, after]
+    shift = max(samples) - min(samples)
+    if shift > MAX_LOAD_SHIFT:
+        return [
+            f"{run['name']}: NO VERDICT - the rest of the machine's load moved by {shift:.1f} "
+            f"cores during the run (more than {MAX_LOAD_SHIFT:.0f}): run it again on a quiet "
+            "machine"
+        ]
+    lines = []
+    for row in run["rows"]:
+        if row["route"] in REFERENCES:
+            continue
+        worst, worst_p99 = row["ratio"][1], row["p99_ratio"][2]
+        ok = worst >= TARGET_RATIO and worst_p99 <= TARGET_P99
+        lines.append(
+            f"{run['name']}: {row['route']}: {'MET' if ok else 'NOT MET'} (worst round "
+            f"{worst:.2f} of the {row['reference']}, target {TARGET_RATIO}; worst p99 ratio "
+            f"{worst_p99:.2f}, target <= {TARGET_P99})"
+        )
+    return lines
+
+
+def _fmt(spread: tuple[float, float, float], digits: int = 2) -> str:
+    med, lo, hi = spread
+    return f"{med:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
+
+
+def report(runs: list[dict], args) -> None:
+    print(
+        f"gunicorn.conf.py, workers={args.workers}; wrk -t2 -c16 -d{args.seconds}s, "
+        f"{args.rounds} interleaved rounds. Each ratio is to the route's reference in the same "
+        "round (GET fragments: the lean reference; POST fragments: the lean POST reference), "
+        "as median (min-max) over the rounds."
+    )
+    print(
+        "CPU: the server's CPU time per request (user + system, all workers); its ratio is the "
+        "reference's over the route's, so it reads like the throughput ratio. hit: the share of "
+        "fragments the fragment cache served again during the route's runs."
+    )
+    for run in runs:
+        before, during, after = run["load"]
+        print(
+            f"\n{run['name']}: the rest of the machine used {before:.2f} cores before the run, "
+            f"{min(during):.2f}-{max(during):.2f} during it, {after:.2f} after; load average now "
+            f"{os.getloadavg()[0]:.2f}"
+        )
+        print(
+            f"{'route':28} {'req/s median (min-max)':>24} {'ratio':>17} {'p99 ms':>7} "
+            f"{'p99 ratio':>17} {'CPU ms':>6} {'CPU ratio':>17} {'hit':>5} {'err':>3}"
+        )
+        for row in run["rows"]:
+            hit = "" if row["hit_rate"] is None else f"{row['hit_rate']:.0%}"
+            print(
+                f"{row['route']:28} {_fmt(row['rate'], 0):>24} {_fmt(row['ratio']):>17} "
+                f"{row['p99']:7.1f} {_fmt(row['p99_ratio']):>17} {row['cpu']:6.3f} "
+                f"{_fmt(row['cpu_ratio']):>17} {hit:>5} {row['errors']:3}"
+            )
+    print("\nVerdict (issue 25: >= 0.8 of the reference and p99 <= 2x, in every round):")
+    for run in runs:
+        for line in verdict(run):
+            print("  " + line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--settle", type=float, default=3.0, help="seconds of quiet load sampling before/after"
+    )
     parser.add_argument("--db", nargs="+", default=["sqlite", "postgresql"])
     args = parser.parse_args()
+    if args.rounds < 3:
+        parser.error("--rounds must be at least 3: min, median and max need three")
     if not shutil.which("wrk"):
-        raise SystemExit("wrk non trovato: apt-get install wrk")
+        raise SystemExit("wrk not found: apt-get install wrk")
     pg = os.environ.get("TEST_DATABASE_URL")
     if "postgresql" in args.db and not pg:
         script = ROOT / "scripts" / "with-postgres.sh"
         os.execvp("bash", ["bash", str(script), sys.executable, *sys.argv])
-    rows = []
+    runs = []
     for name in args.db:
         url = f"sqlite:///{tempfile.mkdtemp()}/bench.db" if name == "sqlite" else pg
-        rows += run_db(name, url, args)
-    print(
-        f"gunicorn.conf.py, workers={args.workers}; wrk -t2 -c16 -d{args.seconds}s, "
-        f"{args.rounds} interleaved rounds; ratios to the lean reference of the same round: "
-        "median (min-max)"
-    )
-    print(
-        "CPU: the server's CPU time per request (user + system, all workers); its ratio is the "
-        "lean reference's over the route's, so it reads like the throughput ratio"
-    )
-    print(
-        f"{'db':10} {'route':28} {'req/s':>7} {'ratio':>17} {'p99 ms':>7} {'p99 ratio':>17} "
-        f"{'err':>3} {'vs POST':>7} {'CPU ms':>6} {'CPU ratio':>17}"
-    )
-    for row in rows:
-        db_name, label, rate, med, lo, hi, p99, pmed, plo, phi, bad, post = row[:12]
-        cpu, cmed, clo, chi = row[12:]
-        print(
-            f"{db_name:10} {label:28} {rate:7.0f} {med:5.2f} ({lo:4.2f}-{hi:<4.2f}) {p99:7.1f} "
-            f"{pmed:5.2f} ({plo:4.2f}-{phi:<4.2f}) {bad:3} "
-            f"{'' if post is None else f'{post:.2f}':>7} {cpu:6.3f} "
-            f"{cmed:5.2f} ({clo:4.2f}-{chi:<4.2f})"
-        )
+        runs.append(run_db(name, url, args))
+    report(runs, args)
 
 
 if __name__ == "__main__":
