@@ -367,7 +367,7 @@ def _first(sent: list[str], predicate) -> int:
 
 def _locks_service_before_the_counter(sent: list[str], service_id: int, writes=True) -> None:
     dialect = _db.engine.dialect.name
-    lock = _first(sent, lambda s: s.startswith("SELECT service.id FROM service"))
+    lock = _first(sent, lambda s: "FROM service WHERE service.order_line_id IN" in s)
     counter = _first(sent, lambda s: "invoice_counter" in s)
     assert lock < counter, sent[: counter + 1]
     if writes:  # the paying transaction's first write comes after the lock

@@ -464,3 +464,19 @@ def test_an_unchanged_total_confirms_as_before(client, dummy_customer, catalogue
     assert client.post("/checkout/conferma", data=shown).status_code == 303
     [order] = orders_of(dummy_customer.id)
     assert order.total_cents == int(shown["quoted_total"])
+
+
+@pytest.mark.parametrize("quoted", ["⁵", "٥٠٠", "1" * 13, "-5", "5.00"])
+def test_a_quoted_total_that_only_looks_like_a_number_is_refused_not_a_500(
+    client, dummy_customer, catalogue, quoted
+):
+    """ "⁵".isdigit() is True and int("⁵") raises (the URL-map fuzz found it): refused, 422."""
+    from tests.unit.helpers import add, choose_method, login, orders_of
+
+    add(client, catalogue["products"]["PEC-STD"])
+    login(client)
+    choose_method(client)
+    shown = _confirm_form(client.get("/checkout").text)
+    r = client.post("/checkout/conferma", data={**shown, "quoted_total": quoted})
+    assert r.status_code == 422
+    assert orders_of(dummy_customer.id) == []

@@ -99,7 +99,7 @@ def _read(document: etree._Element) -> Verdict:
     day = text(general + "Data") or ""
     return Verdict(
         seller=country + code,
-        year=int(day[:4]) if day[:4].isdigit() else None,
+        year=int(day[:4]) if day[:4].isascii() and day[:4].isdigit() else None,
         number=text(general + "Numero"),
         kind=text(general + "TipoDocumento"),
         recipient=text(header + "DatiTrasmissione/CodiceDestinatario"),

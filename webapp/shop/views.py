@@ -19,6 +19,7 @@ from flask_login import current_user, login_required
 from webapp.clock import now_utc, rome_date
 from webapp.errors import CheckoutError, DiscountRefused, InvalidChoice, NotFound
 from webapp.htmx import is_htmx, redirect_to, render, render_cached
+from webapp.queryargs import whole_number
 from webapp.shop import accounts, billing, services
 from webapp.shop.cartview import cart_rows
 from webapp.shop.forms import (
@@ -241,7 +242,10 @@ def confirm_order():
 def _quoted_total(raw: str | None) -> int | None:
     """The total the confirm form was rendered with (None: a form without it)."""
     text = (raw or "").strip()
-    return int(text) if text.isdigit() and len(text) <= 12 else (None if not text else -1)
+    if not text:
+        return None
+    number = whole_number(text)  # ASCII digits only: "⁵".isdigit() is True, int("⁵") raises
+    return number if number is not None and len(text) <= 12 else -1
 
 
 def _place_order(token: str, accepted: bool, immediate: bool, quoted: int | None = None):
