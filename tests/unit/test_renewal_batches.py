@@ -31,7 +31,7 @@ from webapp.invoicing.xsd import schema_errors
 from webapp.outbox.models import OutboxEmail
 from webapp.payments.events import order_paid
 from webapp.payments.models import Payment, PaymentStatus
-from webapp.renewals import batch
+from webapp.renewals import batch, batch_claim
 from webapp.renewals.charging import open_renewals
 from webapp.renewals.engine import run_renewals
 from webapp.renewals.models import Renewal, RenewalStatus
@@ -95,13 +95,13 @@ def test_a_claim_skips_rows_another_worker_is_claiming(app, fake, services):
     other = create_engine(PG_URL)
     with other.connect() as conn:
         conn.execute(text("SELECT id FROM renewal WHERE id = :id FOR UPDATE"), {"id": ids[0]})
-        mine = batch.claim_batch(IN_WINDOW, "w1", lease_now, limit=100)  # does not wait
+        mine = batch_claim.claim_batch(IN_WINDOW, "w1", lease_now, limit=100)  # does not wait
         conn.rollback()
     other.dispose()
     assert mine == ids[1:]
     # w1's rows are leased: w2 gets only the row that was locked, then nothing.
-    assert batch.claim_batch(IN_WINDOW, "w2", lease_now, limit=100) == ids[:1]
-    assert batch.claim_batch(IN_WINDOW, "w3", lease_now, limit=100) == []
+    assert batch_claim.claim_batch(IN_WINDOW, "w2", lease_now, limit=100) == ids[:1]
+    assert batch_claim.claim_batch(IN_WINDOW, "w3", lease_now, limit=100) == []
 
 
 @postgres_only
