@@ -155,7 +155,7 @@ def sandbox_enabled(config: Any) -> bool:
 
 def _register_handlers(app: Flask) -> None:
     from .cards import BRAND_LABELS
-    from .services import format_eur
+    from .ledger import format_eur
 
     app.add_template_filter(format_eur, "eur")
 

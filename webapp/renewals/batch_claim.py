@@ -26,17 +26,10 @@ from webapp.payments.models import SavedCard
 from webapp.renewals import notices
 from webapp.renewals.charging import RENEWABLE_KINDS
 from webapp.renewals.claims import CHARGE_IN_FLIGHT, CLAIM_SECONDS, due_and_unclaimed
-from webapp.renewals.models import (
-    Renewal,
-    Service,
-    ServiceStatus,
-)
+from webapp.renewals.models import Renewal, Service, ServiceStatus
 from webapp.renewals.services import RenewalSettings
 from webapp.shop.billing import split_payment_customers
-from webapp.shop.models import (
-    Customer,
-    Product,
-)
+from webapp.shop.models import Customer, Product
 from webapp.shop.services import list_price_on
 from webapp.transaction import commit
 

@@ -15,17 +15,8 @@ from webapp.bulk import insert_unnest, next_ids
 from webapp.extensions import db
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
 from webapp.renewals.batch_claim import Job
-from webapp.renewals.models import (
-    Renewal,
-    RenewalStatus,
-)
-from webapp.shop.models import (
-    Order,
-    OrderKind,
-    OrderLine,
-    OrderStatus,
-    PaymentMethod,
-)
+from webapp.renewals.models import Renewal, RenewalStatus
+from webapp.shop.models import Order, OrderKind, OrderLine, OrderStatus, PaymentMethod
 from webapp.transaction import commit, rollback
 
 

@@ -30,23 +30,12 @@ from webapp.payments.services import apply_charge_result
 from webapp.renewals.activation import on_order_paid
 from webapp.renewals.batch_charge import Answer
 from webapp.renewals.batch_claim import Job
-from webapp.renewals.charging import (
-    WITH_SERVICE_AND_CARD,
-    after_charge,
-)
+from webapp.renewals.charging import WITH_SERVICE_AND_CARD, after_charge
 from webapp.renewals.events import RenewedService, services_renewed
-from webapp.renewals.models import (
-    OPEN_RENEWAL_STATUSES,
-    Renewal,
-    RenewalStatus,
-    ServiceStatus,
-)
+from webapp.renewals.models import OPEN_RENEWAL_STATUSES, Renewal, RenewalStatus, ServiceStatus
 from webapp.renewals.outcomes import RenewalOutcome
 from webapp.renewals.services import RenewalSettings
-from webapp.shop.models import (
-    Order,
-    OrderStatus,
-)
+from webapp.shop.models import Order, OrderStatus
 from webapp.transaction import commit
 
 log = logging.getLogger(__name__)
