@@ -32,7 +32,8 @@ from webapp.payments.models import (
 )
 from webapp.renewals.engine import run_renewals
 from webapp.renewals.models import Renewal, RenewalStatus
-from webapp.shop import services as shop
+from webapp.shop import cart as shop_cart
+from webapp.shop import checkout
 from webapp.shop.models import Order, OrderStatus, PaymentMethod
 
 EASY_CARD = "4242424242424242"
@@ -48,10 +49,10 @@ def order_for(db, catalogue):
     """A confirmed card order for PEC Standard, 1 year."""
 
     def make(customer):
-        cart = shop.get_or_create_cart(customer.id, None)
-        shop.add_product(cart, catalogue["products"]["PEC-STD"].id)
-        shop.set_payment_method(cart, PaymentMethod.CARD)
-        order = shop.confirm_order(cart, customer.id, cart.checkout_token, True, now_utc())
+        cart = shop_cart.get_or_create_cart(customer.id, None)
+        shop_cart.add_product(cart, catalogue["products"]["PEC-STD"].id)
+        shop_cart.set_payment_method(cart, PaymentMethod.CARD)
+        order = checkout.confirm_order(cart, customer.id, cart.checkout_token, True, now_utc())
         db.session.commit()
         return order
 

@@ -243,18 +243,19 @@ def test_order_lines_take_the_price_in_force_not_the_base_price(db, catalogue, d
     """A price change in force today: the order line's unit price times its years is its list
     amount (the invoice's PrezzoUnitario x Quantita = PrezzoTotale), never the base price."""
     from webapp.clock import now_utc
-    from webapp.shop import services as shop
+    from webapp.shop import cart as shop_cart
+    from webapp.shop import checkout
     from webapp.shop.models import PaymentMethod, ProductPrice
 
     pec = catalogue["products"]["PEC-STD"]
     today = rome_date(now_utc())
     db.session.add(ProductPrice(product_id=pec.id, yearly_price_cents=700, effective_from=today))
     db.session.commit()
-    cart = shop.get_or_create_cart(dummy_customer.id, None)
-    line = shop.add_product(cart, pec.id)
-    shop.set_years(cart, line.id, 2)
-    shop.set_payment_method(cart, PaymentMethod.CARD)
-    order = shop.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, now_utc())
+    cart = shop_cart.get_or_create_cart(dummy_customer.id, None)
+    line = shop_cart.add_product(cart, pec.id)
+    shop_cart.set_years(cart, line.id, 2)
+    shop_cart.set_payment_method(cart, PaymentMethod.CARD)
+    order = checkout.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, now_utc())
     [ordered] = order.lines
     assert pec.yearly_price_cents == 500
     assert ordered.yearly_price_cents == 700

@@ -16,7 +16,8 @@ from webapp.extensions import mail
 from webapp.outbox.models import OutboxEmail
 from webapp.payments.models import Payment, PaymentStatus, Refund, RefundStatus, SavedCard
 from webapp.renewals.models import Service
-from webapp.shop import services as shop
+from webapp.shop import cart as shop_cart
+from webapp.shop import checkout
 from webapp.shop.models import Order, OrderStatus, PaymentMethod
 
 OTP_CARD = "4111111111111111"
@@ -30,13 +31,13 @@ def order_for(db, catalogue):
     """Create a confirmed card order for a customer: PEC Standard for 2 years + Firma Digitale."""
 
     def make(customer, skus=("PEC-STD", "FIRMA-R"), years=2, method="card"):
-        cart = shop.get_or_create_cart(customer.id, None)
+        cart = shop_cart.get_or_create_cart(customer.id, None)
         for sku in skus:
-            line = shop.add_product(cart, catalogue["products"][sku].id)
+            line = shop_cart.add_product(cart, catalogue["products"][sku].id)
             if line.product.auto_renewable:
-                shop.set_years(cart, line.id, years)
-        shop.set_payment_method(cart, PaymentMethod(method))
-        order = shop.confirm_order(cart, customer.id, cart.checkout_token, True, now_utc())
+                shop_cart.set_years(cart, line.id, years)
+        shop_cart.set_payment_method(cart, PaymentMethod(method))
+        order = checkout.confirm_order(cart, customer.id, cart.checkout_token, True, now_utc())
         db.session.commit()
         return order
 

@@ -34,8 +34,9 @@ from webapp.renewals import services as renewals
 from webapp.renewals.engine import RenewalOutcome, default_worker, retry_renewal, use_new_card
 from webapp.renewals.lifecycle import life_of
 from webapp.renewals.models import Renewal, RenewalStatus, Service
+from webapp.shop.cart import get_or_create_cart
 from webapp.shop.models import OrderKind, OrderStatus
-from webapp.shop.services import get_or_create_cart, get_order, list_orders
+from webapp.shop.orders import get_order, list_orders
 from webapp.signing import BadSignature
 from webapp.transaction import commit, once_more_after_conflict, rollback
 

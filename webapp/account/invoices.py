@@ -10,7 +10,7 @@ from flask_login import current_user, login_required
 
 from webapp.invoicing import services as invoicing
 from webapp.invoicing.sdi_states import SdiState
-from webapp.shop.services import get_order
+from webapp.shop.orders import get_order
 
 bp = Blueprint("invoices", __name__, url_prefix="/area-clienti/fatture")
 

@@ -12,7 +12,7 @@ from webapp.clock import now_utc, rome_date
 from webapp.payments.services import usable_cards
 from webapp.payments.states import order_states
 from webapp.renewals.services import services_of_order
-from webapp.shop.services import get_order
+from webapp.shop.orders import get_order
 
 bp = Blueprint("orders", __name__)
 

@@ -25,8 +25,8 @@ from webapp.backoffice.models import StaffLinkPurpose, StaffRole, StaffUser
 from webapp.clock import now_utc, rome_date
 from webapp.errors import DomainError
 from webapp.htmx import redirect_to
+from webapp.shop.catalogue import price_changes, price_on
 from webapp.shop.models import DiscountCode, DiscountKind, Product, ServiceKind
-from webapp.shop.services import price_changes, price_on
 from webapp.transaction import commit
 
 T = TypeVar("T")

@@ -21,6 +21,7 @@ from webapp.backoffice.models import StaffUser
 from webapp.errors import DomainError, InvalidChoice
 from webapp.extensions import db
 from webapp.queryargs import whole_number
+from webapp.shop.catalogue import forget_prices
 from webapp.shop.models import (
     DiscountCode,
     DiscountKind,
@@ -29,7 +30,6 @@ from webapp.shop.models import (
     ProductPrice,
     ServiceKind,
 )
-from webapp.shop.services import forget_prices
 
 M = TypeVar("M")
 

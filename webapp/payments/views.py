@@ -31,7 +31,7 @@ from webapp.payments.forms import NEW_CARD, CardChoiceForm, ProceedForm
 from webapp.payments.gateway import GatewayUnavailable
 from webapp.payments.models import SavedCard
 from webapp.shop.models import Order, OrderStatus
-from webapp.shop.services import get_order
+from webapp.shop.orders import get_order
 from webapp.signing import BadSignature
 
 log = logging.getLogger(__name__)

@@ -29,8 +29,8 @@ from webapp.renewals.claims import CHARGE_IN_FLIGHT, CLAIM_SECONDS, due_and_uncl
 from webapp.renewals.models import Renewal, Service, ServiceStatus
 from webapp.renewals.services import RenewalSettings
 from webapp.shop.billing import split_payment_customers
+from webapp.shop.catalogue import list_price_on
 from webapp.shop.models import Customer, Product
-from webapp.shop.services import list_price_on
 from webapp.transaction import commit
 
 

@@ -32,8 +32,9 @@ from webapp.renewals.models import (
 )
 from webapp.renewals.rows import RenewalRow, ServiceRead, ServiceRow
 from webapp.shop.billing import split_payment_for
+from webapp.shop.cart import valid_years
+from webapp.shop.catalogue import price_on
 from webapp.shop.models import Customer, Order
-from webapp.shop.services import price_on, valid_years
 
 log = logging.getLogger(__name__)
 

@@ -139,7 +139,7 @@ class Product(db.Model):
 
 
 class ProductPrice(db.Model):
-    """A yearly price valid from a day on (until the next one): see shop.services.price_on.
+    """A yearly price valid from a day on (until the next one): see shop.catalogue.price_on.
 
     Without any row the product's own `yearly_price_cents` applies. Orders keep the amounts they
     were confirmed with; a renewal takes the price valid on its renewal day.
