@@ -49,17 +49,8 @@ def seed_shopper(email: str, lines: int, services: int, now: datetime) -> Shoppe
     from webapp.clock import now_utc
     from webapp.payments.models import SavedCard
     from webapp.renewals.models import Renewal, RenewalStatus, Service
-    from webapp.shop.models import (
-        Cart,
-        CartLine,
-        Customer,
-        DiscountCode,
-        Order,
-        OrderLine,
-        OrderStatus,
-        PaymentMethod,
-        Product,
-    )
+    from webapp.shop.models import Cart, CartLine, Customer, DiscountCode, PaymentMethod, Product
+    from webapp.shop.order_models import Order, OrderLine, OrderStatus
 
     products = db.session.scalars(select(Product).order_by(Product.id)).all()
     customer = Customer(email=email, name="Cliente Prova", tax_code="RSSMRA85T10A562S")

@@ -92,15 +92,8 @@ def seed(n: int) -> None:
     from webapp.demo import seed as seed_catalogue
     from webapp.payments.models import SavedCard
     from webapp.renewals.models import Service, ServiceStatus
-    from webapp.shop.models import (
-        BillingProfile,
-        Customer,
-        Order,
-        OrderLine,
-        OrderStatus,
-        PaymentMethod,
-        Product,
-    )
+    from webapp.shop.models import BillingProfile, Customer, PaymentMethod, Product
+    from webapp.shop.order_models import Order, OrderLine, OrderStatus
 
     seed_catalogue(NOW)
     db.session.commit()

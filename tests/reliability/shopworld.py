@@ -20,7 +20,8 @@ from webapp.payments.models import SavedCard
 from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
 from webapp.shop import cart as shop_cart
 from webapp.shop import checkout
-from webapp.shop.models import Cart, CartLine, Order, PaymentMethod, Product
+from webapp.shop.models import Cart, CartLine, PaymentMethod, Product
+from webapp.shop.order_models import Order
 
 PASSWORD = "password123"
 

@@ -24,7 +24,8 @@ from webapp.payments.models import Payment, PaymentStatus
 from webapp.renewals.models import Service
 from webapp.shop import cart as shop_cart
 from webapp.shop import checkout
-from webapp.shop.models import Order, OrderStatus, PaymentMethod
+from webapp.shop.models import PaymentMethod
+from webapp.shop.order_models import Order, OrderStatus
 
 pytestmark = pytest.mark.reliability
 

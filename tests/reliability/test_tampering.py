@@ -489,7 +489,7 @@ def test_tampered_notification_is_refused(app, bank, authorised, data) -> None:
 def test_the_genuine_return_pays_once(app, client, bank, authorised) -> None:
     """The control: untampered, the same parameters pay the order, once."""
     from webapp.payments.models import Payment, PaymentStatus
-    from webapp.shop.models import Order, OrderStatus
+    from webapp.shop.order_models import Order, OrderStatus
 
     for _ in range(2):
         response = client.get("/pagamenti/ritorno", query_string=authorised)

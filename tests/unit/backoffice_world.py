@@ -39,7 +39,8 @@ def totp_now(staff) -> str:
 
 def make_order(customer, product, method: str = "card", now: datetime | None = None, years=1):
     from webapp.money import vat_cents
-    from webapp.shop.models import Order, OrderLine, PaymentMethod
+    from webapp.shop.models import PaymentMethod
+    from webapp.shop.order_models import Order, OrderLine
 
     net = product.yearly_price_cents * years
     order = Order(

@@ -19,7 +19,7 @@ from webapp.outbox.models import OutboxEmail
 from webapp.payments.models import SavedCard
 from webapp.renewals.engine import run_renewals
 from webapp.renewals.models import Renewal, RenewalStatus
-from webapp.shop.models import Order, OrderKind, OrderStatus
+from webapp.shop.order_models import Order, OrderKind, OrderStatus
 
 HX = {"HX-Request": "true"}
 EXPIRES = datetime(2027, 1, 20, 10, 0, tzinfo=UTC)

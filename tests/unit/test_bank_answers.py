@@ -34,7 +34,8 @@ from webapp.renewals.engine import run_renewals
 from webapp.renewals.models import Renewal, RenewalStatus
 from webapp.shop import cart as shop_cart
 from webapp.shop import checkout
-from webapp.shop.models import Order, OrderStatus, PaymentMethod
+from webapp.shop.models import PaymentMethod
+from webapp.shop.order_models import Order, OrderStatus
 
 EASY_CARD = "4242424242424242"
 WRONG_AMOUNT = "4000000000000101"

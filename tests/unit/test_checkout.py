@@ -20,7 +20,8 @@ from tests.unit.helpers import (
     login,
     orders_of,
 )
-from webapp.shop.models import Order, PaymentMethod
+from webapp.shop.models import PaymentMethod
+from webapp.shop.order_models import Order
 
 RENEWABLE = ["PEC-STD", "SPID-PF", "CONS-1", "FPA-100"]
 NOT_RENEWABLE = ["FIRMA-R", "MARCHE-50"]

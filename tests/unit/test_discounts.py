@@ -18,13 +18,8 @@ from tests.unit.helpers import (
 from webapp.errors import CheckoutError, DiscountRefused
 from webapp.shop import cart as shop_cart
 from webapp.shop import checkout, discounts, orders
-from webapp.shop.models import (
-    DiscountCode,
-    DiscountKind,
-    DiscountRedemption,
-    Order,
-    PaymentMethod,
-)
+from webapp.shop.models import DiscountCode, DiscountKind, PaymentMethod
+from webapp.shop.order_models import DiscountRedemption, Order
 
 
 @pytest.fixture(autouse=True)

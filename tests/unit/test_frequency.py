@@ -17,7 +17,8 @@ from tests.unit.helpers import (
 from webapp.errors import CheckoutError, InvalidChoice, NotFound
 from webapp.shop import cart as shop_cart
 from webapp.shop import checkout
-from webapp.shop.models import Order, PaymentMethod
+from webapp.shop.models import PaymentMethod
+from webapp.shop.order_models import Order
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 
 from tests.unit.helpers import HX, add, checkout_token, confirm, freeze_views, login
 from webapp.shop import cart as shop_cart
-from webapp.shop.models import DiscountCode, DiscountRedemption, Order
+from webapp.shop.models import DiscountCode
+from webapp.shop.order_models import DiscountRedemption, Order
 from webapp.signing import sign_request
 
 

@@ -30,7 +30,7 @@ from webapp.invoicing.services import (
     progressive,
 )
 from webapp.invoicing.xsd import schema_errors
-from webapp.shop.models import OrderStatus
+from webapp.shop.order_models import OrderStatus
 
 H = "FatturaElettronicaHeader"
 B = "FatturaElettronicaBody"

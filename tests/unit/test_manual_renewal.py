@@ -25,7 +25,8 @@ from webapp.renewals.lifecycle import LifeState, life_of
 from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
 from webapp.shop import cart as shop_cart
 from webapp.shop import checkout
-from webapp.shop.models import Order, OrderKind, OrderStatus, PaymentMethod
+from webapp.shop.models import PaymentMethod
+from webapp.shop.order_models import Order, OrderKind, OrderStatus
 
 EXPIRES = datetime(2027, 1, 20, 10, 0, tzinfo=UTC)  # valid through 20/01/2027
 DAY = timedelta(days=1)

@@ -16,7 +16,8 @@ from tests.unit.renewal_fakes import FakeGateway, make_service
 from webapp.clock import add_years, format_day, now_utc
 from webapp.extensions import db
 from webapp.renewals.engine import run_renewals
-from webapp.shop.models import CartLine, Order
+from webapp.shop.models import CartLine
+from webapp.shop.order_models import Order
 
 
 @pytest.fixture

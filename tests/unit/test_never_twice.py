@@ -29,7 +29,7 @@ from webapp.payments.models import (
     RefundKind,
     RefundStatus,
 )
-from webapp.shop.models import OrderStatus
+from webapp.shop.order_models import OrderStatus
 
 
 def test_a_second_tab_joins_the_card_charge_in_flight(db, bank, client, shopper, order_for):  # noqa: F811
@@ -238,7 +238,7 @@ def test_a_tab_that_read_the_order_before_its_twin_paid_records_no_second_charge
 ):
     from sqlalchemy import update
 
-    from webapp.shop.models import Order
+    from webapp.shop.order_models import Order
 
     card = _saved_card(client, db, bank, shopper, order_for)
     order = order_for(shopper)

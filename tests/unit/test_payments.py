@@ -18,7 +18,8 @@ from webapp.payments.models import Payment, PaymentStatus, Refund, RefundStatus,
 from webapp.renewals.models import Service
 from webapp.shop import cart as shop_cart
 from webapp.shop import checkout
-from webapp.shop.models import Order, OrderStatus, PaymentMethod
+from webapp.shop.models import PaymentMethod
+from webapp.shop.order_models import Order, OrderStatus
 
 OTP_CARD = "4111111111111111"
 APP_CARD = "5555555555554444"

@@ -37,7 +37,7 @@ from webapp.renewals.engine import run_renewals
 from webapp.renewals.models import Renewal, RenewalStatus
 from webapp.renewals.outcomes import RenewalReport
 from webapp.renewals.services import settings
-from webapp.shop.models import Order, OrderKind, OrderStatus
+from webapp.shop.order_models import Order, OrderKind, OrderStatus
 
 EXPIRES = datetime(2027, 1, 20, 10, 0, tzinfo=UTC)
 IN_WINDOW = EXPIRES - timedelta(days=14)

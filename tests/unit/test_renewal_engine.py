@@ -18,7 +18,7 @@ from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
 from webapp.renewals.charging import next_retry
 from webapp.renewals.engine import retry_renewal, run_renewals
 from webapp.renewals.models import Renewal, RenewalStatus, ServiceStatus
-from webapp.shop.models import Order, OrderKind, OrderStatus
+from webapp.shop.order_models import Order, OrderKind, OrderStatus
 
 # The service expires on 20 January 2027: reminder on 21/12, window on 5/1, retries on 10/1,
 # 15/1 and 19/1 (the defaults: 30, 15 and 10-5-1 days).

@@ -6,7 +6,8 @@ from sqlalchemy import update
 from webapp.errors import InvalidTransition
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
 from webapp.payments.services import ORDER_TRANSITIONS, PAYMENT_TRANSITIONS
-from webapp.shop.models import Order, OrderStatus, PaymentMethod
+from webapp.shop.models import PaymentMethod
+from webapp.shop.order_models import Order, OrderStatus
 from webapp.statemachine import transition
 
 

@@ -12,7 +12,7 @@ from webapp.payments.gateway import (
     RefundResult,
 )
 from webapp.payments.models import Payment, Refund
-from webapp.shop.models import Order
+from webapp.shop.order_models import Order
 
 MERCHANT = "pec-shop"  # TestConfig's BANK_MERCHANT_ID
 

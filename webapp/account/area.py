@@ -35,7 +35,7 @@ from webapp.renewals.engine import RenewalOutcome, default_worker, retry_renewal
 from webapp.renewals.lifecycle import life_of
 from webapp.renewals.models import Renewal, RenewalStatus, Service
 from webapp.shop.cart import get_or_create_cart
-from webapp.shop.models import OrderKind, OrderStatus
+from webapp.shop.order_models import OrderKind, OrderStatus
 from webapp.shop.orders import get_order, list_orders
 from webapp.signing import BadSignature
 from webapp.transaction import commit, once_more_after_conflict, rollback

@@ -22,14 +22,8 @@ from webapp.errors import DomainError, InvalidChoice
 from webapp.extensions import db
 from webapp.queryargs import whole_number
 from webapp.shop.catalogue import forget_prices
-from webapp.shop.models import (
-    DiscountCode,
-    DiscountKind,
-    DiscountRedemption,
-    Product,
-    ProductPrice,
-    ServiceKind,
-)
+from webapp.shop.models import DiscountCode, DiscountKind, Product, ProductPrice, ServiceKind
+from webapp.shop.order_models import DiscountRedemption
 
 M = TypeVar("M")
 

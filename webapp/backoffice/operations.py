@@ -26,7 +26,8 @@ from webapp.renewals.charging import next_retry
 from webapp.renewals.models import Renewal, RenewalStatus, Service
 from webapp.renewals.services import settings
 from webapp.shop import accounts
-from webapp.shop.models import Customer, Order
+from webapp.shop.models import Customer
+from webapp.shop.order_models import Order
 
 PAYMENT_FIELDS = ("status", "amount_cents", "refunded_cents", "failure_code", "failure_message")
 MAX_GRACE_DAYS = 30

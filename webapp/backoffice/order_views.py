@@ -18,7 +18,8 @@ from webapp.payments.models import Payment, Refund, RefundStatus
 from webapp.payments.states import order_states
 from webapp.payments.withdrawal import withdrawal_deadline, withdrawal_refusal
 from webapp.renewals.lifecycle import life_of
-from webapp.shop.models import Customer, Order
+from webapp.shop.models import Customer
+from webapp.shop.order_models import Order
 
 
 def order_page(

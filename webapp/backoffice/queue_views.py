@@ -21,7 +21,7 @@ from webapp.outbox.services import send_outbox
 from webapp.queryargs import whole_number
 from webapp.renewals.engine import RenewalOutcome, default_worker, retry_renewal
 from webapp.renewals.models import Renewal
-from webapp.shop.models import Order
+from webapp.shop.order_models import Order
 from webapp.transaction import commit
 
 RETRY_LABELS = {

@@ -28,7 +28,8 @@ from webapp.payments.models import (
 )
 from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
 from webapp.renewals.services import renewal_price, settings
-from webapp.shop.models import Customer, Order, OrderStatus, Product
+from webapp.shop.models import Customer, Product
+from webapp.shop.order_models import Order, OrderStatus
 
 PAGE_SIZE = 20
 MAX_PAGE = 100_000  # far beyond any list here; keeps OFFSET inside a 64-bit integer

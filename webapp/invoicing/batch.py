@@ -44,7 +44,8 @@ from webapp.invoicing.services import (
 from webapp.invoicing.xsd import schema_errors
 from webapp.payments.events import PaidOrder
 from webapp.shop.billing import snapshot_of
-from webapp.shop.models import BillingProfile, Customer, Order, OrderLine
+from webapp.shop.models import BillingProfile, Customer
+from webapp.shop.order_models import Order, OrderLine
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,8 @@ from webapp.invoicing.xsd import schema_errors
 from webapp.money import round_half_up_div, vat_cents
 from webapp.payments.models import Payment, Refund, RefundStatus
 from webapp.shop.billing import buyer_now
-from webapp.shop.models import Customer, Order, OrderKind, PaymentMethod
+from webapp.shop.models import Customer, PaymentMethod
+from webapp.shop.order_models import Order, OrderKind
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,8 @@ from webapp.invoicing.services import (
     seller_from_config,
 )
 from webapp.payments.gateway import find_or_send
-from webapp.shop.models import Customer, Order
+from webapp.shop.models import Customer
+from webapp.shop.order_models import Order
 
 IN_FLIGHT = (SdiState.TO_SEND, SdiState.SENT)
 LEASE = timedelta(minutes=5)

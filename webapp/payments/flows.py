@@ -24,7 +24,7 @@ from webapp.money import format_eur
 from webapp.payments import refunds, services, verify
 from webapp.payments.gateway import GatewayRefused, GatewayStatus, GatewayUnavailable
 from webapp.payments.models import Payment, PaymentStatus, Refund, RefundStatus, SavedCard
-from webapp.shop.models import Order, OrderStatus
+from webapp.shop.order_models import Order, OrderStatus
 from webapp.transaction import commit, once_more_after_conflict, rollback
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from sqlalchemy import and_, bindparam, select
 from webapp.errors import NotFound
 from webapp.extensions import db
 from webapp.payments.models import SavedCard
-from webapp.shop.models import Order
+from webapp.shop.order_models import Order
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,8 @@ from webapp.payments.models import (
     PaymentStatus,
     SavedCard,
 )
-from webapp.shop.models import ORDER_TRANSITIONS, Order, OrderKind, OrderStatus, PaymentMethod
+from webapp.shop.models import PaymentMethod
+from webapp.shop.order_models import ORDER_TRANSITIONS, Order, OrderKind, OrderStatus
 from webapp.statemachine import transition
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ from webapp.payments import flows, picker, services
 from webapp.payments.forms import NEW_CARD, CardChoiceForm, ProceedForm
 from webapp.payments.gateway import GatewayUnavailable
 from webapp.payments.models import SavedCard
-from webapp.shop.models import Order, OrderStatus
+from webapp.shop.order_models import Order, OrderStatus
 from webapp.shop.orders import get_order
 from webapp.signing import BadSignature
 

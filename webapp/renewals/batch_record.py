@@ -16,7 +16,8 @@ from webapp.extensions import db
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
 from webapp.renewals.batch_claim import Job
 from webapp.renewals.models import Renewal, RenewalStatus
-from webapp.shop.models import Order, OrderKind, OrderLine, OrderStatus, PaymentMethod
+from webapp.shop.models import PaymentMethod
+from webapp.shop.order_models import Order, OrderKind, OrderLine, OrderStatus
 from webapp.transaction import commit, rollback
 
 

@@ -35,7 +35,7 @@ from webapp.renewals.events import RenewedService, services_renewed
 from webapp.renewals.models import OPEN_RENEWAL_STATUSES, Renewal, RenewalStatus, ServiceStatus
 from webapp.renewals.outcomes import RenewalOutcome
 from webapp.renewals.services import RenewalSettings
-from webapp.shop.models import Order, OrderStatus
+from webapp.shop.order_models import Order, OrderStatus
 from webapp.transaction import commit
 
 log = logging.getLogger(__name__)

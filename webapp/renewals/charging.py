@@ -43,16 +43,8 @@ from webapp.renewals.models import (
 from webapp.renewals.outcomes import RenewalOutcome, RenewalReport
 from webapp.renewals.services import RenewalSettings, card_usable, queue_customer_email
 from webapp.shop.billing import fix_buyer
-from webapp.shop.models import (
-    Customer,
-    Order,
-    OrderKind,
-    OrderLine,
-    OrderStatus,
-    PaymentMethod,
-    Product,
-    ServiceKind,
-)
+from webapp.shop.models import Customer, PaymentMethod, Product, ServiceKind
+from webapp.shop.order_models import Order, OrderKind, OrderLine, OrderStatus
 from webapp.transaction import commit, rollback
 
 log = logging.getLogger(__name__)

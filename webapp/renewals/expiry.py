@@ -21,7 +21,7 @@ from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatu
 from webapp.renewals.outcomes import RenewalOutcome
 from webapp.renewals.services import RENEWAL_TRANSITIONS, RenewalSettings, queue_customer_email
 from webapp.renewals.timeline import STATE, record_event
-from webapp.shop.models import OrderStatus
+from webapp.shop.order_models import OrderStatus
 from webapp.shop.orders import cancel_order
 from webapp.statemachine import transition
 from webapp.transaction import commit, rollback

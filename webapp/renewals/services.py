@@ -34,7 +34,8 @@ from webapp.renewals.rows import RenewalRow, ServiceRead, ServiceRow
 from webapp.shop.billing import split_payment_for
 from webapp.shop.cart import valid_years
 from webapp.shop.catalogue import price_on
-from webapp.shop.models import Customer, Order
+from webapp.shop.models import Customer
+from webapp.shop.order_models import Order
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,8 @@ from webapp.outbox.services import bodies
 from webapp.payments.models import Payment, Refund, SavedCard
 from webapp.payments.services import list_cards, order_ref
 from webapp.renewals.models import Renewal, Service
-from webapp.shop.models import Customer, Order
+from webapp.shop.models import Customer
+from webapp.shop.order_models import Order
 
 LINK = re.compile(r"https?://[^\s<>\"')\]]+")
 

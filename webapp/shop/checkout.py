@@ -21,15 +21,8 @@ from webapp.shop.billing import buyer_now
 from webapp.shop.cart import cart_changed
 from webapp.shop.catalogue import price_on
 from webapp.shop.discounts import check_discount, redeem, terms_of
-from webapp.shop.models import (
-    Cart,
-    Customer,
-    CustomerType,
-    Order,
-    OrderLine,
-    OrderStatus,
-    PaymentMethod,
-)
+from webapp.shop.models import Cart, Customer, CustomerType, PaymentMethod
+from webapp.shop.order_models import Order, OrderLine, OrderStatus
 from webapp.shop.pricing import PriceLine, Quote, quote
 
 

@@ -14,14 +14,8 @@ from webapp.clock import format_day
 from webapp.errors import CheckoutError, DiscountRefused
 from webapp.extensions import db
 from webapp.shop.cart import cart_changed, discount_applies
-from webapp.shop.models import (
-    Cart,
-    DiscountCode,
-    DiscountKind,
-    DiscountRedemption,
-    Order,
-    OrderStatus,
-)
+from webapp.shop.models import Cart, DiscountCode, DiscountKind
+from webapp.shop.order_models import DiscountRedemption, Order, OrderStatus
 from webapp.shop.pricing import DiscountTerms
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import selectinload
 
 from webapp.errors import NotFound
 from webapp.extensions import db
-from webapp.shop.models import ORDER_TRANSITIONS, DiscountRedemption, Order, OrderStatus
+from webapp.shop.order_models import ORDER_TRANSITIONS, DiscountRedemption, Order, OrderStatus
 from webapp.statemachine import transition
 
 
