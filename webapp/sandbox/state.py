@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from webapp.backoffice.services import customer_file, order_file
+from webapp.backoffice.files import customer_file, order_file
 from webapp.clock import as_utc
 from webapp.extensions import db
 from webapp.invoicing.models import Invoice
