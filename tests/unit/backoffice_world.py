@@ -72,7 +72,7 @@ def make_order(customer, product, method: str = "card", now: datetime | None = N
 def paid_by_card(customer, product, now: datetime, last4: str = "4242"):
     """An order paid on the bank's page with a saved card: services started, e-mail queued."""
     from webapp.payments.models import Payment, PaymentChannel, SavedCard
-    from webapp.payments.services import succeed_payment
+    from webapp.payments.settlement import succeed_payment
 
     order = make_order(customer, product, "card", now)
     card = SavedCard(

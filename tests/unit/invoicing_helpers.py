@@ -18,7 +18,7 @@ from webapp.payments.models import (
     RefundKind,
     RefundStatus,
 )
-from webapp.payments.services import succeed_payment
+from webapp.payments.settlement import succeed_payment
 from webapp.shop import cart as shop_cart
 from webapp.shop import checkout
 from webapp.shop.billing import BillingData, save_profile

@@ -461,7 +461,7 @@ def test_twin_card_returns_save_the_card_once_and_retry_the_renewal_once(
 ):
     """A twin return that read "no such card" loses the token's unique key: no 500, it reruns."""
     import webapp.account.area as area
-    from webapp.payments import services as payments
+    from webapp.payments import cards as payments_cards
 
     expired = make_card(shopper, exp_month=12, exp_year=2026, last4="0069")
     service = make_service(
@@ -471,7 +471,7 @@ def test_twin_card_returns_save_the_card_once_and_retry_the_renewal_once(
     clock.now = EXPIRES - timedelta(days=13)
     pid = _add_card(client, fake)
 
-    real = payments.save_card
+    real = payments_cards.save_card
     twin_done = []
 
     def save_after_the_twin(customer_id, details):
@@ -482,7 +482,7 @@ def test_twin_card_returns_save_the_card_once_and_retry_the_renewal_once(
             db.session.flush()  # this request's own insert of the same token
         return real(customer_id, details)
 
-    monkeypatch.setattr(area.payments, "save_card", save_after_the_twin)
+    monkeypatch.setattr(area.payments_cards, "save_card", save_after_the_twin)
     response = client.get("/area-clienti/carte/aggiunta", query_string=fake.return_params(pid))
     assert response.status_code == 303
     assert response.headers["Location"].endswith("/area-clienti/")

@@ -18,7 +18,8 @@ from webapp.invoicing.models import Invoice
 from webapp.invoicing.xsd import schema_errors
 from webapp.outbox.models import OutboxEmail
 from webapp.payments.models import Refund
-from webapp.payments.services import payable_order, succeed_payment
+from webapp.payments.payable import payable_order
+from webapp.payments.settlement import succeed_payment
 from webapp.renewals import manual
 from webapp.renewals.engine import run_renewals
 from webapp.renewals.lifecycle import LifeState, life_of

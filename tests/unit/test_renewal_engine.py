@@ -486,7 +486,7 @@ def add_year(value: datetime) -> datetime:
 
 def test_renewal_orders_cannot_be_paid_by_the_customer(fake, service):
     from webapp.errors import InvalidTransition
-    from webapp.payments.services import payable_order
+    from webapp.payments.payable import payable_order
 
     fake.mode = "insufficient_funds"
     run_renewals(days_before(15))
@@ -497,8 +497,8 @@ def test_renewal_orders_cannot_be_paid_by_the_customer(fake, service):
 
 
 def test_saved_card_charge_left_unknown_is_reconciled(fake, dummy_customer, pec, card, now):
+    from webapp.payments.charges import execute_card_charge
     from webapp.payments.flows import reconcile
-    from webapp.payments.services import execute_card_charge
     from webapp.shop.models import PaymentMethod
 
     order = Order(

@@ -21,8 +21,8 @@ from webapp.extensions import db
 from webapp.htmx import is_htmx, redirect_to, render, render_cached
 from webapp.i18n import years_label
 from webapp.money import format_eur
-from webapp.payments import flows
-from webapp.payments import services as payments
+from webapp.payments import cards as payments_cards
+from webapp.payments import flows, settlement
 from webapp.payments.gateway import GatewayRefused, GatewayUnavailable
 from webapp.payments.models import Payment, PaymentStatus
 from webapp.payments.picker import CardRow
@@ -112,7 +112,7 @@ def toggle_auto_renew(service_id: int):
     if not form.validate():
         return _services_page(service_id, 422, error=form.first_error())
     try:
-        cards = payments.list_cards(current_user.id)
+        cards = payments_cards.list_cards(current_user.id)
         changed = renewals.set_auto_renew(service, form.enabled, cards, now_utc())
     except DomainError as exc:
         rollback()
@@ -161,7 +161,7 @@ def set_card(service_id: int):
     form = ServiceCardForm()
     if not form.validate():
         return _services_page(service_id, 422, error=form.first_error())
-    card = payments.get_card(form.card_id.data, current_user.id)
+    card = payments_cards.get_card(form.card_id.data, current_user.id)
     now = now_utc()
     try:
         renewals.set_card(service, card, now)
@@ -254,7 +254,7 @@ def add_renewal(service_id: int):
 
 
 def _cards_page(status: int = 200, message: str | None = None, error: str | None = None):
-    cards = payments.list_cards(current_user.id)
+    cards = payments_cards.list_cards(current_user.id)
     used_by = renewals.services_by_card(cards)
     return render(
         "area/cards.html",
@@ -307,7 +307,7 @@ def card_added():
 @bp.post("/carte/<int:card_id>/rimuovi")
 def remove_card(card_id: int):
     """Remove a card, unless a service renews with it."""
-    card = payments.get_card(card_id, current_user.id)
+    card = payments_cards.get_card(card_id, current_user.id)
     masked, token = card.masked, card.gateway_token
     try:
         renewals.remove_card(card, now_utc())
@@ -316,7 +316,7 @@ def remove_card(card_id: int):
         return _cards_page(422, error=exc.message)
     commit()
     try:
-        payments.gateway().forget_token(token)
+        settlement.gateway().forget_token(token)
     except (GatewayUnavailable, GatewayRefused) as exc:
         # The shop will never use the token again; the bank forgets it when it can.
         log.warning("bank did not forget token of card %s: %s", card_id, exc)

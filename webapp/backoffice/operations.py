@@ -17,10 +17,11 @@ from webapp.clock import as_utc
 from webapp.errors import InvalidChoice, InvalidTransition
 from webapp.extensions import db
 from webapp.outbox.models import OutboxEmail
+from webapp.payments.charges import execute_card_charge
 from webapp.payments.gateway import GatewayRefused, GatewayUnavailable
+from webapp.payments.hosted import settle_hosted_payment
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus, Refund, RefundKind
 from webapp.payments.refunds import refund_payment
-from webapp.payments.services import execute_card_charge, settle_hosted_payment
 from webapp.payments.transfers import record_bank_transfer
 from webapp.renewals.charging import next_retry
 from webapp.renewals.models import Renewal, RenewalStatus, Service

@@ -19,7 +19,7 @@ from webapp.extensions import db
 from webapp.money import format_eur
 from webapp.payments.events import order_settling
 from webapp.payments.models import Payment, PaymentChannel
-from webapp.payments.services import succeed_payment
+from webapp.payments.settlement import succeed_payment
 from webapp.shop.models import PaymentMethod
 from webapp.shop.order_models import Order, OrderKind, OrderStatus
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from webapp.payments.gateway import ChargeResult
-from webapp.payments.services import gateway
+from webapp.payments.settlement import gateway
 from webapp.renewals.batch_claim import Job
 
 Answer = ChargeResult | Exception

@@ -69,7 +69,7 @@ class Job:
 
     @property
     def order_ref(self) -> str:
-        return f"ORD-{self.order_id}"  # payments.services.order_ref
+        return f"ORD-{self.order_id}"  # payments.settlement.order_ref
 
 
 def claim_batch(now: datetime, worker: str, lease_now: datetime, limit: int) -> list[int]:

@@ -22,11 +22,11 @@ from webapp.bulk import any_of
 from webapp.clock import add_years
 from webapp.extensions import db
 from webapp.payments import verify
+from webapp.payments.charges import apply_charge_result
 from webapp.payments.events import PaidOrder, order_paid, orders_paid
 from webapp.payments.flows import refund_held
 from webapp.payments.gateway import ChargeResult, GatewayRefused, GatewayUnavailable
 from webapp.payments.models import Payment, PaymentStatus
-from webapp.payments.services import apply_charge_result
 from webapp.renewals.activation import on_order_paid
 from webapp.renewals.batch_charge import Answer
 from webapp.renewals.batch_claim import Job

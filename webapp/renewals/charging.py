@@ -22,9 +22,9 @@ from webapp.dbtypes import UTCDateTime
 from webapp.errors import InvalidTransition
 from webapp.extensions import db
 from webapp.i18n import lazy_gettext as _l
+from webapp.payments.charges import execute_card_charge
 from webapp.payments.flows import refund_held
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
-from webapp.payments.services import execute_card_charge
 from webapp.renewals import notices
 from webapp.renewals.claims import (
     IN_FLIGHT,

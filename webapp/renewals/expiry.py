@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from webapp.clock import rome_date, rome_midnight
 from webapp.errors import InvalidTransition
 from webapp.extensions import db
-from webapp.payments.services import execute_card_charge
+from webapp.payments.charges import execute_card_charge
 from webapp.renewals.charging import after_charge, in_flight_charge
 from webapp.renewals.claims import claim, release, snapshot_ids, unclaim
 from webapp.renewals.lifecycle import life_of
