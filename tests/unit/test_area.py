@@ -174,7 +174,7 @@ def test_a_twin_switch_that_read_the_old_state_changes_nothing_and_sends_no_emai
     """The switch is a compare-and-set: of twins that all read "on", one turns it off."""
     from sqlalchemy import update
 
-    from webapp.renewals import services as renewals
+    from webapp.renewals import manage
     from webapp.renewals.models import Service
 
     assert pec.auto_renew  # this request read "on" ...
@@ -184,11 +184,11 @@ def test_a_twin_switch_that_read_the_old_state_changes_nothing_and_sends_no_emai
         .values(auto_renew=False)
         .execution_options(synchronize_session=False)
     )
-    assert renewals.set_auto_renew(pec, False, [], TODAY) is False
+    assert manage.set_auto_renew(pec, False, [], TODAY) is False
     assert pec.auto_renew is False  # reloaded: the page shows what the twin did
     assert emails("Rinnovo automatico") == []
     # The next real change still moves the row and sends its e-mail.
-    assert renewals.set_auto_renew(pec, True, [], TODAY) is True
+    assert manage.set_auto_renew(pec, True, [], TODAY) is True
     db.session.commit()
     assert fresh(pec).auto_renew
     assert len(emails("Rinnovo automatico attivato")) == 1

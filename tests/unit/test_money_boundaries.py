@@ -20,8 +20,8 @@ from webapp.payments import hosted as payments_hosted
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus, Refund
 from webapp.payments.withdrawal import withdrawal_deadline, withdrawal_refusal
 from webapp.renewals.engine import run_renewals
+from webapp.renewals.manage import set_card
 from webapp.renewals.models import Renewal
-from webapp.renewals.services import set_card
 from webapp.shop.order_models import OrderKind, OrderStatus
 
 EXPIRES = datetime(2027, 1, 20, 10, 0, tzinfo=UTC)  # expiry day 20/01/2027 (Italy)

@@ -12,9 +12,10 @@ from sqlalchemy import select, update
 from tests.unit.renewal_fakes import make_card, make_service
 from webapp.errors import NotFound
 from webapp.payments.models import SavedCard
+from webapp.renewals.manage import service_views
 from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
 from webapp.renewals.rows import service_of, services_of
-from webapp.renewals.services import list_services, service_views
+from webapp.renewals.services import list_services
 from webapp.shop.catalogue import forget_prices, price_on
 from webapp.shop.models import BillingProfile, CustomerType, ProductPrice
 
