@@ -21,14 +21,10 @@ from tests.unit.invoicing_helpers import (
     text,
     xml_tree,
 )
+from webapp.invoicing.archive import export_zip
 from webapp.invoicing.models import DocumentKind, Invoice, InvoiceCounter
-from webapp.invoicing.services import (
-    export_zip,
-    invoice_of_order,
-    issue_invoice,
-    next_number,
-    progressive,
-)
+from webapp.invoicing.numbering import next_number, progressive
+from webapp.invoicing.services import invoice_of_order, issue_invoice
 from webapp.invoicing.xsd import schema_errors
 from webapp.shop.order_models import OrderStatus
 

@@ -19,12 +19,12 @@ from tests.unit.renewal_fakes import FakeGateway, make_card, make_service
 from webapp.extensions import db as _db
 from webapp.invoicing import fatturapa
 from webapp.invoicing.models import Invoice
+from webapp.invoicing.numbering import progressive
 from webapp.invoicing.services import (
     customer_snapshot,
     document_of,
     invoice_of_order,
     lines_of,
-    progressive,
     seller_from_config,
 )
 from webapp.invoicing.xsd import schema_errors

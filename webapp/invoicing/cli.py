@@ -9,8 +9,8 @@ import click
 from flask.cli import AppGroup
 
 from webapp.clock import now_utc
+from webapp.invoicing.archive import documents_between, export_zip
 from webapp.invoicing.sdi_jobs import transmit_pass
-from webapp.invoicing.services import documents_between, export_zip
 
 invoices_cli = AppGroup("invoices", help="Fatture elettroniche (FatturaPA).")
 
