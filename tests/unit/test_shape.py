@@ -1,8 +1,10 @@
-"""The shape issue 10 asks for: no function in webapp/ over 50 lines, no view over 20.
+"""The shape issues 10 and 26 ask for: no function in webapp/ over 50 lines, no view over 20,
+no module over 400.
 
 A function's length runs from its `def` line to its last line (docstring and comments count,
 decorators do not). A view is a function decorated with a route of a blueprint or an app
-(`@bp.route`, `@bp.get`, `@api.post`, ...). Read with `ast`, so nothing is imported or run.
+(`@bp.route`, `@bp.get`, `@api.post`, ...). A module's length is its number of lines, all of
+them. Read with `ast`, so nothing is imported or run.
 """
 
 from __future__ import annotations
@@ -16,12 +18,16 @@ import pytest
 WEBAPP = Path(__file__).resolve().parents[2] / "webapp"
 MAX_FUNCTION_LINES = 50
 MAX_VIEW_LINES = 20
+MAX_MODULE_LINES = 400
 ROUTE_DECORATORS = {"route", "get", "post", "put", "patch", "delete"}
 
 #: What may stay longer for now: "path:qualified name" -> (the most lines it may have, why).
 #: The length is today's, so an entry cannot grow; an entry that is no longer needed fails the
 #: test below, so that the list only shrinks. Keep it empty where possible.
 ALLOWED: dict[str, tuple[int, str]] = {}
+
+#: The same for modules: "path" -> (the most lines it may have, why). Only shrinks.
+ALLOWED_MODULES: dict[str, tuple[int, str]] = {}
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,45 @@ def test_the_allow_list_only_holds_what_still_needs_it():
     by_key = {f.key: f for f in all_functions()}
     stale = [key for key in ALLOWED if key not in by_key or by_key[key].lines <= by_key[key].limit]
     assert not stale, "no longer over the limit, remove from ALLOWED: " + ", ".join(stale)
+
+
+def module_lengths(root: Path = WEBAPP) -> dict[str, int]:
+    """Every module under `root` (webapp/**/*.py) with its number of lines."""
+    return {
+        path.relative_to(root.parent).as_posix(): len(path.read_text(encoding="utf-8").splitlines())
+        for path in sorted(root.rglob("*.py"))
+    }
+
+
+def too_big(lengths: dict[str, int]) -> list[str]:
+    """The modules over the limit (or over their allowance), one line each."""
+    problems = []
+    for path, lines in lengths.items():
+        limit = ALLOWED_MODULES.get(path, (MAX_MODULE_LINES, ""))[0]
+        if lines > limit:
+            problems.append(f"{path}: module of {lines} lines (max {limit})")
+    return problems
+
+
+def test_no_module_over_400_lines():
+    problems = too_big(module_lengths())
+    assert not problems, "split these by responsibility, one job a module:\n" + "\n".join(problems)
+
+
+def test_the_module_allow_list_only_holds_what_still_needs_it():
+    lengths = module_lengths()
+    stale = [p for p in ALLOWED_MODULES if lengths.get(p, 0) <= MAX_MODULE_LINES]
+    assert not stale, "no longer over the limit, remove from ALLOWED_MODULES: " + ", ".join(stale)
+
+
+def test_the_module_guard_counts_every_line(tmp_path):
+    package = tmp_path / "webapp" / "pkg"
+    package.mkdir(parents=True)
+    (package / "fine.py").write_text("x = 1\n" * MAX_MODULE_LINES, encoding="utf-8")
+    (package / "big.py").write_text('"""doc"""\n' + "\n" * MAX_MODULE_LINES, encoding="utf-8")
+    lengths = module_lengths(tmp_path / "webapp")
+    assert lengths == {"webapp/pkg/big.py": MAX_MODULE_LINES + 1, "webapp/pkg/fine.py": 400}
+    assert too_big(lengths) == ["webapp/pkg/big.py: module of 401 lines (max 400)"]
 
 
 SAMPLE = """
