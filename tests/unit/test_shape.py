@@ -138,6 +138,16 @@ def test_the_module_guard_counts_every_line(tmp_path):
     assert too_big(lengths) == ["webapp/pkg/big.py: module of 401 lines (max 400)"]
 
 
+def test_each_package_says_what_it_owns_and_its_entry_points():
+    """A newcomer starts at a package's __init__.py: what it owns, and what a caller uses."""
+    vague = []
+    for init in sorted(WEBAPP.glob("*/__init__.py")):
+        doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
+        if len(doc.splitlines()) < 3 or "Entry point" not in doc:
+            vague.append(init.relative_to(WEBAPP.parent).as_posix())
+    assert not vague, "say what the package owns and its entry points: " + ", ".join(vague)
+
+
 SAMPLE = """
 from flask import Blueprint
 

@@ -1,4 +1,10 @@
-"""The mock bank ("Banca Sella · Sandbox"): a separate Flask app with its own database."""
+"""The mock bank ("Banca Sella · Sandbox"): a separate Flask app with its own database.
+
+Owns hosted payments with 3-D Secure (payments.py, pages.py), saved cards' tokens and charges
+(charges.py), refunds (refunds.py), the signed notifications to the shop (notifier.py) and its
+JSON API (api.py) and sandbox (sandbox.py, ledger.py). It imports nothing of the shop but
+webapp.signing. Entry points: `create_bank_app(config)`, and `python -m webapp.bank`.
+"""
 
 from __future__ import annotations
 
