@@ -384,7 +384,7 @@ def main() -> None:
     parser.add_argument("--db", nargs="+", default=["sqlite", "postgresql"])
     args = parser.parse_args()
     if not shutil.which("wrk"):
-        raise SystemExit("wrk non trovato: apt-get install wrk")
+        raise SystemExit("wrk not found: apt-get install wrk")
     pg = os.environ.get("TEST_DATABASE_URL")
     if "postgresql" in args.db and not pg:
         script = ROOT / "scripts" / "with-postgres.sh"

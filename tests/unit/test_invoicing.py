@@ -327,7 +327,7 @@ def test_export_zips_the_xml_of_the_period(app, db, buyer, products, now):
         args=["invoices", "export", "--from", "2026-01-01", "--to", "2027-12-31", "--out", out]
     )
     assert result.exit_code == 0, result.output
-    assert "2 documenti esportati" in result.output
+    assert "2 documents exported" in result.output
     assert len(zipfile.ZipFile(out).namelist()) == 2
 
 

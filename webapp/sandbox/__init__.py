@@ -31,7 +31,7 @@ def register_sandbox(app: Flask) -> None:
     """Register the sandbox's routes when enabled (else none exists: every URL is a 404)."""
     if not sandbox_enabled(app.config):
         if app.config.get("SANDBOX") and app.config.get("ENV_NAME") == "production":
-            log.warning("SANDBOX ignorato: APP_ENV=production")
+            log.warning("SANDBOX ignored: APP_ENV=production")
         return
     from webapp.extensions import csrf
     from webapp.sandbox.views import bp
