@@ -15,19 +15,12 @@ from sqlalchemy import func, select
 from webapp.clock import rome_date
 from webapp.errors import NotFound, PaymentError
 from webapp.extensions import db
-from webapp.payments import verify
+from webapp.payments import settlement, verify
 from webapp.payments.cards import save_card
 from webapp.payments.events import order_settling
 from webapp.payments.gateway import GatewayRefused, GatewayStatus, GatewayUnavailable
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
 from webapp.payments.payable import payable_order
-from webapp.payments.settlement import (
-    PAYMENT_TRANSITIONS,
-    fail_payment,
-    gateway,
-    order_ref,
-    succeed_payment,
-)
 from webapp.shop.order_models import Order
 
 log = logging.getLogger(__name__)
@@ -89,10 +82,10 @@ def start_hosted_payment(
     db.session.add(payment)
     db.session.flush()
     try:
-        hosted = gateway().create_payment(
+        hosted = settlement.gateway().create_payment(
             amount_cents=payment.amount_cents,
             currency=payment.currency,
-            order_ref=order_ref(order),
+            order_ref=settlement.order_ref(order),
             description=f"Ordine {order.number}",
             return_url=return_url,
             notify_url=notify_url,
@@ -127,14 +120,14 @@ def settle_hosted_payment(gateway_ref: str, now: datetime) -> Payment:
     Raises GatewayUnavailable when the bank cannot be asked (nothing is changed then).
     """
     payment = payment_by_ref(gateway_ref)
-    if payment.status not in PAYMENT_TRANSITIONS:
+    if payment.status not in settlement.PAYMENT_TRANSITIONS:
         return payment
-    info = gateway().get_payment(gateway_ref)
+    info = settlement.gateway().get_payment(gateway_ref)
     order = payment.order
     if info.status in verify.NOT_YET and info.payment_id == gateway_ref:
         return payment  # the customer is still on the bank's page
     order_settling.send(order)  # before this transaction writes anything (events)
-    found = verify.payment_differences(payment, order_ref(order), info)
+    found = verify.payment_differences(payment, settlement.order_ref(order), info)
     if found:  # nothing is paid; money taken is refunded (flows, after the commit)
         verify.hold(
             payment,
@@ -142,19 +135,19 @@ def settle_hosted_payment(gateway_ref: str, now: datetime) -> Payment:
             taken_cents=verify.money_taken(info.status, info.amount_cents),
             currency=info.currency,
             now=now,
-            allowed=PAYMENT_TRANSITIONS,
+            allowed=settlement.PAYMENT_TRANSITIONS,
         )
         return payment
     if info.status is GatewayStatus.AUTHORISED:
         card = save_card(order.customer_id, info.card) if info.card else None
-        succeed_payment(payment, card, now)
+        settlement.succeed_payment(payment, card, now)
     elif info.status in (GatewayStatus.DECLINED, GatewayStatus.FAILED):
         status = (
             PaymentStatus.DECLINED
             if info.status is GatewayStatus.DECLINED
             else PaymentStatus.FAILED
         )
-        fail_payment(
+        settlement.fail_payment(
             payment,
             status,
             info.decline_code,
