@@ -58,12 +58,12 @@ QA_WORKERS ?= 2
 QA_REPORT ?= qa-report/report.html
 qa: $(VENV)/.installed
 	@if [ -z "$(BASE_URL)" ] || [ -z "$(SANDBOX_TOKEN)" ]; then \
-	  echo "Uso: make qa BASE_URL=http://127.0.0.1:5000 BANK_URL=http://127.0.0.1:5001 SANDBOX_TOKEN=… (make run stampa il token)"; exit 2; fi
+	  echo "Usage: make qa BASE_URL=http://127.0.0.1:5000 BANK_URL=http://127.0.0.1:5001 SANDBOX_TOKEN=… (make run prints the token)"; exit 2; fi
 	VENV=$(VENV) bash scripts/ensure-browser.sh
 	BASE_URL=$(BASE_URL) BANK_URL=$(BANK_URL) SANDBOX_TOKEN=$(SANDBOX_TOKEN) \
 	  $(PY) -m pytest tests/e2e -p no:cacheprovider $(E2E_FLAGS) --base-url $(BASE_URL) \
 	  -n $(QA_WORKERS) --html $(QA_REPORT) --self-contained-html; \
-	  status=$$?; echo "Rapporto: $(QA_REPORT)"; exit $$status
+	  status=$$?; echo "Report: $(QA_REPORT)"; exit $$status
 
 screenshots: $(VENV)/.installed
 	$(PY) scripts/screenshots.py

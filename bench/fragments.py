@@ -176,7 +176,8 @@ def _fill_cart(client, products, csrf: str) -> None:
 def _order_to_pay(customer, product):
     """A card order of one line, still to pay (the card picker's)."""
     from webapp.extensions import db
-    from webapp.shop.models import Order, OrderLine, PaymentMethod
+    from webapp.shop.models import PaymentMethod
+    from webapp.shop.order_models import Order, OrderLine
 
     net = product.yearly_price_cents
     order = Order(

@@ -49,17 +49,8 @@ def seed_shopper(email: str, lines: int, services: int, now: datetime) -> Shoppe
     from webapp.clock import now_utc
     from webapp.payments.models import SavedCard
     from webapp.renewals.models import Renewal, RenewalStatus, Service
-    from webapp.shop.models import (
-        Cart,
-        CartLine,
-        Customer,
-        DiscountCode,
-        Order,
-        OrderLine,
-        OrderStatus,
-        PaymentMethod,
-        Product,
-    )
+    from webapp.shop.models import Cart, CartLine, Customer, DiscountCode, PaymentMethod, Product
+    from webapp.shop.order_models import Order, OrderLine, OrderStatus
 
     products = db.session.scalars(select(Product).order_by(Product.id)).all()
     customer = Customer(email=email, name="Cliente Prova", tax_code="RSSMRA85T10A562S")
@@ -164,13 +155,13 @@ def seed_shopper(email: str, lines: int, services: int, now: datetime) -> Shoppe
 def _pages(shopper: Shopper) -> dict[str, tuple[str, dict[str, str]]]:
     hx = {"HX-Request": "true"}
     return {
-        "carrello (pagina)": ("/carrello", {}),
-        "carrello (frammento htmx)": ("/carrello", hx),
+        "cart page": ("/carrello", {}),
+        "cart fragment (htmx)": ("/carrello", hx),
         "checkout": ("/checkout", {}),
-        "ordine": (f"/ordini/{shopper.order_id}", {}),
-        "area clienti: servizi": ("/area-clienti/", {}),
-        "area clienti: carte": ("/area-clienti/carte", {}),
-        "area clienti: ordini": ("/area-clienti/ordini", {}),
+        "order": (f"/ordini/{shopper.order_id}", {}),
+        "area: I miei servizi": ("/area-clienti/", {}),
+        "area: cards": ("/area-clienti/carte", {}),
+        "area: orders": ("/area-clienti/ordini", {}),
     }
 
 
@@ -234,20 +225,20 @@ def main() -> None:
         small = seed_shopper("piccolo@example.it", *SMALL, now)
         large = seed_shopper("grande@example.it", *LARGE, now)
     few, many = page_counts(app, small), page_counts(app, large)
-    head_few = f"{SMALL[0]} riga/{SMALL[1]} servizio"
-    head_many = f"{LARGE[0]} righe/{LARGE[1]} servizi"
-    print(f"query SQL per pagina ({app.config['SQLALCHEMY_DATABASE_URI'].split(':')[0]})")
-    print(f"{'pagina':28} {head_few:>20} {head_many:>20}")
+    head_few = f"{SMALL[0]} line/{SMALL[1]} service"
+    head_many = f"{LARGE[0]} lines/{LARGE[1]} services"
+    print(f"SQL statements per page ({app.config['SQLALCHEMY_DATABASE_URI'].split(':')[0]})")
+    print(f"{'page':28} {head_few:>20} {head_many:>20}")
     grows = []
     for name in few:
-        flag = "" if few[name] == many[name] else "  <-- CRESCE con le righe (N+1)"
+        flag = "" if few[name] == many[name] else "  <-- GROWS with the rows (N+1)"
         if flag:
             grows.append(name)
         print(f"{name:28} {few[name]:>20} {many[name]:>20}{flag}")
     if grows:
-        print(f"{len(grows)} pagine con query N+1: {', '.join(grows)}")
+        print(f"{len(grows)} pages with N+1 queries: {', '.join(grows)}")
         sys.exit(1)
-    print("tutte le pagine: numero di query costante")
+    print("every page: a constant number of statements")
 
 
 if __name__ == "__main__":

@@ -92,15 +92,8 @@ def seed(n: int) -> None:
     from webapp.demo import seed as seed_catalogue
     from webapp.payments.models import SavedCard
     from webapp.renewals.models import Service, ServiceStatus
-    from webapp.shop.models import (
-        BillingProfile,
-        Customer,
-        Order,
-        OrderLine,
-        OrderStatus,
-        PaymentMethod,
-        Product,
-    )
+    from webapp.shop.models import BillingProfile, Customer, PaymentMethod, Product
+    from webapp.shop.order_models import Order, OrderLine, OrderStatus
 
     seed_catalogue(NOW)
     db.session.commit()
@@ -439,24 +432,24 @@ def measure(n: int, workers: int, url: str, trace: bool) -> dict:
         last = check(n)  # after every worker: the whole database
         db.session.remove()
     print(
-        f"{n:>7} servizi, {workers} worker: {wall:7.1f} s, {rate:6.0f} servizi/s, grezzo "
-        f"{raw:,.0f}/s (prima {raw_before:,.0f}, dopo {raw_after:,.0f}), rapporto al grezzo "
+        f"{n:>7} services, {workers} workers: {wall:7.1f} s, {rate:6.0f} services/s, raw "
+        f"{raw:,.0f}/s (before {raw_before:,.0f}, after {raw_after:,.0f}), ratio to raw "
         f"{rate / raw:.2f}  [seed {seeded:.1f} s]"
     )
     for r in results:
         heap = f", heap peak {r['heap_peak_mib']:.1f} MiB" if r["heap_peak_mib"] else ""
         print(
-            f"         {r['worker']}: addebitati {r['charged']}, saltati {r['skipped']}, "
-            f"errori {r['errors']}, RSS {r['rss_before_mib']:.0f} -> picco "
+            f"         {r['worker']}: charged {r['charged']}, skipped {r['skipped']}, "
+            f"errors {r['errors']}, RSS {r['rss_before_mib']:.0f} -> peak "
             f"{r['rss_peak_mib']:.0f} MiB (+{r['rss_peak_mib'] - r['rss_before_mib']:.1f})"
             f"{heap}"
         )
     print(
-        f"         addebiti {last['renewal_charges']} (ordini pagati due volte: "
-        f"{last['orders_paid_twice']}), servizi prorogati {last['services_extended']}, "
-        f"e-mail in coda {last['emails_queued']}, fatture {last['invoices']} "
-        f"(numeri 1..{last['invoice_max']}, distinti {last['invoice_numbers']}), "
-        f"chiamate alla banca {sum(r['bank_charges'] for r in results)}"
+        f"         charges {last['renewal_charges']} (orders paid twice: "
+        f"{last['orders_paid_twice']}), services extended {last['services_extended']}, "
+        f"e-mails queued {last['emails_queued']}, invoices {last['invoices']} "
+        f"(numbers 1..{last['invoice_max']}, distinct {last['invoice_numbers']}), "
+        f"calls to the bank {sum(r['bank_charges'] for r in results)}"
     )
     ok = (
         last["renewal_charges"]
@@ -469,7 +462,7 @@ def measure(n: int, workers: int, url: str, trace: bool) -> dict:
         == n
     )
     if not ok or last["orders_paid_twice"]:
-        raise SystemExit("la passata non ha rinnovato ogni servizio esattamente una volta")
+        raise SystemExit("the pass did not renew every service exactly once")
     return dict(
         n=n,
         workers=workers,
@@ -483,11 +476,14 @@ def measure(n: int, workers: int, url: str, trace: bool) -> dict:
 
 def summary(rows: list[dict]) -> None:
     """The figures side by side, and the peak RSS growth from the smallest n to the largest."""
-    print("\n  servizi  worker  grezzo/s  motore/s  rapporto  saltati      RSS picco")
+    print(
+        f"\n  {'services':>8}  {'workers':>7}  {'raw/s':>8}  {'engine/s':>8}  {'ratio':>8}"
+        f"  {'skipped':>7}  {'RSS peak':>13}"
+    )
     for r in rows:
         skipped = "/".join(str(s) for s in r["skipped"])
         print(
-            f"  {r['n']:>7}  {r['workers']:>6}  {r['raw']:>8,.0f}  {r['rate']:>8,.0f}  "
+            f"  {r['n']:>8}  {r['workers']:>7}  {r['raw']:>8,.0f}  {r['rate']:>8,.0f}  "
             f"{r['rate'] / r['raw']:>8.2f}  {skipped:>7}  {r['rss']:>9.0f} MiB"
         )
     sizes = sorted({r["n"] for r in rows})
@@ -495,7 +491,7 @@ def summary(rows: list[dict]) -> None:
         peaks = {r["n"]: r["rss"] for r in rows if r["workers"] == workers}
         if len(sizes) > 1 and sizes[0] in peaks and sizes[-1] in peaks:
             print(
-                f"  RSS picco {workers} worker, da {sizes[0]:,} a {sizes[-1]:,}: "
+                f"  RSS peak {workers} workers, from {sizes[0]:,} to {sizes[-1]:,}: "
                 f"{peaks[sizes[-1]] / peaks[sizes[0]]:.2f}x"
             )
 
@@ -523,8 +519,8 @@ def main() -> None:
         return
     batch = make_app(args.database_url).config.get("RENEWAL_BATCH_SIZE", "default")
     print(
-        f"motore dei rinnovi: una passata, banca finta istantanea, "
-        f"{args.database_url.split(':')[0]}, {os.cpu_count()} CPU, lotto {batch}"
+        f"renewal engine: one pass, instant fake bank, "
+        f"{args.database_url.split(':')[0]}, {os.cpu_count()} CPUs, batch {batch}"
     )
     rows = []
     for n in args.services:

@@ -6,10 +6,10 @@ if command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; then
   exit 0
 fi
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-  echo "Installo chromium dai pacchetti Debian..."
+  echo "Installing chromium from Debian's packages..."
   (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/tmp/apt-chromium.log 2>&1 \
     && exit 0
-  echo "apt-get install chromium non riuscito (vedi /tmp/apt-chromium.log)."
+  echo "apt-get install chromium failed (see /tmp/apt-chromium.log)."
 fi
-echo "Provo il browser di Playwright..."
+echo "Trying Playwright's browser..."
 exec "${VENV:-.venv}/bin/python" -m playwright install chromium

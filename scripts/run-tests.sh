@@ -17,8 +17,8 @@ run() {
   [ "$rc" -eq 5 ] && rc=0
   [ "$rc" -ne 0 ] && status=$rc
 }
-echo "=== Test su SQLite ==="
+echo "=== Tests on SQLite ==="
 run "$py" -m pytest tests -p no:cacheprovider "$@"
-echo "=== Test su PostgreSQL ==="
+echo "=== Tests on PostgreSQL ==="
 run bash scripts/with-postgres.sh "$py" -m pytest tests/unit tests/reliability -p no:cacheprovider "$@"
 exit "$status"

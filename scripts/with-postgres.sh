@@ -5,12 +5,12 @@ set -u
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 if [ -z "$pg_bin" ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    echo "Installo postgresql dai pacchetti Debian..."
+    echo "Installing postgresql from Debian's packages..."
     (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql) \
-      >/tmp/apt-postgresql.log 2>&1 || { echo "installazione di postgresql non riuscita"; exit 1; }
+      >/tmp/apt-postgresql.log 2>&1 || { echo "installing postgresql failed (see /tmp/apt-postgresql.log)"; exit 1; }
     pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
   else
-    echo "PostgreSQL non trovato: installa il pacchetto postgresql"; exit 1
+    echo "PostgreSQL not found: install the postgresql package"; exit 1
   fi
 fi
 data=$(mktemp -d /tmp/pecshop-pg.XXXXXX)
@@ -33,5 +33,5 @@ rm -f "$data.initdb.log"
   start >/dev/null || { cat "$data/server.log"; exit 1; }
 "${as_pg[@]}" "$pg_bin/createdb" -h 127.0.0.1 -p "$port" -U postgres pecshop_test
 export TEST_DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:$port/pecshop_test"
-echo "PostgreSQL di prova su 127.0.0.1:$port"
+echo "Throwaway PostgreSQL on 127.0.0.1:$port"
 "$@"

@@ -306,7 +306,7 @@ def register_template_helpers(app: Flask) -> None:
 def _cart_badge() -> dict:
     from flask_login import current_user
 
-    from webapp.shop.services import cart_count
+    from webapp.shop.cart import cart_count
 
     def count() -> int:
         try:

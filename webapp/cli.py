@@ -23,7 +23,7 @@ outbox_cli = AppGroup("outbox", help="The e-mail outbox.")
 @outbox_cli.command("send")
 def send_outbox_command() -> None:
     """Send the e-mails that are due (retries included)."""
-    click.echo(f"{send_outbox()} e-mail inviate.")
+    click.echo(f"{send_outbox()} e-mails sent.")
 
 
 @click.command("seed-demo")

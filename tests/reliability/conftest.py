@@ -273,15 +273,8 @@ class System:
         from webapp.extensions import db
         from webapp.payments.models import SavedCard
         from webapp.renewals.models import Service
-        from webapp.shop.models import (
-            Customer,
-            Order,
-            OrderKind,
-            OrderLine,
-            OrderStatus,
-            PaymentMethod,
-            Product,
-        )
+        from webapp.shop.models import Customer, PaymentMethod, Product
+        from webapp.shop.order_models import Order, OrderKind, OrderLine, OrderStatus
 
         now = datetime.now(UTC)
         exp_year = now.year + 5

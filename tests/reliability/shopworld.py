@@ -18,8 +18,10 @@ from webapp.clock import now_utc
 from webapp.extensions import db
 from webapp.payments.models import SavedCard
 from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
-from webapp.shop import services as shop
-from webapp.shop.models import Cart, CartLine, Order, PaymentMethod, Product
+from webapp.shop import cart as shop_cart
+from webapp.shop import checkout
+from webapp.shop.models import Cart, CartLine, PaymentMethod, Product
+from webapp.shop.order_models import Order
 
 PASSWORD = "password123"
 
@@ -91,17 +93,17 @@ def _furnish(customer, catalogue, bank_app) -> None:
     """A cart, a pending card order, a pending transfer order, cards, services, a renewal."""
     now = now_utc()
     products = catalogue["products"]
-    cart = shop.get_or_create_cart(customer.id, None)
+    cart = shop_cart.get_or_create_cart(customer.id, None)
     for sku in ("PEC-STD", "FIRMA-R"):
-        shop.add_product(cart, products[sku].id)
-    shop.set_payment_method(cart, PaymentMethod.CARD)
-    shop.confirm_order(cart, customer.id, cart.checkout_token, True, now)
-    shop.add_product(cart, products["SPID-PF"].id)
-    shop.set_payment_method(cart, PaymentMethod.BANK_TRANSFER)
-    shop.confirm_order(cart, customer.id, cart.checkout_token, True, now)
+        shop_cart.add_product(cart, products[sku].id)
+    shop_cart.set_payment_method(cart, PaymentMethod.CARD)
+    checkout.confirm_order(cart, customer.id, cart.checkout_token, True, now)
+    shop_cart.add_product(cart, products["SPID-PF"].id)
+    shop_cart.set_payment_method(cart, PaymentMethod.BANK_TRANSFER)
+    checkout.confirm_order(cart, customer.id, cart.checkout_token, True, now)
     for sku in ("PEC-PROMO", "CONS-1"):
-        shop.add_product(cart, products[sku].id)
-    shop.set_payment_method(cart, PaymentMethod.CARD)
+        shop_cart.add_product(cart, products[sku].id)
+    shop_cart.set_payment_method(cart, PaymentMethod.CARD)
     db.session.commit()
 
     good = make_card(customer, exp_year=now.year + 4, token=f"tok_fuzz_{customer.id}_ok")

@@ -74,11 +74,11 @@ PAGES = [
 
 def _payment(number: str | None, *, confirm: bool, amount: int = 12_200, notify: bool = True):
     """A hosted payment, its card submitted (and confirmed) with a test card."""
-    from webapp.bank import services
+    from webapp.bank import payments
 
     now = datetime.now(UTC)
     key = uuid.uuid4().hex
-    payment, _ = services.create_payment(
+    payment, _ = payments.create_payment(
         amount_cents=amount,
         currency="EUR",
         order_ref=f"ORD-{key[:8]}",
@@ -90,7 +90,7 @@ def _payment(number: str | None, *, confirm: bool, amount: int = 12_200, notify:
         now=now,
     )
     if number is not None:
-        services.submit_card(
+        payments.submit_card(
             payment,
             holder="Mario Rossi",
             number=number,
@@ -100,7 +100,7 @@ def _payment(number: str | None, *, confirm: bool, amount: int = 12_200, notify:
             now=now,
         )
         if confirm:
-            services.confirm_payment(payment, now=now)
+            payments.confirm_payment(payment, now=now)
     return payment
 
 
@@ -313,14 +313,14 @@ ENDPOINTS = [
 @pytest.fixture
 def bank_api(bank_pages: Flask) -> Flask:
     """The bank of the pages above, plus a saved-card charge to refund and a refund made."""
-    from webapp.bank import services
+    from webapp.bank import charges, refunds
     from webapp.bank.extensions import db as bank_db
     from webapp.bank.models import Card
 
     with bank_pages.app_context():
         now = datetime.now(UTC)
         token = bank_db.session.scalars(select(Card.token)).first()
-        charge, _ = services.charge_token(
+        charge, _ = charges.charge_token(
             token=token,
             amount_cents=4880,
             currency="EUR",
@@ -330,7 +330,7 @@ def bank_api(bank_pages: Flask) -> Flask:
             idempotency_key="fuzz-charge",
             now=now,
         )
-        services.refund(
+        refunds.refund(
             target_id=charge.id,
             amount_cents=880,
             currency="EUR",

@@ -18,7 +18,7 @@ from tests.reliability import fuzz
 from tests.reliability.shopworld import World
 from webapp.extensions import db
 from webapp.payments.models import PaymentStatus
-from webapp.shop.models import Order, OrderStatus
+from webapp.shop.order_models import Order, OrderStatus
 
 pytestmark = pytest.mark.reliability
 

@@ -22,8 +22,10 @@ from webapp.mailsink import MailSink
 from webapp.outbox.models import OutboxEmail
 from webapp.payments.models import Payment, PaymentStatus
 from webapp.renewals.models import Service
-from webapp.shop import services as shop
-from webapp.shop.models import Order, OrderStatus, PaymentMethod
+from webapp.shop import cart as shop_cart
+from webapp.shop import checkout
+from webapp.shop.models import PaymentMethod
+from webapp.shop.order_models import Order, OrderStatus
 
 pytestmark = pytest.mark.reliability
 
@@ -92,11 +94,11 @@ def _state(db, order_id: int) -> tuple:
 def test_return_while_the_bank_is_unreachable_pays_once_when_it_is_back(
     app, db, client, auth, dummy_customer, catalogue, live_bank, sink
 ):
-    cart = shop.get_or_create_cart(dummy_customer.id, None)
+    cart = shop_cart.get_or_create_cart(dummy_customer.id, None)
     for sku in ("PEC-STD", "FIRMA-R"):
-        shop.add_product(cart, catalogue["products"][sku].id)
-    shop.set_payment_method(cart, PaymentMethod.CARD)
-    order = shop.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, now_utc())
+        shop_cart.add_product(cart, catalogue["products"][sku].id)
+    shop_cart.set_payment_method(cart, PaymentMethod.CARD)
+    order = checkout.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, now_utc())
     db.session.commit()
     auth.login()
 

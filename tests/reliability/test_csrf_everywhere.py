@@ -18,7 +18,8 @@ from tests.reliability.shopworld import PASSWORD, World
 from webapp.extensions import db
 from webapp.payments.models import SavedCard
 from webapp.renewals.models import Service
-from webapp.shop.models import Cart, CartLine, Order, OrderStatus, PaymentMethod, Product
+from webapp.shop.models import Cart, CartLine, PaymentMethod, Product
+from webapp.shop.order_models import Order, OrderStatus
 
 pytestmark = pytest.mark.reliability
 

@@ -21,7 +21,7 @@ from webapp.clock import add_years, now_utc, rome_date
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
 from webapp.renewals.models import Renewal, RenewalStatus, Service
 from webapp.renewals.scheduler import parse_as_of
-from webapp.shop.models import Order, OrderKind, OrderStatus
+from webapp.shop.order_models import Order, OrderKind, OrderStatus
 
 pytestmark = [pytest.mark.reliability, requires_postgres]
 

@@ -105,7 +105,7 @@ def test_smtp_down_loses_nothing_and_delivers_each_email_once_when_back(app, db,
     for proc in procs:
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
-        by_process.append(int(out.split()[0]))  # "N e-mail inviate."
+        by_process.append(int(out.split()[0]))  # "N e-mails sent."
     for t in threads:
         t.join(60)
     swept = 0

@@ -24,7 +24,8 @@ from tests.reliability.conftest import GOOD_PAN, MERCHANT, SECRET, dispose_bank
 from tests.unit.bank_browser import BankBrowser
 from webapp.clock import now_utc
 from webapp.extensions import db
-from webapp.shop import services as shop
+from webapp.shop import cart as shop_cart
+from webapp.shop import checkout
 from webapp.shop.models import PaymentMethod
 from webapp.signing import (
     MERCHANT_HEADER,
@@ -381,10 +382,10 @@ def test_bank_api_refuses_bad_bodies_and_ids_without_creating_anything(
 @pytest.fixture
 def authorised(app, client, auth, bank, dummy_customer, catalogue) -> dict[str, str]:
     """An order paid at the bank (4242, no challenge): the signed 'torna al negozio' params."""
-    cart = shop.get_or_create_cart(dummy_customer.id, None)
-    shop.add_product(cart, catalogue["products"]["PEC-STD"].id)
-    shop.set_payment_method(cart, PaymentMethod.CARD)
-    order = shop.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, now_utc())
+    cart = shop_cart.get_or_create_cart(dummy_customer.id, None)
+    shop_cart.add_product(cart, catalogue["products"]["PEC-STD"].id)
+    shop_cart.set_payment_method(cart, PaymentMethod.CARD)
+    order = checkout.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, now_utc())
     db.session.commit()
     auth.login()
     response = client.post(f"/ordini/{order.id}/paga")
@@ -488,7 +489,7 @@ def test_tampered_notification_is_refused(app, bank, authorised, data) -> None:
 def test_the_genuine_return_pays_once(app, client, bank, authorised) -> None:
     """The control: untampered, the same parameters pay the order, once."""
     from webapp.payments.models import Payment, PaymentStatus
-    from webapp.shop.models import Order, OrderStatus
+    from webapp.shop.order_models import Order, OrderStatus
 
     for _ in range(2):
         response = client.get("/pagamenti/ritorno", query_string=authorised)

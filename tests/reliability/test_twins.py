@@ -219,14 +219,14 @@ class TwinWorld:
         )
 
     def order_status(self, order_id: int) -> str:
-        from webapp.shop.models import Order
+        from webapp.shop.order_models import Order
 
         [(status,)] = self.shop_rows(select(Order.status).where(Order.id == order_id))
         return str(status)
 
     def services_of(self, order_id: int) -> int:
         from webapp.renewals.models import Service
-        from webapp.shop.models import OrderLine
+        from webapp.shop.order_models import OrderLine
 
         return self.count(
             select(func.count(Service.id))
@@ -235,7 +235,7 @@ class TwinWorld:
         )
 
     def total(self, order_id: int) -> int:
-        from webapp.shop.models import Order
+        from webapp.shop.order_models import Order
 
         [(total,)] = self.shop_rows(select(Order.total_cents).where(Order.id == order_id))
         return total
@@ -310,7 +310,7 @@ def assert_landed_paid(answers: list[Answer], order_id: int) -> None:
 
 
 def test_confirm_twins_make_one_order(world):
-    from webapp.shop.models import Order
+    from webapp.shop.order_models import Order
 
     customer_id, email = world.customer()
     browser = world.browser(email)
@@ -586,7 +586,8 @@ def test_hosted_page_completed_after_a_saved_card_paid_is_refunded_once(world):
 
 
 def test_once_per_customer_code_from_two_sessions_is_redeemed_once(world):
-    from webapp.shop.models import DiscountCode, DiscountRedemption, Order
+    from webapp.shop.models import DiscountCode
+    from webapp.shop.order_models import DiscountRedemption, Order
 
     customer_id, email = world.customer()
     first, second = world.browser(email), world.browser(email)
@@ -637,7 +638,8 @@ def _service(world, customer_id: int, card_id: int, sku: str, expires_at, auto_r
     """A paid order's service, seeded directly (with its order and line)."""
     from webapp.extensions import db
     from webapp.renewals.models import Service
-    from webapp.shop.models import Order, OrderKind, OrderLine, OrderStatus, PaymentMethod, Product
+    from webapp.shop.models import PaymentMethod, Product
+    from webapp.shop.order_models import Order, OrderKind, OrderLine, OrderStatus
 
     product = db.session.scalar(select(Product).where(Product.sku == sku))
     net = product.yearly_price_cents

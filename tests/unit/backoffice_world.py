@@ -39,7 +39,8 @@ def totp_now(staff) -> str:
 
 def make_order(customer, product, method: str = "card", now: datetime | None = None, years=1):
     from webapp.money import vat_cents
-    from webapp.shop.models import Order, OrderLine, PaymentMethod
+    from webapp.shop.models import PaymentMethod
+    from webapp.shop.order_models import Order, OrderLine
 
     net = product.yearly_price_cents * years
     order = Order(
@@ -71,7 +72,7 @@ def make_order(customer, product, method: str = "card", now: datetime | None = N
 def paid_by_card(customer, product, now: datetime, last4: str = "4242"):
     """An order paid on the bank's page with a saved card: services started, e-mail queued."""
     from webapp.payments.models import Payment, PaymentChannel, SavedCard
-    from webapp.payments.services import succeed_payment
+    from webapp.payments.settlement import succeed_payment
 
     order = make_order(customer, product, "card", now)
     card = SavedCard(

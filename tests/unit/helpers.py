@@ -50,7 +50,7 @@ def choose_method(client: FlaskClient, method: str = "card"):
 def customer_cart(customer_id: int):
     """The customer's cart row, read fresh from the database."""
     from webapp.extensions import db
-    from webapp.shop.services import get_cart
+    from webapp.shop.cart import get_cart
 
     db.session.expire_all()
     return get_cart(customer_id, None)
@@ -58,7 +58,7 @@ def customer_cart(customer_id: int):
 
 def orders_of(customer_id: int) -> list:
     from webapp.extensions import db
-    from webapp.shop.services import list_orders
+    from webapp.shop.orders import list_orders
 
     db.session.expire_all()
     return list_orders(customer_id)

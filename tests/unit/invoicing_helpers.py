@@ -18,8 +18,9 @@ from webapp.payments.models import (
     RefundKind,
     RefundStatus,
 )
-from webapp.payments.services import succeed_payment
-from webapp.shop import services as shop
+from webapp.payments.settlement import succeed_payment
+from webapp.shop import cart as shop_cart
+from webapp.shop import checkout
 from webapp.shop.billing import BillingData, save_profile
 
 ADDRESS = dict(address="Via Garibaldi 10", postal_code="20121", city="Milano", province="MI")
@@ -71,16 +72,16 @@ def give_billing(customer, kind: str):
 
 
 def confirmed_order(customer, products, now, skus=("PEC-STD",), years=1, method="card", code=None):
-    cart = shop.get_or_create_cart(customer.id, None)
+    cart = shop_cart.get_or_create_cart(customer.id, None)
     for sku in skus:
-        line = shop.add_product(cart, products[sku].id)
+        line = shop_cart.add_product(cart, products[sku].id)
         if years in line.product.allowed_years:
-            shop.set_years(cart, line.id, years)
-    shop.set_payment_method(cart, method)
+            shop_cart.set_years(cart, line.id, years)
+    shop_cart.set_payment_method(cart, method)
     if code is not None:
         cart.discount_code = code
     db.session.flush()
-    order = shop.confirm_order(cart, customer.id, cart.checkout_token, True, now)
+    order = checkout.confirm_order(cart, customer.id, cart.checkout_token, True, now)
     db.session.commit()
     return order
 

@@ -20,7 +20,7 @@ from webapp.payments.models import (
     RefundStatus,
 )
 from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
-from webapp.shop.models import Order, OrderLine
+from webapp.shop.order_models import Order, OrderLine
 
 
 def bank_ledger(fake, captured_elsewhere: dict[str, int]) -> tuple[dict, dict]:

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from webapp.extensions import db
 from webapp.payments.models import Payment, PaymentChannel, SavedCard
-from webapp.payments.services import succeed_payment
+from webapp.payments.settlement import succeed_payment
 
 
 def card_order(customer, products, now: datetime, skus=("PEC-STD",), years=1):

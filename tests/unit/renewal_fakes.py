@@ -19,7 +19,8 @@ from webapp.payments.gateway import (
 )
 from webapp.payments.models import SavedCard
 from webapp.renewals.models import Service
-from webapp.shop.models import Order, OrderKind, OrderLine, OrderStatus, PaymentMethod
+from webapp.shop.models import PaymentMethod
+from webapp.shop.order_models import Order, OrderKind, OrderLine, OrderStatus
 
 FAKE_SECRET = "fake-gateway-secret"
 FAKE_MERCHANT = "pec-shop"  # TestConfig's BANK_MERCHANT_ID: the fake answers as that merchant

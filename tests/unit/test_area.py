@@ -19,7 +19,7 @@ from webapp.outbox.models import OutboxEmail
 from webapp.payments.models import SavedCard
 from webapp.renewals.engine import run_renewals
 from webapp.renewals.models import Renewal, RenewalStatus
-from webapp.shop.models import Order, OrderKind, OrderStatus
+from webapp.shop.order_models import Order, OrderKind, OrderStatus
 
 HX = {"HX-Request": "true"}
 EXPIRES = datetime(2027, 1, 20, 10, 0, tzinfo=UTC)
@@ -174,7 +174,7 @@ def test_a_twin_switch_that_read_the_old_state_changes_nothing_and_sends_no_emai
     """The switch is a compare-and-set: of twins that all read "on", one turns it off."""
     from sqlalchemy import update
 
-    from webapp.renewals import services as renewals
+    from webapp.renewals import manage
     from webapp.renewals.models import Service
 
     assert pec.auto_renew  # this request read "on" ...
@@ -184,11 +184,11 @@ def test_a_twin_switch_that_read_the_old_state_changes_nothing_and_sends_no_emai
         .values(auto_renew=False)
         .execution_options(synchronize_session=False)
     )
-    assert renewals.set_auto_renew(pec, False, [], TODAY) is False
+    assert manage.set_auto_renew(pec, False, [], TODAY) is False
     assert pec.auto_renew is False  # reloaded: the page shows what the twin did
     assert emails("Rinnovo automatico") == []
     # The next real change still moves the row and sends its e-mail.
-    assert renewals.set_auto_renew(pec, True, [], TODAY) is True
+    assert manage.set_auto_renew(pec, True, [], TODAY) is True
     db.session.commit()
     assert fresh(pec).auto_renew
     assert len(emails("Rinnovo automatico attivato")) == 1
@@ -461,7 +461,7 @@ def test_twin_card_returns_save_the_card_once_and_retry_the_renewal_once(
 ):
     """A twin return that read "no such card" loses the token's unique key: no 500, it reruns."""
     import webapp.account.area as area
-    from webapp.payments import services as payments
+    from webapp.payments import cards as payments_cards
 
     expired = make_card(shopper, exp_month=12, exp_year=2026, last4="0069")
     service = make_service(
@@ -471,7 +471,7 @@ def test_twin_card_returns_save_the_card_once_and_retry_the_renewal_once(
     clock.now = EXPIRES - timedelta(days=13)
     pid = _add_card(client, fake)
 
-    real = payments.save_card
+    real = payments_cards.save_card
     twin_done = []
 
     def save_after_the_twin(customer_id, details):
@@ -482,7 +482,7 @@ def test_twin_card_returns_save_the_card_once_and_retry_the_renewal_once(
             db.session.flush()  # this request's own insert of the same token
         return real(customer_id, details)
 
-    monkeypatch.setattr(area.payments, "save_card", save_after_the_twin)
+    monkeypatch.setattr(area.payments_cards, "save_card", save_after_the_twin)
     response = client.get("/area-clienti/carte/aggiunta", query_string=fake.return_params(pid))
     assert response.status_code == 303
     assert response.headers["Location"].endswith("/area-clienti/")

@@ -275,7 +275,7 @@ def test_checkout_records_the_immediate_start_text_and_time(
         freeze_views,
         orders_of,
     )
-    from webapp.shop.services import IMMEDIATE_START_TEXT
+    from webapp.shop.checkout import IMMEDIATE_START_TEXT
 
     freeze_views(monkeypatch, now)
     login(client)
@@ -293,7 +293,7 @@ def test_checkout_records_the_immediate_start_text_and_time(
 def test_a_price_change_applies_from_its_day_to_carts_and_renewals(app, client, db, catalogue, now):
     from webapp.renewals.models import Service
     from webapp.renewals.services import renewal_price
-    from webapp.shop.services import price_on
+    from webapp.shop.catalogue import price_on
 
     pec = catalogue["products"]["PEC-STD"]
     staff_session(client, make_staff())

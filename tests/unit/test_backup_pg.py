@@ -15,7 +15,7 @@ from tests.conftest import PG_URL
 from tests.unit.invoicing_helpers import confirmed_order, pay
 from webapp.invoicing.models import Invoice
 from webapp.renewals.models import Service
-from webapp.shop.models import Order
+from webapp.shop.order_models import Order
 
 ROOT = Path(__file__).resolve().parents[2]
 needs_postgres = pytest.mark.skipif(not PG_URL, reason="backups are PostgreSQL's (pg_dump)")

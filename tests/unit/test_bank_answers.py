@@ -19,8 +19,8 @@ from tests.unit.bank_browser import BankBrowser
 from tests.unit.renewal_fakes import make_service
 from webapp.clock import now_utc, rome_date, rome_midnight
 from webapp.invoicing.models import DocumentKind, Invoice
-from webapp.payments import flows
-from webapp.payments import services as pay
+from webapp.payments import cards, flows, settlement
+from webapp.payments import charges as payments_charges
 from webapp.payments.gateway import CardDetails
 from webapp.payments.models import (
     Payment,
@@ -32,8 +32,10 @@ from webapp.payments.models import (
 )
 from webapp.renewals.engine import run_renewals
 from webapp.renewals.models import Renewal, RenewalStatus
-from webapp.shop import services as shop
-from webapp.shop.models import Order, OrderStatus, PaymentMethod
+from webapp.shop import cart as shop_cart
+from webapp.shop import checkout
+from webapp.shop.models import PaymentMethod
+from webapp.shop.order_models import Order, OrderStatus
 
 EASY_CARD = "4242424242424242"
 WRONG_AMOUNT = "4000000000000101"
@@ -48,10 +50,10 @@ def order_for(db, catalogue):
     """A confirmed card order for PEC Standard, 1 year."""
 
     def make(customer):
-        cart = shop.get_or_create_cart(customer.id, None)
-        shop.add_product(cart, catalogue["products"]["PEC-STD"].id)
-        shop.set_payment_method(cart, PaymentMethod.CARD)
-        order = shop.confirm_order(cart, customer.id, cart.checkout_token, True, now_utc())
+        cart = shop_cart.get_or_create_cart(customer.id, None)
+        shop_cart.add_product(cart, catalogue["products"]["PEC-STD"].id)
+        shop_cart.set_payment_method(cart, PaymentMethod.CARD)
+        order = checkout.confirm_order(cart, customer.id, cart.checkout_token, True, now_utc())
         db.session.commit()
         return order
 
@@ -73,7 +75,7 @@ def _pay_on_bank_page(client, bank, order, number: str):
 
 def _bank_card(db, bank, customer, number: str) -> SavedCard:
     """Save `number` the way the customer area does: a zero-amount verification at the bank."""
-    hosted = pay.gateway().create_payment(
+    hosted = settlement.gateway().create_payment(
         amount_cents=0,
         currency="EUR",
         order_ref=f"CARTA-{customer.id}-{number}",
@@ -84,8 +86,8 @@ def _bank_card(db, bank, customer, number: str) -> SavedCard:
         idempotency_key=f"verify-{number}",
     )
     BankBrowser(bank).pay(hosted.redirect_url, number)
-    details: CardDetails = pay.gateway().get_payment(hosted.payment_id).card
-    card = pay.save_card(customer.id, details)
+    details: CardDetails = settlement.gateway().get_payment(hosted.payment_id).card
+    card = cards.save_card(customer.id, details)
     db.session.commit()
     return card
 
@@ -402,10 +404,12 @@ def test_a_saved_card_charge_for_less_than_the_order_total_is_held(
     taken as paying the order, even when the bank's answer matches the charge."""
     card = _bank_card(db, bank, shopper, EASY_CARD)
     order = order_for(shopper)
-    payment = pay.begin_saved_card_payment(order, shopper.id, card.id, "a1", now_utc().date())
+    payment = payments_charges.begin_saved_card_payment(
+        order, shopper.id, card.id, "a1", now_utc().date()
+    )
     payment.amount_cents = order.net_cents
     db.session.commit()
-    pay.execute_card_charge(payment, now_utc())
+    payments_charges.execute_card_charge(payment, now_utc())
     db.session.commit()
     payment = _payment(db, order)
     assert payment.status is PaymentStatus.TO_VERIFY and "totale" in payment.failure_message

@@ -7,7 +7,7 @@ import re
 from sqlalchemy import func, select
 
 from tests.unit.helpers import HX, add, customer_cart, login
-from webapp.shop import services
+from webapp.shop import cart as shop_cart
 from webapp.shop.models import Cart, CartLine
 
 
@@ -169,19 +169,19 @@ def test_anonymous_cart_merges_into_the_customers_cart(client, db, catalogue, du
 def test_login_without_a_visitor_cart_keeps_the_customers_cart(
     client, db, catalogue, dummy_customer
 ):
-    cart = services.get_or_create_cart(dummy_customer.id, None)
-    services.add_product(cart, catalogue["products"]["CONS-1"].id)
+    cart = shop_cart.get_or_create_cart(dummy_customer.id, None)
+    shop_cart.add_product(cart, catalogue["products"]["CONS-1"].id)
     db.session.commit()
     login(client)
     assert [line.product.sku for line in customer_cart(dummy_customer.id).lines] == ["CONS-1"]
 
 
 def test_claim_changes_the_checkout_token(db, catalogue, dummy_customer):
-    cart = services.get_or_create_cart(dummy_customer.id, None)
+    cart = shop_cart.get_or_create_cart(dummy_customer.id, None)
     token = cart.checkout_token
-    anon = services.get_or_create_cart(None, None)
-    services.add_product(anon, catalogue["products"]["PEC-STD"].id)
-    services.claim_anonymous_cart(anon.anon_token, dummy_customer.id)
+    anon = shop_cart.get_or_create_cart(None, None)
+    shop_cart.add_product(anon, catalogue["products"]["PEC-STD"].id)
+    shop_cart.claim_anonymous_cart(anon.anon_token, dummy_customer.id)
     assert cart.checkout_token != token
     assert len(cart.lines) == 1
 

@@ -20,7 +20,8 @@ from tests.unit.helpers import (
     login,
     orders_of,
 )
-from webapp.shop.models import Order, PaymentMethod
+from webapp.shop.models import PaymentMethod
+from webapp.shop.order_models import Order
 
 RENEWABLE = ["PEC-STD", "SPID-PF", "CONS-1", "FPA-100"]
 NOT_RENEWABLE = ["FIRMA-R", "MARCHE-50"]
@@ -409,11 +410,11 @@ def test_simultaneous_double_submit_finds_the_order_of_the_other_request(
     """The second of two concurrent submits loses on the unique token and shows the first order."""
     from sqlalchemy.exc import IntegrityError
 
-    from webapp.shop import services
+    from webapp.shop import checkout
 
     ready(client, catalogue, "PEC-STD")
     token = checkout_token(client)
-    real = services.confirm_order
+    real = checkout.confirm_order
     calls = []
 
     def racing(cart, customer_id, checkout_token, terms_accepted, now, quoted=None):
@@ -425,7 +426,7 @@ def test_simultaneous_double_submit_finds_the_order_of_the_other_request(
             raise IntegrityError("INSERT INTO orders", {}, Exception("UNIQUE constraint failed"))
         return real(cart, customer_id, checkout_token, terms_accepted, now, quoted)
 
-    monkeypatch.setattr(services, "confirm_order", racing)
+    monkeypatch.setattr(checkout, "confirm_order", racing)
     r = confirm(client, token)
     assert r.status_code == 303
     assert calls == [token, token]
@@ -438,18 +439,18 @@ def test_twin_submit_that_sees_the_cart_already_spent_shows_the_order(
 ):
     """Between this request's reads the twin commits: the cart looks empty, the order exists."""
     from webapp.errors import CheckoutError
-    from webapp.shop import services
+    from webapp.shop import checkout
 
     ready(client, catalogue, "PEC-STD")
     token = checkout_token(client)
-    real = services.confirm_order
+    real = checkout.confirm_order
 
     def racing(cart, customer_id, checkout_token, terms_accepted, now, quoted=None):
         real(cart, customer_id, checkout_token, terms_accepted, now, quoted)
         db.session.commit()
         raise CheckoutError("Il carrello è vuoto.")
 
-    monkeypatch.setattr(services, "confirm_order", racing)
+    monkeypatch.setattr(checkout, "confirm_order", racing)
     r = confirm(client, token)
     assert r.status_code == 303
     [order] = orders_of(dummy_customer.id)

@@ -16,14 +16,10 @@ from tests.unit.helpers import (
     login,
 )
 from webapp.errors import CheckoutError, DiscountRefused
-from webapp.shop import services
-from webapp.shop.models import (
-    DiscountCode,
-    DiscountKind,
-    DiscountRedemption,
-    Order,
-    PaymentMethod,
-)
+from webapp.shop import cart as shop_cart
+from webapp.shop import checkout, discounts, orders
+from webapp.shop.models import DiscountCode, DiscountKind, PaymentMethod
+from webapp.shop.order_models import DiscountRedemption, Order
 
 
 @pytest.fixture(autouse=True)
@@ -32,16 +28,16 @@ def _views(app, monkeypatch, now):
 
 
 def make_cart(db, customer, *products, method=PaymentMethod.CARD):
-    cart = services.get_or_create_cart(customer.id, None)
+    cart = shop_cart.get_or_create_cart(customer.id, None)
     for product in products:
-        services.add_product(cart, product.id)
+        shop_cart.add_product(cart, product.id)
     cart.payment_method = method
     db.session.commit()
     return cart
 
 
 def place_order(db, cart, customer, now):
-    order = services.confirm_order(cart, customer.id, cart.checkout_token, True, now)
+    order = checkout.confirm_order(cart, customer.id, cart.checkout_token, True, now)
     db.session.commit()
     return order
 
@@ -63,7 +59,7 @@ def new_code(db, now, **fields):
 
 def refusal(cart, raw, customer, now) -> str:
     with pytest.raises(DiscountRefused) as info:
-        services.apply_discount(cart, raw, customer.id, now)
+        discounts.apply_discount(cart, raw, customer.id, now)
     return info.value.message
 
 
@@ -102,7 +98,7 @@ def test_code_not_yet_valid(db, catalogue, dummy_customer, now):
 def test_code_valid_from_its_first_instant(db, catalogue, dummy_customer, now):
     new_code(db, now, valid_from=now)
     cart = make_cart(db, dummy_customer, catalogue["products"]["PEC-STD"])
-    assert services.apply_discount(cart, "TEST", dummy_customer.id, now).code == "TEST"
+    assert discounts.apply_discount(cart, "TEST", dummy_customer.id, now).code == "TEST"
 
 
 def test_code_not_applicable_to_these_products(db, catalogue, dummy_customer, now):
@@ -128,11 +124,11 @@ def test_usage_limit_reached(db, catalogue, dummy_customer, now):
 def test_already_used_by_this_customer(db, catalogue, dummy_customer, create_customer, now):
     pec = catalogue["products"]["PEC-STD"]
     cart = make_cart(db, dummy_customer, pec)
-    services.apply_discount(cart, "BENVENUTO10", dummy_customer.id, now)
+    discounts.apply_discount(cart, "BENVENUTO10", dummy_customer.id, now)
     order = place_order(db, cart, dummy_customer, now)
     assert order.discount_code == "BENVENUTO10"
 
-    services.add_product(cart, pec.id)
+    shop_cart.add_product(cart, pec.id)
     db.session.commit()
     assert refusal(cart, "BENVENUTO10", dummy_customer, now) == (
         "Hai già utilizzato il codice sconto BENVENUTO10."
@@ -140,19 +136,19 @@ def test_already_used_by_this_customer(db, catalogue, dummy_customer, create_cus
     # Another customer may still use it.
     other = create_customer(email="luisa@example.it", name="Luisa Bianchi")
     other_cart = make_cart(db, other, pec)
-    assert services.apply_discount(other_cart, "BENVENUTO10", other.id, now).code == "BENVENUTO10"
+    assert discounts.apply_discount(other_cart, "BENVENUTO10", other.id, now).code == "BENVENUTO10"
 
 
 def test_a_cancelled_order_does_not_count_as_a_use(db, catalogue, dummy_customer, now):
     pec = catalogue["products"]["PEC-STD"]
     cart = make_cart(db, dummy_customer, pec)
-    services.apply_discount(cart, "BENVENUTO10", dummy_customer.id, now)
+    discounts.apply_discount(cart, "BENVENUTO10", dummy_customer.id, now)
     order = place_order(db, cart, dummy_customer, now)
-    services.cancel_order(order, now)
-    services.add_product(cart, pec.id)
+    orders.cancel_order(order, now)
+    shop_cart.add_product(cart, pec.id)
     db.session.commit()
     assert (
-        services.apply_discount(cart, "BENVENUTO10", dummy_customer.id, now).code == "BENVENUTO10"
+        discounts.apply_discount(cart, "BENVENUTO10", dummy_customer.id, now).code == "BENVENUTO10"
     )
     # ...and the slot it held is free again: the new order may use the code.
     again = place_order(db, cart, dummy_customer, now)
@@ -168,7 +164,7 @@ def test_a_twin_confirm_cannot_redeem_a_once_per_customer_code_twice(
     pec = catalogue["products"]["PEC-STD"]
     code = catalogue["codes"]["BENVENUTO10"]
     first_cart = make_cart(db, dummy_customer, pec)
-    services.apply_discount(first_cart, "BENVENUTO10", dummy_customer.id, now)
+    discounts.apply_discount(first_cart, "BENVENUTO10", dummy_customer.id, now)
     first = place_order(db, first_cart, dummy_customer, now)
     # The twin read no redemption (as if before the first committed) and takes the same slot.
     twin = Order(
@@ -194,14 +190,14 @@ def test_a_twin_confirm_cannot_redeem_a_once_per_customer_code_twice(
     cart = make_cart(db, dummy_customer, pec)
     cart.discount_code = code
     with pytest.raises(DiscountRefused, match="già utilizzato"):
-        services.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, now)
+        checkout.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, now)
     assert first.discount_code == "BENVENUTO10"
 
 
 @pytest.mark.parametrize("raw", ["benvenuto10", "  BenVenuto10  ", "\tBENVENUTO10\n"])
 def test_code_is_case_insensitive_and_trimmed(db, catalogue, dummy_customer, now, raw):
     cart = make_cart(db, dummy_customer, catalogue["products"]["PEC-STD"])
-    code = services.apply_discount(cart, raw, dummy_customer.id, now)
+    code = discounts.apply_discount(cart, raw, dummy_customer.id, now)
     assert code.code == "BENVENUTO10"
     assert cart.discount_code is code
 
@@ -209,12 +205,12 @@ def test_code_is_case_insensitive_and_trimmed(db, catalogue, dummy_customer, now
 def test_code_stored_in_lower_case_is_found(db, catalogue, dummy_customer, now):
     new_code(db, now, code="Primavera")
     cart = make_cart(db, dummy_customer, catalogue["products"]["PEC-STD"])
-    assert services.apply_discount(cart, "PRIMAVERA", dummy_customer.id, now).code == "Primavera"
+    assert discounts.apply_discount(cart, "PRIMAVERA", dummy_customer.id, now).code == "Primavera"
 
 
 def test_a_refused_code_changes_nothing(db, catalogue, dummy_customer, now):
     cart = make_cart(db, dummy_customer, catalogue["products"]["PEC-STD"])
-    services.apply_discount(cart, "BENVENUTO10", dummy_customer.id, now)
+    discounts.apply_discount(cart, "BENVENUTO10", dummy_customer.id, now)
     db.session.commit()
     token = cart.checkout_token
     for raw in ("NONESISTE", "ESTATE2025", "NATALE", "PEC5X", ""):
@@ -226,14 +222,14 @@ def test_a_refused_code_changes_nothing(db, catalogue, dummy_customer, now):
 def test_applying_a_code_invalidates_the_confirm_form(db, catalogue, dummy_customer, now):
     cart = make_cart(db, dummy_customer, catalogue["products"]["PEC-STD"])
     token = cart.checkout_token
-    services.apply_discount(cart, "BENVENUTO10", dummy_customer.id, now)
+    discounts.apply_discount(cart, "BENVENUTO10", dummy_customer.id, now)
     assert cart.checkout_token != token
 
 
 def test_discount_applies_to_the_order_only(db, catalogue, dummy_customer, now):
     products = catalogue["products"]
     cart = make_cart(db, dummy_customer, products["PEC-STD"], products["FIRMA-R"])
-    services.apply_discount(cart, "PEC5", dummy_customer.id, now)
+    discounts.apply_discount(cart, "PEC5", dummy_customer.id, now)
     order = place_order(db, cart, dummy_customer, now)
 
     pec_line, firma_line = order.lines
@@ -258,20 +254,20 @@ def test_discount_applies_to_the_order_only(db, catalogue, dummy_customer, now):
 def test_removing_the_last_eligible_line_drops_the_code(db, catalogue, dummy_customer, now):
     products = catalogue["products"]
     cart = make_cart(db, dummy_customer, products["PEC-STD"], products["FIRMA-R"])
-    services.apply_discount(cart, "PEC5", dummy_customer.id, now)
-    services.remove_line(cart, cart.lines[0].id)
+    discounts.apply_discount(cart, "PEC5", dummy_customer.id, now)
+    shop_cart.remove_line(cart, cart.lines[0].id)
     assert cart.discount_code is None
 
 
 def test_remove_discount(db, catalogue, dummy_customer, now):
     cart = make_cart(db, dummy_customer, catalogue["products"]["PEC-STD"])
-    services.apply_discount(cart, "BENVENUTO10", dummy_customer.id, now)
+    discounts.apply_discount(cart, "BENVENUTO10", dummy_customer.id, now)
     token = cart.checkout_token
-    services.remove_discount(cart)
+    discounts.remove_discount(cart)
     db.session.commit()
     assert cart.discount_code_id is None
     assert cart.checkout_token != token
-    assert services.price_cart(cart).quote.discount_cents == 0
+    assert checkout.price_cart(cart).quote.discount_cents == 0
 
 
 def test_uses_counter_never_exceeds_max_uses(db, catalogue, dummy_customer, create_customer, now):
@@ -280,14 +276,14 @@ def test_uses_counter_never_exceeds_max_uses(db, catalogue, dummy_customer, crea
     other = create_customer(email="luisa@example.it", name="Luisa Bianchi")
     first = make_cart(db, dummy_customer, pec)
     second = make_cart(db, other, pec)
-    services.apply_discount(first, "TEST", dummy_customer.id, now)
-    services.apply_discount(second, "TEST", other.id, now)
+    discounts.apply_discount(first, "TEST", dummy_customer.id, now)
+    discounts.apply_discount(second, "TEST", other.id, now)
     db.session.commit()
 
     place_order(db, first, dummy_customer, now)
     assert code.uses == 1
     with pytest.raises(DiscountRefused, match="numero massimo di utilizzi"):
-        services.confirm_order(second, other.id, second.checkout_token, True, now)
+        checkout.confirm_order(second, other.id, second.checkout_token, True, now)
     db.session.rollback()
     assert db.session.get(DiscountCode, code.id).uses == 1
 
@@ -297,7 +293,7 @@ def test_guarded_increment_holds_when_the_check_read_a_stale_count(
 ):
     code = new_code(db, now, max_uses=1)
     cart = make_cart(db, dummy_customer, catalogue["products"]["PEC-STD"])
-    services.apply_discount(cart, "TEST", dummy_customer.id, now)
+    discounts.apply_discount(cart, "TEST", dummy_customer.id, now)
     db.session.commit()
     assert code.uses == 0
     # A concurrent order took the last use after this request read the code.
@@ -307,7 +303,7 @@ def test_guarded_increment_holds_when_the_check_read_a_stale_count(
         )
     assert code.uses == 0  # what this request still believes
     with pytest.raises(CheckoutError, match="numero massimo di utilizzi"):
-        services.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, now)
+        checkout.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, now)
     db.session.rollback()
     assert db.session.get(DiscountCode, code.id).uses == 1
     assert db.session.scalar(select(func.count(Order.id))) == 0
@@ -315,11 +311,11 @@ def test_guarded_increment_holds_when_the_check_read_a_stale_count(
 
 def test_confirm_rechecks_the_code(db, catalogue, dummy_customer, now):
     cart = make_cart(db, dummy_customer, catalogue["products"]["PEC-STD"])
-    services.apply_discount(cart, "BENVENUTO10", dummy_customer.id, now)
+    discounts.apply_discount(cart, "BENVENUTO10", dummy_customer.id, now)
     db.session.commit()
     later = now + timedelta(days=400)  # the code has expired meanwhile
     with pytest.raises(DiscountRefused, match="è scaduto"):
-        services.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, later)
+        checkout.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, later)
 
 
 # --- the views ------------------------------------------------------------------------------
@@ -352,7 +348,7 @@ def test_refused_code_through_the_view_keeps_the_applied_one(client, db, catalog
     r = client.post("/checkout/sconto", data={"code": "NATALE"}, headers=HX)
     assert r.status_code == 422
     db.session.expire_all()
-    cart = services.get_cart(dummy_customer.id, None)
+    cart = shop_cart.get_cart(dummy_customer.id, None)
     assert cart.discount_code.code == "BENVENUTO10"
     assert cart.checkout_token == token
 
@@ -419,7 +415,7 @@ def test_a_twin_confirm_refused_the_code_its_twin_just_used_lands_on_that_order(
     def refused(*args, **kwargs):
         raise DiscountRefused("Hai già utilizzato il codice sconto BENVENUTO10.")
 
-    monkeypatch.setattr(services, "confirm_order", refused)
+    monkeypatch.setattr(checkout, "confirm_order", refused)
     twin = confirm(client, token)
     assert twin.status_code == 303
     assert twin.headers["Location"] == first.headers["Location"]

@@ -15,8 +15,10 @@ from tests.unit.helpers import (
     login,
 )
 from webapp.errors import CheckoutError, InvalidChoice, NotFound
-from webapp.shop import services
-from webapp.shop.models import Order, PaymentMethod
+from webapp.shop import cart as shop_cart
+from webapp.shop import checkout
+from webapp.shop.models import PaymentMethod
+from webapp.shop.order_models import Order
 
 
 @pytest.mark.parametrize(
@@ -98,10 +100,10 @@ def test_missing_years_field_is_refused(client, db, catalogue, dummy_customer):
 
 
 def test_message_names_the_allowed_range(db, catalogue, dummy_customer):
-    cart = services.get_or_create_cart(dummy_customer.id, None)
-    line = services.add_product(cart, catalogue["products"]["PEC-PROMO"].id)
+    cart = shop_cart.get_or_create_cart(dummy_customer.id, None)
+    line = shop_cart.add_product(cart, catalogue["products"]["PEC-PROMO"].id)
     with pytest.raises(InvalidChoice) as info:
-        services.set_years(cart, line.id, 3)
+        shop_cart.set_years(cart, line.id, 3)
     assert info.value.message == (
         "Frequenza di rinnovo non valida per PEC Standard in promozione: scegli da 1 a 2 anni."
     )
@@ -109,8 +111,8 @@ def test_message_names_the_allowed_range(db, catalogue, dummy_customer):
 
 def test_years_of_a_line_not_in_this_cart(client, db, catalogue, dummy_customer, create_customer):
     other = create_customer(email="luisa@example.it", name="Luisa Bianchi")
-    other_cart = services.get_or_create_cart(other.id, None)
-    other_line = services.add_product(other_cart, catalogue["products"]["PEC-STD"].id)
+    other_cart = shop_cart.get_or_create_cart(other.id, None)
+    other_line = shop_cart.add_product(other_cart, catalogue["products"]["PEC-STD"].id)
     db.session.commit()
     _cart_with(client, catalogue, "PEC-STD")
     r = client.post(f"/checkout/righe/{other_line.id}/anni", data={"years": "4"}, headers=HX)
@@ -118,7 +120,7 @@ def test_years_of_a_line_not_in_this_cart(client, db, catalogue, dummy_customer,
     db.session.expire_all()
     assert other_line.years == 1
     with pytest.raises(NotFound):
-        services.set_years(customer_cart(dummy_customer.id), other_line.id, 4)
+        shop_cart.set_years(customer_cart(dummy_customer.id), other_line.id, 4)
 
 
 def test_the_order_buys_the_chosen_years(client, db, catalogue, dummy_customer):
@@ -134,11 +136,11 @@ def test_the_order_buys_the_chosen_years(client, db, catalogue, dummy_customer):
 
 def test_confirm_refuses_years_no_longer_allowed(db, catalogue, dummy_customer, now):
     product = catalogue["products"]["PEC-STD"]
-    cart = services.get_or_create_cart(dummy_customer.id, None)
-    line = services.add_product(cart, product.id)
-    services.set_years(cart, line.id, 5)
-    services.set_payment_method(cart, PaymentMethod.CARD)
+    cart = shop_cart.get_or_create_cart(dummy_customer.id, None)
+    line = shop_cart.add_product(cart, product.id)
+    shop_cart.set_years(cart, line.id, 5)
+    shop_cart.set_payment_method(cart, PaymentMethod.CARD)
     product.promotional = True  # became a promotion meanwhile: 1-2 years only
     db.session.flush()
     with pytest.raises(CheckoutError, match="Frequenza di rinnovo non valida"):
-        services.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, now)
+        checkout.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, now)

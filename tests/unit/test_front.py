@@ -174,7 +174,7 @@ def test_portal_note_only_for_orders_with_signatures(client, catalogue, dummy_cu
 
 def test_receipt_reads_subtotal_discount_taxable_vat_total(client, db, catalogue, dummy_customer):
     from webapp.clock import now_utc
-    from webapp.shop.models import OrderStatus
+    from webapp.shop.order_models import OrderStatus
 
     add(client, catalogue["products"]["PEC-STD"])
     login(client)

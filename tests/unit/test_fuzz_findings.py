@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.unit.helpers import HX, add, checkout_token, confirm, freeze_views, login
-from webapp.shop import services
-from webapp.shop.models import DiscountCode, DiscountRedemption, Order
+from webapp.shop import cart as shop_cart
+from webapp.shop.models import DiscountCode
+from webapp.shop.order_models import DiscountRedemption, Order
 from webapp.signing import sign_request
 
 
@@ -58,7 +59,7 @@ def test_a_code_refused_at_confirm_gives_the_checkout_back(
     assert db.session.scalar(select(func.count(Order.id))) == 0
     assert db.session.scalar(select(func.count(DiscountRedemption.id))) == 0
     db.session.expire_all()
-    cart = services.get_cart(dummy_customer.id, None)
+    cart = shop_cart.get_cart(dummy_customer.id, None)
     assert cart.discount_code_id is None  # gone, so the page shows the real total
     assert cart.checkout_token != token  # the new total needs a new confirmation
     assert cart.checkout_token in r.text

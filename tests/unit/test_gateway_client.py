@@ -76,7 +76,7 @@ def client(transport) -> HttpGateway:
 
 def _paid(client: HttpGateway, bank_app, card: str = "4242424242424242", key: str = "k1") -> str:
     """A hosted payment of € 122,00 paid at the bank with `card` (driven by its services)."""
-    from webapp.bank import services
+    from webapp.bank import payments
     from webapp.bank.extensions import db
 
     hosted = client.create_payment(
@@ -90,8 +90,8 @@ def _paid(client: HttpGateway, bank_app, card: str = "4242424242424242", key: st
         idempotency_key=key,
     )
     with bank_app.app_context():
-        payment = services.get_payment(hosted.payment_id)
-        services.submit_card(
+        payment = payments.get_payment(hosted.payment_id)
+        payments.submit_card(
             payment,
             holder="Mario Rossi",
             number=card,
@@ -100,7 +100,7 @@ def _paid(client: HttpGateway, bank_app, card: str = "4242424242424242", key: st
             cvv="123",
             now=NOW,
         )
-        services.confirm_payment(payment, now=NOW)
+        payments.confirm_payment(payment, now=NOW)
         db.session.commit()
     return hosted.payment_id
 

@@ -134,7 +134,7 @@ def test_domain_errors_go_through_gettext(app, catalogue, shouting):
     from webapp.errors import InvalidChoice
     from webapp.renewals.charging import REASONS
     from webapp.shop.billing import BillingData, check
-    from webapp.shop.services import valid_years
+    from webapp.shop.cart import valid_years
 
     product = catalogue["products"]["PEC-STD"]
     with app.test_request_context("/"):
@@ -150,7 +150,7 @@ def test_domain_errors_go_through_gettext(app, catalogue, shouting):
 
 def test_domain_errors_stay_italian(app, catalogue):
     from webapp.errors import InvalidChoice
-    from webapp.shop.services import valid_years
+    from webapp.shop.cart import valid_years
 
     product = catalogue["products"]["PEC-STD"]
     with app.test_request_context("/"), pytest.raises(InvalidChoice) as refused:

@@ -15,8 +15,8 @@ from webapp.invoicing.batch import issue_invoices
 from webapp.invoicing.models import Invoice, InvoiceCounter
 from webapp.payments.events import PaidOrder
 from webapp.payments.models import Payment, PaymentChannel
-from webapp.payments.services import succeed_payment
-from webapp.shop.models import Order
+from webapp.payments.settlement import succeed_payment
+from webapp.shop.order_models import Order
 
 pytestmark = pytest.mark.skipif(
     not PG_URL,

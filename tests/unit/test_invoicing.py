@@ -21,16 +21,12 @@ from tests.unit.invoicing_helpers import (
     text,
     xml_tree,
 )
+from webapp.invoicing.archive import export_zip
 from webapp.invoicing.models import DocumentKind, Invoice, InvoiceCounter
-from webapp.invoicing.services import (
-    export_zip,
-    invoice_of_order,
-    issue_invoice,
-    next_number,
-    progressive,
-)
+from webapp.invoicing.numbering import next_number, progressive
+from webapp.invoicing.services import invoice_of_order, issue_invoice
 from webapp.invoicing.xsd import schema_errors
-from webapp.shop.models import OrderStatus
+from webapp.shop.order_models import OrderStatus
 
 H = "FatturaElettronicaHeader"
 B = "FatturaElettronicaBody"
@@ -331,7 +327,7 @@ def test_export_zips_the_xml_of_the_period(app, db, buyer, products, now):
         args=["invoices", "export", "--from", "2026-01-01", "--to", "2027-12-31", "--out", out]
     )
     assert result.exit_code == 0, result.output
-    assert "2 documenti esportati" in result.output
+    assert "2 documents exported" in result.output
     assert len(zipfile.ZipFile(out).namelist()) == 2
 
 

@@ -18,13 +18,16 @@ from webapp.invoicing.models import Invoice
 from webapp.invoicing.xsd import schema_errors
 from webapp.outbox.models import OutboxEmail
 from webapp.payments.models import Refund
-from webapp.payments.services import payable_order, succeed_payment
+from webapp.payments.payable import payable_order
+from webapp.payments.settlement import succeed_payment
 from webapp.renewals import manual
 from webapp.renewals.engine import run_renewals
 from webapp.renewals.lifecycle import LifeState, life_of
 from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
-from webapp.shop import services as shop
-from webapp.shop.models import Order, OrderKind, OrderStatus, PaymentMethod
+from webapp.shop import cart as shop_cart
+from webapp.shop import checkout
+from webapp.shop.models import PaymentMethod
+from webapp.shop.order_models import Order, OrderKind, OrderStatus
 
 EXPIRES = datetime(2027, 1, 20, 10, 0, tzinfo=UTC)  # valid through 20/01/2027
 DAY = timedelta(days=1)
@@ -58,10 +61,10 @@ def fresh(service: Service) -> Service:
 
 def renewal_order(customer, service: Service, years: int, now: datetime) -> Order:
     """ "Rinnova" → the cart → Conferma e completa l'ordine (card), as the views do."""
-    cart = shop.get_or_create_cart(customer.id, None)
+    cart = shop_cart.get_or_create_cart(customer.id, None)
     manual.add_to_cart(cart, service, years, now)
-    shop.set_payment_method(cart, PaymentMethod.CARD)
-    order = shop.confirm_order(cart, customer.id, cart.checkout_token, True, now)
+    shop_cart.set_payment_method(cart, PaymentMethod.CARD)
+    order = checkout.confirm_order(cart, customer.id, cart.checkout_token, True, now)
     _db.session.commit()
     return order
 
@@ -146,7 +149,7 @@ def test_pec_on_day_91_is_ceased_and_cannot_be_renewed(
     life = life_of(service, rome_date(after(91)))
     assert (life.state, life.renewable, life.label) == (LifeState.CEASED, False, "Cessato")
     assert len(mails("Servizio cessato")) == 1
-    cart = shop.get_or_create_cart(dummy_customer.id, None)
+    cart = shop_cart.get_or_create_cart(dummy_customer.id, None)
     with pytest.raises(InvalidChoice, match="cessato"):
         manual.add_to_cart(cart, service, 1, after(91))
 
@@ -173,7 +176,7 @@ def test_firma_digitale_renews_only_in_the_90_days_before_expiry(fake, dummy_cus
     expired = fresh(firma)
     life = life_of(expired, rome_date(after(1)))
     assert (life.state, life.renewable) == (LifeState.CEASED, False)
-    cart = shop.get_or_create_cart(dummy_customer.id, None)
+    cart = shop_cart.get_or_create_cart(dummy_customer.id, None)
     with pytest.raises(InvalidChoice):
         manual.add_to_cart(cart, expired, 1, after(1))
 

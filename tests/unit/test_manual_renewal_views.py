@@ -16,7 +16,8 @@ from tests.unit.renewal_fakes import FakeGateway, make_service
 from webapp.clock import add_years, format_day, now_utc
 from webapp.extensions import db
 from webapp.renewals.engine import run_renewals
-from webapp.shop.models import CartLine, Order
+from webapp.shop.models import CartLine
+from webapp.shop.order_models import Order
 
 
 @pytest.fixture
@@ -66,14 +67,15 @@ def test_rinnova_puts_a_renewal_line_in_the_cart_and_checkout_shows_the_new_expi
 
 def test_order_page_shows_the_renewed_period(client, auth, fake, dummy_customer, pec_service):
     from webapp.renewals import manual
-    from webapp.shop import services as shop
+    from webapp.shop import cart as shop_cart
+    from webapp.shop import checkout as shop_checkout
     from webapp.shop.models import PaymentMethod
 
     now = now_utc()
-    cart = shop.get_or_create_cart(dummy_customer.id, None)
+    cart = shop_cart.get_or_create_cart(dummy_customer.id, None)
     manual.add_to_cart(cart, pec_service, 1, now)
-    shop.set_payment_method(cart, PaymentMethod.CARD)
-    order = shop.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, now)
+    shop_cart.set_payment_method(cart, PaymentMethod.CARD)
+    order = shop_checkout.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, now)
     db.session.commit()
     auth.login()
     page = client.get(f"/ordini/{order.id}").get_data(as_text=True)

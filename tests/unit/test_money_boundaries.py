@@ -15,14 +15,14 @@ from tests.unit.renewal_fakes import FakeGateway, make_card, make_service
 from webapp.clock import ROME, rome_date, rome_midnight
 from webapp.errors import DomainError, InvalidTransition, NotFound
 from webapp.extensions import db as _db
-from webapp.payments import refunds
-from webapp.payments import services as pay
+from webapp.payments import cards, charges, payable, refunds, settlement, stuck
+from webapp.payments import hosted as payments_hosted
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus, Refund
 from webapp.payments.withdrawal import withdrawal_deadline, withdrawal_refusal
 from webapp.renewals.engine import run_renewals
+from webapp.renewals.manage import set_card
 from webapp.renewals.models import Renewal
-from webapp.renewals.services import set_card
-from webapp.shop.models import OrderKind, OrderStatus
+from webapp.shop.order_models import OrderKind, OrderStatus
 
 EXPIRES = datetime(2027, 1, 20, 10, 0, tzinfo=UTC)  # expiry day 20/01/2027 (Italy)
 
@@ -94,10 +94,10 @@ def test_the_sweep_leaves_a_charge_in_flight_alone_until_10_minutes(
     db, catalogue, dummy_customer, now
 ):
     order = make_order(dummy_customer, catalogue["products"]["PEC-STD"], "card", now)
-    charge = _card_payment(db, order, PaymentStatus.PENDING, now - pay.CHARGE_STUCK_AFTER)
-    assert timedelta(minutes=10) == pay.CHARGE_STUCK_AFTER
-    assert pay.stuck_payments(now - timedelta(seconds=1)) == []  # 9:59 old: still in flight
-    assert pay.stuck_payments(now) == [charge.id]  # 10:00 old: asked about
+    charge = _card_payment(db, order, PaymentStatus.PENDING, now - stuck.CHARGE_STUCK_AFTER)
+    assert timedelta(minutes=10) == stuck.CHARGE_STUCK_AFTER
+    assert stuck.stuck_payments(now - timedelta(seconds=1)) == []  # 9:59 old: still in flight
+    assert stuck.stuck_payments(now) == [charge.id]  # 10:00 old: asked about
 
 
 def test_the_sweep_asks_about_unknown_charges_at_once_and_hosted_pages_after_30_minutes(
@@ -105,14 +105,18 @@ def test_the_sweep_asks_about_unknown_charges_at_once_and_hosted_pages_after_30_
 ):
     order = make_order(dummy_customer, catalogue["products"]["PEC-STD"], "card", now)
     unknown = _card_payment(db, order, PaymentStatus.UNKNOWN, now)
-    assert pay.stuck_payments(now) == [unknown.id]
+    assert stuck.stuck_payments(now) == [unknown.id]
     other = make_order(dummy_customer, catalogue["products"]["PEC-STD"], "card", now)
     hosted = _card_payment(
-        db, other, PaymentStatus.PENDING, now - pay.HOSTED_PAYMENT_REUSE, PaymentChannel.HOSTED_PAGE
+        db,
+        other,
+        PaymentStatus.PENDING,
+        now - payments_hosted.HOSTED_PAYMENT_REUSE,
+        PaymentChannel.HOSTED_PAGE,
     )
-    assert timedelta(minutes=30) == pay.HOSTED_PAYMENT_REUSE
-    assert pay.stuck_payments(now - timedelta(seconds=1)) == [unknown.id]
-    assert pay.stuck_payments(now) == [unknown.id, hosted.id]
+    assert timedelta(minutes=30) == payments_hosted.HOSTED_PAYMENT_REUSE
+    assert stuck.stuck_payments(now - timedelta(seconds=1)) == [unknown.id]
+    assert stuck.stuck_payments(now) == [unknown.id, hosted.id]
 
 
 def test_a_pending_charge_the_bank_never_saw_is_released_one_it_saw_is_settled(
@@ -123,7 +127,7 @@ def test_a_pending_charge_the_bank_never_saw_is_released_one_it_saw_is_settled(
     payment = _card_payment(db, order, PaymentStatus.PENDING, now - timedelta(minutes=11))
     payment.saved_card_id = card.id
     db.session.commit()
-    pay.settle_stuck_payment(payment, now)
+    stuck.settle_stuck_payment(payment, now)
     assert payment.status is PaymentStatus.FAILED and payment.failure_code == "abandoned"
     assert payment.completed_at == now
     assert fake.calls == []  # asked, never charged
@@ -153,9 +157,9 @@ def test_a_cancelled_order_is_never_paid(db, catalogue, dummy_customer, now):
     order.status = OrderStatus.CANCELLED
     db.session.commit()
     with pytest.raises(InvalidTransition):
-        pay.payable_order(order, now.date())
+        payable.payable_order(order, now.date())
     with pytest.raises(DomainError):
-        pay.begin_saved_card_payment(order, dummy_customer.id, card.id, "a", now.date())
+        charges.begin_saved_card_payment(order, dummy_customer.id, card.id, "a", now.date())
     assert db.session.scalar(select(func.count(Payment.id))) == 0
 
 
@@ -164,7 +168,7 @@ def test_a_removed_card_is_never_charged(db, catalogue, dummy_customer, pec, now
     card.removed_at = now
     db.session.commit()
     with pytest.raises(NotFound):
-        pay.get_card(card.id, dummy_customer.id)
+        cards.get_card(card.id, dummy_customer.id)
     service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=card)
     assert run_renewals(_day(-15)).failed == 1
     assert fake.calls == []
@@ -243,18 +247,19 @@ def test_order_lines_take_the_price_in_force_not_the_base_price(db, catalogue, d
     """A price change in force today: the order line's unit price times its years is its list
     amount (the invoice's PrezzoUnitario x Quantita = PrezzoTotale), never the base price."""
     from webapp.clock import now_utc
-    from webapp.shop import services as shop
+    from webapp.shop import cart as shop_cart
+    from webapp.shop import checkout
     from webapp.shop.models import PaymentMethod, ProductPrice
 
     pec = catalogue["products"]["PEC-STD"]
     today = rome_date(now_utc())
     db.session.add(ProductPrice(product_id=pec.id, yearly_price_cents=700, effective_from=today))
     db.session.commit()
-    cart = shop.get_or_create_cart(dummy_customer.id, None)
-    line = shop.add_product(cart, pec.id)
-    shop.set_years(cart, line.id, 2)
-    shop.set_payment_method(cart, PaymentMethod.CARD)
-    order = shop.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, now_utc())
+    cart = shop_cart.get_or_create_cart(dummy_customer.id, None)
+    line = shop_cart.add_product(cart, pec.id)
+    shop_cart.set_years(cart, line.id, 2)
+    shop_cart.set_payment_method(cart, PaymentMethod.CARD)
+    order = checkout.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, now_utc())
     [ordered] = order.lines
     assert pec.yearly_price_cents == 500
     assert ordered.yearly_price_cents == 700
@@ -386,12 +391,12 @@ def test_a_pending_charge_the_bank_saw_is_settled_by_asking_not_charging(
         token=card.gateway_token,
         amount_cents=payment.amount_cents,
         currency="EUR",
-        order_ref=pay.order_ref(order),
+        order_ref=settlement.order_ref(order),
         description="x",
         initiator="customer",
         idempotency_key=payment.idempotency_key,
     )
-    pay.settle_stuck_payment(payment, now)
+    stuck.settle_stuck_payment(payment, now)
     assert payment.status is PaymentStatus.SUCCEEDED
     assert order.status is OrderStatus.PAID
     assert len(fake.calls) == 1 and fake.finds == [payment.idempotency_key] * len(fake.finds)
@@ -410,7 +415,7 @@ def test_payable_orders_are_the_customers_own_card_purchases_newest_first(
     renewal = make_order(dummy_customer, pec, "card", now)
     renewal.kind = OrderKind.RENEWAL
     db.session.commit()
-    assert [o.id for o in pay.payable_orders(dummy_customer.id)] == [newer.id, older.id]
+    assert [o.id for o in payable.payable_orders(dummy_customer.id)] == [newer.id, older.id]
 
 
 # --- withdrawal: which payment, and what it records -------------------------------------------
@@ -472,12 +477,12 @@ def test_a_decline_keeps_the_banks_code_and_message_within_their_columns(
         GatewayStatus.DECLINED,
         payment.amount_cents,
         "EUR",
-        pay.order_ref(order),
+        settlement.order_ref(order),
         "c" * 50,
         "m" * 400,
         merchant_id="pec-shop",
     )
-    pay.apply_charge_result(payment, answer, now)
+    charges.apply_charge_result(payment, answer, now)
     assert payment.status is PaymentStatus.DECLINED and payment.completed_at == now
     assert (payment.failure_code, payment.failure_message) == ("c" * 40, "m" * 300)
 
@@ -490,7 +495,7 @@ def test_usable_cards_are_the_customers_own_unexpired_ones(
     mine = make_card(dummy_customer, exp_month=12, exp_year=2030)
     make_card(dummy_customer, exp_month=1, exp_year=2020, last4="0000")
     make_card(create_customer("luigi@example.it", "Luigi Verdi"), last4="1111")
-    assert [c.id for c in pay.usable_cards(dummy_customer.id, date(2027, 1, 1))] == [mine.id]
+    assert [c.id for c in cards.usable_cards(dummy_customer.id, date(2027, 1, 1))] == [mine.id]
 
 
 # --- the saved-card charge: which card, which order, a refusal ---------------------------------
@@ -498,10 +503,10 @@ def test_usable_cards_are_the_customers_own_unexpired_ones(
 
 def test_get_card_finds_only_a_real_id_of_the_customers_own(db, dummy_customer):
     card = make_card(dummy_customer)
-    assert pay.get_card(str(card.id), dummy_customer.id).id == card.id
+    assert cards.get_card(str(card.id), dummy_customer.id).id == card.id
     for bad in ("abc", None, 0, -card.id):
         with pytest.raises(NotFound):
-            pay.get_card(bad, dummy_customer.id)
+            cards.get_card(bad, dummy_customer.id)
 
 
 def test_a_saved_card_charge_is_this_orders_own(db, catalogue, dummy_customer, now):
@@ -510,10 +515,12 @@ def test_a_saved_card_charge_is_this_orders_own(db, catalogue, dummy_customer, n
     pec = catalogue["products"]["PEC-STD"]
     card = make_card(dummy_customer)
     other = make_order(dummy_customer, pec, "card", now)
-    in_flight = pay.begin_saved_card_payment(other, dummy_customer.id, card.id, "o", now.date())
+    in_flight = charges.begin_saved_card_payment(other, dummy_customer.id, card.id, "o", now.date())
     db.session.commit()
     order = make_order(dummy_customer, pec, "card", now)
-    payment = pay.begin_saved_card_payment(order, dummy_customer.id, card.id, "a" * 100, now.date())
+    payment = charges.begin_saved_card_payment(
+        order, dummy_customer.id, card.id, "a" * 100, now.date()
+    )
     assert payment.id != in_flight.id and payment.order_id == order.id
     assert len(payment.idempotency_key) == 80
 
@@ -529,9 +536,9 @@ def test_a_charge_the_bank_refuses_fails_with_its_code(
     monkeypatch.setattr(fake, "charge_token", refuse)
     card = make_card(dummy_customer)
     order = make_order(dummy_customer, catalogue["products"]["PEC-STD"], "card", now)
-    payment = pay.begin_saved_card_payment(order, dummy_customer.id, card.id, "a", now.date())
+    payment = charges.begin_saved_card_payment(order, dummy_customer.id, card.id, "a", now.date())
     db.session.commit()
-    pay.execute_card_charge(payment, now)
+    charges.execute_card_charge(payment, now)
     assert payment.status is PaymentStatus.FAILED and payment.failure_code == "unknown_token"
     assert payment.completed_at == now
     assert order.status is OrderStatus.PENDING_PAYMENT
@@ -547,23 +554,35 @@ def test_pay_now_reuses_only_this_orders_open_page_for_its_total_for_30_minutes(
     order = make_order(dummy_customer, pec, "card", now)
     other = make_order(dummy_customer, pec, "card", now)
     db.session.commit()
-    first = pay.start_hosted_payment(order, return_url="http://x/r", notify_url=None, now=now)
+    first = payments_hosted.start_hosted_payment(
+        order, return_url="http://x/r", notify_url=None, now=now
+    )
     assert first.created_at == now and first.currency == "EUR"
-    assert first.idempotency_key == pay.hosted_payment_key(order, 1)
+    assert first.idempotency_key == payments_hosted.hosted_payment_key(order, 1)
     # Another order never reuses it, and counts its own pages.
-    theirs = pay.start_hosted_payment(other, return_url="http://x/r", notify_url=None, now=now)
-    assert theirs.id != first.id and theirs.idempotency_key == pay.hosted_payment_key(other, 1)
+    theirs = payments_hosted.start_hosted_payment(
+        other, return_url="http://x/r", notify_url=None, now=now
+    )
+    assert theirs.id != first.id and theirs.idempotency_key == payments_hosted.hosted_payment_key(
+        other, 1
+    )
     # 29:59 later the same page; 30:00 later a new one (the order's second).
-    later = now + pay.HOSTED_PAYMENT_REUSE
-    same = pay.start_hosted_payment(
+    later = now + payments_hosted.HOSTED_PAYMENT_REUSE
+    same = payments_hosted.start_hosted_payment(
         order, return_url="http://x/r", notify_url=None, now=later - timedelta(seconds=1)
     )
     assert same.id == first.id
-    fresh = pay.start_hosted_payment(order, return_url="http://x/r", notify_url=None, now=later)
-    assert fresh.id != first.id and fresh.idempotency_key == pay.hosted_payment_key(order, 2)
+    fresh = payments_hosted.start_hosted_payment(
+        order, return_url="http://x/r", notify_url=None, now=later
+    )
+    assert fresh.id != first.id and fresh.idempotency_key == payments_hosted.hosted_payment_key(
+        order, 2
+    )
     # A total changed since: never the page opened for the old amount.
     order.total_cents += 100
-    changed = pay.start_hosted_payment(order, return_url="http://x/r", notify_url=None, now=later)
+    changed = payments_hosted.start_hosted_payment(
+        order, return_url="http://x/r", notify_url=None, now=later
+    )
     assert changed.id != fresh.id and changed.amount_cents == order.total_cents
 
 
@@ -573,7 +592,7 @@ def test_a_capture_records_its_time_and_a_second_one_is_a_duplicate_with_its_tim
     order, payment, card = paid_by_card(dummy_customer, catalogue["products"]["PEC-STD"], now)
     assert payment.completed_at == now and order.paid_at == now
     second = _card_payment(db, order, PaymentStatus.PENDING, now)
-    pay.succeed_payment(second, card, now + timedelta(minutes=1))
+    settlement.succeed_payment(second, card, now + timedelta(minutes=1))
     assert second.status is PaymentStatus.DUPLICATE
     assert second.completed_at == now + timedelta(minutes=1)
     assert second.saved_card_id == card.id
@@ -590,7 +609,7 @@ def test_the_paying_payment_is_the_successful_one_not_an_earlier_attempt(
     _card_payment(db, order, PaymentStatus.DECLINED, now)
     card = make_card(dummy_customer)
     paid = _card_payment(db, order, PaymentStatus.PENDING, now, PaymentChannel.HOSTED_PAGE)
-    pay.succeed_payment(paid, card, now)
+    settlement.succeed_payment(paid, card, now)
     assert paying_payment(order).id == paid.id
 
 
@@ -598,8 +617,10 @@ def test_procedi_never_joins_a_bank_page_in_flight(db, catalogue, dummy_customer
     order = make_order(dummy_customer, catalogue["products"]["PEC-STD"], "card", now)
     card = make_card(dummy_customer)
     db.session.commit()
-    page = pay.start_hosted_payment(order, return_url="http://x/r", notify_url=None, now=now)
-    charge = pay.begin_saved_card_payment(order, dummy_customer.id, card.id, "a", now.date())
+    page = payments_hosted.start_hosted_payment(
+        order, return_url="http://x/r", notify_url=None, now=now
+    )
+    charge = charges.begin_saved_card_payment(order, dummy_customer.id, card.id, "a", now.date())
     assert charge.id != page.id and charge.channel is PaymentChannel.SAVED_CARD
 
 
@@ -617,12 +638,12 @@ def test_money_taken_in_another_currency_is_refunded_in_that_currency(
         GatewayStatus.SUCCEEDED,
         payment.amount_cents,
         "USD",
-        pay.order_ref(order),
+        settlement.order_ref(order),
         None,
         None,
         merchant_id="pec-shop",
     )
-    pay.apply_charge_result(payment, answer, now)
+    charges.apply_charge_result(payment, answer, now)
     assert payment.status is PaymentStatus.TO_VERIFY and "valuta" in payment.failure_message
     refund = db.session.scalar(select(Refund).where(Refund.payment_id == payment.id))
     assert (refund.currency, refund.amount_cents) == ("USD", payment.amount_cents)

@@ -31,7 +31,8 @@ from tests.unit.renewal_fakes import FakeGateway
 from webapp.clock import rome_date
 from webapp.extensions import db
 from webapp.payments.models import Payment, PaymentStatus, RefundKind
-from webapp.shop.models import Order, OrderKind, OrderStatus, PaymentMethod, Product, ProductPrice
+from webapp.shop.models import PaymentMethod, Product, ProductPrice
+from webapp.shop.order_models import Order, OrderKind, OrderStatus
 
 EXAMPLES = int(os.environ.get("MONEY_PROPERTY_EXAMPLES", "6"))
 STEPS = int(os.environ.get("MONEY_PROPERTY_STEPS", "14"))

@@ -19,8 +19,8 @@ from tests.unit.test_payments import (  # noqa: F401
 )
 from webapp.clock import now_utc
 from webapp.errors import InvalidChoice, InvalidTransition
-from webapp.payments import flows, refunds
-from webapp.payments import services as pay
+from webapp.payments import charges as payments_charges
+from webapp.payments import flows, hosted, refunds, stuck
 from webapp.payments.models import (
     Payment,
     PaymentChannel,
@@ -29,17 +29,17 @@ from webapp.payments.models import (
     RefundKind,
     RefundStatus,
 )
-from webapp.shop.models import OrderStatus
+from webapp.shop.order_models import OrderStatus
 
 
 def test_a_second_tab_joins_the_card_charge_in_flight(db, bank, client, shopper, order_for):  # noqa: F811
     card = _saved_card(client, db, bank, shopper, order_for)
     order = order_for(shopper)
     today = now_utc().date()
-    first = pay.begin_saved_card_payment(order, shopper.id, card.id, "tab-one", today)
+    first = payments_charges.begin_saved_card_payment(order, shopper.id, card.id, "tab-one", today)
     db.session.commit()
     # Another tab, another attempt token, same order: it joins the charge, records none.
-    second = pay.begin_saved_card_payment(order, shopper.id, card.id, "tab-two", today)
+    second = payments_charges.begin_saved_card_payment(order, shopper.id, card.id, "tab-two", today)
     assert second.id == first.id
     assert db.session.scalar(select(func.count(Payment.id))) == 1 + 1  # + the card's first order
 
@@ -145,10 +145,12 @@ def test_a_card_charge_whose_request_died_before_the_bank_is_released(
 ):
     card = _saved_card(client, db, bank, shopper, order_for)
     order = order_for(shopper)
-    payment = pay.begin_saved_card_payment(order, shopper.id, card.id, "died", now_utc().date())
+    payment = payments_charges.begin_saved_card_payment(
+        order, shopper.id, card.id, "died", now_utc().date()
+    )
     db.session.commit()  # ...and the worker was killed before asking the bank
-    later = now_utc() + pay.CHARGE_STUCK_AFTER + timedelta(minutes=1)
-    assert payment.id in pay.stuck_payments(later)
+    later = now_utc() + stuck.CHARGE_STUCK_AFTER + timedelta(minutes=1)
+    assert payment.id in stuck.stuck_payments(later)
     assert flows.reconcile(later) == 1
     db.session.expire_all()
     assert payment.status is PaymentStatus.FAILED and payment.failure_code == "abandoned"
@@ -167,7 +169,7 @@ def test_a_hosted_payment_paid_without_its_return_is_settled_by_the_job(
     payment = db.session.scalar(select(Payment).where(Payment.order_id == order.id))
     assert payment.channel is PaymentChannel.HOSTED_PAGE
     assert flows.reconcile(now_utc()) == 0  # too early: the customer may still come back
-    later = now_utc() + pay.HOSTED_PAYMENT_REUSE + timedelta(minutes=1)
+    later = now_utc() + hosted.HOSTED_PAYMENT_REUSE + timedelta(minutes=1)
     assert flows.reconcile(later) == 1
     db.session.expire_all()
     assert order.status is OrderStatus.PAID
@@ -175,7 +177,7 @@ def test_a_hosted_payment_paid_without_its_return_is_settled_by_the_job(
 
 def test_no_refund_row_without_a_capture(db, bank, client, shopper, order_for):  # noqa: F811
     order = order_for(shopper)
-    payment = pay.start_hosted_payment(
+    payment = hosted.start_hosted_payment(
         order, return_url="http://localhost/r", notify_url=None, now=now_utc()
     )
     db.session.commit()
@@ -197,13 +199,13 @@ def test_twin_pay_now_clicks_share_one_hosted_payment(
     order = order_for(shopper)
     urls = dict(return_url="http://shop.test/pagamenti/ritorno", notify_url=None, now=now_utc())
     first = flows.start_hosted_payment(order, **urls)
-    assert first.idempotency_key == pay.hosted_payment_key(order, 1)
+    assert first.idempotency_key == hosted.hosted_payment_key(order, 1)
     # A twin click that read the order before `first` was committed: nothing to reuse, and
     # the next page would be the first. It inserts the same key; the database refuses it
     # before the bank is asked, and the rerun reuses the page the winner opened.
-    real = pay._hosted_slot
+    real = hosted._hosted_slot
     stale = iter([(None, 1)])
-    monkeypatch.setattr(pay, "_hosted_slot", lambda o, now: next(stale, None) or real(o, now))
+    monkeypatch.setattr(hosted, "_hosted_slot", lambda o, now: next(stale, None) or real(o, now))
     twin = flows.start_hosted_payment(order, **urls)
     assert (twin.id, twin.redirect_url) == (first.id, first.redirect_url)
     assert (
@@ -231,7 +233,7 @@ def test_a_twin_page_committed_between_the_slot_reads_is_reused_not_doubled(
         status=PaymentStatus.PENDING,
         amount_cents=order.total_cents,
         currency=order.currency,
-        idempotency_key=pay.hosted_payment_key(order, 1),
+        idempotency_key=hosted.hosted_payment_key(order, 1),
         gateway_ref="pay_winner",
         redirect_url="http://bank.test/pay/pay_winner",
         created_at=now,
@@ -270,7 +272,7 @@ def test_a_new_hosted_payment_after_a_declined_one_gets_the_next_key(
     db.session.commit()
     second = flows.start_hosted_payment(order, **urls)
     assert second.id != first.id
-    assert second.idempotency_key == pay.hosted_payment_key(order, 2)
+    assert second.idempotency_key == hosted.hosted_payment_key(order, 2)
 
 
 def test_a_tab_that_read_the_order_before_its_twin_paid_records_no_second_charge(
@@ -282,7 +284,7 @@ def test_a_tab_that_read_the_order_before_its_twin_paid_records_no_second_charge
 ):
     from sqlalchemy import update
 
-    from webapp.shop.models import Order
+    from webapp.shop.order_models import Order
 
     card = _saved_card(client, db, bank, shopper, order_for)
     order = order_for(shopper)
@@ -294,7 +296,9 @@ def test_a_tab_that_read_the_order_before_its_twin_paid_records_no_second_charge
         .execution_options(synchronize_session=False)
     )
     with pytest.raises(InvalidTransition):
-        pay.begin_saved_card_payment(order, shopper.id, card.id, "tab-two", now_utc().date())
+        payments_charges.begin_saved_card_payment(
+            order, shopper.id, card.id, "tab-two", now_utc().date()
+        )
     db.session.rollback()
     charges = db.session.scalar(
         select(func.count(Payment.id)).where(

@@ -16,8 +16,10 @@ from webapp.extensions import mail
 from webapp.outbox.models import OutboxEmail
 from webapp.payments.models import Payment, PaymentStatus, Refund, RefundStatus, SavedCard
 from webapp.renewals.models import Service
-from webapp.shop import services as shop
-from webapp.shop.models import Order, OrderStatus, PaymentMethod
+from webapp.shop import cart as shop_cart
+from webapp.shop import checkout
+from webapp.shop.models import PaymentMethod
+from webapp.shop.order_models import Order, OrderStatus
 
 OTP_CARD = "4111111111111111"
 APP_CARD = "5555555555554444"
@@ -30,13 +32,13 @@ def order_for(db, catalogue):
     """Create a confirmed card order for a customer: PEC Standard for 2 years + Firma Digitale."""
 
     def make(customer, skus=("PEC-STD", "FIRMA-R"), years=2, method="card"):
-        cart = shop.get_or_create_cart(customer.id, None)
+        cart = shop_cart.get_or_create_cart(customer.id, None)
         for sku in skus:
-            line = shop.add_product(cart, catalogue["products"][sku].id)
+            line = shop_cart.add_product(cart, catalogue["products"][sku].id)
             if line.product.auto_renewable:
-                shop.set_years(cart, line.id, years)
-        shop.set_payment_method(cart, PaymentMethod(method))
-        order = shop.confirm_order(cart, customer.id, cart.checkout_token, True, now_utc())
+                shop_cart.set_years(cart, line.id, years)
+        shop_cart.set_payment_method(cart, PaymentMethod(method))
+        order = checkout.confirm_order(cart, customer.id, cart.checkout_token, True, now_utc())
         db.session.commit()
         return order
 
@@ -314,11 +316,11 @@ def test_path2_expired_card_cannot_be_chosen(client, db, bank, shopper, order_fo
 
 
 def test_path2_decline_leaves_order_payable_with_another_card(client, db, bank, shopper, order_for):
-    from webapp.payments import services as pay
+    from webapp.payments import cards, settlement
 
     poor = _saved_card(client, db, bank, shopper, order_for, number=EASY_CARD)
     # Point the saved card at the bank's insufficient-funds card by verifying it at zero amount.
-    gateway = pay.gateway()
+    gateway = settlement.gateway()
     hosted = gateway.create_payment(
         amount_cents=0,
         currency="EUR",
@@ -331,7 +333,7 @@ def test_path2_decline_leaves_order_payable_with_another_card(client, db, bank, 
     )
     BankBrowser(bank).pay(hosted.redirect_url, "4000000000009995")
     details = gateway.get_payment(hosted.payment_id).card
-    broke = pay.save_card(shopper.id, details)
+    broke = cards.save_card(shopper.id, details)
     db.session.commit()
 
     order = order_for(shopper)
@@ -353,12 +355,12 @@ def test_path2_decline_leaves_order_payable_with_another_card(client, db, bank, 
 def test_charge_with_lost_answer_is_resolved_by_asking_not_charging(
     client, db, bank, shopper, order_for
 ):
-    from webapp.payments import services as pay
+    from webapp.payments import charges, settlement
     from webapp.payments.gateway import GatewayUnavailable
 
     card = _saved_card(client, db, bank, shopper, order_for)
     order = order_for(shopper)
-    payment = pay.begin_saved_card_payment(
+    payment = charges.begin_saved_card_payment(
         order, shopper.id, card.id, "attempt-1", now_utc().date()
     )
     db.session.commit()
@@ -368,12 +370,12 @@ def test_charge_with_lost_answer_is_resolved_by_asking_not_charging(
         real(method, url, body, headers, timeout)  # the bank charges...
         raise GatewayUnavailable("timeout")  # ...but the answer never arrives
 
-    pay.gateway().transport = lose_answer
-    pay.execute_card_charge(payment, now_utc())
+    settlement.gateway().transport = lose_answer
+    charges.execute_card_charge(payment, now_utc())
     db.session.commit()
     assert payment.status is PaymentStatus.UNKNOWN and order.status is OrderStatus.PENDING_PAYMENT
-    pay.gateway().transport = real
-    pay.execute_card_charge(payment, now_utc())
+    settlement.gateway().transport = real
+    charges.execute_card_charge(payment, now_utc())
     db.session.commit()
     assert payment.status is PaymentStatus.SUCCEEDED and order.status is OrderStatus.PAID
     assert _charges(bank) == 1  # charged once at the bank, although the shop asked twice
@@ -406,12 +408,12 @@ def test_second_bank_payment_for_a_paid_order_is_refunded(client, db, bank, shop
     bank with one e-mail about it, and the refund shown among the customer's orders."""
     from webapp.bank.extensions import db as bank_db
     from webapp.bank.models import Refund as BankRefund
-    from webapp.payments import services as pay
+    from webapp.payments import hosted as payments_hosted
 
     order = order_for(shopper)
     first = _pay_now(client, order)
-    later = now_utc() + pay.HOSTED_PAYMENT_REUSE + timedelta(minutes=1)
-    second_payment = pay.start_hosted_payment(
+    later = now_utc() + payments_hosted.HOSTED_PAYMENT_REUSE + timedelta(minutes=1)
+    second_payment = payments_hosted.start_hosted_payment(
         order, return_url="http://localhost/pagamenti/ritorno", notify_url=None, now=later
     )
     db.session.commit()

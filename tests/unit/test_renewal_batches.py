@@ -19,25 +19,25 @@ from tests.unit.renewal_fakes import FakeGateway, make_card, make_service
 from webapp.extensions import db as _db
 from webapp.invoicing import fatturapa
 from webapp.invoicing.models import Invoice
+from webapp.invoicing.numbering import progressive
 from webapp.invoicing.services import (
     customer_snapshot,
     document_of,
     invoice_of_order,
     lines_of,
-    progressive,
     seller_from_config,
 )
 from webapp.invoicing.xsd import schema_errors
 from webapp.outbox.models import OutboxEmail
 from webapp.payments.events import order_paid
 from webapp.payments.models import Payment, PaymentStatus
-from webapp.renewals import batch
+from webapp.renewals import batch, batch_claim
 from webapp.renewals.charging import open_renewals
 from webapp.renewals.engine import run_renewals
 from webapp.renewals.models import Renewal, RenewalStatus
 from webapp.renewals.outcomes import RenewalReport
 from webapp.renewals.services import settings
-from webapp.shop.models import Order, OrderKind, OrderStatus
+from webapp.shop.order_models import Order, OrderKind, OrderStatus
 
 EXPIRES = datetime(2027, 1, 20, 10, 0, tzinfo=UTC)
 IN_WINDOW = EXPIRES - timedelta(days=14)
@@ -95,13 +95,13 @@ def test_a_claim_skips_rows_another_worker_is_claiming(app, fake, services):
     other = create_engine(PG_URL)
     with other.connect() as conn:
         conn.execute(text("SELECT id FROM renewal WHERE id = :id FOR UPDATE"), {"id": ids[0]})
-        mine = batch.claim_batch(IN_WINDOW, "w1", lease_now, limit=100)  # does not wait
+        mine = batch_claim.claim_batch(IN_WINDOW, "w1", lease_now, limit=100)  # does not wait
         conn.rollback()
     other.dispose()
     assert mine == ids[1:]
     # w1's rows are leased: w2 gets only the row that was locked, then nothing.
-    assert batch.claim_batch(IN_WINDOW, "w2", lease_now, limit=100) == ids[:1]
-    assert batch.claim_batch(IN_WINDOW, "w3", lease_now, limit=100) == []
+    assert batch_claim.claim_batch(IN_WINDOW, "w2", lease_now, limit=100) == ids[:1]
+    assert batch_claim.claim_batch(IN_WINDOW, "w3", lease_now, limit=100) == []
 
 
 @postgres_only

@@ -18,7 +18,7 @@ from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
 from webapp.renewals.charging import next_retry
 from webapp.renewals.engine import retry_renewal, run_renewals
 from webapp.renewals.models import Renewal, RenewalStatus, ServiceStatus
-from webapp.shop.models import Order, OrderKind, OrderStatus
+from webapp.shop.order_models import Order, OrderKind, OrderStatus
 
 # The service expires on 20 January 2027: reminder on 21/12, window on 5/1, retries on 10/1,
 # 15/1 and 19/1 (the defaults: 30, 15 and 10-5-1 days).
@@ -486,7 +486,7 @@ def add_year(value: datetime) -> datetime:
 
 def test_renewal_orders_cannot_be_paid_by_the_customer(fake, service):
     from webapp.errors import InvalidTransition
-    from webapp.payments.services import payable_order
+    from webapp.payments.payable import payable_order
 
     fake.mode = "insufficient_funds"
     run_renewals(days_before(15))
@@ -497,8 +497,8 @@ def test_renewal_orders_cannot_be_paid_by_the_customer(fake, service):
 
 
 def test_saved_card_charge_left_unknown_is_reconciled(fake, dummy_customer, pec, card, now):
+    from webapp.payments.charges import execute_card_charge
     from webapp.payments.flows import reconcile
-    from webapp.payments.services import execute_card_charge
     from webapp.shop.models import PaymentMethod
 
     order = Order(

@@ -1,5 +1,5 @@
 """ "I miei servizi" read as plain rows (webapp.renewals.rows): each row must say what its objects
-say, the price of the day in SQL must be shop.services.price_on's, and a customer sees only
+say, the price of the day in SQL must be shop.catalogue.price_on's, and a customer sees only
 their own services and the cards they can still renew with."""
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from sqlalchemy import select, update
 from tests.unit.renewal_fakes import make_card, make_service
 from webapp.errors import NotFound
 from webapp.payments.models import SavedCard
+from webapp.renewals.manage import service_views
 from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
 from webapp.renewals.rows import service_of, services_of
-from webapp.renewals.services import list_services, service_views
+from webapp.renewals.services import list_services
+from webapp.shop.catalogue import forget_prices, price_on
 from webapp.shop.models import BillingProfile, CustomerType, ProductPrice
-from webapp.shop.services import forget_prices, price_on
 
 EXPIRES = datetime(2027, 1, 20, 10, 0, tzinfo=UTC)
 TODAY = date(2026, 11, 30)

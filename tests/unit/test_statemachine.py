@@ -5,8 +5,9 @@ from sqlalchemy import update
 
 from webapp.errors import InvalidTransition
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
-from webapp.payments.services import ORDER_TRANSITIONS, PAYMENT_TRANSITIONS
-from webapp.shop.models import Order, OrderStatus, PaymentMethod
+from webapp.payments.settlement import PAYMENT_TRANSITIONS
+from webapp.shop.models import PaymentMethod
+from webapp.shop.order_models import ORDER_TRANSITIONS, Order, OrderStatus
 from webapp.statemachine import transition
 
 

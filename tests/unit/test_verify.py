@@ -12,7 +12,7 @@ from webapp.payments.gateway import (
     RefundResult,
 )
 from webapp.payments.models import Payment, Refund
-from webapp.shop.models import Order
+from webapp.shop.order_models import Order
 
 MERCHANT = "pec-shop"  # TestConfig's BANK_MERCHANT_ID
 
@@ -148,7 +148,7 @@ def test_hold_marks_the_payment_to_verify_and_refunds_what_was_taken(
 
     from tests.unit.backoffice_world import make_order
     from webapp.payments.models import PaymentStatus, RefundKind, RefundStatus
-    from webapp.payments.services import PAYMENT_TRANSITIONS
+    from webapp.payments.settlement import PAYMENT_TRANSITIONS
 
     order = make_order(dummy_customer, catalogue["products"]["PEC-STD"], "card", now)
     payment = _open_payment(db, order, "ch_held")
@@ -177,7 +177,7 @@ def test_hold_refunds_nothing_when_nothing_was_taken_or_nothing_can_be_named(
     db, catalogue, dummy_customer, now
 ):
     from tests.unit.backoffice_world import make_order
-    from webapp.payments.services import PAYMENT_TRANSITIONS
+    from webapp.payments.settlement import PAYMENT_TRANSITIONS
 
     order = make_order(dummy_customer, catalogue["products"]["PEC-STD"], "card", now)
     nothing_taken = _open_payment(db, order, "ch_0")

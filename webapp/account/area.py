@@ -21,21 +21,21 @@ from webapp.extensions import db
 from webapp.htmx import is_htmx, redirect_to, render, render_cached
 from webapp.i18n import years_label
 from webapp.money import format_eur
-from webapp.payments import flows
-from webapp.payments import services as payments
+from webapp.payments import cards as payments_cards
+from webapp.payments import flows, settlement
 from webapp.payments.gateway import GatewayRefused, GatewayUnavailable
 from webapp.payments.models import Payment, PaymentStatus
 from webapp.payments.picker import CardRow
 from webapp.payments.refunds import refunds_of_orders
 from webapp.payments.states import order_state
 from webapp.payments.withdrawal import may_withdraw
-from webapp.renewals import manual, notices, rows
-from webapp.renewals import services as renewals
+from webapp.renewals import manage, manual, notices, rows, services
 from webapp.renewals.engine import RenewalOutcome, default_worker, retry_renewal, use_new_card
 from webapp.renewals.lifecycle import life_of
 from webapp.renewals.models import Renewal, RenewalStatus, Service
-from webapp.shop.models import OrderKind, OrderStatus
-from webapp.shop.services import get_or_create_cart, get_order, list_orders
+from webapp.shop.cart import get_or_create_cart
+from webapp.shop.order_models import OrderKind, OrderStatus
+from webapp.shop.orders import get_order, list_orders
 from webapp.signing import BadSignature
 from webapp.transaction import commit, once_more_after_conflict, rollback
 
@@ -55,7 +55,7 @@ def _worker() -> str:
 
 
 def _own_service(service_id: int) -> Service:
-    return renewals.get_service(service_id, current_user.id)
+    return services.get_service(service_id, current_user.id)
 
 
 # --- I miei servizi ------------------------------------------------------------------------------
@@ -67,7 +67,7 @@ def _services_page(
     message: str | None = None,
     error: str | None = None,
     card_needed: bool = False,
-    shown: tuple[list[renewals.ServiceView], list[CardRow]] | None = None,
+    shown: tuple[list[manage.ServiceView], list[CardRow]] | None = None,
 ):
     """The services page, or (for htmx) the row of service `focus` with its message (`shown`:
     the row's view and the valid cards, when the caller built them as they now are)."""
@@ -77,10 +77,10 @@ def _services_page(
         views, cards = shown
     elif fragment:
         read, cards = rows.service_of(focus, current_user.id, rome_date(now))
-        views = renewals.service_views([read], now)
+        views = manage.service_views([read], now)
     else:
         reads, cards = rows.services_of(current_user.id, rome_date(now))
-        views = renewals.service_views(reads, now)
+        views = manage.service_views(reads, now)
     context = dict(
         views=views,
         view=views[0] if fragment else None,
@@ -111,11 +111,11 @@ def toggle_auto_renew(service_id: int):
     if not form.validate():
         return _services_page(service_id, 422, error=form.first_error())
     try:
-        cards = payments.list_cards(current_user.id)
-        changed = renewals.set_auto_renew(service, form.enabled, cards, now_utc())
+        cards = payments_cards.list_cards(current_user.id)
+        changed = manage.set_auto_renew(service, form.enabled, cards, now_utc())
     except DomainError as exc:
         rollback()
-        needed = isinstance(exc, renewals.CardNeeded)
+        needed = isinstance(exc, services.CardNeeded)
         return _services_page(service_id, 422, error=exc.message, card_needed=needed)
     commit()
     return _services_page(service_id, message=_switch_message(form.enabled, changed))
@@ -137,14 +137,14 @@ def set_frequency(service_id: int):
     now = now_utc()
     read, cards = rows.service_of(service_id, current_user.id, rome_date(now))
     try:
-        read = renewals.set_frequency(read, FrequencyForm().frequency_years.data)
+        read = manage.set_frequency(read, FrequencyForm().frequency_years.data)
     except DomainError as exc:
         rollback()
         return _services_page(service_id, 422, error=exc.message)
     if read.service.announced_period is not None:  # told already: tell the new amount
-        notices.notify_change(_own_service(service_id), now, renewals.settings())
+        notices.notify_change(_own_service(service_id), now, services.settings())
     commit()
-    views = renewals.service_views([read], now)  # the row as it now is, shown as it is
+    views = manage.service_views([read], now)  # the row as it now is, shown as it is
     message = _(
         "Frequenza di rinnovo aggiornata: ogni %(years)s, %(total)s IVA inclusa.",
         years=years_label(views[0].price.years),
@@ -160,14 +160,14 @@ def set_card(service_id: int):
     form = ServiceCardForm()
     if not form.validate():
         return _services_page(service_id, 422, error=form.first_error())
-    card = payments.get_card(form.card_id.data, current_user.id)
+    card = payments_cards.get_card(form.card_id.data, current_user.id)
     now = now_utc()
     try:
-        renewals.set_card(service, card, now)
+        manage.set_card(service, card, now)
     except DomainError as exc:
         rollback()
         return _services_page(service_id, 422, error=exc.message)
-    notices.notify_change(service, now, renewals.settings())
+    notices.notify_change(service, now, services.settings())
     commit()
     message = _("I prossimi rinnovi useranno la carta %(card)s.", card=card.masked)
     outcome = retry_renewal(service, now, _worker())
@@ -187,7 +187,7 @@ def _retry_message(service: Service, outcome: str) -> str:
             expires=expires,
         )
     if outcome == "failed":
-        renewal = renewals.current_renewal(service)
+        renewal = services.current_renewal(service)
         reason = renewal.failure_reason if renewal else ""
         return _("Rinnovo di %(name)s non riuscito: %(reason)s", name=name, reason=reason)
     if outcome == "unknown":
@@ -207,7 +207,7 @@ def _renew_page(service: Service, status: int = 200, error: str | None = None):
     """The renewal of one service: its state, and the years to choose with the new expiry."""
     now = now_utc()
     life = life_of(service, rome_date(now))
-    price = renewals.renewal_price(service, day=rome_date(now))
+    price = services.renewal_price(service, day=rome_date(now))
     options = [
         (years, add_years(service.expires_at, years), price.yearly_net_cents * years)
         for years in manual.renewal_years(service)
@@ -253,8 +253,8 @@ def add_renewal(service_id: int):
 
 
 def _cards_page(status: int = 200, message: str | None = None, error: str | None = None):
-    cards = payments.list_cards(current_user.id)
-    used_by = renewals.services_by_card(cards)
+    cards = payments_cards.list_cards(current_user.id)
+    used_by = manage.services_by_card(cards)
     return render(
         "area/cards.html",
         "area/_cards.html",
@@ -306,16 +306,16 @@ def card_added():
 @bp.post("/carte/<int:card_id>/rimuovi")
 def remove_card(card_id: int):
     """Remove a card, unless a service renews with it."""
-    card = payments.get_card(card_id, current_user.id)
+    card = payments_cards.get_card(card_id, current_user.id)
     masked, token = card.masked, card.gateway_token
     try:
-        renewals.remove_card(card, now_utc())
+        manage.remove_card(card, now_utc())
     except DomainError as exc:
         rollback()
         return _cards_page(422, error=exc.message)
     commit()
     try:
-        payments.gateway().forget_token(token)
+        settlement.gateway().forget_token(token)
     except (GatewayUnavailable, GatewayRefused) as exc:
         # The shop will never use the token again; the bank forgets it when it can.
         log.warning("bank did not forget token of card %s: %s", card_id, exc)

@@ -27,7 +27,8 @@ from webapp.payments.models import Payment, PaymentStatus, SavedCard
 from webapp.renewals.models import Renewal, RenewalStatus, Service
 from webapp.shop import tokens
 from webapp.shop.accounts import end_sessions
-from webapp.shop.models import BillingProfile, Cart, CartLine, Customer, Order
+from webapp.shop.models import BillingProfile, Cart, CartLine, Customer
+from webapp.shop.order_models import Order
 
 CLOSED_NAME = "Cliente cancellato"
 

@@ -16,7 +16,8 @@ from webapp.invoicing.models import Invoice
 from webapp.outbox.models import OutboxEmail
 from webapp.payments.models import Payment, SavedCard
 from webapp.renewals.models import Service
-from webapp.shop.models import BillingProfile, Customer, Order
+from webapp.shop.models import BillingProfile, Customer
+from webapp.shop.order_models import Order
 
 
 def _plain(value: Any) -> Any:

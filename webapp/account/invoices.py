@@ -8,9 +8,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, render_template
 from flask_login import current_user, login_required
 
-from webapp.invoicing import services as invoicing
+from webapp.invoicing import archive, services
 from webapp.invoicing.sdi_states import SdiState
-from webapp.shop.services import get_order
+from webapp.shop.orders import get_order
 
 bp = Blueprint("invoices", __name__, url_prefix="/area-clienti/fatture")
 
@@ -18,7 +18,7 @@ bp = Blueprint("invoices", __name__, url_prefix="/area-clienti/fatture")
 @bp.get("")
 @login_required
 def list_invoices():
-    invoices = invoicing.list_invoices(current_user.id)
+    invoices = archive.list_invoices(current_user.id)
     missing = any(invoice.sdi_state is SdiState.MISSING_DATA for invoice in invoices)
     return render_template("area/invoices.html", invoices=invoices, missing_data=missing)
 
@@ -27,13 +27,13 @@ def list_invoices():
 @login_required
 def view_invoice(invoice_id: int):
     """Copia di cortesia: the document as a page with a print stylesheet (not the legal copy)."""
-    invoice = invoicing.get_invoice(invoice_id, current_user.id)
+    invoice = archive.get_invoice(invoice_id, current_user.id)
     return render_template(
         "invoicing/courtesy_copy.html",
         invoice=invoice,
         order=get_order(invoice.order_id, current_user.id),
-        seller=invoicing.seller_from_config(),
-        buyer_name=invoicing.display_name(invoice.customer),
+        seller=services.seller_from_config(),
+        buyer_name=services.display_name(invoice.customer),
     )
 
 
@@ -41,8 +41,8 @@ def view_invoice(invoice_id: int):
 @login_required
 def download_xml(invoice_id: int):
     """The FatturaPA file as the SdI took it (as issued, until it is delivered)."""
-    invoice = invoicing.get_invoice(invoice_id, current_user.id)
-    name, xml = invoicing.legal_copy(invoice)
+    invoice = archive.get_invoice(invoice_id, current_user.id)
+    name, xml = archive.legal_copy(invoice)
     return Response(
         xml,
         mimetype="application/xml",

@@ -9,10 +9,10 @@ from flask import Blueprint, render_template
 from flask_login import current_user, login_required
 
 from webapp.clock import now_utc, rome_date
-from webapp.payments.services import usable_cards
+from webapp.payments.cards import usable_cards
 from webapp.payments.states import order_states
 from webapp.renewals.services import services_of_order
-from webapp.shop.services import get_order
+from webapp.shop.orders import get_order
 
 bp = Blueprint("orders", __name__)
 

@@ -15,7 +15,7 @@ from webapp.clock import now_utc, rome_date
 from webapp.errors import DomainError
 from webapp.extensions import db
 from webapp.htmx import redirect_to
-from webapp.payments import services as payments
+from webapp.payments import settlement
 from webapp.payments.gateway import GatewayRefused, GatewayUnavailable
 from webapp.shop import accounts
 from webapp.shop.models import Customer
@@ -143,7 +143,7 @@ def _closed():
 
 def _forget_at_bank(token: str) -> None:
     try:
-        payments.gateway().forget_token(token)
+        settlement.gateway().forget_token(token)
     except (GatewayUnavailable, GatewayRefused) as exc:
         # The shop will never use the token again; the bank is asked again by the operator.
         log.warning("bank did not forget a token of a closed account: %s", exc)

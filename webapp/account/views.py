@@ -23,7 +23,7 @@ from webapp.clock import now_utc
 from webapp.extensions import limiter
 from webapp.i18n import lazy_gettext as _l
 from webapp.invoicing.transmission import has_missing_data
-from webapp.shop.services import claim_anonymous_cart
+from webapp.shop.cart import claim_anonymous_cart
 from webapp.transaction import commit, once_more_after_conflict
 
 bp = Blueprint("account", __name__)

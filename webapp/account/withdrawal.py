@@ -18,7 +18,7 @@ from webapp.htmx import redirect_to
 from webapp.payments import flows, withdrawal
 from webapp.payments.models import RefundStatus
 from webapp.shop.models import Customer
-from webapp.shop.services import get_order
+from webapp.shop.orders import get_order
 from webapp.transaction import commit, rollback
 
 bp = Blueprint("withdrawal", __name__, url_prefix="/area-clienti/ordini")

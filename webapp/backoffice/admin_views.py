@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from flask import current_app, request, url_for
 from flask_babel import gettext as _
@@ -18,16 +18,15 @@ from webapp.backoffice.blueprint import (
     get_or_404,
     page,
     request_id,
-    saved,
+    save,
 )
 from webapp.backoffice.link_views import issue_and_send
 from webapp.backoffice.models import StaffLinkPurpose, StaffRole, StaffUser
 from webapp.clock import now_utc, rome_date
 from webapp.errors import DomainError
 from webapp.htmx import redirect_to
+from webapp.shop.catalogue import price_changes, price_on
 from webapp.shop.models import DiscountCode, DiscountKind, Product, ServiceKind
-from webapp.shop.services import price_changes, price_on
-from webapp.transaction import commit
 
 T = TypeVar("T")
 
@@ -46,14 +45,16 @@ def _product_page(product: Product | None, status: int = 200, error: str | None 
     )
 
 
-def _create_or_edit(obj: T | None, form_page: Callable, save: Callable, done: Callable[[T], Any]):
+def _create_or_edit(
+    obj: T | None, form_page: Callable, saver: Callable, then: Callable[[T], tuple[str, str]]
+):
     """GET: the form (empty to create); POST: save it and go on (422: the form again)."""
     if request.method == "GET":
         return form_page(obj)
-    return act(
-        lambda: save(obj, request.form, current_staff(), request_id()),
+    return save(
+        lambda: saver(obj, request.form, current_staff(), request_id()),
         lambda error: form_page(obj, 422, error),
-        done,
+        then,
     )
 
 
@@ -75,10 +76,9 @@ def edit_product(product_id: int | None = None):
         get_or_404(Product, product_id) if product_id else None,
         _product_page,
         cat.save_product,
-        lambda product: saved(
+        lambda product: (
             _("Prodotto %(sku)s salvato.", sku=product.sku),
-            "backoffice.edit_product",
-            product_id=product.id,
+            url_for("backoffice.edit_product", product_id=product.id),
         ),
     )
 
@@ -88,13 +88,14 @@ def edit_product(product_id: int | None = None):
 def schedule_price(product_id: int):
     """A new yearly price with its effective date (orders already made keep their amounts)."""
     product = get_or_404(Product, product_id)
-    return act(
+    return save(
         lambda: cat.schedule_price(
             product, request.form, current_staff(), request_id(), rome_date(now_utc())
         ),
         lambda error: _product_page(product, 422, error),
-        lambda _price: saved(
-            _("Nuovo prezzo programmato."), "backoffice.edit_product", product_id=product.id
+        lambda _price: (
+            _("Nuovo prezzo programmato."),
+            url_for("backoffice.edit_product", product_id=product.id),
         ),
     )
 
@@ -129,10 +130,9 @@ def edit_code(code_id: int | None = None):
         get_or_404(DiscountCode, code_id) if code_id else None,
         _code_page,
         cat.save_code,
-        lambda code: saved(
+        lambda code: (
             _("Codice sconto %(code)s salvato.", code=code.code),
-            "backoffice.edit_code",
-            code_id=code.id,
+            url_for("backoffice.edit_code", code_id=code.id),
         ),
     )
 
@@ -141,10 +141,14 @@ def edit_code(code_id: int | None = None):
 @admin_required
 def disable_code(code_id: int):
     code = get_or_404(DiscountCode, code_id)
-    cat.disable_code(code, current_staff(), request_id(), now_utc())
-    commit()
-    message = _("Codice sconto %(code)s disattivato.", code=code.code)
-    return saved(message, "backoffice.edit_code", code_id=code.id)
+    return save(
+        lambda: cat.disable_code(code, current_staff(), request_id(), now_utc()),
+        lambda error: _code_page(code, 422, error),
+        lambda _none: (
+            _("Codice sconto %(code)s disattivato.", code=code.code),
+            url_for("backoffice.edit_code", code_id=code.id),
+        ),
+    )
 
 
 # --- staff -----------------------------------------------------------------------------------
@@ -177,16 +181,16 @@ def _create_member() -> StaffUser:
 def create_staff():
     """A new staff account: its password and authenticator are set by the member, through the
     activation link e-mailed now (the administrator never knows either)."""
-    return act(
+    return save(
         _create_member,
         lambda error: staff_page(422, error),
-        lambda member: saved(
+        lambda member: (
             _(
                 "Account %(email)s creato: gli abbiamo inviato per e-mail il link per scegliere "
                 "la password e configurare il codice TOTP.",
                 email=member.email,
             ),
-            "backoffice.list_staff",
+            url_for("backoffice.list_staff"),
         ),
     )
 
@@ -230,15 +234,15 @@ def send_staff_link(staff_id: int):
     """An administrator sends a member a link: a new password, or a new authenticator."""
     member = get_or_404(StaffUser, staff_id)
     hours = int(current_app.config["STAFF_LINK_HOURS"])
-    return act(
+    return save(
         lambda: _send_link(member),
         lambda error: staff_page(422, error),
-        lambda m: saved(
+        lambda m: (
             _(
                 "Link inviato per e-mail a %(email)s (valido %(hours)d ore).",
                 email=m.email,
                 hours=hours,
             ),
-            "backoffice.list_staff",
+            url_for("backoffice.list_staff"),
         ),
     )

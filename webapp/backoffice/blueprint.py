@@ -16,7 +16,19 @@ from datetime import timedelta
 from functools import wraps
 from typing import TypeVar
 
-from flask import Blueprint, Response, abort, current_app, flash, g, request, session, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 
@@ -50,14 +62,17 @@ def get_or_404(model, object_id: int):
     return obj
 
 
-def page(template: str, status: int = 200, **context) -> Response:
-    """A back-office page that has no fragment of its own: htmx gets the same markup."""
-    return render(template, template, status=status, **context)
+def page(template: str, status: int = 200, **context) -> tuple[str, int]:
+    """A back-office page that has no fragment of its own: `render_template`, the whole page for
+    htmx too (so the answer does not vary on HX-Request)."""
+    return render_template(template, **context), status
 
 
 def act(
-    action: Callable[[], T], refused: Callable[[str], Response], done: Callable[[T], Response]
-) -> Response:
+    action: Callable[[], T],
+    refused: Callable[[str], ResponseReturnValue],
+    done: Callable[[T], ResponseReturnValue],
+) -> ResponseReturnValue:
     """One staff action, one transaction: commit and answer `done(result)`.
 
     A DomainError rolls back and answers `refused(message)` (the form again, with status 422);
@@ -72,10 +87,24 @@ def act(
     return done(result)
 
 
-def saved(message: str, endpoint: str, **values) -> Response:
-    """After a saved form: the success message, and the page to go back to."""
-    flash(message, "success")
-    return redirect_to(url_for(endpoint, **values))
+def save(
+    action: Callable[[], T],
+    form_again: Callable[[str], ResponseReturnValue],
+    then: Callable[[T], tuple[str, str]],
+) -> ResponseReturnValue:
+    """Save, or 422; commit; flash; redirect: how a staff form that saves answers.
+
+    `action` saves (it flushes); a DomainError answers `form_again(message)`, the form again with
+    status 422 (act). Otherwise, after the commit, `then(result)` gives the success message to
+    flash and the URL of the page to go back to.
+    """
+
+    def done(result: T) -> Response:
+        message, url = then(result)
+        flash(message, "success")
+        return redirect_to(url)
+
+    return act(action, form_again, done)
 
 
 def current_staff() -> StaffUser:

@@ -21,15 +21,9 @@ from webapp.backoffice.models import StaffUser
 from webapp.errors import DomainError, InvalidChoice
 from webapp.extensions import db
 from webapp.queryargs import whole_number
-from webapp.shop.models import (
-    DiscountCode,
-    DiscountKind,
-    DiscountRedemption,
-    Product,
-    ProductPrice,
-    ServiceKind,
-)
-from webapp.shop.services import forget_prices
+from webapp.shop.catalogue import forget_prices
+from webapp.shop.models import DiscountCode, DiscountKind, Product, ProductPrice, ServiceKind
+from webapp.shop.order_models import DiscountRedemption
 
 M = TypeVar("M")
 

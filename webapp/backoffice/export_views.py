@@ -10,7 +10,7 @@ from flask_babel import gettext as _
 from webapp.backoffice.blueprint import bp
 from webapp.clock import now_utc, rome_date
 from webapp.errors import DomainError
-from webapp.invoicing.services import export_zip
+from webapp.invoicing.archive import export_zip
 from webapp.queryargs import parse_day
 
 

@@ -17,16 +17,18 @@ from webapp.clock import as_utc
 from webapp.errors import InvalidChoice, InvalidTransition
 from webapp.extensions import db
 from webapp.outbox.models import OutboxEmail
+from webapp.payments.charges import execute_card_charge
 from webapp.payments.gateway import GatewayRefused, GatewayUnavailable
+from webapp.payments.hosted import settle_hosted_payment
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus, Refund, RefundKind
 from webapp.payments.refunds import refund_payment
-from webapp.payments.services import execute_card_charge, settle_hosted_payment
 from webapp.payments.transfers import record_bank_transfer
 from webapp.renewals.charging import next_retry
 from webapp.renewals.models import Renewal, RenewalStatus, Service
 from webapp.renewals.services import settings
 from webapp.shop import accounts
-from webapp.shop.models import Customer, Order
+from webapp.shop.models import Customer
+from webapp.shop.order_models import Order
 
 PAYMENT_FIELDS = ("status", "amount_cents", "refunded_cents", "failure_code", "failure_message")
 MAX_GRACE_DAYS = 30

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import request
 from flask_babel import gettext as _
 
+from webapp.backoffice import files
 from webapp.backoffice import operations as ops
-from webapp.backoffice import services as bo
 from webapp.backoffice.blueprint import act, bp, current_staff, get_or_404, page, request_id
 from webapp.backoffice.forms import parse_cents, parse_day, reason_of
 from webapp.clock import now_utc, rome_date
@@ -18,14 +18,15 @@ from webapp.payments.models import Payment, Refund, RefundStatus
 from webapp.payments.states import order_states
 from webapp.payments.withdrawal import withdrawal_deadline, withdrawal_refusal
 from webapp.renewals.lifecycle import life_of
-from webapp.shop.models import Customer, Order
+from webapp.shop.models import Customer
+from webapp.shop.order_models import Order
 
 
 def order_page(
     order: Order, status: int = 200, message: str | None = None, error: str | None = None
 ):
     """The order page, or (htmx) its #order-file fragment with the outcome of an action."""
-    file = bo.order_file(order)
+    file = files.order_file(order)
     now = now_utc()
     customer = db.session.get(Customer, order.customer_id)
     return render(
@@ -124,14 +125,14 @@ def settle_payment(payment_id: int):
             message=_(
                 "Pagamento n. %(id)s: %(label)s.",
                 id=settled.id,
-                label=bo.PAYMENT_LABELS[settled.status],
+                label=files.PAYMENT_LABELS[settled.status],
             ),
         ),
     )
 
 
 def customer_page(customer: Customer, status: int = 200, **context):
-    file = bo.customer_file(customer)
+    file = files.customer_file(customer)
     today = rome_date(now_utc())
     lives = {s.id: life_of(s, today) for s in file.services}  # "Attivo" … "Cessato"
     return page("backoffice/customer.html", status, c=file, lives=lives, **context)

@@ -6,7 +6,7 @@ from flask import request
 from flask_babel import gettext as _
 
 from webapp.backoffice import operations as ops
-from webapp.backoffice import services as bo
+from webapp.backoffice import queues
 from webapp.backoffice.audit import record
 from webapp.backoffice.blueprint import act, bp, current_staff, get_or_404, page, request_id
 from webapp.backoffice.forms import parse_int, reason_of
@@ -21,7 +21,7 @@ from webapp.outbox.services import send_outbox
 from webapp.queryargs import whole_number
 from webapp.renewals.engine import RenewalOutcome, default_worker, retry_renewal
 from webapp.renewals.models import Renewal
-from webapp.shop.models import Order
+from webapp.shop.order_models import Order
 from webapp.transaction import commit
 
 RETRY_LABELS = {
@@ -36,8 +36,8 @@ RETRY_LABELS = {
 def list_payment_issues():
     """Duplicate captures to refund, payments stuck for over 30 minutes, one click each, and
     the bank answers that did not match ("Da verificare")."""
-    duplicates, stuck = bo.payment_issues(now_utc())
-    held, held_refunds = bo.to_verify()
+    duplicates, stuck = queues.payment_issues(now_utc())
+    held, held_refunds = queues.to_verify()
     return page(
         "backoffice/payment_issues.html",
         duplicates=duplicates,
@@ -60,7 +60,7 @@ def _queue_page(name: str, status: int, message: str | None, error: str | None, 
 
 
 def dunning_page(status: int = 200, message: str | None = None, error: str | None = None):
-    return _queue_page("dunning", status, message, error, renewals=bo.dunning_queue())
+    return _queue_page("dunning", status, message, error, renewals=queues.dunning_queue())
 
 
 @bp.get("/solleciti")
@@ -112,7 +112,7 @@ def _extend_grace(renewal: Renewal, form) -> Renewal:
 
 
 def outbox_page(status: int = 200, message: str | None = None):
-    return _queue_page("outbox", status, message, None, emails=bo.outbox_problems(now_utc()))
+    return _queue_page("outbox", status, message, None, emails=queues.outbox_problems(now_utc()))
 
 
 @bp.get("/email")

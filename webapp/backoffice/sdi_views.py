@@ -4,13 +4,12 @@ the "Da correggere" queue and "Reinvia"."""
 
 from __future__ import annotations
 
-from flask import Response, abort, flash, request, url_for
+from flask import Response, abort, request, url_for
 from flask_babel import gettext as _
 
 from webapp.backoffice.audit import record
-from webapp.backoffice.blueprint import act, bp, current_staff, get_or_404, page, request_id
+from webapp.backoffice.blueprint import bp, current_staff, get_or_404, page, request_id, save
 from webapp.clock import now_utc
-from webapp.htmx import redirect_to
 from webapp.invoicing import sdi_queue
 from webapp.invoicing.models import Invoice
 from webapp.invoicing.sdi_states import SdiState
@@ -96,12 +95,14 @@ def list_to_correct():
 def resend_invoice(invoice_id: int):
     """Reinvia: after the fix, a new attempt (new file name, same number), sent by the next pass."""
     invoice = get_or_404(Invoice, invoice_id)
-
-    def done(attempt):
-        flash(_("Nuovo invio preparato: %(name)s.", name=attempt.file_name), "success")
-        return redirect_to(url_for("backoffice.view_sdi_invoice", invoice_id=invoice.id))
-
-    return act(lambda: _resend(invoice), lambda message: invoice_page(invoice, 422, message), done)
+    return save(
+        lambda: _resend(invoice),
+        lambda message: invoice_page(invoice, 422, message),
+        lambda attempt: (
+            _("Nuovo invio preparato: %(name)s.", name=attempt.file_name),
+            url_for("backoffice.view_sdi_invoice", invoice_id=invoice.id),
+        ),
+    )
 
 
 def _resend(invoice: Invoice):

@@ -8,8 +8,9 @@ from __future__ import annotations
 from flask import current_app, flash, render_template, request, session, url_for
 from flask_babel import gettext as _
 
-from webapp.backoffice import auth
-from webapp.backoffice import services as bo
+from webapp.backoffice import auth, queues
+from webapp.backoffice import dashboard as backoffice_dashboard
+from webapp.backoffice import search as backoffice_search
 from webapp.backoffice.audit import record
 from webapp.backoffice.blueprint import bp, current_staff, log_in, log_out, request_id
 from webapp.backoffice.models import StaffUser
@@ -141,16 +142,16 @@ def logout():
 @bp.get("/")
 def dashboard():
     """Paid orders and revenue, renewals due, failed renewals, refunds; 30-day revenue chart."""
-    return render_template("backoffice/dashboard.html", d=bo.dashboard(now_utc()))
+    return render_template("backoffice/dashboard.html", d=backoffice_dashboard.dashboard(now_utc()))
 
 
 @bp.get("/cerca")
 def search():
     """Find customers, orders, payments and services; filters and paging are htmx fragments."""
     q, kind = request.args.get("q", ""), request.args.get("tipo", "")
-    page = clamped_int(request.args.get("pagina"), 1, 1, bo.MAX_PAGE)
-    results = bo.search(q, kind, page)
-    customers = bo.customers_by_id(
+    page = clamped_int(request.args.get("pagina"), 1, 1, backoffice_search.MAX_PAGE)
+    results = backoffice_search.search(q, kind, page)
+    customers = backoffice_search.customers_by_id(
         getattr(item, "customer_id", None)
         or getattr(getattr(item, "order", None), "customer_id", 0)
         for p in results
@@ -163,14 +164,16 @@ def search():
         kind=kind,
         results=results,
         customers=customers,
-        kinds=bo.KINDS,
+        kinds=backoffice_search.KINDS,
     )
 
 
 @bp.get("/registro")
 def audit_log():
     """The audit log: read-only here (no route edits or deletes a row)."""
-    log = bo.audit_log(clamped_int(request.args.get("pagina"), 1, 1, bo.MAX_PAGE))
+    log = queues.audit_log(
+        clamped_int(request.args.get("pagina"), 1, 1, backoffice_search.MAX_PAGE)
+    )
     return render("backoffice/audit.html", "backoffice/_audit.html", log=log)
 
 

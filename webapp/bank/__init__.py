@@ -1,4 +1,10 @@
-"""The mock bank ("Banca Sella · Sandbox"): a separate Flask app with its own database."""
+"""The mock bank ("Banca Sella · Sandbox"): a separate Flask app with its own database.
+
+Owns hosted payments with 3-D Secure (payments.py, pages.py), saved cards' tokens and charges
+(charges.py), refunds (refunds.py), the signed notifications to the shop (notifier.py) and its
+JSON API (api.py) and sandbox (sandbox.py, ledger.py). It imports nothing of the shop but
+webapp.signing. Entry points: `create_bank_app(config)`, and `python -m webapp.bank`.
+"""
 
 from __future__ import annotations
 
@@ -155,7 +161,7 @@ def sandbox_enabled(config: Any) -> bool:
 
 def _register_handlers(app: Flask) -> None:
     from .cards import BRAND_LABELS
-    from .services import format_eur
+    from .ledger import format_eur
 
     app.add_template_filter(format_eur, "eur")
 

@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response
 
 from webapp.signing import MERCHANT_HEADER, BadSignature, sign_request, verify_request
 
-from . import services
+from . import charges, errors, idempotency, ledger, payments, refunds
 from .extensions import bank_now, db
 from .inputs import Invalid, charge_request, payment_request, refund_request
 from .models import Charge, Payment, Refund
@@ -93,24 +93,24 @@ def _idempotent_create(
             db.session.rollback()
             row, created = action()
             db.session.commit()
-    except services.BankError as exc:
+    except errors.BankError as exc:
         db.session.rollback()
         return _refusal(exc)
-    if isinstance(row, Charge | Refund) and services.answer_lost(row):
+    if isinstance(row, Charge | Refund) and charges.answer_lost(row):
         return _error(504, "gateway_timeout")  # done and committed; only the answer is lost
     response = jsonify(_with_merchant(to_json(row)))
     response.status_code = 201 if created else 200
     return response
 
 
-def _refusal(exc: services.BankError) -> Response:
-    if isinstance(exc, services.IdempotencyConflict):
+def _refusal(exc: errors.BankError) -> Response:
+    if isinstance(exc, errors.IdempotencyConflict):
         return _error(409, "idempotency_conflict")
-    if isinstance(exc, services.UnknownToken):
+    if isinstance(exc, errors.UnknownToken):
         return _error(404, "unknown_token")
-    if isinstance(exc, services.NotFound):
+    if isinstance(exc, errors.NotFound):
         return _error(404, "not_found")
-    if isinstance(exc, services.RefundRefused):
+    if isinstance(exc, errors.RefundRefused):
         return _error(422, exc.code, exc.detail)
     raise exc
 
@@ -118,7 +118,7 @@ def _refusal(exc: services.BankError) -> Response:
 @api.post("/payments")
 def create_payment() -> Response:
     """Create a hosted payment (idempotent by key)."""
-    return _create(payment_request, services.create_payment, _payment_json)
+    return _create(payment_request, payments.create_payment, _payment_json)
 
 
 def _payment_json(payment: Payment) -> dict[str, Any]:
@@ -160,25 +160,25 @@ def _with_merchant(body: dict[str, Any]) -> dict[str, Any]:
 @api.get("/payments/<payment_id>")
 def payment_status(payment_id: str) -> Response:
     """The payment's status; the shop asks this before marking anything paid."""
-    return _found(services.get_payment(payment_id), services.payment_to_dict)
+    return _found(payments.get_payment(payment_id), payments.payment_to_dict)
 
 
 @api.post("/charges")
 def create_charge() -> Response:
     """Charge a saved card by token (idempotent by key)."""
-    return _create(charge_request, services.charge_token, services.charge_to_dict)
+    return _create(charge_request, charges.charge_token, charges.charge_to_dict)
 
 
 @api.post("/refunds")
 def create_refund() -> Response:
     """Refund (part of) a captured payment or charge (idempotent by key)."""
-    return _create(refund_request, services.refund, services.refund_to_dict)
+    return _create(refund_request, refunds.refund, refunds.refund_to_dict)
 
 
 #: What the shop may look up by idempotency key when it missed the answer (a timeout).
 BY_KEY = {
-    "charges": (Charge, services.charge_to_dict),
-    "refunds": (Refund, services.refund_to_dict),
+    "charges": (Charge, charges.charge_to_dict),
+    "refunds": (Refund, refunds.refund_to_dict),
 }
 
 
@@ -186,13 +186,13 @@ BY_KEY = {
 def find_by_key(kind: str, idempotency_key: str) -> Response:
     """The outcome of a charge or refund whose answer the shop missed."""
     model, to_dict = BY_KEY[kind]
-    return _found(services.find_by_key(model, idempotency_key), to_dict)
+    return _found(idempotency.find_by_key(model, idempotency_key), to_dict)
 
 
 @api.delete("/tokens/<token>")
 def delete_token(token: str) -> Response:
     """Forget a saved card (idempotent)."""
-    services.revoke_token(token, now=bank_now())
+    charges.revoke_token(token, now=bank_now())
     db.session.commit()
     return Response(status=204)
 
@@ -200,4 +200,4 @@ def delete_token(token: str) -> Response:
 @api.get("/stats")
 def stats() -> Response:
     """Counters used by tests."""
-    return jsonify(dict(services.stats()))
+    return jsonify(dict(ledger.stats()))

@@ -73,7 +73,7 @@ def _description(value: str) -> bool:
 
 
 def payment_request(raw: bytes) -> dict[str, Any]:
-    """POST /api/payments: the arguments of services.create_payment (without `now`)."""
+    """POST /api/payments: the arguments of payments.create_payment (without `now`)."""
     body = json_object(raw)
     args = {
         "amount_cents": _field(body, "amount_cents", int, _amount(0)),
@@ -102,7 +102,7 @@ def _money_move(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def charge_request(raw: bytes) -> dict[str, Any]:
-    """POST /api/charges: the arguments of services.charge_token (without `now`)."""
+    """POST /api/charges: the arguments of charges.charge_token (without `now`)."""
     body = json_object(raw)
     return {
         "token": _field(body, "token", str, _text(64)),
@@ -114,7 +114,7 @@ def charge_request(raw: bytes) -> dict[str, Any]:
 
 
 def refund_request(raw: bytes) -> dict[str, Any]:
-    """POST /api/refunds: the arguments of services.refund (without `now`)."""
+    """POST /api/refunds: the arguments of refunds.refund (without `now`)."""
     body = json_object(raw)
     return {
         "target_id": _field(body, "payment_ref", str, _text(64)),

@@ -128,7 +128,7 @@ class Payment(db.Model):
     decline_code: Mapped[str | None] = mapped_column(String(32), default=None)
     decline_message: Mapped[str | None] = mapped_column(String(200), default=None)
     card_token: Mapped[str | None] = mapped_column(ForeignKey("bank_card.token"), default=None)
-    #: Sum of the refunds; only services.refund changes it, with a compare-and-set UPDATE.
+    #: Sum of the refunds; only refunds.refund changes it, with a compare-and-set UPDATE.
     refunded_cents: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
@@ -162,7 +162,7 @@ class Charge(db.Model):
     status: Mapped[ChargeStatus] = mapped_column(_enum(ChargeStatus))
     decline_code: Mapped[str | None] = mapped_column(String(32))
     decline_message: Mapped[str | None] = mapped_column(String(200))
-    #: Sum of the refunds; only services.refund changes it, with a compare-and-set UPDATE.
+    #: Sum of the refunds; only refunds.refund changes it, with a compare-and-set UPDATE.
     refunded_cents: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

@@ -1,7 +1,9 @@
-"""Signed notifications to the shop: an outbox delivered after commit, retried with backoff."""
+"""Signed notifications to the shop: queued with the payment's result (queue_notification), an
+outbox delivered after commit, retried with backoff."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -17,7 +19,7 @@ from sqlalchemy import select, update
 from webapp.signing import sign_request
 
 from .extensions import bank_now, db
-from .models import Notification
+from .models import Notification, Payment
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,28 @@ Post = Callable[..., Any]
 def backoff(attempts: int) -> timedelta:
     """Delay after the n-th failed attempt: 1 s, 2 s, 4 s, ..."""
     return timedelta(seconds=2 ** (attempts - 1))
+
+
+def queue_notification(payment: Payment, now: datetime) -> None:
+    """The shop's notification of a payment's result, queued in the payment's transaction."""
+    body = {
+        "payment_id": payment.id,
+        "order_ref": payment.order_ref,
+        "status": str(payment.status),
+        "amount_cents": payment.amount_cents,
+        "currency": payment.currency,
+    }
+    assert payment.notify_url is not None
+    db.session.add(
+        Notification(
+            payment_id=payment.id,
+            url=payment.notify_url,
+            body=json.dumps(body, separators=(",", ":"), sort_keys=True),
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
 
 
 def deliver_due(now: datetime, post: Post | None = None) -> int:

@@ -14,7 +14,7 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
-from . import notifier, services
+from . import errors, ledger, notifier, payments
 from .cards import BEHAVIOUR_LABELS, BRAND_LABELS, TEST_CARDS, detect_brand, grouped
 from .extensions import OTP_RATE_LIMIT_PER_IP, OTP_RATE_LIMIT_PER_PAYMENT, bank_now, db, limiter
 from .models import Payment, PaymentStatus
@@ -27,7 +27,7 @@ MSG_OTP_FORMAT = "Il codice OTP è formato da 6 cifre."
 
 
 def _load(payment_id: str) -> Payment:
-    payment = services.get_payment(payment_id)
+    payment = payments.get_payment(payment_id)
     if payment is None:
         abort(404)
     return payment
@@ -84,7 +84,7 @@ def home() -> str:
 @pages.get("/sandbox/movimenti")
 def movements() -> str:
     """For QA: the money the sandbox took and gave back (payments, charges, refunds)."""
-    return render_template("bank/movements.html", movements=services.movements())
+    return render_template("bank/movements.html", movements=ledger.movements())
 
 
 @pages.get("/pay/<payment_id>")
@@ -95,7 +95,7 @@ def card_page(payment_id: str) -> Response | str:
         return _card_form(payment, {}, {})
     if payment.status == S.PENDING_CONFIRMATION:
         return render_template("bank/summary.html", payment=payment)
-    if services.is_code_challenge(payment):
+    if payments.is_code_challenge(payment):
         return _otp_page(payment, None)
     if payment.status == S.CHALLENGE:
         return render_template("bank/app_wait.html", payment=payment)
@@ -121,10 +121,10 @@ def submit_card(payment_id: str) -> Response:
     f = request.form
     fields = ("holder", "number", "exp_month", "exp_year", "cvv")
     try:
-        services.submit_card(payment, **{k: f.get(k, "") for k in fields}, now=bank_now())
-    except services.InvalidTransition:
+        payments.submit_card(payment, **{k: f.get(k, "") for k in fields}, now=bank_now())
+    except errors.InvalidTransition:
         return _see_other(_step_url(payment))
-    except services.CardInvalid as exc:
+    except errors.CardInvalid as exc:
         # Echo holder and expiry only: the number and the CVV are never sent back.
         form = {k: f.get(k, "")[:100] for k in ("holder", "exp_month", "exp_year")}
         return _card_form(payment, exc.errors, form)
@@ -137,8 +137,8 @@ def confirm(payment_id: str) -> Response:
     """'Invio dati': run the card's behaviour; then the challenge or the result."""
     payment = _load(payment_id)
     try:
-        services.confirm_payment(payment, now=bank_now())
-    except services.InvalidTransition:
+        payments.confirm_payment(payment, now=bank_now())
+    except errors.InvalidTransition:
         return _see_other(_step_url(payment))
     _commit_and_notify()
     return _see_other(_step_url(payment))
@@ -151,14 +151,14 @@ def submit_otp(payment_id: str) -> Response:
     """'Conferma' on the SMS or hardware-token code page."""
     payment = _load(payment_id)
     code = request.form.get("otp", "").strip()
-    if services.is_code_challenge(payment) and not services.well_formed_otp(code):
+    if payments.is_code_challenge(payment) and not payments.well_formed_otp(code):
         return _otp_page(payment, MSG_OTP_FORMAT, 422)
     max_attempts = current_app.config["BANK_OTP_MAX_ATTEMPTS"]
     try:
-        services.verify_otp(payment, code, max_attempts=max_attempts, now=bank_now())
-    except services.InvalidTransition:
+        payments.verify_otp(payment, code, max_attempts=max_attempts, now=bank_now())
+    except errors.InvalidTransition:
         return _see_other(_step_url(payment))
-    except services.WrongOtp as exc:
+    except errors.WrongOtp as exc:
         db.session.commit()
         return _otp_page(payment, f"Codice errato. Tentativi rimasti: {exc.attempts_left}", 422)
     _commit_and_notify()
@@ -192,8 +192,8 @@ def decide(payment_id: str, decision: str) -> Response:
     """'Approva' / 'Rifiuta' in the simulated bank app."""
     payment = _load(payment_id)
     try:
-        services.decide_in_app(payment, approve=decision == "approve", now=bank_now())
-    except services.InvalidTransition:
+        payments.decide_in_app(payment, approve=decision == "approve", now=bank_now())
+    except errors.InvalidTransition:
         pass  # already decided: the app page shows the outcome, nothing changes
     else:
         _commit_and_notify()
@@ -206,5 +206,5 @@ def result(payment_id: str) -> Response | str:
     payment = _load(payment_id)
     if not payment.status.is_final:
         return _see_other(_step_url(payment))
-    back = services.return_url(payment, current_app.config["BANK_SHARED_SECRET"])
+    back = payments.return_url(payment, current_app.config["BANK_SHARED_SECRET"])
     return render_template("bank/result.html", payment=payment, return_url=back)

@@ -11,7 +11,7 @@ costs four reads, one counter update and one multi-row INSERT, whatever its size
 - the XML of each document, built and checked against the XSD as `_finish` does, with a
   stand-in for its number;
 - the numbers: one `UPDATE invoice_counter SET last = last + n RETURNING last`
-  (services.take_numbers) in the paying transaction, as late as possible, since its row lock
+  (numbering.take_numbers) in the paying transaction, as late as possible, since its row lock
   is held until the commit: a rollback gives the whole run back, so the series stays gap-free;
   then the numbers in the XML and all the rows in one INSERT.
 """
@@ -33,18 +33,13 @@ from webapp.clock import rome_date
 from webapp.extensions import db
 from webapp.invoicing import fatturapa
 from webapp.invoicing.models import DocumentKind, Invoice
-from webapp.invoicing.services import (
-    PAYMENT_CODES,
-    initial_state,
-    lines_of,
-    progressive,
-    seller_from_config,
-    take_numbers,
-)
+from webapp.invoicing.numbering import progressive, take_numbers
+from webapp.invoicing.services import PAYMENT_CODES, initial_state, lines_of, seller_from_config
 from webapp.invoicing.xsd import schema_errors
 from webapp.payments.events import PaidOrder
 from webapp.shop.billing import snapshot_of
-from webapp.shop.models import BillingProfile, Customer, Order, OrderLine
+from webapp.shop.models import BillingProfile, Customer
+from webapp.shop.order_models import Order, OrderLine
 
 log = logging.getLogger(__name__)
 

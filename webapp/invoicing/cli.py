@@ -9,10 +9,10 @@ import click
 from flask.cli import AppGroup
 
 from webapp.clock import now_utc
+from webapp.invoicing.archive import documents_between, export_zip
 from webapp.invoicing.sdi_jobs import transmit_pass
-from webapp.invoicing.services import documents_between, export_zip
 
-invoices_cli = AppGroup("invoices", help="Fatture elettroniche (FatturaPA).")
+invoices_cli = AppGroup("invoices", help="Electronic invoices (FatturaPA).")
 
 
 @invoices_cli.command("export")
@@ -23,14 +23,14 @@ def export_command(date_from, date_to, out: Path | None) -> None:
     """Zip the XML of the documents issued between two days (Italian dates, both included)."""
     start, end = date_from.date(), date_to.date()
     if end < start:
-        raise click.BadParameter("--to viene prima di --from", param_hint="--to")
+        raise click.BadParameter("--to comes before --from", param_hint="--to")
     out = out or Path(f"fatture_{start.isoformat()}_{end.isoformat()}.zip")
     out.write_bytes(export_zip(start, end))
     count = len(documents_between(start, end))
-    click.echo(f"{count} documenti esportati in {out}")
+    click.echo(f"{count} documents exported to {out}")
 
 
 @invoices_cli.command("transmit")
 def transmit_command() -> None:
     """Send the documents waiting for the SdI and read its notifications, now."""
-    click.echo(f"Trasmissione allo SdI: {transmit_pass(now_utc())}")
+    click.echo(f"Transmission to the SdI: {transmit_pass(now_utc())}")

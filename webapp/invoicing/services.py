@@ -1,86 +1,36 @@
-"""Issuing invoices and credit notes, numbering them, and reading them back. Services flush.
+"""Issuing invoices and credit notes, with the buyer's data of the day. Services flush.
 
 Documents are issued inside the paying (or refunding) transaction, by the subscribers, and are
 never edited afterwards: each keeps the buyer's data, its lines, its totals and its XML.
+Their numbers come from webapp.invoicing.numbering; reading them back is
+webapp.invoicing.archive's.
 """
 
 from __future__ import annotations
 
-import io
 import logging
-import zipfile
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from webapp.clock import ROME, rome_date
-from webapp.errors import NotFound
+from webapp.clock import rome_date
 from webapp.extensions import db
 from webapp.invoicing import fatturapa
-from webapp.invoicing.models import DocumentKind, Invoice, InvoiceCounter, Transmission
+from webapp.invoicing.models import DocumentKind, Invoice
+from webapp.invoicing.numbering import next_number, progressive
 from webapp.invoicing.sdi_states import SdiState
 from webapp.invoicing.xsd import schema_errors
 from webapp.money import round_half_up_div, vat_cents
 from webapp.payments.models import Payment, Refund, RefundStatus
 from webapp.shop.billing import buyer_now
-from webapp.shop.models import Customer, Order, OrderKind, PaymentMethod
+from webapp.shop.models import Customer, PaymentMethod
+from webapp.shop.order_models import Order, OrderKind
 
 log = logging.getLogger(__name__)
 
 PAYMENT_CODES = {PaymentMethod.CARD: "MP08", PaymentMethod.BANK_TRANSFER: "MP05"}
-_BASE36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
-# --- numbering ---------------------------------------------------------------------------------
-
-
-def next_number(year: int) -> int:
-    """Take the next number of the year's series, in the caller's transaction."""
-    return take_numbers(year, 1)[0]
-
-
-def take_numbers(year: int, n: int) -> range:
-    """Take the next n numbers of the year's series at once, in the caller's transaction.
-
-    Guard: the INSERT ... ON CONFLICT DO NOTHING makes the year's row exist (a concurrent twin's
-    insert waits on the unique key), then the UPDATE ... SET last = last + n ... RETURNING takes
-    the row lock until the transaction ends: concurrent payers (and batches) queue up, each gets
-    a run of consecutive numbers, and a rollback gives the whole run back (no gap). Take them
-    as late as possible in the transaction: the lock is held until its commit.
-    """
-    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    db.session.execute(
-        insert(InvoiceCounter)
-        .values(year=year, last=0)
-        .on_conflict_do_nothing(index_elements=["year"])
-    )
-    last = db.session.execute(
-        update(InvoiceCounter)
-        .where(InvoiceCounter.year == year)
-        .values(last=InvoiceCounter.last + n)
-        .returning(InvoiceCounter.last)
-        .execution_options(synchronize_session=False)
-    ).scalar_one()
-    return range(last - n + 1, last + 1)
-
-
-def progressive(invoice_id: int) -> str:
-    """The 5-character ProgressivoInvio of the file name: the invoice id in base 36."""
-    digits = ""
-    value = invoice_id
-    while value:
-        value, rest = divmod(value, 36)
-        digits = _BASE36[rest] + digits
-    if len(digits) > 5:
-        raise ValueError("invoice id beyond the 5-character progressivo")
-    return digits.rjust(5, "0")
-
-
-# --- the buyer's data --------------------------------------------------------------------------
 
 
 def customer_snapshot(customer: Customer) -> dict:
@@ -105,9 +55,6 @@ def display_name(snapshot: dict) -> str:
     if snapshot.get("customer_type") == "private":
         return f"{snapshot.get('first_name', '')} {snapshot.get('last_name', '')}".strip()
     return snapshot.get("company_name", "")
-
-
-# --- issuing -----------------------------------------------------------------------------------
 
 
 def _order_lines(order: Order) -> list[dict]:
@@ -337,72 +284,3 @@ def seller_from_config() -> fatturapa.Seller:
         iban=cfg["SELLER_IBAN"],
         regime=cfg["SELLER_REGIME_FISCALE"],
     )
-
-
-# --- reading -----------------------------------------------------------------------------------
-
-
-def list_invoices(customer_id: int) -> list[Invoice]:
-    """The customer's documents, newest first."""
-    return list(
-        db.session.scalars(
-            select(Invoice)
-            .where(Invoice.customer_id == customer_id)
-            .order_by(Invoice.issued_at.desc(), Invoice.id.desc())
-        )
-    )
-
-
-def get_invoice(invoice_id: int, customer_id: int) -> Invoice:
-    """A document of this customer; another customer's is simply not found."""
-    invoice = db.session.get(Invoice, invoice_id)
-    if invoice is None or invoice.customer_id != customer_id:
-        raise NotFound("Documento non trovato.")
-    return invoice
-
-
-def legal_copy(invoice: Invoice) -> tuple[str, bytes]:
-    """The file name and XML the SdI took for this document (its delivered attempt), or the
-    document as issued while none was delivered."""
-    delivered = [
-        attempt
-        for attempt in db.session.scalars(
-            select(Transmission)
-            .where(Transmission.invoice_id == invoice.id)
-            .order_by(Transmission.id.desc())
-        )
-        if attempt.state.issued
-    ]
-    if delivered:
-        return delivered[0].file_name, delivered[0].xml
-    return invoice.file_name, invoice.xml
-
-
-def documents_between(date_from: date, date_to: date) -> list[Invoice]:
-    """Documents issued on these Italian calendar days (both included), in number order."""
-    start = datetime.combine(date_from, time.min, ROME)
-    end = datetime.combine(date_to + timedelta(days=1), time.min, ROME)
-    return list(
-        db.session.scalars(
-            select(Invoice)
-            .where(Invoice.issued_at >= start, Invoice.issued_at < end)
-            .order_by(Invoice.year, Invoice.number)
-        )
-    )
-
-
-def export_zip(date_from: date, date_to: date) -> bytes:
-    """A zip of the XML files of the documents issued in the period (for the accountant)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for invoice in documents_between(date_from, date_to):
-            name, xml = legal_copy(invoice)
-            info = zipfile.ZipInfo(name, date_time=_zip_time(invoice.issued_at))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, xml)
-    return buffer.getvalue()
-
-
-def _zip_time(moment: datetime) -> tuple[int, int, int, int, int, int]:
-    local = moment.astimezone(ROME)
-    return (local.year, local.month, local.day, local.hour, local.minute, local.second)

@@ -18,7 +18,7 @@ from webapp.payments.events import (
     payment_refunded,
 )
 from webapp.payments.models import Payment, Refund
-from webapp.shop.models import Order
+from webapp.shop.order_models import Order
 
 
 @order_paid.connect

@@ -25,17 +25,18 @@ from webapp.errors import DomainError
 from webapp.extensions import db
 from webapp.invoicing import fatturapa
 from webapp.invoicing.models import Invoice, Transmission
+from webapp.invoicing.numbering import progressive
 from webapp.invoicing.sdi_gateway import SdiGateway, SdiRefused, SdiUnavailable
 from webapp.invoicing.sdi_states import SdiState, advance
 from webapp.invoicing.services import (
     customer_snapshot,
     document_of,
     initial_state,
-    progressive,
     seller_from_config,
 )
 from webapp.payments.gateway import find_or_send
-from webapp.shop.models import Customer, Order
+from webapp.shop.models import Customer
+from webapp.shop.order_models import Order
 
 IN_FLIGHT = (SdiState.TO_SEND, SdiState.SENT)
 LEASE = timedelta(minutes=5)

@@ -26,7 +26,8 @@ from webapp.renewals.events import (
 )
 from webapp.renewals.models import Renewal, Service
 from webapp.renewals.services import queue_customer_email
-from webapp.shop.models import Customer, Order
+from webapp.shop.models import Customer
+from webapp.shop.order_models import Order
 
 
 @services_activated.connect

@@ -1,6 +1,6 @@
 """The payment use cases the views and jobs run, each with its own commits and one outcome.
 
-Services (webapp.payments.services, refunds) flush; these functions are the callers that
+Services (webapp.payments.hosted, charges, refunds, ...) flush; these functions are the callers that
 commit, because paying needs more than one transaction: the attempt is committed before the
 bank is asked, the settlement after it answers, a refund of a duplicate after that. Views only
 turn the returned `Outcome` into a response, so the twin that lost a race reads the state the
@@ -21,10 +21,11 @@ from webapp.clock import rome_date
 from webapp.errors import DomainError, InvalidTransition, NotFound, PaymentError
 from webapp.extensions import db
 from webapp.money import format_eur
-from webapp.payments import refunds, services, verify
+from webapp.payments import cards, charges, refunds, settlement, stuck, verify
+from webapp.payments import hosted as payments_hosted
 from webapp.payments.gateway import GatewayRefused, GatewayStatus, GatewayUnavailable
 from webapp.payments.models import Payment, PaymentStatus, Refund, RefundStatus, SavedCard
-from webapp.shop.models import Order, OrderStatus
+from webapp.shop.order_models import Order, OrderStatus
 from webapp.transaction import commit, once_more_after_conflict, rollback
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ def start_hosted_payment(
     """Paths 1 and 3: the bank's hosted page for the order (a reload reuses the open one)."""
 
     def start() -> Payment:
-        payment = services.start_hosted_payment(
+        payment = payments_hosted.start_hosted_payment(
             order, return_url=return_url, notify_url=notify_url, now=now
         )
         commit()
@@ -157,7 +158,7 @@ def pay_with_saved_card(
     """
 
     def record() -> Payment:
-        payment = services.begin_saved_card_payment(
+        payment = charges.begin_saved_card_payment(
             order, customer_id, card_choice, attempt, rome_date(now)
         )
         commit()
@@ -176,7 +177,7 @@ def pay_with_saved_card(
         raise
     payment_id = payment.id
     try:
-        services.execute_card_charge(payment, now)
+        charges.execute_card_charge(payment, now)
         commit()
     except InvalidTransition:
         rollback()  # the twin settled this very charge first: read what it wrote
@@ -192,7 +193,7 @@ def settle_hosted_payment(gateway_ref: str, now: datetime) -> PaymentResult:
 
     def settle() -> None:
         try:
-            services.settle_hosted_payment(gateway_ref, now)
+            payments_hosted.settle_hosted_payment(gateway_ref, now)
             commit()
         except InvalidTransition:
             rollback()  # the twin (return vs notification, two tabs) settled it first
@@ -203,7 +204,7 @@ def settle_hosted_payment(gateway_ref: str, now: datetime) -> PaymentResult:
     except GatewayUnavailable:
         rollback()
         raise
-    return _refund_if_duplicate(services.payment_by_ref(gateway_ref), now)
+    return _refund_if_duplicate(payments_hosted.payment_by_ref(gateway_ref), now)
 
 
 def _refund_if_duplicate(payment: Payment, now: datetime) -> PaymentResult:
@@ -279,10 +280,10 @@ def reconcile(now: datetime) -> int:
     Returns how many payments or refunds reached a final state.
     """
     settled = 0
-    for payment_id in services.stuck_payments(now):
+    for payment_id in stuck.stuck_payments(now):
         payment = db.session.get(Payment, payment_id)
         try:
-            services.settle_stuck_payment(payment, now)
+            stuck.settle_stuck_payment(payment, now)
             commit()
         except (InvalidTransition, GatewayUnavailable):
             rollback()
@@ -315,7 +316,7 @@ def start_card_verification(customer_id: int, return_url: str, nonce: str) -> st
     Returns the URL to send the browser to; raises PaymentError when the bank is unreachable.
     """
     try:
-        hosted = services.gateway().create_payment(
+        hosted = settlement.gateway().create_payment(
             amount_cents=0,
             currency="EUR",
             order_ref=f"{VERIFY_PREFIX}-{customer_id}-{nonce}",
@@ -342,12 +343,12 @@ def finish_card_verification(params: dict[str, str], customer_id: int) -> SavedC
     Raises BadSignature or NotFound for a return that is not this customer's, CardNotAdded
     with the reason otherwise. Replays find the same card (one per bank token).
     """
-    services.gateway().verify_return(params)
+    settlement.gateway().verify_return(params)
     ref = params.get("order_ref", "")
     if not ref.startswith(f"{VERIFY_PREFIX}-{customer_id}-"):
         raise NotFound(_("Verifica della carta non trovata."))
     try:
-        info = services.gateway().get_payment(params.get("payment_id", ""))
+        info = settlement.gateway().get_payment(params.get("payment_id", ""))
     except GatewayUnavailable as exc:
         raise CardNotAdded(
             _("Non riusciamo a verificare la carta con la banca: ricarica questa pagina tra poco."),
@@ -364,7 +365,7 @@ def finish_card_verification(params: dict[str, str], customer_id: int) -> SavedC
         raise CardNotAdded(
             _("La verifica della carta non è ancora conclusa presso la banca."), False
         )
-    card = services.save_card(customer_id, info.card)
+    card = cards.save_card(customer_id, info.card)
     if card.removed_at is not None:
         raise CardNotAdded(
             _("Questa carta è stata rimossa: aggiungila di nuovo dalla banca."), False

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from webapp.clock import now_utc
 from webapp.dbtypes import UTCDateTime, enum_column
 from webapp.extensions import db
-from webapp.shop.models import Order
+from webapp.shop.order_models import Order
 
 
 class PaymentStatus(enum.StrEnum):

@@ -15,7 +15,7 @@ from sqlalchemy import and_, bindparam, select
 from webapp.errors import NotFound
 from webapp.extensions import db
 from webapp.payments.models import SavedCard
-from webapp.shop.models import Order
+from webapp.shop.order_models import Order
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ _STATEMENT = (  # built once: a request binds the order and the customer
 
 def order_and_cards(order_id: int, customer_id: int) -> tuple[OrderTotal, list[CardRow]]:
     """The customer's order (another customer's is not found) and saved cards, newest first,
-    removed ones excluded, as payments.services.list_cards lists them."""
+    removed ones excluded, as payments.cards.list_cards lists them."""
     rows = db.session.execute(_STATEMENT, {"order": order_id, "customer": customer_id}).all()
     if not rows:
         raise NotFound(_("Ordine non trovato."))
@@ -78,5 +78,5 @@ _CARDS = (
 
 
 def card_rows(customer_id: int) -> list[CardRow]:
-    """The customer's saved cards as rows, listed as payments.services.list_cards lists them."""
+    """The customer's saved cards as rows, listed as payments.cards.list_cards lists them."""
     return [CardRow(*row) for row in db.session.execute(_CARDS, {"customer": customer_id})]

@@ -32,7 +32,7 @@ from webapp.payments.models import (
     RefundKind,
     RefundStatus,
 )
-from webapp.payments.services import gateway
+from webapp.payments.settlement import gateway
 from webapp.statemachine import transition
 
 log = logging.getLogger(__name__)

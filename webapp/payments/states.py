@@ -16,7 +16,7 @@ from webapp.clock import format_day
 from webapp.money import format_eur
 from webapp.payments.models import Refund, RefundKind, RefundStatus
 from webapp.payments.refunds import refunds_of_orders
-from webapp.shop.models import Order, OrderStatus
+from webapp.shop.order_models import Order, OrderStatus
 
 
 @dataclass(frozen=True)

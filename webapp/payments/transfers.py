@@ -19,8 +19,9 @@ from webapp.extensions import db
 from webapp.money import format_eur
 from webapp.payments.events import order_settling
 from webapp.payments.models import Payment, PaymentChannel
-from webapp.payments.services import succeed_payment
-from webapp.shop.models import Order, OrderKind, OrderStatus, PaymentMethod
+from webapp.payments.settlement import succeed_payment
+from webapp.shop.models import PaymentMethod
+from webapp.shop.order_models import Order, OrderKind, OrderStatus
 
 REFERENCE_RE = re.compile(r"^[A-Z0-9]{6,35}$")
 

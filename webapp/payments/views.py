@@ -26,12 +26,13 @@ from webapp.errors import DomainError
 from webapp.extensions import csrf
 from webapp.htmx import is_htmx, redirect_to, render, render_cached
 from webapp.i18n import lazy_gettext as _l
-from webapp.payments import flows, picker, services
+from webapp.payments import cards as payments_cards
+from webapp.payments import flows, payable, picker, settlement
 from webapp.payments.forms import NEW_CARD, CardChoiceForm, ProceedForm
 from webapp.payments.gateway import GatewayUnavailable
 from webapp.payments.models import SavedCard
-from webapp.shop.models import Order, OrderStatus
-from webapp.shop.services import get_order
+from webapp.shop.order_models import Order, OrderStatus
+from webapp.shop.orders import get_order
 from webapp.signing import BadSignature
 
 log = logging.getLogger(__name__)
@@ -75,10 +76,10 @@ def pay_order(order_id: int):
     """Paga ora su server sicuro: to the portal when there are saved cards, else to the bank."""
     order = get_order(order_id, current_user.id)
     try:
-        services.payable_order(order, rome_date(now_utc()))
+        payable.payable_order(order, rome_date(now_utc()))
     except DomainError as exc:
         return _to_order(order, exc.message)
-    if services.list_cards(current_user.id):
+    if payments_cards.list_cards(current_user.id):
         return redirect_to(url_for("portal.choose_card", order_id=order.id))
     return _to_bank(order)
 
@@ -88,7 +89,7 @@ def return_from_bank():
     """The browser comes back from the bank ("torna al negozio"): verify, then ask the bank."""
     params = request.args.to_dict()
     try:
-        services.gateway().verify_return(params)
+        settlement.gateway().verify_return(params)
         result = flows.settle_hosted_payment(params.get("payment_id", ""), now_utc())
     except (BadSignature, DomainError):
         log.warning("refused bank return with bad signature or unknown payment: %s", params)
@@ -108,7 +109,7 @@ def bank_notification():
     """The bank's server-to-server notification: signed, and answered 2xx only once settled."""
     body = request.get_data()
     try:
-        services.gateway().verify_notification(request.path, body, request.headers)
+        settlement.gateway().verify_notification(request.path, body, request.headers)
         data = request.get_json(force=True, silent=True)
         if not isinstance(data, dict):  # signed, but not what the bank sends: a list, a number
             return jsonify(error="bad_request"), 400
@@ -134,7 +135,7 @@ def _portal(
     cards: list[SavedCard] | list[picker.CardRow] | None = None,
 ):
     today = rome_date(now_utc())
-    cards = services.list_cards(current_user.id) if cards is None else cards
+    cards = payments_cards.list_cards(current_user.id) if cards is None else cards
     usable = frozenset(c.id for c in cards if not c.is_expired(today))
     if choice is None:
         choice = str(max(usable, default=NEW_CARD))
@@ -164,8 +165,8 @@ def portal_home():
     """The portal's front page: the orders still to pay by card and the saved cards."""
     return render_template(
         "payments/index.html",
-        orders=services.payable_orders(current_user.id),
-        cards=services.list_cards(current_user.id),
+        orders=payable.payable_orders(current_user.id),
+        cards=payments_cards.list_cards(current_user.id),
     )
 
 
@@ -186,7 +187,10 @@ def select_card(order_id: int):
     if is_htmx():  # the fragment: the order's total and the cards, as plain rows in one read
         order, cards = picker.order_and_cards(order_id, current_user.id)
     else:
-        order, cards = get_order(order_id, current_user.id), services.list_cards(current_user.id)
+        order, cards = (
+            get_order(order_id, current_user.id),
+            payments_cards.list_cards(current_user.id),
+        )
     form = CardChoiceForm()
     if not form.validate():
         return _portal(order, error=form.first_error(), status=422, cards=cards)

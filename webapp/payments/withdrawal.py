@@ -28,7 +28,8 @@ from webapp.payments.models import (
     RefundStatus,
 )
 from webapp.shop.billing import is_consumer_order
-from webapp.shop.models import Customer, Order, OrderKind, OrderStatus, PaymentMethod
+from webapp.shop.models import Customer, PaymentMethod
+from webapp.shop.order_models import Order, OrderKind, OrderStatus
 
 WITHDRAWAL_DAYS = 14
 CARD_CHANNELS = {PaymentChannel.HOSTED_PAGE, PaymentChannel.SAVED_CARD}

@@ -20,7 +20,7 @@ from webapp.renewals.events import service_renewed, services_activated
 from webapp.renewals.manual import apply_renewal_lines
 from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
 from webapp.renewals.services import RENEWAL_TRANSITIONS
-from webapp.shop.models import Order, OrderKind, OrderLine
+from webapp.shop.order_models import Order, OrderKind, OrderLine
 from webapp.statemachine import transition
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from webapp.extensions import db
 from webapp.payments.events import payment_refunded
 from webapp.payments.models import Payment, PaymentStatus, Refund
 from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
-from webapp.shop.models import Order, OrderKind, OrderLine
+from webapp.shop.order_models import Order, OrderKind, OrderLine
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from webapp.dbtypes import UTCDateTime
 from webapp.errors import InvalidTransition
 from webapp.extensions import db
 from webapp.i18n import lazy_gettext as _l
+from webapp.payments.charges import execute_card_charge
 from webapp.payments.flows import refund_held
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
-from webapp.payments.services import execute_card_charge
 from webapp.renewals import notices
 from webapp.renewals.claims import (
     IN_FLIGHT,
@@ -43,16 +43,8 @@ from webapp.renewals.models import (
 from webapp.renewals.outcomes import RenewalOutcome, RenewalReport
 from webapp.renewals.services import RenewalSettings, card_usable, queue_customer_email
 from webapp.shop.billing import fix_buyer
-from webapp.shop.models import (
-    Customer,
-    Order,
-    OrderKind,
-    OrderLine,
-    OrderStatus,
-    PaymentMethod,
-    Product,
-    ServiceKind,
-)
+from webapp.shop.models import Customer, PaymentMethod, Product, ServiceKind
+from webapp.shop.order_models import Order, OrderKind, OrderLine, OrderStatus
 from webapp.transaction import commit, rollback
 
 log = logging.getLogger(__name__)

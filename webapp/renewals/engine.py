@@ -29,10 +29,11 @@ from webapp.renewals.charging import due_renewals, open_renewals, process
 from webapp.renewals.claims import default_worker
 from webapp.renewals.due_reminders import send_due_reminders
 from webapp.renewals.expiry import expire, expired_services
+from webapp.renewals.manage import attach_new_card
 from webapp.renewals.models import Renewal, RenewalStatus, Service
 from webapp.renewals.outcomes import RenewalOutcome, RenewalReport
 from webapp.renewals.reminders import send_reminders
-from webapp.renewals.services import attach_new_card, settings
+from webapp.renewals.services import settings
 from webapp.transaction import commit
 
 __all__ = [

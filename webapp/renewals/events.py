@@ -21,8 +21,8 @@ services_activated = _signals.signal("services-activated")
 service_renewed = _signals.signal("service-renewed")
 
 #: Many renewals were paid and their services extended at once, by the renewal engine's
-#: set-based settlement (webapp.renewals.batch). sender: the string "renewals"; kwargs: renewed
-#: (list[RenewedService]: plain values, no loaded objects), now. Sent instead of one
+#: set-based settlement (webapp.renewals.batch_settle). sender: the string "renewals"; kwargs:
+#: renewed (list[RenewedService]: plain values, no loaded objects), now. Sent instead of one
 #: `service_renewed` per service, inside the same transaction: a subscriber adds its rows with
 #: set-based statements and must be idempotent per renewal (the engine may settle a renewal
 #: per row after a crash, which sends `service_renewed` for it instead).

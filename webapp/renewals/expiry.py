@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from webapp.clock import rome_date, rome_midnight
 from webapp.errors import InvalidTransition
 from webapp.extensions import db
-from webapp.payments.services import execute_card_charge
+from webapp.payments.charges import execute_card_charge
 from webapp.renewals.charging import after_charge, in_flight_charge
 from webapp.renewals.claims import claim, release, snapshot_ids, unclaim
 from webapp.renewals.lifecycle import life_of
@@ -21,8 +21,8 @@ from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatu
 from webapp.renewals.outcomes import RenewalOutcome
 from webapp.renewals.services import RENEWAL_TRANSITIONS, RenewalSettings, queue_customer_email
 from webapp.renewals.timeline import STATE, record_event
-from webapp.shop.models import OrderStatus
-from webapp.shop.services import cancel_order
+from webapp.shop.order_models import OrderStatus
+from webapp.shop.orders import cancel_order
 from webapp.statemachine import transition
 from webapp.transaction import commit, rollback
 

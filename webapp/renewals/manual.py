@@ -32,8 +32,10 @@ from webapp.renewals.claims import CHARGE_IN_FLIGHT, unclaimed
 from webapp.renewals.lifecycle import life_of
 from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
 from webapp.renewals.timeline import RENEWAL, record_event
-from webapp.shop.models import Cart, CartLine, Order, OrderKind, OrderLine, OrderStatus
-from webapp.shop.services import add_renewal_line, cancel_order
+from webapp.shop.cart import add_renewal_line
+from webapp.shop.models import Cart, CartLine
+from webapp.shop.order_models import Order, OrderKind, OrderLine, OrderStatus
+from webapp.shop.orders import cancel_order
 
 log = logging.getLogger(__name__)
 

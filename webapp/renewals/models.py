@@ -12,7 +12,8 @@ from webapp.clock import now_utc
 from webapp.dbtypes import UTCDateTime, enum_column
 from webapp.extensions import db
 from webapp.payments.models import SavedCard
-from webapp.shop.models import Order, Product
+from webapp.shop.models import Product
+from webapp.shop.order_models import Order
 
 
 class ServiceStatus(enum.StrEnum):

@@ -19,8 +19,8 @@ from webapp.extensions import db
 from webapp.payments.models import SavedCard
 from webapp.payments.picker import CARD_COLUMNS, CardRow, card_rows
 from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
+from webapp.shop.catalogue import price_changes_after_day_sql, price_on_day_sql
 from webapp.shop.models import BillingProfile, CustomerType, Product, ServiceKind
-from webapp.shop.services import price_changes_after_day_sql, price_on_day_sql
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class ServiceRead:
 
     service: ServiceRow
     renewal: RenewalRow | None
-    yearly_cents: int  # the list price in force on the day read (shop.services.price_on)
+    yearly_cents: int  # the list price in force on the day read (shop.catalogue.price_on)
     split_payment: bool
     # A price change is scheduled after the day read: the renewal day's price must be looked up
     # (otherwise it is `yearly_cents`, with no further statement).

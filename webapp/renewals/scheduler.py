@@ -29,7 +29,7 @@ from webapp.renewals.outcomes import RenewalReport
 
 log = logging.getLogger(__name__)
 
-renewals_cli = AppGroup("renewals", help="Rinnovi automatici: passata singola e scheduler.")
+renewals_cli = AppGroup("renewals", help="Automatic renewals: one pass, or the scheduler.")
 
 
 def parse_as_of(value: str) -> datetime:
@@ -82,8 +82,15 @@ def renewal_pass(now: datetime | None = None, worker: str | None = None) -> str:
 
 
 @renewals_cli.command("run")
-@click.option("--as-of", "as_of", default=None, help="Data della passata (AAAA-MM-GG), per i test.")
-@click.option("--worker", default=None, help="Nome del processo nei claim (predefinito host:pid).")
+@click.option(
+    "--as-of",
+    "as_of",
+    default=None,
+    help="The pass's date (YYYY-MM-DD, or YYYY-MM-DDTHH:MM in Italy), for tests.",
+)
+@click.option(
+    "--worker", default=None, help="This process's name in the claims (default host:pid)."
+)
 def run_command(as_of: str | None, worker: str | None) -> None:
     """Run one renewal pass now, or as of the given date."""
     now = parse_as_of(as_of) if as_of else now_utc()

@@ -5,7 +5,7 @@ On only when the deployment says so (`SANDBOX=1` with a `SANDBOX_TOKEN`), never 
 404. Each call carries `Authorization: Bearer <token>` (401 without it) and answers JSON, with
 the errors in Italian. The mock bank has its own (webapp.bank.sandbox).
 
-Callers use `register_sandbox(app)` (the app factory) and nothing else; the routes are in
+Entry point: `register_sandbox(app)` (the app factory), nothing else; the routes are in
 `views.py`, the JSON views of the data in `state.py`, the test clock in `clock.py`.
 """
 
@@ -31,7 +31,7 @@ def register_sandbox(app: Flask) -> None:
     """Register the sandbox's routes when enabled (else none exists: every URL is a 404)."""
     if not sandbox_enabled(app.config):
         if app.config.get("SANDBOX") and app.config.get("ENV_NAME") == "production":
-            log.warning("SANDBOX ignorato: APP_ENV=production")
+            log.warning("SANDBOX ignored: APP_ENV=production")
         return
     from webapp.extensions import csrf
     from webapp.sandbox.views import bp

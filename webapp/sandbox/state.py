@@ -11,16 +11,18 @@ from typing import Any
 
 from sqlalchemy import select
 
-from webapp.backoffice.services import customer_file, order_file
+from webapp.backoffice.files import customer_file, order_file
 from webapp.clock import as_utc
 from webapp.extensions import db
 from webapp.invoicing.models import Invoice
 from webapp.outbox.models import OutboxEmail
 from webapp.outbox.services import bodies
+from webapp.payments.cards import list_cards
 from webapp.payments.models import Payment, Refund, SavedCard
-from webapp.payments.services import list_cards, order_ref
+from webapp.payments.settlement import order_ref
 from webapp.renewals.models import Renewal, Service
-from webapp.shop.models import Customer, Order
+from webapp.shop.models import Customer
+from webapp.shop.order_models import Order
 
 LINK = re.compile(r"https?://[^\s<>\"')\]]+")
 

@@ -17,7 +17,8 @@ from webapp.extensions import db
 from webapp.renewals.models import Service
 from webapp.renewals.scheduler import PassReport, parse_instant, pass_line
 from webapp.sandbox import clock, state
-from webapp.shop.models import Customer, Order
+from webapp.shop.models import Customer
+from webapp.shop.order_models import Order
 from webapp.transaction import commit, rollback
 
 bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")

@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5002)
     sub = parser.add_subparsers(dest="command")
-    clock = sub.add_parser("clock", help="sposta avanti l'orologio del sandbox")
+    clock = sub.add_parser("clock", help="move the sandbox's clock forward")
     clock.add_argument("--advance-days", type=float, required=True)
     args = parser.parse_args(argv)
     if args.command == "clock":

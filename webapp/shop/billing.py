@@ -17,7 +17,8 @@ from stdnum.it import codicefiscale, iva
 
 from webapp.errors import CheckoutError, DomainError
 from webapp.extensions import db
-from webapp.shop.models import BillingProfile, Customer, CustomerType, Order
+from webapp.shop.models import BillingProfile, Customer, CustomerType
+from webapp.shop.order_models import Order
 
 #: The sigle automobilistiche of the Italian provinces and metropolitan cities (ISTAT), with
 #: the Sardinian ones still found on addresses (CI, OG, OT, VS) and EE for "estero".

@@ -2,7 +2,7 @@
 
 The cart, its lines, their products and each product's list price on the day (the scheduled
 price in force, else the product's own) come in one statement; the fragment renders from these
-rows. Checkout and every change to the cart still work on the ORM cart (shop.services).
+rows. Checkout and every change to the cart still work on the ORM cart (shop.cart, shop.checkout).
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from datetime import date, datetime
 from sqlalchemy import bindparam, select
 
 from webapp.extensions import db
+from webapp.shop.catalogue import price_on_day_sql
+from webapp.shop.discounts import terms_of
 from webapp.shop.models import Cart, CartLine, DiscountCode, Product, ServiceKind
 from webapp.shop.pricing import PriceLine, Quote, QuoteLine, quote
-from webapp.shop.services import price_on_day_sql, terms_of
 
 _cart, _line, _product = Cart.__table__, CartLine.__table__, Product.__table__
 

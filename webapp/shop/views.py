@@ -20,7 +20,10 @@ from webapp.clock import now_utc, rome_date
 from webapp.errors import CheckoutError, DiscountRefused, InvalidChoice, NotFound
 from webapp.htmx import is_htmx, redirect_to, render, render_cached
 from webapp.queryargs import whole_number
-from webapp.shop import accounts, billing, services
+from webapp.shop import accounts, billing, discounts
+from webapp.shop import cart as shop_cart
+from webapp.shop import catalogue as shop_catalogue
+from webapp.shop import checkout as shop_checkout
 from webapp.shop.cartview import cart_rows
 from webapp.shop.forms import (
     BillingForm,
@@ -41,24 +44,24 @@ def _customer_id() -> int | None:
 
 def _cart(create: bool = False):
     if create:
-        cart = services.get_or_create_cart(_customer_id(), session.get("cart_token"))
+        cart = shop_cart.get_or_create_cart(_customer_id(), session.get("cart_token"))
         if cart.anon_token:
             session["cart_token"] = cart.anon_token
         return cart
-    return services.get_cart(_customer_id(), session.get("cart_token"))
+    return shop_cart.get_cart(_customer_id(), session.get("cart_token"))
 
 
 @bp.get("/")
 def catalogue():
-    products = services.list_products()
+    products = shop_catalogue.list_products()
     today = rome_date(now_utc())
-    prices = {p.id: services.price_on(p, today) for p in products}
+    prices = {p.id: shop_catalogue.price_on(p, today) for p in products}
     return render_template("shop/catalogue.html", products=products, prices=prices)
 
 
 @bp.get("/sconti")
 def list_discounts():
-    return render_template("shop/discounts.html", discounts=services.public_discounts(now_utc()))
+    return render_template("shop/discounts.html", discounts=discounts.public_discounts(now_utc()))
 
 
 @bp.get("/condizioni-generali")
@@ -81,8 +84,8 @@ def view_cart():
 def add_item(product_id: int):
     cart = _cart(create=True)
     try:
-        line = services.add_product(cart, product_id, current_app.config["CART_MAX_LINES"])
-    except services.CartFull as exc:
+        line = shop_cart.add_product(cart, product_id, current_app.config["CART_MAX_LINES"])
+    except shop_cart.CartFull as exc:
         rollback()
         return _cart_full(product_id, exc.message)
     commit()
@@ -114,9 +117,9 @@ def remove_item(line_id: int):
     if cart is not None:
         # Already gone (a double click): the cart is shown as it is.
         with suppress(NotFound):
-            services.remove_line(cart, line_id)
+            shop_cart.remove_line(cart, line_id)
         commit()
-    view = services.price_cart(cart)
+    view = shop_checkout.price_cart(cart)
     # The page has the badge in its header already; only the fragment carries it out of band.
     return render(
         "shop/cart.html",
@@ -134,9 +137,9 @@ def _checkout_response(primary: str, status: int = 200, cart: Cart | None = None
     cart = cart if cart is not None else _cart(create=True)
     profile = billing.get_profile(current_user.id)
     split = bool(profile and profile.split_payment)
-    context.setdefault("view", services.price_cart(cart, split_payment=split))
+    context.setdefault("view", shop_checkout.price_cart(cart, split_payment=split))
     context.setdefault("billing_form", BillingForm.for_profile(profile))
-    context.setdefault("immediate_start_text", services.IMMEDIATE_START_TEXT)
+    context.setdefault("immediate_start_text", shop_checkout.IMMEDIATE_START_TEXT)
     return render(
         "shop/checkout.html",
         "shop/_checkout_update.html",
@@ -167,7 +170,7 @@ def choose_payment_method():
     form = PaymentMethodForm()
     if not form.validate():
         return _checkout_response("items", 422, items_error=form.first_error())
-    services.set_payment_method(cart, form.payment_method.data)
+    shop_cart.set_payment_method(cart, form.payment_method.data)
     commit()
     return _checkout_response("items")
 
@@ -177,7 +180,7 @@ def choose_payment_method():
 def choose_years(line_id: int):
     cart = _cart(create=True)
     try:
-        services.set_years(cart, line_id, YearsForm().years.data)
+        shop_cart.set_years(cart, line_id, YearsForm().years.data)
     except (InvalidChoice, NotFound) as exc:
         rollback()
         return _checkout_response("items", 422, items_error=exc.message)
@@ -191,7 +194,7 @@ def apply_discount():
     cart = _cart(create=True)
     raw = DiscountForm().code.data or ""
     try:
-        services.apply_discount(cart, raw, current_user.id, now_utc())
+        discounts.apply_discount(cart, raw, current_user.id, now_utc())
     except DiscountRefused as exc:
         rollback()
         return _checkout_response("discount", 422, discount_error=exc.message, code_value=raw)
@@ -202,7 +205,7 @@ def apply_discount():
 @bp.post("/checkout/sconto/rimuovi")
 @login_required
 def remove_discount():
-    services.remove_discount(_cart(create=True))
+    discounts.remove_discount(_cart(create=True))
     commit()
     return _checkout_response("discount")
 
@@ -233,7 +236,7 @@ def confirm_order():
         rollback()
         # A twin submit may have spent the cart (or the once-per-customer code) between our
         # reads: its order is ours too.
-        order = services.order_for_token(current_user.id, token)
+        order = shop_checkout.order_for_token(current_user.id, token)
         if order is None:
             return _confirm_refused(exc, accepted, immediate)
     return redirect_to(url_for("orders.view_order", order_id=order.id))
@@ -254,22 +257,22 @@ def _place_order(token: str, accepted: bool, immediate: bool, quoted: int | None
     billing.require_profile(current_user.id)
     cart = _cart(create=True)
     now = now_utc()
-    order = services.confirm_order(cart, current_user.id, token, accepted, now, quoted)
+    order = shop_checkout.confirm_order(cart, current_user.id, token, accepted, now, quoted)
     if immediate:
-        services.ask_immediate_start(order, now)
+        shop_checkout.ask_immediate_start(order, now)
     commit()
     return order
 
 
 def _confirm_refused(exc: CheckoutError | DiscountRefused, accepted: bool, immediate: bool):
     message = exc.message
-    if isinstance(exc, services.QuoteChanged):
-        services.renew_token(_cart(create=True))  # the new total, with a new token
+    if isinstance(exc, shop_checkout.QuoteChanged):
+        shop_checkout.renew_token(_cart(create=True))  # the new total, with a new token
         commit()
     if isinstance(exc, DiscountRefused):
         # Valid when applied, not now (expired, used up meanwhile): take it off the cart, so
         # the page shows the real total and a new token, and the customer confirms again.
-        services.remove_discount(_cart(create=True))
+        discounts.remove_discount(_cart(create=True))
         commit()
         message += " " + _(
             "L'abbiamo tolto dal carrello: controlla il nuovo totale e conferma di nuovo l'ordine."

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from webapp.bank import services
+from webapp.bank import idempotency
 from webapp.bank.extensions import db
 from webapp.bank.models import Card, Charge
 
@@ -171,14 +171,14 @@ def test_lost_race_on_the_unique_key_returns_the_winner(app, api, monkeypatch) -
     """Both requests passed the lookup; the UNIQUE constraint stops the second insert."""
     token = save_card(app, "4242424242424242")
     first = api.post("/api/charges", charge_body(token)).json
-    real = services.find_by_key
+    real = idempotency.find_by_key
     calls: list[str] = []
 
     def blind_once(model, key: str):
         calls.append(key)
         return None if len(calls) == 1 else real(model, key)
 
-    monkeypatch.setattr(services, "find_by_key", blind_once)
+    monkeypatch.setattr(idempotency, "find_by_key", blind_once)
     again = api.post("/api/charges", charge_body(token))
     assert len(calls) == 2  # the insert failed, then the replay found the stored charge
     assert again.status_code == 200 and again.json == first

@@ -15,7 +15,7 @@ from conftest import FIXED_NOW, MERCHANT, SECRET
 from sqlalchemy import make_url
 from test_bank_charges import charge_body, save_card
 
-from webapp.bank import services
+from webapp.bank import errors, refunds
 from webapp.bank.api import response_method
 from webapp.bank.extensions import db
 from webapp.bank.models import Payment, Refund
@@ -162,8 +162,8 @@ def test_refund_of_an_unknown_payment_is_404(api, ref) -> None:
 
 
 def test_refund_in_another_currency_is_refused(app, paid) -> None:
-    with app.app_context(), pytest.raises(services.RefundRefused) as refused:
-        services.refund(
+    with app.app_context(), pytest.raises(errors.RefundRefused) as refused:
+        refunds.refund(
             target_id=paid,
             amount_cents=100,
             currency="USD",
