@@ -496,6 +496,31 @@ def summary(rows: list[dict]) -> None:
             )
 
 
+ONE_WORKER_FLOOR = 0.6  # issue 25: one worker keeps at least 0.6 of the raw write rate
+
+
+def verdict(rows: list[dict]) -> list[str]:
+    """Whether a change broke the engine's targets: per size, one worker at >= 0.6 of the raw
+    write rate, and two workers faster than one (each against the raw floor of its own run, so
+    the machine's load between the runs cancels out)."""
+    lines = []
+    for n in sorted({r["n"] for r in rows}):
+        ratios = {r["workers"]: r["rate"] / r["raw"] for r in rows if r["n"] == n}
+        if 1 in ratios:
+            ok = ratios[1] >= ONE_WORKER_FLOOR
+            lines.append(
+                f"{n:,} services, 1 worker: {'MET' if ok else 'BROKEN'} "
+                f"({ratios[1]:.2f} of raw, target >= {ONE_WORKER_FLOOR})"
+            )
+        if 1 in ratios and 2 in ratios:
+            ok = ratios[2] > ratios[1]
+            lines.append(
+                f"{n:,} services, 2 workers beat 1: {'MET' if ok else 'BROKEN'} "
+                f"({ratios[2]:.2f} vs {ratios[1]:.2f} of raw)"
+            )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--services", type=int, nargs="+", default=[10_000, 100_000])
@@ -527,6 +552,9 @@ def main() -> None:
         for workers in args.workers:
             rows.append(measure(n, workers, args.database_url, args.tracemalloc))
     summary(rows)
+    print("\nVerdict (issue 25):")
+    for line in verdict(rows):
+        print("  " + line)
     with make_app(args.database_url).app_context():
         db.drop_all()
 
