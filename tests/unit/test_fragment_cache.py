@@ -146,3 +146,9 @@ def test_the_picker_shows_another_choice_and_the_row_another_frequency(
     kept(client, shopper, "area/_service.html")
     other = _row(client, shopper, years="3").text
     assert '<option value="3" selected>' in other and "ogni 3 anni" in other
+
+
+def test_a_fragment_varies_on_each_htmx_header_the_cookie_and_the_encoding_once(client, shopper):
+    kept(client, shopper, "shop/_cart.html")
+    vary = [v.strip() for v in _cart(client, shopper).headers["Vary"].split(",")]
+    assert sorted(vary) == ["Accept-Encoding", "Cookie", "HX-Boosted", "HX-Request"]
