@@ -79,6 +79,11 @@ def _customer_extras(page: Page, problems: list[str]) -> None:
     ):
         page.goto(path)
         problems += layout_problems(page, name)
+    page.goto("/area-clienti/fatture")
+    copies = page.get_by_role("link", name="Copia di cortesia")
+    expect(copies.first).to_be_visible()  # the paid orders of the walk have their invoices
+    copies.first.click()
+    problems += layout_problems(page, "area-fattura-copia")
     page.goto("/")
     add_to_cart(page, "PEC-STD")
     page.goto("/checkout")

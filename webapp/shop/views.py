@@ -29,6 +29,7 @@ from webapp.shop.forms import (
     YearsForm,
 )
 from webapp.shop.models import Cart, PaymentMethod
+from webapp.shop.structured import catalogue_jsonld
 from webapp.transaction import commit, once_more_after_conflict, rollback
 
 bp = Blueprint("shop", __name__)
@@ -52,7 +53,9 @@ def catalogue():
     products = services.list_products()
     today = rome_date(now_utc())
     prices = {p.id: services.price_on(p, today) for p in products}
-    return render_template("shop/catalogue.html", products=products, prices=prices)
+    page = url_for("shop.catalogue", _external=True)
+    jsonld = catalogue_jsonld(products, prices, lambda p: f"{page}#product-{p.sku.lower()}")
+    return render_template("shop/catalogue.html", products=products, prices=prices, jsonld=jsonld)
 
 
 @bp.get("/sconti")
