@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, flash, render_template, request, session, url_for
+from flask import Flask, abort, flash, request, session, url_for
 from flask_compress import Compress
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -261,10 +261,7 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_errorhandlers(app: Flask) -> None:
-    def render_error(error):
-        code = getattr(error, "code", 500)
-        template = "_error.html" if is_htmx() else "error.html"
-        return render_template(template, code=code, error=error), code
+    from webapp.error_pages import render_error
 
     for code in (400, 403, 404, 405, 413, 422, 429, 500):
         app.register_error_handler(code, render_error)
