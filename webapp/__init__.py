@@ -279,12 +279,13 @@ def register_template_helpers(app: Flask) -> None:
     from flask_wtf.csrf import generate_csrf
 
     from webapp.clock import format_day
-    from webapp.i18n import years_label
+    from webapp.i18n import every_years_label, years_label
     from webapp.money import format_eur
 
     app.jinja_env.filters["eur"] = format_eur
     app.jinja_env.filters["day"] = format_day
     app.jinja_env.filters["years_label"] = years_label
+    app.jinja_env.filters["every_years_label"] = every_years_label
     _install_request_translations(app)
     # Fixed for the app's life: globals, not a context processor run for every template.
     app.jinja_env.globals.update(

@@ -134,7 +134,7 @@ def test_card_turns_on_auto_renewal_per_item(client, catalogue, dummy_customer):
     rows = line_rows(page)
     assert len(rows) == 6
     for row in rows[:4]:
-        assert "Rinnovo automatico attivato: ogni 1 anno sulla carta" in row
+        assert "Rinnovo automatico attivato: ogni anno sulla carta" in row
         assert "non è disponibile" not in row
     assert "Il rinnovo automatico non è disponibile per Firma Digitale" in rows[4]
     assert "Il rinnovo automatico non è disponibile per Marca Temporale" in rows[5]
@@ -213,7 +213,7 @@ def test_card_order_page_offers_the_secure_payment(client, db, catalogue, dummy_
     assert f"Ordine n. {order.number}" in page.text
     assert order.number == f"2026-{order.id:06d}"
     assert 'id="order-total">€ 54,78' in page.text
-    assert "Attivo, ogni 1 anno" in page.text  # PEC
+    assert "Attivo, ogni anno" in page.text  # PEC (ngettext: never "ogni 1 anno")
     assert "Non disponibile" in page.text  # Firma Digitale
 
 

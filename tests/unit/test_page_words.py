@@ -32,7 +32,7 @@ def test_the_checkout_says_durata_where_nothing_renews(client, db, catalogue, du
     assert 'data-label="Durata"' in rows["Firma Digitale Remota"].split("</tr>")[0]
     marche = rows["Marche temporali (50)"].split("</tr>")[0]
     assert "1 confezione" in marche and "1 anno" not in marche
-    assert "ogni 1 anno sulla carta con cui paghi l'ordine" in page
+    assert "ogni anno sulla carta con cui paghi l'ordine" in page
 
 
 def _lines(page: str) -> list[tuple[str, str]]:
@@ -51,3 +51,11 @@ def test_every_html_email_has_the_phone_viewport():
     for template in TEMPLATES.glob("*.html"):
         if template.name != "_layout.html":
             assert '{% extends "email/_layout.html" %}' in template.read_text(), template.name
+
+
+def test_how_often_is_said_with_ngettext(app):
+    from webapp.i18n import every_years_label
+
+    with app.test_request_context():
+        assert every_years_label(1) == "ogni anno"  # not "ogni 1 anno"
+        assert every_years_label(3) == "ogni 3 anni"
