@@ -265,9 +265,16 @@ def _save_billing_sent_with_confirm(accepted: bool, immediate: bool):
             terms=accepted,
             immediate=immediate,
         )
-    billing.save_profile(current_user.id, form.billing_data())
-    commit()
+    data = form.billing_data()
+    # Guard: billing_profile.customer_id is unique; a twin confirm that inserted first is found
+    # by the second run, which updates it with the same data.
+    once_more_after_conflict(lambda: _save_profile_now(data))
     return None
+
+
+def _save_profile_now(data) -> None:
+    billing.save_profile(current_user.id, data)
+    commit()
 
 
 def _quoted_total(raw: str | None) -> int | None:
