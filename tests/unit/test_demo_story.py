@@ -34,6 +34,13 @@ def digest(db) -> list[tuple]:
     ]
 
 
+def fresh_database(db) -> None:
+    """Drop and recreate every table (the session released first: PostgreSQL waits for it)."""
+    db.session.remove()
+    db.drop_all()
+    db.create_all()
+
+
 def count(db, model) -> int:
     return db.session.scalar(select(func.count()).select_from(model))
 
@@ -85,13 +92,11 @@ def test_seed_demo_is_idempotent_and_deterministic(db, now):
     assert not tell(db, now)  # a second run adds nothing
     assert digest(db) == first
     assert (count(db, Customer), count(db, Invoice)) == (customers, invoices)
-    db.drop_all()
-    db.create_all()
+    fresh_database(db)
     assert tell(db, now)  # a fresh database, the same day: the same story
     assert digest(db) == first
     later = now + timedelta(days=30)
-    db.drop_all()
-    db.create_all()
+    fresh_database(db)
     tell(db, later)  # another day: the same story, its dates moved with the day
     moved = digest(db)
     assert [row[2] - later for row in moved] == [row[2] - now for row in first]
