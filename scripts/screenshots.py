@@ -1,4 +1,5 @@
-"""Regenerate docs/screenshots/: each step of the three payment paths, 800 px wide.
+"""Regenerate docs/screenshots/: each step of the three payment paths, 800 px wide, and the
+populated demo (seed-demo's story) at 390 and 1280 px.
 
     python scripts/screenshots.py [folder]
 
@@ -22,7 +23,8 @@ def main() -> int:
     for old in target.glob("*.png"):
         old.unlink()
     env = {**os.environ, "SCREENSHOTS": str(target.resolve())}
-    command = [sys.executable, "-m", "pytest", "tests/e2e/test_screenshots.py", "-q"]
+    tests = ["tests/e2e/test_screenshots.py", "tests/e2e/test_demo_screenshots.py"]
+    command = [sys.executable, "-m", "pytest", *tests, "-q"]
     result = subprocess.run([*command, "-p", "no:cacheprovider"], cwd=PROJECT, env=env, check=False)
     shots = sorted(target.glob("*.png"))
     print(f"{len(shots)} screenshots in {target}")

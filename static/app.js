@@ -122,5 +122,31 @@
     }
   });
 
+  /* Phones show a table's rows as cards: each cell says its column (data-label), unless the
+     template already did. */
+  function labelTables(root) {
+    if (!root || !root.querySelectorAll) return;
+    var tables = root.matches && root.matches("table.table") ? [root] : root.querySelectorAll("table.table");
+    tables.forEach(function (table) {
+      var heads = table.querySelectorAll("thead th");
+      if (!heads.length) return;
+      table.querySelectorAll("tbody tr").forEach(function (row) {
+        var column = 0;
+        Array.prototype.forEach.call(row.cells, function (cell) {
+          var head = heads[column];
+          column += cell.colSpan || 1;
+          if (head && !cell.hasAttribute("data-label")) cell.setAttribute("data-label", head.textContent.trim());
+        });
+      });
+    });
+  }
+  labelTables(document);
+  document.addEventListener("htmx:afterSettle", function (event) {
+    labelTables(resolve(event.detail.target) || document);
+  });
+  document.addEventListener("htmx:oobAfterSwap", function (event) {
+    labelTables(resolve(event.detail.target) || document);
+  });
+
   document.addEventListener("htmx:historyRestore", focusHeading);
 })();

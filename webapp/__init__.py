@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, flash, render_template, request, session, url_for
+from flask import Flask, abort, flash, request, session, url_for
 from flask_compress import Compress
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -261,10 +261,7 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_errorhandlers(app: Flask) -> None:
-    def render_error(error):
-        code = getattr(error, "code", 500)
-        template = "_error.html" if is_htmx() else "error.html"
-        return render_template(template, code=code, error=error), code
+    from webapp.error_pages import render_error
 
     for code in (400, 403, 404, 405, 413, 422, 429, 500):
         app.register_error_handler(code, render_error)
@@ -282,12 +279,13 @@ def register_template_helpers(app: Flask) -> None:
     from flask_wtf.csrf import generate_csrf
 
     from webapp.clock import format_day
-    from webapp.i18n import years_label
+    from webapp.i18n import every_years_label, years_label
     from webapp.money import format_eur
 
     app.jinja_env.filters["eur"] = format_eur
     app.jinja_env.filters["day"] = format_day
     app.jinja_env.filters["years_label"] = years_label
+    app.jinja_env.filters["every_years_label"] = every_years_label
     _install_request_translations(app)
     # Fixed for the app's life: globals, not a context processor run for every template.
     app.jinja_env.globals.update(

@@ -11,6 +11,7 @@ from webapp.backoffice.cli import seed_demo_staff, staff_cli
 from webapp.clock import now_utc
 from webapp.config import DEV_ENVIRONMENTS
 from webapp.demo import DEMO_EMAIL, DEMO_PASSWORD, seed
+from webapp.demo_story import seed_story
 from webapp.extensions import db
 from webapp.invoicing.cli import invoices_cli
 from webapp.invoicing.sdi_jobs import transmit_pass
@@ -38,8 +39,12 @@ def seed_demo_command() -> None:
             f"seed-demo rifiutato con APP_ENV={env!r}: i dati demo (con password note) si "
             "caricano solo con APP_ENV=development o testing."
         )
-    seed(now_utc())
+    now = now_utc()
+    demo = seed(now)
     db.session.commit()
+    if seed_story(now, demo):
+        db.session.commit()
+        click.echo("Demo story added: the demo customer's year and 90 days of sales.")
     click.echo(f"Dati demo pronti. Accesso demo: {DEMO_EMAIL} / {DEMO_PASSWORD}")
     seed_demo_staff()
 

@@ -27,3 +27,8 @@ def lazy_gettext(string: str, **variables) -> LazyText:
 def years_label(years: int) -> str:
     """ "1 anno", "3 anni": the duration of a service in the current language."""
     return ngettext("%(num)d anno", "%(num)d anni", years)
+
+
+def every_years_label(years: int) -> str:
+    """ "ogni anno", "ogni 3 anni" (never "ogni 1 anno"): how often a service renews."""
+    return ngettext("ogni anno", "ogni %(num)d anni", years)

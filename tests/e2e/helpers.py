@@ -51,8 +51,8 @@ def set_years(page: Page, product_name: str, years: int) -> None:
     """Checkout step 2: the "Frequenza di rinnovo" of one product; waits for the new amounts."""
     row = checkout_row(page, product_name)
     row.get_by_role("combobox").select_option(str(years))
-    unit = "anno" if years == 1 else "anni"
-    expect(row.locator("[data-renewal=on]")).to_contain_text(f"ogni {years} {unit}")
+    every = "ogni anno" if years == 1 else f"ogni {years} anni"
+    expect(row.locator("[data-renewal=on]")).to_contain_text(every)
 
 
 def checkout_row(page: Page, product_name: str):

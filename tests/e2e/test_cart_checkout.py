@@ -75,7 +75,7 @@ def test_cart_to_confirmed_order(page: Page, live, new_customer) -> None:
     promo = checkout_row(page, "PEC Standard in promozione")
     firma = checkout_row(page, "Firma Digitale Remota")
     expect(pec.locator("[data-renewal=on]")).to_have_text(
-        "Rinnovo automatico attivato: ogni 1 anno sulla carta"
+        "Rinnovo automatico attivato: ogni anno sulla carta con cui paghi l'ordine"
     )
     expect(promo.locator("[data-renewal=on]")).to_be_visible()
     expect(firma.locator("[data-renewal=unavailable]")).to_contain_text("non è disponibile")

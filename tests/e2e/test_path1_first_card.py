@@ -40,7 +40,7 @@ def expect_paid_order_page(page: Page, masked_card: str) -> None:
     expect(page.get_by_role("button", name="Paga ora su server sicuro")).to_have_count(0)
     services = page.locator("#order-services li")
     expect(services.filter(has_text="PEC Standard")).to_contain_text(
-        f"Rinnovo automatico attivo ogni 1 anno sulla carta {masked_card}"
+        f"Rinnovo automatico attivo ogni anno sulla carta {masked_card}"
     )
     expect(services.filter(has_text="Firma Digitale Remota")).to_contain_text(
         "il rinnovo automatico non è disponibile"
@@ -92,7 +92,7 @@ def test_first_card_pays_saves_card_and_mails_once(
     assert f"ordine {number}" in mail.subject
     assert "Rinnovo automatico attivato per:" in text
     assert "- PEC Standard: scade il" in text
-    assert f"si rinnoverà ogni 1 anno sulla carta {masked}" in text
+    assert f"si rinnoverà ogni anno sulla carta {masked}" in text
     assert "- Firma Digitale Remota: il rinnovo automatico non è disponibile." in text
     assert f"Carta: {masked}" in text
     assert f"Totale pagato: {TOTAL}" in text

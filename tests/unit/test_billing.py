@@ -25,6 +25,7 @@ from webapp.shop.models import BillingProfile, CustomerType
         ("private", {"tax_code": ""}, "tax_code", "Inserisci il codice fiscale"),
         ("private", {"first_name": ""}, "first_name", "Inserisci il nome"),
         ("private", {"postal_code": "2012"}, "postal_code", "CAP non valido: servono 5 cifre"),
+        ("private", {"postal_code": ""}, "postal_code", "Inserisci il CAP."),
         ("private", {"province": "XX"}, "province", "Provincia non valida"),
         ("private", {"city": "Łódź"}, "city", "Usa solo lettere latine"),
         ("business_code", {"vat_number": "00743110158"}, "vat_number", "Partita IVA non valida"),

@@ -135,7 +135,7 @@ def test_card_turns_on_auto_renewal_per_item(client, catalogue, dummy_customer):
     rows = line_rows(page)
     assert len(rows) == 6
     for row in rows[:4]:
-        assert "Rinnovo automatico attivato: ogni 1 anno sulla carta" in row
+        assert "Rinnovo automatico attivato: ogni anno sulla carta" in row
         assert "non è disponibile" not in row
     assert "Il rinnovo automatico non è disponibile per Firma Digitale" in rows[4]
     assert "Il rinnovo automatico non è disponibile per Marca Temporale" in rows[5]
@@ -192,10 +192,14 @@ def test_bank_transfer_order_has_no_auto_renewal(client, db, catalogue, dummy_cu
     page = client.get(r.headers["Location"]).text
     assert "Paga ora su server sicuro" not in page
     assert "Pagamento con bonifico bancario" in page
-    assert "IBAN IT60 X054 2811 1010 0000 0123 456" in page
-    assert f"causale «Ordine {order.number}»" in page
+    # The details as a block to copy (issue 26): beneficiary, IBAN, amount, causale.
+    details = page[page.index('id="transfer-details"') :]
+    details = details[: details.index("</dl>")]
+    assert "<dd>PEC Shop S.r.l.</dd>" in details
+    assert '<code class="copy">IT60 X054 2811 1010 0000 0123 456</code>' in details
+    assert f'<code class="copy">Ordine {order.number}</code>' in details
     # 5,00 + 9,90 + 15,00 = 29,90; IVA 6,578 → 6,58; total 36,48
-    assert "Esegui un bonifico di <strong>€ 36,48</strong>" in page
+    assert '<strong class="nowrap">€ 36,48</strong>' in details
 
 
 def test_card_order_page_offers_the_secure_payment(client, db, catalogue, dummy_customer):
@@ -210,7 +214,7 @@ def test_card_order_page_offers_the_secure_payment(client, db, catalogue, dummy_
     assert f"Ordine n. {order.number}" in page.text
     assert order.number == f"2026-{order.id:06d}"
     assert 'id="order-total">€ 54,78' in page.text
-    assert "Attivo, ogni 1 anno" in page.text  # PEC
+    assert "Attivo, ogni anno" in page.text  # PEC (ngettext: never "ogni 1 anno")
     assert "Non disponibile" in page.text  # Firma Digitale
 
 

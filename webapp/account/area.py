@@ -19,7 +19,7 @@ from webapp.clock import add_years, format_day, now_utc, rome_date
 from webapp.errors import DomainError, InvalidTransition
 from webapp.extensions import db
 from webapp.htmx import is_htmx, redirect_to, render, render_cached
-from webapp.i18n import years_label
+from webapp.i18n import every_years_label
 from webapp.money import format_eur
 from webapp.payments import cards as payments_cards
 from webapp.payments import flows, settlement
@@ -146,8 +146,8 @@ def set_frequency(service_id: int):
     commit()
     views = manage.service_views([read], now)  # the row as it now is, shown as it is
     message = _(
-        "Frequenza di rinnovo aggiornata: ogni %(years)s, %(total)s IVA inclusa.",
-        years=years_label(views[0].price.years),
+        "Frequenza di rinnovo aggiornata: %(every)s, %(total)s IVA inclusa.",
+        every=every_years_label(views[0].price.years),
         total=format_eur(views[0].price.total_cents),
     )
     return _services_page(service_id, message=message, shown=(views, cards))

@@ -31,7 +31,8 @@ def _page(form: BillingForm, status: int = 200):
 @bp.get("/fatturazione")
 @login_required
 def edit_billing():
-    return _page(BillingForm.for_profile(billing.get_profile(current_user.id)))
+    profile = billing.get_profile(current_user.id)
+    return _page(BillingForm.for_customer(profile, current_user.name, current_user.tax_code))
 
 
 @bp.post("/fatturazione")

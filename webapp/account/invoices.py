@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, render_template
 from flask_login import current_user, login_required
+from sqlalchemy import select
 
+from webapp.extensions import db
 from webapp.invoicing import archive, services
 from webapp.invoicing.sdi_states import SdiState
+from webapp.shop.order_models import Order
 from webapp.shop.orders import get_order
 
 bp = Blueprint("invoices", __name__, url_prefix="/area-clienti/fatture")
@@ -20,7 +23,20 @@ bp = Blueprint("invoices", __name__, url_prefix="/area-clienti/fatture")
 def list_invoices():
     invoices = archive.list_invoices(current_user.id)
     missing = any(invoice.sdi_state is SdiState.MISSING_DATA for invoice in invoices)
-    return render_template("area/invoices.html", invoices=invoices, missing_data=missing)
+    numbers = order_numbers(current_user.id, {invoice.order_id for invoice in invoices})
+    return render_template(
+        "area/invoices.html", invoices=invoices, missing_data=missing, order_numbers=numbers
+    )
+
+
+def order_numbers(customer_id: int, order_ids: set[int]) -> dict[int, str]:
+    """The numbers of the customer's orders that the invoices belong to, by order id."""
+    if not order_ids:
+        return {}
+    orders = db.session.scalars(
+        select(Order).where(Order.customer_id == customer_id, Order.id.in_(order_ids))
+    )
+    return {order.id: order.number for order in orders}
 
 
 @bp.get("/<int:invoice_id>")

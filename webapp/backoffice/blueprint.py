@@ -33,6 +33,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from webapp.backoffice import audit
+from webapp.backoffice.labels import label
 from webapp.backoffice.models import StaffUser
 from webapp.clock import ROME, as_utc, now_utc
 from webapp.dbtypes import MAX_ID
@@ -203,6 +204,9 @@ def _audit_every_post(response):
     )
     commit()
     return response
+
+
+bp.add_app_template_filter(label, "label")
 
 
 @bp.app_template_filter("dt")

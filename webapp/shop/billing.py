@@ -201,7 +201,9 @@ def _check_address(data: BillingData, kind: CustomerType, errors: dict[str, str]
     elif kind is not CustomerType.PRIVATE and not italian:
         errors["country"] = _("Per aziende ed enti accettiamo per ora solo indirizzi in Italia.")
     if italian:
-        if not _CAP.fullmatch(data.postal_code):
+        if not data.postal_code:
+            errors["postal_code"] = _("Inserisci il CAP.")
+        elif not _CAP.fullmatch(data.postal_code):
             errors["postal_code"] = _("CAP non valido: servono 5 cifre.")
         if data.province not in PROVINCES or data.province == "EE":
             errors["province"] = _("Provincia non valida: usa la sigla di 2 lettere (es. MI, RM).")

@@ -88,6 +88,20 @@ class BillingForm(BrowserForm):
             return cls()
         return cls(data=vars(BillingData.from_profile(profile)))
 
+    @classmethod
+    def for_customer(cls, profile: BillingProfile | None, name: str, tax_code: str) -> BillingForm:
+        """The saved data; the first time, what the registration gave: the name and the codice
+        fiscale (a person: Privato), or the partita IVA (11 digits: Azienda o professionista)."""
+        if profile is not None:
+            return cls.for_profile(profile)
+        code = (tax_code or "").strip().upper()
+        if len(code) == 11 and code.isdigit():
+            data = {"customer_type": CustomerType.BUSINESS.value, "company_name": name}
+            return cls(data={**data, "vat_number": code, "country": "IT"})
+        first, _sep, last = (name or "").strip().partition(" ")
+        data = {"customer_type": CustomerType.PRIVATE.value, "first_name": first}
+        return cls(data={**data, "last_name": last, "tax_code": code, "country": "IT"})
+
     def billing_data(self) -> BillingData:
         return BillingData.from_mapping({name: field.data for name, field in self._fields.items()})
 

@@ -10,6 +10,7 @@ from flask import (
     flash,
     make_response,
     render_template,
+    request,
     session,
     url_for,
 )
@@ -33,6 +34,7 @@ from webapp.shop.forms import (
     YearsForm,
 )
 from webapp.shop.models import Cart, PaymentMethod
+from webapp.shop.structured import catalogue_jsonld
 from webapp.transaction import commit, once_more_after_conflict, rollback
 
 bp = Blueprint("shop", __name__)
@@ -56,7 +58,9 @@ def catalogue():
     products = shop_catalogue.list_products()
     today = rome_date(now_utc())
     prices = {p.id: shop_catalogue.price_on(p, today) for p in products}
-    return render_template("shop/catalogue.html", products=products, prices=prices)
+    page = url_for("shop.catalogue", _external=True)
+    jsonld = catalogue_jsonld(products, prices, lambda p: f"{page}#product-{p.sku.lower()}")
+    return render_template("shop/catalogue.html", products=products, prices=prices, jsonld=jsonld)
 
 
 @bp.get("/sconti")
@@ -138,7 +142,9 @@ def _checkout_response(primary: str, status: int = 200, cart: Cart | None = None
     profile = billing.get_profile(current_user.id)
     split = bool(profile and profile.split_payment)
     context.setdefault("view", shop_checkout.price_cart(cart, split_payment=split))
-    context.setdefault("billing_form", BillingForm.for_profile(profile))
+    if "billing_form" not in context:
+        user = current_user
+        context["billing_form"] = BillingForm.for_customer(profile, user.name, user.tax_code)
     context.setdefault("immediate_start_text", shop_checkout.IMMEDIATE_START_TEXT)
     return render(
         "shop/checkout.html",
@@ -229,6 +235,9 @@ def confirm_order():
     token, accepted = form.checkout_token.data or "", form.terms.data
     immediate = form.immediate_start.data
     quoted = _quoted_total(form.quoted_total.data)
+    refused = _save_billing_sent_with_confirm(accepted, immediate)
+    if refused is not None:
+        return refused
     try:
         # The same form submitted twice at once: the second run finds the twin's order.
         order = once_more_after_conflict(lambda: _place_order(token, accepted, immediate, quoted))
@@ -240,6 +249,36 @@ def confirm_order():
         if order is None:
             return _confirm_refused(exc, accepted, immediate)
     return redirect_to(url_for("orders.view_order", order_id=order.id))
+
+
+def _save_billing_sent_with_confirm(accepted: bool, immediate: bool):
+    """Billing data filled in but not saved: "Conferma" saves them first (committed on their
+    own, as "Salva" would), or answers 422 with each field's error and nothing confirmed."""
+    if "customer_type" not in request.form:
+        return None  # no billing fields on the page: the saved data (or none) decide
+    form = BillingForm()
+    if not form.validate():
+        message = _("Inserisci i dati di fatturazione: controlla i campi evidenziati.")
+        return _checkout_response(
+            "confirm",
+            422,
+            confirm_error=message,
+            billing_form=form,
+            billing_editing=True,
+            billing_oob=True,
+            terms=accepted,
+            immediate=immediate,
+        )
+    data = form.billing_data()
+    # Guard: billing_profile.customer_id is unique; a twin confirm that inserted first is found
+    # by the second run, which updates it with the same data.
+    once_more_after_conflict(lambda: _save_profile_now(data))
+    return None
+
+
+def _save_profile_now(data) -> None:
+    billing.save_profile(current_user.id, data)
+    commit()
 
 
 def _quoted_total(raw: str | None) -> int | None:
@@ -277,6 +316,13 @@ def _confirm_refused(exc: CheckoutError | DiscountRefused, accepted: bool, immed
         message += " " + _(
             "L'abbiamo tolto dal carrello: controlla il nuovo totale e conferma di nuovo l'ordine."
         )
+    # Billing saved with this confirm: the page shows them as saved (the summary).
+    saved = "customer_type" in request.form
     return _checkout_response(
-        "confirm", 422, confirm_error=message, terms=accepted, immediate=immediate
+        "confirm",
+        422,
+        confirm_error=message,
+        terms=accepted,
+        immediate=immediate,
+        billing_oob=saved,
     )

@@ -39,6 +39,7 @@ def test_card_page_shows_payment_and_form(client, create_payment) -> None:
         assert words in text
     assert "€ 1.234,56" in text
     assert "PEC Pro, 1 anno" in text
+    assert "Riferimento ordine" not in text  # one reference: the description (issue 26)
     for label in ("Intestatario della carta", "Numero carta", "Scadenza", "CVV"):
         assert label in text
     assert "<script>" not in text and "style=" not in text
