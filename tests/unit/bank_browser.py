@@ -24,6 +24,15 @@ class BankBrowser:
     def _post(self, path: str, data: dict | None = None):
         return self.client.post(path, data={"csrf_token": self.token, **(data or {})})
 
+    def cancel(self, redirect_url: str) -> str:
+        """ "Annulla e torna al negozio" on the card page; returns the shop return URL."""
+        path = urlsplit(redirect_url).path
+        pid = path.rstrip("/").split("/")[-1]
+        self._get(path)
+        response = self._post(f"/pay/{pid}/cancel")
+        assert response.status_code == 303, response.text
+        return response.headers["Location"]
+
     def pay(
         self,
         redirect_url: str,

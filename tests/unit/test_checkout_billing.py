@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.unit.helpers import HX, add, checkout_token, choose_method, login
-from webapp.shop.models import BillingProfile, CustomerType, Order
+from webapp.shop.models import BillingProfile, CustomerType
+from webapp.shop.order_models import Order
 
 BILLING = {
     "customer_type": "private",

@@ -10,7 +10,8 @@ from tests.unit.backoffice_world import make_staff, paid_by_card, staff_session
 from webapp.backoffice.labels import LABELS, label
 from webapp.payments.models import PaymentChannel, PaymentStatus, RefundKind, RefundStatus
 from webapp.renewals.models import RenewalStatus, ServiceStatus
-from webapp.shop.models import DiscountKind, OrderKind, OrderStatus, PaymentMethod, ServiceKind
+from webapp.shop.models import DiscountKind, PaymentMethod, ServiceKind
+from webapp.shop.order_models import OrderKind, OrderStatus
 
 SHOWN = [
     OrderStatus,

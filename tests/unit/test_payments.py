@@ -456,3 +456,23 @@ def test_the_portal_front_page_lists_orders_to_pay_and_saved_cards(
     assert f'id="portal-card-{card.id}"' in page.text and "•••• 4242" in page.text
     paid = db.session.scalar(select(Order).where(Order.status == OrderStatus.PAID))
     assert f'id="payable-{paid.id}"' not in page.text
+
+
+def test_annulla_e_torna_al_negozio_leaves_the_order_to_pay_with_a_new_page(
+    client, db, bank, shopper, order_for
+):
+    """The customer cancels on the bank's card page: nothing is paid, the order page says the
+    payment was cancelled, and "Paga ora" opens a new bank page."""
+    order = order_for(shopper)
+    first = _pay_now(client, order)
+    back = BankBrowser(bank).cancel(first)
+    response = _return(client, back)
+    assert response.status_code == 303
+    db.session.expire_all()
+    assert order.status is OrderStatus.PENDING_PAYMENT
+    [payment] = db.session.scalars(select(Payment).where(Payment.order_id == order.id)).all()
+    assert payment.status is PaymentStatus.FAILED and payment.failure_code == "cancelled"
+    page = client.get(response.headers["Location"]).text
+    assert "Pagamento annullato" in page
+    second = _pay_now(client, order)
+    assert second != first  # a new page: the cancelled one is not reused

@@ -13,7 +13,8 @@ import enum
 from webapp.i18n import lazy_gettext as _l
 from webapp.payments.models import PaymentChannel, PaymentStatus, RefundKind, RefundStatus
 from webapp.renewals.models import RenewalStatus, ServiceStatus
-from webapp.shop.models import DiscountKind, OrderKind, OrderStatus
+from webapp.shop.models import DiscountKind
+from webapp.shop.order_models import OrderKind, OrderStatus
 
 LABELS: dict[enum.Enum, object] = {
     OrderStatus.PENDING_PAYMENT: _l("In attesa di pagamento"),

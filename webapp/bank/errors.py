@@ -10,6 +10,7 @@ DECLINE_MESSAGES = {
     "authentication_refused": (
         "Autenticazione 3-D Secure non riuscita: pagamento rifiutato nell'app della banca."
     ),
+    "cancelled": "Pagamento annullato: sei tornato al negozio senza pagare.",
     "authentication_required": (
         "La banca richiede l'autenticazione 3-D Secure del titolare: "
         "paga inserendo di nuovo i dati della carta."

@@ -144,6 +144,18 @@ def confirm(payment_id: str) -> Response:
     return _see_other(_step_url(payment))
 
 
+@pages.post("/pay/<payment_id>/cancel")
+def cancel(payment_id: str) -> Response:
+    """'Annulla e torna al negozio': the payment fails as cancelled, the customer goes back."""
+    payment = _load(payment_id)
+    try:
+        payments.cancel_payment(payment, now=bank_now())
+    except errors.InvalidTransition:
+        return _see_other(_step_url(payment))
+    _commit_and_notify()
+    return _see_other(payments.return_url(payment, current_app.config["BANK_SHARED_SECRET"]))
+
+
 @pages.post("/pay/<payment_id>/otp")
 @limiter.limit(OTP_RATE_LIMIT_PER_IP)
 @limiter.limit(OTP_RATE_LIMIT_PER_PAYMENT, key_func=_payment_key)

@@ -28,9 +28,10 @@ S = PaymentStatus
 
 #: The only moves a hosted payment can make; anything else raises InvalidTransition.
 TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
-    S.CREATED: frozenset({S.PENDING_CONFIRMATION}),
+    # FAILED from the card form and the summary: "Annulla e torna al negozio" (cancel_payment).
+    S.CREATED: frozenset({S.PENDING_CONFIRMATION, S.FAILED}),
     S.PENDING_CONFIRMATION: frozenset(
-        {S.PENDING_CONFIRMATION, S.CHALLENGE, S.AUTHORISED, S.DECLINED, S.PENDING}
+        {S.PENDING_CONFIRMATION, S.CHALLENGE, S.AUTHORISED, S.DECLINED, S.PENDING, S.FAILED}
     ),
     S.CHALLENGE: frozenset({S.AUTHORISED, S.FAILED}),
     S.AUTHORISED: frozenset(),
@@ -143,6 +144,16 @@ def confirm_payment(payment: Payment, *, now: datetime) -> Payment:
         payment.challenge_method = CHALLENGE_APP
     else:
         _finish(payment, S.AUTHORISED, now)
+    db.session.flush()
+    return payment
+
+
+def cancel_payment(payment: Payment, *, now: datetime) -> Payment:
+    """'Annulla e torna al negozio' before the card data are sent: the payment fails with code
+    `cancelled` (no money taken) and the shop is notified, as a real gateway's "annullo"."""
+    if payment.status not in (S.CREATED, S.PENDING_CONFIRMATION):
+        raise InvalidTransition(f"cancel in status {payment.status}")
+    _finish(payment, S.FAILED, now, "cancelled")
     db.session.flush()
     return payment
 

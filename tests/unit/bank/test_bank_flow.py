@@ -305,3 +305,35 @@ def test_result_page_has_a_plain_link_back(customer, create_payment) -> None:
     customer.pay(pid, CARD_FRICTIONLESS)
     page = customer.get(f"/pay/{pid}/result").text
     assert re.search(r'<a id="return-link"[^>]*href="http://shop\.test/', page)
+
+
+@pytest.mark.parametrize("step", ["card form", "summary"])
+def test_annulla_e_torna_al_negozio_fails_the_payment_and_goes_back(
+    customer, create_payment, api, step
+) -> None:
+    pid = create_payment()
+    if step == "summary":
+        assert customer.enter_card(pid, CARD_FRICTIONLESS).status_code == 303
+    page = customer.get(f"/pay/{pid}").text
+    assert "Annulla e torna al negozio" in page
+    back = customer.post(f"/pay/{pid}/cancel")
+    assert back.status_code == 303
+    params = dict(parse_qsl(urlsplit(back.headers["Location"]).query))
+    verify_params(SECRET, params)  # the same signed return as 'torna al negozio'
+    assert params["payment_id"] == pid
+    answer = status_of(api, pid)
+    assert answer["status"] == "failed" and answer["decline_code"] == "cancelled"
+    assert answer["decline_message"].startswith("Pagamento annullato")
+    # Cancelled is final: a second click, or the card form posted late, change nothing.
+    assert customer.post(f"/pay/{pid}/cancel").status_code == 303
+    customer.enter_card(pid, CARD_FRICTIONLESS)
+    assert status_of(api, pid)["status"] == "failed"
+
+
+def test_a_paid_payment_cannot_be_cancelled(customer, create_payment, api) -> None:
+    pid = create_payment()
+    customer.pay(pid, CARD_FRICTIONLESS)
+    customer.get(f"/pay/{pid}/result")
+    response = customer.post(f"/pay/{pid}/cancel")
+    assert response.status_code == 303 and response.headers["Location"].endswith("/result")
+    assert status_of(api, pid)["status"] == "authorised"
