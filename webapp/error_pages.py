@@ -18,7 +18,7 @@ RETRY = _l("Troppi tentativi di accesso: riprova tra un minuto.")
 def render_error(error) -> tuple[str, int]:
     """The page (or fragment) for an HTTP error, by where it happened."""
     code = getattr(error, "code", 500)
-    if code == 429 and request.method == "POST":
+    if code == 429 and request.method == "POST" and not is_htmx():  # htmx: the fragment below
         page = _login_again()
         if page is not None:
             return page, 429
