@@ -1,6 +1,7 @@
 """Issue 26: every page a customer or an operator can reach fits a 390 px phone (nothing past the
 right edge) and keeps its words whole (no "P/a/g/a/t/o", no "07/12/202|6"), on a phone and at
-1280 px: the measures of tests/e2e/layout.py."""
+1280 px: the measures of tests/e2e/layout.py; at 1280 px the back office's header is one row with
+the current page marked."""
 
 from __future__ import annotations
 
@@ -56,11 +57,29 @@ def _staff_page(browser: Browser, live, viewport: dict, mobile: bool) -> Page:
     return page
 
 
-def _operator_walk(page: Page, customer_name: str, problems: list[str]) -> None:
+# The middle of each piece of the back office's header (the brand, each menu entry, "Esci").
+HEADER_MIDDLES = """() => [...document.querySelectorAll('.site-header > .brand, #bo-nav > *')]
+  .map(e => { const r = e.getBoundingClientRect(); return Math.round(r.top + r.height / 2); })"""
+
+
+def _header_problems(page: Page, name: str) -> list[str]:
+    """At 1280 px the back office's header is one row, with the page's entry marked."""
+    middles = page.evaluate(HEADER_MIDDLES)
+    problems = [] if max(middles) - min(middles) <= 4 else [f"{name}: header on several rows"]
+    if page.locator('#bo-nav [aria-current="page"]').count() != 1:
+        problems.append(f"{name}: no menu entry (or more than one) marks the current page")
+    return problems
+
+
+def _operator_walk(
+    page: Page, customer_name: str, problems: list[str], desktop: bool = False
+) -> None:
     """Every back-office page: the fixed ones, a search, and an order, customer and product."""
     for path, name in OPERATOR_PAGES:
         page.goto(path)
         problems += layout_problems(page, name)
+        if desktop:
+            problems += _header_problems(page, name)
     page.goto(f"/backoffice/cerca?q={customer_name.split()[-1]}")
     problems += layout_problems(page, "cerca")
     page.locator("#results-ordini a").first.click()
@@ -133,6 +152,6 @@ def test_at_1280px_no_word_is_split(browser: Browser, live, new_customer, login)
     _customer_extras(page, problems)
     page.context.close()
     page = _staff_page(browser, live, DESKTOP, False)
-    _operator_walk(page, "Rossi", problems)
+    _operator_walk(page, "Rossi", problems, desktop=True)
     page.context.close()
     assert not problems, "\n".join(problems)

@@ -76,7 +76,7 @@ def test_a_paid_invoice_is_delivered_and_shown_consegnata(
     eventually_shows(page, "/area-clienti/fatture", "#invoices tbody tr", "Consegnata")
 
     staff = staff_login(browser, live)
-    staff.locator("#bo-nav").get_by_role("link", name="Fatture", exact=True).click()
+    staff.locator("#bo-nav").get_by_role("link", name="Fatture SdI", exact=True).click()
     row = staff.locator("#sdi-invoices tbody tr", has_text=number)
     expect(row).to_contain_text("Consegnata")
     row.get_by_role("link", name=number).click()

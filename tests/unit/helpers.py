@@ -77,6 +77,7 @@ def confirmation_context() -> dict:
     order = SimpleNamespace(
         number="2026-000001",
         lines=[],
+        subtotal_cents=0,
         net_cents=0,
         discount_cents=0,
         vat_cents=0,

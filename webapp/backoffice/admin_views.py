@@ -118,7 +118,9 @@ def _code_page(code: DiscountCode | None, status: int = 200, error: str | None =
 @bp.get("/sconti")
 @admin_required
 def list_codes():
-    return page("backoffice/codes.html", codes=cat.list_codes(), now=now_utc())
+    codes, now = cat.list_codes(), now_utc()
+    validity = {code.id: cat.code_validity(code, now) for code in codes}
+    return page("backoffice/codes.html", codes=codes, validity=validity)
 
 
 @bp.route("/sconti/nuovo", methods=["GET", "POST"])

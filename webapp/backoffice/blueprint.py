@@ -34,6 +34,7 @@ from flask_login import current_user
 
 from webapp.backoffice import audit
 from webapp.backoffice.labels import label
+from webapp.backoffice.menu import menu_for
 from webapp.backoffice.models import StaffUser
 from webapp.clock import ROME, as_utc, now_utc
 from webapp.dbtypes import MAX_ID
@@ -216,7 +217,8 @@ def _format_datetime(value) -> str:
 
 @bp.context_processor
 def _staff_context() -> dict:
-    return {"staff": g.get("staff")}
+    staff = g.get("staff")
+    return {"staff": staff, "bo_menu": menu_for(staff.is_admin, request.endpoint) if staff else []}
 
 
 def admin_required(view: Callable) -> Callable:

@@ -18,12 +18,20 @@ from webapp.backoffice.forms import (
     start_of_day,
 )
 from webapp.backoffice.models import StaffUser
+from webapp.clock import as_utc, format_day
 from webapp.errors import DomainError, InvalidChoice
 from webapp.extensions import db
 from webapp.queryargs import whole_number
 from webapp.shop.catalogue import forget_prices
-from webapp.shop.models import DiscountCode, DiscountKind, Product, ProductPrice, ServiceKind
-from webapp.shop.order_models import DiscountRedemption
+from webapp.shop.models import (
+    Customer,
+    DiscountCode,
+    DiscountKind,
+    Product,
+    ProductPrice,
+    ServiceKind,
+)
+from webapp.shop.order_models import DiscountRedemption, Order
 
 M = TypeVar("M")
 
@@ -226,14 +234,28 @@ def disable_code(code: DiscountCode, staff: StaffUser, rid: str, now: datetime) 
     )
 
 
-def redemptions(code: DiscountCode) -> list[DiscountRedemption]:
+def redemptions(code: DiscountCode) -> list[tuple[DiscountRedemption, Order, Customer]]:
+    """The code's uses, newest first, each with its order (the number staff read) and customer."""
     return list(
-        db.session.scalars(
-            select(DiscountRedemption)
+        db.session.execute(
+            select(DiscountRedemption, Order, Customer)
+            .join(Order, Order.id == DiscountRedemption.order_id)
+            .join(Customer, Customer.id == DiscountRedemption.customer_id)
             .where(DiscountRedemption.discount_code_id == code.id)
             .order_by(DiscountRedemption.id.desc())
-        )
+        ).all()
     )
+
+
+def code_validity(code: DiscountCode, now: datetime) -> str:
+    """A code's validity in words: "valido", "scaduto", "esaurito", "dal 08/03/2027"."""
+    if now < as_utc(code.valid_from):
+        return _("dal %(day)s", day=format_day(code.valid_from))
+    if now >= as_utc(code.valid_until):
+        return _("scaduto")
+    if code.max_uses is not None and code.uses >= code.max_uses:
+        return _("esaurito")
+    return _("valido")
 
 
 # --- staff -----------------------------------------------------------------------------------

@@ -16,10 +16,18 @@ from webapp.backoffice.models import AuditEntry
 from webapp.clock import as_utc
 from webapp.extensions import db
 from webapp.i18n import lazy_gettext as _l
+from webapp.invoicing.models import Invoice
 from webapp.outbox.models import OutboxEmail
-from webapp.payments.models import Payment, PaymentChannel, PaymentStatus, Refund, RefundStatus
+from webapp.payments.models import (
+    Payment,
+    PaymentChannel,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+    SavedCard,
+)
 from webapp.renewals.models import Renewal, Service
-from webapp.shop.models import Customer
+from webapp.shop.models import BillingProfile, Customer
 from webapp.shop.order_models import Order
 
 
@@ -43,6 +51,7 @@ class OrderFile:
     renewals: list[Renewal]
     audit: list[AuditEntry]
     timeline: list[Event] = field(default_factory=list)
+    invoices: list[Invoice] = field(default_factory=list)  # invoices and credit notes
 
     @property
     def refundable(self) -> list[Payment]:
@@ -144,7 +153,13 @@ def order_file(order: Order) -> OrderFile:
     )
     file = OrderFile(order, customer, payments, refunds, emails, services, renewals, audit)
     file.timeline = _timeline(file)
+    file.invoices = documents(Invoice.order_id == order.id)
     return file
+
+
+def documents(where) -> list[Invoice]:
+    """Invoices and credit notes matching `where`, in the order they were issued."""
+    return list(db.session.scalars(select(Invoice).where(where).order_by(Invoice.id)))
 
 
 def _timeline(f: OrderFile) -> list[Event]:
@@ -229,6 +244,9 @@ class CustomerFile:
     customer: Customer
     orders: list[Order]
     services: list[Service]
+    billing: BillingProfile | None = None
+    cards: list[SavedCard] = field(default_factory=list)  # saved and not removed
+    invoices: list[Invoice] = field(default_factory=list)
 
 
 def customer_file(customer: Customer) -> CustomerFile:
@@ -244,4 +262,18 @@ def customer_file(customer: Customer) -> CustomerFile:
         .options(joinedload(Service.saved_card))
         .order_by(Service.id.desc())
     ).all()
-    return CustomerFile(customer, list(orders), list(services))
+    cards = db.session.scalars(
+        select(SavedCard)
+        .where(SavedCard.customer_id == customer.id, SavedCard.removed_at.is_(None))
+        .order_by(SavedCard.id)
+    ).all()
+    return CustomerFile(
+        customer,
+        list(orders),
+        list(services),
+        billing=db.session.scalar(
+            select(BillingProfile).where(BillingProfile.customer_id == customer.id)
+        ),
+        cards=list(cards),
+        invoices=documents(Invoice.customer_id == customer.id)[::-1],
+    )

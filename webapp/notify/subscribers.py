@@ -13,11 +13,12 @@ from sqlalchemy.orm import Session
 
 from webapp.clock import format_day
 from webapp.extensions import db
-from webapp.invoicing.services import invoice_of_order, issue_invoice
+from webapp.invoicing.services import invoice_of_order, issue_credit_note, issue_invoice
 from webapp.money import format_eur
 from webapp.outbox.services import queue_email, queue_template_emails, register_context_loader
 from webapp.payments.events import payment_refunded
 from webapp.payments.models import Payment, Refund, SavedCard
+from webapp.renewals.cancellation import services_stopped_by
 from webapp.renewals.events import (
     RenewedService,
     service_renewed,
@@ -157,10 +158,15 @@ register_context_loader("renewal_succeeded", _renewal_receipt_context)
 
 
 @payment_refunded.connect
-def send_refund_notice(refund: Refund, *, payment: Payment, **_) -> None:
-    """Rimborso: the amount, the card it goes back to and the date, once per refund."""
+def send_refund_notice(refund: Refund, *, payment: Payment, now: datetime, **_) -> None:
+    """Rimborso: the amount, the card it goes back to, the date, the services it stopped and
+    the credit note, once per refund. The receivers of payment_refunded run in no set order:
+    the credit note comes through invoicing's idempotent issue, the services from a predicate
+    that reads the same before and after their cancellation."""
     order = payment.order
     customer = db.session.get(Customer, order.customer_id)
+    shop_url = current_app.config["SHOP_BASE_URL"]
+    note = issue_credit_note(refund, now)
     queue_email(
         customer.email,
         gettext(
@@ -174,5 +180,8 @@ def send_refund_notice(refund: Refund, *, payment: Payment, **_) -> None:
         order=order,
         refund=refund,
         card=payment.saved_card,
-        shop_url=current_app.config["SHOP_BASE_URL"],
+        stopped=services_stopped_by(payment),
+        credit_note=note,
+        credit_note_url=f"{shop_url}/area-clienti/fatture/{note.id}" if note else None,
+        shop_url=shop_url,
     )

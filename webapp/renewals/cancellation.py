@@ -56,6 +56,19 @@ def on_payment_refunded(refund: Refund, *, payment: Payment, now: datetime, **_)
     db.session.flush()
 
 
+def services_stopped_by(payment: Payment) -> list[Service]:
+    """The services a full refund of `payment` cancels: those of the periods it paid that no
+    other payment covers (none for a partial refund or a duplicate). It reads the same before
+    and after on_payment_refunded ran, so the refund e-mail can name them whichever receiver of
+    `payment_refunded` runs first."""
+    if payment.status is not PaymentStatus.SUCCEEDED:
+        return []
+    if payment.refunded_cents < payment.amount_cents:
+        return []
+    periods = periods_paid_by(payment.order)
+    return [p.service for p in periods if not still_paid(p.service, payment)]
+
+
 def periods_paid_by(order: Order) -> list[Period]:
     """The periods of services an order's payment paid (none for an unpaid order)."""
     if order.kind is OrderKind.RENEWAL:
