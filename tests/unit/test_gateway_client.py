@@ -405,3 +405,64 @@ def test_a_status_answer_without_refunds_or_with_a_strange_merchant(client) -> N
     info = client.get_payment("pay_1")
     assert (info.refunded_cents, info.card) == (0, None)
     assert info.merchant_id is None  # not a merchant's id: it names no merchant
+
+
+def test_the_request_on_the_wire_a_json_post_and_a_lookup_without_body(client) -> None:
+    sent = []
+
+    def recording(method, url, body, headers, timeout):
+        # HTTP methods and header names are case-insensitive (requests sends them upper case).
+        sent.append((method.upper(), url, body, {k.lower(): v for k, v in headers.items()}))
+        answer = {"refund_id": "re_1", "payment_ref": "pay_1", "status": "succeeded"}
+        answer |= {"amount_cents": 100, "currency": "EUR", "reason": "Recesso"}
+        return HttpResponse(200, json.dumps(answer).encode())
+
+    client.transport = recording
+    client.refund("pay_1", 100, "EUR", "Recesso", "ref-1")
+    client.find_refund("ref-1")
+    (post, post_url, post_body, post_headers), (get, get_url, get_body, _) = sent
+    assert (post, post_url) == ("POST", "http://bank.test/api/refunds")
+    assert json.loads(post_body)["idempotency_key"] == "ref-1"
+    assert post_headers["content-type"].lower() == "application/json"  # media types: any case
+    assert (get, get_url, get_body) == ("GET", "http://bank.test/api/refunds/by-key/ref-1", b"")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "reason"),
+    [
+        (500, b'{"error": "internal"}', "bank answered 500"),
+        (502, b"", "bank answered 502"),
+        (200, b"<html>proxy error</html>", "bank answered garbage"),
+        (200, b'["a", "list"]', "bank answered garbage"),
+    ],
+)
+def test_an_answer_the_shop_cannot_read_is_an_unknown_outcome_that_says_why(
+    client, status, body, reason
+) -> None:
+    client.transport = lambda *_a: HttpResponse(status, body)
+    with pytest.raises(GatewayUnavailable, match=f"^{reason}$"):
+        client.find_charge("ch-key")
+
+
+def test_a_refusal_without_an_error_code_is_still_a_refusal(client) -> None:
+    client.transport = lambda *_a: HttpResponse(400, b"{}")
+    with pytest.raises(GatewayRefused) as refused:
+        client.find_charge("ch-key")
+    assert (refused.value.code, refused.value.status, refused.value.message) == ("error", 400, None)
+
+
+def test_the_client_gives_the_transport_its_timeout(client) -> None:
+    timeouts = []
+
+    def recording(method, url, body, headers, timeout):
+        timeouts.append(timeout)
+        return HttpResponse(404, b"{}")
+
+    client.transport = recording
+    assert client.find_charge("ch-key") is None
+    slow = HttpGateway(
+        api_url="http://bank.test/", merchant_id=MERCHANT, secret=SECRET, timeout=2.5
+    )
+    slow.transport = recording
+    assert slow.find_refund("re-key") is None
+    assert timeouts == [10.0, 2.5]
