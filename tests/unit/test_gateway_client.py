@@ -451,11 +451,12 @@ def test_a_refusal_without_an_error_code_is_still_a_refusal(client) -> None:
     assert (refused.value.code, refused.value.status, refused.value.message) == ("error", 400, None)
 
 
-def test_the_client_gives_the_transport_its_timeout(client) -> None:
-    timeouts = []
+def test_the_client_gives_the_transport_its_timeout_and_the_address(client) -> None:
+    timeouts, urls = [], []
 
     def recording(method, url, body, headers, timeout):
         timeouts.append(timeout)
+        urls.append(url)
         return HttpResponse(404, b"{}")
 
     client.transport = recording
@@ -466,3 +467,5 @@ def test_the_client_gives_the_transport_its_timeout(client) -> None:
     slow.transport = recording
     assert slow.find_refund("re-key") is None
     assert timeouts == [10.0, 2.5]
+    # the API's address with or without a trailing slash
+    assert urls[1] == "http://bank.test/api/refunds/by-key/re-key"
