@@ -119,9 +119,13 @@ def test_an_operator_refund_is_executed_once_and_announced_once(
     order_for,  # noqa: F811
 ):
     order, payment = _paid_order(db, bank, client, shopper, order_for)
-    now = now_utc()
-    refund = flows.refund(payment, 700, kind=RefundKind.OPERATOR, reason="sconto", now=now)
+    now = now_utc().replace(microsecond=0) - timedelta(seconds=7)  # not the wall clock's
+    refund = flows.refund(
+        payment, 700, kind=RefundKind.OPERATOR, reason="sconto", now=now, requested_by="op@x.it"
+    )
     assert refund.status is RefundStatus.SUCCEEDED and refund.gateway_ref
+    # recorded at the caller's time, by the operator who asked
+    assert (refund.created_at, refund.requested_by) == (now, "op@x.it")
     again = flows.run_refund(refund.id, now)  # a replay: final already, the bank not asked
     assert again.gateway_ref == refund.gateway_ref
     from webapp.outbox.models import OutboxEmail
