@@ -326,6 +326,32 @@ def test_a_refund_without_answer_is_looked_up_never_sent_again(
     assert (bank_state["refunds"], bank_state["given"]) == (1, payment.amount_cents)
 
 
+def test_the_reconciliation_pass_settles_each_lost_answer_and_counts_them(
+    client, db, bank, shopper, order_for
+):
+    _, payment = _paid_order(client, db, bank, shopper, order_for, NO_ANSWER)
+    asked = [
+        flows.refund(payment, cents, kind=RefundKind.OPERATOR, reason="parte", now=now_utc())
+        for cents in (100, 200)
+    ]
+    assert [refund.status for refund in asked] == [RefundStatus.UNKNOWN] * 2
+    card = _bank_card(db, bank, shopper, NO_ANSWER)
+    charged = [order_for(shopper), order_for(shopper)]
+    for order in charged:
+        assert _pay_with(db, order, card).outcome is flows.Outcome.UNKNOWN
+    later = now_utc().replace(microsecond=0) + timedelta(minutes=3)
+    # two charges and two refunds reach their final state, each counted once
+    assert flows.reconcile(later) == 4
+    db.session.expire_all()
+    assert [db.session.get(Order, o.id).status for o in charged] == [OrderStatus.PAID] * 2
+    for refund in asked:
+        done = db.session.get(Refund, refund.id)
+        assert (done.status, done.completed_at) == (RefundStatus.SUCCEEDED, later)
+    assert flows.reconcile(later) == 0  # nothing left open
+    bank_state = _at_bank(bank)
+    assert (bank_state["charges"], bank_state["refunds"]) == (2, 2)  # none sent twice
+
+
 # --- renewal charges ------------------------------------------------------------------------
 
 EXPIRES = datetime(2027, 1, 20, 10, 0, tzinfo=UTC)
