@@ -24,6 +24,7 @@ from webapp.payments import services as pay
 from webapp.payments.gateway import CardDetails
 from webapp.payments.models import (
     Payment,
+    PaymentChannel,
     PaymentStatus,
     Refund,
     RefundKind,
@@ -350,6 +351,30 @@ def test_the_reconciliation_pass_settles_each_lost_answer_and_counts_them(
     assert flows.reconcile(later) == 0  # nothing left open
     bank_state = _at_bank(bank)
     assert (bank_state["charges"], bank_state["refunds"]) == (2, 2)  # none sent twice
+
+
+def test_refunds_run_at_once_only_for_the_payment_or_held_order_named(
+    client, db, bank, shopper, order_for
+):
+    order, payment = _paid_order(client, db, bank, shopper, order_for, NO_ANSWER)
+    refund = flows.refund(payment, 100, kind=RefundKind.OPERATOR, reason="parte", now=now_utc())
+    assert refund.status is RefundStatus.UNKNOWN  # left to the reconciliation job
+    other = order_for(shopper)
+    stranger = Payment(
+        order_id=other.id, channel=PaymentChannel.HOSTED_PAGE, amount_cents=1, idempotency_key="s"
+    )
+    db.session.add(stranger)
+    db.session.commit()
+    calls = len(bank.transport.calls)
+    flows.refund_held(order.id, now_utc())  # this order, but its payment is not held
+    payment.status = PaymentStatus.TO_VERIFY  # held now: its refunds run at once...
+    db.session.commit()
+    flows.execute_open_refunds(stranger, now_utc())  # ...not for another payment
+    flows.refund_held(other.id, now_utc())  # ...nor for another order
+    assert bank.transport.calls[calls:] == []
+    assert db.session.get(Refund, refund.id).status is RefundStatus.UNKNOWN
+    flows.refund_held(order.id, now_utc())
+    assert db.session.get(Refund, refund.id).status is RefundStatus.SUCCEEDED
 
 
 # --- renewal charges ------------------------------------------------------------------------
