@@ -373,8 +373,10 @@ def test_refunds_run_at_once_only_for_the_payment_or_held_order_named(
     flows.refund_held(other.id, now_utc())  # ...nor for another order
     assert bank.transport.calls[calls:] == []
     assert db.session.get(Refund, refund.id).status is RefundStatus.UNKNOWN
-    flows.refund_held(order.id, now_utc())
-    assert db.session.get(Refund, refund.id).status is RefundStatus.SUCCEEDED
+    at = now_utc().replace(microsecond=0)
+    flows.refund_held(order.id, at)
+    done = db.session.get(Refund, refund.id)
+    assert (done.status, done.completed_at) == (RefundStatus.SUCCEEDED, at)
 
 
 # --- renewal charges ------------------------------------------------------------------------
