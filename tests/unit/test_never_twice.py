@@ -140,6 +140,35 @@ def test_an_operator_refund_is_executed_once_and_announced_once(
     )
 
 
+def test_a_refund_a_twin_executed_first_is_read_back_not_run_again(
+    db,
+    bank,
+    client,
+    shopper,  # noqa: F811
+    order_for,  # noqa: F811
+    monkeypatch,
+):
+    from sqlalchemy import update
+
+    order, payment = _paid_order(db, bank, client, shopper, order_for)
+    now = now_utc()
+    recorded = refunds.refund_payment(payment, 700, kind=RefundKind.OPERATOR, reason="x", now=now)
+    db.session.commit()
+    refund_id = recorded.id
+
+    def twin_got_there_first(refund, at):
+        # the twin's transaction: the refund done; ours then finds it no longer open
+        with db.engine.begin() as twin:
+            twin.execute(
+                update(Refund).where(Refund.id == refund.id).values(status=RefundStatus.SUCCEEDED)
+            )
+        raise InvalidTransition("Rimborso già concluso.")
+
+    monkeypatch.setattr(refunds, "execute_refund", twin_got_there_first)
+    done = flows.run_refund(refund_id, now)
+    assert done.id == refund_id and done.status is RefundStatus.SUCCEEDED  # the twin's outcome
+
+
 def test_a_card_charge_whose_request_died_before_the_bank_is_released(
     db,
     bank,

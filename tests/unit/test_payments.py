@@ -445,8 +445,9 @@ def test_second_bank_payment_for_a_paid_order_is_refunded(client, db, bank, shop
     from webapp.payments import flows
 
     refund.status = RefundStatus.UNKNOWN
-    message = flows.result_of(db.session.get(Payment, second_payment.id)).message
-    assert "verrà rimborsato" in message and "€ " in message
+    told = flows.result_of(db.session.get(Payment, second_payment.id))
+    assert told.outcome is flows.Outcome.DUPLICATE and told.category == "info"
+    assert "verrà rimborsato" in told.message and "€ " in told.message
 
 
 def test_the_portal_front_page_lists_orders_to_pay_and_saved_cards(
