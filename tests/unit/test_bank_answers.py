@@ -42,6 +42,7 @@ WRONG_ORDER = "4000000000000200"
 PENDING = "4000000000000309"
 SHORT_REFUND = "4000000000000408"
 NO_ANSWER = "4000000000000507"
+SCA_CARD = "4000002760003184"  # customer-initiated token charges: authentication_required
 
 
 @pytest.fixture
@@ -251,7 +252,9 @@ def test_saved_card_without_answer_is_looked_up_never_charged_again(
     card = _bank_card(db, bank, shopper, NO_ANSWER)
     order = order_for(shopper)
     before = len(bank.transport.calls)
-    assert _pay_with(db, order, card).outcome is flows.Outcome.UNKNOWN
+    told = _pay_with(db, order, card)
+    assert told.outcome is flows.Outcome.UNKNOWN and told.payment.order_id == order.id
+    assert "non ripetere il pagamento" in told.message
     assert bank.transport.calls[before:] == [("POST", "/api/charges")]
     payment = _payment(db, order)
     assert payment.status is PaymentStatus.UNKNOWN
@@ -377,6 +380,19 @@ def test_refunds_run_at_once_only_for_the_payment_or_held_order_named(
     flows.refund_held(order.id, at)
     done = db.session.get(Refund, refund.id)
     assert (done.status, done.completed_at) == (RefundStatus.SUCCEEDED, at)
+
+
+def test_a_saved_card_the_issuer_wants_authenticated_sends_the_customer_to_3ds(
+    client, db, bank, shopper, order_for
+):
+    card = _bank_card(db, bank, shopper, SCA_CARD)
+    order = order_for(shopper)
+    told = _pay_with(db, order, card)
+    assert told.outcome is flows.Outcome.AUTHENTICATION_REQUIRED
+    assert told.payment.order_id == order.id and "3-D Secure" in told.message
+    assert told.category == "info"  # not an error: the customer goes on on the bank's page
+    assert db.session.get(Order, order.id).status is OrderStatus.PENDING_PAYMENT
+    assert _at_bank(bank)["taken"] == 0
 
 
 # --- renewal charges ------------------------------------------------------------------------
