@@ -471,3 +471,15 @@ def test_the_client_gives_the_transport_its_timeout_and_the_address(client) -> N
     assert timeouts == [10.0, 2.5]
     # the API's address with or without a trailing slash
     assert urls[1] == "http://bank.test/api/refunds/by-key/re-key"
+
+
+def test_a_refusal_keeps_the_banks_detail_only_when_it_is_words(client) -> None:
+    answer = {"error": "invalid_request", "detail": {"amount_cents": ["troppo alto"]}}
+    client.transport = lambda *_a: HttpResponse(400, json.dumps(answer).encode())
+    with pytest.raises(GatewayRefused) as refused:
+        client.find_charge("ch-key")
+    assert (refused.value.code, refused.value.message) == ("invalid_request", None)
+    answer["detail"] = "importo troppo alto"
+    with pytest.raises(GatewayRefused) as refused:
+        client.find_charge("ch-key")
+    assert refused.value.message == "importo troppo alto"
