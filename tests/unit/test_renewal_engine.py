@@ -437,6 +437,26 @@ def test_claiming_is_a_guarded_update(fake, service):
     assert renewal_of(service).claimed_by == "w2"
 
 
+def test_a_claim_is_given_back_only_by_the_worker_that_holds_it(fake, service):
+    from webapp.renewals.claims import claim as _claim
+    from webapp.renewals.claims import unclaim
+
+    _db.session.add(Renewal(service_id=service.id, period_expires_at=EXPIRES))
+    _db.session.commit()
+    rid = renewal_of(service).id
+    t0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    assert _claim(rid, "w1", t0)
+    unclaim(rid, "w2")  # not w2's to give back
+    assert (renewal_of(service).claimed_by, renewal_of(service).claimed_until) == (
+        "w1",
+        t0 + timedelta(minutes=5),
+    )
+    assert not _claim(rid, "w2", t0 + timedelta(minutes=1))
+    unclaim(rid, "w1")  # w1's attempt rolled back: the row is free at once
+    assert (renewal_of(service).claimed_by, renewal_of(service).claimed_until) == (None, None)
+    assert _claim(rid, "w2", t0 + timedelta(minutes=1))
+
+
 def test_two_passes_at_once_charge_each_service_once(app, fake, dummy_customer, catalogue, card):
     products = catalogue["products"]
     services = [
