@@ -457,6 +457,37 @@ def test_a_claim_is_given_back_only_by_the_worker_that_holds_it(fake, service):
     assert _claim(rid, "w2", t0 + timedelta(minutes=1))
 
 
+def test_a_closed_renewal_is_never_due_and_the_lease_is_configurable(app, fake, service):
+    from webapp.renewals.claims import claim as _claim
+    from webapp.renewals.claims import due_and_unclaimed, release
+
+    t0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    _db.session.add(
+        Renewal(
+            service_id=service.id,
+            period_expires_at=EXPIRES,
+            status=RenewalStatus.SUCCEEDED,  # paid: closed, whatever its next attempt says
+            next_attempt_at=t0 - timedelta(days=1),
+        )
+    )
+    _db.session.commit()
+    rid = renewal_of(service).id
+    assert _db.session.scalars(due_and_unclaimed(t0, t0)).all() == []
+    assert not _claim(rid, "w1", t0, due_at=t0)
+    renewal_of(service).status = RenewalStatus.FAILED  # open again: due
+    _db.session.commit()
+    assert _db.session.scalars(due_and_unclaimed(t0, t0)).all() == [rid]
+    app.config["RENEWAL_CLAIM_SECONDS"] = 60
+    assert _claim(rid, "w1", t0, due_at=t0)
+    assert renewal_of(service).claimed_until == t0 + timedelta(seconds=60)
+    del app.config["RENEWAL_CLAIM_SECONDS"]  # not configured: five minutes
+    assert _claim(rid, "w2", t0 + timedelta(minutes=2), due_at=t0)
+    assert renewal_of(service).claimed_until == t0 + timedelta(minutes=7)
+    release(renewal_of(service))  # the attempt is over: the row is held by nobody
+    _db.session.commit()
+    assert (renewal_of(service).claimed_by, renewal_of(service).claimed_until) == (None, None)
+
+
 def test_two_passes_at_once_charge_each_service_once(app, fake, dummy_customer, catalogue, card):
     products = catalogue["products"]
     services = [
