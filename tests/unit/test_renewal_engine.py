@@ -488,6 +488,34 @@ def test_a_closed_renewal_is_never_due_and_the_lease_is_configurable(app, fake, 
     assert (renewal_of(service).claimed_by, renewal_of(service).claimed_until) == (None, None)
 
 
+def test_a_renewal_whose_charge_is_in_flight_is_due_whatever_its_next_attempt(
+    fake, service, dummy_customer, pec
+):
+    from tests.unit.backoffice_world import make_order
+    from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
+    from webapp.renewals.claims import due_and_unclaimed
+
+    t0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    order = make_order(dummy_customer, pec, "card", t0)
+    _db.session.add(
+        Renewal(service_id=service.id, period_expires_at=EXPIRES, order_id=order.id)
+    )  # no next attempt planned (a crash after the charge was recorded)
+    charge = Payment(
+        order_id=order.id,
+        channel=PaymentChannel.RENEWAL,
+        amount_cents=order.total_cents,
+        idempotency_key="renewal-in-flight",
+        status=PaymentStatus.UNKNOWN,
+    )
+    _db.session.add(charge)
+    _db.session.commit()
+    rid = renewal_of(service).id
+    assert _db.session.scalars(due_and_unclaimed(t0, t0)).all() == [rid]  # its outcome to ask
+    charge.status = PaymentStatus.SUCCEEDED
+    _db.session.commit()
+    assert _db.session.scalars(due_and_unclaimed(t0, t0)).all() == []
+
+
 def test_two_passes_at_once_charge_each_service_once(app, fake, dummy_customer, catalogue, card):
     products = catalogue["products"]
     services = [
