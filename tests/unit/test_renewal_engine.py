@@ -516,6 +516,23 @@ def test_a_renewal_whose_charge_is_in_flight_is_due_whatever_its_next_attempt(
     assert _db.session.scalars(due_and_unclaimed(t0, t0)).all() == []
 
 
+def test_a_pass_takes_the_renewals_in_due_order(fake, dummy_customer, catalogue, card):
+    from webapp.renewals.claims import due_and_unclaimed
+
+    products = catalogue["products"]
+    t0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    due_at = [t0 - timedelta(hours=1), t0 - timedelta(hours=3), t0 - timedelta(hours=2)]
+    ids = []
+    for sku, at in zip(("PEC-STD", "SPID-PF", "CONS-1"), due_at, strict=True):
+        service = make_service(dummy_customer, products[sku], expires_at=EXPIRES, card=card)
+        _db.session.add(
+            Renewal(service_id=service.id, period_expires_at=EXPIRES, next_attempt_at=at)
+        )
+        _db.session.commit()
+        ids.append(renewal_of(service).id)
+    assert _db.session.scalars(due_and_unclaimed(t0, t0)).all() == [ids[1], ids[2], ids[0]]
+
+
 def test_two_passes_at_once_charge_each_service_once(app, fake, dummy_customer, catalogue, card):
     products = catalogue["products"]
     services = [
