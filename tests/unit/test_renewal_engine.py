@@ -531,6 +531,12 @@ def test_a_pass_takes_the_renewals_in_due_order(fake, dummy_customer, catalogue,
         _db.session.commit()
         ids.append(renewal_of(service).id)
     assert _db.session.scalars(due_and_unclaimed(t0, t0)).all() == [ids[1], ids[2], ids[0]]
+    held = _db.session.get(Renewal, ids[1])
+    held.claimed_by, held.claimed_until = "other:1", t0  # another worker's lease, to t0
+    _db.session.commit()
+    assert _db.session.scalars(due_and_unclaimed(t0, t0)).all() == [ids[2], ids[0]]  # held
+    later = t0 + timedelta(seconds=1)  # the lease has run out
+    assert _db.session.scalars(due_and_unclaimed(t0, later)).all() == [ids[1], ids[2], ids[0]]
 
 
 def test_two_passes_at_once_charge_each_service_once(app, fake, dummy_customer, catalogue, card):
