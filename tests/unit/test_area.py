@@ -550,7 +550,7 @@ def test_adding_a_card_through_the_bank_with_3d_secure(client, bank, shopper):
     assert response.status_code == 303
     browser = BankBrowser(bank)
     page = browser.client.get(urlsplit(response.headers["Location"]).path).text
-    assert "Verifica della carta: nessun addebito" in page  # what the bank's page says
+    assert "<dd>Verifica della carta: nessun addebito</dd>" in page  # the bank's page says
     back = browser.pay(response.headers["Location"], "4111111111111111")
     parts = urlsplit(back)
     assert parts.path == "/area-clienti/carte/aggiunta"

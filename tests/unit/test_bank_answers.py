@@ -344,6 +344,10 @@ def test_the_reconciliation_pass_settles_each_lost_answer_and_counts_them(
     for order in charged:
         assert _pay_with(db, order, card).outcome is flows.Outcome.UNKNOWN
     later = now_utc().replace(microsecond=0) + timedelta(minutes=3)
+    bank.transport.down = True  # a pass while the bank cannot be asked settles nothing
+    assert flows.reconcile(later) == 0
+    assert [db.session.get(Refund, r.id).status for r in asked] == [RefundStatus.UNKNOWN] * 2
+    bank.transport.down = False
     # two charges and two refunds reach their final state, each counted once
     assert flows.reconcile(later) == 4
     db.session.expire_all()
