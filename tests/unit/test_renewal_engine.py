@@ -437,7 +437,9 @@ def test_claiming_is_a_guarded_update(fake, service):
     assert renewal_of(service).claimed_by == "w2"
 
 
-def test_a_claim_is_given_back_only_by_the_worker_that_holds_it(fake, service):
+def test_a_claim_is_given_back_only_by_the_worker_that_holds_it(
+    fake, service, dummy_customer, catalogue
+):
     from webapp.renewals.claims import claim as _claim
     from webapp.renewals.claims import unclaim
 
@@ -452,8 +454,14 @@ def test_a_claim_is_given_back_only_by_the_worker_that_holds_it(fake, service):
         t0 + timedelta(minutes=5),
     )
     assert not _claim(rid, "w2", t0 + timedelta(minutes=1))
-    unclaim(rid, "w1")  # w1's attempt rolled back: the row is free at once
+    other = make_service(dummy_customer, catalogue["products"]["SPID-PF"], expires_at=EXPIRES)
+    _db.session.add(Renewal(service_id=other.id, period_expires_at=EXPIRES))
+    _db.session.commit()
+    other_id = renewal_of(other).id
+    assert _claim(other_id, "w1", t0)  # w1 holds two rows
+    unclaim(rid, "w1")  # w1's attempt on the first rolled back: that row is free at once
     assert (renewal_of(service).claimed_by, renewal_of(service).claimed_until) == (None, None)
+    assert renewal_of(other).claimed_by == "w1"  # the other row stays w1's
     assert _claim(rid, "w2", t0 + timedelta(minutes=1))
 
 
