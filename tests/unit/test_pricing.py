@@ -157,3 +157,9 @@ def test_a_fixed_discount_s_leftover_cents_go_by_largest_remainder_then_first_li
     # equal remainders: the first line takes the cent, every time
     twins = quote([PriceLine(1, 1000, 1), PriceLine(2, 1000, 1)], DiscountTerms(amount_cents=1))
     assert [line.discount_cents for line in twins.lines] == [1, 0]
+
+
+def test_a_discount_without_an_amount_or_percent_takes_nothing_off():
+    for empty in (DiscountTerms(), DiscountTerms(amount_cents=0)):
+        priced = quote([PriceLine(1, 1000, 2)], empty)
+        assert (priced.discount_cents, priced.net_cents) == (0, 2000)
