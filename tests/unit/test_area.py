@@ -13,9 +13,16 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.unit.bank_browser import BankBrowser
-from tests.unit.renewal_fakes import FakeGateway, make_card, make_service
+from tests.unit.renewal_fakes import FAKE_SECRET, FakeGateway, make_card, make_service
+from webapp import signing
 from webapp.extensions import db
 from webapp.outbox.models import OutboxEmail
+from webapp.payments.gateway import (
+    CardDetails,
+    GatewayRefused,
+    GatewayStatus,
+    GatewayUnavailable,
+)
 from webapp.payments.models import SavedCard
 from webapp.renewals.engine import run_renewals
 from webapp.renewals.models import Renewal, RenewalStatus
@@ -541,7 +548,10 @@ def test_adding_a_card_through_the_bank_with_3d_secure(client, bank, shopper):
     """The real mock bank: the OTP card, verified for € 0,00, saved on the portal."""
     response = client.post("/area-clienti/carte/nuova")
     assert response.status_code == 303
-    back = BankBrowser(bank).pay(response.headers["Location"], "4111111111111111")
+    browser = BankBrowser(bank)
+    page = browser.client.get(urlsplit(response.headers["Location"]).path).text
+    assert "<dd>Verifica della carta: nessun addebito</dd>" in page  # the bank's page says
+    back = browser.pay(response.headers["Location"], "4111111111111111")
     parts = urlsplit(back)
     assert parts.path == "/area-clienti/carte/aggiunta"
     response = client.get(parts.path, query_string=parts.query)
@@ -600,3 +610,93 @@ def test_service_is_listed_once_per_customer(fake, shopper, pec, stranger):
     from webapp.renewals.services import list_services
 
     assert [s.id for s in list_services(shopper.id)] == [pec.id]
+
+
+def test_a_card_return_without_its_reference_or_payment_is_not_found(app, fake, shopper):
+    from webapp.errors import NotFound
+    from webapp.payments import flows
+
+    pid = _add_card_service(fake, shopper)
+    params = fake.return_params(pid)
+    known = fake.get_payment
+
+    def like_the_bank(payment_id):  # an unknown payment: 404 not_found
+        if payment_id not in fake.verifications:
+            raise GatewayRefused("not_found", 404)
+        return known(payment_id)
+
+    fake.get_payment = like_the_bank
+    for missing in ("order_ref", "payment_id"):
+        partial = {k: v for k, v in params.items() if k not in (missing, "sig")}
+        partial["sig"] = signing.sign_params(FAKE_SECRET, partial)
+        with pytest.raises(NotFound):
+            flows.finish_card_verification(partial, shopper.id)
+
+
+def _add_card_service(fake, customer) -> str:
+    from webapp.payments import flows
+
+    flows.start_card_verification(customer.id, "http://shop.test/carte/aggiunta", "n1")
+    [(pid, _)] = fake.verifications.items()
+    return pid
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"amount_cents": 1},  # money taken: not a verification
+        {"merchant_id": "another-shop"},
+        {"order_ref": "CARTA-999-n1"},
+    ],
+    ids=["amount", "merchant", "reference"],
+)
+def test_a_verification_answer_that_is_not_this_one_adds_no_card(app, fake, shopper, change):
+    from webapp.errors import NotFound
+    from webapp.payments import flows
+
+    pid = _add_card_service(fake, shopper)
+    params = fake.return_params(pid)
+    info = fake.verifications[pid]
+    fake.verifications[pid] = info.__class__(**{**info.__dict__, **change})
+    with pytest.raises(NotFound):
+        flows.finish_card_verification(params, shopper.id)
+    assert db.session.scalar(select(func.count(SavedCard.id))) == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "card", "final"),
+    [
+        (GatewayStatus.DECLINED, CardDetails("tok_d", "visa", "0002", 12, 2030, "M R"), True),
+        (GatewayStatus.AUTHORISED, None, True),
+        (GatewayStatus.CHALLENGE, None, False),
+    ],
+    ids=["declined-with-card", "authorised-without-card", "in-3ds"],
+)
+def test_only_an_authorised_verification_with_a_card_adds_it(
+    app, fake, shopper, status, card, final
+):
+    from webapp.payments import flows
+
+    pid = _add_card_service(fake, shopper)
+    params = fake.return_params(pid)
+    info = fake.verifications[pid]
+    fake.verifications[pid] = info.__class__(**{**info.__dict__, "status": status, "card": card})
+    with pytest.raises(flows.CardNotAdded) as refused:
+        flows.finish_card_verification(params, shopper.id)
+    assert refused.value.final is final
+    assert db.session.scalar(select(func.count(SavedCard.id))) == 0
+
+
+def test_a_bank_that_cannot_be_asked_leaves_the_card_to_a_reload(app, fake, shopper):
+    from webapp.payments import flows
+
+    pid = _add_card_service(fake, shopper)
+    params = fake.return_params(pid)
+
+    def down(_payment_id):
+        raise GatewayUnavailable("timeout (fake)")
+
+    fake.get_payment = down
+    with pytest.raises(flows.CardNotAdded, match="ricarica questa pagina") as refused:
+        flows.finish_card_verification(params, shopper.id)
+    assert refused.value.final is False

@@ -24,6 +24,7 @@ from webapp.payments import charges as payments_charges
 from webapp.payments.gateway import CardDetails
 from webapp.payments.models import (
     Payment,
+    PaymentChannel,
     PaymentStatus,
     Refund,
     RefundKind,
@@ -43,6 +44,7 @@ WRONG_ORDER = "4000000000000200"
 PENDING = "4000000000000309"
 SHORT_REFUND = "4000000000000408"
 NO_ANSWER = "4000000000000507"
+SCA_CARD = "4000002760003184"  # customer-initiated token charges: authentication_required
 
 
 @pytest.fixture
@@ -252,7 +254,9 @@ def test_saved_card_without_answer_is_looked_up_never_charged_again(
     card = _bank_card(db, bank, shopper, NO_ANSWER)
     order = order_for(shopper)
     before = len(bank.transport.calls)
-    assert _pay_with(db, order, card).outcome is flows.Outcome.UNKNOWN
+    told = _pay_with(db, order, card)
+    assert told.outcome is flows.Outcome.UNKNOWN and told.payment.order_id == order.id
+    assert "non ripetere il pagamento" in told.message
     assert bank.transport.calls[before:] == [("POST", "/api/charges")]
     payment = _payment(db, order)
     assert payment.status is PaymentStatus.UNKNOWN
@@ -326,6 +330,75 @@ def test_a_refund_without_answer_is_looked_up_never_sent_again(
     assert _invoices(db, DocumentKind.CREDIT_NOTE) == 1
     bank_state = _at_bank(bank)
     assert (bank_state["refunds"], bank_state["given"]) == (1, payment.amount_cents)
+
+
+def test_the_reconciliation_pass_settles_each_lost_answer_and_counts_them(
+    client, db, bank, shopper, order_for
+):
+    _, payment = _paid_order(client, db, bank, shopper, order_for, NO_ANSWER)
+    asked = [
+        flows.refund(payment, cents, kind=RefundKind.OPERATOR, reason="parte", now=now_utc())
+        for cents in (100, 200)
+    ]
+    assert [refund.status for refund in asked] == [RefundStatus.UNKNOWN] * 2
+    card = _bank_card(db, bank, shopper, NO_ANSWER)
+    charged = [order_for(shopper), order_for(shopper)]
+    for order in charged:
+        assert _pay_with(db, order, card).outcome is flows.Outcome.UNKNOWN
+    later = now_utc().replace(microsecond=0) + timedelta(minutes=3)
+    bank.transport.down = True  # a pass while the bank cannot be asked settles nothing
+    assert flows.reconcile(later) == 0
+    assert [db.session.get(Refund, r.id).status for r in asked] == [RefundStatus.UNKNOWN] * 2
+    bank.transport.down = False
+    # two charges and two refunds reach their final state, each counted once
+    assert flows.reconcile(later) == 4
+    db.session.expire_all()
+    assert [db.session.get(Order, o.id).status for o in charged] == [OrderStatus.PAID] * 2
+    for refund in asked:
+        done = db.session.get(Refund, refund.id)
+        assert (done.status, done.completed_at) == (RefundStatus.SUCCEEDED, later)
+    assert flows.reconcile(later) == 0  # nothing left open
+    bank_state = _at_bank(bank)
+    assert (bank_state["charges"], bank_state["refunds"]) == (2, 2)  # none sent twice
+
+
+def test_refunds_run_at_once_only_for_the_payment_or_held_order_named(
+    client, db, bank, shopper, order_for
+):
+    order, payment = _paid_order(client, db, bank, shopper, order_for, NO_ANSWER)
+    refund = flows.refund(payment, 100, kind=RefundKind.OPERATOR, reason="parte", now=now_utc())
+    assert refund.status is RefundStatus.UNKNOWN  # left to the reconciliation job
+    other = order_for(shopper)
+    stranger = Payment(
+        order_id=other.id, channel=PaymentChannel.HOSTED_PAGE, amount_cents=1, idempotency_key="s"
+    )
+    db.session.add(stranger)
+    db.session.commit()
+    calls = len(bank.transport.calls)
+    flows.refund_held(order.id, now_utc())  # this order, but its payment is not held
+    payment.status = PaymentStatus.TO_VERIFY  # held now: its refunds run at once...
+    db.session.commit()
+    flows.execute_open_refunds(stranger, now_utc())  # ...not for another payment
+    flows.refund_held(other.id, now_utc())  # ...nor for another order
+    assert bank.transport.calls[calls:] == []
+    assert db.session.get(Refund, refund.id).status is RefundStatus.UNKNOWN
+    at = now_utc().replace(microsecond=0)
+    flows.refund_held(order.id, at)
+    done = db.session.get(Refund, refund.id)
+    assert (done.status, done.completed_at) == (RefundStatus.SUCCEEDED, at)
+
+
+def test_a_saved_card_the_issuer_wants_authenticated_sends_the_customer_to_3ds(
+    client, db, bank, shopper, order_for
+):
+    card = _bank_card(db, bank, shopper, SCA_CARD)
+    order = order_for(shopper)
+    told = _pay_with(db, order, card)
+    assert told.outcome is flows.Outcome.AUTHENTICATION_REQUIRED
+    assert told.payment.order_id == order.id and "3-D Secure" in told.message
+    assert told.category == "info"  # not an error: the customer goes on on the bank's page
+    assert db.session.get(Order, order.id).status is OrderStatus.PENDING_PAYMENT
+    assert _at_bank(bank)["taken"] == 0
 
 
 # --- renewal charges ------------------------------------------------------------------------

@@ -403,3 +403,79 @@ def test_an_automatic_renewal_settled_per_row_locks_its_service_first(
     sent = _statements_while(lambda: run_renewals(after(-10)))
     _locks_service_before_the_counter(sent, pec.id, writes=False)
     assert fresh(pec).expires_at == add_years(EXPIRES, 1)
+
+
+# --- the life of a service, day by day (lifecycle.life_of on plain rows) ------------------------
+
+
+def _row(grace=None, by_hand=True, before=None, status=ServiceStatus.ACTIVE):
+    """A service row as the area reads it: the product's rules and the expiry (20/01/2027)."""
+    from types import SimpleNamespace
+
+    from webapp.shop.models import ServiceKind
+
+    product = SimpleNamespace(
+        grace_days=grace,
+        renewable_by_hand=by_hand,
+        renew_before_days=before,
+        kind=ServiceKind.PEC,
+        name="PEC Standard",
+    )
+    return SimpleNamespace(product=product, expires_at=EXPIRES, status=status)
+
+
+def test_in_scadenza_from_the_configured_days_before_through_the_expiry_day(app):
+    day = rome_date(EXPIRES)
+    assert life_of(_row(), day - 31 * DAY).state is LifeState.ACTIVE
+    assert life_of(_row(), day - 30 * DAY).state is LifeState.EXPIRING  # default: 30 days
+    assert life_of(_row(), day).state is LifeState.EXPIRING  # the expiry day: still valid
+    app.config["SERVICE_EXPIRING_DAYS"] = 10
+    assert life_of(_row(), day - 11 * DAY).state is LifeState.ACTIVE
+    assert life_of(_row(), day - 10 * DAY).state is LifeState.EXPIRING
+    assert life_of(_row(), day - 11 * DAY, soon=11).state is LifeState.EXPIRING
+    del app.config["SERVICE_EXPIRING_DAYS"]  # not configured: 30 days
+    assert life_of(_row(), day - 30 * DAY).state is LifeState.EXPIRING
+
+
+def test_the_grace_window_from_the_day_after_the_expiry_to_its_last_day(app):
+    day = rome_date(EXPIRES)
+    life = life_of(_row(grace=15), day + DAY)
+    assert (life.state, life.renewable, life.grace_ends) == (
+        LifeState.EXPIRED,
+        True,
+        day + 15 * DAY,
+    )
+    assert life_of(_row(grace=15), day + 15 * DAY).state is LifeState.EXPIRED
+    ceased = life_of(_row(grace=15), day + 16 * DAY)
+    assert (ceased.state, ceased.renewable) == (LifeState.CEASED, False)
+    assert "cessato dopo il 04/02/2027" in ceased.reason  # the window's last day
+    for no_window in (0, None):
+        life = life_of(_row(grace=no_window), day + DAY)
+        assert (life.state, life.grace_ends) == (LifeState.CEASED, None)
+        assert "cessato dopo il 20/01/2027" in life.reason  # the expiry day
+
+
+def test_renewal_opens_the_products_days_before_the_expiry(app):
+    day = rome_date(EXPIRES)
+    early = life_of(_row(before=60), day - 61 * DAY)
+    assert (early.renewable, early.renew_from) == (False, day - 60 * DAY)
+    assert "nei 60 giorni prima della scadenza: dal 21/11/2026" in early.reason
+    opened = life_of(_row(before=60), day - 60 * DAY)
+    assert (opened.renewable, opened.reason, opened.renew_from) == (True, None, None)
+    assert life_of(_row(before=None), day - 400 * DAY).renewable  # no limit
+
+
+def test_a_cancelled_ceased_or_not_renewable_service_is_not_renewed(app):
+    day = rome_date(EXPIRES)
+    cancelled = life_of(_row(status=ServiceStatus.CANCELLED), day)
+    assert (cancelled.state, cancelled.renewable, cancelled.label) == (
+        LifeState.CANCELLED,
+        False,
+        "Annullato",
+    )
+    assert "annullato" in cancelled.reason
+    ceased = life_of(_row(grace=90, status=ServiceStatus.CEASED), day - DAY)
+    assert (ceased.state, ceased.renewable) == (LifeState.CEASED, False)
+    bought_again = life_of(_row(by_hand=False), day)
+    assert (bought_again.state, bought_again.renewable) == (LifeState.EXPIRING, False)
+    assert "si acquista di nuovo" in bought_again.reason and bought_again.renew_from is None

@@ -119,9 +119,13 @@ def test_an_operator_refund_is_executed_once_and_announced_once(
     order_for,  # noqa: F811
 ):
     order, payment = _paid_order(db, bank, client, shopper, order_for)
-    now = now_utc()
-    refund = flows.refund(payment, 700, kind=RefundKind.OPERATOR, reason="sconto", now=now)
+    now = now_utc().replace(microsecond=0) - timedelta(seconds=7)  # not the wall clock's
+    refund = flows.refund(
+        payment, 700, kind=RefundKind.OPERATOR, reason="sconto", now=now, requested_by="op@x.it"
+    )
     assert refund.status is RefundStatus.SUCCEEDED and refund.gateway_ref
+    # recorded at the caller's time, by the operator who asked
+    assert (refund.created_at, refund.requested_by) == (now, "op@x.it")
     again = flows.run_refund(refund.id, now)  # a replay: final already, the bank not asked
     assert again.gateway_ref == refund.gateway_ref
     from webapp.outbox.models import OutboxEmail
@@ -134,6 +138,35 @@ def test_an_operator_refund_is_executed_once_and_announced_once(
         )
         == 1
     )
+
+
+def test_a_refund_a_twin_executed_first_is_read_back_not_run_again(
+    db,
+    bank,
+    client,
+    shopper,  # noqa: F811
+    order_for,  # noqa: F811
+    monkeypatch,
+):
+    from sqlalchemy import update
+
+    order, payment = _paid_order(db, bank, client, shopper, order_for)
+    now = now_utc()
+    recorded = refunds.refund_payment(payment, 700, kind=RefundKind.OPERATOR, reason="x", now=now)
+    db.session.commit()
+    refund_id = recorded.id
+
+    def twin_got_there_first(refund, at):
+        # the twin's transaction: the refund done; ours then finds it no longer open
+        with db.engine.begin() as twin:
+            twin.execute(
+                update(Refund).where(Refund.id == refund.id).values(status=RefundStatus.SUCCEEDED)
+            )
+        raise InvalidTransition("Rimborso già concluso.")
+
+    monkeypatch.setattr(refunds, "execute_refund", twin_got_there_first)
+    done = flows.run_refund(refund_id, now)
+    assert done.id == refund_id and done.status is RefundStatus.SUCCEEDED  # the twin's outcome
 
 
 def test_a_card_charge_whose_request_died_before_the_bank_is_released(

@@ -436,13 +436,20 @@ def test_second_bank_payment_for_a_paid_order_is_refunded(client, db, bank, shop
     assert db.session.scalar(select(func.count(Service.id))) == 2
     # The customer is told on return, and sees the refund among the orders.
     page = client.get(back.headers["Location"]).get_data(as_text=True)
-    assert "era già stato pagato" in page and "rimborsato" in page
+    assert "era già stato pagato" in page and "è stato rimborsato sulla tua carta" in page
     orders = client.get("/area-clienti/ordini").get_data(as_text=True)
     assert f'id="refund-{refund.id}"' in orders and "Rimborsato" in orders
     # Replaying the return changes nothing: no second refund, no second e-mail.
     _return(client, second_return)
     assert db.session.scalar(select(func.count(Refund.id))) == 1
     assert _emails(db) == 2
+    # A duplicate whose refund the bank has not confirmed yet is told it will be refunded.
+    from webapp.payments import flows
+
+    refund.status = RefundStatus.UNKNOWN
+    told = flows.result_of(db.session.get(Payment, second_payment.id))
+    assert told.outcome is flows.Outcome.DUPLICATE and told.category == "info"
+    assert "verrà rimborsato" in told.message and "€ " in told.message
 
 
 def test_the_portal_front_page_lists_orders_to_pay_and_saved_cards(

@@ -146,3 +146,20 @@ def test_quote_properties(lines, discount):
     assert q.net_cents == q.subtotal_cents - q.discount_cents >= 0
     assert q.vat_cents == vat_cents(q.net_cents) >= 0
     assert q.total_cents == q.net_cents + q.vat_cents >= 0
+
+
+def test_a_fixed_discount_s_leftover_cents_go_by_largest_remainder_then_first_line():
+    # 3 cents over 9,00 and 2,00: exact shares 2.45 and 0.55, so the leftover cent goes to the
+    # second line (the larger remainder), not to the larger line.
+    lines = [PriceLine(1, 900, 1), PriceLine(2, 200, 1)]
+    priced = quote(lines, DiscountTerms(amount_cents=3))
+    assert [line.discount_cents for line in priced.lines] == [2, 1]
+    # equal remainders: the first line takes the cent, every time
+    twins = quote([PriceLine(1, 1000, 1), PriceLine(2, 1000, 1)], DiscountTerms(amount_cents=1))
+    assert [line.discount_cents for line in twins.lines] == [1, 0]
+
+
+def test_a_discount_without_an_amount_or_percent_takes_nothing_off():
+    for empty in (DiscountTerms(), DiscountTerms(amount_cents=0)):
+        priced = quote([PriceLine(1, 1000, 2)], empty)
+        assert (priced.discount_cents, priced.net_cents) == (0, 2000)

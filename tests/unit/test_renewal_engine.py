@@ -437,6 +437,116 @@ def test_claiming_is_a_guarded_update(fake, service):
     assert renewal_of(service).claimed_by == "w2"
 
 
+def test_a_claim_is_given_back_only_by_the_worker_that_holds_it(
+    fake, service, dummy_customer, catalogue
+):
+    from webapp.renewals.claims import claim as _claim
+    from webapp.renewals.claims import unclaim
+
+    _db.session.add(Renewal(service_id=service.id, period_expires_at=EXPIRES))
+    _db.session.commit()
+    rid = renewal_of(service).id
+    t0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    assert _claim(rid, "w1", t0)
+    unclaim(rid, "w2")  # not w2's to give back
+    assert (renewal_of(service).claimed_by, renewal_of(service).claimed_until) == (
+        "w1",
+        t0 + timedelta(minutes=5),
+    )
+    assert not _claim(rid, "w2", t0 + timedelta(minutes=1))
+    other = make_service(dummy_customer, catalogue["products"]["SPID-PF"], expires_at=EXPIRES)
+    _db.session.add(Renewal(service_id=other.id, period_expires_at=EXPIRES))
+    _db.session.commit()
+    other_id = renewal_of(other).id
+    assert _claim(other_id, "w1", t0)  # w1 holds two rows
+    unclaim(rid, "w1")  # w1's attempt on the first rolled back: that row is free at once
+    assert (renewal_of(service).claimed_by, renewal_of(service).claimed_until) == (None, None)
+    assert renewal_of(other).claimed_by == "w1"  # the other row stays w1's
+    assert _claim(rid, "w2", t0 + timedelta(minutes=1))
+
+
+def test_a_closed_renewal_is_never_due_and_the_lease_is_configurable(app, fake, service):
+    from webapp.renewals.claims import claim as _claim
+    from webapp.renewals.claims import due_and_unclaimed, release
+
+    t0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    _db.session.add(
+        Renewal(
+            service_id=service.id,
+            period_expires_at=EXPIRES,
+            status=RenewalStatus.SUCCEEDED,  # paid: closed, whatever its next attempt says
+            next_attempt_at=t0 - timedelta(days=1),
+        )
+    )
+    _db.session.commit()
+    rid = renewal_of(service).id
+    assert _db.session.scalars(due_and_unclaimed(t0, t0)).all() == []
+    assert not _claim(rid, "w1", t0, due_at=t0)
+    renewal_of(service).status = RenewalStatus.FAILED  # open again: due
+    _db.session.commit()
+    assert _db.session.scalars(due_and_unclaimed(t0, t0)).all() == [rid]
+    app.config["RENEWAL_CLAIM_SECONDS"] = 60
+    assert _claim(rid, "w1", t0, due_at=t0)
+    assert renewal_of(service).claimed_until == t0 + timedelta(seconds=60)
+    del app.config["RENEWAL_CLAIM_SECONDS"]  # not configured: five minutes
+    assert _claim(rid, "w2", t0 + timedelta(minutes=2), due_at=t0)
+    assert renewal_of(service).claimed_until == t0 + timedelta(minutes=7)
+    release(renewal_of(service))  # the attempt is over: the row is held by nobody
+    _db.session.commit()
+    assert (renewal_of(service).claimed_by, renewal_of(service).claimed_until) == (None, None)
+
+
+def test_a_renewal_whose_charge_is_in_flight_is_due_whatever_its_next_attempt(
+    fake, service, dummy_customer, pec
+):
+    from tests.unit.backoffice_world import make_order
+    from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
+    from webapp.renewals.claims import due_and_unclaimed
+
+    t0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    order = make_order(dummy_customer, pec, "card", t0)
+    _db.session.add(
+        Renewal(service_id=service.id, period_expires_at=EXPIRES, order_id=order.id)
+    )  # no next attempt planned (a crash after the charge was recorded)
+    charge = Payment(
+        order_id=order.id,
+        channel=PaymentChannel.RENEWAL,
+        amount_cents=order.total_cents,
+        idempotency_key="renewal-in-flight",
+        status=PaymentStatus.UNKNOWN,
+    )
+    _db.session.add(charge)
+    _db.session.commit()
+    rid = renewal_of(service).id
+    assert _db.session.scalars(due_and_unclaimed(t0, t0)).all() == [rid]  # its outcome to ask
+    charge.status = PaymentStatus.SUCCEEDED
+    _db.session.commit()
+    assert _db.session.scalars(due_and_unclaimed(t0, t0)).all() == []
+
+
+def test_a_pass_takes_the_renewals_in_due_order(fake, dummy_customer, catalogue, card):
+    from webapp.renewals.claims import due_and_unclaimed
+
+    products = catalogue["products"]
+    t0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    due_at = [t0 - timedelta(hours=1), t0 - timedelta(hours=3), t0 - timedelta(hours=2)]
+    ids = []
+    for sku, at in zip(("PEC-STD", "SPID-PF", "CONS-1"), due_at, strict=True):
+        service = make_service(dummy_customer, products[sku], expires_at=EXPIRES, card=card)
+        _db.session.add(
+            Renewal(service_id=service.id, period_expires_at=EXPIRES, next_attempt_at=at)
+        )
+        _db.session.commit()
+        ids.append(renewal_of(service).id)
+    assert _db.session.scalars(due_and_unclaimed(t0, t0)).all() == [ids[1], ids[2], ids[0]]
+    held = _db.session.get(Renewal, ids[1])
+    held.claimed_by, held.claimed_until = "other:1", t0  # another worker's lease, to t0
+    _db.session.commit()
+    assert _db.session.scalars(due_and_unclaimed(t0, t0)).all() == [ids[2], ids[0]]  # held
+    later = t0 + timedelta(seconds=1)  # the lease has run out
+    assert _db.session.scalars(due_and_unclaimed(t0, later)).all() == [ids[1], ids[2], ids[0]]
+
+
 def test_two_passes_at_once_charge_each_service_once(app, fake, dummy_customer, catalogue, card):
     products = catalogue["products"]
     services = [
