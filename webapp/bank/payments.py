@@ -48,9 +48,24 @@ CODE_CHALLENGES = frozenset({CHALLENGE_SMS, CHALLENGE_TOKEN})
 
 
 def transition(payment: Payment, new: PaymentStatus) -> None:
-    """Move a payment to a new status, refusing any move the lifecycle does not allow."""
-    if new not in TRANSITIONS[payment.status]:
-        raise InvalidTransition(f"{payment.status} -> {new}")
+    """Move a payment to a new status, refusing any move the lifecycle does not allow.
+
+    Guard: a compare-and-set on the status read (`UPDATE … WHERE status = <read>`), so two
+    requests on one page at once ("Invio dati" and "Annulla", a double click) cannot both move
+    it: the second finds the status changed and is refused, its payment read again.
+    """
+    old = payment.status
+    if new not in TRANSITIONS[old]:
+        raise InvalidTransition(f"{old} -> {new}")
+    moved = db.session.execute(
+        update(Payment)
+        .where(Payment.id == payment.id, Payment.status == old)
+        .values(status=new)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if moved != 1:
+        db.session.refresh(payment)
+        raise InvalidTransition(f"{old} -> {new}: the payment is now {payment.status}")
     payment.status = new
 
 

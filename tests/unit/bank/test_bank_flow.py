@@ -337,3 +337,31 @@ def test_a_paid_payment_cannot_be_cancelled(customer, create_payment, api) -> No
     response = customer.post(f"/pay/{pid}/cancel")
     assert response.status_code == 303 and response.headers["Location"].endswith("/result")
     assert status_of(api, pid)["status"] == "authorised"
+
+
+def test_annulla_after_a_twin_authorised_the_payment_changes_nothing(
+    app, customer, create_payment, api
+) -> None:
+    """'Invio dati' and 'Annulla' at the same instant: the request that read the summary before
+    the other one's commit must not turn an authorised payment into a cancelled one."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    from webapp.bank import payments
+    from webapp.bank.errors import InvalidTransition
+    from webapp.bank.models import PaymentStatus
+
+    pid = create_payment()
+    assert customer.enter_card(pid, CARD_FRICTIONLESS).status_code == 303
+    with app.app_context():
+        stale = db.session.get(Payment, pid)  # read at the summary, before the twin's commit
+        assert stale.status is PaymentStatus.PENDING_CONFIRMATION
+        with db.engine.begin() as twin:  # the twin's "Invio dati" authorised it meanwhile
+            twin.execute(
+                update(Payment).where(Payment.id == pid).values(status=PaymentStatus.AUTHORISED)
+            )
+        with pytest.raises(InvalidTransition):
+            payments.cancel_payment(stale, now=datetime(2026, 12, 7, tzinfo=UTC))
+        db.session.rollback()
+    assert status_of(api, pid)["status"] == "authorised"
