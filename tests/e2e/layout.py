@@ -18,7 +18,9 @@ MEASURE = (Path(__file__).parent / "layout.js").read_text(encoding="utf-8")
 
 
 def layout_problems(page: Page, name: str) -> list[str]:
-    """The page's layout problems, each prefixed by the page's name (empty when it is fine)."""
+    """The page's layout problems, each prefixed by the page's name (empty when it is fine).
+    Measured once the page and its stylesheets have loaded (an unstyled page is not the page)."""
+    page.wait_for_load_state("load")
     found = page.evaluate(MEASURE, LONGEST_WORD)
     problems = []
     if found["scroll"] > found["width"]:

@@ -102,6 +102,7 @@ def _customer_extras(page: Page, problems: list[str]) -> None:
     copies = page.get_by_role("link", name="Copia di cortesia")
     expect(copies.first).to_be_visible()  # the paid orders of the walk have their invoices
     copies.first.click()
+    expect(page.locator("#courtesy-copy")).to_be_visible()  # the copy, not the list it left
     problems += layout_problems(page, "area-fattura-copia")
     page.goto("/")
     add_to_cart(page, "PEC-STD")
