@@ -26,21 +26,18 @@ from stdnum.it import codicefiscale
 from webapp.extensions import db
 from webapp.money import vat_cents
 from webapp.outbox.models import OutboxEmail
-from webapp.payments.events import order_settling, payment_refunded
 from webapp.payments.models import (
     Payment,
     PaymentChannel,
     RefundKind,
-    RefundStatus,
     SavedCard,
 )
-from webapp.payments.refunds import REFUND_TRANSITIONS, refund_payment
+from webapp.payments.refunds import refund_payment, succeed_refund
 from webapp.payments.settlement import succeed_payment
 from webapp.renewals.models import Renewal, RenewalStatus, Service
 from webapp.shop.billing import fix_buyer
 from webapp.shop.models import BillingProfile, Customer, CustomerType, PaymentMethod, Product
 from webapp.shop.order_models import Order, OrderLine
-from webapp.statemachine import transition
 
 SALES_DAYS = 90
 SEED = 26  # the generator's seed: the same story on every machine
@@ -228,16 +225,7 @@ def refund_in_full(payment: Payment, reason: str, when: datetime) -> None:
         requested_by=STAFF,
         idempotency_key=f"demo-refund-{payment.id}",
     )
-    order_settling.send(payment.order)
-    transition(
-        refund,
-        RefundStatus.SUCCEEDED,
-        REFUND_TRANSITIONS,
-        "refund already settled",
-        gateway_ref=f"demo-refund-{payment.id}",
-        completed_at=when,
-    )
-    payment_refunded.send(refund, payment=payment, now=when)
+    succeed_refund(refund, f"demo-refund-{payment.id}", when)
 
 
 def service_of(order: Order) -> Service:

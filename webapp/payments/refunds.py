@@ -165,17 +165,24 @@ def execute_refund(refund: Refund, now: datetime) -> Refund:
     if found:  # another amount (less than asked), payment, currency or merchant: not refunded
         verify.hold_refund(refund, result, found, now, REFUND_TRANSITIONS)
         return refund
+    succeed_refund(refund, result.refund_id, now)
+    return refund
+
+
+def succeed_refund(refund: Refund, gateway_ref: str, now: datetime) -> None:
+    """The bank gave the money back: the refund succeeded, announced once (a compare-and-set),
+    the order's services locked first (payments.events.order_settling)."""
+    payment = refund.payment
     order_settling.send(payment.order)  # the rows payment_refunded's receivers change, first
     transition(
         refund,
         RefundStatus.SUCCEEDED,
         REFUND_TRANSITIONS,
         _("Rimborso già concluso."),
-        gateway_ref=result.refund_id,
+        gateway_ref=gateway_ref,
         completed_at=now,
     )
     payment_refunded.send(refund, payment=payment, now=now)
-    return refund
 
 
 def _refused(refund: Refund, code: str | None, message: str, now: datetime) -> None:
