@@ -208,6 +208,20 @@ class TwinWorld:
             "refunds": [a for _, a in refunds],
         }
 
+    def bank_pages(self, order_id: int) -> list[tuple[str, str | None]]:
+        """(status, decline code) of each of the order's hosted payments at the bank."""
+        from webapp.bank.extensions import db as bank_db
+        from webapp.bank.models import Payment
+
+        with self.system.bank_app.app_context():
+            rows = bank_db.session.execute(
+                select(Payment.status, Payment.decline_code)
+                .where(Payment.order_ref == f"ORD-{order_id}")
+                .order_by(Payment.created_at)
+            ).all()
+            bank_db.session.remove()
+        return [(str(status), code) for status, code in rows]
+
     def payments(self, order_id: int) -> Counter:
         from webapp.payments.models import Payment
 
@@ -509,6 +523,53 @@ def test_return_and_notification_of_a_wrong_answer_hold_once_and_refund_once(wor
     taken = world.total(order_id) + 100
     assert bank["captures"] == [taken] and bank["refunds"] == [taken]
     world.note("Wrong answer: return + notification", answers, refunds=len(bank["refunds"]))
+
+
+def test_send_and_cancel_on_one_bank_page_at_once_end_one_way(world):
+    """ "Invio dati" and "Annulla e torna al negozio" on the same bank page at the same instant
+    (two tabs, or a click on each before the first answer): the bank's compare-and-set on the
+    payment's status lets one of them through. Either the card is charged and the order paid,
+    or nothing is taken and the order waits for a new "Paga ora"; never a charge on a cancelled
+    payment, never both."""
+    _, email = world.customer()
+    browser = world.browser(email)
+    order_id = world.order(browser, ["PEC-STD"])
+    response = browser.post(f"/ordini/{order_id}/paga")
+    assert response.status_code == 303, response.text[:300]
+    page = BankPage()
+    url = page.fill(response.headers["Location"])
+    form = {"csrf_token": page.csrf}
+    half = TWINS // 2
+    sends = [(page.twin_session, post(url + "/confirm", form))] * half
+    sends += [(page.twin_session, post(url + "/cancel", form))] * (TWINS - half)
+    answers = fire(sends)
+
+    assert_no_5xx(answers)
+    assert {a.status for a in answers} == {303}
+    [(status, code)] = world.bank_pages(order_id)
+    total = world.total(order_id)
+    bank = world.at_bank(order_id)
+    assert bank["refunds"] == [] and bank["charges"] == []
+    back = [a.location for a in answers if "/pagamenti/ritorno" in a.location]
+    if status == "authorised":  # "Invio dati" won: every cancel was refused
+        assert code is None and bank["captures"] == [total]
+        assert back == [], "a cancel answered with the way back after the card was charged"
+        back = [page.return_link(url)]  # the result page's "Torna al negozio"
+    else:  # "Annulla" won: nothing taken, the order waits for a new "Paga ora"
+        assert (status, code) == ("failed", "cancelled") and bank["captures"] == []
+        assert len(back) == 1, f"{len(back)} cancels went through"
+    page.close()
+    returned = browser.http.get(back[0], allow_redirects=False, timeout=30)
+    assert returned.status_code == 303
+    if status == "authorised":
+        assert world.payments(order_id) == {("hosted_page", "succeeded"): 1}
+        assert world.order_status(order_id) == "paid"
+        assert world.services_of(order_id) == 1
+    else:
+        assert world.payments(order_id) == {("hosted_page", "failed"): 1}
+        assert world.order_status(order_id) == "pending_payment"
+        assert world.services_of(order_id) == 0
+    world.note("Invio dati + Annulla", answers, bank_status=status)
 
 
 # --- 6. Cross-path: a hosted page completed after a saved card paid -------------------------------

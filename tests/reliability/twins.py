@@ -225,9 +225,14 @@ class Browser:
 
     def twin_session(self) -> requests.Session:
         """A second browser window: the same cookies, its own connection and cookie jar."""
-        session = requests.Session()
-        session.cookies.update(self.http.cookies)
-        return session
+        return window_of(self.http)
+
+
+def window_of(http: requests.Session) -> requests.Session:
+    """Another window of a browser: its cookies copied, its own connection and cookie jar."""
+    session = requests.Session()
+    session.cookies.update(http.cookies)
+    return session
 
 
 class BankPage:
@@ -255,8 +260,12 @@ class BankPage:
             allow_redirects=False,
         )
 
-    def pay(self, redirect_url: str, number: str = "4242424242424242") -> str:
-        """Pay with a frictionless card; the signed "torna al negozio" URL."""
+    def twin_session(self) -> requests.Session:
+        """A second tab of the bank's page: the same cookies, its own connection."""
+        return window_of(self.http)
+
+    def fill(self, redirect_url: str, number: str = "4242424242424242") -> str:
+        """Type a card and Procedi, up to the summary with "Invio dati"; the page's URL."""
         parts = urlsplit(redirect_url)
         page = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
         assert self._get(page).status_code == 200
@@ -269,8 +278,17 @@ class BankPage:
         }
         response = self._post(page, card)
         assert response.status_code == 303, response.text[:500]
+        return page
+
+    def pay(self, redirect_url: str, number: str = "4242424242424242") -> str:
+        """Pay with a frictionless card; the signed "torna al negozio" URL."""
+        page = self.fill(redirect_url, number)
         response = self._post(page + "/confirm")
         assert response.status_code == 303, response.text[:500]
+        return self.return_link(page)
+
+    def return_link(self, page: str) -> str:
+        """The signed "torna al negozio" URL on the result page of a finished payment."""
         result = self._get(page + "/result").text
         found = re.search(r'id="return-link"[^>]*href="([^"]+)"', result)
         assert found, "no return link on the bank's result page"
