@@ -52,6 +52,21 @@ def wait_up(url: str, timeout: float = 20) -> None:
     raise SystemExit(f"server at {url} did not start")
 
 
+# --pin: the servers on the last core, wrk (and this script) on the others, so the load
+# generator and the measured server do not take turns on the same core.
+PINNED: dict[str, set[int]] = {}
+
+
+def pin(server_cores: set[int], client_cores: set[int]) -> None:
+    PINNED.update(server=server_cores, client=client_cores)
+    os.sched_setaffinity(0, client_cores)
+
+
+def _on(role: str):
+    cores = PINNED.get(role)
+    return (lambda: os.sched_setaffinity(0, cores)) if cores else None
+
+
 def gunicorn(app_spec: str, port: int, workers: int, env: dict) -> subprocess.Popen:
     return subprocess.Popen(
         [
@@ -71,6 +86,7 @@ def gunicorn(app_spec: str, port: int, workers: int, env: dict) -> subprocess.Po
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=_on("server"),
     )
 
 
@@ -111,7 +127,9 @@ def wrk(url: str, seconds: int, headers: dict[str, str], body: str | None = None
         with os.fdopen(fd, "w") as f:
             f.write(f'wrk.method = "POST"\nwrk.body = "{body}"\n')
         cmd += ["-s", script, "-H", "Content-Type: application/x-www-form-urlencoded"]
-    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        cmd + [url], capture_output=True, text=True, check=True, preexec_fn=_on("client")
+    ).stdout
     if script:
         os.unlink(script)
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -494,7 +512,9 @@ def _fmt(spread: tuple[float, float, float], digits: int = 2) -> str:
 def report(runs: list[dict], args) -> None:
     print(
         f"gunicorn.conf.py, workers={args.workers}; wrk -t2 -c16 -d{args.seconds}s, "
-        f"{args.rounds} interleaved rounds. Each ratio is to the route's reference in the same "
+        f"{args.rounds} interleaved rounds"
+        + (f"; servers on core(s) {sorted(PINNED['server'])}" if PINNED else "")
+        + ". Each ratio is to the route's reference in the same "
         "round (GET fragments: the lean reference; POST fragments: the lean POST reference), "
         "as median (min-max) over the rounds."
     )
@@ -536,6 +556,9 @@ def main() -> None:
         "--settle", type=float, default=3.0, help="seconds of quiet load sampling before/after"
     )
     parser.add_argument("--db", nargs="+", default=["sqlite", "postgresql"])
+    parser.add_argument(
+        "--pin", action="store_true", help="servers on the last core, wrk on the others"
+    )
     args = parser.parse_args()
     if args.rounds < 3:
         parser.error("--rounds must be at least 3: min, median and max need three")
@@ -545,6 +568,9 @@ def main() -> None:
     if "postgresql" in args.db and not pg:
         script = ROOT / "scripts" / "with-postgres.sh"
         os.execvp("bash", ["bash", str(script), sys.executable, *sys.argv])
+    cores = sorted(os.sched_getaffinity(0))
+    if args.pin and len(cores) > 1:
+        pin({cores[-1]}, set(cores[:-1]))
     runs = []
     for name in args.db:
         url = f"sqlite:///{tempfile.mkdtemp()}/bench.db" if name == "sqlite" else pg
