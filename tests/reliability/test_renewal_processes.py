@@ -105,6 +105,46 @@ def test_two_schedulers_at_once_charge_1000_services_exactly_once(system: System
         )
 
 
+def test_two_schedulers_on_the_reminder_day_send_each_customer_one_reminder(system: System):
+    """200 customers, each with a service renewed automatically and one to renew by hand, both
+    due in 30 days: two passes at once queue one e-mail per customer listing both, and record
+    each automatic renewal's announcement once (issue 26: one reminder per customer and day)."""
+    from webapp.extensions import db
+    from webapp.outbox.models import OutboxEmail
+    from webapp.renewals.models import ServiceEvent
+
+    as_of = rome_date(now_utc()).isoformat()
+    services = system.seed_due_services(400, parse_as_of(as_of) + timedelta(days=30))
+    # Each even service's customer also gets the next one, without auto-renewal.
+    firsts = {s: db.session.get(Service, s).customer_id for s in services[::2]}
+    for auto_id, hand_id in zip(services[::2], services[1::2], strict=True):
+        hand = db.session.get(Service, hand_id)
+        hand.customer_id, hand.auto_renew, hand.saved_card_id = firsts[auto_id], False, None
+    db.session.commit()
+
+    reports = [system.finish(p) for p in [system.renewals(f"r{i}", as_of) for i in (1, 2)]]
+    assert [r["errori"] for r in reports] == [0, 0]
+    assert sum(r["promemoria"] for r in reports) == 200
+    assert sum(r["promemoria rinnovo manuale"] for r in reports) == 200
+    print(f"\n[reliability] reminders split {[r['promemoria'] for r in reports]}")
+
+    db.session.rollback()
+    mails = db.session.execute(select(OutboxEmail.dedupe_key, OutboxEmail.subject)).all()
+    assert len(mails) == 200, f"{len(mails)} e-mails for 200 customers"
+    assert {subject for _, subject in mails} == {"Promemoria: 2 servizi in scadenza"}
+    assert {key for key, _ in mails} == {f"reminders-{c}-{as_of}" for c in firsts.values()}
+    announced = db.session.scalar(
+        select(func.count(Service.id)).where(Service.announced_period.is_not(None))
+    )
+    assert announced == 200  # every automatic renewal, none of the others
+    events = Counter(
+        db.session.scalars(select(ServiceEvent.service_id).where(ServiceEvent.kind == "email"))
+    )
+    assert set(events) == set(services) and set(events.values()) == {1}
+    again = system.run("r3", as_of)  # later the same day: nothing more
+    assert again["promemoria"] == 0 and again["promemoria rinnovo manuale"] == 0
+
+
 def _live_claims(system: System) -> int:
     return system.shop_count(
         select(func.count(Renewal.id)).where(Renewal.claimed_until > now_utc())

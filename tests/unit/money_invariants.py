@@ -19,7 +19,7 @@ from webapp.payments.models import (
     Refund,
     RefundStatus,
 )
-from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
+from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceEvent, ServiceStatus
 from webapp.shop.order_models import Order, OrderLine
 
 
@@ -135,10 +135,14 @@ def check_charges_announced(new_payments: list[Payment]) -> None:
         ).all()
         if notices:
             assert notices[-1].split("-")[3] == str(p.amount_cents), "last notice differs"
-        else:
-            reminder = f"reminder-{service.id}-{stamp}"
+        else:  # the customer's reminder of the day listed it (its timeline says so)
             assert db.session.scalar(
-                select(OutboxEmail.id).where(OutboxEmail.dedupe_key == reminder)
+                select(ServiceEvent.id).where(
+                    ServiceEvent.service_id == service.id,
+                    ServiceEvent.kind == "email",
+                    ServiceEvent.detail.startswith("Promemoria")
+                    | ServiceEvent.detail.startswith("La carta per il rinnovo"),
+                )
             ), f"charge {p.id}: no e-mail announced it"
 
 

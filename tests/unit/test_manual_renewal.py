@@ -23,7 +23,7 @@ from webapp.payments.settlement import succeed_payment
 from webapp.renewals import manual
 from webapp.renewals.engine import run_renewals
 from webapp.renewals.lifecycle import LifeState, life_of
-from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
+from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceEvent, ServiceStatus
 from webapp.shop import cart as shop_cart
 from webapp.shop import checkout
 from webapp.shop.models import PaymentMethod
@@ -281,7 +281,82 @@ def test_reminders_60_30_7_and_0_days_before_with_rinnova_ora(fake, dummy_custom
     assert "scadrà il 20/01/2028" in text
     assert f"/area-clienti/servizi/{pec.id}/rinnova" in text.split("Rinnova ora: ")[1]
     keys = {m.dedupe_key for m in reminders}
-    assert f"renew-due-{pec.id}-{rome_date(after(-30)).isoformat()}" in keys
+    assert f"reminders-{dummy_customer.id}-{rome_date(after(-30)).isoformat()}" in keys
+
+
+def test_one_reminder_a_day_lists_every_service_of_the_customer(fake, dummy_customer, products):
+    """Three services due the same day: one e-mail that lists them all (issue 26), whatever
+    their kind; a second pass that day sends nothing more."""
+    card = make_card(dummy_customer)
+    auto = service_of(dummy_customer, products["PEC-PRO"], auto_renew=True, card=card)
+    pec = service_of(dummy_customer, products["PEC-STD"])
+    firma = service_of(dummy_customer, products["FIRMA-R"])
+    report = run_renewals(after(-30))
+    assert (report.reminders, report.warnings, report.due_reminders) == (1, 0, 2)
+    [mail] = mails("")
+    assert mail.to_addr == dummy_customer.email
+    assert mail.subject == "Promemoria: 3 servizi in scadenza"
+    assert mail.dedupe_key == f"reminders-{dummy_customer.id}-{rome_date(after(-30)).isoformat()}"
+    text = mail.body_text
+    automatic, by_hand = text.split("== Rinnovo automatico ==")[1].split("== Da rinnovare ==")
+    assert "il servizio PEC Pro scade il 20/01/2027 e ha il rinnovo automatico attivo" in automatic
+    assert "sulla carta Visa •••• 4242" in automatic
+    for service in (pec, firma):
+        name = service.product.name
+        assert f"il servizio {name} scade il 20/01/2027, tra 30 giorni" in by_hand
+        assert f"/area-clienti/servizi/{service.id}/rinnova" in by_hand
+    assert "PEC Standard" in mail.body_html and "Rinnovo automatico" in mail.body_html
+    assert fresh(auto).announced_period is not None  # the amount of the charge was told
+    for service in (auto, pec, firma):  # each service's timeline has the e-mail
+        events = _db.session.scalars(
+            select(ServiceEvent.detail).where(
+                ServiceEvent.service_id == service.id, ServiceEvent.kind == "email"
+            )
+        ).all()
+        assert events == [mail.subject]
+    again = run_renewals(after(-30) + timedelta(hours=2))
+    assert (again.reminders, again.due_reminders) == (0, 0)
+    assert len(mails("")) == 1
+
+
+def test_each_customer_gets_the_reminder_of_its_own_services(
+    fake, dummy_customer, create_customer, products
+):
+    other = create_customer(email="anna@example.it", name="Anna Bianchi")
+    service_of(dummy_customer, products["PEC-STD"])
+    service_of(other, products["PEC-STD"])
+    service_of(other, products["FIRMA-R"])
+    assert run_renewals(after(-7)).due_reminders == 3
+    sent = {m.to_addr: m.subject for m in mails("")}
+    assert sent == {
+        dummy_customer.email: "Promemoria: PEC Standard scade il 20/01/2027",
+        "anna@example.it": "Promemoria: 2 servizi in scadenza",
+    }
+
+
+def test_a_pass_that_finds_the_days_reminder_queued_announces_nothing(
+    fake, dummy_customer, products
+):
+    """A twin pass queued today's e-mail first: this pass records no announcement of its own
+    (it would claim a reminder the customer never got); the service is reminded the next day."""
+    card = make_card(dummy_customer)
+    auto = service_of(dummy_customer, products["PEC-PRO"], auto_renew=True, card=card)
+    today = rome_date(after(-30)).isoformat()
+    _db.session.add(
+        OutboxEmail(
+            dedupe_key=f"reminders-{dummy_customer.id}-{today}",
+            to_addr=dummy_customer.email,
+            subject="Promemoria (the twin pass's)",
+            body_text="",
+            body_html="",
+        )
+    )
+    _db.session.commit()
+    assert run_renewals(after(-30)).reminders == 0
+    assert fresh(auto).announced_period is None
+    assert run_renewals(after(-29)).reminders == 1
+    assert fresh(auto).announced_cents == 3050  # € 25,00 + 22% VAT, told the next day
+    assert len(mails("rinnoviamo PEC Pro")) == 1
 
 
 def test_no_reminder_after_renewal_nor_to_auto_renewing_services(fake, dummy_customer, products):

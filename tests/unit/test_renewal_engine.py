@@ -93,7 +93,8 @@ def test_reminder_30_days_before_says_amount_card_and_how_to_turn_off(fake, serv
     assert report.reminders == 1
     assert report.warnings == 0
     [mail] = emails("Promemoria")
-    assert mail.dedupe_key == f"reminder-{service.id}-{int(EXPIRES.timestamp())}"
+    assert mail.subject == "Promemoria: il 05/01/2027 rinnoviamo PEC Standard"
+    assert mail.dedupe_key == f"reminders-{service.customer_id}-2026-12-21"  # one a day
     assert "05/01/2027" in mail.body_text  # the renewal date: 15 days before expiry
     assert "€ 6,10" in mail.body_text  # 5,00 + 22% VAT
     assert "Visa •••• 4242" in mail.body_text
@@ -117,9 +118,12 @@ def test_warning_when_the_card_will_have_expired_by_the_renewal_date(fake, dummy
     service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=old)
     report = run_renewals(days_before(30))
     assert (report.reminders, report.warnings) == (1, 1)
-    [warning] = emails("sarà scaduta")
-    assert warning.dedupe_key == f"card-expiring-{service.id}-{int(EXPIRES.timestamp())}"
+    # The warning is the reminder itself: one e-mail, whose subject says what to do.
+    [warning] = _db.session.scalars(select(OutboxEmail)).all()
+    assert warning.subject == "La carta per il rinnovo di PEC Standard sarà scaduta"
+    assert warning.dedupe_key == f"reminders-{service.customer_id}-2026-12-21"
     assert "Visa •••• 1111" in warning.body_text
+    assert "scade a fine 12/2026" in warning.body_text
     assert "/area-clienti/carte" in warning.body_text
     assert run_renewals(days_before(29)).warnings == 0
 

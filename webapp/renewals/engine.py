@@ -9,8 +9,8 @@ The scheduler, the `flask renewals run` command, the customer area and the tests
 - each charge attempt is a Payment whose idempotency key the bank honours, recorded before the
   bank is asked; one whose outcome is unknown is resolved by asking the bank for that key
   (webapp.renewals.charging);
-- reminders and warnings carry an outbox dedupe key, so a rerun never sends them twice
-  (webapp.renewals.reminders); expiry is webapp.renewals.expiry.
+- reminders go out as one e-mail per customer and day, whose outbox dedupe key keeps a rerun
+  from sending it twice (webapp.renewals.reminders); expiry is webapp.renewals.expiry.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from webapp.renewals.batch import batch_supported, run_batches
 from webapp.renewals.ceasing import after_expiry
 from webapp.renewals.charging import due_renewals, open_renewals, process
 from webapp.renewals.claims import default_worker
-from webapp.renewals.due_reminders import send_due_reminders
 from webapp.renewals.expiry import expire, expired_services
 from webapp.renewals.manage import attach_new_card
 from webapp.renewals.models import Renewal, RenewalStatus, Service
@@ -57,8 +56,7 @@ def run_renewals(
     worker = worker or default_worker()
     cfg = settings()
     report = RenewalReport()
-    send_reminders(now, cfg, report)
-    send_due_reminders(now, report)  # services without auto-renewal: "Rinnova ora"
+    send_reminders(now, cfg, report)  # one e-mail per customer: auto-renewal and "Rinnova ora"
     open_renewals(now, cfg, report)
     if batch_supported():  # PostgreSQL: claim, record, charge and settle n at a time
         run_batches(now, worker, cfg, lease_clock, report)
