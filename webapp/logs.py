@@ -42,9 +42,6 @@ def configure_logging(
     not set them) come from a WSGI wrapper around the app: plain lists, no request hooks.
     `observe(environ, status, seconds)`, when given, is told of every answered request (metrics).
     """
-    # No format of ours prints where a line was logged from: skip the stack walk that finds it
-    # (the logging HOWTO's "Optimization"), a third of what each access line costs.
-    logging._srcfile = None
     root = logging.getLogger()
     if not any(getattr(h, "_webapp", False) for h in root.handlers):
         handler = logging.StreamHandler()

@@ -95,13 +95,18 @@ def covering_years(service: Service) -> list[tuple[Payment, int]]:
         )
     )
     for renewal in renewals:
-        order = db.session.get(Order, renewal.order_id)
+        if renewal.order_line_id is not None:  # renewed by hand: its line's order paid it
+            paid = db.session.get(OrderLine, renewal.order_line_id)
+            order_id, years = paid.order_id, paid.years
+        else:
+            order = db.session.get(Order, renewal.order_id)
+            order_id, years = order.id, order.lines[0].years
         for p in db.session.scalars(
             select(Payment).where(
-                Payment.order_id == order.id, Payment.status == PaymentStatus.SUCCEEDED
+                Payment.order_id == order_id, Payment.status == PaymentStatus.SUCCEEDED
             )
         ):
-            out.append((p, order.lines[0].years))
+            out.append((p, years))
     return out
 
 

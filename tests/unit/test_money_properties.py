@@ -2,7 +2,8 @@
 
 Hypothesis's rule-based state machine plays random sequences of purchases (card or bank
 transfer), renewal passes with the test clock, partial and full refunds, withdrawals, price
-changes, frequency changes (through the customer area) and billing-type changes, and checks
+changes, frequency changes and the Rinnovo automatico switch (through the customer area),
+renewals by hand paid by card, and billing-type changes, and checks
 after every step (tests/unit/money_invariants.py): money at the bank = payments - refunds, per
 order and in total; one invoice per payment with the amount paid; credit notes = refunds to the
 cent; each service's paid-up-to date = the periods its unrefunded payments cover; every renewal
@@ -18,7 +19,7 @@ import os
 import secrets
 from datetime import timedelta
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from sqlalchemy import select
@@ -205,12 +206,7 @@ def machine_for(app, start, monkeypatch):
 
         @rule(pick=st.integers(0, 50), years=st.integers(1, 5))
         def frequency_change(self, pick, years):
-            from webapp.renewals.models import Service, ServiceStatus
-
-            services = db.session.scalars(
-                select(Service).where(Service.status == ServiceStatus.ACTIVE).order_by(Service.id)
-            ).all()
-            renewable = [s for s in services if s.renewable]
+            renewable = self._renewable()
             if not renewable:
                 return
             service = renewable[pick % len(renewable)]
@@ -218,6 +214,58 @@ def machine_for(app, start, monkeypatch):
                 f"/area-clienti/servizi/{service.id}/frequenza", data={"frequency_years": years}
             )
             assert response.status_code in (200, 422), response.status_code
+
+        def _renewable(self):
+            from webapp.renewals.models import Service, ServiceStatus
+
+            services = db.session.scalars(
+                select(Service).where(Service.status == ServiceStatus.ACTIVE).order_by(Service.id)
+            ).all()
+            return [s for s in services if s.renewable]
+
+        @rule(pick=st.integers(0, 50), enabled=st.booleans())
+        def auto_renew_switch(self, pick, enabled):
+            """Rinnovo automatico off (the reminders then offer "Rinnova ora") or on again."""
+            services = self._renewable()
+            if not services:
+                return
+            service = services[pick % len(services)]
+            form = {"auto_renew": ["0", "1"] if enabled else ["0"]}
+            url = f"/area-clienti/servizi/{service.id}/rinnovo-automatico"
+            response = self.client.post(url, data=form)
+            assert response.status_code in (200, 422), response.status_code
+
+        @rule(pick=st.integers(0, 50), years=st.integers(1, 3))
+        def renew_by_hand(self, pick, years):
+            """Rinnova from the customer area, paid by card at once (issue 28): refused before
+            the bank when the period is renewed, being charged or out of its window."""
+            from webapp.errors import DomainError
+            from webapp.payments.payable import payable_order
+            from webapp.renewals import manual
+            from webapp.shop import cart as shop_cart
+            from webapp.shop import checkout
+
+            services = [s for s in self._renewable() if s.product.renewable_by_hand]
+            if not services:
+                return
+            service = services[pick % len(services)]
+            try:
+                cart = shop_cart.get_or_create_cart(self.customer.id, None)
+                manual.add_to_cart(cart, service, years, self.now)
+                shop_cart.set_payment_method(cart, PaymentMethod.CARD)
+                order = checkout.confirm_order(
+                    cart, self.customer.id, cart.checkout_token, True, self.now
+                )
+                db.session.commit()
+                payable_order(order, rome_date(self.now))
+            except DomainError as exc:
+                db.session.rollback()
+                event(f"renewal by hand refused: {type(exc).__name__}")
+                return
+            event("renewed by hand")
+            self.buyers[order.id] = order.buyer["customer_type"]  # a purchase: the recesso
+            payment = pay_by_card(order, self.now)
+            self.elsewhere[payment.gateway_ref] = payment.amount_cents
 
         @rule(kind=st.sampled_from(KINDS))
         def billing_change(self, kind):
