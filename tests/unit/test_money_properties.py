@@ -3,8 +3,8 @@
 Hypothesis's rule-based state machine plays random sequences of purchases (card or bank
 transfer), renewal passes with the test clock, partial and full refunds, withdrawals, price
 changes, frequency changes and the Rinnovo automatico switch (through the customer area),
-renewals by hand paid by card, and billing-type changes, and checks
-after every step (tests/unit/money_invariants.py): money at the bank = payments - refunds, per
+renewals by hand paid by card, bank answers that do not match ("Da verificare"), and
+billing-type changes, and checks after every step (tests/unit/money_invariants.py): money at the bank = payments - refunds, per
 order and in total; one invoice per payment with the amount paid; credit notes = refunds to the
 cent; each service's paid-up-to date = the periods its unrefunded payments cover; every renewal
 charge = the last amount announced; the recesso only for consumers within 14 days.
@@ -28,7 +28,7 @@ from tests.unit import money_invariants as inv
 from tests.unit.helpers import login
 from tests.unit.invoicing_helpers import confirmed_order, give_billing
 from tests.unit.money_world import pay_by_card
-from tests.unit.renewal_fakes import FakeGateway
+from tests.unit.renewal_fakes import FAKE_MERCHANT, FakeGateway
 from webapp.clock import rome_date
 from webapp.extensions import db
 from webapp.payments.models import Payment, PaymentStatus, RefundKind
@@ -266,6 +266,48 @@ def machine_for(app, start, monkeypatch):
             self.buyers[order.id] = order.buyer["customer_type"]  # a purchase: the recesso
             payment = pay_by_card(order, self.now)
             self.elsewhere[payment.gateway_ref] = payment.amount_cents
+
+        @rule(sku=st.sampled_from(SKUS), wrong=st.sampled_from(["amount", "order", "merchant"]))
+        def wrong_answer(self, sku, wrong):
+            """The bank's page answers for another amount, order or merchant (issue 29): the
+            payment is held ("Da verificare"), nothing is paid, the money taken given back."""
+            from webapp.payments import flows
+            from webapp.payments.gateway import GatewayStatus, PaymentStatusInfo
+            from webapp.payments.models import PaymentChannel
+            from webapp.payments.settlement import order_ref
+
+            products = {sku: self._product(sku)}
+            method = PaymentMethod.CARD
+            order = confirmed_order(self.customer, products, self.now, (sku,), 1, method)
+            ref = f"pay_wrong_{secrets.token_hex(4)}"
+            db.session.add(
+                Payment(
+                    order_id=order.id,
+                    channel=PaymentChannel.HOSTED_PAGE,
+                    amount_cents=order.total_cents,
+                    idempotency_key=secrets.token_hex(8),
+                    gateway_ref=ref,
+                    created_at=self.now,
+                )
+            )
+            db.session.commit()
+            taken = order.total_cents + (100 if wrong == "amount" else 0)
+            self.fake.verifications[ref] = PaymentStatusInfo(
+                ref,
+                GatewayStatus.AUTHORISED,
+                taken,
+                "EUR",
+                order_ref(order) if wrong != "order" else "ORD-999999",
+                None,
+                None,
+                self.fake.next_card,
+                merchant_id=FAKE_MERCHANT if wrong != "merchant" else "another-shop",
+            )
+            self.elsewhere[ref] = taken  # what the bank took
+            payment = flows.settle_hosted_payment(ref, self.now).payment
+            db.session.refresh(order)
+            assert payment.status is PaymentStatus.TO_VERIFY, payment.status
+            assert order.status is OrderStatus.PENDING_PAYMENT
 
         @rule(kind=st.sampled_from(KINDS))
         def billing_change(self, kind):
