@@ -414,14 +414,47 @@ def cache_counts(shop: str) -> tuple[float, float]:
     return counts["hit"], counts["miss"]
 
 
+def schedule(labels: list[str]) -> list[str]:
+    """A round's order: each reference runs right before and right after its fragments
+    (bare, lean, GET fragments, lean, lean POST, POST fragments, lean POST), so a fragment is
+    compared with its reference's runs on either side of it, not with one taken a minute
+    earlier while the machine did something else."""
+    bare, lean, lean_post = REFERENCES
+    fragments = [label for label in labels if label not in REFERENCES]
+    gets = [label for label in fragments if reference_of(label) == lean]
+    posts = [label for label in fragments if reference_of(label) == lean_post]
+    return [
+        *(label for label in labels if label == bare),
+        lean,
+        *gets,
+        lean,
+        lean_post,
+        *posts,
+        lean_post,
+    ]
+
+
+def bracketed(results: list[tuple]) -> tuple:
+    """A reference's two runs around its fragments as one: mean rate, p99 and CPU per request,
+    errors and requests added up, no hit rate."""
+    if len(results) == 1:
+        return results[0]
+    rate, p99, cpu = (statistics.fmean(r[i] for r in results) for i in (0, 1, 4))
+    return (rate, p99, sum(r[2] for r in results), sum(r[3] for r in results), cpu, None)
+
+
 def measure(name: str, routes: list[tuple], masters: dict[str, int], meter, shop, args):
     """Each route's (requests/s, p99 ms, non-2xx, requests, server CPU ms per request, cache hit
     rate) per round, and the other processes' load (cores) during each route's run. The rounds
-    are interleaved, so the machine's load hits every route alike."""
+    are interleaved and each reference brackets its fragments (`schedule`), so the machine's
+    load hits a fragment and its reference alike."""
     runs: dict[str, list] = {r[0]: [] for r in routes}
+    by_label = {r[0]: r for r in routes}
     during: list[float] = []
     for _ in range(args.rounds):
-        for label, url, headers, body in routes:
+        this_round: dict[str, list] = {label: [] for label in runs}
+        for label in schedule(list(by_label)):
+            _, url, headers, body = by_label[label]
             master = next(pid for server, pid in masters.items() if url.startswith(server))
             hits, misses = cache_counts(shop)
             cpu = server_cpu(master)
@@ -432,8 +465,10 @@ def measure(name: str, routes: list[tuple], masters: dict[str, int], meter, shop
             hits2, misses2 = cache_counts(shop)
             asked = (hits2 - hits) + (misses2 - misses)
             hit_rate = (hits2 - hits) / asked if asked else None
-            runs[label].append((*result, cpu_ms, hit_rate))
+            this_round[label].append((*result, cpu_ms, hit_rate))
             refuse_failed_reference(name, label, result)
+        for label, results in this_round.items():
+            runs[label].append(bracketed(results))
     return runs, during
 
 

@@ -51,3 +51,25 @@ def test_the_renewal_engine_verdict_compares_each_run_with_its_own_raw_floor():
     assert lines[1].startswith("10,000 services, 2 workers beat 1: MET (1.09 vs 0.70")
     assert lines[2].startswith("100,000 services, 1 worker: BROKEN (0.50")
     assert lines[3].startswith("100,000 services, 2 workers beat 1: BROKEN")
+
+
+def test_each_reference_brackets_its_fragments_in_a_round():
+    data = dict(logged="x", csrf="c", anon="a", service_id=1, order_id=2, card_id=3, order_total=4)
+    labels = [route[0] for route in fragments.targets("s", "b", "l", data)]
+    order = fragments.schedule(labels)
+    assert sorted(set(order)) == sorted(labels)
+    for label in labels:
+        if label in fragments.REFERENCES:
+            continue
+        reference = fragments.reference_of(label)
+        runs = [i for i, name in enumerate(order) if name == reference]
+        assert len(runs) == 2 and runs[0] < order.index(label) < runs[1], (label, order)
+
+
+def test_a_references_two_runs_count_as_their_mean():
+    before = (1000.0, 10.0, 0, 4000, 1.0, None)
+    after = (800.0, 14.0, 1, 3200, 1.2, None)
+    rate, p99, errors, requests, cpu, hit = fragments.bracketed([before, after])
+    assert (rate, p99, errors, requests, hit) == (900.0, 12.0, 1, 7200, None)
+    assert abs(cpu - 1.1) < 1e-9
+    assert fragments.bracketed([after]) == after
