@@ -250,6 +250,22 @@ def test_a_price_change_after_the_reminder_is_announced_before_any_charge(renewi
     assert fake_bank.calls[-1]["amount_cents"] == 854
 
 
+def test_a_price_change_after_the_reminder_is_announced_at_the_next_daily_pass(
+    renewing, fake_bank
+):
+    """Before the window opens: the day after the change, the pass sends the new amount, even
+    when the customer has nothing else to be reminded of that day."""
+    from webapp.renewals.engine import run_renewals
+
+    assert run_renewals(_at(30)).reminders == 1
+    _price_from(renewing.product, 700, date(2027, 1, 1))
+    report = run_renewals(_at(29))
+    assert report.reminders == 0 and fake_bank.calls == []
+    [notice] = _mails("addebiteremo € 8,54")
+    assert "05/01/2027" in notice.subject
+    assert run_renewals(_at(28)) and len(_mails("addebiteremo € 8,54")) == 1  # told once
+
+
 def test_the_customer_area_quotes_the_renewal_day_price(client, renewing, fake_bank, monkeypatch):
     import webapp.account.area as area
     from tests.unit.helpers import login

@@ -94,13 +94,27 @@ def send_reminders(now: datetime, cfg: RenewalSettings, report: RenewalReport) -
         .order_by(Service.customer_id)
     )
     for customer_id in customers:
+        auto = [s for s in _services(customer_id, _auto(today, cfg)) if s.renewable]
+        told = [s for s in auto if notices.last_announcement(s) is not None]
+        for service in told:  # reminded already: a notice of its own if the amount changed
+            _notify_change(service, now, cfg)
+        untold = [s for s in auto if s not in told]
         try:
-            if _remind(customer_id, now, cfg, report):
+            if _remind(customer_id, untold, now, cfg, report):
                 commit()
             else:
                 rollback()  # nothing to say, or today's e-mail went out already
         except IntegrityError:
             rollback()  # another pass queued today's e-mail first
+
+
+def _notify_change(service: Service, now: datetime, cfg: RenewalSettings) -> None:
+    """The amount, years or card changed since the reminder: the new notice, committed alone."""
+    try:
+        notices.notify_change(service, now, cfg)
+        commit()
+    except IntegrityError:
+        rollback()  # a twin pass queued the same notice first
 
 
 def _services(customer_id: int, clauses) -> list[Service]:
@@ -114,17 +128,11 @@ def _services(customer_id: int, clauses) -> list[Service]:
     )
 
 
-def _remind(customer_id: int, now: datetime, cfg: RenewalSettings, report) -> bool:
-    """Queue the customer's e-mail of the day; False (to roll back) when there is none."""
+def _remind(customer_id: int, untold: list[Service], now: datetime, cfg, report) -> bool:
+    """Queue the customer's e-mail of the day, with the auto-renewing services not reminded
+    yet (`untold`); False (to roll back) when there is none."""
     today, days = rome_date(now), reminder_days()
-    auto = []
-    for service in _services(customer_id, _auto(today, cfg)):
-        if not service.renewable:
-            continue
-        if notices.last_announcement(service) is not None:
-            notices.notify_change(service, now, cfg)  # reminded already: a notice if it changed
-        elif (item := _announce(service, now, cfg)) is not None:
-            auto.append(item)
+    auto = [item for service in untold if (item := _announce(service, now, cfg)) is not None]
     by_hand = [
         Reminder(service, price_in_force(service, day=today), days_left=left)
         for service in _services(customer_id, _by_hand(today, days))
