@@ -334,6 +334,35 @@ def test_each_customer_gets_the_reminder_of_its_own_services(
     }
 
 
+def test_the_days_reminder_lists_the_soonest_expiry_first_and_skips_what_cannot_be_renewed(
+    app, fake, dummy_customer, products
+):
+    """A service due later comes after the sooner one; Marche temporali (consumed, bought
+    again, not renewable by hand) get no reminder; with no reminder days configured, services
+    without auto-renewal get none, and an auto-renewing one still gets its own."""
+    later = make_service(
+        dummy_customer, products["FIRMA-R"], expires_at=EXPIRES + 7 * DAY, auto_renew=False
+    )
+    sooner = service_of(dummy_customer, products["PEC-STD"])
+    service_of(dummy_customer, products["MARCHE-50"])
+    app.config["RENEWAL_DUE_REMINDER_DAYS"] = [30, 37]  # 37 days before the later one's expiry
+    assert run_renewals(after(-30)).due_reminders == 2
+    [mail] = mails("")
+    assert mail.subject == "Promemoria: 2 servizi in scadenza"
+    text = mail.body_text
+    assert text.index(sooner.product.name) < text.index(later.product.name)
+    assert "Marche temporali" not in text
+    app.config["RENEWAL_DUE_REMINDER_DAYS"] = []
+    card = make_card(dummy_customer)
+    auto = make_service(
+        dummy_customer, products["PEC-PRO"], expires_at=EXPIRES + DAY, auto_renew=True, card=card
+    )
+    report = run_renewals(after(-29))
+    assert (report.reminders, report.due_reminders) == (1, 0)
+    [mail] = mails("rinnoviamo")
+    assert mail.subject == f"Promemoria: il 06/01/2027 rinnoviamo {auto.product.name}"
+
+
 def test_a_pass_that_finds_the_days_reminder_queued_announces_nothing(
     fake, dummy_customer, products
 ):
