@@ -299,11 +299,11 @@ def test_one_reminder_a_day_lists_every_service_of_the_customer(fake, dummy_cust
     assert mail.dedupe_key == f"reminders-{dummy_customer.id}-{rome_date(after(-30)).isoformat()}"
     text = mail.body_text
     automatic, by_hand = text.split("== Rinnovo automatico ==")[1].split("== Da rinnovare ==")
-    assert "il servizio PEC Pro scade il 20/01/2027 e ha il rinnovo automatico attivo" in automatic
+    assert "Il servizio PEC Pro scade il 20/01/2027 e ha il rinnovo automatico attivo" in automatic
     assert "sulla carta Visa •••• 4242" in automatic
     for service in (pec, firma):
         name = service.product.name
-        assert f"il servizio {name} scade il 20/01/2027, tra 30 giorni" in by_hand
+        assert f"Il servizio {name} scade il 20/01/2027, tra 30 giorni" in by_hand
         assert f"/area-clienti/servizi/{service.id}/rinnova" in by_hand
     assert "PEC Standard" in mail.body_html and "Rinnovo automatico" in mail.body_html
     assert fresh(auto).announced_period is not None  # the amount of the charge was told
