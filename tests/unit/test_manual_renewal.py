@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from tests.unit.invoicing_helpers import NS, hosted_payment, pay, xml_tree
 from tests.unit.renewal_fakes import FakeGateway, make_card, make_service
-from webapp.clock import add_years, rome_date
+from webapp.clock import add_years, expiring_by, rome_date, rome_midnight
 from webapp.errors import InvalidChoice, InvalidTransition
 from webapp.extensions import db as _db
 from webapp.invoicing.models import Invoice
@@ -26,7 +26,7 @@ from webapp.renewals.lifecycle import LifeState, life_of
 from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceEvent, ServiceStatus
 from webapp.shop import cart as shop_cart
 from webapp.shop import checkout
-from webapp.shop.models import PaymentMethod
+from webapp.shop.models import PaymentMethod, ProductPrice
 from webapp.shop.order_models import Order, OrderKind, OrderStatus
 
 EXPIRES = datetime(2027, 1, 20, 10, 0, tzinfo=UTC)  # valid through 20/01/2027
@@ -361,6 +361,64 @@ def test_the_days_reminder_lists_the_soonest_expiry_first_and_skips_what_cannot_
     assert (report.reminders, report.due_reminders) == (1, 0)
     [mail] = mails("rinnoviamo")
     assert mail.subject == f"Promemoria: il 06/01/2027 rinnoviamo {auto.product.name}"
+
+
+def test_the_reminder_range_runs_from_the_reminder_day_to_the_window(
+    fake, dummy_customer, products
+):
+    """Auto-renewal: a service whose expiry is the first instant past the window's days is
+    reminded today; one the first instant past the reminder's days is not (yet)."""
+    today = rome_date(after(-30))
+    card = make_card(dummy_customer)
+    edge = make_service(
+        dummy_customer, products["PEC-PRO"], expires_at=expiring_by(today, 15), card=card
+    )
+    too_far = make_service(
+        dummy_customer, products["PEC-STD"], expires_at=expiring_by(today, 30), card=card
+    )
+    assert run_renewals(after(-30)).reminders == 1
+    assert fresh(edge).announced_period is not None
+    assert fresh(too_far).announced_period is None
+
+
+def test_a_service_expiring_at_midnight_is_reminded_that_day(fake, dummy_customer, products):
+    today = rome_date(after(-30))
+    make_service(
+        dummy_customer, products["PEC-STD"], expires_at=rome_midnight(today), auto_renew=False
+    )
+    assert run_renewals(after(-30)).due_reminders == 1
+    assert len(mails("PEC Standard scade oggi: rinnovalo ora")) == 1
+
+
+def test_every_customers_reminder_is_counted(fake, dummy_customer, create_customer, products):
+    other = create_customer(email="anna@example.it", name="Anna Bianchi")
+    for customer in (dummy_customer, other):
+        old = make_card(customer, exp_month=12, exp_year=2026, last4="1111")
+        service_of(customer, products["PEC-PRO"], auto_renew=True, card=old)
+    report = run_renewals(after(-30))
+    assert (report.reminders, report.warnings) == (2, 2)
+
+
+def test_the_reminder_quotes_the_price_of_the_pass_day_and_links_the_shop(
+    app, fake, dummy_customer, products
+):
+    """The price in force on the day of the pass (time travel included), not the machine's
+    date; the customer's name and the shop's own address."""
+    pec = service_of(dummy_customer, products["PEC-STD"])
+    day = rome_date(after(-30))
+    for cents, start in ((800, day), (900, day + DAY)):
+        _db.session.add(
+            ProductPrice(product_id=pec.product_id, yearly_price_cents=cents, effective_from=start)
+        )
+    _db.session.commit()
+    run_renewals(after(-30))
+    [mail] = mails("")
+    assert "Rinnovarlo per 1 anno costa € 9,76" in mail.body_text  # € 8,00 + IVA
+    assert mail.body_text.startswith("Gentile Mario Rossi,")
+    shop = app.config["SHOP_BASE_URL"]
+    assert f"Rinnova ora: {shop}/area-clienti/servizi/{pec.id}/rinnova" in mail.body_text
+    assert f'href="{shop}/area-clienti/servizi/{pec.id}/rinnova"' in mail.body_html
+    assert f"Area clienti: {shop}/area-clienti" in mail.body_html
 
 
 def test_a_pass_that_finds_the_days_reminder_queued_announces_nothing(

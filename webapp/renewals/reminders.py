@@ -56,8 +56,9 @@ class Reminder:
         return add_years(self.service.expires_at, self.price.years)
 
 
-def reminder_days() -> tuple[int, ...]:
-    return tuple(sorted(set(current_app.config["RENEWAL_DUE_REMINDER_DAYS"]), reverse=True))
+def reminder_days() -> frozenset[int]:
+    """The days before the expiry on which a service without auto-renewal is reminded."""
+    return frozenset(current_app.config["RENEWAL_DUE_REMINDER_DAYS"])
 
 
 def _auto(today: date, cfg: RenewalSettings):
@@ -69,7 +70,7 @@ def _auto(today: date, cfg: RenewalSettings):
     )
 
 
-def _by_hand(today: date, days: tuple[int, ...]):
+def _by_hand(today: date, days: frozenset[int]):
     """Services without auto-renewal that may be on a reminder day (the day checked in Python)."""
     if not days:
         return (false(),)
