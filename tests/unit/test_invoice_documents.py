@@ -3,9 +3,27 @@ share and line, the numbers, the FatturaPA elements of each kind of buyer (mutat
 
 from __future__ import annotations
 
-import pytest
+from datetime import date
 
-from webapp.invoicing.services import display_name
+import pytest
+from lxml import etree
+from sqlalchemy import select
+
+from tests.unit.invoicing_helpers import (
+    confirmed_order,
+    give_billing,
+    pay,
+    refund,
+    xml_tree,
+)
+from webapp.extensions import db
+from webapp.invoicing import fatturapa
+from webapp.invoicing.models import Invoice, InvoiceCounter
+from webapp.invoicing.numbering import next_number, progressive, take_numbers
+from webapp.invoicing.services import display_name, invoice_of_order
+from webapp.invoicing.xsd import schema_errors
+
+B = "FatturaElettronicaBody"
 
 
 @pytest.mark.parametrize(
@@ -23,3 +41,334 @@ from webapp.invoicing.services import display_name
 )
 def test_the_buyers_name_on_the_pages(snapshot, name):
     assert display_name(snapshot) == name
+
+
+# --- credit notes --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def products(catalogue):
+    return catalogue["products"]
+
+
+@pytest.fixture
+def buyer(create_customer):
+    return create_customer(billing=False)
+
+
+def _note_of(row) -> Invoice:
+    return db.session.scalar(select(Invoice).where(Invoice.refund_id == row.id))
+
+
+def test_a_partial_credit_note_has_one_line_of_its_net(db, buyer, products, now):
+    give_billing(buyer, "private")
+    order = confirmed_order(buyer, products, now, skus=("CONS-1",))
+    payment = pay(order, now)
+    invoice = invoice_of_order(order.id)
+    note = _note_of(refund(payment, 1000, now))
+    assert note.lines == [
+        {
+            "description": f"Rimborso parziale dell'ordine {order.number}, "
+            f"fattura n. {invoice.number_label}",
+            "quantity": 1,
+            "unit": "",
+            "unit_price_cents": 820,
+            "discount_cents": 0,
+            "net_cents": 820,
+        }
+    ]
+    line = xml_tree(note.xml).find(f"{B}/DatiBeniServizi/DettaglioLinee")
+    assert (line.findtext("Quantita"), line.findtext("PrezzoUnitario")) == ("1.00", "8.20")
+    assert line.find("UnitaMisura") is None and line.find("ScontoMaggiorazione") is None
+
+
+def test_another_invoices_credit_notes_do_not_count(db, buyer, products, now):
+    """Each invoice's partial notes are rounded on its own running total, not another's."""
+    give_billing(buyer, "private")
+    first = confirmed_order(buyer, products, now, skus=("CONS-1",))
+    second = confirmed_order(buyer, products, now, skus=("CONS-1",))
+    first_payment, second_payment = pay(first, now), pay(second, now)
+    refund(first_payment, 1000, now)
+    note = _note_of(refund(second_payment, 1000, now))
+    assert (note.net_cents, note.vat_cents, note.paid_cents) == (820, 180, 1000)
+    again = _note_of(refund(second_payment, 1000, now))
+    assert (again.net_cents, again.vat_cents) == (819, 181)  # 2000 -> 1639 + 361 in all
+
+
+def test_a_credit_note_keeps_the_rate_of_its_invoice(db, buyer, products, now):
+    """An invoice issued at another rate (the config's of its day) is credited at that rate."""
+    give_billing(buyer, "public")
+    order = confirmed_order(buyer, products, now, skus=("CONS-1",))
+    payment = pay(order, now)
+    invoice = invoice_of_order(order.id)
+    invoice.vat_rate_percent = 10
+    note = _note_of(refund(payment, 1000, now))
+    assert (note.net_cents, note.vat_cents, note.vat_rate_percent) == (1000, 100, 10)
+
+
+# --- the FatturaPA XML, element by element -------------------------------------------------------
+
+SELLER_DATA = fatturapa.Seller(
+    name="Shop S.r.l.",
+    vat_number="01234560157",
+    tax_code="01234560157",
+    address="Via Roma 1",
+    cap="20100",
+    city="Milano",
+    province="MI",
+    rea_office="MI",
+    rea_number="1234567",
+    email="fatture@shop.it",
+    phone="0212345678",
+    iban="IT60X0542811101000000123456",
+)
+FOREIGN_BUYER = {
+    "customer_type": "private",
+    "first_name": "Hans",
+    "last_name": "Müller",
+    "tax_code": "",
+    "address": "Hauptstr. 5",
+    "postal_code": "10115",
+    "city": "Berlin",
+    "province": "BE",
+    "country": "DE",
+    "sdi_code": "",
+    "pec": "hans@example.de",
+}
+PUBLIC_BUYER = {
+    "customer_type": "public",
+    "company_name": "Comune di Esempio",
+    "tax_code": "00743110157",
+    "vat_number": "00743110157",
+    "sdi_code": "UF1234",
+    "cig": "Z1A2B3C4D5",
+    "cup": "J12B34000010005",
+    "address": "Piazza del Municipio 1",
+    "postal_code": "00184",
+    "city": "Roma",
+    "province": "RM",
+    "country": "IT",
+    "pec": "comune@pec.it",
+}
+RENEWAL_LINES = [
+    {
+        "description": "Rinnovo PEC",
+        "quantity": 3,
+        "unit": "anni",
+        "unit_price_cents": 1000,
+        "discount_cents": 100,
+        "net_cents": 2900,
+        "period_start": "2026-12-01",
+        "period_end": "2029-11-30",
+    },
+    {
+        "description": "Servizio Firma",
+        "quantity": 1,
+        "unit": "",
+        "unit_price_cents": 500,
+        "discount_cents": 0,
+        "net_cents": 500,
+    },
+]
+
+TRANSMITTER = [
+    "H/DatiTrasmissione/IdTrasmittente/IdPaese=IT",
+    "H/DatiTrasmissione/IdTrasmittente/IdCodice=01234560157",
+]
+SELLER = [
+    "H/CedentePrestatore/DatiAnagrafici/IdFiscaleIVA/IdPaese=IT",
+    "H/CedentePrestatore/DatiAnagrafici/IdFiscaleIVA/IdCodice=01234560157",
+    "H/CedentePrestatore/DatiAnagrafici/CodiceFiscale=01234560157",
+    "H/CedentePrestatore/DatiAnagrafici/Anagrafica/Denominazione=Shop S.r.l.",
+    "H/CedentePrestatore/DatiAnagrafici/RegimeFiscale=RF01",
+    "H/CedentePrestatore/Sede/Indirizzo=Via Roma 1",
+    "H/CedentePrestatore/Sede/CAP=20100",
+    "H/CedentePrestatore/Sede/Comune=Milano",
+    "H/CedentePrestatore/Sede/Provincia=MI",
+    "H/CedentePrestatore/Sede/Nazione=IT",
+    "H/CedentePrestatore/IscrizioneREA/Ufficio=MI",
+    "H/CedentePrestatore/IscrizioneREA/NumeroREA=1234567",
+    "H/CedentePrestatore/IscrizioneREA/StatoLiquidazione=LN",
+    "H/CedentePrestatore/Contatti/Telefono=0212345678",
+    "H/CedentePrestatore/Contatti/Email=fatture@shop.it",
+]
+FOREIGN_RENEWAL = [
+    "versione=FPR12",
+    *TRANSMITTER,
+    "H/DatiTrasmissione/ProgressivoInvio=0000A",
+    "H/DatiTrasmissione/FormatoTrasmissione=FPR12",
+    "H/DatiTrasmissione/CodiceDestinatario=XXXXXXX",
+    *SELLER,
+    "H/CessionarioCommittente/DatiAnagrafici/Anagrafica/Nome=Hans",
+    "H/CessionarioCommittente/DatiAnagrafici/Anagrafica/Cognome=Müller",
+    "H/CessionarioCommittente/Sede/Indirizzo=Hauptstr. 5",
+    "H/CessionarioCommittente/Sede/CAP=00000",
+    "H/CessionarioCommittente/Sede/Comune=Berlin",
+    "H/CessionarioCommittente/Sede/Nazione=DE",
+    "B/DatiGenerali/DatiGeneraliDocumento/TipoDocumento=TD01",
+    "B/DatiGenerali/DatiGeneraliDocumento/Divisa=EUR",
+    "B/DatiGenerali/DatiGeneraliDocumento/Data=2026-11-25",
+    "B/DatiGenerali/DatiGeneraliDocumento/Numero=2026/000007",
+    "B/DatiGenerali/DatiGeneraliDocumento/ImportoTotaleDocumento=41.48",
+    "B/DatiGenerali/DatiGeneraliDocumento/Causale=Ordine ORD-1",
+    "B/DatiBeniServizi/DettaglioLinee/NumeroLinea=1",
+    "B/DatiBeniServizi/DettaglioLinee/Descrizione=Rinnovo PEC",
+    "B/DatiBeniServizi/DettaglioLinee/Quantita=3.00",
+    "B/DatiBeniServizi/DettaglioLinee/UnitaMisura=anni",
+    "B/DatiBeniServizi/DettaglioLinee/DataInizioPeriodo=2026-12-01",
+    "B/DatiBeniServizi/DettaglioLinee/DataFinePeriodo=2029-11-30",
+    "B/DatiBeniServizi/DettaglioLinee/PrezzoUnitario=10.00",
+    "B/DatiBeniServizi/DettaglioLinee/ScontoMaggiorazione/Tipo=SC",
+    "B/DatiBeniServizi/DettaglioLinee/ScontoMaggiorazione/Importo=0.33333333",
+    "B/DatiBeniServizi/DettaglioLinee/PrezzoTotale=29.00",
+    "B/DatiBeniServizi/DettaglioLinee/AliquotaIVA=22.00",
+    "B/DatiBeniServizi/DettaglioLinee/NumeroLinea=2",
+    "B/DatiBeniServizi/DettaglioLinee/Descrizione=Servizio Firma",
+    "B/DatiBeniServizi/DettaglioLinee/Quantita=1.00",
+    "B/DatiBeniServizi/DettaglioLinee/PrezzoUnitario=5.00",
+    "B/DatiBeniServizi/DettaglioLinee/PrezzoTotale=5.00",
+    "B/DatiBeniServizi/DettaglioLinee/AliquotaIVA=22.00",
+    "B/DatiBeniServizi/DatiRiepilogo/AliquotaIVA=22.00",
+    "B/DatiBeniServizi/DatiRiepilogo/ImponibileImporto=34.00",
+    "B/DatiBeniServizi/DatiRiepilogo/Imposta=7.48",
+    "B/DatiBeniServizi/DatiRiepilogo/EsigibilitaIVA=I",
+    "B/DatiPagamento/CondizioniPagamento=TP02",
+    "B/DatiPagamento/DettaglioPagamento/ModalitaPagamento=MP08",
+    "B/DatiPagamento/DettaglioPagamento/ImportoPagamento=41.48",
+]
+PUBLIC_CREDIT_NOTE = [
+    "versione=FPA12",
+    *TRANSMITTER,
+    "H/DatiTrasmissione/ProgressivoInvio=0000C",
+    "H/DatiTrasmissione/FormatoTrasmissione=FPA12",
+    "H/DatiTrasmissione/CodiceDestinatario=UF1234",
+    *SELLER,
+    "H/CessionarioCommittente/DatiAnagrafici/IdFiscaleIVA/IdPaese=IT",
+    "H/CessionarioCommittente/DatiAnagrafici/IdFiscaleIVA/IdCodice=00743110157",
+    "H/CessionarioCommittente/DatiAnagrafici/CodiceFiscale=00743110157",
+    "H/CessionarioCommittente/DatiAnagrafici/Anagrafica/Denominazione=Comune di Esempio",
+    "H/CessionarioCommittente/Sede/Indirizzo=Piazza del Municipio 1",
+    "H/CessionarioCommittente/Sede/CAP=00184",
+    "H/CessionarioCommittente/Sede/Comune=Roma",
+    "H/CessionarioCommittente/Sede/Provincia=RM",
+    "H/CessionarioCommittente/Sede/Nazione=IT",
+    "B/DatiGenerali/DatiGeneraliDocumento/TipoDocumento=TD04",
+    "B/DatiGenerali/DatiGeneraliDocumento/Divisa=EUR",
+    "B/DatiGenerali/DatiGeneraliDocumento/Data=2026-12-03",
+    "B/DatiGenerali/DatiGeneraliDocumento/Numero=2026/000009",
+    "B/DatiGenerali/DatiGeneraliDocumento/ImportoTotaleDocumento=12.20",
+    "B/DatiGenerali/DatiGeneraliDocumento/Causale=Ordine ORD-2",
+    "B/DatiGenerali/DatiGeneraliDocumento/Causale=Scissione dei pagamenti art. 17-ter DPR 633/1972",
+    "B/DatiGenerali/DatiOrdineAcquisto/IdDocumento=ORD-2",
+    "B/DatiGenerali/DatiOrdineAcquisto/CodiceCUP=J12B34000010005",
+    "B/DatiGenerali/DatiOrdineAcquisto/CodiceCIG=Z1A2B3C4D5",
+    "B/DatiGenerali/DatiFattureCollegate/IdDocumento=2026/000007",
+    "B/DatiGenerali/DatiFattureCollegate/Data=2026-11-25",
+    "B/DatiBeniServizi/DettaglioLinee/NumeroLinea=1",
+    "B/DatiBeniServizi/DettaglioLinee/Descrizione=Rimborso",
+    "B/DatiBeniServizi/DettaglioLinee/Quantita=1.00",
+    "B/DatiBeniServizi/DettaglioLinee/PrezzoUnitario=10.00",
+    "B/DatiBeniServizi/DettaglioLinee/PrezzoTotale=10.00",
+    "B/DatiBeniServizi/DettaglioLinee/AliquotaIVA=22.00",
+    "B/DatiBeniServizi/DatiRiepilogo/AliquotaIVA=22.00",
+    "B/DatiBeniServizi/DatiRiepilogo/ImponibileImporto=10.00",
+    "B/DatiBeniServizi/DatiRiepilogo/Imposta=2.20",
+    "B/DatiBeniServizi/DatiRiepilogo/EsigibilitaIVA=S",
+    "B/DatiPagamento/CondizioniPagamento=TP02",
+    "B/DatiPagamento/DettaglioPagamento/ModalitaPagamento=MP05",
+    "B/DatiPagamento/DettaglioPagamento/ImportoPagamento=10.00",
+    "B/DatiPagamento/DettaglioPagamento/IBAN=IT60X0542811101000000123456",
+]
+
+
+def _leaves(xml: bytes) -> list[str]:
+    """Each element without children as "path=text", in document order (H/ header, B/ body)."""
+    root = etree.fromstring(xml)
+    out = [f"versione={root.get('versione')}"]
+    for element in root.iter():
+        if len(element) == 0:
+            path = "/".join(a.tag for a in reversed(list(element.iterancestors())) if a is not root)
+            path = path.replace("FatturaElettronicaHeader", "H").replace(
+                "FatturaElettronicaBody", "B"
+            )
+            out.append(f"{path}/{element.tag}={element.text}")
+    return out
+
+
+def test_a_foreign_buyers_renewal_invoice():
+    """XXXXXXX and no PEC, CAP 00000 and no province abroad, the period, a unit discount."""
+    doc = fatturapa.Document(
+        kind="TD01",
+        number="2026/000007",
+        issued_on=date(2026, 11, 25),
+        progressive="0000A",
+        customer=FOREIGN_BUYER,
+        lines=RENEWAL_LINES,
+        net_cents=3400,
+        vat_cents=748,
+        vat_rate_percent=22,
+        total_cents=4148,
+        paid_cents=4148,
+        split_payment=False,
+        payment_method="MP08",
+        order_number="ORD-1",
+    )
+    xml = fatturapa.build(doc, SELLER_DATA)
+    assert schema_errors(xml) == []
+    assert _leaves(xml) == FOREIGN_RENEWAL
+    assert xml.startswith(b"<?xml version='1.0' encoding='UTF-8'?>\n<p:FatturaElettronica ")
+
+
+def test_a_public_administrations_credit_note_by_bank_transfer():
+    """Its code, CUP and CIG, the invoice it corrects, split payment (S and the note), the IBAN."""
+    doc = fatturapa.Document(
+        kind="TD04",
+        number="2026/000009",
+        issued_on=date(2026, 12, 3),
+        progressive="0000C",
+        customer=PUBLIC_BUYER,
+        lines=[
+            {
+                **RENEWAL_LINES[1],
+                "description": "Rimborso",
+                "unit_price_cents": 1000,
+                "net_cents": 1000,
+            }
+        ],
+        net_cents=1000,
+        vat_cents=220,
+        vat_rate_percent=22,
+        total_cents=1220,
+        paid_cents=1000,
+        split_payment=True,
+        payment_method="MP05",
+        order_number="ORD-2",
+        related=fatturapa.Related("2026/000007", date(2026, 11, 25)),
+    )
+    xml = fatturapa.build(doc, SELLER_DATA)
+    assert schema_errors(xml) == []
+    assert _leaves(xml) == PUBLIC_CREDIT_NOTE
+
+
+# --- numbers -------------------------------------------------------------------------------------
+
+
+def test_a_run_of_numbers_is_taken_at_once_per_year(db):
+    assert list(take_numbers(2026, 3)) == [1, 2, 3]
+    assert next_number(2026) == 4
+    assert list(take_numbers(2027, 2)) == [1, 2]  # each year its own series
+    assert list(take_numbers(2026, 2)) == [5, 6]
+    counters = dict(db.session.execute(select(InvoiceCounter.year, InvoiceCounter.last)).all())
+    assert counters == {2026: 6, 2027: 2}
+
+
+def test_progressive_in_base_36():
+    assert [progressive(n) for n in (1, 9, 10, 35, 37, 36**2 + 11, 36**4)] == [
+        "00001",
+        "00009",
+        "0000A",
+        "0000Z",
+        "00011",
+        "0010B",
+        "10000",
+    ]
