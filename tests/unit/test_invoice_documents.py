@@ -4,6 +4,7 @@ share and line, the numbers, the FatturaPA elements of each kind of buyer (mutat
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 
 import pytest
 from lxml import etree
@@ -18,10 +19,12 @@ from tests.unit.invoicing_helpers import (
 )
 from webapp.extensions import db
 from webapp.invoicing import fatturapa
-from webapp.invoicing.models import Invoice, InvoiceCounter
+from webapp.invoicing.fatturapa import unit_amount
+from webapp.invoicing.models import DocumentKind, Invoice, InvoiceCounter
 from webapp.invoicing.numbering import next_number, progressive, take_numbers
-from webapp.invoicing.services import display_name, invoice_of_order
+from webapp.invoicing.services import display_name, invoice_of_order, issue_credit_note
 from webapp.invoicing.xsd import schema_errors
+from webapp.payments.models import Refund, RefundKind, RefundStatus
 
 B = "FatturaElettronicaBody"
 
@@ -372,3 +375,42 @@ def test_progressive_in_base_36():
         "0010B",
         "10000",
     ]
+
+
+def test_a_failed_or_empty_refund_gets_no_credit_note(db, buyer, products, now):
+    give_billing(buyer, "private")
+    order = confirmed_order(buyer, products, now, skus=("CONS-1",))
+    payment = pay(order, now)
+    failed = Refund(
+        payment_id=payment.id,
+        kind=RefundKind.OPERATOR,
+        status=RefundStatus.FAILED,
+        amount_cents=1000,
+        reason="test",
+        idempotency_key="failed-1",
+    )
+    empty = Refund(
+        payment_id=payment.id,
+        kind=RefundKind.OPERATOR,
+        status=RefundStatus.SUCCEEDED,
+        amount_cents=0,
+        reason="test",
+        idempotency_key="empty-1",
+    )
+    db.session.add_all([failed, empty])
+    db.session.flush()
+    assert issue_credit_note(failed, now) is None
+    assert issue_credit_note(empty, now) is None
+    kinds = db.session.scalars(select(Invoice.kind)).all()
+    assert kinds == [DocumentKind.INVOICE]
+
+
+def test_a_unit_discount_has_two_decimals_when_exact_else_eight():
+    assert [unit_amount(Decimal(v)) for v in ("1", "0.5", "12.345", "0.1")] == [
+        "1.00",
+        "0.50",
+        "12.34500000",
+        "0.10",
+    ]
+    assert unit_amount(Decimal(1) / 3) == "0.33333333"
+    assert unit_amount(Decimal(2) / 3) == "0.66666667"
