@@ -3,7 +3,7 @@ share and line, the numbers, the FatturaPA elements of each kind of buyer (mutat
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -414,3 +414,21 @@ def test_a_unit_discount_has_two_decimals_when_exact_else_eight():
     ]
     assert unit_amount(Decimal(1) / 3) == "0.33333333"
     assert unit_amount(Decimal(2) / 3) == "0.66666667"
+
+
+def test_a_public_administrations_credit_note_is_split_payment_and_dated_its_day(
+    db, buyer, products, now
+):
+    give_billing(buyer, "public")
+    order = confirmed_order(buyer, products, now, skus=("CONS-1",))
+    payment = pay(order, now)
+    invoice = invoice_of_order(order.id)
+    later = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
+    note = _note_of(refund(payment, 1000, later))
+    assert note.split_payment is True
+    assert (note.issued_at, note.year, note.number) == (later, 2027, 1)
+    assert note.related_invoice_id == invoice.id
+    tree = xml_tree(note.xml)
+    assert tree.findtext(f"{B}/DatiGenerali/DatiGeneraliDocumento/Data") == "2027-01-04"
+    assert tree.findtext(f"{B}/DatiBeniServizi/DatiRiepilogo/EsigibilitaIVA") == "S"
+    assert tree.findtext(f"{B}/DatiGenerali/DatiFattureCollegate/Data") == "2026-11-25"
