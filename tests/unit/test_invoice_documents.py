@@ -432,3 +432,16 @@ def test_a_public_administrations_credit_note_is_split_payment_and_dated_its_day
     assert tree.findtext(f"{B}/DatiGenerali/DatiGeneraliDocumento/Data") == "2027-01-04"
     assert tree.findtext(f"{B}/DatiBeniServizi/DatiRiepilogo/EsigibilitaIVA") == "S"
     assert tree.findtext(f"{B}/DatiGenerali/DatiFattureCollegate/Data") == "2026-11-25"
+
+
+def test_an_order_without_the_buyers_copy_takes_the_billing_data_now(db, buyer, products, now):
+    """Orders confirmed before the copy at confirm existed have no `buyer`."""
+    give_billing(buyer, "private")
+    order = confirmed_order(buyer, products, now)
+    order.buyer = None
+    give_billing(buyer, "business_code")
+    pay(order, now)
+    invoice = invoice_of_order(order.id)
+    assert invoice.customer["customer_type"] == "business"
+    assert invoice.customer["company_name"] == "Rossi Consulting S.r.l."
+    assert invoice.customer["sdi_code"] == "M5UXCR1"
