@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 from lxml import etree
@@ -22,9 +23,16 @@ from webapp.invoicing import fatturapa
 from webapp.invoicing.fatturapa import unit_amount
 from webapp.invoicing.models import DocumentKind, Invoice, InvoiceCounter
 from webapp.invoicing.numbering import next_number, progressive, take_numbers
-from webapp.invoicing.services import display_name, invoice_of_order, issue_credit_note
+from webapp.invoicing.services import (
+    display_name,
+    invoice_of_order,
+    issue_credit_note,
+    lines_of,
+)
 from webapp.invoicing.xsd import schema_errors
 from webapp.payments.models import Refund, RefundKind, RefundStatus
+from webapp.shop.models import ServiceKind
+from webapp.shop.order_models import OrderKind
 
 B = "FatturaElettronicaBody"
 
@@ -445,3 +453,88 @@ def test_an_order_without_the_buyers_copy_takes_the_billing_data_now(db, buyer, 
     assert invoice.customer["customer_type"] == "business"
     assert invoice.customer["company_name"] == "Rossi Consulting S.r.l."
     assert invoice.customer["sdi_code"] == "M5UXCR1"
+
+
+def test_the_invoice_lines_say_what_was_bought_for_how_long(db, buyer, products, catalogue, now):
+    give_billing(buyer, "private")
+    code = catalogue["codes"]["BENVENUTO10"]
+    one_year = confirmed_order(buyer, products, now, skus=("PEC-STD", "FIRMA-R"), code=code)
+    three_years = confirmed_order(buyer, products, now, skus=("PEC-STD",), years=3)
+    pay(one_year, now)
+    pay(three_years, now)
+    assert invoice_of_order(one_year.id).lines == [
+        {
+            "description": "Servizio PEC Standard (PEC), 1 anno, codice sconto BENVENUTO10",
+            "quantity": 1,
+            "unit": "anni",
+            "unit_price_cents": 500,
+            "discount_cents": 50,
+            "net_cents": 450,
+        },
+        {
+            "description": "Servizio Firma Digitale Remota (Firma Digitale), 1 anno, "
+            "codice sconto BENVENUTO10",
+            "quantity": 1,
+            "unit": "anni",
+            "unit_price_cents": 3990,
+            "discount_cents": 399,
+            "net_cents": 3591,
+        },
+    ]
+    assert invoice_of_order(three_years.id).lines == [
+        {
+            "description": "Servizio PEC Standard (PEC), 3 anni",
+            "quantity": 3,
+            "unit": "anni",
+            "unit_price_cents": 500,
+            "discount_cents": 0,
+            "net_cents": 1500,
+        }
+    ]
+
+
+def _line(**values):
+    base = dict(
+        product_name="PEC Standard",
+        kind=ServiceKind.PEC,
+        years=2,
+        yearly_price_cents=500,
+        discount_cents=0,
+        net_cents=1000,
+        renews_from=None,
+        renews_to=None,
+    )
+    return SimpleNamespace(**{**base, **values})
+
+
+def test_a_renewal_line_carries_its_period_from_the_day_after_the_expiry():
+    """Valid through its expiry day: the period starts the next day, in Italy's calendar."""
+    renewal = _line(
+        renews_from=datetime(2026, 12, 31, 23, 30, tzinfo=UTC),  # 1 January 00:30 in Rome
+        renews_to=datetime(2028, 12, 31, 23, 30, tzinfo=UTC),
+        discount_cents=100,
+        net_cents=900,
+    )
+    (line,) = lines_of(OrderKind.PURCHASE, None, [renewal])
+    assert line == {
+        "description": "Rinnovo PEC Standard (PEC), 2 anni, dal 02/01/2027 al 01/01/2029",
+        "quantity": 2,
+        "unit": "anni",
+        "unit_price_cents": 500,
+        "discount_cents": 100,
+        "net_cents": 900,
+        "period_start": "2027-01-02",
+        "period_end": "2029-01-01",
+    }
+    # A renewal order's line without a period, and a period's end missing: no dates.
+    assert lines_of(OrderKind.RENEWAL, "X", [_line()])[0]["description"] == (
+        "Rinnovo PEC Standard (PEC), 2 anni"
+    )
+    half = _line(renews_from=datetime(2026, 12, 1, tzinfo=UTC))
+    assert "period_start" not in lines_of(OrderKind.PURCHASE, None, [half])[0]
+    assert (
+        "period_start"
+        not in lines_of(
+            OrderKind.PURCHASE, None, [_line(renews_to=datetime(2026, 12, 1, tzinfo=UTC))]
+        )[0]
+    )
