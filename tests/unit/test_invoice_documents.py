@@ -3,7 +3,7 @@ share and line, the numbers, the FatturaPA elements of each kind of buyer (mutat
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -23,12 +23,14 @@ from webapp.invoicing import fatturapa
 from webapp.invoicing.fatturapa import unit_amount
 from webapp.invoicing.models import DocumentKind, Invoice, InvoiceCounter
 from webapp.invoicing.numbering import next_number, progressive, take_numbers
+from webapp.invoicing.sdi_states import SdiState, advance
 from webapp.invoicing.services import (
     display_name,
     invoice_of_order,
     issue_credit_note,
     lines_of,
 )
+from webapp.invoicing.transmission import backoff
 from webapp.invoicing.xsd import schema_errors
 from webapp.payments.models import Refund, RefundKind, RefundStatus
 from webapp.shop.models import ServiceKind
@@ -538,3 +540,22 @@ def test_a_renewal_line_carries_its_period_from_the_day_after_the_expiry():
             OrderKind.PURCHASE, None, [_line(renews_to=datetime(2026, 12, 1, tzinfo=UTC))]
         )[0]
     )
+
+
+# --- the SdI's story -----------------------------------------------------------------------------
+
+
+def test_a_state_moves_only_to_a_later_step_of_the_story():
+    assert advance(SdiState.SENT, SdiState.DELIVERED) is SdiState.DELIVERED
+    assert advance(SdiState.TO_SEND, SdiState.ACCEPTED) is SdiState.ACCEPTED  # NE before its RC
+    assert advance(SdiState.NOT_DELIVERED, SdiState.UNDELIVERABLE) is SdiState.UNDELIVERABLE
+    assert advance(SdiState.DELIVERED, SdiState.SENT) is None  # a late receipt
+    assert advance(SdiState.ACCEPTED, SdiState.DELIVERED) is None  # a late RC after the NE
+    assert advance(SdiState.NOT_DELIVERED, SdiState.NOT_DELIVERED) is None  # a replayed MC
+    assert advance(SdiState.REJECTED, SdiState.DELIVERED) is None
+
+
+def test_the_wait_after_a_failed_call_doubles_up_to_an_hour():
+    assert [backoff(n) for n in (0, 1, 2, 3, 6, 7, 8, 20)] == [
+        timedelta(minutes=m) for m in (1, 1, 2, 4, 32, 60, 60, 60)
+    ]
