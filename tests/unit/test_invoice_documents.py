@@ -559,3 +559,30 @@ def test_the_wait_after_a_failed_call_doubles_up_to_an_hour():
     assert [backoff(n) for n in (0, 1, 2, 3, 6, 7, 8, 20)] == [
         timedelta(minutes=m) for m in (1, 1, 2, 4, 32, 60, 60, 60)
     ]
+
+
+def test_the_refund_that_completes_the_payment_credits_what_is_left(db, buyer, products, now):
+    give_billing(buyer, "private")
+    order = confirmed_order(buyer, products, now, skus=("CONS-1",))
+    payment = pay(order, now)
+    invoice = invoice_of_order(order.id)
+    first = _note_of(refund(payment, 1, now))  # a cent is credited too
+    assert (first.net_cents, first.vat_cents, first.paid_cents) == (1, 0, 1)
+    second = _note_of(refund(payment, 1000, now))
+    last = _note_of(refund(payment, order.total_cents - 1001, now))
+    notes = (first, second, last)
+    assert sum(n.net_cents for n in notes) == invoice.net_cents
+    assert sum(n.vat_cents for n in notes) == invoice.vat_cents
+    assert (second.net_cents, second.vat_cents) == (819, 181)  # rounded on 1001 in all
+    assert (last.net_cents, last.vat_cents) == (invoice.net_cents - 820, invoice.vat_cents - 181)
+
+
+def test_a_document_without_the_buyers_address_waits_for_it(db, buyer, products, now):
+    give_billing(buyer, "private")
+    with_address = confirmed_order(buyer, products, now)
+    without = confirmed_order(buyer, products, now)
+    without.buyer = {**without.buyer, "address": ""}
+    pay(with_address, now)
+    pay(without, now)
+    assert invoice_of_order(with_address.id).sdi_state is SdiState.TO_SEND
+    assert invoice_of_order(without.id).sdi_state is SdiState.MISSING_DATA
