@@ -3,6 +3,7 @@ share and line, the numbers, the FatturaPA elements of each kind of buyer (mutat
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
@@ -34,7 +35,7 @@ from webapp.invoicing.transmission import backoff
 from webapp.invoicing.xsd import schema_errors
 from webapp.payments.models import Refund, RefundKind, RefundStatus
 from webapp.shop.models import ServiceKind
-from webapp.shop.order_models import OrderKind
+from webapp.shop.order_models import OrderKind, OrderStatus
 
 B = "FatturaElettronicaBody"
 
@@ -586,3 +587,40 @@ def test_a_document_without_the_buyers_address_waits_for_it(db, buyer, products,
     pay(without, now)
     assert invoice_of_order(with_address.id).sdi_state is SdiState.TO_SEND
     assert invoice_of_order(without.id).sdi_state is SdiState.MISSING_DATA
+
+
+def test_a_document_off_the_schema_is_logged_and_the_payment_stands(
+    db, buyer, products, now, caplog
+):
+    give_billing(buyer, "private")
+    order = confirmed_order(buyer, products, now)
+    order.buyer = {**order.buyer, "postal_code": "2O121"}  # a letter O: not a CAP
+    with caplog.at_level(logging.ERROR, logger="webapp.invoicing.services"):
+        pay(order, now)
+    invoice = invoice_of_order(order.id)
+    assert invoice.xml and schema_errors(invoice.xml)
+    assert order.status is OrderStatus.PAID
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(
+        m.startswith(f"invoice {invoice.id} does not match the FatturaPA schema") for m in messages
+    )
+    assert not any("could not be loaded" in m for m in messages)
+
+
+def test_a_broken_schema_install_is_logged_and_the_payment_stands(
+    db, buyer, products, now, caplog, monkeypatch
+):
+    from webapp.invoicing import services
+
+    def broken(xml):
+        raise OSError("no schema")
+
+    monkeypatch.setattr(services, "schema_errors", broken)
+    give_billing(buyer, "private")
+    order = confirmed_order(buyer, products, now)
+    with caplog.at_level(logging.ERROR, logger="webapp.invoicing.services"):
+        pay(order, now)
+    invoice = invoice_of_order(order.id)
+    assert invoice.xml and order.status is OrderStatus.PAID
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [f"invoice {invoice.id}: the FatturaPA schema could not be loaded"]
