@@ -624,3 +624,19 @@ def test_a_broken_schema_install_is_logged_and_the_payment_stands(
     assert invoice.xml and order.status is OrderStatus.PAID
     messages = [r.getMessage() for r in caplog.records]
     assert messages == [f"invoice {invoice.id}: the FatturaPA schema could not be loaded"]
+
+
+def test_the_sellers_tax_regime_comes_from_the_config(app, db, buyer, products, now):
+    app.config["SELLER_REGIME_FISCALE"] = "RF19"  # the flat-rate regime
+    give_billing(buyer, "private")
+    order = confirmed_order(buyer, products, now)
+    pay(order, now)
+    tree = xml_tree(invoice_of_order(order.id).xml)
+    assert tree.findtext(
+        "FatturaElettronicaHeader/CedentePrestatore/DatiAnagrafici/RegimeFiscale"
+    ) == ("RF19")
+
+
+def test_progressive_past_five_characters_is_refused():
+    with pytest.raises(ValueError, match="^invoice id beyond the 5-character progressivo$"):
+        progressive(36**5)
