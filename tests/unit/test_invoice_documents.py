@@ -330,6 +330,8 @@ def test_a_foreign_buyers_renewal_invoice():
     xml = fatturapa.build(doc, SELLER_DATA)
     assert schema_errors(xml) == []
     assert _leaves(xml) == FOREIGN_RENEWAL
+    # Indented, one element a line: the back office shows the XML as it is.
+    assert b"\n  <FatturaElettronicaHeader>\n    <DatiTrasmissione>\n" in xml
     assert xml.startswith(b"<?xml version='1.0' encoding='UTF-8'?>\n<p:FatturaElettronica ")
 
 
@@ -640,3 +642,39 @@ def test_the_sellers_tax_regime_comes_from_the_config(app, db, buyer, products, 
 def test_progressive_past_five_characters_is_refused():
     with pytest.raises(ValueError, match="^invoice id beyond the 5-character progressivo$"):
         progressive(36**5)
+
+
+def test_a_buyer_copied_before_countries_were_asked_is_italian():
+    """Snapshots older than the country field have no "country": an Italian address."""
+    buyer = {k: v for k, v in PUBLIC_BUYER.items() if k != "country"}
+    buyer.update(customer_type="business", sdi_code="M5UXCR1", company_name="Rossi S.r.l.")
+    doc = fatturapa.Document(
+        kind="TD01",
+        number="2026/000010",
+        issued_on=date(2026, 11, 25),
+        progressive="0000D",
+        customer=buyer,
+        lines=[RENEWAL_LINES[1]],
+        net_cents=500,
+        vat_cents=110,
+        vat_rate_percent=22,
+        total_cents=610,
+        paid_cents=610,
+        split_payment=False,
+        payment_method="MP08",
+        order_number="ORD-3",
+    )
+    leaves = _leaves(fatturapa.build(doc, SELLER_DATA))
+    assert "H/DatiTrasmissione/CodiceDestinatario=M5UXCR1" in leaves
+    buyer_leaves = [leaf for leaf in leaves if leaf.startswith("H/CessionarioCommittente")]
+    assert buyer_leaves == [
+        "H/CessionarioCommittente/DatiAnagrafici/IdFiscaleIVA/IdPaese=IT",
+        "H/CessionarioCommittente/DatiAnagrafici/IdFiscaleIVA/IdCodice=00743110157",
+        "H/CessionarioCommittente/DatiAnagrafici/CodiceFiscale=00743110157",
+        "H/CessionarioCommittente/DatiAnagrafici/Anagrafica/Denominazione=Rossi S.r.l.",
+        "H/CessionarioCommittente/Sede/Indirizzo=Piazza del Municipio 1",
+        "H/CessionarioCommittente/Sede/CAP=00184",
+        "H/CessionarioCommittente/Sede/Comune=Roma",
+        "H/CessionarioCommittente/Sede/Provincia=RM",
+        "H/CessionarioCommittente/Sede/Nazione=IT",
+    ]
