@@ -666,6 +666,7 @@ def test_a_buyer_copied_before_countries_were_asked_is_italian():
     )
     leaves = _leaves(fatturapa.build(doc, SELLER_DATA))
     assert "H/DatiTrasmissione/CodiceDestinatario=M5UXCR1" in leaves
+    assert not [leaf for leaf in leaves if "DatiOrdineAcquisto" in leaf]  # a business: no CIG
     buyer_leaves = [leaf for leaf in leaves if leaf.startswith("H/CessionarioCommittente")]
     assert buyer_leaves == [
         "H/CessionarioCommittente/DatiAnagrafici/IdFiscaleIVA/IdPaese=IT",
@@ -678,3 +679,35 @@ def test_a_buyer_copied_before_countries_were_asked_is_italian():
         "H/CessionarioCommittente/Sede/Provincia=RM",
         "H/CessionarioCommittente/Sede/Nazione=IT",
     ]
+
+
+@pytest.mark.parametrize(
+    ("cig", "cup", "order"),
+    [
+        ("Z1A2B3C4D5", "", ["IdDocumento=ORD-4", "CodiceCIG=Z1A2B3C4D5"]),
+        ("", "J12B34000010005", ["IdDocumento=ORD-4", "CodiceCUP=J12B34000010005"]),
+        ("", "", []),
+    ],
+)
+def test_a_public_offices_purchase_order_data_when_it_has_a_cig_or_a_cup(cig, cup, order):
+    doc = fatturapa.Document(
+        kind="TD01",
+        number="2026/000011",
+        issued_on=date(2026, 11, 25),
+        progressive="0000E",
+        customer={**PUBLIC_BUYER, "cig": cig, "cup": cup},
+        lines=[RENEWAL_LINES[1]],
+        net_cents=500,
+        vat_cents=110,
+        vat_rate_percent=22,
+        total_cents=610,
+        paid_cents=500,
+        split_payment=True,
+        payment_method="MP08",
+        order_number="ORD-4",
+    )
+    xml = fatturapa.build(doc, SELLER_DATA)
+    prefix = "B/DatiGenerali/DatiOrdineAcquisto/"
+    found = [leaf.removeprefix(prefix) for leaf in _leaves(xml) if leaf.startswith(prefix)]
+    assert found == order
+    assert schema_errors(xml) == []
