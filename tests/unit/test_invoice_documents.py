@@ -711,3 +711,30 @@ def test_a_public_offices_purchase_order_data_when_it_has_a_cig_or_a_cup(cig, cu
     found = [leaf.removeprefix(prefix) for leaf in _leaves(xml) if leaf.startswith(prefix)]
     assert found == order
     assert schema_errors(xml) == []
+
+
+def test_a_line_keeps_1000_characters_and_its_dates_only_in_pairs():
+    long_line = {**RENEWAL_LINES[1], "description": "x" * 1200, "period_start": "2026-12-01"}
+    only_end = {**RENEWAL_LINES[1], "period_end": "2027-11-30"}
+    doc = fatturapa.Document(
+        kind="TD01",
+        number="2026/000012",
+        issued_on=date(2026, 11, 25),
+        progressive="0000F",
+        customer=PUBLIC_BUYER,
+        lines=[long_line, only_end],
+        net_cents=1000,
+        vat_cents=220,
+        vat_rate_percent=22,
+        total_cents=1220,
+        paid_cents=1000,
+        split_payment=True,
+        payment_method="MP08",
+        order_number="ORD-5",
+    )
+    xml = fatturapa.build(doc, SELLER_DATA)
+    assert schema_errors(xml) == []
+    lines = etree.fromstring(xml).findall(f"{B}/DatiBeniServizi/DettaglioLinee")
+    assert len(lines[0].findtext("Descrizione")) == 1000
+    for line in lines:
+        assert line.find("DataInizioPeriodo") is None and line.find("DataFinePeriodo") is None
