@@ -622,6 +622,11 @@ def test_procedi_never_joins_a_bank_page_in_flight(db, catalogue, dummy_customer
     )
     charge = charges.begin_saved_card_payment(order, dummy_customer.id, card.id, "a", now.date())
     assert charge.id != page.id and charge.channel is PaymentChannel.SAVED_CARD
+    # Nor does "Paga ora" take the card charge in flight for its page: it goes back to its own.
+    again = payments_hosted.start_hosted_payment(
+        order, return_url="http://x/r", notify_url=None, now=now
+    )
+    assert again.id == page.id
 
 
 def test_money_taken_in_another_currency_is_refunded_in_that_currency(
