@@ -509,6 +509,31 @@ def test_get_card_finds_only_a_real_id_of_the_customers_own(db, dummy_customer):
             cards.get_card(bad, dummy_customer.id)
 
 
+def test_get_card_takes_every_id_the_column_holds_and_nothing_beyond(db, dummy_customer):
+    """The guard before the database is asked: the column's last id is found, 0 and anything
+    past it are "not found" (PostgreSQL would overflow on them; SQLite would find a row)."""
+    from sqlalchemy import update
+
+    from webapp.dbtypes import MAX_ID
+    from webapp.payments.models import SavedCard
+
+    card = make_card(dummy_customer)
+    ids = [MAX_ID, 0]
+    if _db.engine.dialect.name == "sqlite":  # PostgreSQL's column cannot hold the next one
+        ids.append(MAX_ID + 1)
+    for number in ids:
+        _db.session.execute(update(SavedCard).where(SavedCard.id == card.id).values(id=number))
+        _db.session.commit()
+        card = _db.session.get(SavedCard, number)
+        if number == MAX_ID:
+            assert cards.get_card(number, dummy_customer.id) is card
+        else:
+            with pytest.raises(NotFound):
+                cards.get_card(number, dummy_customer.id)
+    with pytest.raises(NotFound):  # never asked: no overflow on PostgreSQL either
+        cards.get_card(str(MAX_ID + 1), dummy_customer.id)
+
+
 def test_a_saved_card_charge_is_this_orders_own(db, catalogue, dummy_customer, now):
     """Another order of the same customer with its own charge in flight: this order gets its
     own charge (never joins the other's), and its compare-and-set touches only this order."""
