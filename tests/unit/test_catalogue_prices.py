@@ -1,0 +1,48 @@
+"""The catalogue's scheduled prices and the customer's order list, as the shop reads them."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from tests.unit.invoicing_helpers import confirmed_order
+from webapp.extensions import db
+from webapp.shop import catalogue as shop_catalogue
+from webapp.shop import orders
+from webapp.shop.models import PaymentMethod, ProductPrice
+
+
+def _change(product, cents: int, day: date) -> None:
+    db.session.add(
+        ProductPrice(product_id=product.id, yearly_price_cents=cents, effective_from=day)
+    )
+    db.session.flush()
+
+
+def test_a_products_scheduled_prices_in_date_order(catalogue):
+    pec, spid = catalogue["products"]["PEC-STD"], catalogue["products"]["SPID-PF"]
+    _change(pec, 700, date(2027, 3, 1))
+    _change(pec, 600, date(2027, 1, 1))
+    _change(spid, 999, date(2027, 2, 1))
+    db.session.commit()
+    changes = shop_catalogue.price_changes(pec)
+    assert changes == [(date(2027, 1, 1), 600), (date(2027, 3, 1), 700)]
+    assert shop_catalogue.price_on(pec, date(2027, 2, 15)) == 600
+
+
+def test_a_price_added_in_the_transaction_counts_once_forgotten(catalogue):
+    """The changes are read once per transaction: a change added in it is seen after
+    forget_prices (what the back office calls after adding one)."""
+    pec = catalogue["products"]["PEC-STD"]
+    day = date(2027, 1, 10)
+    assert shop_catalogue.price_on(pec, day) == pec.yearly_price_cents  # read and kept
+    _change(pec, 800, day - timedelta(days=1))
+    assert shop_catalogue.price_on(pec, day) == pec.yearly_price_cents  # the kept read
+    shop_catalogue.forget_prices()
+    assert shop_catalogue.price_on(pec, day) == 800
+
+
+def test_the_customers_orders_newest_first(catalogue, dummy_customer, now):
+    products = catalogue["products"]
+    first = confirmed_order(dummy_customer, products, now, ("PEC-STD",), 1, PaymentMethod.CARD)
+    second = confirmed_order(dummy_customer, products, now, ("SPID-PF",), 1, PaymentMethod.CARD)
+    assert [o.id for o in orders.list_orders(dummy_customer.id)] == [second.id, first.id]
