@@ -27,6 +27,7 @@ def test_a_products_scheduled_prices_in_date_order(catalogue):
     changes = shop_catalogue.price_changes(pec)
     assert changes == [(date(2027, 1, 1), 600), (date(2027, 3, 1), 700)]
     assert shop_catalogue.price_on(pec, date(2027, 2, 15)) == 600
+    assert shop_catalogue.price_changes(catalogue["products"]["FIRMA-R"]) == []  # none
 
 
 def test_a_price_added_in_the_transaction_counts_once_forgotten(catalogue):
