@@ -662,3 +662,72 @@ def test_a_pass_that_read_the_id_before_its_twin_attempted_it_does_not_attempt_i
     assert run_renewals(retry_day).failed == 0
     assert len(fake.calls) == 2
     assert len(emails("Rinnovo non riuscito")) == 2
+
+
+# --- what a failure records and says (mutation round 3) ------------------------------------------
+
+
+def test_a_failure_records_the_reason_as_a_sentence_and_mails_the_fix_and_the_card(fake, service):
+    fake.mode = "insufficient_funds"
+    run_renewals(days_before(15))
+    renewal = renewal_of(service)
+    assert renewal.failure_reason == "La carta non ha fondi sufficienti."
+    [mail] = emails("Rinnovo non riuscito")
+    assert mail.dedupe_key == f"renewal-failed-{renewal.id}-1"
+    assert "Verifica la disponibilità della carta" in mail.body_text  # this code's own fix
+    assert "Aggiungi una nuova carta" not in mail.body_text  # not the default one
+    assert "carta Visa •••• 4242" in mail.body_text
+
+
+def test_a_decline_the_shop_has_no_words_for_takes_the_banks_message(fake, service, monkeypatch):
+    from tests.unit import renewal_fakes
+
+    monkeypatch.setitem(renewal_fakes.DECLINE_MESSAGES, "do_not_honor", "transazione negata")
+    fake.mode = "do_not_honor"
+    run_renewals(days_before(15))
+    renewal = renewal_of(service)
+    assert renewal.failure_code == "do_not_honor"
+    assert renewal.failure_reason == "Transazione negata."
+    [mail] = emails("Rinnovo non riuscito")
+    assert "Transazione negata." in mail.body_text
+    assert "Aggiungi una nuova carta" in mail.body_text  # the default fix
+
+
+def test_a_bank_message_of_the_full_column_length_still_fits_the_reason(fake, service, monkeypatch):
+    from tests.unit import renewal_fakes
+
+    # The payment keeps 300 characters; the reason adds the full stop: cut back to 300.
+    monkeypatch.setitem(renewal_fakes.DECLINE_MESSAGES, "do_not_honor", "x" * 300)
+    fake.mode = "do_not_honor"
+    run_renewals(days_before(15))
+    assert renewal_of(service).failure_reason == "X" + "x" * 299
+
+
+def test_an_unknown_outcome_tells_the_customer_we_are_checking(fake, service):
+    fake.mode = "down"
+    run_renewals(days_before(15))
+    assert renewal_of(service).failure_reason == (
+        "La banca non ha risposto: stiamo verificando l'esito dell'addebito."
+    )
+
+
+def test_next_retry_at_a_retry_point_is_the_following_one():
+    """A pass at the very first instant of a retry day plans the next retry day, not now."""
+    assert next_retry(EXPIRES, day_start(10), (10, 5, 1)) == day_start(5)
+    assert next_retry(EXPIRES, day_start(1), (10, 5, 1)) is None
+
+
+def test_an_attempt_commits_keeping_its_objects_loaded(fake, service):
+    """The attempt is committed before the bank is asked, without reloading what it holds."""
+    from sqlalchemy import inspect
+
+    from webapp.renewals.charging import _commit_keeping_loaded
+
+    session = _db.session()
+    assert session.expire_on_commit
+    loaded = fresh(service)
+    loaded.auto_renew = False
+    _commit_keeping_loaded()
+    assert not inspect(loaded).expired_attributes  # nothing to reload
+    assert session.expire_on_commit  # the session's own setting is back
+    assert renewal_of(service) is None and not fresh(service).auto_renew  # committed
