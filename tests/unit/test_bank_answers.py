@@ -426,6 +426,8 @@ def test_a_renewal_answer_that_does_not_match_is_held_and_never_retried(
     assert payment.status is PaymentStatus.TO_VERIFY and differs in payment.failure_message
     assert payment.order.status is OrderStatus.PENDING_PAYMENT
     assert renewal.status is RenewalStatus.FAILED and renewal.next_attempt_at is None
+    # The customer area shows why: what the check found, as the payment records it.
+    assert (renewal.failure_code, renewal.failure_reason) == ("to_verify", payment.failure_message)
     assert db.session.get(type(service), service.id).expires_at == EXPIRES  # not extended
     bank_state = _at_bank(bank)
     if taken is None:

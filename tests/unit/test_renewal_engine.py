@@ -731,3 +731,32 @@ def test_an_attempt_commits_keeping_its_objects_loaded(fake, service):
     assert not inspect(loaded).expired_attributes  # nothing to reload
     assert session.expire_on_commit  # the session's own setting is back
     assert renewal_of(service) is None and not fresh(service).auto_renew  # committed
+
+
+def test_an_unknown_outcome_is_due_again_at_the_next_pass(fake, service):
+    """Asked again at the next pass: due now, even once the charge is no longer in flight."""
+    from webapp.renewals.claims import due_and_unclaimed
+
+    when = days_before(15)
+    fake.mode = "down"
+    run_renewals(when)
+    renewal = renewal_of(service)
+    assert renewal.next_attempt_at == when
+    payment = _db.session.scalar(select(Payment).where(Payment.order_id == renewal.order_id))
+    payment.status = PaymentStatus.DECLINED  # settled elsewhere meanwhile
+    _db.session.commit()
+    later = when + timedelta(minutes=5)
+    assert _db.session.scalars(due_and_unclaimed(later, later)).all() == [renewal.id]
+
+
+def test_a_retry_charges_the_same_renewal_order(fake, service):
+    """One order per renewal period: a retry reprices it, no second order left unpaid."""
+    fake.mode = "card_declined"
+    run_renewals(days_before(15))
+    first = renewal_of(service).order_id
+    assert _db.session.get(Order, first).created_at == days_before(15)  # the pass's clock
+    run_renewals(days_before(10))
+    assert renewal_of(service).order_id == first
+    orders = _db.session.scalars(select(Order.id).where(Order.kind == OrderKind.RENEWAL)).all()
+    assert orders == [first]
+    assert {c["order_ref"] for c in fake.calls} == {fake.calls[0]["order_ref"]}
