@@ -760,3 +760,16 @@ def test_a_retry_charges_the_same_renewal_order(fake, service):
     orders = _db.session.scalars(select(Order.id).where(Order.kind == OrderKind.RENEWAL)).all()
     assert orders == [first]
     assert {c["order_ref"] for c in fake.calls} == {fake.calls[0]["order_ref"]}
+
+
+def test_a_renewal_invoice_line_has_a_whole_unit_price_in_cents(fake, dummy_customer, pec, card):
+    """The invoice keeps the line as charged: a yearly price in whole cents, x the years."""
+    from webapp.invoicing.services import invoice_of_order
+
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, years=2, card=card)
+    run_renewals(days_before(15))
+    invoice = invoice_of_order(renewal_of(service).order_id)
+    [line] = invoice.lines
+    assert (line["quantity"], line["unit_price_cents"], line["net_cents"]) == (2, 500, 1000)
+    assert line["discount_cents"] == 0  # no discount is carried over to a renewal
+    assert type(line["unit_price_cents"]) is int
