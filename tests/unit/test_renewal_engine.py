@@ -772,4 +772,15 @@ def test_a_renewal_invoice_line_has_a_whole_unit_price_in_cents(fake, dummy_cust
     [line] = invoice.lines
     assert (line["quantity"], line["unit_price_cents"], line["net_cents"]) == (2, 500, 1000)
     assert line["discount_cents"] == 0  # no discount is carried over to a renewal
+    assert _db.session.get(Order, invoice.order_id).discount_code is None  # nor its code
     assert type(line["unit_price_cents"]) is int
+
+
+def test_a_renewal_order_page_shows_auto_renewal_still_on(client, auth, fake, service):
+    """The customer's page of the renewal order: the renewed service keeps renewing."""
+    run_renewals(days_before(15))
+    order_id = renewal_of(service).order_id
+    auth.login()
+    page = client.get(f"/ordini/{order_id}").get_data(as_text=True)
+    assert "Attivo, ogni anno" in page
+    assert "Non attivo" not in page
