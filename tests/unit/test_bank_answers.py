@@ -434,6 +434,8 @@ def test_a_renewal_answer_that_does_not_match_is_held_and_never_retried(
         assert bank_state["taken"] == bank_state["given"] == 0
     else:  # refunded at once, in the same pass
         assert bank_state["taken"] == bank_state["given"] == payment.amount_cents + taken
+        [refund] = db.session.scalars(select(Refund).where(Refund.payment_id == payment.id))
+        assert refund.completed_at == window  # on the pass's clock
     # The retry days come and go: never charged again while an operator checks it.
     for days in (10, 5, 1):
         run_renewals(rome_midnight(rome_date(EXPIRES) - timedelta(days=days)) + timedelta(hours=1))

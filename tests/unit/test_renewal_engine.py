@@ -3,6 +3,7 @@ reminders, card warnings, unknown outcomes, crashes, and two passes at once char
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -784,3 +785,84 @@ def test_a_renewal_order_page_shows_auto_renewal_still_on(client, auth, fake, se
     page = client.get(f"/ordini/{order_id}").get_data(as_text=True)
     assert "Attivo, ogni anno" in page
     assert "Non attivo" not in page
+
+
+def test_a_renewal_whose_order_was_cancelled_is_skipped_and_given_back_at_once(fake, service):
+    """The attempt finds its order no longer payable: nothing charged, the row free again."""
+    from webapp.renewals.charging import process as _process
+    from webapp.renewals.services import settings
+    from webapp.shop.orders import cancel_order
+
+    fake.mode = "card_declined"
+    run_renewals(days_before(15))
+    renewal = renewal_of(service)
+    cancel_order(_db.session.get(Order, renewal.order_id), days_before(14))
+    _db.session.commit()
+    fake.mode = "ok"
+    lease_now = datetime.now(UTC)
+    outcome = _process(renewal.id, days_before(10), "w1", settings(), lambda: lease_now)
+    assert outcome == "skipped"
+    assert len(fake.calls) == 1
+    renewal = renewal_of(service)
+    assert (renewal.claimed_by, renewal.claimed_until) == (None, None)
+    assert renewal.attempts == 1  # the attempt was rolled back
+
+
+def test_another_orders_charge_in_flight_is_not_this_renewals(
+    fake, dummy_customer, catalogue, card
+):
+    """Each renewal settles only its own order's charge in flight."""
+    from webapp.renewals.charging import process as _process
+    from webapp.renewals.services import settings
+
+    products = catalogue["products"]
+    one = make_service(dummy_customer, products["PEC-STD"], expires_at=EXPIRES, card=card)
+    two = make_service(dummy_customer, products["SPID-PF"], expires_at=EXPIRES, card=card)
+    fake.mode = "card_declined"
+    run_renewals(days_before(15))
+    first = renewal_of(one)
+    _db.session.add(
+        Payment(
+            order_id=first.order_id,
+            channel=PaymentChannel.RENEWAL,
+            amount_cents=610,
+            idempotency_key="renewal-lost-answer",
+            saved_card_id=card.id,
+            status=PaymentStatus.UNKNOWN,
+        )
+    )
+    _db.session.commit()
+    fake.mode = "ok"
+    second = renewal_of(two)
+    lease_now = datetime.now(UTC)
+    assert _process(second.id, days_before(10), "w1", settings(), lambda: lease_now) == "charged"
+    assert fake.calls[-1]["key"] == f"renewal-{second.id}-2"
+    assert fake.finds == []  # the other order's charge was not asked about
+
+
+def test_an_attempt_reads_its_renewal_service_and_card_in_one_select(fake, service):
+    """The service and its card come with the renewal (joined), not one lazy SELECT each."""
+    from sqlalchemy import event
+
+    from webapp.renewals.charging import process as _process
+    from webapp.renewals.services import settings
+
+    fake.mode = "card_declined"
+    run_renewals(days_before(15))
+    renewal_id = renewal_of(service).id
+    _db.session.expire_all()
+    seen = []
+
+    def record(conn, cursor, statement, *args):
+        seen.append(" ".join(statement.split()))
+
+    engine = _db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        lease_now = datetime.now(UTC)
+        _process(renewal_id, days_before(10), "w1", settings(), lambda: lease_now)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    by_id = re.compile(r" FROM (service|saved_card) WHERE \1\.id = (\?|%\(\w+\)s)$")
+    alone = [s for s in seen if by_id.search(s)]
+    assert alone == [], alone
