@@ -892,3 +892,40 @@ def test_an_attempt_recorded_but_never_sent_is_sent_as_the_merchants(fake, servi
     assert _process(renewal.id, days_before(14), "w1", settings(), lambda: lease_now) == "charged"
     assert fake.calls[-1]["key"] == f"renewal-{renewal.id}-2"
     assert fake.calls[-1]["initiator"] == "merchant"
+
+
+def test_an_attempt_sent_and_declined_later_is_retried_on_schedule(fake, service, card):
+    """The charge in flight turns out declined: a failure like any other, next retry planned."""
+    from webapp.renewals.charging import process as _process
+    from webapp.renewals.services import settings
+
+    fake.mode = "card_declined"
+    run_renewals(days_before(15))
+    renewal = renewal_of(service)
+    _db.session.add(
+        Payment(
+            order_id=renewal.order_id,
+            channel=PaymentChannel.RENEWAL,
+            amount_cents=610,
+            idempotency_key=f"renewal-{renewal.id}-2",
+            saved_card_id=card.id,
+        )
+    )
+    _db.session.commit()
+    lease_now = datetime.now(UTC)
+    assert _process(renewal.id, days_before(14), "w1", settings(), lambda: lease_now) == "failed"
+    renewal = renewal_of(service)
+    assert (renewal.status, renewal.next_attempt_at) == (RenewalStatus.FAILED, day_start(10))
+
+
+def test_a_renewal_turned_off_is_set_aside_without_an_error(fake, service):
+    fake.mode = "insufficient_funds"
+    run_renewals(days_before(15))
+    service = fresh(service)
+    service.auto_renew = False
+    _db.session.commit()
+    report = run_renewals(days_before(10))
+    assert (report.charged, report.failed, report.errors) == (0, 0, 0)
+    renewal = renewal_of(service)
+    assert renewal.next_attempt_at is None  # not due again until turned back on
+    assert renewal.claimed_by is None
