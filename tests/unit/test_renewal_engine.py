@@ -673,6 +673,7 @@ def test_a_failure_records_the_reason_as_a_sentence_and_mails_the_fix_and_the_ca
     run_renewals(days_before(15))
     renewal = renewal_of(service)
     assert renewal.failure_reason == "La carta non ha fondi sufficienti."
+    assert renewal.last_attempt_at == days_before(15)  # "Rinnovo non riuscito il ..." in the area
     [mail] = emails("Rinnovo non riuscito")
     assert mail.dedupe_key == f"renewal-failed-{renewal.id}-1"
     assert "Verifica la disponibilità della carta" in mail.body_text  # this code's own fix
