@@ -757,6 +757,8 @@ def test_a_retry_charges_the_same_renewal_order(fake, service):
     run_renewals(days_before(15))
     first = renewal_of(service).order_id
     assert _db.session.get(Order, first).created_at == days_before(15)  # the pass's clock
+    [attempt] = _db.session.scalars(select(Payment).where(Payment.order_id == first))
+    assert attempt.created_at == days_before(15)
     run_renewals(days_before(10))
     assert renewal_of(service).order_id == first
     orders = _db.session.scalars(select(Order.id).where(Order.kind == OrderKind.RENEWAL)).all()
@@ -930,3 +932,19 @@ def test_a_renewal_turned_off_is_set_aside_without_an_error(fake, service):
     renewal = renewal_of(service)
     assert renewal.next_attempt_at is None  # not due again until turned back on
     assert renewal.claimed_by is None
+
+
+def test_a_pass_opens_and_charges_the_nearest_expiry_first(fake, dummy_customer, catalogue, card):
+    """Services entering the window together: the one expiring first is opened and charged
+    first (a pass cut short leaves the later expiries, not the nearer ones)."""
+    products = catalogue["products"]
+    later = make_service(
+        dummy_customer, products["PEC-STD"], expires_at=EXPIRES + timedelta(hours=1), card=card
+    )
+    nearer = make_service(dummy_customer, products["SPID-PF"], expires_at=EXPIRES, card=card)
+    assert run_renewals(days_before(15)).charged == 2
+    assert renewal_of(nearer).id < renewal_of(later).id
+    assert [c["key"] for c in fake.calls] == [
+        f"renewal-{renewal_of(nearer).id}-1",
+        f"renewal-{renewal_of(later).id}-1",
+    ]
