@@ -948,3 +948,24 @@ def test_a_pass_opens_and_charges_the_nearest_expiry_first(fake, dummy_customer,
         f"renewal-{renewal_of(nearer).id}-1",
         f"renewal-{renewal_of(later).id}-1",
     ]
+
+
+def test_only_active_services_in_their_validity_are_opened(fake, dummy_customer, catalogue, card):
+    """The window opens a renewal for an active service still valid today: not for one whose
+    expiry day is over (its period ended; the expiry pass handles it), nor for one no longer
+    active, whatever its switch says."""
+    from webapp.renewals.charging import open_renewals
+    from webapp.renewals.outcomes import RenewalReport
+    from webapp.renewals.services import settings
+
+    products = catalogue["products"]
+    ended = make_service(
+        dummy_customer, products["PEC-STD"], expires_at=EXPIRES - 15 * DAY, card=card
+    )
+    cancelled = make_service(dummy_customer, products["SPID-PF"], expires_at=EXPIRES, card=card)
+    cancelled.status = ServiceStatus.CANCELLED
+    _db.session.commit()
+    report = RenewalReport()
+    open_renewals(day_start(14), settings(), report)  # the day after `ended`'s expiry day
+    assert report.opened == 0
+    assert renewal_of(ended) is None and renewal_of(cancelled) is None
