@@ -969,3 +969,15 @@ def test_only_active_services_in_their_validity_are_opened(fake, dummy_customer,
     open_renewals(day_start(14), settings(), report)  # the day after `ended`'s expiry day
     assert report.opened == 0
     assert renewal_of(ended) is None and renewal_of(cancelled) is None
+
+
+def test_a_renewal_opened_by_a_pass_is_charged_in_that_same_pass(fake, service):
+    """Opened "due now" at the pass's own instant, stored in UTC whatever the zone of the
+    clock handed in (here Italy's): charged at once, created at that instant."""
+    from zoneinfo import ZoneInfo
+
+    when = (days_before(15) + timedelta(microseconds=123456)).astimezone(ZoneInfo("Europe/Rome"))
+    report = run_renewals(when)
+    assert (report.opened, report.charged) == (1, 1)
+    renewal = renewal_of(service)
+    assert renewal.created_at == when
