@@ -981,3 +981,25 @@ def test_a_renewal_opened_by_a_pass_is_charged_in_that_same_pass(fake, service):
     assert (report.opened, report.charged) == (1, 1)
     renewal = renewal_of(service)
     assert renewal.created_at == when
+
+
+def test_the_window_bounds_at_the_first_instant_of_a_day(fake, dummy_customer, catalogue, card):
+    """A service expiring at 00:00 in Italy: opened on its expiry day (valid through it), and
+    not yet on the day whose window ends exactly at that instant."""
+    from webapp.clock import expiring_by
+    from webapp.renewals.charging import open_renewals
+    from webapp.renewals.outcomes import RenewalReport
+    from webapp.renewals.services import settings
+
+    products = catalogue["products"]
+    today = rome_date(days_before(15))
+    last_day = make_service(
+        dummy_customer, products["PEC-STD"], expires_at=rome_midnight(today), card=card
+    )
+    edge = make_service(
+        dummy_customer, products["SPID-PF"], expires_at=expiring_by(today, 15), card=card
+    )
+    report = RenewalReport()
+    open_renewals(rome_midnight(today) + timedelta(hours=9), settings(), report)
+    assert report.opened == 1
+    assert renewal_of(last_day) is not None and renewal_of(edge) is None
