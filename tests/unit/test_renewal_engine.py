@@ -1003,3 +1003,21 @@ def test_the_window_bounds_at_the_first_instant_of_a_day(fake, dummy_customer, c
     open_renewals(rome_midnight(today) + timedelta(hours=9), settings(), report)
     assert report.opened == 1
     assert renewal_of(last_day) is not None and renewal_of(edge) is None
+
+
+def test_a_period_is_opened_whatever_another_service_has(fake, dummy_customer, catalogue, card):
+    """The row that blocks opening is this service's for this period, not another service's
+    row for the same expiry."""
+    from webapp.renewals.charging import open_renewals
+    from webapp.renewals.outcomes import RenewalReport
+    from webapp.renewals.services import settings
+
+    products = catalogue["products"]
+    neighbour = make_service(dummy_customer, products["SPID-PF"], expires_at=EXPIRES, card=card)
+    _db.session.add(Renewal(service_id=neighbour.id, period_expires_at=EXPIRES))
+    newcomer = make_service(dummy_customer, products["CONS-1"], expires_at=EXPIRES, card=card)
+    _db.session.commit()
+    report = RenewalReport()
+    open_renewals(days_before(15), settings(), report)
+    assert report.opened == 1
+    assert renewal_of(newcomer) is not None
