@@ -1021,3 +1021,24 @@ def test_a_period_is_opened_whatever_another_service_has(fake, dummy_customer, c
     open_renewals(days_before(15), settings(), report)
     assert report.opened == 1
     assert renewal_of(newcomer) is not None
+
+
+def test_a_period_is_opened_whatever_the_service_had_before(fake, dummy_customer, pec, card):
+    """Last year's renewal row of the same service does not block this year's period."""
+    from webapp.renewals.charging import open_renewals
+    from webapp.renewals.outcomes import RenewalReport
+    from webapp.renewals.services import settings
+
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=card)
+    last_year = EXPIRES.replace(year=EXPIRES.year - 1)
+    _db.session.add(
+        Renewal(service_id=service.id, period_expires_at=last_year, status=RenewalStatus.SUCCEEDED)
+    )
+    _db.session.commit()
+    report = RenewalReport()
+    open_renewals(days_before(15), settings(), report)
+    assert report.opened == 1
+    periods = _db.session.scalars(
+        select(Renewal.period_expires_at).where(Renewal.service_id == service.id)
+    ).all()
+    assert sorted(periods) == [last_year, EXPIRES]
