@@ -93,9 +93,10 @@ def mails(subject: str) -> list[OutboxEmail]:
 
 def test_pec_renewed_40_days_after_expiry_keeps_its_identity(fake, dummy_customer, products):
     pec = service_of(dummy_customer, products["PEC-STD"])
+    twin = service_of(dummy_customer, products["SPID-PF"])  # the same expiry, not renewed
     run_renewals(after(1))
     assert fresh(pec).status is ServiceStatus.EXPIRED
-    [expired] = mails("Servizio scaduto")
+    [expired] = mails(f"Servizio scaduto: {products['PEC-STD'].name}")
     assert f"/area-clienti/servizi/{pec.id}/rinnova" in expired.body_text
     assert "Puoi ancora rinnovarlo fino al 20/04/2027" in expired.body_text
 
@@ -110,7 +111,8 @@ def test_pec_renewed_40_days_after_expiry_keeps_its_identity(fake, dummy_custome
     count = _db.session.scalar(
         select(func.count(Service.id)).where(Service.customer_id == dummy_customer.id)
     )
-    assert count == 1  # no new service: the same box, the same address
+    assert count == 2  # no new service: the same box, the same address
+    assert (fresh(twin).status, fresh(twin).expires_at) == (ServiceStatus.EXPIRED, EXPIRES)
     [line] = _db.session.get(Order, order.id).lines
     assert (line.service_id, line.renews_from, line.renews_to) == (
         pec.id,
@@ -123,6 +125,7 @@ def test_pec_renewed_40_days_after_expiry_keeps_its_identity(fake, dummy_custome
         True,
         line.id,
     )
+    assert (renewal.attempts, renewal.created_at) == (0, now)  # no automatic attempt
     assert life_of(renewed, rome_date(now)).state is LifeState.ACTIVE
 
 
@@ -585,3 +588,16 @@ def test_other_services_and_periods_do_not_decide_a_renewal_by_hand(fake, dummy_
     theirs = _db.session.scalar(select(Renewal).where(Renewal.service_id == failing.id))
     assert (theirs.status, theirs.manual) == (RenewalStatus.FAILED, False)
     assert _db.session.get(Order, theirs.order_id).status is OrderStatus.PENDING_PAYMENT
+
+
+def test_a_renewal_by_hand_takes_the_years_asked_else_the_frequency_else_one(
+    dummy_customer, products, now
+):
+    pec = service_of(dummy_customer, products["PEC-STD"])
+    pec.frequency_years = 3
+    _db.session.commit()
+    cart = shop_cart.get_or_create_cart(dummy_customer.id, None)
+    assert manual.add_to_cart(cart, pec, 2, after(-10)).years == 2
+    assert manual.add_to_cart(cart, pec, 9, after(-10)).years == 3  # not on offer: its frequency
+    pec.frequency_years = 7  # not on offer either (1-5): one year
+    assert manual.add_to_cart(cart, pec, 9, after(-10)).years == 1
