@@ -23,7 +23,8 @@ from webapp.payments.settlement import succeed_payment
 from webapp.renewals import manual
 from webapp.renewals.engine import run_renewals
 from webapp.renewals.lifecycle import LifeState, life_of
-from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
+from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceEvent, ServiceStatus
+from webapp.renewals.timeline import RENEWAL
 from webapp.shop import cart as shop_cart
 from webapp.shop import checkout
 from webapp.shop.models import PaymentMethod
@@ -126,6 +127,11 @@ def test_pec_renewed_40_days_after_expiry_keeps_its_identity(fake, dummy_custome
         line.id,
     )
     assert (renewal.attempts, renewal.created_at) == (0, now)  # no automatic attempt
+    [event] = _db.session.scalars(
+        select(ServiceEvent).where(ServiceEvent.service_id == pec.id, ServiceEvent.kind == RENEWAL)
+    ).all()
+    assert event.at == now
+    assert event.detail.startswith(f"Rinnovo manuale pagato (ordine {order.number})")
     assert life_of(renewed, rome_date(now)).state is LifeState.ACTIVE
 
 
@@ -496,8 +502,6 @@ def test_paid_by_hand_while_the_automatic_charge_is_in_flight_is_undone_and_refu
     """The payment reached the bank anyway: the extension is undone (the charge in flight will
     extend the period if it succeeds), the line's money given back at once, on the timeline."""
     from webapp.payments.models import RefundKind
-    from webapp.renewals.models import ServiceEvent
-    from webapp.renewals.timeline import RENEWAL
 
     card = make_card(dummy_customer)
     pec = service_of(dummy_customer, products["PEC-STD"], auto_renew=True, card=card)
