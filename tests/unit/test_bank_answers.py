@@ -426,12 +426,16 @@ def test_a_renewal_answer_that_does_not_match_is_held_and_never_retried(
     assert payment.status is PaymentStatus.TO_VERIFY and differs in payment.failure_message
     assert payment.order.status is OrderStatus.PENDING_PAYMENT
     assert renewal.status is RenewalStatus.FAILED and renewal.next_attempt_at is None
+    # The customer area shows why: what the check found, as the payment records it.
+    assert (renewal.failure_code, renewal.failure_reason) == ("to_verify", payment.failure_message)
     assert db.session.get(type(service), service.id).expires_at == EXPIRES  # not extended
     bank_state = _at_bank(bank)
     if taken is None:
         assert bank_state["taken"] == bank_state["given"] == 0
     else:  # refunded at once, in the same pass
         assert bank_state["taken"] == bank_state["given"] == payment.amount_cents + taken
+        [refund] = db.session.scalars(select(Refund).where(Refund.payment_id == payment.id))
+        assert refund.completed_at == window  # on the pass's clock
     # The retry days come and go: never charged again while an operator checks it.
     for days in (10, 5, 1):
         run_renewals(rome_midnight(rome_date(EXPIRES) - timedelta(days=days)) + timedelta(hours=1))

@@ -24,6 +24,7 @@ from webapp.renewals import manual
 from webapp.renewals.engine import run_renewals
 from webapp.renewals.lifecycle import LifeState, life_of
 from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceEvent, ServiceStatus
+from webapp.renewals.timeline import RENEWAL
 from webapp.shop import cart as shop_cart
 from webapp.shop import checkout
 from webapp.shop.models import PaymentMethod, ProductPrice
@@ -93,9 +94,10 @@ def mails(subject: str) -> list[OutboxEmail]:
 
 def test_pec_renewed_40_days_after_expiry_keeps_its_identity(fake, dummy_customer, products):
     pec = service_of(dummy_customer, products["PEC-STD"])
+    twin = service_of(dummy_customer, products["SPID-PF"])  # the same expiry, not renewed
     run_renewals(after(1))
     assert fresh(pec).status is ServiceStatus.EXPIRED
-    [expired] = mails("Servizio scaduto")
+    [expired] = mails(f"Servizio scaduto: {products['PEC-STD'].name}")
     assert f"/area-clienti/servizi/{pec.id}/rinnova" in expired.body_text
     assert "Puoi ancora rinnovarlo fino al 20/04/2027" in expired.body_text
 
@@ -110,7 +112,8 @@ def test_pec_renewed_40_days_after_expiry_keeps_its_identity(fake, dummy_custome
     count = _db.session.scalar(
         select(func.count(Service.id)).where(Service.customer_id == dummy_customer.id)
     )
-    assert count == 1  # no new service: the same box, the same address
+    assert count == 2  # no new service: the same box, the same address
+    assert (fresh(twin).status, fresh(twin).expires_at) == (ServiceStatus.EXPIRED, EXPIRES)
     [line] = _db.session.get(Order, order.id).lines
     assert (line.service_id, line.renews_from, line.renews_to) == (
         pec.id,
@@ -123,6 +126,12 @@ def test_pec_renewed_40_days_after_expiry_keeps_its_identity(fake, dummy_custome
         True,
         line.id,
     )
+    assert (renewal.attempts, renewal.created_at) == (0, now)  # no automatic attempt
+    [event] = _db.session.scalars(
+        select(ServiceEvent).where(ServiceEvent.service_id == pec.id, ServiceEvent.kind == RENEWAL)
+    ).all()
+    assert event.at == now
+    assert event.detail.startswith(f"Rinnovo manuale pagato (ordine {order.number})")
     assert life_of(renewed, rome_date(now)).state is LifeState.ACTIVE
 
 
@@ -232,6 +241,9 @@ def test_failed_automatic_renewal_then_renewed_by_hand_is_not_retried(
     renew_by_hand(dummy_customer, fresh(pec), 1, after(-12))
     renewal = _db.session.scalar(select(Renewal).where(Renewal.service_id == pec.id))
     assert (renewal.status, renewal.manual) == (RenewalStatus.SUCCEEDED, True)
+    assert (renewal.completed_at, renewal.next_attempt_at) == (after(-12), None)
+    assert (renewal.failure_code, renewal.failure_reason) == (None, None)  # paid: no failure
+    assert renewal.order_line_id is not None
     assert _db.session.get(Order, renewal.order_id).status is OrderStatus.CANCELLED
     run_renewals(after(-10))  # a retry day of the failed automatic renewal
     assert len(fake.calls) == 1  # not charged again
@@ -641,3 +653,117 @@ def test_a_cancelled_ceased_or_not_renewable_service_is_not_renewed(app):
     bought_again = life_of(_row(by_hand=False), day)
     assert (bought_again.state, bought_again.renewable) == (LifeState.EXPIRING, False)
     assert "si acquista di nuovo" in bought_again.reason and bought_again.renew_from is None
+
+
+# --- paid while the automatic charge was in flight (mutation round 3) ---------------------------
+
+
+def test_paid_by_hand_while_the_automatic_charge_is_in_flight_is_undone_and_refunded(
+    fake, dummy_customer, products
+):
+    """The payment reached the bank anyway: the extension is undone (the charge in flight will
+    extend the period if it succeeds), the line's money given back at once, on the timeline."""
+    from webapp.payments.models import RefundKind
+
+    card = make_card(dummy_customer)
+    pec = service_of(dummy_customer, products["PEC-STD"], auto_renew=True, card=card)
+    order = renewal_order(dummy_customer, pec, 2, after(-16))
+    other = make_service(dummy_customer, products["SPID-PF"], expires_at=add_years(EXPIRES, 2))
+    fake.mode = "timeout_after_charge"  # the automatic charge's outcome is still to be asked
+    run_renewals(after(-15))
+    fake.mode = "ok"
+    payment = pay(_db.session.get(Order, order.id), after(-15))
+    _db.session.commit()
+    service = fresh(pec)
+    assert (service.status, service.expires_at) == (ServiceStatus.ACTIVE, EXPIRES)
+    [refund] = _db.session.scalars(select(Refund).where(Refund.payment_id == payment.id)).all()
+    assert (refund.kind, refund.amount_cents) == (RefundKind.DUPLICATE, payment.amount_cents)
+    line = _db.session.get(Order, order.id).lines[0]
+    assert refund.idempotency_key == f"renewal-line-{line.id}"  # once, whoever settles it
+    assert refund.created_at == after(-15)
+    [event] = _db.session.scalars(
+        select(ServiceEvent).where(ServiceEvent.service_id == pec.id, ServiceEvent.kind == RENEWAL)
+    ).all()
+    assert event.detail.startswith(f"Rinnovo manuale (ordine {order.number}) non applicato")
+    assert event.detail.endswith("periodo già rinnovato, rimborsato")
+    assert event.at == after(-15)
+    automatic = _db.session.scalar(select(Renewal).where(Renewal.service_id == pec.id))
+    assert automatic.manual is False and automatic.status is RenewalStatus.PENDING
+    assert _db.session.get(Order, automatic.order_id).status is OrderStatus.PENDING_PAYMENT
+    assert fresh(other).expires_at == add_years(EXPIRES, 2)  # only this service is put back
+
+
+def test_an_expired_service_paid_by_hand_while_a_pass_holds_its_period_stays_expired(
+    fake, dummy_customer, products
+):
+    """A pass holds the period's row (its claim is live): the payment is refunded and the
+    service goes back to what it was, expired."""
+    pec = service_of(dummy_customer, products["PEC-STD"])
+    run_renewals(after(1))
+    assert fresh(pec).status is ServiceStatus.EXPIRED
+    order = renewal_order(dummy_customer, fresh(pec), 1, after(5))
+    _db.session.add(
+        Renewal(
+            service_id=pec.id,
+            period_expires_at=EXPIRES,
+            status=RenewalStatus.ABANDONED,
+            claimed_by="other:1",
+            claimed_until=after(5) + timedelta(minutes=5),
+        )
+    )
+    _db.session.commit()
+    payment = pay(_db.session.get(Order, order.id), after(5))
+    _db.session.commit()
+    service = fresh(pec)
+    assert (service.status, service.expires_at) == (ServiceStatus.EXPIRED, EXPIRES)
+    [refund] = _db.session.scalars(select(Refund).where(Refund.payment_id == payment.id)).all()
+    assert refund.amount_cents == payment.amount_cents
+
+
+def test_renew_url_is_the_services_rinnova_page(app):
+    with app.test_request_context():
+        url = manual.renew_url(42)
+    assert url == f"{app.config['SHOP_BASE_URL']}/area-clienti/servizi/42/rinnova"
+
+
+def test_other_services_and_periods_do_not_decide_a_renewal_by_hand(fake, dummy_customer, products):
+    """Only this service's row for this period refuses or takes the payment: not the same
+    expiry's row of another service (renewed, or being charged), nor last year's own row."""
+    card = make_card(dummy_customer)
+    renewed = service_of(dummy_customer, products["SPID-PF"])
+    _db.session.add(
+        Renewal(service_id=renewed.id, period_expires_at=EXPIRES, status=RenewalStatus.SUCCEEDED)
+    )
+    failing = service_of(dummy_customer, products["CONS-1"], auto_renew=True, card=card)
+    pec = service_of(dummy_customer, products["PEC-STD"], auto_renew=True, card=card)
+    last_year = EXPIRES.replace(year=EXPIRES.year - 1)
+    _db.session.add(
+        Renewal(service_id=pec.id, period_expires_at=last_year, status=RenewalStatus.SUCCEEDED)
+    )
+    _db.session.commit()
+    fake.mode = "insufficient_funds"
+    run_renewals(after(-15))  # `failing` and `pec` fail: open rows for EXPIRES
+    fake.mode = "ok"
+    assert manual.period_state(pec.id, EXPIRES) is None
+    renew_by_hand(dummy_customer, fresh(pec), 1, after(-12))
+    assert fresh(pec).expires_at == add_years(EXPIRES, 1)
+    mine = _db.session.scalar(
+        select(Renewal).where(Renewal.service_id == pec.id, Renewal.period_expires_at == EXPIRES)
+    )
+    assert (mine.status, mine.manual) == (RenewalStatus.SUCCEEDED, True)
+    theirs = _db.session.scalar(select(Renewal).where(Renewal.service_id == failing.id))
+    assert (theirs.status, theirs.manual) == (RenewalStatus.FAILED, False)
+    assert _db.session.get(Order, theirs.order_id).status is OrderStatus.PENDING_PAYMENT
+
+
+def test_a_renewal_by_hand_takes_the_years_asked_else_the_frequency_else_one(
+    dummy_customer, products, now
+):
+    pec = service_of(dummy_customer, products["PEC-STD"])
+    pec.frequency_years = 3
+    _db.session.commit()
+    cart = shop_cart.get_or_create_cart(dummy_customer.id, None)
+    assert manual.add_to_cart(cart, pec, 2, after(-10)).years == 2
+    assert manual.add_to_cart(cart, pec, 9, after(-10)).years == 3  # not on offer: its frequency
+    pec.frequency_years = 7  # not on offer either (1-5): one year
+    assert manual.add_to_cart(cart, pec, 9, after(-10)).years == 1

@@ -250,9 +250,7 @@ def test_a_price_change_after_the_reminder_is_announced_before_any_charge(renewi
     assert fake_bank.calls[-1]["amount_cents"] == 854
 
 
-def test_a_price_change_after_the_reminder_is_announced_at_the_next_daily_pass(
-    renewing, fake_bank
-):
+def test_a_price_change_after_the_reminder_is_announced_at_the_next_daily_pass(renewing, fake_bank):
     """Before the window opens: the day after the change, the pass sends the new amount, even
     when the customer has nothing else to be reminded of that day."""
     from webapp.renewals.engine import run_renewals

@@ -4,10 +4,11 @@ Hypothesis's rule-based state machine plays random sequences of purchases (card 
 transfer), renewal passes with the test clock, partial and full refunds, withdrawals, price
 changes, frequency changes and the Rinnovo automatico switch (through the customer area),
 renewals by hand paid by card, bank answers that do not match ("Da verificare"), and
-billing-type changes, and checks after every step (tests/unit/money_invariants.py): money at the bank = payments - refunds, per
-order and in total; one invoice per payment with the amount paid; credit notes = refunds to the
-cent; each service's paid-up-to date = the periods its unrefunded payments cover; every renewal
-charge = the last amount announced; the recesso only for consumers within 14 days.
+billing-type changes, and checks after every step (tests/unit/money_invariants.py): money at
+the bank = payments - refunds, per order and in total; one invoice per payment with the amount
+paid; credit notes = refunds to the cent; each service's paid-up-to date = the periods its
+unrefunded payments cover; every renewal charge = the last amount announced; the recesso only
+for consumers within 14 days; a held answer's money all given back.
 
 Bounded in the normal run; longer with MONEY_PROPERTY_EXAMPLES and MONEY_PROPERTY_STEPS
 (e.g. `MONEY_PROPERTY_EXAMPLES=200 MONEY_PROPERTY_STEPS=40`).

@@ -3,6 +3,7 @@ reminders, card warnings, unknown outcomes, crashes, and two passes at once char
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -666,3 +667,382 @@ def test_a_pass_that_read_the_id_before_its_twin_attempted_it_does_not_attempt_i
     assert run_renewals(retry_day).failed == 0
     assert len(fake.calls) == 2
     assert len(emails("Rinnovo non riuscito")) == 2
+
+
+# --- what a failure records and says (mutation round 3) ------------------------------------------
+
+
+def test_a_failure_records_the_reason_as_a_sentence_and_mails_the_fix_and_the_card(fake, service):
+    fake.mode = "insufficient_funds"
+    run_renewals(days_before(15))
+    renewal = renewal_of(service)
+    assert renewal.failure_reason == "La carta non ha fondi sufficienti."
+    assert renewal.last_attempt_at == days_before(15)  # "Rinnovo non riuscito il ..." in the area
+    [mail] = emails("Rinnovo non riuscito")
+    assert mail.dedupe_key == f"renewal-failed-{renewal.id}-1"
+    assert "Verifica la disponibilità della carta" in mail.body_text  # this code's own fix
+    assert "Aggiungi una nuova carta" not in mail.body_text  # not the default one
+    assert "carta Visa •••• 4242" in mail.body_text
+
+
+def test_a_decline_the_shop_has_no_words_for_takes_the_banks_message(fake, service, monkeypatch):
+    from tests.unit import renewal_fakes
+
+    monkeypatch.setitem(renewal_fakes.DECLINE_MESSAGES, "do_not_honor", "transazione negata")
+    fake.mode = "do_not_honor"
+    run_renewals(days_before(15))
+    renewal = renewal_of(service)
+    assert renewal.failure_code == "do_not_honor"
+    assert renewal.failure_reason == "Transazione negata."
+    [mail] = emails("Rinnovo non riuscito")
+    assert "Transazione negata." in mail.body_text
+    assert "Aggiungi una nuova carta" in mail.body_text  # the default fix
+
+
+def test_a_bank_message_of_the_full_column_length_still_fits_the_reason(fake, service, monkeypatch):
+    from tests.unit import renewal_fakes
+
+    # The payment keeps 300 characters; the reason adds the full stop: cut back to 300.
+    monkeypatch.setitem(renewal_fakes.DECLINE_MESSAGES, "do_not_honor", "x" * 300)
+    fake.mode = "do_not_honor"
+    run_renewals(days_before(15))
+    assert renewal_of(service).failure_reason == "X" + "x" * 299
+
+
+def test_an_unknown_outcome_tells_the_customer_we_are_checking(fake, service):
+    fake.mode = "down"
+    run_renewals(days_before(15))
+    assert renewal_of(service).failure_reason == (
+        "La banca non ha risposto: stiamo verificando l'esito dell'addebito."
+    )
+
+
+def test_next_retry_at_a_retry_point_is_the_following_one():
+    """A pass at the very first instant of a retry day plans the next retry day, not now."""
+    assert next_retry(EXPIRES, day_start(10), (10, 5, 1)) == day_start(5)
+    assert next_retry(EXPIRES, day_start(1), (10, 5, 1)) is None
+
+
+def test_an_attempt_commits_keeping_its_objects_loaded(fake, service):
+    """The attempt is committed before the bank is asked, without reloading what it holds."""
+    from sqlalchemy import inspect
+
+    from webapp.renewals.charging import _commit_keeping_loaded
+
+    session = _db.session()
+    assert session.expire_on_commit
+    loaded = fresh(service)
+    loaded.auto_renew = False
+    _commit_keeping_loaded()
+    assert not inspect(loaded).expired_attributes  # nothing to reload
+    assert session.expire_on_commit  # the session's own setting is back
+    assert renewal_of(service) is None and not fresh(service).auto_renew  # committed
+
+
+def test_an_unknown_outcome_is_due_again_at_the_next_pass(fake, service):
+    """Asked again at the next pass: due now, even once the charge is no longer in flight."""
+    from webapp.renewals.claims import due_and_unclaimed
+
+    when = days_before(15)
+    fake.mode = "down"
+    run_renewals(when)
+    renewal = renewal_of(service)
+    assert renewal.next_attempt_at == when
+    payment = _db.session.scalar(select(Payment).where(Payment.order_id == renewal.order_id))
+    payment.status = PaymentStatus.DECLINED  # settled elsewhere meanwhile
+    _db.session.commit()
+    later = when + timedelta(minutes=5)
+    assert _db.session.scalars(due_and_unclaimed(later, later)).all() == [renewal.id]
+
+
+def test_a_retry_charges_the_same_renewal_order(fake, service):
+    """One order per renewal period: a retry reprices it, no second order left unpaid."""
+    fake.mode = "card_declined"
+    run_renewals(days_before(15))
+    first = renewal_of(service).order_id
+    assert _db.session.get(Order, first).created_at == days_before(15)  # the pass's clock
+    [attempt] = _db.session.scalars(select(Payment).where(Payment.order_id == first))
+    assert attempt.created_at == days_before(15)
+    run_renewals(days_before(10))
+    assert renewal_of(service).order_id == first
+    orders = _db.session.scalars(select(Order.id).where(Order.kind == OrderKind.RENEWAL)).all()
+    assert orders == [first]
+    assert {c["order_ref"] for c in fake.calls} == {fake.calls[0]["order_ref"]}
+
+
+def test_a_renewal_invoice_line_has_a_whole_unit_price_in_cents(fake, dummy_customer, pec, card):
+    """The invoice keeps the line as charged: a yearly price in whole cents, x the years."""
+    from webapp.invoicing.services import invoice_of_order
+
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, years=2, card=card)
+    run_renewals(days_before(15))
+    invoice = invoice_of_order(renewal_of(service).order_id)
+    [line] = invoice.lines
+    assert (line["quantity"], line["unit_price_cents"], line["net_cents"]) == (2, 500, 1000)
+    assert line["discount_cents"] == 0  # no discount is carried over to a renewal
+    assert _db.session.get(Order, invoice.order_id).discount_code is None  # nor its code
+    assert type(line["unit_price_cents"]) is int
+
+
+def test_a_renewal_order_page_shows_auto_renewal_still_on(client, auth, fake, service):
+    """The customer's page of the renewal order: the renewed service keeps renewing."""
+    run_renewals(days_before(15))
+    order_id = renewal_of(service).order_id
+    auth.login()
+    page = client.get(f"/ordini/{order_id}").get_data(as_text=True)
+    assert "Attivo, ogni anno" in page
+    assert "Non attivo" not in page
+
+
+def test_a_renewal_whose_order_was_cancelled_is_skipped_and_given_back_at_once(fake, service):
+    """The attempt finds its order no longer payable: nothing charged, the row free again."""
+    from webapp.renewals.charging import process as _process
+    from webapp.renewals.services import settings
+    from webapp.shop.orders import cancel_order
+
+    fake.mode = "card_declined"
+    run_renewals(days_before(15))
+    renewal = renewal_of(service)
+    cancel_order(_db.session.get(Order, renewal.order_id), days_before(14))
+    _db.session.commit()
+    fake.mode = "ok"
+    lease_now = datetime.now(UTC)
+    outcome = _process(renewal.id, days_before(10), "w1", settings(), lambda: lease_now)
+    assert outcome == "skipped"
+    assert len(fake.calls) == 1
+    renewal = renewal_of(service)
+    assert (renewal.claimed_by, renewal.claimed_until) == (None, None)
+    assert renewal.attempts == 1  # the attempt was rolled back
+
+
+def test_another_orders_charge_in_flight_is_not_this_renewals(
+    fake, dummy_customer, catalogue, card
+):
+    """Each renewal settles only its own order's charge in flight."""
+    from webapp.renewals.charging import process as _process
+    from webapp.renewals.services import settings
+
+    products = catalogue["products"]
+    one = make_service(dummy_customer, products["PEC-STD"], expires_at=EXPIRES, card=card)
+    two = make_service(dummy_customer, products["SPID-PF"], expires_at=EXPIRES, card=card)
+    fake.mode = "card_declined"
+    run_renewals(days_before(15))
+    first = renewal_of(one)
+    _db.session.add(
+        Payment(
+            order_id=first.order_id,
+            channel=PaymentChannel.RENEWAL,
+            amount_cents=610,
+            idempotency_key="renewal-lost-answer",
+            saved_card_id=card.id,
+            status=PaymentStatus.UNKNOWN,
+        )
+    )
+    _db.session.commit()
+    fake.mode = "ok"
+    second = renewal_of(two)
+    lease_now = datetime.now(UTC)
+    assert _process(second.id, days_before(10), "w1", settings(), lambda: lease_now) == "charged"
+    assert fake.calls[-1]["key"] == f"renewal-{second.id}-2"
+    assert fake.finds == []  # the other order's charge was not asked about
+
+
+def test_an_attempt_reads_its_renewal_service_and_card_in_one_select(fake, service):
+    """The service and its card come with the renewal (joined), not one lazy SELECT each."""
+    from sqlalchemy import event
+
+    from webapp.renewals.charging import process as _process
+    from webapp.renewals.services import settings
+
+    fake.mode = "card_declined"
+    run_renewals(days_before(15))
+    renewal_id = renewal_of(service).id
+    _db.session.expire_all()
+    seen = []
+
+    def record(conn, cursor, statement, *args):
+        seen.append(" ".join(statement.split()))
+
+    engine = _db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        lease_now = datetime.now(UTC)
+        _process(renewal_id, days_before(10), "w1", settings(), lambda: lease_now)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    by_id = re.compile(r" FROM (service|saved_card) WHERE \1\.id = (\?|%\(\w+\)s)$")
+    alone = [s for s in seen if by_id.search(s)]
+    assert alone == [], alone
+
+
+def test_an_attempt_recorded_but_never_sent_is_sent_as_the_merchants(fake, service, card):
+    """A crash between recording the attempt and asking the bank: the next pass sends that
+    attempt (its key), as a charge the merchant starts (the customer is not there)."""
+    from webapp.renewals.charging import process as _process
+    from webapp.renewals.services import settings
+
+    fake.mode = "card_declined"
+    run_renewals(days_before(15))
+    renewal = renewal_of(service)
+    _db.session.add(
+        Payment(
+            order_id=renewal.order_id,
+            channel=PaymentChannel.RENEWAL,
+            amount_cents=610,
+            idempotency_key=f"renewal-{renewal.id}-2",
+            saved_card_id=card.id,
+        )
+    )  # PENDING: on record, the bank never asked
+    _db.session.commit()
+    fake.mode = "ok"
+    lease_now = datetime.now(UTC)
+    assert _process(renewal.id, days_before(14), "w1", settings(), lambda: lease_now) == "charged"
+    assert fake.calls[-1]["key"] == f"renewal-{renewal.id}-2"
+    assert fake.calls[-1]["initiator"] == "merchant"
+
+
+def test_an_attempt_sent_and_declined_later_is_retried_on_schedule(fake, service, card):
+    """The charge in flight turns out declined: a failure like any other, next retry planned."""
+    from webapp.renewals.charging import process as _process
+    from webapp.renewals.services import settings
+
+    fake.mode = "card_declined"
+    run_renewals(days_before(15))
+    renewal = renewal_of(service)
+    _db.session.add(
+        Payment(
+            order_id=renewal.order_id,
+            channel=PaymentChannel.RENEWAL,
+            amount_cents=610,
+            idempotency_key=f"renewal-{renewal.id}-2",
+            saved_card_id=card.id,
+        )
+    )
+    _db.session.commit()
+    lease_now = datetime.now(UTC)
+    assert _process(renewal.id, days_before(14), "w1", settings(), lambda: lease_now) == "failed"
+    renewal = renewal_of(service)
+    assert (renewal.status, renewal.next_attempt_at) == (RenewalStatus.FAILED, day_start(10))
+
+
+def test_a_renewal_turned_off_is_set_aside_without_an_error(fake, service):
+    fake.mode = "insufficient_funds"
+    run_renewals(days_before(15))
+    service = fresh(service)
+    service.auto_renew = False
+    _db.session.commit()
+    report = run_renewals(days_before(10))
+    assert (report.charged, report.failed, report.errors) == (0, 0, 0)
+    renewal = renewal_of(service)
+    assert renewal.next_attempt_at is None  # not due again until turned back on
+    assert renewal.claimed_by is None
+
+
+def test_a_pass_opens_and_charges_the_nearest_expiry_first(fake, dummy_customer, catalogue, card):
+    """Services entering the window together: the one expiring first is opened and charged
+    first (a pass cut short leaves the later expiries, not the nearer ones)."""
+    products = catalogue["products"]
+    later = make_service(
+        dummy_customer, products["PEC-STD"], expires_at=EXPIRES + timedelta(hours=1), card=card
+    )
+    nearer = make_service(dummy_customer, products["SPID-PF"], expires_at=EXPIRES, card=card)
+    assert run_renewals(days_before(15)).charged == 2
+    assert renewal_of(nearer).id < renewal_of(later).id
+    assert [c["key"] for c in fake.calls] == [
+        f"renewal-{renewal_of(nearer).id}-1",
+        f"renewal-{renewal_of(later).id}-1",
+    ]
+
+
+def test_only_active_services_in_their_validity_are_opened(fake, dummy_customer, catalogue, card):
+    """The window opens a renewal for an active service still valid today: not for one whose
+    expiry day is over (its period ended; the expiry pass handles it), nor for one no longer
+    active, whatever its switch says."""
+    from webapp.renewals.charging import open_renewals
+    from webapp.renewals.outcomes import RenewalReport
+    from webapp.renewals.services import settings
+
+    products = catalogue["products"]
+    ended = make_service(
+        dummy_customer, products["PEC-STD"], expires_at=EXPIRES - 15 * DAY, card=card
+    )
+    cancelled = make_service(dummy_customer, products["SPID-PF"], expires_at=EXPIRES, card=card)
+    cancelled.status = ServiceStatus.CANCELLED
+    _db.session.commit()
+    report = RenewalReport()
+    open_renewals(day_start(14), settings(), report)  # the day after `ended`'s expiry day
+    assert report.opened == 0
+    assert renewal_of(ended) is None and renewal_of(cancelled) is None
+
+
+def test_a_renewal_opened_by_a_pass_is_charged_in_that_same_pass(fake, service):
+    """Opened "due now" at the pass's own instant, stored in UTC whatever the zone of the
+    clock handed in (here Italy's): charged at once, created at that instant."""
+    from zoneinfo import ZoneInfo
+
+    when = (days_before(15) + timedelta(microseconds=123456)).astimezone(ZoneInfo("Europe/Rome"))
+    report = run_renewals(when)
+    assert (report.opened, report.charged) == (1, 1)
+    renewal = renewal_of(service)
+    assert renewal.created_at == when
+
+
+def test_the_window_bounds_at_the_first_instant_of_a_day(fake, dummy_customer, catalogue, card):
+    """A service expiring at 00:00 in Italy: opened on its expiry day (valid through it), and
+    not yet on the day whose window ends exactly at that instant."""
+    from webapp.clock import expiring_by
+    from webapp.renewals.charging import open_renewals
+    from webapp.renewals.outcomes import RenewalReport
+    from webapp.renewals.services import settings
+
+    products = catalogue["products"]
+    today = rome_date(days_before(15))
+    last_day = make_service(
+        dummy_customer, products["PEC-STD"], expires_at=rome_midnight(today), card=card
+    )
+    edge = make_service(
+        dummy_customer, products["SPID-PF"], expires_at=expiring_by(today, 15), card=card
+    )
+    report = RenewalReport()
+    open_renewals(rome_midnight(today) + timedelta(hours=9), settings(), report)
+    assert report.opened == 1
+    assert renewal_of(last_day) is not None and renewal_of(edge) is None
+
+
+def test_a_period_is_opened_whatever_another_service_has(fake, dummy_customer, catalogue, card):
+    """The row that blocks opening is this service's for this period, not another service's
+    row for the same expiry."""
+    from webapp.renewals.charging import open_renewals
+    from webapp.renewals.outcomes import RenewalReport
+    from webapp.renewals.services import settings
+
+    products = catalogue["products"]
+    neighbour = make_service(dummy_customer, products["SPID-PF"], expires_at=EXPIRES, card=card)
+    _db.session.add(Renewal(service_id=neighbour.id, period_expires_at=EXPIRES))
+    newcomer = make_service(dummy_customer, products["CONS-1"], expires_at=EXPIRES, card=card)
+    _db.session.commit()
+    report = RenewalReport()
+    open_renewals(days_before(15), settings(), report)
+    assert report.opened == 1
+    assert renewal_of(newcomer) is not None
+
+
+def test_a_period_is_opened_whatever_the_service_had_before(fake, dummy_customer, pec, card):
+    """Last year's renewal row of the same service does not block this year's period."""
+    from webapp.renewals.charging import open_renewals
+    from webapp.renewals.outcomes import RenewalReport
+    from webapp.renewals.services import settings
+
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=card)
+    last_year = EXPIRES.replace(year=EXPIRES.year - 1)
+    _db.session.add(
+        Renewal(service_id=service.id, period_expires_at=last_year, status=RenewalStatus.SUCCEEDED)
+    )
+    _db.session.commit()
+    report = RenewalReport()
+    open_renewals(days_before(15), settings(), report)
+    assert report.opened == 1
+    periods = _db.session.scalars(
+        select(Renewal.period_expires_at).where(Renewal.service_id == service.id)
+    ).all()
+    assert sorted(periods) == [last_year, EXPIRES]
