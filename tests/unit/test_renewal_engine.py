@@ -875,37 +875,8 @@ def test_an_attempt_reads_its_renewal_service_and_card_in_one_select(fake, servi
     assert alone == [], alone
 
 
-def test_an_attempt_recorded_but_never_sent_is_sent_as_the_merchants(fake, service, card):
-    """A crash between recording the attempt and asking the bank: the next pass sends that
-    attempt (its key), as a charge the merchant starts (the customer is not there)."""
-    from webapp.renewals.charging import process as _process
-    from webapp.renewals.services import settings
-
-    fake.mode = "card_declined"
-    run_renewals(days_before(15))
-    renewal = renewal_of(service)
-    _db.session.add(
-        Payment(
-            order_id=renewal.order_id,
-            channel=PaymentChannel.RENEWAL,
-            amount_cents=610,
-            idempotency_key=f"renewal-{renewal.id}-2",
-            saved_card_id=card.id,
-        )
-    )  # PENDING: on record, the bank never asked
-    _db.session.commit()
-    fake.mode = "ok"
-    lease_now = datetime.now(UTC)
-    assert _process(renewal.id, days_before(14), "w1", settings(), lambda: lease_now) == "charged"
-    assert fake.calls[-1]["key"] == f"renewal-{renewal.id}-2"
-    assert fake.calls[-1]["initiator"] == "merchant"
-
-
-def test_an_attempt_sent_and_declined_later_is_retried_on_schedule(fake, service, card):
-    """The charge in flight turns out declined: a failure like any other, next retry planned."""
-    from webapp.renewals.charging import process as _process
-    from webapp.renewals.services import settings
-
+def _second_attempt_on_record(fake, service, card) -> Renewal:
+    """The window's first attempt declined, then a second one recorded (PENDING) and no more."""
     fake.mode = "card_declined"
     run_renewals(days_before(15))
     renewal = renewal_of(service)
@@ -919,6 +890,29 @@ def test_an_attempt_sent_and_declined_later_is_retried_on_schedule(fake, service
         )
     )
     _db.session.commit()
+    return renewal
+
+
+def test_an_attempt_recorded_but_never_sent_is_sent_as_the_merchants(fake, service, card):
+    """A crash between recording the attempt and asking the bank: the next pass sends that
+    attempt (its key), as a charge the merchant starts (the customer is not there)."""
+    from webapp.renewals.charging import process as _process
+    from webapp.renewals.services import settings
+
+    renewal = _second_attempt_on_record(fake, service, card)  # the bank never asked
+    fake.mode = "ok"
+    lease_now = datetime.now(UTC)
+    assert _process(renewal.id, days_before(14), "w1", settings(), lambda: lease_now) == "charged"
+    assert fake.calls[-1]["key"] == f"renewal-{renewal.id}-2"
+    assert fake.calls[-1]["initiator"] == "merchant"
+
+
+def test_an_attempt_sent_and_declined_later_is_retried_on_schedule(fake, service, card):
+    """The charge in flight turns out declined: a failure like any other, next retry planned."""
+    from webapp.renewals.charging import process as _process
+    from webapp.renewals.services import settings
+
+    renewal = _second_attempt_on_record(fake, service, card)
     lease_now = datetime.now(UTC)
     assert _process(renewal.id, days_before(14), "w1", settings(), lambda: lease_now) == "failed"
     renewal = renewal_of(service)
