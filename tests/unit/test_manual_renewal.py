@@ -611,6 +611,31 @@ def test_in_scadenza_from_the_configured_days_before_through_the_expiry_day(app)
     assert life_of(_row(), day - 30 * DAY).state is LifeState.EXPIRING
 
 
+def test_a_renewal_order_is_refused_before_the_bank_once_its_day_is_past(
+    fake, dummy_customer, products
+):
+    """Put in the cart in time, paid too late: Firma Digitale has no grace window, so the day
+    after its expiry both payment paths refuse before asking the bank (the day of the payment
+    decides, not the day of the order)."""
+    from webapp.errors import DomainError
+    from webapp.payments import charges
+    from webapp.payments import hosted as payments_hosted
+
+    firma = service_of(dummy_customer, products["FIRMA-R"])
+    order = renewal_order(dummy_customer, firma, 1, after(-10))
+    card = make_card(dummy_customer)
+    late = after(1)
+    with pytest.raises(DomainError, match="cessato dopo il 20/01/2027"):
+        payments_hosted.start_hosted_payment(order, return_url="/r", notify_url=None, now=late)
+    with pytest.raises(DomainError, match="cessato dopo il 20/01/2027"):
+        charges.begin_saved_card_payment(order, dummy_customer.id, card.id, "a", rome_date(late))
+    _db.session.rollback()
+    page = payments_hosted.start_hosted_payment(
+        order, return_url="/r", notify_url=None, now=after(-1)
+    )
+    assert page.amount_cents == order.total_cents  # in time, the bank's page opens
+
+
 def test_the_grace_window_from_the_day_after_the_expiry_to_its_last_day(app):
     day = rome_date(EXPIRES)
     life = life_of(_row(grace=15), day + DAY)
