@@ -167,8 +167,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _closed_before_sending(app):
+    """The app's answer read whole and closed before the server writes it. werkzeug's
+    development server skips close() when the browser drops the connection while it drains the
+    request (Chromium does for the favicon), so a static file's handle was left to the garbage
+    collector and surfaced as a ResourceWarning in whichever test ran next."""
+
+    def wsgi(environ, start_response):
+        answer = app(environ, start_response)
+        try:
+            return [b"".join(answer)]
+        finally:
+            if hasattr(answer, "close"):
+                answer.close()
+
+    return wsgi
+
+
 def _serve(app) -> tuple[BaseWSGIServer, threading.Thread]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server("127.0.0.1", 0, _closed_before_sending(app), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return server, thread
