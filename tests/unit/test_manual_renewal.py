@@ -745,12 +745,6 @@ def test_an_expired_service_paid_by_hand_while_a_pass_holds_its_period_stays_exp
     assert refund.amount_cents == payment.amount_cents
 
 
-def test_renew_url_is_the_services_rinnova_page(app):
-    with app.test_request_context():
-        url = manual.renew_url(42)
-    assert url == f"{app.config['SHOP_BASE_URL']}/area-clienti/servizi/42/rinnova"
-
-
 def test_other_services_and_periods_do_not_decide_a_renewal_by_hand(fake, dummy_customer, products):
     """Only this service's row for this period refuses or takes the payment: not the same
     expiry's row of another service (renewed, or being charged), nor last year's own row."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime
 
-from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -41,11 +40,6 @@ log = logging.getLogger(__name__)
 
 #: Renewal rows a renewal by hand may take: open ones, and one the pass gave up at expiry.
 TAKEABLE = (RenewalStatus.PENDING, RenewalStatus.FAILED, RenewalStatus.ABANDONED)
-
-
-def renew_url(service_id: int) -> str:
-    """The "Rinnova ora" link of the e-mails."""
-    return f"{current_app.config['SHOP_BASE_URL']}/area-clienti/servizi/{service_id}/rinnova"
 
 
 def renewal_years(service) -> list[int]:
