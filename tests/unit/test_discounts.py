@@ -259,6 +259,16 @@ def test_removing_the_last_eligible_line_drops_the_code(db, catalogue, dummy_cus
     assert cart.discount_code is None
 
 
+def test_removing_another_line_keeps_the_code(db, catalogue, dummy_customer, now):
+    products = catalogue["products"]
+    cart = make_cart(db, dummy_customer, products["PEC-STD"], products["FIRMA-R"])
+    code = discounts.apply_discount(cart, "PEC5", dummy_customer.id, now)
+    shop_cart.remove_line(cart, cart.lines[1].id)
+    db.session.commit()
+    assert cart.discount_code_id == code.id
+    assert checkout.price_cart(cart).quote.discount_cents == 500
+
+
 def test_remove_discount(db, catalogue, dummy_customer, now):
     cart = make_cart(db, dummy_customer, catalogue["products"]["PEC-STD"])
     discounts.apply_discount(cart, "BENVENUTO10", dummy_customer.id, now)
