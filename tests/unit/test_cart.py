@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from sqlalchemy import func, select
 
 from tests.unit.helpers import HX, add, customer_cart, login
@@ -202,6 +203,19 @@ def test_claim_moves_the_visitors_lines_with_their_years_up_to_the_cap(
     lines = customer_cart(dummy_customer.id).lines
     assert [(line.product.sku, line.years) for line in lines] == [("PEC-STD", 1), ("SPID-PF", 3)]
     assert db.session.scalar(select(func.count(Cart.id))) == 1
+
+
+def test_a_full_cart_refuses_one_more_line(db, catalogue, dummy_customer):
+    products = catalogue["products"]
+    cart = shop_cart.get_or_create_cart(dummy_customer.id, None)
+    first = shop_cart.add_product(cart, products["PEC-STD"].id, max_lines=2)
+    assert first.years == 1  # the shortest duration
+    shop_cart.add_product(cart, products["SPID-PF"].id, max_lines=2)
+    with pytest.raises(shop_cart.CartFull):
+        shop_cart.add_product(cart, products["CONS-1"].id, max_lines=2)
+    db.session.commit()
+    lines = customer_cart(dummy_customer.id).lines
+    assert [(line.product.sku, line.years) for line in lines] == [("PEC-STD", 1), ("SPID-PF", 1)]
 
 
 def test_badge_counts_the_customers_cart(client, catalogue, dummy_customer):
