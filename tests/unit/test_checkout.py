@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import UTC, date, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -20,7 +21,10 @@ from tests.unit.helpers import (
     login,
     orders_of,
 )
-from webapp.shop.models import PaymentMethod
+from webapp.extensions import db
+from webapp.shop import cart as shop_cart
+from webapp.shop import checkout, orders
+from webapp.shop.models import PaymentMethod, ProductPrice
 from webapp.shop.order_models import Order
 
 RENEWABLE = ["PEC-STD", "SPID-PF", "CONS-1", "FPA-100"]
@@ -459,3 +463,70 @@ def test_twin_submit_that_sees_the_cart_already_spent_shows_the_order(
     assert r.status_code == 303
     [order] = orders_of(dummy_customer.id)
     assert r.headers["Location"] == f"/ordini/{order.id}"
+
+
+# --- the service itself ---------------------------------------------------------------------
+
+
+def _cart_of(customer, *products):
+    cart = shop_cart.get_or_create_cart(customer.id, None)
+    for product in products:
+        shop_cart.add_product(cart, product.id)
+    shop_cart.set_payment_method(cart, PaymentMethod.CARD)
+    db.session.commit()
+    return cart
+
+
+@pytest.mark.parametrize(
+    ("at", "price"),
+    [
+        (datetime(2031, 6, 14, 21, 59, tzinfo=UTC), 500),  # 23:59 on the 14th in Italy
+        (datetime(2031, 6, 14, 22, 0, tzinfo=UTC), 800),  # midnight of the 15th in Italy
+    ],
+)
+def test_confirm_prices_the_cart_on_the_day_in_italy_of_its_clock(
+    catalogue, dummy_customer, at, price
+):
+    """The list price in force on the confirm's day in Italy (not the wall clock's, not UTC's)."""
+    pec = catalogue["products"]["PEC-STD"]
+    db.session.add(
+        ProductPrice(product_id=pec.id, yearly_price_cents=800, effective_from=date(2031, 6, 15))
+    )
+    cart = _cart_of(dummy_customer, pec)
+    order = checkout.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, at)
+    [line] = order.lines
+    assert (line.yearly_price_cents, line.list_cents, order.subtotal_cents) == (price,) * 3
+
+
+def test_a_total_changed_since_the_page_places_nothing_and_says_the_new_one(
+    db, catalogue, dummy_customer, now
+):
+    cart = _cart_of(dummy_customer, catalogue["products"]["PEC-STD"])
+    token = cart.checkout_token
+    with pytest.raises(checkout.QuoteChanged) as refused:
+        checkout.confirm_order(cart, dummy_customer.id, token, True, now, quoted_total_cents=500)
+    assert refused.value.total_cents == 610  # 5,00 + IVA 22%
+    assert order_count(db) == 0 and len(cart.lines) == 1
+    checkout.renew_token(cart)  # the page shows the new total with a new token
+    assert cart.checkout_token != token
+    order = checkout.confirm_order(
+        cart, dummy_customer.id, cart.checkout_token, True, now, quoted_total_cents=610
+    )
+    assert order.total_cents == 610
+
+
+def test_the_immediate_start_is_recorded_once_and_only_while_the_order_awaits_payment(
+    db, catalogue, dummy_customer, now
+):
+    pec = catalogue["products"]["PEC-STD"]
+    cart = _cart_of(dummy_customer, pec)
+    order = checkout.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, now)
+    checkout.ask_immediate_start(order, now)
+    checkout.ask_immediate_start(order, now + timedelta(minutes=5))  # the form sent again
+    assert order.immediate_start_text == str(checkout.IMMEDIATE_START_TEXT)
+    assert order.immediate_start_at == now
+    cart = _cart_of(dummy_customer, pec)
+    cancelled = checkout.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, now)
+    orders.cancel_order(cancelled, now)
+    checkout.ask_immediate_start(cancelled, now)
+    assert (cancelled.immediate_start_text, cancelled.immediate_start_at) == (None, None)
