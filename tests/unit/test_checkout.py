@@ -21,10 +21,11 @@ from tests.unit.helpers import (
     login,
     orders_of,
 )
+from tests.unit.invoicing_helpers import give_billing
 from webapp.extensions import db
 from webapp.shop import cart as shop_cart
 from webapp.shop import checkout, orders
-from webapp.shop.models import PaymentMethod, ProductPrice
+from webapp.shop.models import CustomerType, PaymentMethod, ProductPrice
 from webapp.shop.order_models import Order
 
 RENEWABLE = ["PEC-STD", "SPID-PF", "CONS-1", "FPA-100"]
@@ -530,3 +531,17 @@ def test_the_immediate_start_is_recorded_once_and_only_while_the_order_awaits_pa
     orders.cancel_order(cancelled, now)
     checkout.ask_immediate_start(cancelled, now)
     assert (cancelled.immediate_start_text, cancelled.immediate_start_at) == (None, None)
+
+
+def test_a_confirm_sent_twice_is_one_order_for_the_buyer_and_clock_of_the_first(
+    db, catalogue, dummy_customer, now
+):
+    give_billing(dummy_customer, "public")  # a public administration: split payment
+    cart = _cart_of(dummy_customer, catalogue["products"]["CONS-1"])
+    token, at = cart.checkout_token, now + timedelta(hours=3)
+    order = checkout.confirm_order(cart, dummy_customer.id, token, True, at)
+    again = checkout.confirm_order(cart, dummy_customer.id, token, True, at + timedelta(minutes=1))
+    assert again.id == order.id and order_count(db) == 1
+    assert order.created_at == at
+    assert order.buyer_type is CustomerType.PUBLIC and order.split_payment
+    assert (order.net_cents, order.vat_cents, order.total_cents) == (5000, 1100, 5000)
