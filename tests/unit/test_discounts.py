@@ -328,6 +328,24 @@ def test_confirm_rechecks_the_code(db, catalogue, dummy_customer, now):
         checkout.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, later)
 
 
+def test_confirm_counts_the_uses_of_this_customer_before_a_limit_was_set(
+    db, catalogue, dummy_customer, now
+):
+    """A limit per customer set after the customer used the code: the uses before it (no
+    numbered slot) count at confirm, for this customer."""
+    pec = catalogue["products"]["PEC-STD"]
+    code = new_code(db, now)
+    cart = make_cart(db, dummy_customer, pec)
+    discounts.apply_discount(cart, "TEST", dummy_customer.id, now)
+    place_order(db, cart, dummy_customer, now)
+    shop_cart.add_product(cart, pec.id)
+    discounts.apply_discount(cart, "TEST", dummy_customer.id, now)  # no limit yet
+    code.max_uses_per_customer = 1
+    db.session.commit()
+    with pytest.raises(DiscountRefused, match="già utilizzato"):
+        checkout.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, now)
+
+
 # --- the views ------------------------------------------------------------------------------
 
 
