@@ -22,6 +22,7 @@ from tests.unit.helpers import (
     orders_of,
 )
 from tests.unit.invoicing_helpers import give_billing
+from webapp.errors import CheckoutError
 from webapp.extensions import db
 from webapp.shop import cart as shop_cart
 from webapp.shop import checkout, orders
@@ -545,3 +546,17 @@ def test_a_confirm_sent_twice_is_one_order_for_the_buyer_and_clock_of_the_first(
     assert order.created_at == at
     assert order.buyer_type is CustomerType.PUBLIC and order.split_payment
     assert (order.net_cents, order.vat_cents, order.total_cents) == (5000, 1100, 5000)
+
+
+def test_a_token_another_customer_already_confirmed_finds_not_their_order(
+    db, catalogue, dummy_customer, create_customer, now
+):
+    pec = catalogue["products"]["PEC-STD"]
+    cart = _cart_of(dummy_customer, pec)
+    token = cart.checkout_token
+    checkout.confirm_order(cart, dummy_customer.id, token, True, now)
+    luisa = create_customer(email="luisa@example.it", name="Luisa Bianchi")
+    assert checkout.order_for_token(luisa.id, token) is None
+    with pytest.raises(CheckoutError, match="Il carrello è cambiato"):
+        checkout.confirm_order(_cart_of(luisa, pec), luisa.id, token, True, now)
+    assert order_count(db) == 1
