@@ -505,6 +505,7 @@ def test_a_total_changed_since_the_page_places_nothing_and_says_the_new_one(
 ):
     cart = _cart_of(dummy_customer, catalogue["products"]["PEC-STD"])
     token = cart.checkout_token
+    assert checkout.price_cart(cart).quote.total_cents == 610  # what the page shows
     with pytest.raises(checkout.QuoteChanged) as refused:
         checkout.confirm_order(cart, dummy_customer.id, token, True, now, quoted_total_cents=500)
     assert refused.value.total_cents == 610  # 5,00 + IVA 22%
