@@ -87,3 +87,14 @@ def test_the_sql_price_of_a_day_is_the_latest_change_in_force(catalogue):
         )
         assert priced["FIRMA-R"] == (catalogue["products"]["FIRMA-R"].yearly_price_cents, False)
     assert shop_catalogue.price_on(pec, date(2027, 2, 28)) == 600  # the Python twin agrees
+
+
+def test_the_catalogue_of_a_single_active_product_or_none(catalogue):
+    pec = catalogue["products"]["PEC-STD"]
+    for product in catalogue["products"].values():
+        product.active = product is pec
+    db.session.commit()
+    assert shop_catalogue.list_products() == [pec]
+    pec.active = False
+    db.session.commit()
+    assert shop_catalogue.list_products() == []
