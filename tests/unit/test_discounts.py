@@ -346,6 +346,53 @@ def test_confirm_counts_the_uses_of_this_customer_before_a_limit_was_set(
         checkout.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, now)
 
 
+def test_each_code_and_customer_numbers_its_own_uses(
+    db, catalogue, dummy_customer, create_customer, now
+):
+    """A limit per customer numbers the uses (the slot of uq_redemption_slot) per code and
+    customer: another customer's uses, or this customer's of another code, take no number."""
+    pec = catalogue["products"]["PEC-STD"]
+    new_code(db, now, code="DUE", max_uses_per_customer=2)
+    luisa = create_customer(email="luisa@example.it", name="Luisa Bianchi")
+
+    def use(customer, raw):
+        cart = make_cart(db, customer, pec)
+        discounts.apply_discount(cart, raw, customer.id, now)
+        return place_order(db, cart, customer, now)
+
+    use(luisa, "DUE")
+    use(dummy_customer, "BENVENUTO10")
+    use(dummy_customer, "DUE")
+    use(dummy_customer, "DUE")
+    slots = db.session.execute(
+        select(DiscountCode.code, DiscountRedemption.customer_id, DiscountRedemption.slot)
+        .join(DiscountCode, DiscountCode.id == DiscountRedemption.discount_code_id)
+        .order_by(DiscountRedemption.id)
+    ).all()
+    assert [tuple(row) for row in slots] == [
+        ("DUE", luisa.id, 1),
+        ("BENVENUTO10", dummy_customer.id, 1),
+        ("DUE", dummy_customer.id, 1),
+        ("DUE", dummy_customer.id, 2),
+    ]
+
+
+def test_public_codes_by_expiry_then_name_from_their_first_instant_to_their_last(
+    db, catalogue, now
+):
+    day = timedelta(days=1)
+    new_code(db, now, code="ZETA", valid_until=now + 2 * day)
+    new_code(db, now, code="ALFA", valid_until=now + 2 * day)
+    new_code(db, now, code="PRIMA", valid_from=now, valid_until=now + day)
+    new_code(db, now, code="FINITO", valid_until=now)
+    new_code(db, now, code="ULTIMO", valid_until=now + 3 * day, max_uses=2, uses=1)
+    new_code(db, now, code="ESAURITO", valid_until=now + 3 * day, max_uses=2, uses=2)
+    new_code(db, now, code="RISERVATO", public=False)
+    mine = {"ZETA", "ALFA", "PRIMA", "FINITO", "ULTIMO", "ESAURITO", "RISERVATO"}
+    listed = [code.code for code in discounts.public_discounts(now) if code.code in mine]
+    assert listed == ["PRIMA", "ALFA", "ZETA", "ULTIMO"]
+
+
 # --- the views ------------------------------------------------------------------------------
 
 
