@@ -319,6 +319,23 @@ def test_guarded_increment_holds_when_the_check_read_a_stale_count(
     assert db.session.scalar(select(func.count(Order.id))) == 0
 
 
+def test_redeem_refuses_a_use_beyond_the_customers_numbers_whatever_the_check_read(
+    db, catalogue, dummy_customer, now
+):
+    """The check before read no use (a twin's, committed meanwhile): redeem's numbers refuse."""
+    pec = catalogue["products"]["PEC-STD"]
+    code = catalogue["codes"]["BENVENUTO10"]  # once per customer
+    cart = make_cart(db, dummy_customer, pec)
+    discounts.apply_discount(cart, "BENVENUTO10", dummy_customer.id, now)
+    place_order(db, cart, dummy_customer, now)
+    later = place_order(db, make_cart(db, dummy_customer, pec), dummy_customer, now)
+    with pytest.raises(DiscountRefused, match="già utilizzato"):
+        discounts.redeem(code, dummy_customer.id, later)
+    db.session.rollback()
+    slots = db.session.scalars(select(DiscountRedemption.slot)).all()
+    assert slots == [1]
+
+
 def test_confirm_rechecks_the_code(db, catalogue, dummy_customer, now):
     cart = make_cart(db, dummy_customer, catalogue["products"]["PEC-STD"])
     discounts.apply_discount(cart, "BENVENUTO10", dummy_customer.id, now)
