@@ -74,6 +74,7 @@ def test_unknown_code(db, catalogue, dummy_customer, now):
 def test_empty_code(db, catalogue, dummy_customer, now):
     cart = make_cart(db, dummy_customer, catalogue["products"]["PEC-STD"])
     assert refusal(cart, "   ", dummy_customer, now) == "Inserisci un codice sconto."
+    assert refusal(cart, None, dummy_customer, now) == "Inserisci un codice sconto."  # no field
 
 
 def test_expired_code(db, catalogue, dummy_customer, now):
