@@ -252,6 +252,17 @@ def test_discount_applies_to_the_order_only(db, catalogue, dummy_customer, now):
     assert catalogue["codes"]["PEC5"].uses == 1
 
 
+def test_a_percent_code_of_some_products_discounts_only_their_lines(
+    db, catalogue, dummy_customer, now
+):
+    products = catalogue["products"]
+    new_code(db, now, code="PEC10", products=[products["PEC-STD"]])  # 10%
+    cart = make_cart(db, dummy_customer, products["PEC-STD"], products["FIRMA-R"])
+    discounts.apply_discount(cart, "PEC10", dummy_customer.id, now)
+    pec_line, firma_line = checkout.price_cart(cart).quote.lines
+    assert (pec_line.discount_cents, firma_line.discount_cents) == (50, 0)
+
+
 def test_removing_the_last_eligible_line_drops_the_code(db, catalogue, dummy_customer, now):
     products = catalogue["products"]
     cart = make_cart(db, dummy_customer, products["PEC-STD"], products["FIRMA-R"])
