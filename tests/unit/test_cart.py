@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from sqlalchemy import func, select
 
 from tests.unit.helpers import HX, add, customer_cart, login
@@ -184,6 +185,37 @@ def test_claim_changes_the_checkout_token(db, catalogue, dummy_customer):
     shop_cart.claim_anonymous_cart(anon.anon_token, dummy_customer.id)
     assert cart.checkout_token != token
     assert len(cart.lines) == 1
+
+
+def test_claim_moves_the_visitors_lines_with_their_years_up_to_the_cap(
+    db, catalogue, dummy_customer
+):
+    products = catalogue["products"]
+    cart = shop_cart.get_or_create_cart(dummy_customer.id, None)
+    shop_cart.add_product(cart, products["PEC-STD"].id)
+    anon = shop_cart.get_or_create_cart(None, None)
+    spid = shop_cart.add_product(anon, products["SPID-PF"].id)
+    shop_cart.set_years(anon, spid.id, 3)
+    shop_cart.add_product(anon, products["CONS-1"].id)  # beyond the cap of 2: dropped
+    db.session.commit()
+    shop_cart.claim_anonymous_cart(anon.anon_token, dummy_customer.id, max_lines=2)
+    db.session.commit()
+    lines = customer_cart(dummy_customer.id).lines
+    assert [(line.product.sku, line.years) for line in lines] == [("PEC-STD", 1), ("SPID-PF", 3)]
+    assert db.session.scalar(select(func.count(Cart.id))) == 1
+
+
+def test_a_full_cart_refuses_one_more_line(db, catalogue, dummy_customer):
+    products = catalogue["products"]
+    cart = shop_cart.get_or_create_cart(dummy_customer.id, None)
+    first = shop_cart.add_product(cart, products["PEC-STD"].id, max_lines=2)
+    assert first.years == 1  # the shortest duration
+    shop_cart.add_product(cart, products["SPID-PF"].id, max_lines=2)
+    with pytest.raises(shop_cart.CartFull):
+        shop_cart.add_product(cart, products["CONS-1"].id, max_lines=2)
+    db.session.commit()
+    lines = customer_cart(dummy_customer.id).lines
+    assert [(line.product.sku, line.years) for line in lines] == [("PEC-STD", 1), ("SPID-PF", 1)]
 
 
 def test_badge_counts_the_customers_cart(client, catalogue, dummy_customer):

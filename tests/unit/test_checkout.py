@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import UTC, date, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -20,7 +21,12 @@ from tests.unit.helpers import (
     login,
     orders_of,
 )
-from webapp.shop.models import PaymentMethod
+from tests.unit.invoicing_helpers import give_billing
+from webapp.errors import CheckoutError
+from webapp.extensions import db
+from webapp.shop import cart as shop_cart
+from webapp.shop import checkout, orders
+from webapp.shop.models import CustomerType, PaymentMethod, ProductPrice
 from webapp.shop.order_models import Order
 
 RENEWABLE = ["PEC-STD", "SPID-PF", "CONS-1", "FPA-100"]
@@ -459,3 +465,99 @@ def test_twin_submit_that_sees_the_cart_already_spent_shows_the_order(
     assert r.status_code == 303
     [order] = orders_of(dummy_customer.id)
     assert r.headers["Location"] == f"/ordini/{order.id}"
+
+
+# --- the service itself ---------------------------------------------------------------------
+
+
+def _cart_of(customer, *products):
+    cart = shop_cart.get_or_create_cart(customer.id, None)
+    for product in products:
+        shop_cart.add_product(cart, product.id)
+    shop_cart.set_payment_method(cart, PaymentMethod.CARD)
+    db.session.commit()
+    return cart
+
+
+@pytest.mark.parametrize(
+    ("at", "price"),
+    [
+        (datetime(2031, 6, 14, 21, 59, tzinfo=UTC), 500),  # 23:59 on the 14th in Italy
+        (datetime(2031, 6, 14, 22, 0, tzinfo=UTC), 800),  # midnight of the 15th in Italy
+    ],
+)
+def test_confirm_prices_the_cart_on_the_day_in_italy_of_its_clock(
+    catalogue, dummy_customer, at, price
+):
+    """The list price in force on the confirm's day in Italy (not the wall clock's, not UTC's)."""
+    pec = catalogue["products"]["PEC-STD"]
+    db.session.add(
+        ProductPrice(product_id=pec.id, yearly_price_cents=800, effective_from=date(2031, 6, 15))
+    )
+    cart = _cart_of(dummy_customer, pec)
+    order = checkout.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, at)
+    [line] = order.lines
+    assert (line.yearly_price_cents, line.list_cents, order.subtotal_cents) == (price,) * 3
+
+
+def test_a_total_changed_since_the_page_places_nothing_and_says_the_new_one(
+    db, catalogue, dummy_customer, now
+):
+    cart = _cart_of(dummy_customer, catalogue["products"]["PEC-STD"])
+    token = cart.checkout_token
+    assert checkout.price_cart(cart).quote.total_cents == 610  # what the page shows
+    with pytest.raises(checkout.QuoteChanged) as refused:
+        checkout.confirm_order(cart, dummy_customer.id, token, True, now, quoted_total_cents=500)
+    assert refused.value.total_cents == 610  # 5,00 + IVA 22%
+    assert order_count(db) == 0 and len(cart.lines) == 1
+    checkout.renew_token(cart)  # the page shows the new total with a new token
+    assert cart.checkout_token != token
+    order = checkout.confirm_order(
+        cart, dummy_customer.id, cart.checkout_token, True, now, quoted_total_cents=610
+    )
+    assert order.total_cents == 610
+
+
+def test_the_immediate_start_is_recorded_once_and_only_while_the_order_awaits_payment(
+    db, catalogue, dummy_customer, now
+):
+    pec = catalogue["products"]["PEC-STD"]
+    cart = _cart_of(dummy_customer, pec)
+    order = checkout.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, now)
+    checkout.ask_immediate_start(order, now)
+    checkout.ask_immediate_start(order, now + timedelta(minutes=5))  # the form sent again
+    assert order.immediate_start_text == str(checkout.IMMEDIATE_START_TEXT)
+    assert order.immediate_start_at == now
+    cart = _cart_of(dummy_customer, pec)
+    cancelled = checkout.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, now)
+    orders.cancel_order(cancelled, now)
+    checkout.ask_immediate_start(cancelled, now)
+    assert (cancelled.immediate_start_text, cancelled.immediate_start_at) == (None, None)
+
+
+def test_a_confirm_sent_twice_is_one_order_for_the_buyer_and_clock_of_the_first(
+    db, catalogue, dummy_customer, now
+):
+    give_billing(dummy_customer, "public")  # a public administration: split payment
+    cart = _cart_of(dummy_customer, catalogue["products"]["CONS-1"])
+    token, at = cart.checkout_token, now + timedelta(hours=3)
+    order = checkout.confirm_order(cart, dummy_customer.id, token, True, at)
+    again = checkout.confirm_order(cart, dummy_customer.id, token, True, at + timedelta(minutes=1))
+    assert again.id == order.id and order_count(db) == 1
+    assert order.created_at == at
+    assert order.buyer_type is CustomerType.PUBLIC and order.split_payment
+    assert (order.net_cents, order.vat_cents, order.total_cents) == (5000, 1100, 5000)
+
+
+def test_a_token_another_customer_already_confirmed_finds_not_their_order(
+    db, catalogue, dummy_customer, create_customer, now
+):
+    pec = catalogue["products"]["PEC-STD"]
+    cart = _cart_of(dummy_customer, pec)
+    token = cart.checkout_token
+    checkout.confirm_order(cart, dummy_customer.id, token, True, now)
+    luisa = create_customer(email="luisa@example.it", name="Luisa Bianchi")
+    assert checkout.order_for_token(luisa.id, token) is None
+    with pytest.raises(CheckoutError, match="Il carrello è cambiato"):
+        checkout.confirm_order(_cart_of(luisa, pec), luisa.id, token, True, now)
+    assert order_count(db) == 1

@@ -74,6 +74,7 @@ def test_unknown_code(db, catalogue, dummy_customer, now):
 def test_empty_code(db, catalogue, dummy_customer, now):
     cart = make_cart(db, dummy_customer, catalogue["products"]["PEC-STD"])
     assert refusal(cart, "   ", dummy_customer, now) == "Inserisci un codice sconto."
+    assert refusal(cart, None, dummy_customer, now) == "Inserisci un codice sconto."  # no field
 
 
 def test_expired_code(db, catalogue, dummy_customer, now):
@@ -251,12 +252,33 @@ def test_discount_applies_to_the_order_only(db, catalogue, dummy_customer, now):
     assert catalogue["codes"]["PEC5"].uses == 1
 
 
+def test_a_percent_code_of_some_products_discounts_only_their_lines(
+    db, catalogue, dummy_customer, now
+):
+    products = catalogue["products"]
+    new_code(db, now, code="PEC10", products=[products["PEC-STD"]])  # 10%
+    cart = make_cart(db, dummy_customer, products["PEC-STD"], products["FIRMA-R"])
+    discounts.apply_discount(cart, "PEC10", dummy_customer.id, now)
+    pec_line, firma_line = checkout.price_cart(cart).quote.lines
+    assert (pec_line.discount_cents, firma_line.discount_cents) == (50, 0)
+
+
 def test_removing_the_last_eligible_line_drops_the_code(db, catalogue, dummy_customer, now):
     products = catalogue["products"]
     cart = make_cart(db, dummy_customer, products["PEC-STD"], products["FIRMA-R"])
     discounts.apply_discount(cart, "PEC5", dummy_customer.id, now)
     shop_cart.remove_line(cart, cart.lines[0].id)
     assert cart.discount_code is None
+
+
+def test_removing_another_line_keeps_the_code(db, catalogue, dummy_customer, now):
+    products = catalogue["products"]
+    cart = make_cart(db, dummy_customer, products["PEC-STD"], products["FIRMA-R"])
+    code = discounts.apply_discount(cart, "PEC5", dummy_customer.id, now)
+    shop_cart.remove_line(cart, cart.lines[1].id)
+    db.session.commit()
+    assert cart.discount_code_id == code.id
+    assert checkout.price_cart(cart).quote.discount_cents == 500
 
 
 def test_remove_discount(db, catalogue, dummy_customer, now):
@@ -309,6 +331,23 @@ def test_guarded_increment_holds_when_the_check_read_a_stale_count(
     assert db.session.scalar(select(func.count(Order.id))) == 0
 
 
+def test_redeem_refuses_a_use_beyond_the_customers_numbers_whatever_the_check_read(
+    db, catalogue, dummy_customer, now
+):
+    """The check before read no use (a twin's, committed meanwhile): redeem's numbers refuse."""
+    pec = catalogue["products"]["PEC-STD"]
+    code = catalogue["codes"]["BENVENUTO10"]  # once per customer
+    cart = make_cart(db, dummy_customer, pec)
+    discounts.apply_discount(cart, "BENVENUTO10", dummy_customer.id, now)
+    place_order(db, cart, dummy_customer, now)
+    later = place_order(db, make_cart(db, dummy_customer, pec), dummy_customer, now)
+    with pytest.raises(DiscountRefused, match="già utilizzato"):
+        discounts.redeem(code, dummy_customer.id, later)
+    db.session.rollback()
+    slots = db.session.scalars(select(DiscountRedemption.slot)).all()
+    assert slots == [1]
+
+
 def test_confirm_rechecks_the_code(db, catalogue, dummy_customer, now):
     cart = make_cart(db, dummy_customer, catalogue["products"]["PEC-STD"])
     discounts.apply_discount(cart, "BENVENUTO10", dummy_customer.id, now)
@@ -316,6 +355,71 @@ def test_confirm_rechecks_the_code(db, catalogue, dummy_customer, now):
     later = now + timedelta(days=400)  # the code has expired meanwhile
     with pytest.raises(DiscountRefused, match="è scaduto"):
         checkout.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, later)
+
+
+def test_confirm_counts_the_uses_of_this_customer_before_a_limit_was_set(
+    db, catalogue, dummy_customer, now
+):
+    """A limit per customer set after the customer used the code: the uses before it (no
+    numbered slot) count at confirm, for this customer."""
+    pec = catalogue["products"]["PEC-STD"]
+    code = new_code(db, now)
+    cart = make_cart(db, dummy_customer, pec)
+    discounts.apply_discount(cart, "TEST", dummy_customer.id, now)
+    place_order(db, cart, dummy_customer, now)
+    shop_cart.add_product(cart, pec.id)
+    discounts.apply_discount(cart, "TEST", dummy_customer.id, now)  # no limit yet
+    code.max_uses_per_customer = 1
+    db.session.commit()
+    with pytest.raises(DiscountRefused, match="già utilizzato"):
+        checkout.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, now)
+
+
+def test_each_code_and_customer_numbers_its_own_uses(
+    db, catalogue, dummy_customer, create_customer, now
+):
+    """A limit per customer numbers the uses (the slot of uq_redemption_slot) per code and
+    customer: another customer's uses, or this customer's of another code, take no number."""
+    pec = catalogue["products"]["PEC-STD"]
+    new_code(db, now, code="DUE", max_uses_per_customer=2)
+    luisa = create_customer(email="luisa@example.it", name="Luisa Bianchi")
+
+    def use(customer, raw):
+        cart = make_cart(db, customer, pec)
+        discounts.apply_discount(cart, raw, customer.id, now)
+        return place_order(db, cart, customer, now)
+
+    use(luisa, "DUE")
+    use(dummy_customer, "BENVENUTO10")
+    use(dummy_customer, "DUE")
+    use(dummy_customer, "DUE")
+    slots = db.session.execute(
+        select(DiscountCode.code, DiscountRedemption.customer_id, DiscountRedemption.slot)
+        .join(DiscountCode, DiscountCode.id == DiscountRedemption.discount_code_id)
+        .order_by(DiscountRedemption.id)
+    ).all()
+    assert [tuple(row) for row in slots] == [
+        ("DUE", luisa.id, 1),
+        ("BENVENUTO10", dummy_customer.id, 1),
+        ("DUE", dummy_customer.id, 1),
+        ("DUE", dummy_customer.id, 2),
+    ]
+
+
+def test_public_codes_by_expiry_then_name_from_their_first_instant_to_their_last(
+    db, catalogue, now
+):
+    day = timedelta(days=1)
+    new_code(db, now, code="ZETA", valid_until=now + 2 * day)
+    new_code(db, now, code="ALFA", valid_until=now + 2 * day)
+    new_code(db, now, code="PRIMA", valid_from=now, valid_until=now + day)
+    new_code(db, now, code="FINITO", valid_until=now)
+    new_code(db, now, code="ULTIMO", valid_until=now + 3 * day, max_uses=2, uses=1)
+    new_code(db, now, code="ESAURITO", valid_until=now + 3 * day, max_uses=2, uses=2)
+    new_code(db, now, code="RISERVATO", public=False)
+    mine = {"ZETA", "ALFA", "PRIMA", "FINITO", "ULTIMO", "ESAURITO", "RISERVATO"}
+    listed = [code.code for code in discounts.public_discounts(now) if code.code in mine]
+    assert listed == ["PRIMA", "ALFA", "ZETA", "ULTIMO"]
 
 
 # --- the views ------------------------------------------------------------------------------
