@@ -8,6 +8,8 @@ key, status or filter shows in the row it writes.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -16,13 +18,17 @@ from sqlalchemy import select
 from tests.conftest import PG_URL
 from tests.unit.invoicing_helpers import give_billing
 from tests.unit.renewal_fakes import FakeGateway, make_card, make_service
+from webapp.clock import add_years
 from webapp.extensions import db as _db
-from webapp.payments.gateway import GatewayUnavailable
+from webapp.invoicing.services import invoice_of_order
+from webapp.payments.events import PaidOrder, order_paid, orders_paid
+from webapp.payments.gateway import GatewayRefused, GatewayStatus, GatewayUnavailable
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
-from webapp.renewals import batch_charge, batch_claim, batch_record
+from webapp.renewals import batch_charge, batch_claim, batch_record, batch_settle
 from webapp.renewals.charging import open_renewals
-from webapp.renewals.models import Renewal, RenewalStatus, ServiceStatus
-from webapp.renewals.outcomes import RenewalReport
+from webapp.renewals.events import RenewedService, services_renewed
+from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
+from webapp.renewals.outcomes import RenewalOutcome, RenewalReport
 from webapp.renewals.services import settings
 from webapp.shop.models import PaymentMethod, ProductPrice, ServiceKind
 from webapp.shop.order_models import Order, OrderKind, OrderLine, OrderStatus
@@ -318,3 +324,245 @@ def test_charge_asks_the_bank_once_per_recorded_payment_with_its_key(
     with ThreadPoolExecutor(max_workers=2) as pool:
         answers = batch_charge.charge_all(jobs, pool)
     assert [type(a) for a in answers] == [GatewayUnavailable, GatewayUnavailable]
+
+
+SETTLE_NOW = IN_WINDOW + timedelta(minutes=3)
+
+
+def charged(create_customer, dummy_customer, catalogue, card):
+    """The two plain jobs, recorded and asked of the (fake) bank: the jobs and the answers."""
+    jobs = batch_record.record(
+        plain_jobs(create_customer, dummy_customer, catalogue, card), IN_WINDOW, "w1"
+    )
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return jobs, batch_charge.charge_all(jobs, pool)
+
+
+@contextmanager
+def listening(*signals):
+    """What each signal sends meanwhile: a list of keyword arguments per signal."""
+    heard = [[] for _ in signals]
+    receivers = [lambda sender, _heard=h, **kw: _heard.append(kw) for h in heard]
+    for signal, receiver in zip(signals, receivers, strict=True):
+        signal.connect(receiver)
+    try:
+        yield heard
+    finally:
+        for signal, receiver in zip(signals, receivers, strict=True):
+            signal.disconnect(receiver)
+
+
+def test_settle_pays_extends_and_closes_each_success_in_one_commit(
+    app, fake, create_customer, dummy_customer, catalogue, card
+):
+    jobs, answers = charged(create_customer, dummy_customer, catalogue, card)
+    # Meanwhile the expiry sweep marked the first service expired; a failure is on record.
+    _db.session.get(Service, jobs[0].service_id).status = ServiceStatus.EXPIRED
+    _db.session.get(Renewal, jobs[0].renewal_id).failure_code = "card_declined"
+    _db.session.get(Renewal, jobs[0].renewal_id).failure_reason = "Carta rifiutata."
+    _db.session.commit()
+    with listening(services_renewed, orders_paid) as (renewed, paid):
+        outcomes = batch_settle.settle(jobs, answers, SETTLE_NOW, settings())
+    assert outcomes == [RenewalOutcome.CHARGED, RenewalOutcome.CHARGED]
+    _db.session.rollback()  # committed
+    for job, answer in zip(jobs, answers, strict=True):
+        order = _db.session.get(Order, job.order_id)
+        payment = _db.session.get(Payment, job.payment_id)
+        svc = _db.session.get(Service, job.service_id)
+        renewal = _db.session.get(Renewal, job.renewal_id)
+        assert (order.status, order.paid_at) == (OrderStatus.PAID, SETTLE_NOW)
+        assert (payment.status, payment.completed_at, payment.gateway_ref) == (
+            PaymentStatus.SUCCEEDED,
+            SETTLE_NOW,
+            answer.charge_id,
+        )
+        assert (svc.expires_at, svc.status) == (
+            add_years(job.period, job.years),
+            ServiceStatus.ACTIVE,
+        )
+        assert (renewal.status, renewal.completed_at, renewal.next_attempt_at) == (
+            RenewalStatus.SUCCEEDED,
+            SETTLE_NOW,
+            None,
+        )
+        assert (renewal.failure_code, renewal.failure_reason) == (None, None)
+        assert (renewal.claimed_by, renewal.claimed_until) == (None, None)
+        assert invoice_of_order(order.id).payment_id == payment.id
+    assert [r["renewed"] for r in renewed] == [
+        [
+            RenewedService(
+                service_id=j.service_id,
+                renewal_id=j.renewal_id,
+                order_id=j.order_id,
+                payment_id=j.payment_id,
+                customer_email=j.customer_email,
+                product_name=j.product_name,
+                old_expiry=j.period,
+                new_expiry=add_years(j.period, j.years),
+            )
+            for j in jobs
+        ]
+    ]
+    assert [r["now"] for r in renewed] == [SETTLE_NOW]
+    assert paid == [dict(paid=[PaidOrder(j.order_id, j.payment_id) for j in jobs], now=SETTLE_NOW)]
+
+
+def test_settle_leaves_each_answer_that_is_not_a_plain_success_to_the_per_row_path(
+    app, fake, create_customer, dummy_customer, catalogue, card, caplog
+):
+    jobs, answers = charged(create_customer, dummy_customer, catalogue, card)
+    more = [service(dummy_customer, catalogue, card, hours=h) for h in (2, 3, 4)]
+    open_all()
+    extra = batch_claim.split(claimed(more), IN_WINDOW, "w1", settings())[0]
+    jobs += batch_record.record(extra, IN_WINDOW, "w1")
+    answers = [
+        replace(answers[0], status=GatewayStatus.DECLINED, decline_code="insufficient_funds"),
+        replace(answers[1], amount_cents=answers[1].amount_cents - 1),  # not what was asked
+        GatewayUnavailable("read timeout"),
+        GatewayRefused("invalid_token", 422),
+        RuntimeError("the shop's process died"),
+    ]
+    outcomes = batch_settle.settle(jobs, answers, SETTLE_NOW, settings())
+    assert outcomes == [
+        RenewalOutcome.FAILED,
+        RenewalOutcome.FAILED,
+        RenewalOutcome.UNKNOWN,
+        RenewalOutcome.FAILED,
+        RenewalOutcome.ERRORS,
+    ]
+    _db.session.rollback()
+    payments = [_db.session.get(Payment, j.payment_id) for j in jobs]
+    assert [p.status for p in payments] == [
+        PaymentStatus.DECLINED,
+        PaymentStatus.TO_VERIFY,  # held, and the money taken given back at once
+        PaymentStatus.UNKNOWN,
+        PaymentStatus.FAILED,
+        PaymentStatus.PENDING,  # a crash: the claim runs out, the next pass asks the bank
+    ]
+    assert [r.amount_cents for r in fake.refunds.values()] == [answers[1].amount_cents]
+    assert [p.failure_code for p in payments[::3]] == ["insufficient_funds", "invalid_token"]
+    orders = [_db.session.get(Order, j.order_id) for j in jobs]
+    assert OrderStatus.PAID not in {o.status for o in orders}
+    services = [_db.session.get(Service, j.service_id) for j in jobs]
+    assert [s.expires_at for s in services] == [j.period for j in jobs]  # none extended
+    assert [r.levelname for r in caplog.records if "failed with an error" in r.message] == ["ERROR"]
+
+
+def test_split_charges_by_batch_what_was_announced_as_it_is_and_nothing_else(
+    app, fake, dummy_customer, catalogue, card
+):
+    """PEC-STD at 5.00 a year, 22% VAT: 6.10 for one year, 12.20 for two."""
+    other_card = make_card(dummy_customer, token="tok_other")
+    as_announced = service(dummy_customer, catalogue, card)
+    two_years = service(dummy_customer, catalogue, card, hours=1, years=2)
+    announced = {
+        as_announced: (610, 1, card.id),
+        two_years: (1220, 2, card.id),
+        service(dummy_customer, catalogue, card, hours=2): (600, 1, card.id),
+        service(dummy_customer, catalogue, card, hours=3, years=2): (1220, 1, card.id),
+        service(dummy_customer, catalogue, card, hours=4): (610, 1, other_card.id),
+    }
+    open_all()
+    for svc, (cents, years, card_id) in announced.items():
+        svc.announced_period = svc.expires_at
+        svc.announced_cents, svc.announced_years, svc.announced_card_id = cents, years, card_id
+    _db.session.commit()
+    ids = claimed(list(announced))
+    jobs, others = batch_claim.split(ids, IN_WINDOW, "w1", settings())
+    assert [(j.service_id, j.total_cents, j.announce) for j in jobs] == [
+        (as_announced.id, 610, False),
+        (two_years.id, 1220, False),
+    ]
+    assert others == ids[2:]  # announced otherwise: the per-row path sends the new notice
+
+
+def test_settle_leaves_an_order_paid_meanwhile_to_the_per_row_path(
+    app, fake, create_customer, dummy_customer, catalogue, card
+):
+    jobs, answers = charged(create_customer, dummy_customer, catalogue, card)
+    paid_by_hand = _db.session.get(Order, jobs[0].order_id)
+    paid_by_hand.status, paid_by_hand.paid_at = OrderStatus.PAID, IN_WINDOW
+    # The other charge's answer was lost once, and found since: the payment says UNKNOWN.
+    _db.session.get(Payment, jobs[1].payment_id).status = PaymentStatus.UNKNOWN
+    _db.session.commit()
+    outcomes = batch_settle.settle(jobs, answers, SETTLE_NOW, settings())
+    _db.session.rollback()
+    first, second = (_db.session.get(Payment, j.payment_id) for j in jobs)
+    # The capture of an order paid already: recorded per row, the service extended once.
+    assert outcomes[1] is RenewalOutcome.CHARGED
+    assert (second.status, second.completed_at) == (PaymentStatus.SUCCEEDED, SETTLE_NOW)
+    assert _db.session.get(Order, jobs[0].order_id).paid_at == IN_WINDOW
+    # The first: a second capture of a paid order, recorded as such and given back.
+    assert outcomes[0] is RenewalOutcome.FAILED
+    assert (first.status, first.refunded_cents) == (PaymentStatus.DUPLICATE, jobs[0].total_cents)
+
+
+def test_settle_of_a_lone_order_paid_meanwhile_settles_it_per_row(
+    app, fake, create_customer, dummy_customer, catalogue, card
+):
+    jobs, answers = charged(create_customer, dummy_customer, catalogue, card)
+    for job in jobs:
+        _db.session.get(Order, job.order_id).status = OrderStatus.PAID
+    _db.session.commit()
+    with listening(services_renewed, orders_paid) as (renewed, paid):
+        batch_settle.settle(jobs, answers, SETTLE_NOW, settings())
+    assert (renewed, paid) == ([], [])
+    assert [_db.session.get(Payment, j.payment_id).status for j in jobs] != [
+        PaymentStatus.PENDING
+    ] * 2
+
+
+@pytest.mark.parametrize("moved", ["payment", "renewal"])
+def test_settle_refuses_a_batch_whose_rows_changed_under_it(
+    app, fake, create_customer, dummy_customer, catalogue, card, moved
+):
+    jobs, answers = charged(create_customer, dummy_customer, catalogue, card)
+    if moved == "payment":
+        _db.session.get(Payment, jobs[1].payment_id).status = PaymentStatus.FAILED
+    else:
+        _db.session.get(Renewal, jobs[1].renewal_id).status = RenewalStatus.ABANDONED
+    _db.session.commit()
+    changed = {"payment": "a renewal payment changed", "renewal": "a renewal changed"}[moved]
+    with pytest.raises(RuntimeError, match=f"^{changed} under the batch settlement$"):
+        batch_settle.settle(jobs, answers, SETTLE_NOW, settings())
+
+
+def test_settle_extends_a_service_only_from_the_expiry_it_renewed(
+    app, fake, create_customer, dummy_customer, catalogue, card, caplog
+):
+    jobs, answers = charged(create_customer, dummy_customer, catalogue, card)
+    renewed_by_hand = add_years(jobs[1].period, 1)
+    _db.session.get(Service, jobs[1].service_id).expires_at = renewed_by_hand
+    _db.session.commit()
+    assert (
+        batch_settle.settle(jobs, answers, SETTLE_NOW, settings()) == [RenewalOutcome.CHARGED] * 2
+    )
+    _db.session.rollback()
+    assert [_db.session.get(Service, j.service_id).expires_at for j in jobs] == [
+        add_years(jobs[0].period, 2),
+        renewed_by_hand,  # not extended twice
+    ]
+    moved_on = [r.message for r in caplog.records if "had moved on" in r.message]
+    assert moved_on == [
+        f"renewal {jobs[1].renewal_id} paid, service {jobs[1].service_id} had moved on from "
+        f"{jobs[1].period}"
+    ]
+
+
+def test_settle_hands_each_order_to_a_receiver_that_takes_no_batch(
+    app, fake, create_customer, dummy_customer, catalogue, card
+):
+    jobs, answers = charged(create_customer, dummy_customer, catalogue, card)
+    seen = []
+
+    def receiver(order, *, payment, card, now, batch_settled=False, **_):
+        seen.append((order.id, order.lines[0].service_id, payment.id, card.id, now, batch_settled))
+
+    order_paid.connect(receiver)
+    try:
+        batch_settle.settle(jobs, answers, SETTLE_NOW, settings())
+    finally:
+        order_paid.disconnect(receiver)
+    assert seen == [
+        (j.order_id, j.service_id, j.payment_id, j.card_id, SETTLE_NOW, True) for j in jobs
+    ]
