@@ -7,13 +7,14 @@ key, status or filter shows in the row it writes.
 
 from __future__ import annotations
 
+from array import array
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from tests.conftest import PG_URL
 from tests.unit.invoicing_helpers import give_billing
@@ -24,7 +25,7 @@ from webapp.invoicing.services import invoice_of_order
 from webapp.payments.events import PaidOrder, order_paid, orders_paid
 from webapp.payments.gateway import GatewayRefused, GatewayStatus, GatewayUnavailable
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
-from webapp.renewals import batch_charge, batch_claim, batch_record, batch_settle
+from webapp.renewals import batch, batch_charge, batch_claim, batch_record, batch_settle
 from webapp.renewals.charging import open_renewals
 from webapp.renewals.events import RenewedService, services_renewed
 from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
@@ -566,3 +567,190 @@ def test_settle_hands_each_order_to_a_receiver_that_takes_no_batch(
     assert seen == [
         (j.order_id, j.service_id, j.payment_id, j.card_id, SETTLE_NOW, True) for j in jobs
     ]
+
+
+def test_the_batch_path_is_postgresql_s_unless_turned_off(app):
+    assert (batch.batch_size(), batch.batch_supported()) == (500, True)
+    app.config["RENEWAL_BATCH_SIZE"] = 0
+    assert (batch.batch_size(), batch.batch_supported()) == (0, False)
+
+
+def test_release_settled_frees_this_worker_s_rows_no_longer_due(
+    app, fake, dummy_customer, catalogue, card
+):
+    svcs = [service(dummy_customer, catalogue, card, hours=h) for h in range(5)]
+    open_all()
+    ids = claimed(svcs[:4])
+    claimed(svcs[4:], worker="w2")
+    rows = [renewal_of(s) for s in svcs]
+    rows[0].status = RenewalStatus.SUCCEEDED  # paid
+    rows[1].next_attempt_at = IN_WINDOW  # still due (a retry due now)
+    rows[2].next_attempt_at = None  # open, nothing scheduled: not due
+    rows[3].next_attempt_at = IN_WINDOW + timedelta(seconds=1)  # due later
+    rows[4].status = RenewalStatus.SUCCEEDED  # w2's
+    _db.session.commit()
+    everyone = [*ids, rows[4].id]
+    assert batch.release_settled(everyone, "w1", IN_WINDOW) == {ids[0], ids[2], ids[3]}
+    _db.session.expire_all()
+    assert [r.claimed_by for r in rows] == [None, "w1", None, None, "w2"]
+    assert [r.claimed_until is None for r in rows] == [True, False, True, True, False]
+
+
+def test_release_held_frees_this_worker_s_rows_chunk_by_chunk(
+    app, fake, dummy_customer, catalogue, card, monkeypatch
+):
+    monkeypatch.setattr(batch, "RELEASE_CHUNK", 2)
+    svcs = [service(dummy_customer, catalogue, card, hours=h) for h in range(6)]
+    open_all()
+    ids = claimed(svcs[:5])
+    theirs = claimed(svcs[5:], worker="w2")
+    batch.release_held(array("q", [*ids, *theirs]), "w1")
+    _db.session.rollback()  # committed
+    rows = [renewal_of(s) for s in svcs]
+    assert [(r.claimed_by, r.claimed_until is None) for r in rows] == [(None, True)] * 5 + [
+        ("w2", False)
+    ]
+    assert [list(c) for c in batch._chunks(array("q", range(5)), 2)] == [[0, 1], [2, 3], [4]]
+
+
+def test_charge_batch_records_and_asks_the_bank_for_the_plain_rows_only(
+    app, fake, dummy_customer, catalogue, card
+):
+    plain = [service(dummy_customer, catalogue, card, hours=h) for h in range(2)]
+    stopped = service(dummy_customer, catalogue, card, hours=2)
+    open_all()
+    stopped.auto_renew = False
+    _db.session.commit()
+    ids = claimed([*plain, stopped])
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        charged_batch = batch.charge_batch(ids, IN_WINDOW, "w1", settings(), pool)
+    assert (charged_batch.ids, charged_batch.others, charged_batch.outcomes) == (
+        ids,
+        ids[2:],
+        [],
+    )
+    assert [j.renewal_id for j in charged_batch.jobs] == ids[:2]
+    assert all(j.order_id and j.payment_id for j in charged_batch.jobs)  # recorded
+    assert [a.order_ref for a in charged_batch.answers] == [j.order_ref for j in charged_batch.jobs]
+    assert sorted(c["key"] for c in fake.calls) == [f"renewal-{i}-1" for i in ids[:2]]
+    # The notices of the renewals never announced, queued with the record.
+    _db.session.expire_all()
+    assert [s.announced_period for s in plain] == [s.expires_at for s in plain]
+    assert stopped.announced_period is None
+
+
+def test_charge_batch_of_claims_lost_meanwhile_skips_them_and_asks_nothing(
+    app, fake, dummy_customer, catalogue, card, caplog, monkeypatch
+):
+    svcs = [service(dummy_customer, catalogue, card, hours=h) for h in range(2)]
+    open_all()
+    ids = claimed(svcs)
+    real_split = batch.split
+
+    def split_then_lose(*args):  # the lease runs out between the read and the record
+        jobs, others = real_split(*args)
+        _db.session.get(Renewal, ids[1]).claimed_by = "w2"
+        _db.session.commit()
+        return jobs, others
+
+    monkeypatch.setattr(batch, "split", split_then_lose)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        charged_batch = batch.charge_batch(ids, IN_WINDOW, "w1", settings(), pool)
+    assert (charged_batch.jobs, charged_batch.answers) == ([], [])
+    assert charged_batch.outcomes == [RenewalOutcome.SKIPPED] * 2
+    assert fake.calls == []
+    assert [r.levelname for r in caplog.records if "batch not recorded" in r.message] == ["WARNING"]
+
+
+def charge_a_batch(services):
+    ids = claimed(services)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return batch.charge_batch(ids, IN_WINDOW, "w1", settings(), pool)
+
+
+def test_settle_batch_keeps_claimed_only_the_rows_still_due(
+    app, fake, dummy_customer, catalogue, card
+):
+    expired_card = make_card(dummy_customer, exp_month=12, exp_year=2026, token="tok_old")
+    svcs = [service(dummy_customer, catalogue, card, hours=h) for h in range(2)]
+    svcs.append(service(dummy_customer, catalogue, expired_card, hours=2))
+    open_all()
+    fake.mode = "down"  # the bank does not answer: the two charges are still to be asked
+    charged_batch = charge_a_batch(svcs)
+    assert len(charged_batch.jobs) == 2
+    outcomes, kept = batch.settle_batch(charged_batch, SETTLE_NOW, "w1", settings())
+    assert outcomes == [RenewalOutcome.UNKNOWN, RenewalOutcome.UNKNOWN, RenewalOutcome.FAILED]
+    assert kept == charged_batch.ids[:2]
+    rows = [renewal_of(s) for s in svcs]
+    assert [r.claimed_by for r in rows] == ["w1", "w1", None]  # the failed one released
+
+
+def test_a_batch_whose_settlement_fails_is_settled_row_by_row(
+    app, fake, dummy_customer, catalogue, card, caplog, monkeypatch
+):
+    svcs = [service(dummy_customer, catalogue, card, hours=h) for h in range(4)]
+    open_all()
+    svcs[3].auto_renew = False  # the per-row path
+    _db.session.commit()
+    charged_batch = charge_a_batch(svcs)
+    charged_batch.answers[2] = RuntimeError("the shop's process died")
+
+    def broken(*args):
+        _db.session.execute(text("SELECT 1"))
+        raise RuntimeError("deadlock detected")
+
+    per_row = batch.process_claimed
+    errored = charged_batch.others[0]
+
+    def process_claimed(renewal_id, *args, **kw):
+        outcome = per_row(renewal_id, *args, **kw)
+        return RenewalOutcome.ERRORS if renewal_id == errored else outcome
+
+    monkeypatch.setattr(batch, "settle", broken)
+    monkeypatch.setattr(batch, "process_claimed", process_claimed)
+    outcomes, kept = batch.settle_batch(charged_batch, SETTLE_NOW, "w1", settings())
+    assert outcomes == [
+        RenewalOutcome.CHARGED,  # asked again with the same key: charged once
+        RenewalOutcome.CHARGED,
+        RenewalOutcome.ERRORS,  # a crash: its claim runs out
+        RenewalOutcome.ERRORS,
+    ]
+    assert kept == []  # an errored row is not held for the pass: its claim runs out
+    assert sorted(fake.charges) == sorted(j.key for j in charged_batch.jobs)
+    rows = [renewal_of(s) for s in svcs]
+    assert [r.status for r in rows[:2]] == [RenewalStatus.SUCCEEDED] * 2
+    assert [r.claimed_by for r in rows] == [None, None, "w1", None]
+    assert [r.levelname for r in caplog.records if "settling its 3" in r.message] == ["ERROR"]
+
+
+def test_run_batches_takes_every_due_row_batch_by_batch_and_releases_them(
+    app, fake, dummy_customer, catalogue, card
+):
+    app.config["RENEWAL_BATCH_SIZE"] = 2
+    app.config["RENEWAL_BANK_THREADS"] = 2
+    svcs = [service(dummy_customer, catalogue, card, hours=h) for h in range(5)]
+    open_all()
+    report = RenewalReport()
+    batch.run_batches(IN_WINDOW, "w1", settings(), lambda: LEASE_NOW, report)
+    assert (report.charged, report.errors) == (5, 0)
+    assert len(fake.calls) == 5
+    rows = [renewal_of(s) for s in svcs]
+    assert {(r.status, r.claimed_by) for r in rows} == {(RenewalStatus.SUCCEEDED, None)}
+
+
+def test_run_batches_asks_each_row_once_a_pass_and_releases_what_is_still_due(
+    app, fake, dummy_customer, catalogue, card
+):
+    app.config["RENEWAL_BATCH_SIZE"] = 2
+    svcs = [service(dummy_customer, catalogue, card, hours=h) for h in range(3)]
+    open_all()
+    fake.mode = "down"
+    report = RenewalReport()
+    batch.run_batches(IN_WINDOW, "w1", settings(), lambda: LEASE_NOW, report)
+    assert report.unknown == 3
+    rows = [renewal_of(s) for s in svcs]
+    assert [r.attempts for r in rows] == [1, 1, 1]  # each asked once in the pass
+    assert len(_db.session.scalars(select(Payment)).all()) == 3
+    assert [(r.status, r.claimed_by, r.claimed_until) for r in rows] == [
+        (RenewalStatus.PENDING, None, None)
+    ] * 3
