@@ -21,7 +21,18 @@ from tests.unit.invoicing_helpers import give_billing
 from tests.unit.renewal_fakes import FakeGateway, make_card, make_service
 from webapp.clock import add_years
 from webapp.extensions import db as _db
-from webapp.invoicing.services import invoice_of_order
+from webapp.invoicing import batch as invoicing_batch
+from webapp.invoicing import fatturapa
+from webapp.invoicing.models import DocumentKind, SdiState
+from webapp.invoicing.numbering import progressive
+from webapp.invoicing.services import (
+    customer_snapshot,
+    document_of,
+    invoice_of_order,
+    lines_of,
+    seller_from_config,
+)
+from webapp.invoicing.xsd import schema_errors
 from webapp.payments.events import PaidOrder, order_paid, orders_paid
 from webapp.payments.gateway import GatewayRefused, GatewayStatus, GatewayUnavailable
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
@@ -31,7 +42,7 @@ from webapp.renewals.events import RenewedService, services_renewed
 from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
 from webapp.renewals.outcomes import RenewalOutcome, RenewalReport
 from webapp.renewals.services import settings
-from webapp.shop.models import PaymentMethod, ProductPrice, ServiceKind
+from webapp.shop.models import Customer, PaymentMethod, ProductPrice, ServiceKind
 from webapp.shop.order_models import Order, OrderKind, OrderLine, OrderStatus
 
 pytestmark = pytest.mark.skipif(not PG_URL, reason="the batch path is PostgreSQL's")
@@ -754,3 +765,119 @@ def test_run_batches_asks_each_row_once_a_pass_and_releases_what_is_still_due(
     assert [(r.status, r.claimed_by, r.claimed_until) for r in rows] == [
         (RenewalStatus.PENDING, None, None)
     ] * 3
+
+
+def recorded_orders(create_customer, dummy_customer, catalogue, card) -> list[PaidOrder]:
+    """Three renewal orders on record (PEC for two years, a public office's SPID, a PEC of a
+    buyer who gave no billing data), as orders_paid hands them to invoicing."""
+    jobs = plain_jobs(create_customer, dummy_customer, catalogue, card)
+    anonymous = create_customer(email="anna@example.it", name="Anna Bianchi", billing=False)
+    lone = service(anonymous, catalogue, make_card(anonymous, token="tok_anna"), hours=5)
+    open_all()
+    jobs += batch_claim.split(claimed([lone]), IN_WINDOW, "w1", settings())[0]
+    return [PaidOrder(j.order_id, j.payment_id) for j in batch_record.record(jobs, IN_WINDOW, "w1")]
+
+
+def test_batch_invoices_are_what_the_per_row_issue_writes(
+    app, fake, create_customer, dummy_customer, catalogue, card
+):
+    paid = recorded_orders(create_customer, dummy_customer, catalogue, card)
+    issued_at = datetime(2026, 12, 31, 23, 30, tzinfo=UTC)  # 1 January 2027 in Italy
+    assert invoicing_batch.issue_invoices(paid, issued_at) == 3
+    _db.session.commit()
+    invoices = [invoice_of_order(p.order_id) for p in paid]
+    assert [(i.year, i.number, i.number_label) for i in invoices] == [
+        (2027, 1, "2027/000001"),
+        (2027, 2, "2027/000002"),
+        (2027, 3, "2027/000003"),
+    ]
+    seller = seller_from_config()
+    for invoice, p in zip(invoices, paid, strict=True):
+        order = _db.session.get(Order, p.order_id)
+        customer = _db.session.get(Customer, order.customer_id)
+        assert (invoice.kind, invoice.order_id, invoice.payment_id) == (
+            DocumentKind.INVOICE,
+            order.id,
+            p.payment_id,
+        )
+        assert (invoice.customer_id, invoice.customer) == (customer.id, customer_snapshot(customer))
+        assert invoice.lines == lines_of(order.kind, order.discount_code, order.lines)
+        assert (invoice.net_cents, invoice.vat_cents, invoice.vat_rate_percent) == (
+            order.net_cents,
+            order.vat_cents,
+            22,
+        )
+        assert (invoice.total_cents, invoice.paid_cents, invoice.split_payment) == (
+            order.net_cents + order.vat_cents,
+            order.total_cents,
+            order.split_payment,
+        )
+        assert (invoice.payment_method, invoice.currency, invoice.issued_at) == (
+            "MP08",
+            "EUR",
+            issued_at,
+        )
+        assert invoice.file_name == fatturapa.file_name(seller, progressive(invoice.id))
+        assert invoice.xml == fatturapa.build(
+            document_of(invoice, order, progressive(invoice.id)), seller
+        )
+        # Valid, but for the buyer without an address (kept back until the data is given).
+        assert (schema_errors(invoice.xml) == []) is (invoice.sdi_state is SdiState.TO_SEND)
+    assert [i.split_payment for i in invoices] == [False, True, False]
+    assert [i.sdi_state for i in invoices] == [
+        SdiState.TO_SEND,
+        SdiState.TO_SEND,
+        SdiState.MISSING_DATA,  # no billing data: asked of the customer, never sent invalid
+    ]
+
+
+def test_batch_invoices_skip_the_orders_invoiced_already(
+    app, fake, create_customer, dummy_customer, catalogue, card
+):
+    paid = recorded_orders(create_customer, dummy_customer, catalogue, card)
+    assert invoicing_batch.issue_invoices(paid[1:2], IN_WINDOW) == 1
+    assert invoicing_batch.issue_invoices(paid, IN_WINDOW) == 2  # a replay issues the rest
+    assert invoicing_batch.issue_invoices(paid, IN_WINDOW) == 0
+    assert invoicing_batch.issue_invoices([], IN_WINDOW) == 0
+    _db.session.commit()
+    assert [invoice_of_order(p.order_id).number for p in paid] == [2, 1, 3]
+
+
+def test_batch_invoices_take_the_buyer_copied_on_the_order(
+    app, fake, create_customer, dummy_customer, catalogue, card
+):
+    paid = recorded_orders(create_customer, dummy_customer, catalogue, card)
+    order = _db.session.get(Order, paid[0].order_id)
+    buyer = dict(customer_snapshot(dummy_customer), city="Torino")
+    order.buyer = buyer
+    _db.session.commit()
+    invoicing_batch.issue_invoices(paid, IN_WINDOW)
+    assert invoice_of_order(order.id).customer == buyer
+
+
+def test_a_batch_invoice_s_xml_has_exactly_one_number_to_assign():
+    stand_in = invoicing_batch.PENDING_NUMBER.encode()
+    assert invoicing_batch._numbered(b"<a>" + stand_in + b"</a>", "2027/000004") == (
+        b"<a><Numero>2027/000004</Numero></a>"
+    )
+    for xml in (b"<a></a>", stand_in * 2):
+        with pytest.raises(RuntimeError, match="lacks its one number"):
+            invoicing_batch._numbered(xml, "2027/000004")
+
+
+def test_a_batch_invoice_is_issued_whatever_the_schema_check_says(
+    app, fake, create_customer, dummy_customer, catalogue, card, monkeypatch, caplog
+):
+    paid = recorded_orders(create_customer, dummy_customer, catalogue, card)
+
+    def broken(xml):
+        raise OSError("no schema")
+
+    monkeypatch.setattr(invoicing_batch, "schema_errors", broken)
+    assert invoicing_batch.issue_invoices(paid[:1], IN_WINDOW) == 1
+    monkeypatch.setattr(invoicing_batch, "schema_errors", lambda xml: ["wrong"] * 7)
+    assert invoicing_batch.issue_invoices(paid[1:], IN_WINDOW) == 2
+    logged = [(r.levelname, r.message) for r in caplog.records if r.name.endswith("batch")]
+    assert [level for level, _ in logged] == ["ERROR", "ERROR", "ERROR"]
+    assert "could not be loaded" in logged[0][1]
+    assert logged[1][1].endswith("['wrong', 'wrong', 'wrong', 'wrong', 'wrong']")
