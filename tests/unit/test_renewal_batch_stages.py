@@ -582,6 +582,8 @@ def test_settle_hands_each_order_to_a_receiver_that_takes_no_batch(
 
 def test_the_batch_path_is_postgresql_s_unless_turned_off(app):
     assert (batch.batch_size(), batch.batch_supported()) == (500, True)
+    app.config["RENEWAL_BATCH_SIZE"] = 1
+    assert (batch.batch_size(), batch.batch_supported()) == (1, True)
     app.config["RENEWAL_BATCH_SIZE"] = 0
     assert (batch.batch_size(), batch.batch_supported()) == (0, False)
 
@@ -735,14 +737,23 @@ def test_a_batch_whose_settlement_fails_is_settled_row_by_row(
 
 
 def test_run_batches_takes_every_due_row_batch_by_batch_and_releases_them(
-    app, fake, dummy_customer, catalogue, card
+    app, fake, dummy_customer, catalogue, card, monkeypatch
 ):
     app.config["RENEWAL_BATCH_SIZE"] = 2
     app.config["RENEWAL_BANK_THREADS"] = 2
     svcs = [service(dummy_customer, catalogue, card, hours=h) for h in range(5)]
     open_all()
+    claims, claim = [], batch.claim_batch
+
+    def claim_batch(now, worker, lease_now, limit):
+        claims.append((now, worker, lease_now, claim(now, worker, lease_now, limit)))
+        return claims[-1][-1]
+
+    monkeypatch.setattr(batch, "claim_batch", claim_batch)
     report = RenewalReport()
     batch.run_batches(IN_WINDOW, "w1", settings(), lambda: LEASE_NOW, report)
+    assert [len(c[-1]) for c in claims] == [2, 2, 1, 0]
+    assert {c[:3] for c in claims} == {(IN_WINDOW, "w1", LEASE_NOW)}
     assert (report.charged, report.errors) == (5, 0)
     assert len(fake.calls) == 5
     rows = [renewal_of(s) for s in svcs]
@@ -881,3 +892,21 @@ def test_a_batch_invoice_is_issued_whatever_the_schema_check_says(
     assert [level for level, _ in logged] == ["ERROR", "ERROR", "ERROR"]
     assert "could not be loaded" in logged[0][1]
     assert logged[1][1].endswith("['wrong', 'wrong', 'wrong', 'wrong', 'wrong']")
+
+
+def test_a_batch_settled_row_by_row_keeps_claimed_what_the_bank_left_unanswered(
+    app, fake, dummy_customer, catalogue, card, monkeypatch
+):
+    svcs = [service(dummy_customer, catalogue, card, hours=h) for h in range(2)]
+    open_all()
+    charged_batch = charge_a_batch(svcs)
+
+    def broken(*args):
+        raise RuntimeError("deadlock detected")
+
+    monkeypatch.setattr(batch, "settle", broken)
+    fake.mode = "down"  # the per-row path asks the bank for each key: no answer
+    outcomes, kept = batch.settle_batch(charged_batch, SETTLE_NOW, "w1", settings())
+    assert outcomes == [RenewalOutcome.UNKNOWN] * 2
+    assert kept == charged_batch.ids
+    assert [renewal_of(s).claimed_by for s in svcs] == ["w1", "w1"]  # till the pass ends
