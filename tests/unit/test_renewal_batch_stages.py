@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from tests.conftest import PG_URL
 from tests.unit.invoicing_helpers import give_billing
@@ -910,3 +910,29 @@ def test_a_batch_settled_row_by_row_keeps_claimed_what_the_bank_left_unanswered(
     assert outcomes == [RenewalOutcome.UNKNOWN] * 2
     assert kept == charged_batch.ids
     assert [renewal_of(s).claimed_by for s in svcs] == ["w1", "w1"]  # till the pass ends
+
+
+def test_a_batch_of_successes_loads_no_order_when_every_receiver_takes_batches(
+    app, fake, create_customer, dummy_customer, catalogue, card
+):
+    """Renewals' and invoicing's receivers take `orders_paid`: `order_paid` per order (loading
+    each order, its lines, payment and card) is for a receiver that does not."""
+    jobs, answers = charged(create_customer, dummy_customer, catalogue, card)
+    statements = []
+
+    def executed(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    def committed(conn):
+        statements.append("COMMIT")
+
+    event.listen(_db.engine, "before_cursor_execute", executed)
+    event.listen(_db.engine, "commit", committed)
+    try:
+        batch_settle.settle(jobs, answers, SETTLE_NOW, settings())
+    finally:
+        event.remove(_db.engine, "before_cursor_execute", executed)
+        event.remove(_db.engine, "commit", committed)
+    before_commit = statements[: statements.index("COMMIT")]
+    assert any(s.startswith('INSERT INTO "invoice"') for s in before_commit)
+    assert not [s for s in before_commit if s.startswith(("SELECT payment.", "SELECT saved_card."))]
