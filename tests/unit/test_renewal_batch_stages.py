@@ -7,6 +7,8 @@ key, status or filter shows in the row it writes.
 
 from __future__ import annotations
 
+import threading
+import time
 from array import array
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -617,12 +619,16 @@ def test_release_held_frees_this_worker_s_rows_chunk_by_chunk(
     open_all()
     ids = claimed(svcs[:5])
     theirs = claimed(svcs[5:], worker="w2")
+    svc = service(dummy_customer, catalogue, card, hours=7)
+    open_all()
+    mine_not_held = claimed([svc])
     batch.release_held(array("q", [*ids, *theirs]), "w1")
     _db.session.rollback()  # committed
     rows = [renewal_of(s) for s in svcs]
     assert [(r.claimed_by, r.claimed_until is None) for r in rows] == [(None, True)] * 5 + [
         ("w2", False)
     ]
+    assert _db.session.get(Renewal, mine_not_held[0]).claimed_by == "w1"
     assert [list(c) for c in batch._chunks(array("q", range(5)), 2)] == [[0, 1], [2, 3], [4]]
 
 
@@ -716,8 +722,9 @@ def test_a_batch_whose_settlement_fails_is_settled_row_by_row(
     errored = charged_batch.others[0]
 
     def process_claimed(renewal_id, *args, **kw):
-        outcome = per_row(renewal_id, *args, **kw)
-        return RenewalOutcome.ERRORS if renewal_id == errored else outcome
+        if renewal_id == errored:  # crashed before writing anything: still due
+            return RenewalOutcome.ERRORS
+        return per_row(renewal_id, *args, **kw)
 
     monkeypatch.setattr(batch, "settle", broken)
     monkeypatch.setattr(batch, "process_claimed", process_claimed)
@@ -732,7 +739,7 @@ def test_a_batch_whose_settlement_fails_is_settled_row_by_row(
     assert sorted(fake.charges) == sorted(j.key for j in charged_batch.jobs)
     rows = [renewal_of(s) for s in svcs]
     assert [r.status for r in rows[:2]] == [RenewalStatus.SUCCEEDED] * 2
-    assert [r.claimed_by for r in rows] == [None, None, "w1", None]
+    assert [r.claimed_by for r in rows] == [None, None, "w1", "w1"]
     assert [r.levelname for r in caplog.records if "settling its 3" in r.message] == ["ERROR"]
 
 
@@ -742,6 +749,8 @@ def test_run_batches_takes_every_due_row_batch_by_batch_and_releases_them(
     app.config["RENEWAL_BATCH_SIZE"] = 2
     app.config["RENEWAL_BANK_THREADS"] = 2
     svcs = [service(dummy_customer, catalogue, card, hours=h) for h in range(5)]
+    expired = make_card(dummy_customer, exp_month=12, exp_year=2026, token="tok_old")
+    failing = service(dummy_customer, catalogue, expired, hours=6)
     open_all()
     claims, claim = [], batch.claim_batch
 
@@ -752,9 +761,10 @@ def test_run_batches_takes_every_due_row_batch_by_batch_and_releases_them(
     monkeypatch.setattr(batch, "claim_batch", claim_batch)
     report = RenewalReport()
     batch.run_batches(IN_WINDOW, "w1", settings(), lambda: LEASE_NOW, report)
-    assert [len(c[-1]) for c in claims] == [2, 2, 1, 0]
+    assert [len(c[-1]) for c in claims] == [2, 2, 2, 0]
     assert {c[:3] for c in claims} == {(IN_WINDOW, "w1", LEASE_NOW)}
-    assert (report.charged, report.errors) == (5, 0)
+    assert (report.charged, report.failed, report.errors) == (5, 1, 0)
+    assert renewal_of(failing).claimed_by is None
     assert len(fake.calls) == 5
     rows = [renewal_of(s) for s in svcs]
     assert {(r.status, r.claimed_by) for r in rows} == {(RenewalStatus.SUCCEEDED, None)}
@@ -936,3 +946,53 @@ def test_a_batch_of_successes_loads_no_order_when_every_receiver_takes_batches(
     before_commit = statements[: statements.index("COMMIT")]
     assert any(s.startswith('INSERT INTO "invoice"') for s in before_commit)
     assert not [s for s in before_commit if s.startswith(("SELECT payment.", "SELECT saved_card."))]
+
+
+@pytest.mark.parametrize("path", ["batch", "row by row"])
+def test_a_declined_batch_fails_its_renewals_with_the_retry_schedule(
+    app, fake, dummy_customer, catalogue, card, monkeypatch, path
+):
+    svcs = [service(dummy_customer, catalogue, card, hours=h) for h in range(2)]
+    open_all()
+    fake.mode = "card_declined"
+    charged_batch = charge_a_batch(svcs)
+    if path == "row by row":
+
+        def broken(*args):
+            raise RuntimeError("deadlock detected")
+
+        monkeypatch.setattr(batch, "settle", broken)
+    outcomes, kept = batch.settle_batch(charged_batch, SETTLE_NOW, "w1", settings())
+    assert (outcomes, kept) == ([RenewalOutcome.FAILED] * 2, [])
+    rows = [renewal_of(s) for s in svcs]
+    assert {(r.status, r.failure_code, r.claimed_by) for r in rows} == {
+        (RenewalStatus.FAILED, "card_declined", None)
+    }
+    assert all(r.next_attempt_at > SETTLE_NOW for r in rows)
+
+
+def test_a_pass_asks_the_bank_at_most_renewal_bank_threads_at_once(
+    app, fake, dummy_customer, catalogue, card
+):
+    app.config["RENEWAL_BANK_THREADS"] = 1
+    for h in range(4):
+        service(dummy_customer, catalogue, card, hours=h)
+    open_all()
+    lock, in_flight, most = threading.Lock(), [0], [0]
+    charge = fake.charge_token
+
+    def counted(**kw):
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        try:
+            time.sleep(0.05)
+            return charge(**kw)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    fake.charge_token = counted
+    report = RenewalReport()
+    batch.run_batches(IN_WINDOW, "w1", settings(), lambda: LEASE_NOW, report)
+    assert (report.charged, most[0]) == (4, 1)
