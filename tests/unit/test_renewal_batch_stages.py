@@ -593,11 +593,13 @@ def test_the_batch_path_is_postgresql_s_unless_turned_off(app):
 def test_release_settled_frees_this_worker_s_rows_no_longer_due(
     app, fake, dummy_customer, catalogue, card
 ):
-    svcs = [service(dummy_customer, catalogue, card, hours=h) for h in range(5)]
+    svcs = [service(dummy_customer, catalogue, card, hours=h) for h in range(6)]
     open_all()
     ids = claimed(svcs[:4])
     claimed(svcs[4:], worker="w2")
+    another_batch = claimed(svcs[5:])  # this worker's, not asked about
     rows = [renewal_of(s) for s in svcs]
+    rows[5].status = RenewalStatus.SUCCEEDED
     rows[0].status = RenewalStatus.SUCCEEDED  # paid
     rows[1].next_attempt_at = IN_WINDOW  # still due (a retry due now)
     rows[2].next_attempt_at = None  # open, nothing scheduled: not due
@@ -607,8 +609,9 @@ def test_release_settled_frees_this_worker_s_rows_no_longer_due(
     everyone = [*ids, rows[4].id]
     assert batch.release_settled(everyone, "w1", IN_WINDOW) == {ids[0], ids[2], ids[3]}
     _db.session.expire_all()
-    assert [r.claimed_by for r in rows] == [None, "w1", None, None, "w2"]
-    assert [r.claimed_until is None for r in rows] == [True, False, True, True, False]
+    assert [r.claimed_by for r in rows] == [None, "w1", None, None, "w2", "w1"]
+    assert [r.claimed_until is None for r in rows] == [True, False, True, True, False, False]
+    assert batch.release_settled(another_batch, "w1", IN_WINDOW) == set(another_batch)
 
 
 def test_release_held_frees_this_worker_s_rows_chunk_by_chunk(
