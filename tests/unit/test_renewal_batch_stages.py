@@ -370,6 +370,19 @@ def test_settle_pays_extends_and_closes_each_success_in_one_commit(
     app, fake, create_customer, dummy_customer, catalogue, card
 ):
     jobs, answers = charged(create_customer, dummy_customer, catalogue, card)
+    checkout = Order(  # another order waiting for its payment: not the batch's
+        customer_id=dummy_customer.id,
+        kind=OrderKind.PURCHASE,
+        status=OrderStatus.PENDING_PAYMENT,
+        payment_method=PaymentMethod.CARD,
+        subtotal_cents=500,
+        discount_cents=0,
+        net_cents=500,
+        vat_cents=110,
+        total_cents=610,
+        created_at=IN_WINDOW,
+    )
+    _db.session.add(checkout)
     # Meanwhile the expiry sweep marked the first service expired; a failure is on record.
     _db.session.get(Service, jobs[0].service_id).status = ServiceStatus.EXPIRED
     _db.session.get(Renewal, jobs[0].renewal_id).failure_code = "card_declined"
@@ -418,6 +431,7 @@ def test_settle_pays_extends_and_closes_each_success_in_one_commit(
         ]
     ]
     assert [r["now"] for r in renewed] == [SETTLE_NOW]
+    assert (checkout.status, checkout.paid_at) == (OrderStatus.PENDING_PAYMENT, None)
     assert paid == [dict(paid=[PaidOrder(j.order_id, j.payment_id) for j in jobs], now=SETTLE_NOW)]
 
 
@@ -455,6 +469,7 @@ def test_settle_leaves_each_answer_that_is_not_a_plain_success_to_the_per_row_pa
     ]
     assert [r.amount_cents for r in fake.refunds.values()] == [answers[1].amount_cents]
     assert [p.failure_code for p in payments[::3]] == ["insufficient_funds", "invalid_token"]
+    assert [p.completed_at for p in payments[::3]] == [SETTLE_NOW, SETTLE_NOW]
     orders = [_db.session.get(Order, j.order_id) for j in jobs]
     assert OrderStatus.PAID not in {o.status for o in orders}
     services = [_db.session.get(Service, j.service_id) for j in jobs]
