@@ -183,6 +183,11 @@ def test_a_job_carries_the_price_in_force_and_who_pays_it(
     theirs = service(office, catalogue, office_card, hours=1, sku="SPID-PF")
     open_all()
     ids = claimed([mine, theirs])
+    # A row updated last lies last in the table: the jobs still come in id order.
+    _db.session.execute(
+        text("UPDATE renewal SET attempts = attempts WHERE id = :id"), {"id": ids[0]}
+    )
+    _db.session.commit()
 
     jobs, others = batch_claim.split(ids, IN_WINDOW, "w1", settings())  # 6 January 2027
     assert others == []
@@ -821,6 +826,11 @@ def test_batch_invoices_are_what_the_per_row_issue_writes(
     app, fake, create_customer, dummy_customer, catalogue, card
 ):
     paid = recorded_orders(create_customer, dummy_customer, catalogue, card)
+    # An order updated last lies last in the table: the numbers still follow the orders' ids.
+    _db.session.execute(
+        text("UPDATE orders SET net_cents = net_cents WHERE id = :id"), {"id": paid[0].order_id}
+    )
+    _db.session.commit()
     issued_at = datetime(2026, 12, 31, 23, 30, tzinfo=UTC)  # 1 January 2027 in Italy
     assert invoicing_batch.issue_invoices(paid, issued_at) == 3
     _db.session.commit()
