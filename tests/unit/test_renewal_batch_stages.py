@@ -823,7 +823,7 @@ def recorded_orders(create_customer, dummy_customer, catalogue, card) -> list[Pa
 
 
 def test_batch_invoices_are_what_the_per_row_issue_writes(
-    app, fake, create_customer, dummy_customer, catalogue, card
+    app, fake, create_customer, dummy_customer, catalogue, card, caplog
 ):
     paid = recorded_orders(create_customer, dummy_customer, catalogue, card)
     # An order updated last lies last in the table: the numbers still follow the orders' ids.
@@ -872,6 +872,10 @@ def test_batch_invoices_are_what_the_per_row_issue_writes(
         )
         # Valid, but for the buyer without an address (kept back until the data is given).
         assert (schema_errors(invoice.xml) == []) is (invoice.sdi_state is SdiState.TO_SEND)
+    checked = [r.message for r in caplog.records if r.name == "webapp.invoicing.batch"]
+    assert [m.split(":")[0] for m in checked] == [
+        f"invoice {invoices[2].id} does not match the FatturaPA schema"
+    ]
     assert [i.split_payment for i in invoices] == [False, True, False]
     assert [i.sdi_state for i in invoices] == [
         SdiState.TO_SEND,
@@ -910,7 +914,7 @@ def test_a_batch_invoice_s_xml_has_exactly_one_number_to_assign():
         b"<a><Numero>2027/000004</Numero></a>"
     )
     for xml in (b"<a></a>", stand_in * 2):
-        with pytest.raises(RuntimeError, match="lacks its one number"):
+        with pytest.raises(RuntimeError, match="^an invoice's XML lacks its one number to assign$"):
             invoicing_batch._numbered(xml, "2027/000004")
 
 
@@ -1024,3 +1028,35 @@ def test_a_pass_asks_the_bank_at_most_renewal_bank_threads_at_once(
     report = RenewalReport()
     batch.run_batches(IN_WINDOW, "w1", settings(), lambda: LEASE_NOW, report)
     assert (report.charged, most[0]) == (4, 1)
+
+
+def test_batch_invoices_carry_each_order_s_lines_in_order_with_their_discount(
+    app, fake, create_customer, dummy_customer, catalogue, card
+):
+    paid = recorded_orders(create_customer, dummy_customer, catalogue, card)
+    order = _db.session.get(Order, paid[0].order_id)
+    order.discount_code = "PEC5"
+    (first,) = order.lines
+    first.discount_cents = 100
+    second = OrderLine(
+        order_id=order.id,
+        product_id=first.product_id,
+        product_name="PEC Pro",
+        kind=first.kind,
+        years=1,
+        yearly_price_cents=2500,
+        list_cents=2500,
+        discount_cents=0,
+        net_cents=2500,
+    )
+    _db.session.add(second)
+    _db.session.commit()
+    # The first line, updated last, lies last in its table: the document keeps the lines' order.
+    _db.session.execute(
+        text("UPDATE order_line SET years = years WHERE id = :id"), {"id": first.id}
+    )
+    _db.session.commit()
+    invoicing_batch.issue_invoices(paid, IN_WINDOW)
+    lines = invoice_of_order(order.id).lines
+    assert [line["net_cents"] for line in lines] == [first.net_cents, 2500]
+    assert lines[0]["description"].endswith(", codice sconto PEC5")
