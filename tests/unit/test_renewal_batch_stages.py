@@ -1060,3 +1060,14 @@ def test_batch_invoices_carry_each_order_s_lines_in_order_with_their_discount(
     lines = invoice_of_order(order.id).lines
     assert [line["net_cents"] for line in lines] == [first.net_cents, 2500]
     assert lines[0]["description"].endswith(", codice sconto PEC5")
+
+
+def test_record_refuses_a_clock_without_a_zone_and_writes_nothing(
+    app, fake, create_customer, dummy_customer, catalogue, card
+):
+    jobs = plain_jobs(create_customer, dummy_customer, catalogue, card)
+    with pytest.raises(Exception, match="naive datetime"):
+        batch_record.record(jobs, IN_WINDOW.replace(tzinfo=None), "w1")
+    _db.session.rollback()
+    assert _db.session.scalars(select(Payment)).all() == []
+    assert {_db.session.get(Renewal, j.renewal_id).attempts for j in jobs} == {0}
