@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import create_engine, event, select, text
 
 from tests.conftest import PG_URL
 from tests.unit.invoicing_helpers import give_billing
@@ -96,6 +96,24 @@ def test_a_claim_leases_the_due_rows_to_the_worker_in_id_order(
     # The rest, for another worker; nothing left after.
     assert batch_claim.claim_batch(IN_WINDOW, "w2", LEASE_NOW, limit=2) == ids[2:]
     assert batch_claim.claim_batch(IN_WINDOW, "w3", LEASE_NOW, limit=2) == []
+
+
+def test_a_claim_skips_a_row_another_worker_holds_instead_of_waiting(
+    app, fake, dummy_customer, catalogue, card
+):
+    services = [service(dummy_customer, catalogue, card, hours=h) for h in range(2)]
+    open_all()
+    ids = sorted(renewal_of(s).id for s in services)
+    other = create_engine(PG_URL)
+    try:
+        with other.connect() as conn:  # another worker's claim holds the first row right now
+            conn.execute(text("SELECT id FROM renewal WHERE id = :id FOR UPDATE"), {"id": ids[0]})
+            _db.session.execute(text("SET lock_timeout = '2s'"))  # waiting would fail the test
+            assert batch_claim.claim_batch(IN_WINDOW, "w1", LEASE_NOW, limit=10) == ids[1:]
+            conn.rollback()
+    finally:
+        other.dispose()
+    assert batch_claim.claim_batch(IN_WINDOW, "w2", LEASE_NOW, limit=10) == ids[:1]
 
 
 def claimed(services, worker="w1") -> list[int]:
