@@ -1019,6 +1019,9 @@ def test_a_declined_batch_fails_its_renewals_with_the_retry_schedule(
         (RenewalStatus.FAILED, "card_declined", None)
     }
     assert all(r.next_attempt_at > SETTLE_NOW for r in rows)
+    # Settled as a batch, the bank is not asked again (the row-by-row path asks for each key).
+    asked = len(fake.calls) + len(fake.finds)
+    assert asked == 2 if path == "batch" else asked == 4
 
 
 def test_a_pass_asks_the_bank_at_most_renewal_bank_threads_at_once(
@@ -1089,3 +1092,11 @@ def test_record_refuses_a_clock_without_a_zone_and_writes_nothing(
     _db.session.rollback()
     assert _db.session.scalars(select(Payment)).all() == []
     assert {_db.session.get(Renewal, j.renewal_id).attempts for j in jobs} == {0}
+
+
+def test_a_job_takes_the_vat_rate_in_force(app, fake, dummy_customer, catalogue, card):
+    app.config["VAT_RATE_PERCENT"] = 10
+    svc = service(dummy_customer, catalogue, card)  # PEC-STD, 5.00 a year
+    open_all()
+    (job,), _ = batch_claim.split(claimed([svc]), IN_WINDOW, "w1", settings())
+    assert (job.net_cents, job.vat_cents, job.total_cents) == (500, 50, 550)
