@@ -87,5 +87,7 @@ lint: $(VENV)/.installed
 # pinned in the test extra, configured in pyproject.toml). Not part of `make test`: it is long.
 # Prints the score per module; survivors' diffs in mutants-survivors/. A subset:
 # make mutants MUTANTS='webapp.payments.verify* webapp.payments.refunds*'
+# The renewal batch path (PostgreSQL only) runs after the SQLite run, on a throwaway PostgreSQL
+# (state in mutants-pg/); only that pass: make mutants MUTANTS_PG=1 [MUTANTS='webapp.renewals.batch_claim*']
 mutants: $(VENV)/.installed
-	bash scripts/mutants.sh $(PY) $(MUTANTS)
+	MUTANTS_PG=$(MUTANTS_PG) bash scripts/mutants.sh $(PY) $(MUTANTS)

@@ -2,7 +2,9 @@
 
 A mutant listed in tests/mutants_equivalent.txt (its name, then the reason) behaves like the
 original for every input and is left out of the score; the report says how many were.
-Usage: python scripts/mutants_report.py path/to/mutmut [MUTANT_GLOB ...]
+Usage: python scripts/mutants_report.py path/to/mutmut [MUTANT_GLOB ...] [!MUTANT_GLOB ...]
+(a glob after "!" leaves its mutants out: scripts/mutants.sh reports the PostgreSQL-only modules
+in their own pass).
 """
 
 from __future__ import annotations
@@ -35,8 +37,12 @@ def main(mutmut: str, globs: list[str]) -> None:
     by_module: dict[str, Counter] = defaultdict(Counter)
     survivors: dict[str, list[str]] = defaultdict(list)
     skip = equivalents()
+    left_out = [g[1:] for g in globs if g.startswith("!")]
+    globs = [g for g in globs if not g.startswith("!")]
     for name, status in re.findall(r"^\s+(\S+): (.+)$", listing, re.M):
         if globs and not any(fnmatch.fnmatch(name, g) for g in globs):
+            continue
+        if any(fnmatch.fnmatch(name, g) for g in left_out):
             continue
         module = re.split(r"\.x(?:_|ǁ)", name)[0]
         if status == "not checked":

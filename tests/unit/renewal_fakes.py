@@ -68,7 +68,9 @@ class FakeGateway:
                 dict(
                     token=token,
                     amount_cents=amount_cents,
+                    currency=currency,
                     order_ref=order_ref,
+                    description=description,
                     initiator=initiator,
                     key=idempotency_key,
                 )
