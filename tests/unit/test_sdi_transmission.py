@@ -1,0 +1,349 @@
+"""The transmission's parts one by one, on the shop's side of the intermediary: an attempt's
+fixed name and bytes, which attempts are due and claimable (each boundary), what a call's
+failure or a lost answer leaves on the attempt, the compare-and-set that moves it, which
+document "Reinvia" takes and which "Dati mancanti" documents a billing profile releases."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+import pytest
+from lxml import etree
+from sqlalchemy import update
+
+from tests.unit.sdi_helpers import attempts, buyer_with_code, paid_invoice
+from webapp.errors import DomainError
+from webapp.extensions import db
+from webapp.invoicing.models import Invoice, Transmission
+from webapp.invoicing.numbering import progressive
+from webapp.invoicing.sdi_gateway import Receipt, SdiRefused, SdiUnavailable
+from webapp.invoicing.sdi_states import SdiState
+from webapp.invoicing.transmission import (
+    backoff,
+    claim,
+    complete_missing_data,
+    deliver,
+    due_attempts,
+    has_missing_data,
+    latest_attempt,
+    move,
+    open_attempt,
+    prepare_due,
+    record_receipt,
+    resend,
+    sdi_state,
+    sync_invoice,
+)
+from webapp.shop.models import BillingProfile
+
+MINUTE = timedelta(minutes=1)
+SECOND = timedelta(seconds=1)
+
+
+@pytest.fixture
+def products(catalogue):
+    return catalogue["products"]
+
+
+@pytest.fixture
+def invoice(sdi, create_customer, products, now):
+    return paid_invoice(buyer_with_code(create_customer, "TESTRC1", "b@example.it"), products, now)
+
+
+class FakeSdi:
+    """An intermediary that answers as told and records what it was asked."""
+
+    def __init__(self, known=None, fail=None):
+        self.known = known
+        self.fail = fail
+        self.calls: list[tuple[str, str]] = []
+
+    def find_file(self, file_name):
+        self.calls.append(("find", file_name))
+        return self.known
+
+    def send_file(self, file_name, content):
+        self.calls.append(("send", file_name))
+        if self.fail:
+            raise self.fail
+        return Receipt("4242", file_name)
+
+
+def _missing_data_invoice(create_customer, products, now, email):
+    from tests.unit.invoicing_helpers import confirmed_order, pay
+
+    customer = create_customer(email=email, billing=False)
+    order = confirmed_order(customer, products, now)
+    db.session.query(BillingProfile).filter_by(customer_id=customer.id).delete()
+    pay(order, now)
+    db.session.commit()
+    return customer, db.session.scalars(db.select(Invoice).filter_by(order_id=order.id)).one()
+
+
+def test_the_backoff_doubles_from_a_minute_up_to_an_hour():
+    assert [backoff(n) for n in (0, 1, 2, 3, 6)] == [
+        MINUTE,
+        MINUTE,
+        2 * MINUTE,
+        4 * MINUTE,
+        32 * MINUTE,
+    ]
+    assert backoff(7) == backoff(30) == timedelta(hours=1)  # 64 minutes: capped
+
+
+def test_an_attempt_fixes_its_name_bytes_and_times_before_any_call(app, invoice, now):
+    invoice.sdi_state = SdiState.MISSING_DATA  # shown "Da inviare" again once an attempt opens
+    attempt = open_attempt(invoice, now + SECOND)
+    db.session.commit()
+    db.session.expire_all()
+    attempt = db.session.get(Transmission, attempt.id)
+    code = progressive(attempt.id)
+    assert attempt.file_name == f"IT01234560157_{code}.xml"
+    assert etree.fromstring(attempt.xml).findtext(".//ProgressivoInvio") == code
+    assert attempt.sha256 == hashlib.sha256(attempt.xml).hexdigest()
+    assert attempt.intermediary == app.config["SDI_INTERMEDIARY"]
+    assert attempt.state is SdiState.TO_SEND and attempt.tries == 0
+    assert attempt.created_at == attempt.next_try_at == now + SECOND
+    assert attempt.claimed_until is None and attempt.sdi_id is None
+    assert sdi_state(invoice.id) is SdiState.TO_SEND
+    assert sdi_state(invoice.id + 1000) is None
+
+
+def test_prepare_due_opens_one_attempt_per_document_to_send_lowest_first(
+    sdi, create_customer, products, now
+):
+    docs = [
+        paid_invoice(buyer_with_code(create_customer, "TESTRC1", f"p{i}@example.it"), products, now)
+        for i in range(3)
+    ]
+    _, missing = _missing_data_invoice(create_customer, products, now, "m@example.it")
+    open_attempt(docs[1], now)  # already in flight
+    assert prepare_due(now, limit=1) == 1
+    assert [len(attempts(d.id)) for d in docs] == [1, 1, 0]
+    assert prepare_due(now) == 1
+    assert prepare_due(now) == 0
+    assert [len(attempts(d.id)) for d in docs] == [1, 1, 1] and attempts(missing.id) == []
+    # an attempt no longer in flight (rejected) does not hold its document back
+    db.session.execute(
+        update(Transmission).where(Transmission.invoice_id == docs[0].id).values(state="scartata")
+    )
+    assert prepare_due(now) == 1 and len(attempts(docs[0].id)) == 2
+
+
+def test_due_attempts_boundaries_of_the_next_try_and_of_the_lease(invoice, now):
+    first = open_attempt(invoice, now)
+    assert due_attempts(now) == [first.id]
+    assert due_attempts(now - SECOND) == []  # its next try is later
+    first.claimed_until = now
+    db.session.flush()
+    assert due_attempts(now) == []  # the lease still holds at its last instant
+    assert due_attempts(now + SECOND) == [first.id]
+    first.state = SdiState.SENT
+    db.session.flush()
+    assert due_attempts(now + SECOND) == []
+
+
+def test_due_attempts_in_id_order_up_to_the_limit(sdi, create_customer, products, now):
+    docs = [
+        paid_invoice(buyer_with_code(create_customer, "TESTRC1", f"d{i}@example.it"), products, now)
+        for i in range(3)
+    ]
+    opened = [open_attempt(d, now).id for d in docs]
+    assert due_attempts(now) == opened
+    assert due_attempts(now, limit=2) == opened[:2]
+
+
+def test_a_claim_leases_the_attempt_for_five_minutes_and_counts_the_try(invoice, now):
+    attempt = open_attempt(invoice, now)
+    db.session.commit()
+    claimed = claim(attempt.id, now)
+    assert claimed is not None and claimed.id == attempt.id
+    assert claimed.tries == 1 and claimed.claimed_until == now + 5 * MINUTE
+    assert claim(attempt.id, now) is None  # the other transmitter loses
+    assert claim(attempt.id, now + 5 * MINUTE) is None  # the lease's last instant
+    again = claim(attempt.id, now + 5 * MINUTE + SECOND)
+    assert again.tries == 2 and again.claimed_until == now + 10 * MINUTE + SECOND
+    again.state = SdiState.SENT
+    again.claimed_until = None
+    db.session.flush()
+    assert claim(attempt.id, now + timedelta(hours=1)) is None  # sent: not claimable
+    assert claim(attempt.id + 1, now) is None
+
+
+def test_the_first_try_sends_without_asking_and_records_the_receipt(invoice, now):
+    attempt = claim(open_attempt(invoice, now).id, now)
+    attempt.last_error = "earlier failure"
+    fake = FakeSdi()
+    assert deliver(attempt, now + SECOND, fake) is True
+    assert fake.calls == [("send", attempt.file_name)]
+    db.session.expire_all()
+    attempt = db.session.get(Transmission, attempt.id)
+    assert attempt.state is SdiState.SENT and attempt.sdi_id == "4242"
+    assert attempt.sent_at == now + SECOND
+    assert attempt.claimed_until is None and attempt.last_error is None
+    assert sdi_state(invoice.id) is SdiState.SENT
+
+
+def test_a_later_try_asks_first_and_takes_the_receipt_it_finds(invoice, now):
+    attempt = claim(open_attempt(invoice, now).id, now)
+    attempt.tries = 2
+    fake = FakeSdi(known=Receipt("777", attempt.file_name))
+    assert deliver(attempt, now, fake) is True
+    assert fake.calls == [("find", attempt.file_name)]  # never a second file
+    assert attempt.sdi_id == "777" and attempt.state is SdiState.SENT
+
+
+@pytest.mark.parametrize(
+    "fail", [SdiUnavailable("x" * 300), SdiRefused("E1", "y" * 300)], ids=["down", "refused"]
+)
+def test_a_failed_call_leaves_the_attempt_waiting_with_backoff(invoice, now, fail):
+    attempt = claim(open_attempt(invoice, now).id, now)
+    for _ in range(2):
+        attempt = claim(attempt.id, attempt.claimed_until + SECOND) if attempt.tries else attempt
+    later = now + timedelta(hours=2)
+    attempt.claimed_until = later
+    db.session.flush()
+    assert deliver(attempt, later, FakeSdi(fail=fail)) is False
+    db.session.expire_all()
+    attempt = db.session.get(Transmission, attempt.id)
+    assert attempt.state is SdiState.TO_SEND and attempt.sdi_id is None
+    assert attempt.last_error == str(fail)[:200] and len(attempt.last_error) == 200
+    assert attempt.next_try_at == later + backoff(attempt.tries)
+    assert attempt.tries == 3 and attempt.claimed_until is None
+    assert sdi_state(invoice.id) is SdiState.TO_SEND
+
+
+def test_a_receipt_after_the_outcome_keeps_the_outcome(invoice, now):
+    attempt = open_attempt(invoice, now)
+    attempt.claimed_until = now + MINUTE
+    attempt.last_error = "read timeout"
+    assert move(attempt, SdiState.DELIVERED, sdi_id="555")  # a fast webhook came first
+    sync_invoice(attempt)
+    record_receipt(attempt, "999", now + SECOND)
+    db.session.expire_all()
+    attempt = db.session.get(Transmission, attempt.id)
+    assert attempt.state is SdiState.DELIVERED and attempt.sdi_id == "555"
+    assert attempt.sent_at == now + SECOND
+    assert attempt.claimed_until is None and attempt.last_error is None
+    assert sdi_state(invoice.id) is SdiState.DELIVERED
+
+
+def test_a_receipt_after_the_outcome_fills_a_missing_identifier(invoice, now):
+    attempt = open_attempt(invoice, now)
+    assert move(attempt, SdiState.NOT_DELIVERED)
+    record_receipt(attempt, "999", now)
+    db.session.expire_all()
+    attempt = db.session.get(Transmission, attempt.id)
+    assert attempt.state is SdiState.NOT_DELIVERED and attempt.sdi_id == "999"
+
+
+def test_move_retries_after_a_concurrent_change_and_refuses_going_back(invoice, now):
+    attempt = open_attempt(invoice, now)
+    db.session.commit()
+    # another process sent it meanwhile: the state this session read is stale
+    db.session.execute(
+        update(Transmission).where(Transmission.id == attempt.id).values(state="inviata")
+    )
+    assert move(attempt, SdiState.DELIVERED, outcome_at=now) is True
+    assert attempt.state is SdiState.DELIVERED and attempt.outcome_at == now
+    db.session.expire_all()
+    assert db.session.get(Transmission, attempt.id).state is SdiState.DELIVERED
+    attempt = db.session.get(Transmission, attempt.id)
+    assert move(attempt, SdiState.SENT) is False
+    assert db.session.get(Transmission, attempt.id).state is SdiState.DELIVERED
+
+
+def test_only_the_latest_attempt_moves_the_document(invoice, now):
+    first = open_attempt(invoice, now)
+    move(first, SdiState.REJECTED)
+    second = open_attempt(invoice, now)
+    assert latest_attempt(invoice.id).id == second.id
+    invoice.sdi_state = SdiState.TO_SEND
+    db.session.flush()
+    sync_invoice(first)
+    assert sdi_state(invoice.id) is SdiState.TO_SEND
+    move(second, SdiState.DELIVERED)
+    sync_invoice(second)
+    assert sdi_state(invoice.id) is SdiState.DELIVERED
+    assert latest_attempt(invoice.id + 1000) is None
+
+
+def test_reinvia_is_refused_unless_the_latest_attempt_was_rejected(
+    sdi, invoice, create_customer, products, now
+):
+    with pytest.raises(DomainError, match="non è da reinviare"):
+        resend(invoice.id + 1000, now)  # no such document
+    invoice.sdi_state = SdiState.REJECTED
+    db.session.flush()
+    with pytest.raises(DomainError, match="non è da reinviare"):
+        resend(invoice.id, now)  # rejected, but never attempted
+    first = open_attempt(invoice, now)
+    invoice.sdi_state = SdiState.REJECTED
+    db.session.flush()
+    with pytest.raises(DomainError, match="già in corso"):
+        resend(invoice.id, now)  # rejected on the document, its attempt still in flight
+    move(first, SdiState.REJECTED, errors=[["00311", "codice"]])
+    sync_invoice(first)
+    second = resend(invoice.id, now + MINUTE)
+    assert second.id != first.id and second.created_at == now + MINUTE
+    assert sdi_state(invoice.id) is SdiState.TO_SEND
+    with pytest.raises(DomainError, match="non è da reinviare"):
+        resend(invoice.id, now)
+
+
+@pytest.mark.parametrize("how", ["reconciled", "00404"])
+def test_reinvia_never_sends_a_duplicate_number_again(invoice, now, how):
+    attempt = open_attempt(invoice, now)
+    move(attempt, SdiState.REJECTED, errors=[["00404", "duplicata"]] if how == "00404" else None)
+    attempt.reconciled = how == "reconciled"
+    sync_invoice(attempt)
+    with pytest.raises(DomainError, match="00404"):
+        resend(invoice.id, now)
+    assert len(attempts(invoice.id)) == 1
+
+
+def test_reinvia_takes_the_billing_data_of_now_and_refuses_without_it(invoice, now):
+    from dataclasses import replace
+
+    from tests.unit.invoicing_helpers import PROFILES
+    from webapp.shop.billing import save_profile
+
+    attempt = open_attempt(invoice, now)
+    move(attempt, SdiState.REJECTED, errors=[["00311", "codice"]])
+    sync_invoice(attempt)
+    save_profile(invoice.customer_id, replace(PROFILES["business_code"], sdi_code="TESTMC1"))
+    second = resend(invoice.id, now)
+    assert invoice.customer["sdi_code"] == "TESTMC1" and b"TESTMC1" in second.xml
+    move(second, SdiState.REJECTED, errors=[["00311", "codice"]])
+    sync_invoice(second)
+    db.session.query(BillingProfile).filter_by(customer_id=invoice.customer_id).delete()
+    with pytest.raises(DomainError, match="Mancano i dati"):
+        resend(invoice.id, now)
+    assert len(attempts(invoice.id)) == 2
+
+
+def test_billing_data_given_releases_only_that_customers_missing_documents(
+    sdi, invoice, create_customer, products, now
+):
+    from tests.unit.invoicing_helpers import PROFILES
+    from webapp.shop.billing import save_profile
+
+    customer, held = _missing_data_invoice(create_customer, products, now, "m1@example.it")
+    other, other_held = _missing_data_invoice(create_customer, products, now, "m2@example.it")
+    assert has_missing_data(customer.id) and has_missing_data(other.id)
+    assert not has_missing_data(invoice.customer_id)
+    old_xml = held.xml
+    assert complete_missing_data(customer.id) == 0  # still no billing data: nothing moves
+    assert held.sdi_state is SdiState.MISSING_DATA and held.xml == old_xml
+    save_profile(customer.id, PROFILES["private"])
+    assert complete_missing_data(customer.id) == 1
+    db.session.commit()
+    db.session.expire_all()
+    held = db.session.get(Invoice, held.id)
+    assert held.sdi_state is SdiState.TO_SEND and held.customer["tax_code"] == "RSSMRA85T10A562S"
+    assert b"RSSMRA85T10A562S" in held.xml and held.xml != old_xml
+    assert etree.fromstring(held.xml).findtext(".//ProgressivoInvio") == progressive(held.id)
+    assert not has_missing_data(customer.id)
+    assert db.session.get(Invoice, other_held.id).sdi_state is SdiState.MISSING_DATA
+    assert has_missing_data(other.id)
