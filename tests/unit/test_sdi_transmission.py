@@ -5,19 +5,29 @@ document "Reinvia" takes and which "Dati mancanti" documents a billing profile r
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
 from lxml import etree
 from sqlalchemy import update
 
 from tests.unit.sdi_helpers import attempts, buyer_with_code, paid_invoice
+from webapp import signing
 from webapp.errors import DomainError
 from webapp.extensions import db
 from webapp.invoicing.models import Invoice, Transmission
 from webapp.invoicing.numbering import progressive
-from webapp.invoicing.sdi_gateway import Receipt, SdiRefused, SdiUnavailable
+from webapp.invoicing.sdi_gateway import (
+    FeedItem,
+    HttpSdiGateway,
+    Receipt,
+    SdiRefused,
+    SdiUnavailable,
+)
 from webapp.invoicing.sdi_states import SdiState
 from webapp.invoicing.transmission import (
     backoff,
@@ -35,6 +45,7 @@ from webapp.invoicing.transmission import (
     sdi_state,
     sync_invoice,
 )
+from webapp.payments.gateway import HttpResponse, response_method
 from webapp.shop.models import BillingProfile
 
 MINUTE = timedelta(minutes=1)
@@ -347,3 +358,157 @@ def test_billing_data_given_releases_only_that_customers_missing_documents(
     assert not has_missing_data(customer.id)
     assert db.session.get(Invoice, other_held.id).sdi_state is SdiState.MISSING_DATA
     assert has_missing_data(other.id)
+
+
+# --- the intermediary's HTTP client ----------------------------------------------------------
+
+SECRET = "gw-secret"
+T0 = 1_800_000_000
+
+
+class Intermediary:
+    """A transport answering from a script; signs its answers unless told not to."""
+
+    def __init__(self, status=200, data=None, body=None, signed=True, raises=None):
+        self.status, self.data, self.body = status, data, body
+        self.signed, self.raises = signed, raises
+        self.requests: list[tuple] = []
+
+    def __call__(self, method, url, body, headers, timeout):
+        self.requests.append((method, url, body, dict(headers), timeout))
+        if self.raises:
+            raise self.raises
+        answer = self.body if self.body is not None else json.dumps(self.data or {}).encode()
+        path = urlsplit(url).path.removeprefix("/base")  # the API's path, as the client signs
+        if self.signed is None:
+            return HttpResponse(self.status, answer, None)
+        secret = SECRET if self.signed else "another"
+        signed = signing.sign_request(
+            secret, "x", response_method(self.status, method), path, answer, T0
+        )
+        return HttpResponse(self.status, answer, signed)
+
+
+def _client(transport, clock=lambda: T0):
+    return HttpSdiGateway(
+        api_url="https://int.example/base/",
+        client_id="pec-shop",
+        secret=SECRET,
+        timeout=7.5,
+        transport=transport,
+        clock=clock,
+    )
+
+
+def test_send_file_posts_the_signed_base64_file_and_reads_the_receipt():
+    answer = Intermediary(201, {"identificativo_sdi": 123, "nome_file": "IT1_00001.xml"})
+    receipt = _client(answer).send_file("IT1_00001.xml", b"<Fattura/>")
+    assert receipt == Receipt("123", "IT1_00001.xml")
+    ((method, url, body, headers, timeout),) = answer.requests
+    assert (method, url, timeout) == ("POST", "https://int.example/base/api/v1/fatture", 7.5)
+    assert json.loads(body) == {
+        "nome_file": "IT1_00001.xml",
+        "file": base64.b64encode(b"<Fattura/>").decode(),
+    }
+    assert headers["Content-Type"] == "application/json"
+    assert headers[signing.MERCHANT_HEADER] == "pec-shop"
+    signing.verify_request(SECRET, "POST", "/api/v1/fatture", body, headers, T0)
+
+
+def test_find_file_asks_by_the_quoted_name_and_a_404_is_nothing_found():
+    found = Intermediary(200, {"identificativo_sdi": "9", "nome_file": "a b.xml"})
+    assert _client(found).find_file("a b.xml") == Receipt("9", "a b.xml")
+    ((method, url, body, headers, _),) = found.requests
+    assert (method, url, body) == ("GET", "https://int.example/base/api/v1/fatture/a%20b.xml", b"")
+    signing.verify_request(SECRET, "GET", "/api/v1/fatture/a%20b.xml", b"", headers, T0)
+    assert _client(Intermediary(404, {"error": "sconosciuto"})).find_file("x.xml") is None
+    with pytest.raises(SdiRefused):
+        _client(Intermediary(201, {"error": "x"})).find_file("x.xml")
+
+
+def test_the_feed_is_asked_after_the_cursor_and_decoded():
+    items = [{"cursore": "4", "xml": base64.b64encode(b"<a/>").decode()}]
+    feed = Intermediary(200, {"notifiche": items})
+    assert _client(feed).notifications(3) == [FeedItem(4, b"<a/>")]
+    ((method, url, _, headers, _),) = feed.requests
+    assert url == "https://int.example/base/api/v1/notifiche?dopo=3"
+    signing.verify_request(SECRET, "GET", "/api/v1/notifiche", b"", headers, T0)
+    for data in (
+        {},
+        {"notifiche": [{"xml": "YQ=="}]},
+        {"notifiche": [{"cursore": "x", "xml": ""}]},
+    ):
+        with pytest.raises(SdiUnavailable, match="unreadable feed"):
+            _client(Intermediary(200, data)).notifications(0)
+    with pytest.raises(SdiRefused):
+        _client(Intermediary(201, {"notifiche": []})).notifications(0)
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        (Intermediary(raises=ConnectionError("refused")), "refused"),
+        (Intermediary(500, {"identificativo_sdi": "1", "nome_file": "f"}), "answered 500"),
+        (Intermediary(200, body=b"not json"), "garbage"),
+        (Intermediary(200, body=b"[1]"), "garbage"),
+        (Intermediary(200, {"nome_file": "f"}), "without an IdentificativoSdI"),
+        (Intermediary(200, {"identificativo_sdi": "1", "nome_file": "f"}, signed=False), "trusted"),
+    ],
+)
+def test_an_answer_the_shop_cannot_trust_or_read_is_an_unknown_outcome(answer, reason):
+    with pytest.raises(SdiUnavailable, match=reason):
+        _client(answer).send_file("f", b"x")
+
+
+def test_an_answer_is_trusted_only_when_fresh_and_unsigned_only_from_a_headerless_transport():
+    answer = Intermediary(201, {"identificativo_sdi": "1", "nome_file": "f"})
+    assert _client(answer, clock=lambda: T0 + 300).send_file("f", b"x").sdi_id == "1"
+    with pytest.raises(SdiUnavailable, match="stale"):
+        _client(answer, clock=lambda: T0 + 301).send_file("f", b"x")
+    headerless = Intermediary(201, {"identificativo_sdi": "2", "nome_file": "f"}, signed=None)
+    assert _client(headerless).send_file("f", b"x").sdi_id == "2"
+
+
+@pytest.mark.parametrize(
+    ("data", "text", "code", "message"),
+    [
+        (
+            {"error": "file_vuoto", "detail": "Il file è vuoto"},
+            "file_vuoto: Il file è vuoto",
+            "file_vuoto",
+            "Il file è vuoto",
+        ),
+        ({"error": "nome", "detail": ["x"]}, "nome", "nome", None),
+        ({}, "errore", "errore", None),
+    ],
+)
+def test_a_refusal_carries_the_intermediarys_code_and_words(data, text, code, message):
+    with pytest.raises(SdiRefused) as refused:
+        _client(Intermediary(400, data)).send_file("f", b"")
+    assert (str(refused.value), refused.value.code, refused.value.message) == (text, code, message)
+    with pytest.raises(SdiRefused):
+        _client(Intermediary(499, data)).send_file("f", b"")
+
+
+def test_an_empty_answer_body_reads_as_an_empty_object():
+    with pytest.raises(SdiRefused, match="errore"):
+        _client(Intermediary(400, body=b"")).send_file("f", b"")
+
+
+def test_the_webhook_is_verified_for_this_client_path_and_body():
+    body = b"<RicevutaConsegna/>"
+    headers = signing.sign_request(SECRET, "pec-shop", "POST", "/sdi/notifiche", body, T0)
+    client = _client(Intermediary())
+    client.verify_webhook("/sdi/notifiche", body, headers)
+    for bad in (
+        {**headers, signing.MERCHANT_HEADER: "other"},
+        {k: v for k, v in headers.items() if k != signing.MERCHANT_HEADER},
+    ):
+        with pytest.raises(signing.BadSignature, match="wrong client"):
+            client.verify_webhook("/sdi/notifiche", body, bad)
+    with pytest.raises(signing.BadSignature):
+        client.verify_webhook("/sdi/altro", body, headers)
+    with pytest.raises(signing.BadSignature, match="stale"):
+        _client(Intermediary(), clock=lambda: T0 + 301).verify_webhook(
+            "/sdi/notifiche", body, headers
+        )
