@@ -28,6 +28,7 @@ from webapp.invoicing.sdi_gateway import (
     SdiRefused,
     SdiUnavailable,
 )
+from webapp.invoicing.sdi_jobs import transmit_pass
 from webapp.invoicing.sdi_states import SdiState
 from webapp.invoicing.transmission import (
     backoff,
@@ -512,3 +513,88 @@ def test_the_webhook_is_verified_for_this_client_path_and_body():
         _client(Intermediary(), clock=lambda: T0 + 301).verify_webhook(
             "/sdi/notifiche", body, headers
         )
+
+
+# --- the pass ------------------------------------------------------------------------------------
+
+
+class Outage:
+    """The intermediary as a pass meets it: takes files, refuses some, its feed maybe down."""
+
+    def __init__(self, refuse=(), feed_down=None):
+        self.refuse = set(refuse)
+        self.feed_down = feed_down
+        self.sent: list[str] = []
+
+    def find_file(self, file_name):
+        return None
+
+    def send_file(self, file_name, content):
+        if file_name in self.refuse:
+            raise SdiUnavailable("503")
+        self.sent.append(file_name)
+        return Receipt(str(len(self.sent)), file_name)
+
+    def notifications(self, since):
+        if self.feed_down:
+            raise SdiUnavailable(self.feed_down)
+        return []
+
+
+def _three(create_customer, products, now):
+    return [
+        paid_invoice(buyer_with_code(create_customer, "TESTRC1", f"j{i}@example.it"), products, now)
+        for i in range(3)
+    ]
+
+
+def test_a_pass_counts_what_it_prepared_sent_and_left_waiting(
+    app, monkeypatch, create_customer, products, now
+):
+    docs = _three(create_customer, products, now)
+    open_attempt(docs[0], now - MINUTE)  # opened by an earlier pass
+    db.session.commit()
+    refused = attempts(docs[0].id)[0].file_name
+    fake = Outage(refuse={refused})
+    monkeypatch.setitem(app.extensions, "sdi_gateway", fake)
+    report = transmit_pass(now)
+    assert (report.prepared, report.sent, report.waiting, report.notifications) == (2, 2, 1, 0)
+    assert report.feed_error is None
+    assert str(report) == "2 preparate, 2 inviate, 1 in attesa, 0 notifiche"
+    db.session.expire_all()
+    assert [sdi_state(d.id) for d in docs] == [SdiState.TO_SEND, SdiState.SENT, SdiState.SENT]
+
+
+def test_an_attempt_another_transmitter_claimed_is_skipped_and_the_pass_goes_on(
+    app, monkeypatch, create_customer, products, now
+):
+    from webapp.invoicing import sdi_jobs
+
+    docs = _three(create_customer, products, now)
+    fake = Outage()
+    monkeypatch.setitem(app.extensions, "sdi_gateway", fake)
+    real_claim = sdi_jobs.claim
+
+    def race(attempt_id, at):
+        if attempt_id == attempts(docs[0].id)[0].id:
+            real_claim(attempt_id, at)  # the other transmitter wins this one
+        return real_claim(attempt_id, at)
+
+    monkeypatch.setattr(sdi_jobs, "claim", race)
+    report = transmit_pass(now)
+    assert (report.prepared, report.sent, report.waiting) == (3, 2, 0)
+    assert fake.sent == [attempts(d.id)[0].file_name for d in docs[1:]]
+
+
+def test_the_feed_down_leaves_the_sends_done_and_says_why(
+    app, monkeypatch, create_customer, products, now
+):
+    docs = _three(create_customer, products, now)
+    monkeypatch.setitem(app.extensions, "sdi_gateway", Outage(feed_down="z" * 300))
+    report = transmit_pass(now)
+    assert report.sent == 3 and report.feed_error == "z" * 200
+    assert str(report) == (
+        f"3 preparate, 3 inviate, 0 in attesa, 0 notifiche (feed non disponibile: {'z' * 200})"
+    )
+    db.session.rollback()
+    assert [sdi_state(d.id) for d in docs] == [SdiState.SENT] * 3
