@@ -598,3 +598,15 @@ def test_the_feed_down_leaves_the_sends_done_and_says_why(
     )
     db.session.rollback()
     assert [sdi_state(d.id) for d in docs] == [SdiState.SENT] * 3
+
+
+def test_the_client_waits_ten_seconds_and_signs_with_the_time_of_now():
+    import time
+
+    answer = Intermediary(signed=None, data={"identificativo_sdi": "1", "nome_file": "f"})
+    HttpSdiGateway(api_url="https://i", client_id="c", secret=SECRET, transport=answer).send_file(
+        "f", b"x"
+    )
+    ((_, url, _, headers, timeout),) = answer.requests
+    assert url == "https://i/api/v1/fatture" and timeout == 10.0
+    assert abs(int(headers[signing.TIMESTAMP_HEADER]) - time.time()) < 60
