@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
 from lxml import etree
-from sqlalchemy import update
+from sqlalchemy import insert, select, update
 
 from tests.unit.sdi_helpers import attempts, buyer_with_code, paid_invoice
 from webapp import signing
@@ -130,7 +131,7 @@ def test_prepare_due_opens_one_attempt_per_document_to_send_lowest_first(
         for i in range(3)
     ]
     _, missing = _missing_data_invoice(create_customer, products, now, "m@example.it")
-    open_attempt(docs[1], now)  # already in flight
+    open_attempt(docs[0], now)  # already in flight: not taken, nor counted in the limit
     assert prepare_due(now, limit=1) == 1
     assert [len(attempts(d.id)) for d in docs] == [1, 1, 0]
     assert prepare_due(now) == 1
@@ -138,9 +139,31 @@ def test_prepare_due_opens_one_attempt_per_document_to_send_lowest_first(
     assert [len(attempts(d.id)) for d in docs] == [1, 1, 1] and attempts(missing.id) == []
     # an attempt no longer in flight (rejected) does not hold its document back
     db.session.execute(
-        update(Transmission).where(Transmission.invoice_id == docs[0].id).values(state="scartata")
+        update(Transmission).where(Transmission.invoice_id == docs[2].id).values(state="scartata")
     )
-    assert prepare_due(now) == 1 and len(attempts(docs[0].id)) == 2
+    assert prepare_due(now, limit=1) == 1 and len(attempts(docs[2].id)) == 2
+
+
+def _copies(invoice, n: int) -> None:
+    """n more documents like this one (numbers after it), inserted at once: credit notes of
+    it, since one order has one invoice."""
+    table = Invoice.__table__
+    row = dict(db.session.execute(select(table).where(table.c.id == invoice.id)).mappings().one())
+    del row["id"]
+    rows = [
+        {**row, "number": row["number"] + 1000 + i, "file_name": None, "kind": "TD04"}
+        | {"related_invoice_id": invoice.id}
+        for i in range(1, n + 1)
+    ]
+    db.session.execute(insert(table), rows)
+
+
+def test_a_pass_takes_two_hundred_documents_and_attempts_at_a_time(invoice, now):
+    _copies(invoice, 200)
+    assert prepare_due(now) == 200
+    assert prepare_due(now) == 1
+    assert len(due_attempts(now)) == 200
+    assert len(due_attempts(now, limit=300)) == 201
 
 
 def test_due_attempts_boundaries_of_the_next_try_and_of_the_lease(invoice, now):
@@ -166,11 +189,16 @@ def test_due_attempts_in_id_order_up_to_the_limit(sdi, create_customer, products
     assert due_attempts(now, limit=2) == opened[:2]
 
 
-def test_a_claim_leases_the_attempt_for_five_minutes_and_counts_the_try(invoice, now):
+def test_a_claim_leases_the_attempt_for_five_minutes_and_counts_the_try(
+    invoice, create_customer, products, now
+):
     attempt = open_attempt(invoice, now)
+    buyer = buyer_with_code(create_customer, "TESTRC1", "other@example.it")
+    other = open_attempt(paid_invoice(buyer, products, now), now)
     db.session.commit()
     claimed = claim(attempt.id, now)
     assert claimed is not None and claimed.id == attempt.id
+    assert db.session.get(Transmission, other.id).tries == 0  # only the attempt claimed
     assert claimed.tries == 1 and claimed.claimed_until == now + 5 * MINUTE
     assert claim(attempt.id, now) is None  # the other transmitter loses
     assert claim(attempt.id, now + 5 * MINUTE) is None  # the lease's last instant
@@ -180,7 +208,7 @@ def test_a_claim_leases_the_attempt_for_five_minutes_and_counts_the_try(invoice,
     again.claimed_until = None
     db.session.flush()
     assert claim(attempt.id, now + timedelta(hours=1)) is None  # sent: not claimable
-    assert claim(attempt.id + 1, now) is None
+    assert claim(attempt.id + 100, now) is None
 
 
 def test_the_first_try_sends_without_asking_and_records_the_receipt(invoice, now):
@@ -250,13 +278,21 @@ def test_a_receipt_after_the_outcome_fills_a_missing_identifier(invoice, now):
     assert attempt.state is SdiState.NOT_DELIVERED and attempt.sdi_id == "999"
 
 
+def _stale(attempt, *states) -> None:
+    """Other processes move the attempt meanwhile; the state this session read stays old."""
+    for state in states:
+        db.session.execute(
+            update(Transmission)
+            .where(Transmission.id == attempt.id)
+            .values(state=state)
+            .execution_options(synchronize_session=False)
+        )
+
+
 def test_move_retries_after_a_concurrent_change_and_refuses_going_back(invoice, now):
     attempt = open_attempt(invoice, now)
-    db.session.commit()
-    # another process sent it meanwhile: the state this session read is stale
-    db.session.execute(
-        update(Transmission).where(Transmission.id == attempt.id).values(state="inviata")
-    )
+    _stale(attempt, SdiState.SENT)  # another process sent it meanwhile
+    assert attempt.state is SdiState.TO_SEND
     assert move(attempt, SdiState.DELIVERED, outcome_at=now) is True
     assert attempt.state is SdiState.DELIVERED and attempt.outcome_at == now
     db.session.expire_all()
@@ -264,6 +300,39 @@ def test_move_retries_after_a_concurrent_change_and_refuses_going_back(invoice, 
     attempt = db.session.get(Transmission, attempt.id)
     assert move(attempt, SdiState.SENT) is False
     assert db.session.get(Transmission, attempt.id).state is SdiState.DELIVERED
+
+
+def test_move_never_overwrites_an_outcome_learnt_meanwhile(invoice, now):
+    attempt = open_attempt(invoice, now)
+    move(attempt, SdiState.SENT)
+    _stale(attempt, SdiState.REJECTED)  # a webhook told the NS meanwhile
+    assert move(attempt, SdiState.DELIVERED, outcome_at=now) is False
+    db.session.expire_all()
+    attempt = db.session.get(Transmission, attempt.id)
+    assert attempt.state is SdiState.REJECTED and attempt.outcome_at is None
+
+
+def test_move_gives_up_after_three_concurrent_changes(monkeypatch, invoice, now):
+    attempt = open_attempt(invoice, now)
+    _stale(attempt, SdiState.SENT)
+    refresh = db.session.refresh
+    changes = iter([SdiState.TO_SEND, SdiState.SENT])  # two more, one after each refresh
+
+    def busy(instance, *args, **kwargs):
+        refresh(instance, *args, **kwargs)
+        for state in itertools.islice(changes, 1):
+            _stale(instance, state)
+
+    monkeypatch.setattr(db.session, "refresh", busy)
+    assert move(attempt, SdiState.DELIVERED) is False  # three rounds, each beaten
+    monkeypatch.undo()
+    db.session.expire_all()
+    assert db.session.get(Transmission, attempt.id).state is SdiState.SENT
+    attempt = db.session.get(Transmission, attempt.id)
+    _stale(attempt, SdiState.TO_SEND)
+    changes = iter([SdiState.SENT])
+    monkeypatch.setattr(db.session, "refresh", busy)
+    assert move(attempt, SdiState.DELIVERED) is True  # beaten twice, the third round wins
 
 
 def test_only_the_latest_attempt_moves_the_document(invoice, now):
@@ -343,19 +412,27 @@ def test_billing_data_given_releases_only_that_customers_missing_documents(
 
     customer, held = _missing_data_invoice(create_customer, products, now, "m1@example.it")
     other, other_held = _missing_data_invoice(create_customer, products, now, "m2@example.it")
+    _copies(held, 2)  # two more of this customer's documents: one held, one delivered
+    held_too, delivered = db.session.scalars(
+        select(Invoice).where(Invoice.customer_id == customer.id, Invoice.id != held.id)
+    ).all()
+    delivered.sdi_state = SdiState.DELIVERED
     assert has_missing_data(customer.id) and has_missing_data(other.id)
     assert not has_missing_data(invoice.customer_id)
     old_xml = held.xml
     assert complete_missing_data(customer.id) == 0  # still no billing data: nothing moves
     assert held.sdi_state is SdiState.MISSING_DATA and held.xml == old_xml
     save_profile(customer.id, PROFILES["private"])
-    assert complete_missing_data(customer.id) == 1
+    assert complete_missing_data(customer.id) == 2
     db.session.commit()
     db.session.expire_all()
     held = db.session.get(Invoice, held.id)
     assert held.sdi_state is SdiState.TO_SEND and held.customer["tax_code"] == "RSSMRA85T10A562S"
     assert b"RSSMRA85T10A562S" in held.xml and held.xml != old_xml
     assert etree.fromstring(held.xml).findtext(".//ProgressivoInvio") == progressive(held.id)
+    assert db.session.get(Invoice, held_too.id).sdi_state is SdiState.TO_SEND
+    delivered = db.session.get(Invoice, delivered.id)
+    assert delivered.sdi_state is SdiState.DELIVERED and delivered.xml == old_xml
     assert not has_missing_data(customer.id)
     assert db.session.get(Invoice, other_held.id).sdi_state is SdiState.MISSING_DATA
     assert has_missing_data(other.id)
