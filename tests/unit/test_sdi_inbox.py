@@ -8,12 +8,12 @@ from datetime import timedelta
 
 import pytest
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from tests.unit.sdi_helpers import buyer_with_code, paid_invoice
+from tests.unit.sdi_helpers import buyer_with_code, copies, paid_invoice
 from webapp.extensions import db
 from webapp.invoicing import sdi_queue
-from webapp.invoicing.models import SdiCursor, SdiNotification, Transmission
+from webapp.invoicing.models import Invoice, SdiCursor, SdiNotification, Transmission
 from webapp.invoicing.sdi_gateway import FeedItem
 from webapp.invoicing.sdi_inbox import BadNotification, fetch_feed, parse, receive
 from webapp.invoicing.sdi_states import SdiState
@@ -404,3 +404,23 @@ def test_what_waits_is_an_attempt_tried_and_not_taken(sdi, create_customer, prod
         tried.append(attempt)
     db.session.flush()
     assert [a.id for a in sdi_queue.waiting()] == [tried[0].id, tried[2].id]
+
+
+def test_each_list_of_the_back_office_stops_at_its_limit(sdi, create_customer, products, now):
+    (invoice,) = _docs(create_customer, products, now, 1)
+    copies(invoice, 200)
+    assert len(sdi_queue.list_documents()) == 200
+    assert len(sdi_queue.list_documents(limit=300)) == 201
+
+
+def test_the_correction_queue_shows_five_hundred(sdi, create_customer, products, now):
+    (invoice,) = _docs(create_customer, products, now, 1)
+    ids = copies(invoice, 501, state="scartata", errors=[["00311", "x"]])
+    db.session.execute(update(Invoice).where(Invoice.id.in_(ids)).values(sdi_state="scartata"))
+    assert len(sdi_queue.to_correct(now)) == 500
+
+
+def test_what_waits_shows_five_hundred(sdi, create_customer, products, now):
+    (invoice,) = _docs(create_customer, products, now, 1)
+    copies(invoice, 501, state="da_inviare", tries=1)
+    assert len(sdi_queue.waiting()) == 500

@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 
 import pytest
 from lxml import etree
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 
-from tests.unit.sdi_helpers import attempts, buyer_with_code, paid_invoice
+from tests.unit.sdi_helpers import attempts, buyer_with_code, copies, paid_invoice
 from webapp import signing
 from webapp.errors import DomainError
 from webapp.extensions import db
@@ -144,22 +144,8 @@ def test_prepare_due_opens_one_attempt_per_document_to_send_lowest_first(
     assert prepare_due(now, limit=1) == 1 and len(attempts(docs[2].id)) == 2
 
 
-def _copies(invoice, n: int) -> None:
-    """n more documents like this one (numbers after it), inserted at once: credit notes of
-    it, since one order has one invoice."""
-    table = Invoice.__table__
-    row = dict(db.session.execute(select(table).where(table.c.id == invoice.id)).mappings().one())
-    del row["id"]
-    rows = [
-        {**row, "number": row["number"] + 1000 + i, "file_name": None, "kind": "TD04"}
-        | {"related_invoice_id": invoice.id}
-        for i in range(1, n + 1)
-    ]
-    db.session.execute(insert(table), rows)
-
-
 def test_a_pass_takes_two_hundred_documents_and_attempts_at_a_time(invoice, now):
-    _copies(invoice, 200)
+    copies(invoice, 200)
     assert prepare_due(now) == 200
     assert prepare_due(now) == 1
     assert len(due_attempts(now)) == 200
@@ -412,7 +398,7 @@ def test_billing_data_given_releases_only_that_customers_missing_documents(
 
     customer, held = _missing_data_invoice(create_customer, products, now, "m1@example.it")
     other, other_held = _missing_data_invoice(create_customer, products, now, "m2@example.it")
-    _copies(held, 2)  # two more of this customer's documents: one held, one delivered
+    copies(held, 2)  # two more of this customer's documents: one held, one delivered
     held_too, delivered = db.session.scalars(
         select(Invoice).where(Invoice.customer_id == customer.id, Invoice.id != held.id)
     ).all()
