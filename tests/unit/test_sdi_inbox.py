@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from flask import current_app
+from lxml import etree
 from sqlalchemy import func, select, update
 
 from tests.unit.sdi_helpers import buyer_with_code, copies, paid_invoice
@@ -424,3 +425,29 @@ def test_what_waits_shows_five_hundred(sdi, create_customer, products, now):
     (invoice,) = _docs(create_customer, products, now, 1)
     copies(invoice, 501, state="da_inviare", tries=1)
     assert len(sdi_queue.waiting()) == 500
+
+
+def _errors_as_sent(now, *descriptions) -> bytes:
+    """An NS whose Errore elements carry these Descrizione: None leaves the element out, "" sends
+    it empty (the builder cuts at 255, the SdI's own limit; a wire message need not)."""
+    root = etree.fromstring(note("NS", now, errors=[("00311", "x")] * len(descriptions)))
+    for error, text in zip(root.iter("Errore"), descriptions, strict=True):
+        element = error.find("Descrizione")
+        if text is None:
+            error.remove(element)
+        else:
+            element.text = text or None
+    return etree.tostring(root)
+
+
+def test_an_error_without_words_reads_empty_and_long_words_are_cut_at_255(now):
+    parsed = parse(_errors_as_sent(now, None, "", "  " + "y" * 300 + "  "))
+    assert parsed.errors == [["00311", ""], ["00311", ""], ["00311", "y" * 255]]
+
+
+def test_00404_never_takes_another_documents_delivered_attempt(sdi, create_customer, products, now):
+    invoice, mine = _attempt(create_customer, products, now, sdi_id="111")
+    _, theirs = _attempt(create_customer, products, now, email="z@example.it", sdi_id="112")
+    move(theirs, SdiState.DELIVERED)
+    receive(_for(mine, "NS", now, errors=[("00404", "duplicata")]), now)
+    assert sdi_state(invoice.id) is SdiState.REJECTED
