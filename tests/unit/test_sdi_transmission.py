@@ -9,6 +9,7 @@ import base64
 import hashlib
 import itertools
 import json
+import uuid
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -584,8 +585,8 @@ def test_the_webhook_is_verified_for_this_client_path_and_body():
 class Outage:
     """The intermediary as a pass meets it: takes files, refuses some, its feed maybe down."""
 
-    def __init__(self, refuse=(), feed_down=None):
-        self.refuse = set(refuse)
+    def __init__(self, refuse=0, feed_down=None):
+        self.refuse = refuse  # how many sends it refuses first
         self.feed_down = feed_down
         self.sent: list[str] = []
 
@@ -593,7 +594,8 @@ class Outage:
         return None
 
     def send_file(self, file_name, content):
-        if file_name in self.refuse:
+        if self.refuse:
+            self.refuse -= 1
             raise SdiUnavailable("503")
         self.sent.append(file_name)
         return Receipt(str(len(self.sent)), file_name)
@@ -605,27 +607,35 @@ class Outage:
 
 
 def _three(create_customer, products, now):
-    return [
-        paid_invoice(buyer_with_code(create_customer, "TESTRC1", f"j{i}@example.it"), products, now)
-        for i in range(3)
-    ]
+    buyer = buyer_with_code(create_customer, "TESTRC1", f"j{uuid.uuid4().hex[:8]}@example.it")
+    return [paid_invoice(buyer, products, now) for _ in range(3)]
 
 
 def test_a_pass_counts_what_it_prepared_sent_and_left_waiting(
     app, monkeypatch, create_customer, products, now
 ):
-    docs = _three(create_customer, products, now)
+    docs = _three(create_customer, products, now) + _three(create_customer, products, now)
     open_attempt(docs[0], now - MINUTE)  # opened by an earlier pass
     db.session.commit()
-    refused = attempts(docs[0].id)[0].file_name
-    fake = Outage(refuse={refused})
+    fake = Outage(refuse=2)  # the first two sends, in id order
     monkeypatch.setitem(app.extensions, "sdi_gateway", fake)
     report = transmit_pass(now)
-    assert (report.prepared, report.sent, report.waiting, report.notifications) == (2, 2, 1, 0)
+    assert (report.prepared, report.sent, report.waiting, report.notifications) == (5, 4, 2, 0)
     assert report.feed_error is None
-    assert str(report) == "2 preparate, 2 inviate, 1 in attesa, 0 notifiche"
+    assert str(report) == "5 preparate, 4 inviate, 2 in attesa, 0 notifiche"
     db.session.expire_all()
-    assert [sdi_state(d.id) for d in docs] == [SdiState.TO_SEND, SdiState.SENT, SdiState.SENT]
+    assert [sdi_state(d.id) for d in docs] == [SdiState.TO_SEND] * 2 + [SdiState.SENT] * 4
+
+
+def test_a_pass_counts_the_notifications_it_read_from_the_feed(sdi, create_customer, products, now):
+    from tests.unit.sdi_helpers import run
+
+    buyer = buyer_with_code(create_customer, "PAEC01", "pa@example.it")
+    paid_invoice(buyer, products, now)
+    paid_invoice(buyer, products, now)
+    report = run(sdi, now, push=False)
+    assert (report.sent, report.notifications) == (2, 4)  # an RC and an NE each
+    assert str(report) == "2 preparate, 2 inviate, 0 in attesa, 4 notifiche"
 
 
 def test_an_attempt_another_transmitter_claimed_is_skipped_and_the_pass_goes_on(
