@@ -451,3 +451,11 @@ def test_00404_never_takes_another_documents_delivered_attempt(sdi, create_custo
     move(theirs, SdiState.DELIVERED)
     receive(_for(mine, "NS", now, errors=[("00404", "duplicata")]), now)
     assert sdi_state(invoice.id) is SdiState.REJECTED
+
+
+def test_one_reading_of_the_feed_takes_ten_pages(sdi, now):
+    feed = Feed([FeedItem(c, b"<unreadable/>") for c in range(1, 23)])  # 11 pages of 2
+    assert fetch_feed(now, feed) == 0
+    assert len(feed.asked) == 10 and db.session.get(SdiCursor, "feed").position == 20
+    assert fetch_feed(now, feed) == 0
+    assert feed.asked[10:] == [20, 22] and db.session.get(SdiCursor, "feed").position == 22
