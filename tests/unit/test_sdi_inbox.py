@@ -459,3 +459,22 @@ def test_one_reading_of_the_feed_takes_ten_pages(sdi, now):
     assert len(feed.asked) == 10 and db.session.get(SdiCursor, "feed").position == 20
     assert fetch_feed(now, feed) == 0
     assert feed.asked[10:] == [20, 22] and db.session.get(SdiCursor, "feed").position == 22
+
+
+def test_a_notification_of_up_to_a_million_bytes_is_read_and_a_larger_one_refused(now):
+    xml = note("RC", now)
+    padded = xml + b" " * (1_000_000 - len(xml))  # whitespace after the root element
+    assert len(padded) == 1_000_000 and parse(padded).kind == "RC"
+    with pytest.raises(BadNotification, match="empty or too large"):
+        parse(padded + b" ")
+    with pytest.raises(BadNotification, match="empty or too large"):
+        parse(b"")
+
+
+def test_the_attempt_found_by_file_name_shows_its_identifier_in_the_same_transaction(
+    sdi, create_customer, products, now
+):
+    _, attempt = _attempt(create_customer, products, now)
+    assert attempt.sdi_id is None  # loaded in this session, before the notification
+    assert receive(note("RC", now, sdi_id="8080", file_name=attempt.file_name), now) == "applicata"
+    assert attempt.sdi_id == "8080" and attempt.state is SdiState.DELIVERED
