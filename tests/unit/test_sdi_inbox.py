@@ -478,3 +478,15 @@ def test_the_attempt_found_by_file_name_shows_its_identifier_in_the_same_transac
     assert attempt.sdi_id is None  # loaded in this session, before the notification
     assert receive(note("RC", now, sdi_id="8080", file_name=attempt.file_name), now) == "applicata"
     assert attempt.sdi_id == "8080" and attempt.state is SdiState.DELIVERED
+
+
+def test_entities_are_never_expanded_and_garbage_is_not_xml(now):
+    xml = note("RC", now, sdi_id="424242").decode()
+    head, _, body = xml.partition("?>")
+    with_entity = (
+        head + '?><!DOCTYPE r [<!ENTITY id "424242">]>' + body.replace(">424242<", ">&id;<", 1)
+    )
+    with pytest.raises(BadNotification, match="^missing or malformed fields$"):
+        parse(with_entity.encode())  # expanded, it would read as a valid IdentificativoSdI
+    with pytest.raises(BadNotification, match="^not XML$"):
+        parse(b"<RicevutaConsegna")
