@@ -490,3 +490,12 @@ def test_entities_are_never_expanded_and_garbage_is_not_xml(now):
         parse(with_entity.encode())  # expanded, it would read as a valid IdentificativoSdI
     with pytest.raises(BadNotification, match="^not XML$"):
         parse(b"<RicevutaConsegna")
+
+
+def test_only_the_sdi_namespace_and_its_six_messages_are_read(now):
+    xml = note("RC", now)
+    other_namespace = xml.replace(b"http://www.fatturapa.gov.it/sdi/messaggi/v1.0", b"urn:x")
+    other_message = xml.replace(b"RicevutaConsegna", b"RicevutaIgnota")
+    for wrong in (other_namespace, other_message):
+        with pytest.raises(BadNotification, match="^not an SdI notification$"):
+            parse(wrong)
