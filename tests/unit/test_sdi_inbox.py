@@ -499,3 +499,21 @@ def test_only_the_sdi_namespace_and_its_six_messages_are_read(now):
     for wrong in (other_namespace, other_message):
         with pytest.raises(BadNotification, match="^not an SdI notification$"):
             parse(wrong)
+
+
+def _with_file_name(now, name: str) -> bytes:
+    root = etree.fromstring(note("RC", now))
+    root.find("NomeFile").text = name
+    return etree.tostring(root)
+
+
+def test_a_file_name_of_one_to_fifty_characters_and_a_message_id_are_required(now):
+    for name in ("a", "b" * 50):
+        assert parse(_with_file_name(now, name)).file_name == name
+    for name in ("", "c" * 51):
+        with pytest.raises(BadNotification, match="^missing or malformed fields$"):
+            parse(_with_file_name(now, name))
+    root = etree.fromstring(note("RC", now))
+    root.remove(root.find("MessageId"))
+    with pytest.raises(BadNotification, match="^missing or malformed fields$"):
+        parse(etree.tostring(root))
