@@ -372,7 +372,7 @@ def test_a_customers_documents_newest_first_and_nobody_elses(
     assert [i.id for i in list_invoices(buyer.id)] == [new.id, same_time.id, old.id]
     assert get_invoice(old.id, buyer.id) is old
     for invoice_id in (theirs.id, theirs.id + 100):
-        with pytest.raises(NotFound):
+        with pytest.raises(NotFound, match=r"^Documento non trovato\.$"):
             get_invoice(invoice_id, buyer.id)
 
 
