@@ -496,6 +496,7 @@ def test_the_feed_is_asked_after_the_cursor_and_decoded():
     feed = Intermediary(200, {"notifiche": items})
     assert _client(feed).notifications(3) == [FeedItem(4, b"<a/>")]
     ((method, url, _, headers, _),) = feed.requests
+    assert method == "GET"
     assert url == "https://int.example/base/api/v1/notifiche?dopo=3"
     signing.verify_request(SECRET, "GET", "/api/v1/notifiche", b"", headers, T0)
     for data in (
@@ -503,7 +504,7 @@ def test_the_feed_is_asked_after_the_cursor_and_decoded():
         {"notifiche": [{"xml": "YQ=="}]},
         {"notifiche": [{"cursore": "x", "xml": ""}]},
     ):
-        with pytest.raises(SdiUnavailable, match="unreadable feed"):
+        with pytest.raises(SdiUnavailable, match="^intermediary answered an unreadable feed$"):
             _client(Intermediary(200, data)).notifications(0)
     with pytest.raises(SdiRefused):
         _client(Intermediary(201, {"notifiche": []})).notifications(0)
@@ -512,12 +513,21 @@ def test_the_feed_is_asked_after_the_cursor_and_decoded():
 @pytest.mark.parametrize(
     ("answer", "reason"),
     [
-        (Intermediary(raises=ConnectionError("refused")), "refused"),
-        (Intermediary(500, {"identificativo_sdi": "1", "nome_file": "f"}), "answered 500"),
-        (Intermediary(200, body=b"not json"), "garbage"),
-        (Intermediary(200, body=b"[1]"), "garbage"),
-        (Intermediary(200, {"nome_file": "f"}), "without an IdentificativoSdI"),
-        (Intermediary(200, {"identificativo_sdi": "1", "nome_file": "f"}, signed=False), "trusted"),
+        (Intermediary(raises=ConnectionError("refused")), "^refused$"),
+        (
+            Intermediary(500, {"identificativo_sdi": "1", "nome_file": "f"}),
+            "^intermediary answered 500$",
+        ),
+        (Intermediary(200, body=b"not json"), "^intermediary answered garbage$"),
+        (Intermediary(200, body=b"[1]"), "^intermediary answered garbage$"),
+        (
+            Intermediary(200, {"nome_file": "f"}),
+            "^intermediary answered without an IdentificativoSdI$",
+        ),
+        (
+            Intermediary(200, {"identificativo_sdi": "1", "nome_file": "f"}, signed=False),
+            "^intermediary answer not trusted: wrong signature$",
+        ),
     ],
 )
 def test_an_answer_the_shop_cannot_trust_or_read_is_an_unknown_outcome(answer, reason):
