@@ -687,9 +687,10 @@ def test_the_client_waits_ten_seconds_and_signs_with_the_time_of_now():
     import time
 
     answer = Intermediary(signed=None, data={"identificativo_sdi": "1", "nome_file": "f"})
-    HttpSdiGateway(api_url="https://i", client_id="c", secret=SECRET, transport=answer).send_file(
-        "f", b"x"
+    gateway = HttpSdiGateway(
+        api_url="https://sdi.example/X", client_id="c", secret=SECRET, transport=answer
     )
+    gateway.send_file("f", b"x")
     ((_, url, _, headers, timeout),) = answer.requests
-    assert url == "https://i/api/v1/fatture" and timeout == 10.0
+    assert url == "https://sdi.example/X/api/v1/fatture" and timeout == 10.0
     assert abs(int(headers[signing.TIMESTAMP_HEADER]) - time.time()) < 60
