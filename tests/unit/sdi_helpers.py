@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from tests.unit.invoicing_helpers import PROFILES, confirmed_order, pay
 from webapp.extensions import db
@@ -34,6 +34,35 @@ def paid_invoice(customer, products, now: datetime) -> Invoice:
     pay(order, now)
     db.session.commit()
     return db.session.scalar(select(Invoice).where(Invoice.order_id == order.id))
+
+
+def copies(invoice: Invoice, n: int, **attempt) -> list[int]:
+    """n more documents like this one (numbers after it), inserted at once: credit notes of it,
+    since one order has one invoice. With `attempt` (a state, tries ...), one attempt each."""
+    table = Invoice.__table__
+    row = dict(db.session.execute(select(table).where(table.c.id == invoice.id)).mappings().one())
+    del row["id"]
+    base = row["number"] + 1000
+    rows = [
+        {**row, "number": base + i, "file_name": None, "kind": "TD04"}
+        | {"related_invoice_id": invoice.id}
+        for i in range(1, n + 1)
+    ]
+    db.session.execute(insert(table), rows)
+    ids = db.session.scalars(
+        select(table.c.id).where(table.c.number > base).order_by(table.c.id)
+    ).all()
+    if attempt:
+        now = row["issued_at"]
+        db.session.execute(
+            insert(Transmission.__table__),
+            [
+                {"invoice_id": i, "file_name": f"IT0_{i}.xml", "xml": b"<x/>", "sha256": ""}
+                | {"intermediary": "t", "created_at": now, "next_try_at": now, **attempt}
+                for i in ids
+            ],
+        )
+    return ids
 
 
 def run(sdi, now: datetime, push: bool = True):

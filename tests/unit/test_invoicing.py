@@ -21,6 +21,7 @@ from tests.unit.invoicing_helpers import (
     text,
     xml_tree,
 )
+from webapp.extensions import db as _db
 from webapp.invoicing.archive import export_zip
 from webapp.invoicing.models import DocumentKind, Invoice, InvoiceCounter
 from webapp.invoicing.numbering import next_number, progressive
@@ -344,3 +345,86 @@ def test_quote_with_split_payment_pays_the_net_only():
     assert RenewalPrice(1, 500, 110, split_payment=True).total_cents == 500
     assert RenewalPrice(1, 500, 110).total_cents == 610
     assert "scissione" in RenewalPrice(1, 500, 110, split_payment=True).vat_note
+
+
+# --- the archive: a customer's documents, the legal copy, the period -----------------------------
+
+
+def _issued(buyer, products, when) -> Invoice:
+    order = confirmed_order(buyer, products, when)
+    pay(order, when)
+    _db.session.commit()
+    return invoice_of_order(order.id)
+
+
+def test_a_customers_documents_newest_first_and_nobody_elses(
+    db, buyer, create_customer, products, now
+):
+    from webapp.errors import NotFound
+    from webapp.invoicing.archive import get_invoice, list_invoices
+
+    give_billing(buyer, "private")
+    other = create_customer(email="altro@example.it")
+    old, new, same_time = (
+        _issued(buyer, products, when) for when in (now, now.replace(hour=12), now)
+    )
+    theirs = _issued(other, products, now)
+    assert [i.id for i in list_invoices(buyer.id)] == [new.id, same_time.id, old.id]
+    assert get_invoice(old.id, buyer.id) is old
+    for invoice_id in (theirs.id, theirs.id + 100):
+        with pytest.raises(NotFound, match=r"^Documento non trovato\.$"):
+            get_invoice(invoice_id, buyer.id)
+
+
+def test_the_legal_copy_is_the_latest_file_the_sdi_took(db, buyer, products, now):
+    from webapp.invoicing.archive import legal_copy
+    from webapp.invoicing.sdi_states import SdiState
+    from webapp.invoicing.transmission import move, open_attempt
+
+    give_billing(buyer, "private")
+    invoice = _issued(buyer, products, now)
+    assert legal_copy(invoice) == (invoice.file_name, invoice.xml)
+    states = (SdiState.DELIVERED, SdiState.NOT_DELIVERED, SdiState.REJECTED, None)
+    made = []
+    for state in states:
+        attempt = open_attempt(invoice, now)
+        if state is not None:
+            move(attempt, state)
+        made.append(attempt)
+    assert legal_copy(invoice) == (made[1].file_name, made[1].xml)
+    assert made[1].xml != invoice.xml and made[1].file_name != made[0].file_name
+
+
+def test_the_period_is_counted_in_italian_days_and_listed_in_number_order(app, db, buyer, products):
+    from webapp.invoicing.archive import documents_between
+
+    give_billing(buyer, "private")
+    # 1 December 2026 begins at 23:00 UTC on 30 November (CET, UTC+1)
+    last_of_november = _issued(buyer, products, datetime(2026, 11, 30, 22, 59, 59, tzinfo=UTC))
+    first_of_december = _issued(buyer, products, datetime(2026, 11, 30, 23, 0, tzinfo=UTC))
+    last_of_december = _issued(buyer, products, datetime(2026, 12, 31, 22, 59, 59, tzinfo=UTC))
+    new_year = _issued(buyer, products, datetime(2026, 12, 31, 23, 0, tzinfo=UTC))
+    assert (new_year.year, new_year.number) == (2027, 1)
+    november, december = date(2026, 11, 30), date(2026, 12, 1)
+    assert documents_between(november, november) == [last_of_november]
+    assert documents_between(december, december) == [first_of_december]
+    assert documents_between(date(2026, 12, 31), date(2027, 1, 1)) == [last_of_december, new_year]
+    # the number's order, not the id's: the series of 2026 before 2027's
+    last_of_november.number, first_of_december.number = 90, 91
+    db.session.flush()
+    last_of_november.number = 92
+    db.session.flush()
+    everything = documents_between(november, date(2027, 1, 1))
+    assert everything == [last_of_december, first_of_december, last_of_november, new_year]
+
+
+def test_the_export_dates_each_file_on_its_italian_day_and_time(db, buyer, products):
+    give_billing(buyer, "private")
+    summer = _issued(buyer, products, datetime(2026, 7, 1, 22, 30, 5, tzinfo=UTC))  # CEST
+    winter = _issued(buyer, products, datetime(2026, 12, 31, 23, 30, 7, tzinfo=UTC))  # CET
+    archive = zipfile.ZipFile(io.BytesIO(export_zip(date(2026, 7, 2), date(2027, 1, 1))))
+    infos = archive.infolist()
+    assert [i.filename for i in infos] == [summer.file_name, winter.file_name]
+    assert [i.date_time for i in infos] == [(2026, 7, 2, 0, 30, 4), (2027, 1, 1, 0, 30, 6)]
+    assert {i.compress_type for i in infos} == {zipfile.ZIP_DEFLATED}
+    assert archive.read(winter.file_name) == winter.xml
