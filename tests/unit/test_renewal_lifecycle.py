@@ -1,0 +1,271 @@
+"""The life of a service after its renewal window (mutation round four): the expiry pass (which
+service expires, with which renewal row, claimed how, told how), the grace window's notice and
+"Cessato", the services a paid order starts or extends, and a full refund's period removed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from tests.unit.renewal_fakes import FakeGateway, make_card, make_service
+from webapp.clock import rome_date, rome_midnight
+from webapp.extensions import db as _db
+from webapp.outbox.models import OutboxEmail
+from webapp.payments.models import Payment, PaymentChannel
+from webapp.renewals.engine import run_renewals
+from webapp.renewals.models import Renewal, RenewalStatus, ServiceEvent, ServiceStatus
+from webapp.renewals.outcomes import RenewalOutcome
+from webapp.renewals.services import settings
+
+# As in test_renewal_engine: expires on 20 January 2027 (a PEC: 90 days of grace after it).
+EXPIRES = datetime(2027, 1, 20, 10, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+AFTER = rome_midnight(rome_date(EXPIRES) + DAY)  # the first instant of the day after the expiry
+
+
+def lease_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@pytest.fixture
+def fake(app) -> FakeGateway:
+    gateway = FakeGateway()
+    app.extensions["gateway"] = gateway
+    return gateway
+
+
+@pytest.fixture
+def pec(catalogue):
+    return catalogue["products"]["PEC-STD"]
+
+
+@pytest.fixture
+def card(dummy_customer):
+    return make_card(dummy_customer)
+
+
+def fresh(obj):
+    _db.session.expire_all()
+    return _db.session.get(type(obj), obj.id)
+
+
+def renewals_of(service) -> list[Renewal]:
+    _db.session.expire_all()
+    return list(
+        _db.session.scalars(
+            select(Renewal).where(Renewal.service_id == service.id).order_by(Renewal.id)
+        )
+    )
+
+
+def mails(subject: str) -> list[OutboxEmail]:
+    _db.session.expire_all()
+    return list(
+        _db.session.scalars(
+            select(OutboxEmail)
+            .where(OutboxEmail.subject.contains(subject))
+            .order_by(OutboxEmail.id)
+        )
+    )
+
+
+def add_renewal(service, **fields) -> Renewal:
+    renewal = Renewal(service_id=service.id, period_expires_at=service.expires_at, **fields)
+    _db.session.add(renewal)
+    _db.session.commit()
+    return renewal
+
+
+def expire_now(service, now=AFTER, worker="w1"):
+    from webapp.renewals.expiry import expire
+
+    return expire(service.id, now, worker, settings(), lease_now)
+
+
+# --- the expiry pass ----------------------------------------------------------------------
+
+
+def test_two_services_expiring_at_the_same_instant_each_expire_with_their_own_renewal(
+    fake, dummy_customer, pec, catalogue, card
+):
+    fake.mode = "card_declined"
+    renewing = make_service(dummy_customer, pec, expires_at=EXPIRES, card=card)
+    spid = catalogue["products"]["SPID-PF"]
+    plain = make_service(dummy_customer, spid, expires_at=EXPIRES, card=card, auto_renew=False)
+    assert run_renewals(EXPIRES - 15 * DAY).failed == 1  # only the first has a renewal row
+    assert run_renewals(AFTER).expired == 2
+    assert fresh(renewing).status is ServiceStatus.EXPIRED
+    assert fresh(plain).status is ServiceStatus.EXPIRED
+    [renewal] = renewals_of(renewing)
+    assert renewal.status is RenewalStatus.ABANDONED
+    assert renewals_of(plain) == []
+
+
+def test_last_years_renewal_does_not_keep_this_period_from_expiring(fake, dummy_customer, pec):
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, auto_renew=False)
+    last_year = EXPIRES.replace(year=2026)
+    _db.session.add(
+        Renewal(
+            service_id=service.id,
+            period_expires_at=last_year,
+            status=RenewalStatus.SUCCEEDED,
+            completed_at=last_year - 15 * DAY,
+        )
+    )
+    _db.session.commit()
+    report = run_renewals(AFTER)
+    assert (report.expired, report.skipped) == (1, 0)
+    assert fresh(service).status is ServiceStatus.EXPIRED
+
+
+def test_a_renewal_claimed_by_another_worker_keeps_its_service_from_expiring(
+    fake, dummy_customer, pec
+):
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, auto_renew=False)
+    add_renewal(service, claimed_by="other:1", claimed_until=lease_now() + timedelta(minutes=5))
+    report = run_renewals(AFTER)
+    assert (report.expired, report.skipped) == (0, 1)
+    assert fresh(service).status is ServiceStatus.ACTIVE
+    assert renewals_of(service)[0].claimed_by == "other:1"
+    assert mails("Servizio scaduto") == []
+
+
+def test_a_service_is_valid_through_its_expiry_day_to_the_last_instant(fake, dummy_customer, pec):
+    # Expiring at the first instant of 21 January in Italy: its expiry day is the 21st.
+    at_midnight = rome_midnight(rome_date(EXPIRES) + DAY)
+    service = make_service(dummy_customer, pec, expires_at=at_midnight, auto_renew=False)
+    assert run_renewals(at_midnight).expired == 0
+    assert run_renewals(at_midnight + DAY - timedelta(seconds=1)).expired == 0
+    assert run_renewals(at_midnight + DAY).expired == 1
+    assert fresh(service).status is ServiceStatus.EXPIRED
+
+
+def test_an_expired_or_cancelled_service_is_not_visited_again(fake, dummy_customer, pec, catalogue):
+    expired = make_service(dummy_customer, pec, expires_at=EXPIRES, auto_renew=False)
+    spid = catalogue["products"]["SPID-PF"]
+    cancelled = make_service(dummy_customer, spid, expires_at=EXPIRES, auto_renew=False)
+    cancelled.status = ServiceStatus.CANCELLED
+    _db.session.commit()
+    first = run_renewals(AFTER)
+    assert (first.expired, first.skipped, first.errors) == (1, 0, 0)
+    again = run_renewals(AFTER + timedelta(hours=1))
+    assert (again.expired, again.skipped, again.errors) == (0, 0, 0)
+    assert fresh(expired).status is ServiceStatus.EXPIRED
+    assert fresh(cancelled).status is ServiceStatus.CANCELLED
+
+
+def test_the_failed_renewal_is_closed_at_the_pass_and_the_customer_told_why(
+    fake, dummy_customer, pec, card
+):
+    fake.mode = "insufficient_funds"
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=card)
+    run_renewals(EXPIRES - 15 * DAY)
+    assert expire_now(service) is RenewalOutcome.EXPIRED
+    [renewal] = renewals_of(service)
+    assert renewal.status is RenewalStatus.ABANDONED
+    assert (renewal.next_attempt_at, renewal.completed_at) == (None, AFTER)
+    assert (renewal.claimed_by, renewal.claimed_until) == (None, None)
+    service = fresh(service)
+    assert (service.status, service.auto_renew) == (ServiceStatus.EXPIRED, False)
+    [mail] = mails("Servizio scaduto")
+    assert mail.dedupe_key == f"expired-{service.id}-{int(EXPIRES.timestamp())}"
+    assert f"Il rinnovo automatico non è riuscito ({renewal.failure_reason})" in mail.body_text
+    # A PEC keeps 90 days of grace: renewable by hand until 20 April 2027.
+    assert "Puoi ancora rinnovarlo fino al 20/04/2027" in mail.body_text
+    assert f"/area-clienti/servizi/{service.id}/rinnova" in mail.body_text
+    state = (ServiceEvent.service_id == service.id, ServiceEvent.kind == "state")
+    [event] = _db.session.scalars(select(ServiceEvent).where(*state))
+    assert (event.detail, event.at) == ("Scaduto", AFTER)
+
+
+def test_an_auto_renewing_service_without_a_renewal_row_says_auto_renewal_stopped(
+    fake, dummy_customer, catalogue, card
+):
+    product = next(p for p in catalogue["products"].values() if not p.renewable_by_hand)
+    service = make_service(dummy_customer, product, expires_at=EXPIRES, card=card)
+    assert expire_now(service) is RenewalOutcome.EXPIRED
+    [mail] = mails("Servizio scaduto")
+    assert "Il rinnovo automatico non è riuscito ed è stato disattivato" in mail.body_text
+    assert "Puoi ancora rinnovarlo" not in mail.body_text  # no grace: buy it again
+    assert "acquistalo di nuovo dal catalogo" in mail.body_text
+
+
+def test_a_closed_row_for_the_period_leaves_the_service_and_the_claim_alone(
+    fake, dummy_customer, pec
+):
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, auto_renew=False)
+    add_renewal(service, status=RenewalStatus.ABANDONED, completed_at=EXPIRES)
+    assert expire_now(service) is RenewalOutcome.SKIPPED
+    assert fresh(service).status is ServiceStatus.ACTIVE
+    [renewal] = renewals_of(service)
+    assert (renewal.claimed_by, renewal.claimed_until) == (None, None)  # given back
+    assert run_renewals(AFTER).skipped == 1
+
+
+def test_a_renewal_already_succeeded_for_the_period_is_skipped(fake, dummy_customer, pec):
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, auto_renew=False)
+    add_renewal(service, status=RenewalStatus.SUCCEEDED, completed_at=EXPIRES)
+    report = run_renewals(AFTER)
+    assert (report.skipped, report.expired, report.errors) == (1, 0, 0)
+    assert fresh(service).status is ServiceStatus.ACTIVE
+    assert renewals_of(service)[0].claimed_by is None
+
+
+def test_an_error_while_expiring_rolls_the_service_back(fake, dummy_customer, pec, monkeypatch):
+    from webapp.renewals import expiry
+
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, auto_renew=False)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the outbox is down")
+
+    monkeypatch.setattr(expiry, "_tell_expired", broken)
+    assert run_renewals(AFTER).errors == 1
+    assert fresh(service).status is ServiceStatus.ACTIVE
+    assert mails("Servizio scaduto") == []
+
+
+def _charge_in_flight(fake, service, card) -> Renewal:
+    """The window's attempt declined, then a second one recorded and never sent (a crash)."""
+    fake.mode = "card_declined"
+    run_renewals(EXPIRES - 15 * DAY)
+    [renewal] = renewals_of(service)
+    _db.session.add(
+        Payment(
+            order_id=renewal.order_id,
+            channel=PaymentChannel.RENEWAL,
+            amount_cents=610,
+            idempotency_key=f"renewal-{renewal.id}-2",
+            saved_card_id=card.id,
+        )
+    )
+    renewal.next_attempt_at = None  # not due again: only the charge in flight is
+    _db.session.commit()
+    return renewal
+
+
+def test_a_charge_in_flight_at_the_expiry_is_sent_as_the_merchants_and_paid_renews(
+    fake, dummy_customer, pec, card
+):
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=card)
+    renewal = _charge_in_flight(fake, service, card)
+    fake.mode = "ok"
+    assert expire_now(service) is RenewalOutcome.CHARGED
+    assert fake.calls[-1]["key"] == f"renewal-{renewal.id}-2"
+    assert fake.calls[-1]["initiator"] == "merchant"
+    service = fresh(service)
+    assert service.status is ServiceStatus.ACTIVE
+    assert service.expires_at == EXPIRES.replace(year=2028)
+
+
+def test_a_charge_in_flight_declined_at_the_expiry_expires_the_service(
+    fake, dummy_customer, pec, card
+):
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=card)
+    _charge_in_flight(fake, service, card)
+    assert expire_now(service) is RenewalOutcome.EXPIRED
+    assert fake.calls[-1]["initiator"] == "merchant"
+    assert fresh(service).status is ServiceStatus.EXPIRED
+    assert renewals_of(service)[0].status is RenewalStatus.ABANDONED
