@@ -258,6 +258,10 @@ def test_a_charge_in_flight_at_the_expiry_is_sent_as_the_merchants_and_paid_rene
     service = fresh(service)
     assert service.status is ServiceStatus.ACTIVE
     assert service.expires_at == EXPIRES.replace(year=2028)
+    [renewal] = renewals_of(service)
+    assert (renewal.status, renewal.completed_at) == (RenewalStatus.SUCCEEDED, AFTER)
+    paid = _db.session.scalar(select(Payment).where(Payment.idempotency_key.endswith("-2")))
+    assert paid.completed_at == AFTER  # settled on the pass's clock
 
 
 def test_a_charge_in_flight_declined_at_the_expiry_expires_the_service(
@@ -269,3 +273,17 @@ def test_a_charge_in_flight_declined_at_the_expiry_expires_the_service(
     assert fake.calls[-1]["initiator"] == "merchant"
     assert fresh(service).status is ServiceStatus.EXPIRED
     assert renewals_of(service)[0].status is RenewalStatus.ABANDONED
+
+
+def test_a_charge_in_flight_the_bank_cannot_answer_at_the_expiry_keeps_the_service(
+    fake, dummy_customer, pec, card
+):
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=card)
+    _charge_in_flight(fake, service, card)
+    fake.mode = "down"
+    assert expire_now(service) is RenewalOutcome.UNKNOWN
+    assert fresh(service).status is ServiceStatus.ACTIVE
+    [renewal] = renewals_of(service)
+    assert (renewal.status, renewal.next_attempt_at) == (RenewalStatus.PENDING, AFTER)
+    assert renewal.claimed_by is None
+    assert mails("Servizio scaduto") == []
