@@ -15,7 +15,7 @@ from webapp.extensions import db as _db
 from webapp.outbox.models import OutboxEmail
 from webapp.payments.models import Payment, PaymentChannel
 from webapp.renewals.engine import run_renewals
-from webapp.renewals.models import Renewal, RenewalStatus, ServiceEvent, ServiceStatus
+from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceEvent, ServiceStatus
 from webapp.renewals.outcomes import RenewalOutcome
 from webapp.renewals.services import settings
 
@@ -287,3 +287,90 @@ def test_a_charge_in_flight_the_bank_cannot_answer_at_the_expiry_keeps_the_servi
     assert (renewal.status, renewal.next_attempt_at) == (RenewalStatus.PENDING, AFTER)
     assert renewal.claimed_by is None
     assert mails("Servizio scaduto") == []
+
+
+# --- the grace window: the notice a week before its end, then "Cessato" -------------------
+
+
+def after(days: int) -> datetime:
+    return EXPIRES + days * DAY
+
+
+def test_the_grace_notice_goes_out_on_its_day_only_and_once(fake, dummy_customer, pec):
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, auto_renew=False)
+    run_renewals(after(1))  # expired: the grace window ends on 20/04/2027
+    assert run_renewals(after(82)).due_reminders == 0  # eight days before its last day
+    report = run_renewals(after(83))
+    assert (report.due_reminders, report.ceased) == (1, 0)
+    [notice] = mails("Ultimi giorni per rinnovare")
+    assert notice.dedupe_key == f"cease-notice-{service.id}-{int(EXPIRES.timestamp())}"
+    assert "lo conserviamo fino al 20/04/2027" in notice.body_text
+    assert run_renewals(after(83) + timedelta(hours=1)).due_reminders == 0  # queued already
+    assert run_renewals(after(84)).due_reminders == 0
+    assert len(mails("Ultimi giorni per rinnovare")) == 1
+    assert fresh(service).status is ServiceStatus.EXPIRED
+
+
+def test_the_grace_notice_day_is_configurable(app, fake, dummy_customer, pec):
+    app.config["CEASE_NOTICE_DAYS"] = 3
+    make_service(dummy_customer, pec, expires_at=EXPIRES, auto_renew=False)
+    run_renewals(after(1))
+    assert run_renewals(after(83)).due_reminders == 0
+    assert run_renewals(after(87)).due_reminders == 1
+
+
+def test_ceased_the_day_after_the_window_with_its_entry_and_e_mail(fake, dummy_customer, pec):
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=None, auto_renew=False)
+    run_renewals(after(1))
+    assert run_renewals(after(90)).ceased == 0
+    when = after(91)
+    report = run_renewals(when)
+    assert (report.ceased, report.errors) == (1, 0)
+    service = fresh(service)
+    assert (service.status, service.auto_renew) == (ServiceStatus.CEASED, False)
+    [mail] = mails("Servizio cessato")
+    assert mail.dedupe_key == f"ceased-{service.id}-{int(EXPIRES.timestamp())}"
+    assert "il periodo per rinnovarlo è terminato il 20/04/2027" in mail.body_text
+    entries = _db.session.scalars(
+        select(ServiceEvent).where(
+            ServiceEvent.service_id == service.id, ServiceEvent.kind == "state"
+        )
+    ).all()
+    assert [(e.detail, e.at) for e in entries] == [
+        ("Scaduto", after(1)),
+        ("Cessato: finito il periodo per rinnovarlo", when),
+    ]
+    assert run_renewals(after(92)).ceased == 0  # once
+    assert len(mails("Servizio cessato")) == 1
+
+
+def test_a_product_without_grace_ceases_the_day_after_its_expiry(fake, dummy_customer, catalogue):
+    firma = next(p for p in catalogue["products"].values() if p.kind.name == "FIRMA_DIGITALE")
+    service = make_service(dummy_customer, firma, expires_at=EXPIRES, auto_renew=False)
+    report = run_renewals(after(1))  # expired, and no window to wait for: ceased in that pass
+    assert (report.expired, report.ceased) == (1, 1)
+    [mail] = mails("Servizio cessato")
+    assert "il periodo per rinnovarlo è terminato il 20/01/2027" in mail.body_text  # its expiry
+    assert fresh(service).status is ServiceStatus.CEASED
+
+
+def test_a_service_renewed_meanwhile_is_not_ceased(fake, dummy_customer, pec):
+    from webapp.renewals.ceasing import cease
+
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, auto_renew=False)
+    run_renewals(after(1))
+    service = fresh(service)
+    read = service.expires_at
+    _db.session.execute(  # a renewal by hand paid meanwhile moved the expiry on
+        Service.__table__.update()
+        .where(Service.__table__.c.id == service.id)
+        .values(expires_at=EXPIRES.replace(year=2028), status=ServiceStatus.ACTIVE)
+    )
+    assert not cease(service, rome_date(read), after(91))
+    _db.session.commit()
+    service = fresh(service)
+    assert (service.status, service.expires_at) == (
+        ServiceStatus.ACTIVE,
+        EXPIRES.replace(year=2028),
+    )
+    assert mails("Servizio cessato") == []
