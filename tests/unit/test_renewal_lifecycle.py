@@ -374,3 +374,115 @@ def test_a_service_renewed_meanwhile_is_not_ceased(fake, dummy_customer, pec):
         EXPIRES.replace(year=2028),
     )
     assert mails("Servizio cessato") == []
+
+
+# --- a paid order starts services (a purchase) or extends one (a renewal) ------------------
+
+
+def _services_of(order) -> list[Service]:
+    _db.session.expire_all()
+    lines = [line.id for line in order.lines]
+    return list(
+        _db.session.scalars(
+            select(Service).where(Service.order_line_id.in_(lines)).order_by(Service.order_line_id)
+        )
+    )
+
+
+def test_a_paid_purchase_starts_a_service_per_line_renewing_on_the_card(
+    fake, dummy_customer, catalogue, now
+):
+    from tests.unit.money_world import card_of, card_order, pay_by_card
+    from webapp.clock import add_years
+
+    products = catalogue["products"]
+    order = card_order(dummy_customer, products, now, skus=("PEC-STD", "SPID-PF"), years=2)
+    card = card_of(dummy_customer, now)
+    paid_at = now + timedelta(minutes=3)
+    pay_by_card(order, paid_at, card)
+    services = _services_of(order)
+    assert [
+        (s.customer_id, s.product_id, s.order_line_id, s.frequency_years) for s in services
+    ] == [(dummy_customer.id, line.product_id, line.id, 2) for line in order.lines]
+    for service in services:
+        assert (service.started_at, service.expires_at) == (paid_at, add_years(paid_at, 2))
+        assert (service.status, service.auto_renew, service.saved_card_id) == (
+            ServiceStatus.ACTIVE,
+            True,
+            card.id,
+        )
+    [mail] = mails("Conferma pagamento ordine")
+    assert mail.dedupe_key == f"order-paid-{order.id}"
+    assert "Rinnovo automatico" in mail.body_text
+
+
+def test_a_purchase_paid_without_a_saved_card_does_not_renew_automatically(
+    fake, dummy_customer, catalogue, now
+):
+    from tests.unit.money_world import card_order
+    from webapp.renewals.activation import activate_order
+
+    order = card_order(dummy_customer, catalogue["products"], now)
+    assert order.lines[0].auto_renew
+    [service] = activate_order(order, None, now)
+    assert (service.auto_renew, service.saved_card_id) == (False, None)
+
+
+def test_a_line_bought_without_auto_renewal_keeps_it_off_whatever_the_card(
+    fake, dummy_customer, catalogue, now
+):
+    from tests.unit.money_world import card_of, card_order
+    from webapp.renewals.activation import activate_order
+
+    order = card_order(dummy_customer, catalogue["products"], now)
+    order.lines[0].auto_renew = False
+    [service] = activate_order(order, card_of(dummy_customer, now), now)
+    assert (service.auto_renew, service.saved_card_id) == (False, None)
+
+
+def test_a_renewal_paid_at_a_retry_extends_from_the_old_expiry_and_clears_the_failure(
+    fake, dummy_customer, pec, card
+):
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=card)
+    fake.mode = "insufficient_funds"
+    run_renewals(EXPIRES - 15 * DAY)
+    fake.mode = "ok"
+    retry = rome_midnight(rome_date(EXPIRES) - 10 * DAY)
+    assert run_renewals(retry).charged == 1
+    [renewal] = renewals_of(service)
+    assert (renewal.status, renewal.completed_at, renewal.next_attempt_at) == (
+        RenewalStatus.SUCCEEDED,
+        retry,
+        None,
+    )
+    assert (renewal.failure_code, renewal.failure_reason) == (None, None)
+    service = fresh(service)
+    assert (service.status, service.expires_at) == (
+        ServiceStatus.ACTIVE,
+        EXPIRES.replace(year=2028),
+    )
+    [receipt] = mails("Rinnovo effettuato")
+    assert receipt.subject == f"Rinnovo effettuato: {pec.name} fino al 20/01/2028"
+    assert receipt.dedupe_key == f"renewal-paid-{renewal.id}"
+    assert "in scadenza il 20/01/2027, ora scade il 20/01/2028" in receipt.body_text
+
+
+def test_a_renewal_order_without_its_renewal_row_is_refused(fake, dummy_customer, pec, now):
+    from webapp.errors import InvalidTransition
+    from webapp.renewals.activation import renewal_paid
+    from webapp.shop.models import PaymentMethod
+    from webapp.shop.order_models import Order, OrderKind
+
+    order = Order(
+        customer_id=dummy_customer.id,
+        kind=OrderKind.RENEWAL,
+        payment_method=PaymentMethod.CARD,
+        subtotal_cents=500,
+        net_cents=500,
+        vat_cents=110,
+        total_cents=610,
+    )
+    _db.session.add(order)
+    _db.session.flush()
+    with pytest.raises(InvalidTransition, match="Rinnovo non trovato"):
+        renewal_paid(order, None, now)
