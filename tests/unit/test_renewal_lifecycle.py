@@ -486,3 +486,28 @@ def test_a_renewal_order_without_its_renewal_row_is_refused(fake, dummy_customer
     _db.session.flush()
     with pytest.raises(InvalidTransition, match="Rinnovo non trovato"):
         renewal_paid(order, None, now)
+
+
+# --- the report of a pass ------------------------------------------------------------------
+
+
+def test_a_pass_report_counts_each_outcome_and_names_every_counter():
+    from webapp.renewals.outcomes import RenewalReport
+
+    report = RenewalReport(reminders=3, warnings=2, opened=4)
+    for outcome in ("charged", "charged", "failed", "skipped"):
+        report.count(RenewalOutcome(outcome))
+    assert (report.charged, report.failed, report.skipped, report.unknown) == (2, 1, 1, 0)
+    assert report.counts() == {
+        "reminders": 3,
+        "warnings": 2,
+        "opened": 4,
+        "charged": 2,
+        "failed": 1,
+        "unknown": 0,
+        "expired": 0,
+        "skipped": 1,
+        "errors": 0,
+    }
+    with pytest.raises(AttributeError, match="^refunded$"):
+        report.refunded  # noqa: B018 - not an outcome: no such counter
