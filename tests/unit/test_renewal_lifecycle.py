@@ -511,3 +511,110 @@ def test_a_pass_report_counts_each_outcome_and_names_every_counter():
     }
     with pytest.raises(AttributeError, match="^refunded$"):
         report.refunded  # noqa: B018 - not an outcome: no such counter
+
+
+def test_a_product_not_renewable_by_hand_offers_no_grace_even_with_grace_days(
+    fake, dummy_customer, catalogue
+):
+    product = next(p for p in catalogue["products"].values() if not p.renewable_by_hand)
+    product.grace_days = 30  # edited in the back office: still not renewable by hand
+    _db.session.commit()
+    service = make_service(dummy_customer, product, expires_at=EXPIRES, auto_renew=False)
+    assert expire_now(service) is RenewalOutcome.EXPIRED
+    [mail] = mails("Servizio scaduto")
+    assert "Puoi ancora rinnovarlo" not in mail.body_text
+    assert "acquistalo di nuovo dal catalogo" in mail.body_text
+
+
+# --- a payment refunded in full removes the period it paid --------------------------------
+
+
+def _bought(customer, catalogue, now, years=1):
+    from tests.unit.invoicing_helpers import give_billing
+    from tests.unit.money_world import card_order, pay_by_card
+
+    give_billing(customer, "private")
+    order = card_order(customer, catalogue["products"], now, years=years)
+    payment = pay_by_card(order, now)
+    [service] = _services_of(order)
+    return service, payment
+
+
+def test_a_partial_refund_keeps_the_period_paid(fake, dummy_customer, catalogue, now):
+    from tests.unit.money_world import refund_in_full
+    from webapp.payments.models import RefundKind
+    from webapp.payments.refunds import execute_refund, refund_payment
+    from webapp.renewals.cancellation import services_stopped_by
+
+    service, payment = _bought(dummy_customer, catalogue, now)
+    expires = service.expires_at
+    later = now + DAY
+    refund = refund_payment(payment, 100, kind=RefundKind.OPERATOR, reason="test", now=later)
+    _db.session.commit()
+    execute_refund(refund, later)
+    _db.session.commit()
+    assert services_stopped_by(fresh(payment)) == []
+    service = fresh(service)
+    assert (service.status, service.expires_at) == (ServiceStatus.ACTIVE, expires)
+    refund_in_full(fresh(payment), later)  # the rest: now nothing pays the period
+    assert fresh(service).status is ServiceStatus.CANCELLED
+
+
+def test_a_full_refund_cancels_what_nothing_else_pays(fake, dummy_customer, catalogue, now):
+    from tests.unit.money_world import refund_in_full
+    from webapp.renewals.cancellation import services_stopped_by
+
+    service, payment = _bought(dummy_customer, catalogue, now, years=2)
+    when = now + 3 * DAY
+    assert services_stopped_by(payment) == []  # nothing refunded yet
+    refund_in_full(payment, when)
+    assert services_stopped_by(fresh(payment)) == [fresh(service)]
+    service = fresh(service)
+    assert (service.status, service.auto_renew, service.cancelled_at) == (
+        ServiceStatus.CANCELLED,
+        False,
+        when,
+    )
+    assert service.expires_at == service.started_at
+
+
+def test_a_renewal_refunded_after_the_first_year_ended_leaves_the_service_expired(
+    fake, dummy_customer, catalogue, now
+):
+    from tests.unit.money_world import refund_in_full, renew_once
+    from webapp.clock import add_years
+    from webapp.renewals.cancellation import services_stopped_by
+
+    service, _ = _bought(dummy_customer, catalogue, now)
+    first_expiry = service.expires_at
+    renewal_payment = renew_once(service, fake)
+    assert services_stopped_by(renewal_payment) == []  # the purchase still pays its year
+    when = first_expiry + 5 * DAY
+    refund_in_full(renewal_payment, when)
+    service = fresh(service)
+    assert (service.status, service.expires_at) == (ServiceStatus.EXPIRED, first_expiry)
+    assert service.auto_renew and service.cancelled_at is None
+    assert first_expiry == add_years(service.started_at, 1)
+
+
+def test_a_duplicate_payment_refunded_removes_no_period(fake, dummy_customer, catalogue, now):
+    from webapp.payments.models import PaymentStatus
+    from webapp.renewals.cancellation import on_payment_refunded, services_stopped_by
+
+    service, payment = _bought(dummy_customer, catalogue, now)
+    expires = service.expires_at
+    twin = Payment(
+        order_id=payment.order_id,
+        channel=PaymentChannel.HOSTED_PAGE,
+        amount_cents=payment.amount_cents,
+        refunded_cents=payment.amount_cents,
+        status=PaymentStatus.DUPLICATE,
+        idempotency_key="duplicate-1",
+    )
+    _db.session.add(twin)
+    _db.session.flush()
+    assert services_stopped_by(twin) == []
+    on_payment_refunded(None, payment=twin, now=now + DAY)
+    _db.session.commit()
+    service = fresh(service)
+    assert (service.status, service.expires_at) == (ServiceStatus.ACTIVE, expires)
