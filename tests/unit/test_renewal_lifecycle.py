@@ -204,6 +204,41 @@ def test_a_closed_row_for_the_period_leaves_the_service_and_the_claim_alone(
     assert run_renewals(AFTER).skipped == 1
 
 
+def test_a_renewal_opened_but_never_attempted_expires_with_its_service(fake, dummy_customer, pec):
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, auto_renew=False)
+    add_renewal(service)  # opened, then auto-renewal turned off: no order was ever made
+    assert expire_now(service) is RenewalOutcome.EXPIRED
+    assert renewals_of(service)[0].status is RenewalStatus.ABANDONED
+    assert fresh(service).status is ServiceStatus.EXPIRED
+
+
+@pytest.mark.parametrize("status", [ServiceStatus.EXPIRED, ServiceStatus.CANCELLED])
+def test_a_service_that_left_active_since_the_snapshot_is_left_as_it_is(
+    fake, dummy_customer, pec, status
+):
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, auto_renew=False)
+    service.status = status  # a twin pass expired it, or a refund cancelled it, meanwhile
+    _db.session.commit()
+    assert expire_now(service) is RenewalOutcome.SKIPPED
+    assert fresh(service).status is status
+    assert mails("Servizio scaduto") == []
+
+
+def test_a_service_renewed_since_its_expiry_was_read_is_not_expired(fake, dummy_customer, pec):
+    from sqlalchemy.orm.attributes import set_committed_value
+
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, auto_renew=False)
+    service.expires_at = EXPIRES.replace(year=2028)  # a renewal by hand paid meanwhile
+    _db.session.commit()
+    set_committed_value(service, "expires_at", EXPIRES)  # as this pass read it before
+    assert expire_now(service) is RenewalOutcome.SKIPPED
+    service = fresh(service)
+    assert (service.status, service.expires_at) == (
+        ServiceStatus.ACTIVE,
+        EXPIRES.replace(year=2028),
+    )
+
+
 def test_a_renewal_already_succeeded_for_the_period_is_skipped(fake, dummy_customer, pec):
     service = make_service(dummy_customer, pec, expires_at=EXPIRES, auto_renew=False)
     add_renewal(service, status=RenewalStatus.SUCCEEDED, completed_at=EXPIRES)
