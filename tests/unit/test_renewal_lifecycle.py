@@ -653,3 +653,67 @@ def test_a_duplicate_payment_refunded_removes_no_period(fake, dummy_customer, ca
     _db.session.commit()
     service = fresh(service)
     assert (service.status, service.expires_at) == (ServiceStatus.ACTIVE, expires)
+
+
+def _locked_by(order) -> list[int]:
+    """The service ids the lock of `order`'s settlement selects (its statement run again)."""
+    from sqlalchemy import event
+
+    from webapp.renewals.activation import lock_services
+
+    seen = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        seen.append((statement, parameters))
+
+    assert order.id  # loaded before: the statements below are the lock's
+    engine = _db.session.get_bind()
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        lock_services(order)
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    [(statement, parameters)] = seen  # one statement, rows in the lock's order
+    rows = _db.session.connection().exec_driver_sql(statement, parameters)
+    return [row[0] for row in rows]
+
+
+def test_a_settlement_locks_the_services_its_order_pays_in_id_order(
+    fake, dummy_customer, catalogue, now
+):
+    from tests.unit.money_world import card_order, pay_by_card
+    from webapp.shop.order_models import OrderLine
+
+    products = catalogue["products"]
+    pec = products["PEC-STD"]
+    renewed = make_service(dummy_customer, pec, expires_at=EXPIRES, auto_renew=False)
+    bystander = make_service(dummy_customer, pec, expires_at=EXPIRES, auto_renew=False)
+    order = card_order(dummy_customer, products, now, skus=("SPID-PF", "PEC-PRO"))
+    assert _locked_by(order) == []  # nothing started yet, nothing renewed
+    pay_by_card(order, now)
+    started = [s.id for s in _services_of(order)]
+    order.lines.append(  # a renewal by hand of another service, in the same order
+        OrderLine(
+            product_id=pec.id,
+            product_name=pec.name,
+            kind=pec.kind,
+            years=1,
+            yearly_price_cents=500,
+            list_cents=500,
+            net_cents=500,
+            service_id=renewed.id,
+            renews_from=EXPIRES,
+        )
+    )
+    _db.session.flush()
+    assert _locked_by(order) == sorted([*started, renewed.id])
+    assert bystander.id not in _locked_by(order)
+
+
+def test_a_renewal_orders_settlement_locks_its_renewals_service(fake, dummy_customer, pec, card):
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=card)
+    make_service(dummy_customer, pec, expires_at=EXPIRES, card=card, auto_renew=False)
+    fake.mode = "card_declined"
+    run_renewals(EXPIRES - 15 * DAY)
+    [renewal] = renewals_of(service)
+    assert _locked_by(renewal.order) == [service.id]
