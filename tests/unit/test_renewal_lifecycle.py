@@ -717,3 +717,57 @@ def test_a_renewal_orders_settlement_locks_its_renewals_service(fake, dummy_cust
     run_renewals(EXPIRES - 15 * DAY)
     [renewal] = renewals_of(service)
     assert _locked_by(renewal.order) == [service.id]
+
+
+def test_each_service_ceases_at_the_end_of_its_own_window(fake, dummy_customer, catalogue):
+    products = catalogue["products"]
+    spid = make_service(dummy_customer, products["SPID-PF"], expires_at=EXPIRES, auto_renew=False)
+    pec = make_service(dummy_customer, products["PEC-STD"], expires_at=EXPIRES, auto_renew=False)
+    run_renewals(after(1))
+    assert run_renewals(after(31)).ceased == 1  # SPID: 30 days of grace; PEC: 90
+    assert fresh(spid).status is ServiceStatus.CEASED
+    assert fresh(pec).status is ServiceStatus.EXPIRED
+    [mail] = mails("Servizio cessato")
+    assert products["SPID-PF"].name in mail.subject
+
+
+def test_a_service_expired_by_a_refund_ceases_with_auto_renewal_off(
+    fake, dummy_customer, catalogue, now
+):
+    from tests.unit.money_world import refund_in_full, renew_once
+
+    service, _ = _bought(dummy_customer, catalogue, now)
+    first_expiry = service.expires_at
+    refund_in_full(renew_once(service, fake), first_expiry + 5 * DAY)
+    assert fresh(service).auto_renew  # expired by the refund, auto-renewal as it was
+    report = run_renewals(first_expiry + 91 * DAY)
+    assert report.ceased == 1
+    service = fresh(service)
+    assert (service.status, service.auto_renew) == (ServiceStatus.CEASED, False)
+
+
+def test_cease_moves_only_a_service_still_expired_at_the_expiry_read(fake, dummy_customer, pec):
+    from sqlalchemy.orm.attributes import set_committed_value
+
+    from webapp.renewals.ceasing import cease
+
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, auto_renew=False)
+    run_renewals(after(1))
+    service = fresh(service)
+    assert cease(service, rome_date(after(90)), after(91))
+    _db.session.commit()
+    assert not cease(fresh(service), rome_date(after(90)), after(92))  # ceased already
+    _db.session.rollback()
+    other = make_service(dummy_customer, pec, expires_at=EXPIRES, auto_renew=False)
+    run_renewals(after(1) + timedelta(hours=1))
+    other = fresh(other)
+    other.expires_at = EXPIRES + 30 * DAY  # the back office moved its expiry: still expired
+    _db.session.commit()
+    set_committed_value(other, "expires_at", EXPIRES)  # as the pass read it before
+    assert not cease(other, rome_date(after(90)), after(91))
+    _db.session.commit()
+    assert fresh(other).status is ServiceStatus.EXPIRED
+    entries = _db.session.scalars(
+        select(ServiceEvent.detail).where(ServiceEvent.detail.startswith("Cessato"))
+    ).all()
+    assert len(entries) == 1
