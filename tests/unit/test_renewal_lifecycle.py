@@ -771,3 +771,43 @@ def test_cease_moves_only_a_service_still_expired_at_the_expiry_read(fake, dummy
         select(ServiceEvent.detail).where(ServiceEvent.detail.startswith("Cessato"))
     ).all()
     assert len(entries) == 1
+
+
+def test_two_services_ceasing_the_same_day_are_both_counted(fake, dummy_customer, pec):
+    make_service(dummy_customer, pec, expires_at=EXPIRES, auto_renew=False)
+    make_service(dummy_customer, pec, expires_at=EXPIRES, auto_renew=False)
+    run_renewals(after(1))
+    assert run_renewals(after(91)).ceased == 2
+
+
+def test_a_renewal_by_hand_refunded_gives_back_its_period_and_its_twin_none(
+    fake, dummy_customer, pec
+):
+    from tests.unit.invoicing_helpers import hosted_payment
+    from tests.unit.money_world import refund_in_full
+    from tests.unit.test_manual_renewal import renewal_order
+    from webapp.payments.models import PaymentStatus, Refund
+    from webapp.payments.refunds import execute_refund
+    from webapp.payments.settlement import succeed_payment
+    from webapp.shop.order_models import Order
+
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, auto_renew=False)
+    now = after(-10)
+    first = renewal_order(dummy_customer, service, 1, now)
+    second = renewal_order(dummy_customer, fresh(service), 1, now)  # a second tab
+    paid = hosted_payment(_db.session.get(Order, first.id))
+    succeed_payment(paid, None, now)
+    _db.session.commit()
+    twin = hosted_payment(_db.session.get(Order, second.id))
+    succeed_payment(twin, None, now)  # paid anyway: refunded in full at once
+    _db.session.commit()
+    [refund] = _db.session.scalars(select(Refund).where(Refund.payment_id == twin.id)).all()
+    execute_refund(refund, now)
+    _db.session.commit()
+    assert fresh(twin).status is PaymentStatus.SUCCEEDED
+    assert fresh(service).expires_at == EXPIRES.replace(year=2028)  # the twin took no period
+    refund_in_full(fresh(paid), after(-5))
+    service = fresh(service)
+    assert service.expires_at == EXPIRES  # back to the expiry it renewed
+    # The factory's purchase has no payment on record: nothing else pays the service.
+    assert service.status is ServiceStatus.CANCELLED
