@@ -811,3 +811,30 @@ def test_a_renewal_by_hand_refunded_gives_back_its_period_and_its_twin_none(
     assert service.expires_at == EXPIRES  # back to the expiry it renewed
     # The factory's purchase has no payment on record: nothing else pays the service.
     assert service.status is ServiceStatus.CANCELLED
+
+
+def test_two_notices_the_same_day_are_both_counted(fake, dummy_customer, pec):
+    make_service(dummy_customer, pec, expires_at=EXPIRES, auto_renew=False)
+    make_service(dummy_customer, pec, expires_at=EXPIRES, auto_renew=False)
+    run_renewals(after(1))
+    assert run_renewals(after(83)).due_reminders == 2
+
+
+def test_refunding_one_services_renewal_moves_only_that_service_back(
+    fake, dummy_customer, catalogue, now
+):
+    from tests.unit.money_world import refund_in_full, renew_once
+
+    first, _ = _bought(dummy_customer, catalogue, now)
+    second, _ = _bought(dummy_customer, catalogue, now + timedelta(days=2))
+    renew_once(first, fake)
+    payment = renew_once(second, fake)
+    refund_in_full(payment, now + 300 * DAY)
+    assert fresh(first).expires_at == expiry_after(first, 2)
+    assert fresh(second).expires_at == expiry_after(second, 1)
+
+
+def expiry_after(service, years):
+    from webapp.clock import add_years
+
+    return add_years(fresh(service).started_at, years)
