@@ -838,3 +838,45 @@ def expiry_after(service, years):
     from webapp.clock import add_years
 
     return add_years(fresh(service).started_at, years)
+
+
+def test_another_services_renewal_does_not_keep_a_refunded_purchase_paid(
+    fake, dummy_customer, catalogue, now
+):
+    from tests.unit.money_world import refund_in_full, renew_once
+
+    refunded, payment = _bought(dummy_customer, catalogue, now)
+    renewed, _ = _bought(dummy_customer, catalogue, now + DAY)
+    fresh(refunded).auto_renew = False  # only the other is renewed
+    _db.session.commit()
+    renew_once(renewed, fake)
+    refund_in_full(payment, now + 30 * DAY)
+    assert fresh(refunded).status is ServiceStatus.CANCELLED
+    assert fresh(renewed).status is ServiceStatus.ACTIVE
+
+
+def test_an_order_renewing_by_hand_and_buying_refunded_in_full_stops_both(
+    fake, dummy_customer, catalogue, now
+):
+    from tests.unit.money_world import pay_by_card, refund_in_full
+    from webapp.renewals import manual
+    from webapp.shop import cart as shop_cart
+    from webapp.shop import checkout
+    from webapp.shop.models import PaymentMethod
+
+    renewed, purchase = _bought(dummy_customer, catalogue, now)
+    _bought(dummy_customer, catalogue, now)  # another service, paid and kept
+    when = now + 10 * DAY
+    cart = shop_cart.get_or_create_cart(dummy_customer.id, None)
+    manual.add_to_cart(cart, renewed, 1, when)  # the renewal line first
+    shop_cart.add_product(cart, catalogue["products"]["SPID-PF"].id)
+    shop_cart.set_payment_method(cart, PaymentMethod.CARD)
+    order = checkout.confirm_order(cart, dummy_customer.id, cart.checkout_token, True, when)
+    _db.session.commit()
+    paid = pay_by_card(order, when)
+    [spid] = _services_of(order)
+    refund_in_full(purchase, when + DAY)  # the first year: the renewal still pays the service
+    assert fresh(renewed).status is ServiceStatus.ACTIVE
+    refund_in_full(fresh(paid), when + 2 * DAY)  # now nothing pays it
+    assert fresh(renewed).status is ServiceStatus.CANCELLED
+    assert fresh(spid).status is ServiceStatus.CANCELLED
