@@ -880,3 +880,36 @@ def test_an_order_renewing_by_hand_and_buying_refunded_in_full_stops_both(
     refund_in_full(fresh(paid), when + 2 * DAY)  # now nothing pays it
     assert fresh(renewed).status is ServiceStatus.CANCELLED
     assert fresh(spid).status is ServiceStatus.CANCELLED
+
+
+def test_a_declined_attempt_of_the_same_order_pays_nothing(fake, dummy_customer, catalogue, now):
+    from tests.unit.money_world import refund_in_full
+    from webapp.payments.models import PaymentStatus
+
+    service, payment = _bought(dummy_customer, catalogue, now)
+    _db.session.add(
+        Payment(
+            order_id=payment.order_id,
+            channel=PaymentChannel.HOSTED_PAGE,
+            amount_cents=payment.amount_cents,
+            status=PaymentStatus.DECLINED,
+            idempotency_key="declined-first-try",
+        )
+    )
+    _db.session.commit()
+    refund_in_full(payment, now + DAY)
+    assert fresh(service).status is ServiceStatus.CANCELLED
+
+
+def test_a_renewal_refunded_first_no_longer_pays_when_the_purchase_is_refunded(
+    fake, dummy_customer, catalogue, now
+):
+    from tests.unit.money_world import refund_in_full, renew_once
+
+    service, purchase = _bought(dummy_customer, catalogue, now)
+    renewal_payment = renew_once(service, fake)
+    refund_in_full(renewal_payment, now + 30 * DAY)
+    assert fresh(service).status is ServiceStatus.ACTIVE  # the purchase still pays its year
+    refund_in_full(fresh(purchase), now + 31 * DAY)
+    service = fresh(service)
+    assert (service.status, service.expires_at) == (ServiceStatus.CANCELLED, service.started_at)
