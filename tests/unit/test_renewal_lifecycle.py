@@ -913,3 +913,57 @@ def test_a_renewal_refunded_first_no_longer_pays_when_the_purchase_is_refunded(
     refund_in_full(fresh(purchase), now + 31 * DAY)
     service = fresh(service)
     assert (service.status, service.expires_at) == (ServiceStatus.CANCELLED, service.started_at)
+
+
+def test_a_period_bought_on_29_february_is_removed_back_to_its_start(
+    fake, dummy_customer, catalogue
+):
+    from tests.unit.money_world import refund_in_full
+
+    leap = datetime(2028, 2, 29, 10, 0, tzinfo=UTC)
+    service, payment = _bought(dummy_customer, catalogue, leap)
+    assert service.expires_at == datetime(2029, 2, 28, 10, 0, tzinfo=UTC)
+    refund_in_full(payment, leap + DAY)
+    service = fresh(service)
+    assert (service.status, service.expires_at) == (ServiceStatus.CANCELLED, leap)
+
+
+def test_a_renewal_refunded_at_the_very_instant_the_paid_year_ends_expires_it(
+    fake, dummy_customer, catalogue, now
+):
+    from tests.unit.money_world import refund_in_full, renew_once
+
+    service, _ = _bought(dummy_customer, catalogue, now)
+    first_expiry = service.expires_at
+    refund_in_full(renew_once(service, fake), first_expiry)
+    service = fresh(service)
+    assert (service.status, service.expires_at) == (ServiceStatus.EXPIRED, first_expiry)
+
+
+def test_a_full_refund_moves_only_its_own_service(fake, dummy_customer, catalogue, now):
+    from tests.unit.money_world import refund_in_full
+
+    refunded, payment = _bought(dummy_customer, catalogue, now)
+    kept, _ = _bought(dummy_customer, catalogue, now)  # the same expiry, to the second
+    expires = kept.expires_at
+    assert refunded.expires_at == expires
+    refund_in_full(payment, now + DAY)
+    assert fresh(refunded).status is ServiceStatus.CANCELLED
+    kept = fresh(kept)
+    assert (kept.status, kept.expires_at) == (ServiceStatus.ACTIVE, expires)
+
+
+def test_a_period_is_removed_only_from_the_expiry_read(fake, dummy_customer, catalogue, now):
+    from sqlalchemy.orm.attributes import set_committed_value
+
+    from webapp.renewals.cancellation import Period, remove_period
+
+    service, payment = _bought(dummy_customer, catalogue, now)
+    read = service.expires_at
+    service.expires_at = read + 30 * DAY  # moved meanwhile (the back office)
+    _db.session.commit()
+    set_committed_value(service, "expires_at", read)  # as the refund read it before
+    remove_period(Period(service, service.started_at, 1), payment, now + DAY)
+    _db.session.commit()
+    service = fresh(service)
+    assert (service.status, service.expires_at) == (ServiceStatus.ACTIVE, read + 30 * DAY)
