@@ -519,7 +519,7 @@ def test_a_renewal_order_without_its_renewal_row_is_refused(fake, dummy_customer
     )
     _db.session.add(order)
     _db.session.flush()
-    with pytest.raises(InvalidTransition, match="Rinnovo non trovato"):
+    with pytest.raises(InvalidTransition, match="^Rinnovo non trovato per questo ordine.$"):
         renewal_paid(order, None, now)
 
 
