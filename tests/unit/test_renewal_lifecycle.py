@@ -967,3 +967,12 @@ def test_a_period_is_removed_only_from_the_expiry_read(fake, dummy_customer, cat
     _db.session.commit()
     service = fresh(service)
     assert (service.status, service.expires_at) == (ServiceStatus.ACTIVE, read + 30 * DAY)
+
+
+def test_a_renewal_paid_extends_only_its_own_service(fake, dummy_customer, catalogue, pec, card):
+    renewed = make_service(dummy_customer, pec, expires_at=EXPIRES, card=card)
+    spid = catalogue["products"]["SPID-PF"]
+    other = make_service(dummy_customer, spid, expires_at=EXPIRES, card=card, auto_renew=False)
+    assert run_renewals(EXPIRES - 15 * DAY).charged == 1
+    assert fresh(renewed).expires_at == EXPIRES.replace(year=2028)
+    assert fresh(other).expires_at == EXPIRES  # the same expiry, not renewed
