@@ -976,3 +976,19 @@ def test_a_renewal_paid_extends_only_its_own_service(fake, dummy_customer, catal
     assert run_renewals(EXPIRES - 15 * DAY).charged == 1
     assert fresh(renewed).expires_at == EXPIRES.replace(year=2028)
     assert fresh(other).expires_at == EXPIRES  # the same expiry, not renewed
+
+
+def test_a_charge_settled_after_the_period_moved_on_does_not_move_it_again(
+    fake, dummy_customer, pec, card
+):
+    from webapp.renewals.charging import process
+
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=card)
+    renewal = _charge_in_flight(fake, service, card)
+    two_years = EXPIRES.replace(year=2029)
+    service = fresh(service)
+    service.expires_at = two_years  # moved on meanwhile (an operator, a payment by hand)
+    _db.session.commit()
+    fake.mode = "ok"
+    process(renewal.id, EXPIRES - 14 * DAY, "w1", settings(), lease_now)
+    assert fresh(service).expires_at == two_years  # not back to one year after the old expiry
