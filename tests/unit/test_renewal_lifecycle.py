@@ -992,3 +992,36 @@ def test_a_charge_settled_after_the_period_moved_on_does_not_move_it_again(
     fake.mode = "ok"
     process(renewal.id, EXPIRES - 14 * DAY, "w1", settings(), lease_now)
     assert fresh(service).expires_at == two_years  # not back to one year after the old expiry
+
+
+def test_no_grace_notice_on_the_expiry_day_of_a_service_a_refund_expired(
+    fake, dummy_customer, catalogue
+):
+    from tests.unit.money_world import refund_in_full, renew_once
+    from webapp.renewals.ceasing import after_expiry
+    from webapp.renewals.outcomes import RenewalReport
+
+    catalogue["products"]["PEC-STD"].grace_days = 7  # the notice would be due on the expiry day
+    _db.session.commit()
+    midnight = rome_midnight(rome_date(datetime(2026, 11, 25, 10, 0, tzinfo=UTC)))
+    service, _ = _bought(dummy_customer, catalogue, midnight)
+    first_expiry = service.expires_at  # the first instant of its expiry day in Italy
+    refund_in_full(renew_once(service, fake), first_expiry)
+    assert fresh(service).status is ServiceStatus.EXPIRED  # valid through today all the same
+    report = RenewalReport()
+    after_expiry(first_expiry + timedelta(hours=2), report)
+    assert (report.due_reminders, report.ceased) == (0, 0)
+    assert mails("Ultimi giorni per rinnovare") == []
+
+
+def test_no_grace_notice_for_a_service_kept_active_by_an_unknown_charge(
+    fake, dummy_customer, pec, card
+):
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=card)
+    _charge_in_flight(fake, service, card)
+    fake.mode = "down"  # the charge's outcome stays unknown: the service is kept
+    assert run_renewals(after(1)).unknown >= 1
+    report = run_renewals(after(83))  # a week before the window would end
+    assert (report.expired, report.due_reminders) == (0, 0)
+    assert fresh(service).status is ServiceStatus.ACTIVE
+    assert mails("Ultimi giorni per rinnovare") == []
