@@ -164,3 +164,16 @@ def test_the_grace_list_ties_on_the_same_last_day_by_service(create_customer, pr
     first = _expired(anna, products["PEC-STD"], EXPIRES)
     second = _expired(anna, products["PEC-PRO"], EXPIRES)
     assert [r.service_id for r in in_grace(date(2027, 2, 10))] == [first.id, second.id]
+
+
+def test_the_grace_list_bounds_a_day_of_grace_and_an_expiry_at_midnight(create_customer, products):
+    from webapp.clock import rome_midnight
+
+    anna = create_customer(email="anna@example.it", name="Anna Bianchi")
+    today = date(2027, 2, 10)
+    pec = products["PEC-STD"]
+    pec.grace_days = 1  # one day of grace: renewable the day after its expiry only
+    _db.session.commit()
+    yesterday = _expired(anna, pec, datetime(2027, 2, 9, 10, 0, tzinfo=UTC))
+    _expired(anna, pec, rome_midnight(today))  # its expiry day is today: still valid
+    assert [(r.service_id, r.grace_ends) for r in in_grace(today)] == [(yesterday.id, today)]
