@@ -126,6 +126,7 @@ def test_a_change_is_announced_only_after_a_first_notice_and_only_once(service, 
     assert mail.dedupe_key == (
         f"notice-{service.id}-{period}-1220-2-{service.saved_card_id}-{int(now.timestamp())}"
     )
+    assert "Visa •••• 4242" in mail.body_text  # the card it will charge
     assert not notices.notify_change(fresh(service), now + DAY, cfg)
     assert len(notices_sent()) == 1
 
@@ -173,3 +174,24 @@ def test_the_batch_announces_its_unannounced_renewals(service, now):
     assert notices.last_announcement(fresh(service)) == notices.Announcement(
         EXPIRES, 610, 1, service.saved_card_id
     )
+
+
+def test_a_notice_recorded_for_one_service_leaves_the_others_alone(
+    service, dummy_customer, catalogue, card
+):
+    other = make_service(
+        dummy_customer, catalogue["products"]["PEC-STD"], expires_at=EXPIRES, card=card
+    )
+    assert notices.record(service, notices.announcement_of(service, PRICE))
+    _db.session.commit()
+    assert notices.last_announcement(fresh(other)) is None
+
+
+def test_the_batch_announces_a_public_administrations_price_without_vat(service):
+    job = SimpleNamespace(
+        service_id=service.id, years=1, net_cents=500, vat_cents=110, split_payment=True
+    )
+    notices.announce_jobs([job], WINDOW, settings())
+    _db.session.commit()
+    [mail] = notices_sent()
+    assert mail.subject.endswith("addebiteremo € 5,00")  # split payment: the net only
