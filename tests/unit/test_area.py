@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.unit.bank_browser import BankBrowser
-from tests.unit.renewal_fakes import FAKE_SECRET, FakeGateway, make_card, make_service
+from tests.unit.renewal_fakes import FAKE_SECRET, make_card, make_service
 from webapp import signing
 from webapp.extensions import db
 from webapp.outbox.models import OutboxEmail
@@ -45,13 +45,6 @@ def clock(monkeypatch) -> Clock:
     clock = Clock()
     monkeypatch.setattr(webapp.account.area, "now_utc", lambda: clock.now)
     return clock
-
-
-@pytest.fixture
-def fake(app) -> FakeGateway:
-    gateway = FakeGateway()
-    app.extensions["gateway"] = gateway
-    return gateway
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.unit.invoicing_helpers import NS, hosted_payment, pay, xml_tree
-from tests.unit.renewal_fakes import FakeGateway, make_card, make_service
+from tests.unit.renewal_fakes import make_card, make_service
 from webapp.clock import add_years, expiring_by, rome_date, rome_midnight
 from webapp.errors import InvalidChoice, InvalidTransition
 from webapp.extensions import db as _db
@@ -37,13 +37,6 @@ DAY = timedelta(days=1)
 def after(days: int) -> datetime:
     """Noon-ish of the day `days` after the expiry day (negative: before it)."""
     return EXPIRES + days * DAY
-
-
-@pytest.fixture
-def fake(app) -> FakeGateway:
-    gateway = FakeGateway()
-    app.extensions["gateway"] = gateway
-    return gateway
 
 
 @pytest.fixture

@@ -12,19 +12,12 @@ from sqlalchemy import select
 
 from tests.unit.backoffice_world import make_staff, staff_session
 from tests.unit.invoicing_helpers import pay
-from tests.unit.renewal_fakes import FakeGateway, make_service
+from tests.unit.renewal_fakes import make_service
 from webapp.clock import add_years, format_day, now_utc
 from webapp.extensions import db
 from webapp.renewals.engine import run_renewals
 from webapp.shop.models import CartLine
 from webapp.shop.order_models import Order
-
-
-@pytest.fixture
-def fake(app) -> FakeGateway:
-    gateway = FakeGateway()
-    app.extensions["gateway"] = gateway
-    return gateway
 
 
 @pytest.fixture

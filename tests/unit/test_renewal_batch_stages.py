@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, event, select, text
 
 from tests.conftest import PG_URL
 from tests.unit.invoicing_helpers import give_billing
-from tests.unit.renewal_fakes import FakeGateway, make_card, make_service
+from tests.unit.renewal_fakes import make_card, make_service
 from webapp.clock import add_years
 from webapp.extensions import db as _db
 from webapp.invoicing import batch as invoicing_batch
@@ -52,13 +52,6 @@ pytestmark = pytest.mark.skipif(not PG_URL, reason="the batch path is PostgreSQL
 EXPIRES = datetime(2027, 1, 20, 10, 0, tzinfo=UTC)
 IN_WINDOW = EXPIRES - timedelta(days=14)
 LEASE_NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def fake(app) -> FakeGateway:
-    gateway = FakeGateway()
-    app.extensions["gateway"] = gateway
-    return gateway
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from tests.conftest import PG_URL
 from tests.unit.invoicing_helpers import give_billing
-from tests.unit.renewal_fakes import FakeGateway, make_card, make_service
+from tests.unit.renewal_fakes import make_card, make_service
 from webapp.extensions import db as _db
 from webapp.invoicing import fatturapa
 from webapp.invoicing.models import Invoice
@@ -44,13 +44,6 @@ IN_WINDOW = EXPIRES - timedelta(days=14)
 SKUS = ("PEC-STD", "SPID-PF", "CONS-1", "FPA-100")
 
 postgres_only = pytest.mark.skipif(not PG_URL, reason="the batch path is PostgreSQL's")
-
-
-@pytest.fixture
-def fake(app) -> FakeGateway:
-    gateway = FakeGateway()
-    app.extensions["gateway"] = gateway
-    return gateway
 
 
 @pytest.fixture

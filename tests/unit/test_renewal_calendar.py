@@ -11,7 +11,7 @@ from datetime import date, datetime, time, timedelta
 
 import pytest
 
-from tests.unit.renewal_fakes import FakeGateway, make_card, make_service
+from tests.unit.renewal_fakes import make_card, make_service
 from webapp.clock import ROME, add_years, rome_date
 from webapp.extensions import db
 from webapp.renewals.engine import run_renewals
@@ -25,13 +25,6 @@ EXPIRY_DAY = date(2027, 11, 30)  # "scade il 30/11/2027"
 def as_of(day: date, days: int = 0) -> datetime:
     """What `flask renewals run --as-of` makes of a date: noon in Italy."""
     return parse_as_of((day + timedelta(days=days)).isoformat())
-
-
-@pytest.fixture
-def fake(app) -> FakeGateway:
-    gateway = FakeGateway()
-    app.extensions["gateway"] = gateway
-    return gateway
 
 
 @pytest.mark.parametrize("bought_at", [time(0, 5), time(12, 0), time(23, 55)])

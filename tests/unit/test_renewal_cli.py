@@ -8,20 +8,13 @@ import click
 import pytest
 from apscheduler.triggers.interval import IntervalTrigger
 
-from tests.unit.renewal_fakes import FakeGateway, make_card, make_service
+from tests.unit.renewal_fakes import make_card, make_service
 from webapp.clock import add_years, now_utc
 from webapp.extensions import db
 from webapp.renewals.models import Service
 from webapp.renewals.scheduler import build_scheduler, parse_as_of
 
 EXPIRES = datetime(2027, 1, 20, 10, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def fake(app) -> FakeGateway:
-    gateway = FakeGateway()
-    app.extensions["gateway"] = gateway
-    return gateway
 
 
 def test_parse_as_of_is_noon_in_italy_or_the_given_italian_time():

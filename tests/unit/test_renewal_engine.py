@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from tests.unit.renewal_fakes import FakeGateway, make_card, make_service
+from tests.unit.renewal_fakes import make_card, make_service
 from webapp.clock import rome_date, rome_midnight
 from webapp.extensions import db as _db
 from webapp.outbox.models import OutboxEmail
@@ -34,13 +34,6 @@ def days_before(days: float) -> datetime:
 def day_start(days_before_expiry: int) -> datetime:
     """The first instant in Italy of the day `days_before_expiry` days before the expiry day."""
     return rome_midnight(rome_date(EXPIRES) - timedelta(days=days_before_expiry))
-
-
-@pytest.fixture
-def fake(app) -> FakeGateway:
-    gateway = FakeGateway()
-    app.extensions["gateway"] = gateway
-    return gateway
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from tests.unit.renewal_fakes import FakeGateway, make_card, make_service
+from tests.unit.renewal_fakes import make_card, make_service
 from webapp.clock import rome_date, rome_midnight
 from webapp.extensions import db as _db
 from webapp.outbox.models import OutboxEmail
@@ -27,13 +27,6 @@ AFTER = rome_midnight(rome_date(EXPIRES) + DAY)  # the first instant of the day 
 
 def lease_now() -> datetime:
     return datetime.now(UTC)
-
-
-@pytest.fixture
-def fake(app) -> FakeGateway:
-    gateway = FakeGateway()
-    app.extensions["gateway"] = gateway
-    return gateway
 
 
 @pytest.fixture
