@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.unit.renewal_fakes import FakeGateway
+from tests.unit.renewal_fakes import FakeGateway, make_card
 
 
 @pytest.fixture
@@ -11,3 +11,9 @@ def fake(app) -> FakeGateway:
     gateway = FakeGateway()
     app.extensions["gateway"] = gateway
     return gateway
+
+
+@pytest.fixture
+def card(dummy_customer):
+    """A valid saved card of the dummy customer."""
+    return make_card(dummy_customer)

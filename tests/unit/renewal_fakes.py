@@ -6,8 +6,11 @@ import threading
 import time
 from datetime import datetime
 
+from sqlalchemy import select
+
 from webapp import signing
 from webapp.extensions import db
+from webapp.outbox.models import OutboxEmail
 from webapp.payments.gateway import (
     CardDetails,
     ChargeResult,
@@ -263,3 +266,15 @@ def make_service(
     db.session.add(service)
     db.session.commit()
     return service
+
+
+def emails(subject: str) -> list[OutboxEmail]:
+    """The outbox's e-mails whose subject contains `subject`, oldest first, read afresh."""
+    db.session.expire_all()
+    return list(
+        db.session.scalars(
+            select(OutboxEmail)
+            .where(OutboxEmail.subject.contains(subject))
+            .order_by(OutboxEmail.id)
+        )
+    )

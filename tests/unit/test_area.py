@@ -13,10 +13,9 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.unit.bank_browser import BankBrowser
-from tests.unit.renewal_fakes import FAKE_SECRET, make_card, make_service
+from tests.unit.renewal_fakes import FAKE_SECRET, emails, make_card, make_service
 from webapp import signing
 from webapp.extensions import db
-from webapp.outbox.models import OutboxEmail
 from webapp.payments.gateway import (
     CardDetails,
     GatewayRefused,
@@ -77,17 +76,6 @@ def stranger(create_customer, catalogue):
 def fresh(obj):
     db.session.expire_all()
     return db.session.get(type(obj), obj.id)
-
-
-def emails(subject: str) -> list[OutboxEmail]:
-    db.session.expire_all()
-    return list(
-        db.session.scalars(
-            select(OutboxEmail)
-            .where(OutboxEmail.subject.contains(subject))
-            .order_by(OutboxEmail.id)
-        )
-    )
 
 
 def toggle(client, service, *values, htmx=True):

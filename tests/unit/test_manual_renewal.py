@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.unit.invoicing_helpers import NS, hosted_payment, pay, xml_tree
-from tests.unit.renewal_fakes import make_card, make_service
+from tests.unit.renewal_fakes import emails, make_card, make_service
 from webapp.clock import add_years, expiring_by, rome_date, rome_midnight
 from webapp.errors import InvalidChoice, InvalidTransition
 from webapp.extensions import db as _db
@@ -71,17 +71,6 @@ def renew_by_hand(customer, service: Service, years: int, now: datetime) -> Orde
     return order
 
 
-def mails(subject: str) -> list[OutboxEmail]:
-    _db.session.expire_all()
-    return list(
-        _db.session.scalars(
-            select(OutboxEmail)
-            .where(OutboxEmail.subject.contains(subject))
-            .order_by(OutboxEmail.id)
-        )
-    )
-
-
 # --- PEC: a grace window of 90 days ----------------------------------------------------------
 
 
@@ -90,7 +79,7 @@ def test_pec_renewed_40_days_after_expiry_keeps_its_identity(fake, dummy_custome
     twin = service_of(dummy_customer, products["SPID-PF"])  # the same expiry, not renewed
     run_renewals(after(1))
     assert fresh(pec).status is ServiceStatus.EXPIRED
-    [expired] = mails(f"Servizio scaduto: {products['PEC-STD'].name}")
+    [expired] = emails(f"Servizio scaduto: {products['PEC-STD'].name}")
     assert f"/area-clienti/servizi/{pec.id}/rinnova" in expired.body_text
     assert "Puoi ancora rinnovarlo fino al 20/04/2027" in expired.body_text
 
@@ -134,11 +123,11 @@ def test_pec_on_day_91_is_ceased_and_cannot_be_renewed(
     pec = service_of(dummy_customer, products["PEC-STD"])
     run_renewals(after(1))
     run_renewals(after(83))  # a week before the window's last day (20/04/2027)
-    [notice] = mails("Ultimi giorni per rinnovare")
+    [notice] = emails("Ultimi giorni per rinnovare")
     assert "lo conserviamo fino al 20/04/2027" in notice.body_text
     assert f"/area-clienti/servizi/{pec.id}/rinnova" in notice.body_text
     run_renewals(after(83))
-    assert len(mails("Ultimi giorni per rinnovare")) == 1  # once
+    assert len(emails("Ultimi giorni per rinnovare")) == 1  # once
 
     report = run_renewals(after(90))  # the window's last day: still "Scaduto"
     assert report.ceased == 0
@@ -150,7 +139,7 @@ def test_pec_on_day_91_is_ceased_and_cannot_be_renewed(
     assert service.status is ServiceStatus.CEASED
     life = life_of(service, rome_date(after(91)))
     assert (life.state, life.renewable, life.label) == (LifeState.CEASED, False, "Cessato")
-    assert len(mails("Servizio cessato")) == 1
+    assert len(emails("Servizio cessato")) == 1
     cart = shop_cart.get_or_create_cart(dummy_customer.id, None)
     with pytest.raises(InvalidChoice, match="cessato"):
         manual.add_to_cart(cart, service, 1, after(91))
@@ -277,9 +266,9 @@ def test_reminders_60_30_7_and_0_days_before_with_rinnova_ora(fake, dummy_custom
         if report.due_reminders:
             sent.append(-days)
     assert sent == [60, 30, 7, 0]
-    reminders = mails("Promemoria: PEC Standard scade il 20/01/2027")
+    reminders = emails("Promemoria: PEC Standard scade il 20/01/2027")
     assert len(reminders) == 3
-    assert len(mails("PEC Standard scade oggi")) == 1
+    assert len(emails("PEC Standard scade oggi")) == 1
     text = reminders[1].body_text  # the 30-day one
     assert "tra 30 giorni" in text
     assert "Rinnovarlo per 1 anno costa € 6,10 (IVA inclusa)" in text
@@ -298,7 +287,7 @@ def test_one_reminder_a_day_lists_every_service_of_the_customer(fake, dummy_cust
     firma = service_of(dummy_customer, products["FIRMA-R"])
     report = run_renewals(after(-30))
     assert (report.reminders, report.warnings, report.due_reminders) == (1, 0, 2)
-    [mail] = mails("")
+    [mail] = emails("")
     assert mail.to_addr == dummy_customer.email
     assert mail.subject == "Promemoria: 3 servizi in scadenza"
     assert mail.dedupe_key == f"reminders-{dummy_customer.id}-{rome_date(after(-30)).isoformat()}"
@@ -321,7 +310,7 @@ def test_one_reminder_a_day_lists_every_service_of_the_customer(fake, dummy_cust
         assert events == [mail.subject]
     again = run_renewals(after(-30) + timedelta(hours=2))
     assert (again.reminders, again.due_reminders) == (0, 0)
-    assert len(mails("")) == 1
+    assert len(emails("")) == 1
 
 
 def test_each_customer_gets_the_reminder_of_its_own_services(
@@ -332,7 +321,7 @@ def test_each_customer_gets_the_reminder_of_its_own_services(
     service_of(other, products["PEC-STD"])
     service_of(other, products["FIRMA-R"])
     assert run_renewals(after(-7)).due_reminders == 3
-    sent = {m.to_addr: m.subject for m in mails("")}
+    sent = {m.to_addr: m.subject for m in emails("")}
     assert sent == {
         dummy_customer.email: "Promemoria: PEC Standard scade il 20/01/2027",
         "anna@example.it": "Promemoria: 2 servizi in scadenza",
@@ -352,7 +341,7 @@ def test_the_days_reminder_lists_the_soonest_expiry_first_and_skips_what_cannot_
     service_of(dummy_customer, products["MARCHE-50"])
     app.config["RENEWAL_DUE_REMINDER_DAYS"] = [30, 37]  # 37 days before the later one's expiry
     assert run_renewals(after(-30)).due_reminders == 2
-    [mail] = mails("")
+    [mail] = emails("")
     assert mail.subject == "Promemoria: 2 servizi in scadenza"
     text = mail.body_text
     assert text.index(sooner.product.name) < text.index(later.product.name)
@@ -364,7 +353,7 @@ def test_the_days_reminder_lists_the_soonest_expiry_first_and_skips_what_cannot_
     )
     report = run_renewals(after(-29))
     assert (report.reminders, report.due_reminders) == (1, 0)
-    [mail] = mails("rinnoviamo")
+    [mail] = emails("rinnoviamo")
     assert mail.subject == f"Promemoria: il 06/01/2027 rinnoviamo {auto.product.name}"
 
 
@@ -392,7 +381,7 @@ def test_a_service_expiring_at_midnight_is_reminded_that_day(fake, dummy_custome
         dummy_customer, products["PEC-STD"], expires_at=rome_midnight(today), auto_renew=False
     )
     assert run_renewals(after(-30)).due_reminders == 1
-    assert len(mails("PEC Standard scade oggi: rinnovalo ora")) == 1
+    assert len(emails("PEC Standard scade oggi: rinnovalo ora")) == 1
 
 
 def test_every_customers_reminder_is_counted(fake, dummy_customer, create_customer, products):
@@ -417,7 +406,7 @@ def test_the_reminder_quotes_the_price_of_the_pass_day_and_links_the_shop(
         )
     _db.session.commit()
     run_renewals(after(-30))
-    [mail] = mails("")
+    [mail] = emails("")
     assert "Rinnovarlo per 1 anno costa € 9,76" in mail.body_text  # € 8,00 + IVA
     assert mail.body_text.startswith("Gentile Mario Rossi,")
     shop = app.config["SHOP_BASE_URL"]
@@ -448,7 +437,7 @@ def test_a_pass_that_finds_the_days_reminder_queued_announces_nothing(
     assert fresh(auto).announced_period is None
     assert run_renewals(after(-29)).reminders == 1
     assert fresh(auto).announced_cents == 3050  # € 25,00 + 22% VAT, told the next day
-    assert len(mails("rinnoviamo PEC Pro")) == 1
+    assert len(emails("rinnoviamo PEC Pro")) == 1
 
 
 def test_no_reminder_after_renewal_nor_to_auto_renewing_services(fake, dummy_customer, products):

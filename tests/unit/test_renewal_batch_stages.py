@@ -54,11 +54,6 @@ IN_WINDOW = EXPIRES - timedelta(days=14)
 LEASE_NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def card(dummy_customer):
-    return make_card(dummy_customer)
-
-
 def service(customer, catalogue, card, hours=0, sku="PEC-STD", **kw):
     product = catalogue["products"][sku]
     return make_service(

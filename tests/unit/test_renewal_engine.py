@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from tests.unit.renewal_fakes import make_card, make_service
+from tests.unit.renewal_fakes import emails, make_card, make_service
 from webapp.clock import rome_date, rome_midnight
 from webapp.extensions import db as _db
 from webapp.outbox.models import OutboxEmail
@@ -42,24 +42,8 @@ def pec(catalogue):
 
 
 @pytest.fixture
-def card(dummy_customer):
-    return make_card(dummy_customer)
-
-
-@pytest.fixture
 def service(dummy_customer, pec, card):
     return make_service(dummy_customer, pec, expires_at=EXPIRES, card=card)
-
-
-def emails(template_subject: str) -> list[OutboxEmail]:
-    _db.session.expire_all()
-    return list(
-        _db.session.scalars(
-            select(OutboxEmail)
-            .where(OutboxEmail.subject.contains(template_subject))
-            .order_by(OutboxEmail.id)
-        )
-    )
 
 
 def fresh(obj):

@@ -9,10 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from tests.unit.renewal_fakes import make_card, make_service
+from tests.unit.renewal_fakes import emails, make_service
 from webapp.clock import rome_date, rome_midnight
 from webapp.extensions import db as _db
-from webapp.outbox.models import OutboxEmail
 from webapp.payments.models import Payment, PaymentChannel
 from webapp.renewals.engine import run_renewals
 from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceEvent, ServiceStatus
@@ -34,11 +33,6 @@ def pec(catalogue):
     return catalogue["products"]["PEC-STD"]
 
 
-@pytest.fixture
-def card(dummy_customer):
-    return make_card(dummy_customer)
-
-
 def fresh(obj):
     _db.session.expire_all()
     return _db.session.get(type(obj), obj.id)
@@ -49,17 +43,6 @@ def renewals_of(service) -> list[Renewal]:
     return list(
         _db.session.scalars(
             select(Renewal).where(Renewal.service_id == service.id).order_by(Renewal.id)
-        )
-    )
-
-
-def mails(subject: str) -> list[OutboxEmail]:
-    _db.session.expire_all()
-    return list(
-        _db.session.scalars(
-            select(OutboxEmail)
-            .where(OutboxEmail.subject.contains(subject))
-            .order_by(OutboxEmail.id)
         )
     )
 
@@ -122,7 +105,7 @@ def test_a_renewal_claimed_by_another_worker_keeps_its_service_from_expiring(
     assert (report.expired, report.skipped) == (0, 1)
     assert fresh(service).status is ServiceStatus.ACTIVE
     assert renewals_of(service)[0].claimed_by == "other:1"
-    assert mails("Servizio scaduto") == []
+    assert emails("Servizio scaduto") == []
 
 
 def test_a_service_is_valid_through_its_expiry_day_to_the_last_instant(fake, dummy_customer, pec):
@@ -162,7 +145,7 @@ def test_the_failed_renewal_is_closed_at_the_pass_and_the_customer_told_why(
     assert (renewal.claimed_by, renewal.claimed_until) == (None, None)
     service = fresh(service)
     assert (service.status, service.auto_renew) == (ServiceStatus.EXPIRED, False)
-    [mail] = mails("Servizio scaduto")
+    [mail] = emails("Servizio scaduto")
     assert mail.dedupe_key == f"expired-{service.id}-{int(EXPIRES.timestamp())}"
     assert f"Il rinnovo automatico non è riuscito ({renewal.failure_reason})" in mail.body_text
     # A PEC keeps 90 days of grace: renewable by hand until 20 April 2027.
@@ -179,7 +162,7 @@ def test_an_auto_renewing_service_without_a_renewal_row_says_auto_renewal_stoppe
     product = next(p for p in catalogue["products"].values() if not p.renewable_by_hand)
     service = make_service(dummy_customer, product, expires_at=EXPIRES, card=card)
     assert expire_now(service) is RenewalOutcome.EXPIRED
-    [mail] = mails("Servizio scaduto")
+    [mail] = emails("Servizio scaduto")
     assert "Il rinnovo automatico non è riuscito ed è stato disattivato" in mail.body_text
     assert "Puoi ancora rinnovarlo" not in mail.body_text  # no grace: buy it again
     assert "acquistalo di nuovo dal catalogo" in mail.body_text
@@ -214,7 +197,7 @@ def test_a_service_that_left_active_since_the_snapshot_is_left_as_it_is(
     _db.session.commit()
     assert expire_now(service) is RenewalOutcome.SKIPPED
     assert fresh(service).status is status
-    assert mails("Servizio scaduto") == []
+    assert emails("Servizio scaduto") == []
 
 
 def test_a_service_renewed_since_its_expiry_was_read_is_not_expired(fake, dummy_customer, pec):
@@ -252,7 +235,7 @@ def test_an_error_while_expiring_rolls_the_service_back(fake, dummy_customer, pe
     monkeypatch.setattr(expiry, "_tell_expired", broken)
     assert run_renewals(AFTER).errors == 1
     assert fresh(service).status is ServiceStatus.ACTIVE
-    assert mails("Servizio scaduto") == []
+    assert emails("Servizio scaduto") == []
 
 
 def _charge_in_flight(fake, service, card) -> Renewal:
@@ -314,7 +297,7 @@ def test_a_charge_in_flight_the_bank_cannot_answer_at_the_expiry_keeps_the_servi
     [renewal] = renewals_of(service)
     assert (renewal.status, renewal.next_attempt_at) == (RenewalStatus.PENDING, AFTER)
     assert renewal.claimed_by is None
-    assert mails("Servizio scaduto") == []
+    assert emails("Servizio scaduto") == []
 
 
 # --- the grace window: the notice a week before its end, then "Cessato" -------------------
@@ -330,12 +313,12 @@ def test_the_grace_notice_goes_out_on_its_day_only_and_once(fake, dummy_customer
     assert run_renewals(after(82)).due_reminders == 0  # eight days before its last day
     report = run_renewals(after(83))
     assert (report.due_reminders, report.ceased) == (1, 0)
-    [notice] = mails("Ultimi giorni per rinnovare")
+    [notice] = emails("Ultimi giorni per rinnovare")
     assert notice.dedupe_key == f"cease-notice-{service.id}-{int(EXPIRES.timestamp())}"
     assert "lo conserviamo fino al 20/04/2027" in notice.body_text
     assert run_renewals(after(83) + timedelta(hours=1)).due_reminders == 0  # queued already
     assert run_renewals(after(84)).due_reminders == 0
-    assert len(mails("Ultimi giorni per rinnovare")) == 1
+    assert len(emails("Ultimi giorni per rinnovare")) == 1
     assert fresh(service).status is ServiceStatus.EXPIRED
 
 
@@ -356,7 +339,7 @@ def test_ceased_the_day_after_the_window_with_its_entry_and_e_mail(fake, dummy_c
     assert (report.ceased, report.errors) == (1, 0)
     service = fresh(service)
     assert (service.status, service.auto_renew) == (ServiceStatus.CEASED, False)
-    [mail] = mails("Servizio cessato")
+    [mail] = emails("Servizio cessato")
     assert mail.dedupe_key == f"ceased-{service.id}-{int(EXPIRES.timestamp())}"
     assert "il periodo per rinnovarlo è terminato il 20/04/2027" in mail.body_text
     entries = _db.session.scalars(
@@ -369,7 +352,7 @@ def test_ceased_the_day_after_the_window_with_its_entry_and_e_mail(fake, dummy_c
         ("Cessato: finito il periodo per rinnovarlo", when),
     ]
     assert run_renewals(after(92)).ceased == 0  # once
-    assert len(mails("Servizio cessato")) == 1
+    assert len(emails("Servizio cessato")) == 1
 
 
 def test_a_product_without_grace_ceases_the_day_after_its_expiry(fake, dummy_customer, catalogue):
@@ -377,7 +360,7 @@ def test_a_product_without_grace_ceases_the_day_after_its_expiry(fake, dummy_cus
     service = make_service(dummy_customer, firma, expires_at=EXPIRES, auto_renew=False)
     report = run_renewals(after(1))  # expired, and no window to wait for: ceased in that pass
     assert (report.expired, report.ceased) == (1, 1)
-    [mail] = mails("Servizio cessato")
+    [mail] = emails("Servizio cessato")
     assert "il periodo per rinnovarlo è terminato il 20/01/2027" in mail.body_text  # its expiry
     assert fresh(service).status is ServiceStatus.CEASED
 
@@ -401,7 +384,7 @@ def test_a_service_renewed_meanwhile_is_not_ceased(fake, dummy_customer, pec):
         ServiceStatus.ACTIVE,
         EXPIRES.replace(year=2028),
     )
-    assert mails("Servizio cessato") == []
+    assert emails("Servizio cessato") == []
 
 
 # --- a paid order starts services (a purchase) or extends one (a renewal) ------------------
@@ -439,7 +422,7 @@ def test_a_paid_purchase_starts_a_service_per_line_renewing_on_the_card(
             True,
             card.id,
         )
-    [mail] = mails("Conferma pagamento ordine")
+    [mail] = emails("Conferma pagamento ordine")
     assert mail.dedupe_key == f"order-paid-{order.id}"
     assert "Rinnovo automatico" in mail.body_text
 
@@ -489,7 +472,7 @@ def test_a_renewal_paid_at_a_retry_extends_from_the_old_expiry_and_clears_the_fa
         ServiceStatus.ACTIVE,
         EXPIRES.replace(year=2028),
     )
-    [receipt] = mails("Rinnovo effettuato")
+    [receipt] = emails("Rinnovo effettuato")
     assert receipt.subject == f"Rinnovo effettuato: {pec.name} fino al 20/01/2028"
     assert receipt.dedupe_key == f"renewal-paid-{renewal.id}"
     assert "in scadenza il 20/01/2027, ora scade il 20/01/2028" in receipt.body_text
@@ -549,7 +532,7 @@ def test_a_product_not_renewable_by_hand_offers_no_grace_even_with_grace_days(
     _db.session.commit()
     service = make_service(dummy_customer, product, expires_at=EXPIRES, auto_renew=False)
     assert expire_now(service) is RenewalOutcome.EXPIRED
-    [mail] = mails("Servizio scaduto")
+    [mail] = emails("Servizio scaduto")
     assert "Puoi ancora rinnovarlo" not in mail.body_text
     assert "acquistalo di nuovo dal catalogo" in mail.body_text
 
@@ -720,7 +703,7 @@ def test_each_service_ceases_at_the_end_of_its_own_window(fake, dummy_customer, 
     assert run_renewals(after(31)).ceased == 1  # SPID: 30 days of grace; PEC: 90
     assert fresh(spid).status is ServiceStatus.CEASED
     assert fresh(pec).status is ServiceStatus.EXPIRED
-    [mail] = mails("Servizio cessato")
+    [mail] = emails("Servizio cessato")
     assert products["SPID-PF"].name in mail.subject
 
 
@@ -1004,7 +987,7 @@ def test_no_grace_notice_on_the_expiry_day_of_a_service_a_refund_expired(
     report = RenewalReport()
     after_expiry(first_expiry + timedelta(hours=2), report)
     assert (report.due_reminders, report.ceased) == (0, 0)
-    assert mails("Ultimi giorni per rinnovare") == []
+    assert emails("Ultimi giorni per rinnovare") == []
 
 
 def test_no_grace_notice_for_a_service_kept_active_by_an_unknown_charge(
@@ -1017,4 +1000,4 @@ def test_no_grace_notice_for_a_service_kept_active_by_an_unknown_charge(
     report = run_renewals(after(83))  # a week before the window would end
     assert (report.expired, report.due_reminders) == (0, 0)
     assert fresh(service).status is ServiceStatus.ACTIVE
-    assert mails("Ultimi giorni per rinnovare") == []
+    assert emails("Ultimi giorni per rinnovare") == []

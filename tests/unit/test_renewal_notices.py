@@ -23,11 +23,6 @@ WINDOW = rome_midnight(rome_date(EXPIRES) - 15 * DAY)
 
 
 @pytest.fixture
-def card(dummy_customer):
-    return make_card(dummy_customer)
-
-
-@pytest.fixture
 def service(dummy_customer, catalogue, card):
     return make_service(
         dummy_customer, catalogue["products"]["PEC-STD"], expires_at=EXPIRES, card=card
