@@ -10,8 +10,10 @@ py=${1:-.venv/bin/python}
 shift || true
 # Hypothesis's "ci" profile: derandomized, so this command gives the same answer on every run.
 # pytest-xdist: one worker per core (at most 4), each with its own files and, on PostgreSQL, its
-# own database (tests/conftest.py); TEST_WORKERS=0 runs in one process.
-set -- --hypothesis-profile=ci -n "${TEST_WORKERS:-auto}" --maxprocesses 4 "$@"
+# own database (tests/conftest.py); TEST_WORKERS=0 runs in one process. "worksteal": a worker
+# that runs out of tests takes half of another's queue, so one long test at the end (the URL-map
+# fuzz, a browser layout walk) does not leave the other core idle.
+set -- --hypothesis-profile=ci -n "${TEST_WORKERS:-auto}" --maxprocesses 4 --dist worksteal "$@"
 status=0
 run() {
   "$@"
