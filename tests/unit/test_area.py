@@ -287,6 +287,47 @@ def test_card_changes_in_place_and_an_expired_card_is_refused(client, fake, shop
     assert fresh(pec).saved_card_id == other.id
 
 
+def test_a_retry_on_the_new_card_declined_again_tells_this_periods_reason(
+    client, fake, shopper, pec, catalogue, clock
+):
+    """The reason told is the one of the service's current renewal row, not of last year's row
+    nor of another service's row for the same expiry."""
+    other = make_service(
+        shopper, catalogue["products"]["SPID-PF"], expires_at=EXPIRES, auto_renew=False
+    )
+    db.session.add_all(
+        [
+            Renewal(
+                service_id=pec.id,
+                period_expires_at=EXPIRES.replace(year=2026),
+                status=RenewalStatus.SUCCEEDED,
+                failure_reason="Motivo dell'anno scorso.",
+            ),
+            Renewal(
+                service_id=other.id,
+                period_expires_at=EXPIRES,
+                status=RenewalStatus.ABANDONED,
+                failure_reason="Motivo di un altro servizio.",
+            ),
+        ]
+    )
+    db.session.commit()
+    fake.mode = "insufficient_funds"
+    run_renewals(EXPIRES - timedelta(days=15))
+    clock.now = EXPIRES - timedelta(days=13)
+    new = make_card(shopper, last4="4444", exp_year=2029)
+    response = client.post(
+        f"/area-clienti/servizi/{pec.id}/carta", data={"card_id": str(new.id)}, headers=HX
+    )
+    assert response.status_code == 200
+    assert [call["token"] for call in fake.calls][-1] == new.gateway_token
+    message = re.search(rf'id="service-{pec.id}-message">([^<]*)<', response.text).group(1)
+    assert message == (
+        "I prossimi rinnovi useranno la carta Visa •••• 4444. "
+        "Rinnovo di PEC Standard non riuscito: La carta non ha fondi sufficienti."
+    )
+
+
 def test_another_customers_things_are_not_found(client, fake, shopper, pec, stranger):
     _, other_card, other_service = stranger
     base = f"/area-clienti/servizi/{other_service.id}"
@@ -561,6 +602,26 @@ def test_orders_and_the_renewal_receipt(client, fake, shopper, pec):
     assert 'id="receipt-total">€ 6,10' in receipt.text
     assert "ora scade il <strong>20/01/2028</strong>" in receipt.text
     assert "Addebito automatico con carta Visa •••• 4242" in receipt.text
+
+
+def test_the_order_page_lists_the_services_of_that_order_only(
+    client, fake, shopper, pec, catalogue, stranger
+):
+    from webapp.shop.order_models import OrderLine
+
+    other = make_service(shopper, catalogue["products"]["SPID-PF"], expires_at=EXPIRES)
+    for service, kept_out in ((pec, other), (other, pec)):
+        order_id = db.session.get(OrderLine, service.order_line_id).order_id
+        page = client.get(f"/ordini/{order_id}")
+        assert page.status_code == 200
+        section = re.search(r'id="order-services">(.*?)</section>', page.text, re.S).group(1)
+        items = re.findall(r'<li data-status="active">([^<]*)</li>', section)
+        assert len(items) == 1
+        assert items[0].startswith(f"{service.product.name}: attivo fino al 20/01/2027")
+        assert kept_out.product.name not in section
+    assert "Rinnovo automatico attivo ogni anno sulla carta Visa •••• 4242" in (
+        client.get(f"/ordini/{db.session.get(OrderLine, pec.order_line_id).order_id}").text
+    )
 
 
 def test_unpaid_renewal_orders_are_not_listed(client, fake, shopper, pec):

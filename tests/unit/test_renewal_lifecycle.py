@@ -330,6 +330,22 @@ def test_the_grace_notice_day_is_configurable(app, fake, dummy_customer, pec):
     assert run_renewals(after(87)).due_reminders == 1
 
 
+def test_the_expiry_e_mail_greets_its_owner_and_links_the_shop(
+    app, fake, dummy_customer, catalogue
+):
+    product = next(p for p in catalogue["products"].values() if not p.renewable_by_hand)
+    service = make_service(dummy_customer, product, expires_at=EXPIRES, auto_renew=False)
+    assert expire_now(service) is RenewalOutcome.EXPIRED
+    [mail] = emails("Servizio scaduto")
+    assert mail.to_addr == dummy_customer.email
+    shop = app.config["SHOP_BASE_URL"]
+    assert shop.startswith("http")
+    for body in (mail.body_text, mail.body_html):
+        assert f"Gentile {dummy_customer.name}," in body
+    assert f"acquistalo di nuovo dal catalogo: {shop}/\n" in mail.body_text
+    assert f'<a href="{shop}/">catalogo</a>' in mail.body_html
+
+
 def test_ceased_the_day_after_the_window_with_its_entry_and_e_mail(fake, dummy_customer, pec):
     service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=None, auto_renew=False)
     run_renewals(after(1))

@@ -4,6 +4,7 @@ their own services and the cards they can still renew with."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -15,7 +16,7 @@ from webapp.payments.models import SavedCard
 from webapp.renewals.manage import service_views
 from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
 from webapp.renewals.rows import service_of, services_of
-from webapp.renewals.services import list_services
+from webapp.renewals.services import announced_price, list_services, renewal_price, settings
 from webapp.shop.catalogue import forget_prices, price_on
 from webapp.shop.models import BillingProfile, CustomerType, ProductPrice
 
@@ -131,3 +132,52 @@ def test_services_are_listed_as_list_services_lists_them(db, pec, catalogue, dum
     assert [r.service.id for r in reads] == [s.id for s in list_services(dummy_customer.id)]
     assert [r.service.id for r in reads] == [soon.id, pec.id, gone.id]
     assert db.session.scalar(select(Service.status).where(Service.id == gone.id)) == "expired"
+
+
+def test_a_price_given_with_its_list_price_reads_split_payment_unless_told(
+    db, pec, dummy_customer, now
+):
+    """announced_price with the yearly list price already read: a public administration pays
+    the net, read from its billing data when the caller does not pass it; a value passed wins."""
+    db.session.execute(
+        update(BillingProfile)
+        .where(BillingProfile.customer_id == dummy_customer.id)
+        .values(customer_type=CustomerType.PUBLIC)
+    )
+    db.session.commit()
+    cfg = settings()
+    read = announced_price(pec, now, cfg, yearly_cents=700)
+    assert (read.years, read.net_cents, read.vat_cents) == (1, 700, 154)
+    assert (read.split_payment, read.total_cents) == (True, 700)
+    told = announced_price(pec, now, cfg, split_payment=False, yearly_cents=700)
+    assert (told.split_payment, told.total_cents) == (False, 854)
+
+
+def test_a_rate_and_split_payment_passed_by_the_caller_are_the_ones_priced(
+    db, pec, dummy_customer, now
+):
+    """renewal_price and announced_price read the rate and split payment only when not given:
+    a caller pricing with its own settings, or with the billing data it read once, is obeyed."""
+    db.session.execute(
+        update(BillingProfile)
+        .where(BillingProfile.customer_id == dummy_customer.id)
+        .values(customer_type=CustomerType.PUBLIC)
+    )
+    db.session.commit()
+    read = renewal_price(pec, day=TODAY)  # the app's 22% and the customer's split payment
+    assert (read.net_cents, read.vat_cents, read.split_payment, read.total_cents) == (
+        500,
+        110,
+        True,
+        500,
+    )
+    told = renewal_price(pec, 10, TODAY, False)
+    assert (told.net_cents, told.vat_cents, told.split_payment, told.total_cents) == (
+        500,
+        50,
+        False,
+        550,
+    )
+    cfg = dataclasses.replace(settings(), vat_rate=10)
+    announced = announced_price(pec, now, cfg, split_payment=False)
+    assert (announced.vat_cents, announced.split_payment, announced.total_cents) == (50, False, 550)
