@@ -131,3 +131,21 @@ def test_services_are_listed_as_list_services_lists_them(db, pec, catalogue, dum
     assert [r.service.id for r in reads] == [s.id for s in list_services(dummy_customer.id)]
     assert [r.service.id for r in reads] == [soon.id, pec.id, gone.id]
     assert db.session.scalar(select(Service.status).where(Service.id == gone.id)) == "expired"
+
+
+def test_the_services_page_offers_the_customers_valid_cards_newest_first(
+    db, pec, dummy_customer, create_customer
+):
+    """services_of's cards: this customer's own, not removed, valid today (through the card's
+    expiry month), newest first; another customer's cards are never offered."""
+    through_november = make_card(dummy_customer, last4="1130", exp_month=11, exp_year=2026)
+    make_card(dummy_customer, last4="1031", exp_month=10, exp_year=2026)  # expired in October
+    other = create_customer(email="luigi@example.it", name="Luigi Verdi")
+    make_card(other, last4="9999")
+    _, cards = services_of(dummy_customer.id, TODAY)
+    assert [card.id for card in cards] == [through_november.id, pec.saved_card_id]
+    assert [card.last4 for card in cards] == ["1130", "4242"]
+    # The same cards as the one service's card menu.
+    assert [card.id for card in service_of(pec.id, dummy_customer.id, TODAY)[1]] == [
+        card.id for card in cards
+    ]
