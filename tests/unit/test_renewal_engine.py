@@ -1017,3 +1017,130 @@ def test_a_period_is_opened_whatever_the_service_had_before(fake, dummy_customer
         select(Renewal.period_expires_at).where(Renewal.service_id == service.id)
     ).all()
     assert sorted(periods) == [last_year, EXPIRES]
+
+
+# --- a retry at once: whose failure, which row, in whose name (mutation round 5) ---------------
+
+
+def _expired_card(customer):
+    return make_card(customer, exp_month=12, exp_year=2026, last4="0069")
+
+
+def _failed_on_an_expired_card(customer, pec, expired=None):
+    """A service whose card has expired by the renewal: the first attempt fails without the bank."""
+    return make_service(customer, pec, expires_at=EXPIRES, card=expired or _expired_card(customer))
+
+
+def test_a_retry_takes_its_own_services_failure_and_leaves_anothers_on_schedule(
+    fake, dummy_customer, pec
+):
+    """Two services expiring at the same instant both failed once: retrying the second one
+    charges the second one only; the first keeps its failure and its planned retry."""
+    expired = _expired_card(dummy_customer)
+    first = _failed_on_an_expired_card(dummy_customer, pec, expired)
+    second = _failed_on_an_expired_card(dummy_customer, pec, expired)
+    assert run_renewals(days_before(15)).failed == 2
+    planned = renewal_of(first).next_attempt_at
+    new = make_card(dummy_customer, last4="5555")
+    second = fresh(second)
+    second.saved_card_id = new.id
+    _db.session.commit()
+
+    assert retry_renewal(second, days_before(13)) == "charged"
+    assert [call["token"] for call in fake.calls] == [new.gateway_token]
+    assert fresh(second).expires_at == datetime(2028, 1, 20, 10, 0, tzinfo=UTC)
+    assert fresh(first).expires_at == EXPIRES
+    row = renewal_of(first)
+    assert (row.status, row.attempts, row.next_attempt_at) == (RenewalStatus.FAILED, 1, planned)
+
+
+def test_a_retry_finds_nothing_to_retry_while_a_charge_waits_for_the_banks_answer(fake, service):
+    """Only a failed renewal is retried: one whose outcome the bank has still to tell is not
+    failed, and the retry neither asks the bank nor touches the row."""
+    fake.mode = "timeout_after_charge"
+    assert run_renewals(days_before(15)).unknown == 1
+    before = renewal_of(service)
+    planned = (before.status, before.attempts, before.next_attempt_at)
+    assert retry_renewal(fresh(service), days_before(15) + timedelta(minutes=1)) is None
+    assert fake.finds == [] and len(fake.calls) == 1
+    after = renewal_of(service)
+    assert (after.status, after.attempts, after.next_attempt_at) == planned
+
+
+def test_a_retry_that_read_the_failure_before_the_expiry_closed_it_leaves_it_closed(
+    fake, dummy_customer, pec
+):
+    """The compare-and-set is on the status too: the expiry pass closed the row (attempt count
+    unchanged) after this retry read it; the closed row gets no next attempt back."""
+    from webapp.clock import now_utc
+    from webapp.renewals.expiry import expire
+    from webapp.renewals.services import settings
+
+    service = _failed_on_an_expired_card(dummy_customer, pec)
+    run_renewals(days_before(15))
+    now = EXPIRES + DAY
+    real_scalar = _db.session.scalar
+    expired = []
+
+    def read_then_the_pass_expires_it(stmt, *args, **kw):
+        found = real_scalar(stmt, *args, **kw)
+        if isinstance(found, Renewal) and not expired:
+            expired.append(None)  # once: the pass reads the row through here too
+            expired[0] = expire(found.service_id, now, "pass", settings(), now_utc)
+        return found
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_db.session, "scalar", read_then_the_pass_expires_it)
+        assert retry_renewal(fresh(service), now) == "skipped"
+    assert expired == ["expired"]
+    row = renewal_of(service)
+    assert (row.status, row.attempts) == (RenewalStatus.ABANDONED, 1)
+    assert row.next_attempt_at is None  # closed: never due again
+    assert fresh(service).status is ServiceStatus.EXPIRED
+    assert fake.calls == []
+
+
+def test_a_retry_holds_the_row_in_the_name_of_the_worker_given(fake, dummy_customer, pec):
+    """The back office retries as "backoffice:<host:pid>": a retry cut short by an error leaves
+    the claim (until its lease runs out) in that name, not this process's default one."""
+    from webapp.renewals.claims import default_worker
+
+    service = _failed_on_an_expired_card(dummy_customer, pec)
+    run_renewals(days_before(15))
+    new = make_card(dummy_customer, last4="5555")
+    service = fresh(service)
+    service.saved_card_id = new.id
+    _db.session.commit()
+    fake.mode = "crash_after_charge"
+    name = f"backoffice:{default_worker()}"
+    assert retry_renewal(service, days_before(13), name) == "errors"
+    assert renewal_of(service).claimed_by == name
+
+
+def test_a_retry_without_a_worker_name_holds_the_row_as_this_process(fake, dummy_customer, pec):
+    from webapp.renewals.claims import default_worker
+
+    service = _failed_on_an_expired_card(dummy_customer, pec)
+    run_renewals(days_before(15))
+    new = make_card(dummy_customer, last4="5555")
+    service = fresh(service)
+    service.saved_card_id = new.id
+    _db.session.commit()
+    fake.mode = "crash_after_charge"
+    assert retry_renewal(service, days_before(13)) == "errors"
+    assert renewal_of(service).claimed_by == default_worker()
+
+
+def test_a_new_card_retries_the_failed_renewals_in_the_name_of_the_worker_given(
+    fake, dummy_customer, pec
+):
+    from webapp.renewals.engine import use_new_card
+
+    service = _failed_on_an_expired_card(dummy_customer, pec)
+    run_renewals(days_before(15))
+    new = make_card(dummy_customer, last4="5555")
+    fake.mode = "crash_after_charge"
+    [(retried, outcome)] = use_new_card(dummy_customer.id, new, days_before(13), "area:web-1")
+    assert (retried.id, outcome) == (service.id, "errors")
+    assert fresh(service).saved_card_id == new.id
+    assert renewal_of(service).claimed_by == "area:web-1"

@@ -300,6 +300,56 @@ def test_a_charge_in_flight_the_bank_cannot_answer_at_the_expiry_keeps_the_servi
     assert emails("Servizio scaduto") == []
 
 
+def test_an_error_while_a_pass_expires_leaves_the_renewal_claimed_in_the_passs_name(
+    fake, dummy_customer, pec, card, monkeypatch
+):
+    """Rolled back by an error, the expiry keeps its claim on the renewal (a crash-like failure
+    backs off until the lease runs out), held in the name of the pass that met the error."""
+    from webapp.renewals import expiry
+
+    fake.mode = "insufficient_funds"
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=card)
+    run_renewals(EXPIRES - 15 * DAY)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the outbox is down")
+
+    monkeypatch.setattr(expiry, "_tell_expired", broken)
+    assert run_renewals(AFTER, worker="night-pass:7").errors == 1
+    [renewal] = renewals_of(service)
+    assert (renewal.status, renewal.claimed_by) == (RenewalStatus.FAILED, "night-pass:7")
+    assert fresh(service).status is ServiceStatus.ACTIVE
+
+
+def test_a_charge_the_bank_declines_when_asked_again_at_the_expiry_expires_the_service(
+    fake, dummy_customer, pec, card, monkeypatch
+):
+    """One pass on the day after the expiry, a charge in flight: the bank cannot be reached
+    when the due charges are sent, and declines it when the expiry asks again. The failure is
+    recorded like any decline, and the service expires in that same pass."""
+    service = make_service(dummy_customer, pec, expires_at=EXPIRES, card=card)
+    renewal = _charge_in_flight(fake, service, card)
+    fake.mode = "down"
+    send = fake.charge_token
+
+    def down_once(**kwargs):
+        try:
+            return send(**kwargs)
+        finally:
+            fake.mode = "card_declined"  # back, for the next question
+
+    monkeypatch.setattr(fake, "charge_token", down_once)
+    report = run_renewals(AFTER)
+    assert (report.unknown, report.expired, report.errors) == (1, 1, 0)
+    key = f"renewal-{renewal.id}-2"
+    assert fake.finds == [key]  # asked again with the same key, then sent once
+    assert [call["key"] for call in fake.calls[1:]] == [key]  # after the window's decline
+    assert fresh(service).status is ServiceStatus.EXPIRED
+    [renewal] = renewals_of(service)
+    assert (renewal.status, renewal.failure_code) == (RenewalStatus.ABANDONED, "card_declined")
+    assert len(emails("Servizio scaduto")) == 1
+
+
 # --- the grace window: the notice a week before its end, then "Cessato" -------------------
 
 

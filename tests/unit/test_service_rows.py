@@ -181,3 +181,21 @@ def test_a_rate_and_split_payment_passed_by_the_caller_are_the_ones_priced(
     cfg = dataclasses.replace(settings(), vat_rate=10)
     announced = announced_price(pec, now, cfg, split_payment=False)
     assert (announced.vat_cents, announced.split_payment, announced.total_cents) == (50, False, 550)
+
+
+def test_the_services_page_offers_the_customers_valid_cards_newest_first(
+    db, pec, dummy_customer, create_customer
+):
+    """services_of's cards: this customer's own, not removed, valid today (through the card's
+    expiry month), newest first; another customer's cards are never offered."""
+    through_november = make_card(dummy_customer, last4="1130", exp_month=11, exp_year=2026)
+    make_card(dummy_customer, last4="1031", exp_month=10, exp_year=2026)  # expired in October
+    other = create_customer(email="luigi@example.it", name="Luigi Verdi")
+    make_card(other, last4="9999")
+    _, cards = services_of(dummy_customer.id, TODAY)
+    assert [card.id for card in cards] == [through_november.id, pec.saved_card_id]
+    assert [card.last4 for card in cards] == ["1130", "4242"]
+    # The same cards as the one service's card menu.
+    assert [card.id for card in service_of(pec.id, dummy_customer.id, TODAY)[1]] == [
+        card.id for card in cards
+    ]
