@@ -126,6 +126,18 @@ def test_services_page(client, fake, shopper, pec, catalogue):
     assert f'id="auto-renew-{firma.id}"' not in page.text
 
 
+def test_services_page_reads_in_a_constant_number_of_queries(
+    client, fake, shopper, catalogue, pec, card
+):
+    """Each row is priced from what the page read (the buyer's split payment too): no N+1."""
+    first = _statements(client, "/area-clienti/")
+    products = catalogue["products"]
+    for sku in ("SPID-PF", "CONS-1", "PEC-PROMO"):
+        make_service(shopper, products[sku], expires_at=EXPIRES, card=card)
+    assert _statements(client, "/area-clienti/") == first
+    assert client.get("/area-clienti/").text.count('class="panel service"') == 4
+
+
 # --- the switch ---------------------------------------------------------------------------------
 
 
@@ -228,6 +240,36 @@ def test_the_service_in_hand_says_the_switch_and_the_card_it_now_has(
     db.session.commit()
     row = fresh(service)
     assert (row.auto_renew, row.saved_card_id) == (False, card.id)
+
+
+def test_switching_back_on_inside_the_window_makes_the_renewal_due_at_once(
+    client, fake, shopper, catalogue, card, clock
+):
+    """A renewal the engine set aside while the switch was off (no next attempt) is due again."""
+    service = make_service(
+        shopper, catalogue["products"]["PEC-STD"], expires_at=EXPIRES, card=card, auto_renew=False
+    )
+    spid = make_service(
+        shopper, catalogue["products"]["SPID-PF"], expires_at=EXPIRES, card=card, auto_renew=False
+    )
+    retry_on = EXPIRES - timedelta(days=5)
+    set_aside, planned = (
+        Renewal(service_id=s.id, period_expires_at=EXPIRES, status=status, next_attempt_at=at)
+        for s, status, at in (
+            (service, RenewalStatus.PENDING, None),
+            (spid, RenewalStatus.FAILED, retry_on),
+        )
+    )
+    db.session.add_all([set_aside, planned])
+    db.session.commit()
+    clock.now = EXPIRES - timedelta(days=12)
+    assert toggle(client, service, "0", "1").status_code == 200
+    assert toggle(client, spid, "0", "1").status_code == 200
+    assert fresh(set_aside).next_attempt_at == clock.now
+    assert fresh(planned).next_attempt_at == retry_on  # its retry day stays as planned
+    run_renewals(clock.now)
+    assert [call["token"] for call in fake.calls] == [card.gateway_token]
+    assert fresh(service).expires_at == datetime(2028, 1, 20, 10, 0, tzinfo=UTC)
 
 
 def test_the_switch_email_announces_the_price_of_the_renewal_day(client, fake, shopper, pec):
