@@ -37,7 +37,7 @@ if [ -n "${TEST_DATABASE_URL:-}" ]; then
   # a time, or two mutants would empty the same database's tables under each other.
   [ $# -gt 0 ] || set -- "${PG_ONLY[@]}"
   mkdir -p mutants-pg
-  for entry in pyproject.toml webapp tests templates static migrations translations wsgi.py babel.cfg; do
+  for entry in pyproject.toml webapp tests bench templates static migrations translations wsgi.py babel.cfg; do
     [ -e "mutants-pg/$entry" ] || ln -s "$REPO/$entry" "mutants-pg/$entry"
   done
   cd mutants-pg

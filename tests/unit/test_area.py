@@ -6,7 +6,7 @@ Pages and htmx fragments, 422 for bad input with nothing changed, 404 for what i
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlsplit
 
 import pytest
@@ -126,6 +126,18 @@ def test_services_page(client, fake, shopper, pec, catalogue):
     assert f'id="auto-renew-{firma.id}"' not in page.text
 
 
+def test_services_page_reads_in_a_constant_number_of_queries(
+    client, fake, shopper, catalogue, pec, card
+):
+    """Each row is priced from what the page read (the buyer's split payment too): no N+1."""
+    first = _statements(client, "/area-clienti/")
+    products = catalogue["products"]
+    for sku in ("SPID-PF", "CONS-1", "PEC-PROMO"):
+        make_service(shopper, products[sku], expires_at=EXPIRES, card=card)
+    assert _statements(client, "/area-clienti/") == first
+    assert client.get("/area-clienti/").text.count('class="panel service"') == 4
+
+
 # --- the switch ---------------------------------------------------------------------------------
 
 
@@ -180,6 +192,102 @@ def test_a_twin_switch_that_read_the_old_state_changes_nothing_and_sends_no_emai
     db.session.commit()
     assert fresh(pec).auto_renew
     assert len(emails("Rinnovo automatico attivato")) == 1
+
+
+def test_the_switch_moves_only_its_own_service(
+    client, fake, shopper, pec, catalogue, card, stranger
+):
+    spid = make_service(shopper, catalogue["products"]["SPID-PF"], expires_at=EXPIRES, card=card)
+    _, _, other_service = stranger
+    assert toggle(client, pec, "0").status_code == 200
+    assert not fresh(pec).auto_renew
+    assert fresh(spid).auto_renew and fresh(other_service).auto_renew
+    assert len(emails("Rinnovo automatico disattivato")) == 1
+
+
+def test_switching_off_needs_no_valid_card(client, fake, shopper, catalogue):
+    expired = make_card(shopper, exp_month=1, exp_year=2025, last4="0069")
+    service = make_service(
+        shopper, catalogue["products"]["PEC-STD"], expires_at=EXPIRES, card=expired
+    )
+    response = toggle(client, service, "0")
+    assert response.status_code == 200
+    assert "Rinnovo automatico disattivato." in response.text
+    assert not fresh(service).auto_renew
+    assert len(emails("Rinnovo automatico disattivato")) == 1
+
+
+def test_the_service_in_hand_says_the_switch_and_the_card_it_now_has(
+    fake, shopper, catalogue, card
+):
+    """set_auto_renew leaves the caller's object as the row is, without a reload."""
+    from webapp.renewals import manage
+
+    expired = make_card(shopper, exp_month=1, exp_year=2025, last4="0069")
+    service = make_service(
+        shopper,
+        catalogue["products"]["PEC-STD"],
+        expires_at=EXPIRES,
+        card=expired,
+        auto_renew=False,
+    )
+    assert manage.set_auto_renew(service, True, [card], TODAY) is True
+    assert service.auto_renew is True
+    assert (service.saved_card_id, service.saved_card) == (card.id, card)
+    assert manage.set_auto_renew(service, False, [card], TODAY) is True
+    assert service.auto_renew is False
+    assert service.saved_card_id == card.id  # turning it off keeps the card
+    db.session.commit()
+    row = fresh(service)
+    assert (row.auto_renew, row.saved_card_id) == (False, card.id)
+
+
+def test_switching_back_on_inside_the_window_makes_the_renewal_due_at_once(
+    client, fake, shopper, catalogue, card, clock
+):
+    """A renewal the engine set aside while the switch was off (no next attempt) is due again."""
+    service = make_service(
+        shopper, catalogue["products"]["PEC-STD"], expires_at=EXPIRES, card=card, auto_renew=False
+    )
+    spid = make_service(
+        shopper, catalogue["products"]["SPID-PF"], expires_at=EXPIRES, card=card, auto_renew=False
+    )
+    retry_on = EXPIRES - timedelta(days=5)
+    set_aside, planned = (
+        Renewal(service_id=s.id, period_expires_at=EXPIRES, status=status, next_attempt_at=at)
+        for s, status, at in (
+            (service, RenewalStatus.PENDING, None),
+            (spid, RenewalStatus.FAILED, retry_on),
+        )
+    )
+    db.session.add_all([set_aside, planned])
+    db.session.commit()
+    clock.now = EXPIRES - timedelta(days=12)
+    assert toggle(client, service, "0", "1").status_code == 200
+    assert toggle(client, spid, "0", "1").status_code == 200
+    assert fresh(set_aside).next_attempt_at == clock.now
+    assert fresh(planned).next_attempt_at == retry_on  # its retry day stays as planned
+    run_renewals(clock.now)
+    assert [call["token"] for call in fake.calls] == [card.gateway_token]
+    assert fresh(service).expires_at == datetime(2028, 1, 20, 10, 0, tzinfo=UTC)
+
+
+def test_the_switch_email_announces_the_price_of_the_renewal_day(client, fake, shopper, pec):
+    """A price change in force before the renewal day is the amount the e-mail says, as the page."""
+    from webapp.shop.models import ProductPrice
+
+    db.session.add(
+        ProductPrice(
+            product_id=pec.product_id, effective_from=date(2027, 1, 1), yearly_price_cents=800
+        )
+    )
+    db.session.commit()
+    toggle(client, pec, "0")
+    response = toggle(client, pec, "0", "1")
+    assert "Il 05/01/2027 addebiteremo <strong>€ 9,76</strong>" in response.text  # 8,00 + 22%
+    [mail] = emails("Rinnovo automatico attivato")
+    assert "Il 05/01/2027 addebiteremo € 9,76" in mail.body_text
+    assert "6,10" not in mail.body_text
 
 
 def test_switch_without_htmx_renders_the_page(client, fake, shopper, pec):
@@ -328,6 +436,20 @@ def test_a_retry_on_the_new_card_declined_again_tells_this_periods_reason(
     )
 
 
+def test_set_card_refuses_another_customers_card_even_when_called_directly(
+    fake, shopper, pec, card, stranger
+):
+    from webapp.errors import NotFound
+    from webapp.renewals import manage
+
+    _, other_card, _ = stranger
+    with pytest.raises(NotFound) as refused:
+        manage.set_card(pec, other_card, TODAY)
+    assert refused.value.message == "Carta non trovata."
+    db.session.rollback()
+    assert fresh(pec).saved_card_id == card.id
+
+
 def test_another_customers_things_are_not_found(client, fake, shopper, pec, stranger):
     _, other_card, other_service = stranger
     base = f"/area-clienti/servizi/{other_service.id}"
@@ -414,6 +536,57 @@ def test_a_card_in_use_cannot_be_removed_until_the_service_lets_it_go(
     assert fake.forgotten == [card.gateway_token]
 
 
+def test_a_card_renewing_two_services_names_both_in_the_order_they_were_bought(
+    client, fake, shopper, catalogue, pec, card
+):
+    spid = make_service(shopper, catalogue["products"]["SPID-PF"], expires_at=EXPIRES, card=card)
+    pec.frequency_years = 2  # the first one's row written again after the second's
+    db.session.commit()
+    response = client.post(f"/area-clienti/carte/{card.id}/rimuovi", headers=HX)
+    assert response.status_code == 422
+    assert (
+        "è usata per il rinnovo automatico di PEC Standard, SPID Persona Fisica:" in response.text
+    )
+    from webapp.renewals.manage import services_by_card
+
+    assert [s.id for s in services_by_card([card])[card.id]] == [pec.id, spid.id]
+    assert fresh(card).removed_at is None and fresh(spid).saved_card_id == card.id
+
+
+def test_only_this_customers_active_auto_renewing_services_hold_a_card(
+    client, fake, shopper, catalogue, card, stranger
+):
+    """An expired service, even with its switch on, neither shows on a card nor keeps it."""
+    gone = make_service(shopper, catalogue["products"]["PEC-STD"], expires_at=EXPIRES, card=card)
+    gone.status = gone.status.EXPIRED
+    db.session.commit()
+    page = client.get("/area-clienti/carte")  # the stranger's auto-renewing service exists too
+    assert page.status_code == 200
+    used = re.search(
+        rf'id="saved-card-{card.id}".*?<td>([^<]*)</td>\s*<td class="actions">', page.text, re.S
+    )
+    assert used.group(1) == "—"
+    response = client.post(f"/area-clienti/carte/{card.id}/rimuovi", headers=HX)
+    assert response.status_code == 200
+    assert fresh(card).removed_at is not None
+    assert fresh(gone).saved_card_id is None
+    _, other_card, other_service = stranger
+    assert fresh(other_service).saved_card_id == other_card.id
+
+
+def test_a_removed_card_leaves_the_services_in_hand_without_it(fake, shopper, pec, card):
+    """remove_card's UPDATE is synchronised with the session: no reload needed to see it."""
+    from webapp.renewals import manage
+
+    manage.set_auto_renew(pec, False, [], TODAY)
+    db.session.commit()
+    service = db.session.get(type(pec), pec.id)
+    assert service.saved_card_id == card.id
+    manage.remove_card(card, TODAY)
+    assert service.saved_card_id is None
+    assert card.removed_at == TODAY
+
+
 def _add_card(client, fake):
     response = client.post("/area-clienti/carte/nuova")
     assert response.status_code == 303
@@ -483,6 +656,26 @@ def test_a_new_card_fixes_a_failed_renewal_at_once(client, fake, shopper, catalo
     # Replaying the return charges nothing more.
     client.get("/area-clienti/carte/aggiunta", query_string=fake.return_params(pid))
     assert len(fake.calls) == 1
+
+
+def test_a_new_card_goes_to_the_services_whose_card_will_have_expired_and_no_other(
+    client, fake, shopper, catalogue, pec, card
+):
+    """Before the window no renewal has failed yet: the new card is given, nothing is charged."""
+    products = catalogue["products"]
+    december = make_card(shopper, exp_month=12, exp_year=2026, last4="0069")
+    spid = make_service(shopper, products["SPID-PF"], expires_at=EXPIRES, card=december)
+    off = make_service(
+        shopper, products["CONS-1"], expires_at=EXPIRES, card=december, auto_renew=False
+    )
+    pid = _add_card(client, fake)
+    response = client.get("/area-clienti/carte/aggiunta", query_string=fake.return_params(pid))
+    assert response.status_code == 303
+    assert response.headers["Location"].endswith("/area-clienti/carte")  # nothing retried
+    assert fresh(spid).saved_card.gateway_token == "tok_new"
+    assert fresh(pec).saved_card_id == card.id  # valid through the renewal day: kept
+    assert fresh(off).saved_card_id == december.id  # renews nothing: left alone
+    assert fake.calls == []
 
 
 def test_twin_card_returns_save_the_card_once_and_retry_the_renewal_once(

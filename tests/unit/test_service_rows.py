@@ -199,3 +199,63 @@ def test_the_services_page_offers_the_customers_valid_cards_newest_first(
     assert [card.id for card in service_of(pec.id, dummy_customer.id, TODAY)[1]] == [
         card.id for card in cards
     ]
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "failed"),
+    [
+        (RenewalStatus.FAILED, "insufficient_funds", True),
+        (RenewalStatus.ABANDONED, "insufficient_funds", True),  # gave up at expiry
+        (RenewalStatus.ABANDONED, None, False),  # expired never attempted (the switch was off)
+        (RenewalStatus.PENDING, "bank_unavailable", False),  # to be asked again: not failed
+        (RenewalStatus.PENDING, None, False),
+    ],
+)
+def test_the_failure_banner_is_for_a_failed_automatic_renewal_only(
+    db, pec, dummy_customer, now, status, code, failed
+):
+    db.session.add(
+        Renewal(
+            service_id=pec.id,
+            period_expires_at=pec.expires_at,
+            status=status,
+            attempts=1 if code else 0,
+            failure_code=code,
+        )
+    )
+    if status is RenewalStatus.ABANDONED:
+        pec.status = ServiceStatus.EXPIRED
+    db.session.commit()
+    (view,) = service_views([service_of(pec.id, dummy_customer.id, TODAY)[0]], now)
+    assert view.auto_failed is failed
+
+
+@pytest.mark.parametrize(
+    ("service_status", "renewal_status", "shown"),
+    [
+        (ServiceStatus.ACTIVE, RenewalStatus.PENDING, True),
+        (ServiceStatus.ACTIVE, RenewalStatus.FAILED, True),
+        # Its renewal order refunded: the expiry went back to the period that closed row renewed.
+        (ServiceStatus.ACTIVE, RenewalStatus.SUCCEEDED, False),
+        (ServiceStatus.EXPIRED, RenewalStatus.ABANDONED, False),
+    ],
+)
+def test_a_view_shows_the_renewal_of_an_active_service_while_it_is_open(
+    db, pec, dummy_customer, now, service_status, renewal_status, shown
+):
+    renewal = Renewal(service_id=pec.id, period_expires_at=pec.expires_at, status=renewal_status)
+    db.session.add(renewal)
+    pec.status = service_status
+    db.session.commit()
+    (view,) = service_views([service_of(pec.id, dummy_customer.id, TODAY)[0]], now)
+    assert (view.renewal is not None) is shown
+    if shown:
+        assert view.renewal.status is renewal.status
+
+
+def test_the_frequency_menu_prices_whole_cents_per_year(db, pec, dummy_customer, now):
+    db.session.execute(update(Service).where(Service.id == pec.id).values(frequency_years=3))
+    db.session.commit()
+    (view,) = service_views([service_of(pec.id, dummy_customer.id, TODAY)[0]], now)
+    assert (view.price.years, view.price.net_cents) == (3, 1500)
+    assert view.yearly_cents == 500 and type(view.yearly_cents) is int  # money is int cents

@@ -30,7 +30,6 @@ from webapp.renewals.services import (
     list_services,
     queue_customer_email,
     renewal_date,
-    renewal_price,
     settings,
 )
 from webapp.shop.cart import valid_years
@@ -127,7 +126,7 @@ def _announce_switch(service: Service, enabled: bool, now: datetime) -> None:
         "auto_renew_changed",
         enabled=enabled,
         card=service.saved_card,
-        price=renewal_price(service, cfg.vat_rate),
+        price=announced_price(service, now, cfg),  # the renewal day's, as the page and the charge
         renew_on=renewal_date(service, now, cfg.window),
     )
 
