@@ -24,7 +24,7 @@ from webapp.payments.gateway import (
 )
 from webapp.payments.models import SavedCard
 from webapp.renewals.engine import run_renewals
-from webapp.renewals.models import Renewal, RenewalStatus
+from webapp.renewals.models import Renewal, RenewalStatus, Service
 from webapp.shop.order_models import Order, OrderKind, OrderStatus
 
 HX = {"HX-Request": "true"}
@@ -217,20 +217,25 @@ def test_switching_off_needs_no_valid_card(client, fake, shopper, catalogue):
     assert len(emails("Rinnovo automatico disattivato")) == 1
 
 
-def test_the_service_in_hand_says_the_switch_and_the_card_it_now_has(
-    fake, shopper, catalogue, card
-):
-    """set_auto_renew leaves the caller's object as the row is, without a reload."""
-    from webapp.renewals import manage
-
+def _off_on_an_expired_card(shopper, catalogue) -> Service:
+    """A PEC with auto-renewal off whose card expired in January 2025."""
     expired = make_card(shopper, exp_month=1, exp_year=2025, last4="0069")
-    service = make_service(
+    return make_service(
         shopper,
         catalogue["products"]["PEC-STD"],
         expires_at=EXPIRES,
         card=expired,
         auto_renew=False,
     )
+
+
+def test_the_service_in_hand_says_the_switch_and_the_card_it_now_has(
+    fake, shopper, catalogue, card
+):
+    """set_auto_renew leaves the caller's object as the row is, without a reload."""
+    from webapp.renewals import manage
+
+    service = _off_on_an_expired_card(shopper, catalogue)
     assert manage.set_auto_renew(service, True, [card], TODAY) is True
     assert service.auto_renew is True
     assert (service.saved_card_id, service.saved_card) == (card.id, card)
@@ -299,14 +304,7 @@ def test_switch_without_htmx_renders_the_page(client, fake, shopper, pec):
 
 
 def test_switch_on_without_a_valid_card_says_how_to_add_one(client, fake, shopper, catalogue):
-    expired = make_card(shopper, exp_month=1, exp_year=2025, last4="0069")
-    service = make_service(
-        shopper,
-        catalogue["products"]["PEC-STD"],
-        expires_at=EXPIRES,
-        card=expired,
-        auto_renew=False,
-    )
+    service = _off_on_an_expired_card(shopper, catalogue)
     response = toggle(client, service, "0", "1")
     assert response.status_code == 422
     assert_fragment(response, f"service-{service.id}")

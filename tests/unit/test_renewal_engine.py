@@ -18,7 +18,7 @@ from webapp.outbox.models import OutboxEmail
 from webapp.payments.models import Payment, PaymentChannel, PaymentStatus
 from webapp.renewals.charging import next_retry
 from webapp.renewals.engine import retry_renewal, run_renewals
-from webapp.renewals.models import Renewal, RenewalStatus, ServiceStatus
+from webapp.renewals.models import Renewal, RenewalStatus, Service, ServiceStatus
 from webapp.shop.order_models import Order, OrderKind, OrderStatus
 
 # The service expires on 20 January 2027: reminder on 21/12, window on 5/1, retries on 10/1,
@@ -1100,18 +1100,25 @@ def test_a_retry_that_read_the_failure_before_the_expiry_closed_it_leaves_it_clo
     assert fake.calls == []
 
 
+def _crashing_on_a_new_card(fake, customer, pec) -> Service:
+    """A renewal failed on an expired card, its service moved to a new card on which the next
+    charge crashes after the bank took it (the retry ends in "errors", its claim kept)."""
+    service = _failed_on_an_expired_card(customer, pec)
+    run_renewals(days_before(15))
+    new = make_card(customer, last4="5555")
+    service = fresh(service)
+    service.saved_card_id = new.id
+    _db.session.commit()
+    fake.mode = "crash_after_charge"
+    return service
+
+
 def test_a_retry_holds_the_row_in_the_name_of_the_worker_given(fake, dummy_customer, pec):
     """The back office retries as "backoffice:<host:pid>": a retry cut short by an error leaves
     the claim (until its lease runs out) in that name, not this process's default one."""
     from webapp.renewals.claims import default_worker
 
-    service = _failed_on_an_expired_card(dummy_customer, pec)
-    run_renewals(days_before(15))
-    new = make_card(dummy_customer, last4="5555")
-    service = fresh(service)
-    service.saved_card_id = new.id
-    _db.session.commit()
-    fake.mode = "crash_after_charge"
+    service = _crashing_on_a_new_card(fake, dummy_customer, pec)
     name = f"backoffice:{default_worker()}"
     assert retry_renewal(service, days_before(13), name) == "errors"
     assert renewal_of(service).claimed_by == name
@@ -1120,13 +1127,7 @@ def test_a_retry_holds_the_row_in_the_name_of_the_worker_given(fake, dummy_custo
 def test_a_retry_without_a_worker_name_holds_the_row_as_this_process(fake, dummy_customer, pec):
     from webapp.renewals.claims import default_worker
 
-    service = _failed_on_an_expired_card(dummy_customer, pec)
-    run_renewals(days_before(15))
-    new = make_card(dummy_customer, last4="5555")
-    service = fresh(service)
-    service.saved_card_id = new.id
-    _db.session.commit()
-    fake.mode = "crash_after_charge"
+    service = _crashing_on_a_new_card(fake, dummy_customer, pec)
     assert retry_renewal(service, days_before(13)) == "errors"
     assert renewal_of(service).claimed_by == default_worker()
 

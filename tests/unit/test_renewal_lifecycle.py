@@ -156,13 +156,19 @@ def test_the_failed_renewal_is_closed_at_the_pass_and_the_customer_told_why(
     assert (event.detail, event.at) == ("Scaduto", AFTER)
 
 
+def _expiry_email_without_grace(customer, catalogue, **service):
+    """The "Servizio scaduto" e-mail of a product not renewable by hand, expired now."""
+    product = next(p for p in catalogue["products"].values() if not p.renewable_by_hand)
+    expired = make_service(customer, product, expires_at=EXPIRES, **service)
+    assert expire_now(expired) is RenewalOutcome.EXPIRED
+    [mail] = emails("Servizio scaduto")
+    return mail
+
+
 def test_an_auto_renewing_service_without_a_renewal_row_says_auto_renewal_stopped(
     fake, dummy_customer, catalogue, card
 ):
-    product = next(p for p in catalogue["products"].values() if not p.renewable_by_hand)
-    service = make_service(dummy_customer, product, expires_at=EXPIRES, card=card)
-    assert expire_now(service) is RenewalOutcome.EXPIRED
-    [mail] = emails("Servizio scaduto")
+    mail = _expiry_email_without_grace(dummy_customer, catalogue, card=card)
     assert "Il rinnovo automatico non è riuscito ed è stato disattivato" in mail.body_text
     assert "Puoi ancora rinnovarlo" not in mail.body_text  # no grace: buy it again
     assert "acquistalo di nuovo dal catalogo" in mail.body_text
@@ -383,10 +389,7 @@ def test_the_grace_notice_day_is_configurable(app, fake, dummy_customer, pec):
 def test_the_expiry_e_mail_greets_its_owner_and_links_the_shop(
     app, fake, dummy_customer, catalogue
 ):
-    product = next(p for p in catalogue["products"].values() if not p.renewable_by_hand)
-    service = make_service(dummy_customer, product, expires_at=EXPIRES, auto_renew=False)
-    assert expire_now(service) is RenewalOutcome.EXPIRED
-    [mail] = emails("Servizio scaduto")
+    mail = _expiry_email_without_grace(dummy_customer, catalogue, auto_renew=False)
     assert mail.to_addr == dummy_customer.email
     shop = app.config["SHOP_BASE_URL"]
     assert shop.startswith("http")
