@@ -1,9 +1,10 @@
 """What makes the suite fast without changing what it tests.
 
 Most tests make an app and a database of their own. Compiling the templates and the URL
-builders again for each was a third of a unit test's time, waiting for the disk at each SQLite
-commit a tenth, and emptying PostgreSQL's tables with TRUNCATE 60 ms per test. The caches give
-back exactly what compiling again would.
+builders again for each was about a quarter of a unit test's time (the customer area's and the
+checkout's tests: 21.8 s, 16.4 s with the caches), waiting for the disk at each SQLite commit
+another sixth (13.0 s without), and emptying PostgreSQL's tables with TRUNCATE 68 ms per test
+(6 ms with DELETE). The caches give back exactly what compiling again would.
 """
 
 from __future__ import annotations
