@@ -28,10 +28,9 @@ EXPIRES = datetime(2027, 1, 20, 10, 0, tzinfo=UTC)  # expiry day 20/01/2027 (Ita
 
 
 @pytest.fixture(autouse=True)
-def fake(app) -> FakeGateway:
-    gateway = FakeGateway()
-    app.extensions["gateway"] = gateway
-    return gateway
+def _fake_bank(fake) -> FakeGateway:
+    """Every test of this file talks to the fake bank (tests/unit/conftest.py's `fake`)."""
+    return fake
 
 
 @pytest.fixture
