@@ -40,6 +40,7 @@ from webapp.htmx import is_htmx, redirect_to
 from webapp.i18n import lazy_gettext as _l
 from webapp.logs import configure_logging
 from webapp.security import content_security_policy
+from webapp.sessions import KeptSignerSessions
 
 # On every response unless the view set its own (added by the WSGI wrapper in webapp.logs),
 # after the Content-Security-Policy (webapp.security: it names the configured bank).
@@ -61,6 +62,7 @@ def create_app(config: type[Config] = Config, overrides: Mapping | None = None) 
     app.url_map.converters["int"] = IdConverter  # before any route is added
     app.config.from_object(config)
     app.config.update(overrides or {})
+    app.session_interface = KeptSignerSessions()  # Flask's signed cookie, signer built once
     _refuse_default_secrets(app)
     (PROJECT_DIR / "instance").mkdir(exist_ok=True)
 
