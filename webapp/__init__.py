@@ -89,6 +89,19 @@ def create_app(config: type[Config] = Config, overrides: Mapping | None = None) 
     return app
 
 
+def compile_templates(app: Flask) -> int:
+    """Compile every template into the app's Jinja cache now; returns how many.
+
+    Called where gunicorn imports the app (`wsgi.py`) before it forks its workers
+    (`preload_app`): each worker, and each one that replaces a recycled worker, starts with the
+    templates compiled instead of compiling each on its first request (a few hundred ms of CPU
+    for the customer area, paid inside someone's request)."""
+    names = app.jinja_env.list_templates()
+    for name in names:
+        app.jinja_env.get_template(name)
+    return len(names)
+
+
 class IdConverter(IntegerConverter):
     """`<int:...>` ids: a number no id column can hold is simply not found (404), not a 500."""
 
