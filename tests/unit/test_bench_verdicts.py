@@ -73,3 +73,31 @@ def test_a_references_two_runs_count_as_their_mean():
     assert (rate, p99, errors, requests, hit) == (900.0, 12.0, 1, 7200, None)
     assert abs(cpu - 1.1) < 1e-9
     assert fragments.bracketed([after]) == after
+
+
+def test_a_fragment_whose_floor_misses_the_target_is_said_out_of_reach():
+    lines = fragments.verdict(
+        _run(
+            [
+                _row(fragments.GET_FLOOR, 0.75, 1.0),
+                _row(fragments.POST_FLOOR, 0.95, 1.0, "lean POST reference"),
+                _row("cart fragment, logged in", 0.60, 1.0),
+                _row("renewal frequency (POST)", 0.60, 1.0, "lean POST reference"),
+                _row("cart fragment, anonymous", 0.60, 1.0),
+            ]
+        )
+    )
+    assert len(lines) == 3  # the floors are not judged
+    assert "NOT MET" in lines[0] and "out of reach" in lines[0] and "at 0.75" in lines[0]
+    assert "NOT MET" in lines[1] and "out of reach" not in lines[1]  # its floor reaches 0.95
+    assert "out of reach" not in lines[2]  # no anonymous floor measured in this run
+
+
+def test_the_floors_are_measured_against_their_own_reference():
+    data = dict(logged="x", csrf="c", anon="a", service_id=1, order_id=2, card_id=3, order_total=4)
+    routes = {r[0]: r for r in fragments.targets("s", "b", "l", data, floor="f")}
+    for fragment, floor in fragments.FLOOR_OF.items():
+        assert routes[floor][1].startswith("f/")  # on the floor's server
+        assert routes[floor][2]["Cookie"] == routes[fragment][2]["Cookie"]  # the same visitor
+        assert fragments.reference_of(floor) == fragments.reference_of(fragment)
+    assert not any(r[1].startswith("f/") for r in fragments.targets("s", "b", "l", data))
