@@ -494,7 +494,10 @@ def measure(name: str, routes: list[tuple], masters: dict[str, int], meter, shop
             cpu_ms = (server_cpu(master) - cpu) * 1000 / max(result[3], 1)
             hits2, misses2 = cache_counts(shop)
             asked = (hits2 - hits) + (misses2 - misses)
-            hit_rate = (hits2 - hits) / asked if asked else None
+            # Only the shop's own routes: answers still in flight from the route before would
+            # count in the next route's window (the floor's server has no fragment cache).
+            ours = url.startswith(shop + "/")
+            hit_rate = (hits2 - hits) / asked if asked and ours else None
             this_round[label].append((*result, cpu_ms, hit_rate))
             refuse_failed_reference(name, label, result)
         for label, results in this_round.items():
