@@ -24,7 +24,8 @@ class _KeptKeySigner(TimestampSigner):
     _derived: dict[tuple, bytes] = {}  # a few entries: one per secret (and fallback) and salt
 
     def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
-        kept = (secret_key or self.secret_keys[-1], self.salt, self.key_derivation)
+        secret = secret_key or self.secret_keys[-1]
+        kept = (secret, self.salt, self.key_derivation, self.digest_method)
         key = self._derived.get(kept)
         if key is None:
             key = self._derived[kept] = super().derive_key(secret_key)
