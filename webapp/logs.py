@@ -12,6 +12,7 @@ from collections.abc import Callable
 from flask import Flask
 
 ACCESS_LOG = "webapp.access"
+LIMITER_LOG = "flask-limiter"
 Observer = Callable[[dict, int, float], None]
 
 
@@ -56,7 +57,39 @@ def configure_logging(
         root.setLevel(app.config.get("LOG_LEVEL", "INFO"))
     # The access line below replaces werkzeug's own.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    limiter_log = logging.getLogger(LIMITER_LOG)
+    if not any(isinstance(f, StorageOutage) for f in limiter_log.filters):
+        limiter_log.addFilter(StorageOutage())
     app.wsgi_app = AccessLog(app.wsgi_app, headers, observe)
+
+
+class StorageOutage(logging.Filter):
+    """Flask-Limiter's swallowed errors when Redis does not answer: one warning line each.
+
+    Under threaded workers a request can meet Redis down after another thread already switched
+    the process to the in-memory fallback; Flask-Limiter then serves that one request without
+    counting it and logs the connection error with its traceback. A Redis outage is an event of
+    operations, not a bug of the shop: it is one warning line with the error's own words, and the
+    traceback (which reads as a 500 to whoever watches the log) is left out. Any other error
+    keeps its traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and _is_outage(error):
+            record.msg = f"{record.getMessage()}: rate limit storage unreachable ({error})"
+            record.args = None
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def _is_outage(error: BaseException) -> bool:
+    """Redis (or the socket under any storage) not answering: down, refused or too slow."""
+    from redis.exceptions import ConnectionError as RedisDown
+    from redis.exceptions import TimeoutError as RedisSlow
+
+    return isinstance(error, (RedisDown, RedisSlow, ConnectionError, TimeoutError))
 
 
 # Paths that carry a one-time token (a password reset, an address confirmation, a staff

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -148,3 +149,47 @@ def test_login_limit_with_redis_down_falls_back_per_process_and_never_500(make_a
     assert all(status < 500 for status in statuses), statuses
     assert statuses[:3].count(429) == 0
     assert statuses[3:] == [429, 429]
+
+
+def test_redis_lost_after_the_fallback_is_one_warning_line_never_a_traceback(
+    make_app, caplog, monkeypatch
+):
+    """Threaded workers: a request meets Redis down after another thread already switched the
+    process to its memory. Flask-Limiter serves it and logs the swallowed error; the log says
+    so in one warning line, with no traceback (which reads as a 500 to whoever watches it)."""
+    from webapp.extensions import limiter
+
+    app = make_app(
+        RATELIMIT_ENABLED=True,
+        RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0",
+        RATELIMIT_STORAGE_OPTIONS={"socket_timeout": 0.2, "socket_connect_timeout": 0.2},
+    )
+    monkeypatch.setattr(limiter, "_storage_dead", False)  # the process used Redis until now
+    redis_hit = limiter._limiter.hit
+
+    def other_thread_fell_back_first(*args, **kwargs):
+        monkeypatch.setattr(limiter, "_storage_dead", True)  # what the other thread did
+        return redis_hit(*args, **kwargs)  # and this one's call to Redis is refused
+
+    monkeypatch.setattr(limiter._limiter, "hit", other_thread_fell_back_first)
+    caplog.set_level(logging.INFO)
+    answer = app.test_client().post(
+        "/accedi", data={"email": "x@example.it", "password": "wrongwrong"}
+    )
+    assert answer.status_code == 422  # the login form again, served without the limit
+    swallowed = [r for r in caplog.records if "Swallowing error" in r.getMessage()]
+    assert len(swallowed) == 1
+    assert swallowed[0].levelno == logging.WARNING and swallowed[0].exc_info is None
+    assert "rate limit storage unreachable (Error 111 connecting to" in swallowed[0].getMessage()
+    assert "Traceback" not in caplog.text
+
+
+def test_any_other_error_of_the_limiter_keeps_its_traceback(make_app, caplog):
+    make_app()  # installs the filter on Flask-Limiter's logger
+    try:
+        raise ValueError("a bug, not an outage")
+    except ValueError:
+        logging.getLogger("flask-limiter").exception("Failed to rate limit. Swallowing error")
+    (record,) = [r for r in caplog.records if r.name == "flask-limiter"]
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+    assert "Traceback" in caplog.text and "a bug, not an outage" in caplog.text
