@@ -82,10 +82,22 @@ VARY_HTMX = "HX-Request, HX-Boosted"
 
 
 def _vary_on_htmx(response: Response) -> None:
-    """Vary on the htmx headers. Written as one header: `response.vary.add` re-parses and
-    re-writes the header at each call, a few percent of a cached fragment's answer."""
+    """Vary on the htmx headers."""
+    vary_on(response, VARY_HTMX)
+
+
+def vary_on(response: Response, names: str) -> None:
+    """Add `names` ("A, B") to the answer's Vary, each once, written as one header:
+    `response.vary.add` re-parses and re-writes the header at each call, a few percent of a
+    cached fragment's answer."""
     existing = response.headers.get("Vary")
-    response.headers["Vary"] = f"{existing}, {VARY_HTMX}" if existing else VARY_HTMX
+    if not existing:
+        response.headers["Vary"] = names
+        return
+    present = {value.strip().lower() for value in existing.split(",")}
+    missing = [name for name in names.split(", ") if name.lower() not in present]
+    if missing:
+        response.headers["Vary"] = ", ".join([existing, *missing])
 
 
 def _fragment_cache() -> dict | None:

@@ -7,8 +7,8 @@ request: the serializer is kept until the secret or its fallbacks change, and ea
 kept by the secret and salt it comes from. The cookie, its signature and its checks are Flask's
 and itsdangerous' own, byte for byte (a session signed by either one is read by the other).
 
-`Vary: Cookie` is written as one header, as `webapp.htmx` writes its own `Vary`: Flask's
-`response.vary.add` parses and writes the header again at each call.
+`Vary: Cookie` is written as one header by `webapp.htmx.vary_on`: Flask's `response.vary.add`
+parses and writes the header again at each call.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from __future__ import annotations
 from flask import Flask, Response
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+
+from webapp.htmx import vary_on
 
 
 class _KeptKeySigner(TimestampSigner):
@@ -60,10 +62,6 @@ class KeptSignerSessions(SecureCookieSessionInterface):
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if session.accessed:
-            existing = response.headers.get("Vary")
-            if not existing:
-                response.headers["Vary"] = "Cookie"
-            elif "cookie" not in {value.strip().lower() for value in existing.split(",")}:
-                response.headers["Vary"] = f"{existing}, Cookie"
+            vary_on(response, "Cookie")
             session.accessed = False  # written: Flask's save_session need not add it again
         super().save_session(app, session, response)

@@ -259,3 +259,16 @@ def test_htmx_config_swaps_422(client):
     page = client.get("/").text
     assert '{"code": "422", "swap": true}' in page
     assert 'hx-headers=\'{"X-CSRFToken": ' in page
+
+
+def test_vary_names_each_header_once_in_one_line():
+    from flask import Response
+
+    from webapp.htmx import VARY_HTMX, vary_on
+
+    response = Response("")
+    vary_on(response, VARY_HTMX)
+    vary_on(response, VARY_HTMX)  # a redirect made from an htmx answer marks it again
+    vary_on(response, "Cookie")
+    vary_on(response, "hx-request, Accept-Language")  # names compare without their case
+    assert response.headers.get_all("Vary") == ["HX-Request, HX-Boosted, Cookie, Accept-Language"]
